@@ -33,6 +33,8 @@ def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
 
 def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
     """Parse a PEM RSA public key (SPKI) or the public key of a PEM certificate."""
+    # Typed as object: the certificate and bare-key loaders return different unions of key types.
+    key: object
     if b"BEGIN CERTIFICATE" in pem:
         key = x509.load_pem_x509_certificate(pem).public_key()
     else:

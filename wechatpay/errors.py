@@ -36,6 +36,10 @@ class DecryptError(WeChatPayError):
     """An AES-256-GCM resource failed to decrypt (wrong key, tampered data)."""
 
 
+class UnexpectedPlaintextError(DecryptError):
+    """A resource decrypted, but its plaintext is not the JSON object or certificate expected."""
+
+
 class MalformedError(WeChatPayError):
     """A verified message did not have the expected shape."""
 
