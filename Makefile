@@ -1,0 +1,52 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LBPAY := $(VENV)/bin/lbpay
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export LBPAY_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
+
+.PHONY: run test test-fast system-deps typecheck clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.runtime
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
+system-deps:
+	@command -v chromium >/dev/null && command -v node >/dev/null || { \
+	  echo "installing chromium, fonts and node from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk nodejs >/dev/null; }
+
+run: $(VENV)/.runtime
+	$(LBPAY) init
+	@$(LBPAY) courses list | grep -q '^cpp-primer-5th' || \
+	  $(LBPAY) courses add cpp-primer-5th --title "C++ Primer 第5版 · 全部章节" --price-fen 9900
+	@echo
+	@echo "  Learning Buddy Pay (sandbox mode: no merchant account needed)"
+	@echo "  Buy the demo course:   $(LBPAY_PUBLIC_BASE_URL)/buy/cpp-primer-5th"
+	@echo "  All courses:           $(LBPAY_PUBLIC_BASE_URL)/"
+	@echo "  Extension API:         $(LBPAY_PUBLIC_BASE_URL)/api/v1/courses"
+	@echo "  WeChat Pay sandbox:    $(LBPAY_PUBLIC_BASE_URL)/sandbox/"
+	@echo
+	$(VENV)/bin/gunicorn "app:create_app()" --bind $(HOST):$(PORT) --workers 1 --threads 8 \
+	  --access-logfile - --graceful-timeout 20
+
+test: $(VENV)/.test system-deps
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.test
+	$(PY) -m pytest -q -m "not browser"
+
+typecheck: $(VENV)/.test
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache

@@ -1,0 +1,437 @@
+"""The composition root: settings, the app factory, and the ``lbpay`` command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+import click
+from cryptography.hazmat.primitives import serialization
+from flask import Flask
+from flask.cli import FlaskGroup
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
+
+import models
+from billing import Shop
+from licensing import KeyRing, generate_private_key_pem, load_signing_key
+from licensing.keys import KeyFileError
+from wechatpay.client import WeChatPayClient
+from wechatpay.crypto import load_private_key, load_public_key
+from wechatpay.errors import ConfigError
+from wechatpay.verifier import CertificateStore, PublicKeyVerifier
+
+PREFIX = "LBPAY_"
+NOTIFY_PATH = "/wechatpay/notify/transaction"
+SANDBOX_PREFIX = "/sandbox"
+SANDBOX_MCHID = "1900000109"
+SANDBOX_APPID = "wx0123456789abcdef"
+SANDBOX_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092026112600000000000001"
+UTC = dt.timezone.utc
+
+log = logging.getLogger("lbpay")
+
+
+# --- settings -----------------------------------------------------------------------------
+
+class Settings:
+    """Reads ``LBPAY_*`` settings from a mapping, failing with the setting's name."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
+
+    def raw(self, name: str) -> Any:
+        value = self.values.get(name)
+        return None if value is None or value == "" else value
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else str(value).strip()
+
+    def required(self, name: str, why: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise ConfigError(PREFIX + name, f"required {why}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(PREFIX + name, f"must be a whole number, not {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(PREFIX + name, f"must be between {low} and {high}")
+        return number
+
+    def secret(self, name: str) -> str | None:
+        """A secret given inline or, with ``NAME_FILE``, as the contents of a file."""
+        path = self.text(name + "_FILE")
+        if path is not None:
+            try:
+                return Path(path).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(PREFIX + name + "_FILE", f"cannot read {path}: {exc.strerror}") from None
+        return self.text(name)
+
+
+def _settings_from(environ: Mapping[str, str], test_config: Mapping[str, Any] | None) -> Settings:
+    values: dict[str, Any] = {k[len(PREFIX):]: v for k, v in environ.items() if k.startswith(PREFIX)}
+    values.update(test_config or {})
+    return Settings(values)
+
+
+def _https_url(settings: Settings, name: str, value: str, live: bool) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(PREFIX + name, f"must be an absolute URL without query, not {value!r}")
+    if live and parts.scheme != "https":
+        raise ConfigError(PREFIX + name, "must start with https:// in live mode")
+    return value.rstrip("/")
+
+
+# --- database -----------------------------------------------------------------------------
+
+def open_database(url: str, instance_path: str) -> Database:
+    """Open the database named by a URL: ``sqlite:///file`` (WAL) or ``postgresql://``."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path != ":memory:" and not os.path.isabs(path):
+            path = os.path.join(instance_path, path)
+        return SqliteDatabase(path, timeout=10, pragmas={
+            "journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 10000, "synchronous": "normal"})
+    if url.startswith(("postgresql://", "postgres://")):
+        from playhouse.db_url import connect
+
+        return connect(url)
+    raise ConfigError("LBPAY_DATABASE_URL", "must start with sqlite:/// or postgresql://")
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+def _read_key_file(setting: str, path: str) -> bytes:
+    try:
+        mode = os.stat(path).st_mode
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(PREFIX + setting, f"cannot read {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(PREFIX + setting, f"{path} is readable by other users; run: chmod 600 {path}")
+    return data
+
+
+def _apiv3_key(value: str, setting: str) -> bytes:
+    key = value.encode()
+    if len(key) != 32:
+        raise ConfigError(PREFIX + setting, f"must be exactly 32 bytes, got {len(key)}")
+    return key
+
+
+def _ensure_file(path: Path, make: Callable[[], bytes]) -> bytes:
+    """Return a local-only secret file's contents, creating it (mode 0600) when absent."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = make()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    return path.read_bytes()
+
+
+def _sandbox_keys(instance: Path) -> dict[str, Any]:
+    """The embedded sandbox's key material, made once per instance folder (never real secrets)."""
+    folder = instance / "sandbox"
+    merchant_pem = _ensure_file(folder / "merchant_key.pem", generate_private_key_pem)
+    platform_pem = _ensure_file(folder / "platform_key.pem", generate_private_key_pem)
+    apiv3 = _ensure_file(folder / "apiv3_key", lambda: secrets.token_hex(16).encode())
+    merchant_key = load_private_key(merchant_pem)
+    der = merchant_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {
+        "merchant_pem": merchant_pem, "merchant_key": merchant_key,
+        "merchant_serial": hashlib.sha1(der).hexdigest().upper(),
+        "platform_pem": platform_pem, "apiv3_key": apiv3.strip(),
+    }
+
+
+# --- the factory --------------------------------------------------------------------------
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from defaults, then ``LBPAY_*`` environment variables, then ``test_config``."""
+    app = Flask(__name__, instance_relative_config=True)
+    settings = _settings_from(os.environ, test_config)
+    instance = Path(settings.text("INSTANCE_PATH") or app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    app.instance_path = str(instance)
+
+    mode = settings.text("WECHATPAY_MODE") or ("live" if settings.text("WECHATPAY_MCHID") else "sandbox")
+    if mode not in ("sandbox", "live"):
+        raise ConfigError("LBPAY_WECHATPAY_MODE", "must be sandbox or live")
+    live = mode == "live"
+
+    secret_key = settings.secret("SECRET_KEY")
+    if secret_key is None:
+        if live:
+            raise ConfigError("LBPAY_SECRET_KEY", "required in live mode")
+        secret_key = _ensure_file(instance / "secret_key", lambda: secrets.token_hex(32).encode()).decode()
+    app.config.update(
+        SECRET_KEY=secret_key,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        JSON_SORT_KEYS=False,
+        WECHATPAY_MODE=mode,
+        TESTING=bool(settings.raw("TESTING")),
+    )
+
+    public_base = _https_url(settings, "PUBLIC_BASE_URL",
+                             settings.text("PUBLIC_BASE_URL", None if live else "http://127.0.0.1:5000")
+                             or settings.required("PUBLIC_BASE_URL", "in live mode"), live)
+    app.config["PUBLIC_BASE_URL"] = public_base
+
+    database = open_database(settings.text("DATABASE_URL") or "sqlite:///lbpay.db", str(instance))
+    models.db.initialize(database)
+
+    license_keys = _license_keys(settings, instance, live)
+    clock: Callable[[], dt.datetime] = settings.raw("CLOCK") or (lambda: dt.datetime.now(UTC))
+    ttl = dt.timedelta(minutes=settings.integer("ORDER_TTL_MINUTES", 30, 5, 1440))
+
+    if live:
+        wechat, verifier, apiv3_keys, mchid, appid = _live_wechat(settings)
+        notify_url = public_base + NOTIFY_PATH
+    else:
+        keys = _sandbox_keys(instance)
+        mchid, appid = SANDBOX_MCHID, SANDBOX_APPID
+        apiv3_keys = [_apiv3_key(keys["apiv3_key"].decode(), "sandbox apiv3 key")]
+        platform_public = load_private_key(keys["platform_pem"]).public_key()
+        verifier = PublicKeyVerifier(SANDBOX_PUBLIC_KEY_ID, platform_public)
+        # WeChat calls only https:// URLs; the sandbox is told our https origin is served locally.
+        public_https = "https://" + urlsplit(public_base).netloc
+        notify_url = public_https + NOTIFY_PATH
+        api_base = settings.text("WECHATPAY_API_BASE") or public_base + SANDBOX_PREFIX
+        wechat = WeChatPayClient(api_base=api_base, mchid=mchid, appid=appid,
+                                 merchant_serial=keys["merchant_serial"], merchant_key=keys["merchant_key"],
+                                 verifier=verifier, apiv3_keys=apiv3_keys,
+                                 public_key_id=SANDBOX_PUBLIC_KEY_ID)
+        _mount_sandbox(app, keys, public_base)
+
+    app.extensions["lbpay.shop"] = Shop(
+        wechat=wechat, verifier=verifier, apiv3_keys=apiv3_keys, mchid=mchid, appid=appid,
+        license_keys=license_keys, notify_url=notify_url, order_ttl=ttl, clock=clock)
+    app.extensions["lbpay.clock"] = clock
+
+    _register(app, database)
+    return app
+
+
+def _license_keys(settings: Settings, instance: Path, live: bool) -> KeyRing:
+    path = settings.text("LICENSE_KEY_FILE")
+    if path is None:
+        if live:
+            raise ConfigError("LBPAY_LICENSE_KEY_FILE", "required in live mode")
+        local = instance / "license_key.pem"
+        _ensure_file(local, generate_private_key_pem)
+        path = str(local)
+    try:
+        active = load_signing_key(path)
+    except KeyFileError as exc:
+        raise ConfigError("LBPAY_LICENSE_KEY_FILE", str(exc)) from None
+    return KeyRing(active)
+
+
+def _live_wechat(settings: Settings) -> tuple[WeChatPayClient, Any, list[bytes], str, str]:
+    why = "in live mode"
+    mchid = settings.required("WECHATPAY_MCHID", why)
+    appid = settings.required("WECHATPAY_APPID", why)
+    if not mchid.isdigit():
+        raise ConfigError("LBPAY_WECHATPAY_MCHID", "must be the merchant id's digits")
+    api_base = _https_url(settings, "WECHATPAY_API_BASE",
+                          settings.text("WECHATPAY_API_BASE", "https://api.mch.weixin.qq.com") or "", True)
+    key_file = settings.required("WECHATPAY_MERCHANT_KEY_FILE", why)
+    try:
+        merchant_key = load_private_key(_read_key_file("WECHATPAY_MERCHANT_KEY_FILE", key_file))
+    except ValueError:
+        raise ConfigError("LBPAY_WECHATPAY_MERCHANT_KEY_FILE", f"{key_file} is not an RSA private key PEM") from None
+    serial = settings.required("WECHATPAY_MERCHANT_SERIAL", why).upper()
+    apiv3 = settings.secret("WECHATPAY_APIV3_KEY")
+    if apiv3 is None:
+        raise ConfigError("LBPAY_WECHATPAY_APIV3_KEY", "required in live mode")
+    apiv3_keys = [_apiv3_key(apiv3, "WECHATPAY_APIV3_KEY")]
+    # During an APIv3 key switch at the merchant platform both keys decrypt.
+    apiv3_next = settings.secret("WECHATPAY_APIV3_KEY_NEXT")
+    if apiv3_next is not None:
+        apiv3_keys.append(_apiv3_key(apiv3_next, "WECHATPAY_APIV3_KEY_NEXT"))
+    public_key_file = settings.text("WECHATPAY_PUBLIC_KEY_FILE")
+    public_key_id = settings.text("WECHATPAY_PUBLIC_KEY_ID")
+    verifier: Any
+    if public_key_file or public_key_id:
+        if not (public_key_file and public_key_id):
+            raise ConfigError("LBPAY_WECHATPAY_PUBLIC_KEY_ID", "public-key mode needs both the key file and its id")
+        try:
+            platform_public = load_public_key(Path(public_key_file).read_bytes())
+        except (OSError, ValueError):
+            raise ConfigError("LBPAY_WECHATPAY_PUBLIC_KEY_FILE",
+                              f"{public_key_file} is not a readable RSA public key PEM") from None
+        verifier = PublicKeyVerifier(public_key_id, platform_public)
+    else:
+        # The store refreshes through the client that it itself verifies for: bind it late.
+        late: list[WeChatPayClient] = []
+        verifier = CertificateStore(refresh=lambda: late[0].download_certificates())
+    client = WeChatPayClient(api_base=api_base, mchid=mchid, appid=appid, merchant_serial=serial,
+                             merchant_key=merchant_key, verifier=verifier, apiv3_keys=apiv3_keys,
+                             public_key_id=public_key_id)
+    if isinstance(verifier, CertificateStore):
+        late.append(client)
+    return client, verifier, apiv3_keys, mchid, appid
+
+
+def _sandbox_config(keys: dict[str, Any], merchant_origin: str) -> Any:
+    """Configure a sandbox that knows our sandbox merchant and delivers to ``merchant_origin``."""
+    from wechatpay.sandbox import SandboxConfig
+
+    public_https = "https://" + urlsplit(merchant_origin).netloc
+    return SandboxConfig(
+        mchid=SANDBOX_MCHID, appid=SANDBOX_APPID,
+        merchant_public_key_pem=keys["merchant_key"].public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        merchant_serial=keys["merchant_serial"], apiv3_key=keys["apiv3_key"],
+        platform_private_key_pem=keys["platform_pem"], public_key_id=SANDBOX_PUBLIC_KEY_ID,
+        notify_origin_map={public_https: merchant_origin})
+
+
+def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from wechatpay.sandbox import create_sandbox_app
+
+    sandbox = create_sandbox_app(_sandbox_config(keys, public_base))
+    app.extensions["lbpay.sandbox"] = sandbox
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {SANDBOX_PREFIX: sandbox})  # type: ignore[method-assign]
+
+
+def _register(app: Flask, database: Database) -> None:
+    from web import api, notify, pages
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(notify.bp)
+    app.register_blueprint(pages.bp)
+
+    @app.before_request
+    def _connect() -> None:
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()
+
+    pages.register_error_pages(app)
+
+
+# --- command line -------------------------------------------------------------------------
+
+@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=True)
+def cli() -> None:
+    """Learning Buddy Pay: sell course licenses through WeChat Pay."""
+
+
+@cli.command("init")
+def init_command() -> None:
+    """Create or upgrade the database; safe to run at every deploy."""
+    with models.db.connection_context():
+        models.create_tables()
+    click.echo("database ready")
+
+
+@cli.group("courses")
+def courses_group() -> None:
+    """Courses for sale."""
+
+
+@courses_group.command("add")
+@click.argument("course_id")
+@click.option("--title", required=True)
+@click.option("--price-fen", type=click.IntRange(min=1), required=True, help="price in fen (1 yuan = 100)")
+@click.option("--period-days", type=click.IntRange(min=1), default=None, help="license lifetime in days")
+@click.option("--subscription", is_flag=True, help="time-limited access, renewed by paying again")
+def courses_add(course_id: str, title: str, price_fen: int, period_days: int | None, subscription: bool) -> None:
+    """Add a course, or update the one with this id."""
+    from billing.courses import save_course
+
+    from flask import current_app
+
+    shop = current_app.extensions["lbpay.shop"]
+    with models.db.connection_context():
+        course = save_course(shop, course_id=course_id, title=title, price_fen=price_fen,
+                             plan="subscription" if subscription else "one_time", period_days=period_days,
+                             actor="cli")
+    click.echo(f"{course.id}\t{course.title}\t{course.price_fen} fen\t{course.plan}")
+
+
+@courses_group.command("list")
+def courses_list() -> None:
+    """List the courses."""
+    with models.db.connection_context():
+        for c in models.Course.select().order_by(models.Course.id):
+            period = f"{c.period_days}d" if c.period_days else "lifetime"
+            state = "active" if c.active else "inactive"
+            click.echo(f"{c.id}\t{c.title}\t{c.price_fen} fen\t{c.plan}\t{period}\t{state}")
+
+
+@cli.group("license")
+def license_group() -> None:
+    """License keys."""
+
+
+@license_group.command("verify")
+@click.argument("key_or_file")
+@click.option("--public-key-file", type=click.Path(exists=True, dir_okay=False), default=None)
+def license_verify(key_or_file: str, public_key_file: str | None) -> None:
+    """Check a license (its text, or a file holding it); exit 0 only when valid."""
+    from flask import current_app
+
+    from licensing import verify_license
+
+    text = key_or_file
+    if "|" not in key_or_file and os.path.exists(key_or_file):
+        text = Path(key_or_file).read_text()
+    if public_key_file:
+        keys: Any = [load_public_key(Path(public_key_file).read_bytes())]
+    else:
+        keys = current_app.extensions["lbpay.shop"].license_keys.public_keys()
+    check = verify_license(text, keys, dt.datetime.now(UTC))
+    if check.payload is not None:
+        click.echo(json.dumps(check.payload, ensure_ascii=False, indent=2))
+    click.echo(f"{check.status}: {check.reason}" if check.reason else check.status)
+    sys.exit(0 if check.status == "valid" else 1)
+
+
+@cli.command("sandbox", with_appcontext=False)
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=8001, type=int)
+@click.option("--instance", default="instance", help="folder holding the sandbox keys")
+@click.option("--merchant-origin", default="http://127.0.0.1:5000",
+              help="where our app listens; the sandbox delivers notifications for its https origin there")
+def sandbox_command(host: str, port: int, instance: str, merchant_origin: str) -> None:
+    """Run the WeChat Pay sandbox on its own port, with this instance's sandbox keys."""
+    from werkzeug.serving import run_simple
+
+    from wechatpay.sandbox import create_sandbox_app
+
+    sandbox = create_sandbox_app(_sandbox_config(_sandbox_keys(Path(instance)), merchant_origin))
+    run_simple(host, port, sandbox, threaded=True)
+
+
+if __name__ == "__main__":
+    cli()

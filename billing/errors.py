@@ -1,0 +1,117 @@
+"""The errors a learner or the extension can meet, each with words and a next step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorText:
+    """How one error code is shown: HTTP status, Chinese and English words, and what to do."""
+
+    status: int
+    message_zh: str
+    message_en: str
+    action: str  # retry | retry_later | new_order | contact_support | fix_request | none
+
+
+CATALOGUE: dict[str, ErrorText] = {
+    "bad_request": ErrorText(
+        400, "请求格式不正确。", "The request is malformed.", "fix_request"
+    ),
+    "course_not_found": ErrorText(
+        404, "该课程不存在或已停止销售。", "This course does not exist or is not for sale.", "none"
+    ),
+    "not_found": ErrorText(
+        404, "页面或资源不存在。", "There is nothing at this address.", "none"
+    ),
+    "buyer_token_invalid": ErrorText(
+        401,
+        "购买者凭证无效，请不带凭证重新下单。",
+        "The buyer token is not valid; place the order again without it.",
+        "fix_request",
+    ),
+    "unauthorized": ErrorText(
+        401, "缺少或无效的访问凭证。", "Missing or invalid credentials.", "fix_request"
+    ),
+    "order_not_found": ErrorText(
+        404, "订单不存在，或访问凭证不匹配。", "No such order, or the order token does not match.", "none"
+    ),
+    "order_closed": ErrorText(
+        409, "订单已关闭，请重新下单。", "This order is closed; please place a new order.", "new_order"
+    ),
+    "order_expired": ErrorText(
+        409, "订单已过期，请重新下单。", "This order has expired; please place a new order.", "new_order"
+    ),
+    "order_already_paid": ErrorText(
+        409,
+        "订单已支付，无法取消；许可证即将发放。",
+        "This order is already paid and cannot be cancelled; the license is on its way.",
+        "none",
+    ),
+    "wechat_unavailable": ErrorText(
+        503,
+        "微信支付暂时无法访问，请稍后重试。",
+        "WeChat Pay is unavailable right now; please try again shortly.",
+        "retry_later",
+    ),
+    "amount_mismatch": ErrorText(
+        200,
+        "支付金额与订单不符，正在人工核对，请联系客服并提供订单号。",
+        "The amount paid does not match the order; it is under review. Contact support with your order id.",
+        "contact_support",
+    ),
+    "late_payment": ErrorText(
+        200,
+        "订单关闭后收到付款，正在人工处理，请联系客服并提供订单号。",
+        "A payment arrived after the order was closed; it is being handled by hand. "
+        "Contact support with your order id.",
+        "contact_support",
+    ),
+    "rate_limited": ErrorText(
+        429, "请求过于频繁，请稍后再试。", "Too many requests; please wait and try again.", "retry_later"
+    ),
+    "payload_too_large": ErrorText(
+        413, "请求内容过大。", "The request body is too large.", "fix_request"
+    ),
+    "internal_error": ErrorText(
+        500,
+        "服务器内部错误，请稍后重试；若持续出现请联系客服。",
+        "Internal server error; please retry later, and contact support if it persists.",
+        "retry_later",
+    ),
+    "service_busy": ErrorText(
+        503, "服务繁忙，请稍后重试。", "The service is busy; please try again shortly.", "retry_later"
+    ),
+}
+
+
+class BillingError(Exception):
+    """A failure with a code from the catalogue; ``retry_after`` in seconds where waiting helps."""
+
+    def __init__(self, code: str, detail: str = "", retry_after: int | None = None) -> None:
+        if code not in CATALOGUE:
+            raise KeyError(code)
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+        self.retry_after = retry_after
+
+    @property
+    def status(self) -> int:
+        """The HTTP status this error is answered with."""
+        return CATALOGUE[self.code].status
+
+
+def error_body(code: str, detail: str = "") -> dict[str, object]:
+    """Return the ``{"error": {...}}`` body for a catalogued code."""
+    text = CATALOGUE[code]
+    body: dict[str, object] = {
+        "code": code,
+        "message_zh": text.message_zh,
+        "message_en": text.message_en,
+        "action": text.action,
+    }
+    if detail:
+        body["detail"] = detail
+    return {"error": body}

@@ -1,0 +1,188 @@
+"""Placing, showing and cancelling orders."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import qrcode
+import qrcode.image.svg
+from peewee import OperationalError
+
+from models import Buyer, Course, License, Order
+from wechatpay.errors import ApiError, WeChatPayError
+
+from . import audit
+from .errors import BillingError, error_body
+from .shop import Shop, hash_token, iso_utc, new_out_trade_no, token_matches, write_transaction
+
+log = logging.getLogger(__name__)
+
+COURSE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+API_STATUSES = ("pending", "paid", "fulfilled", "closed", "refunded", "partially_refunded")
+FLAG_ERRORS = {"AMOUNT_MISMATCH": "amount_mismatch", "LATE_PAYMENT": "late_payment",
+               "MERCHANT_MISMATCH": "amount_mismatch", "TRANSACTION_REUSED": "amount_mismatch"}
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """A new order with the two secrets that are shown once: the order token and the buyer token."""
+
+    order: Order
+    order_token: str
+    buyer_token: str
+
+
+def qr_svg(text: str) -> str:
+    """Render ``text`` as an inline SVG QR code."""
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage)
+    return str(image.to_string(encoding="unicode"))
+
+
+def find_course_for_sale(course_id: Any) -> Course:
+    """Return the active course with this id, or raise ``course_not_found``."""
+    if not isinstance(course_id, str) or len(course_id) > 64 or not COURSE_ID.match(course_id):
+        raise BillingError("course_not_found", "course_id must be a kebab-case slug")
+    course = Course.get_or_none((Course.id == course_id) & (Course.active == True))  # noqa: E712
+    if course is None:
+        raise BillingError("course_not_found", f"no course {course_id!r} for sale")
+    return course
+
+
+def _buyer_for(buyer_token: Any) -> tuple[Buyer | None, str]:
+    if buyer_token is None:
+        return None, "bt_" + secrets.token_urlsafe(32)
+    if not isinstance(buyer_token, str) or not 10 <= len(buyer_token) <= 100:
+        raise BillingError("buyer_token_invalid")
+    buyer = Buyer.get_or_none(Buyer.token_hash == hash_token(buyer_token))
+    if buyer is None:
+        raise BillingError("buyer_token_invalid")
+    return buyer, buyer_token
+
+
+def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
+                ip: str | None = None) -> PlacedOrder:
+    """Create an order and its WeChat Pay Native order; return it with its secrets."""
+    course = find_course_for_sale(course_id)
+    if email is not None and (not isinstance(email, str) or len(email) > 254 or not EMAIL.match(email)):
+        raise BillingError("bad_request", "email is not a valid address")
+    buyer, buyer_token = _buyer_for(buyer_token)
+    order_token = secrets.token_urlsafe(32)
+    now = shop.now()
+    with write_transaction():
+        if buyer is None:
+            buyer = Buyer.create(token_hash=hash_token(buyer_token), email=email, created_at=now)
+        order = Order.create(
+            public_id="ord_" + secrets.token_urlsafe(16),
+            out_trade_no=new_out_trade_no(now),
+            course=course, buyer=buyer, email=email,
+            description=course.title[:127],
+            amount_fen=course.price_fen, currency=course.currency,
+            status="pending", token_hash=hash_token(order_token),
+            created_at=now, expires_at=now + shop.order_ttl,
+        )
+        audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
+                     detail={"course": course.id, "amount_fen": course.price_fen})
+    try:
+        code_url = shop.wechat.create_native_order(
+            out_trade_no=order.out_trade_no, description=order.description,
+            amount_fen=order.amount_fen, notify_url=shop.notify_url, time_expire=order.expires_at)
+    except WeChatPayError as exc:
+        _record_wechat_failure(shop, order, "create_native_order", exc)
+        raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=5) from exc
+    svg = qr_svg(code_url)
+    with write_transaction():
+        Order.update(code_url=code_url, qr_svg=svg).where(Order.id == order.id).execute()
+        audit.record("order.wechat_created", at=shop.now(), order=order)
+    order.code_url, order.qr_svg = code_url, svg
+    return PlacedOrder(order=order, order_token=order_token, buyer_token=buyer_token)
+
+
+def _record_wechat_failure(shop: Shop, order: Order, call: str, exc: Exception) -> None:
+    detail: dict[str, Any] = {"call": call, "error": type(exc).__name__}
+    if isinstance(exc, ApiError):
+        detail.update(status=exc.status, code=exc.code)
+    log.warning("WeChat Pay %s failed for order %s: %s", call, order.public_id, detail)
+    try:
+        with write_transaction():
+            audit.record("wechat.call_failed", at=shop.now(), order=order, detail=detail)
+    except OperationalError:
+        log.exception("could not record the failed WeChat call")
+
+
+def order_for_token(public_id: str, token: str | None) -> Order:
+    """Return the order only when the token is its own; otherwise the same ``order_not_found``."""
+    order = Order.get_or_none(Order.public_id == public_id) if len(public_id) <= 40 else None
+    if order is None or not token or not token_matches(token, order.token_hash):
+        raise BillingError("order_not_found")
+    return order
+
+
+def order_view(shop: Shop, order: Order) -> dict[str, Any]:
+    """Return what the extension sees of an order."""
+    license = License.get_or_none(License.order == order.id)
+    error = None
+    if order.flag in FLAG_ERRORS:
+        error = FLAG_ERRORS[order.flag]
+    elif order.status == "closed":
+        error = "order_expired" if order.close_reason == "expired" else "order_closed"
+    final = order.status not in ("pending", "paid") or order.flag is not None
+    return {
+        "order_id": order.public_id,
+        "status": order.status,
+        "course_id": order.course_id,
+        "amount_fen": order.amount_fen,
+        "currency": order.currency,
+        "code_url": order.code_url if order.status == "pending" else None,
+        "created_at": iso_utc(order.created_at),
+        "expires_at": iso_utc(order.expires_at),
+        "paid_at": iso_utc(order.paid_at),
+        "out_trade_no": order.out_trade_no,
+        "transaction_id": order.transaction_id,
+        "license": None if license is None else {
+            "id": license.license_id,
+            "key": license.key,
+            "expires_at": iso_utc(license.expires_at),
+            "state": "revoked" if license.revoked_at else (
+                "expired" if license.expires_at <= shop.now() else "active"),
+        },
+        "error": None if error is None else error_body(error)["error"],
+        "final": final,
+        "poll_after_ms": None if final else shop.poll_after_ms,
+    }
+
+
+def cancel_order(shop: Shop, order: Order, ip: str | None = None) -> Order:
+    """Close a pending order at WeChat Pay and here; closing a closed order changes nothing."""
+    if order.status == "closed":
+        return order
+    if order.status != "pending":
+        raise BillingError("order_already_paid")
+    try:
+        shop.wechat.close_order(order.out_trade_no)
+    except ApiError as exc:
+        if exc.code == "ORDERPAID":
+            from .payments import sync_with_wechat
+
+            sync_with_wechat(shop, order, source="cancel")
+            raise BillingError("order_already_paid") from exc
+        if exc.code != "ORDER_CLOSED":
+            _record_wechat_failure(shop, order, "close_order", exc)
+            raise BillingError("wechat_unavailable", exc.code, retry_after=5) from exc
+    except WeChatPayError as exc:
+        _record_wechat_failure(shop, order, "close_order", exc)
+        raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=5) from exc
+    now = shop.now()
+    with write_transaction():
+        changed = (Order.update(status="closed", closed_at=now, close_reason="cancelled")
+                   .where((Order.id == order.id) & (Order.status == "pending")).execute())
+        if changed:
+            audit.record("order.cancelled", at=now, actor="buyer", order=order, ip=ip)
+    fresh = Order.get_by_id(order.id)
+    if fresh.status not in ("closed",):
+        raise BillingError("order_already_paid")
+    return fresh

@@ -1,0 +1,85 @@
+"""What the business rules need from the outside world, gathered in one object."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import string
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from peewee import SqliteDatabase, _transaction
+
+from licensing import KeyRing
+from models import db
+
+UTC = dt.timezone.utc
+# A one-time course is bought for good, but the extension needs an expiry: a century.
+LIFETIME = dt.timedelta(days=36500)
+
+
+class WeChatPayApi(Protocol):
+    """The calls billing makes to WeChat Pay (``wechatpay.client.WeChatPayClient``)."""
+
+    def create_native_order(self, *, out_trade_no: str, description: str, amount_fen: int,
+                            notify_url: str, time_expire: dt.datetime,
+                            attach: str | None = None) -> str: ...
+
+    def query_by_out_trade_no(self, out_trade_no: str) -> dict[str, Any]: ...
+
+    def close_order(self, out_trade_no: str) -> None: ...
+
+
+@dataclass
+class Shop:
+    """The merchant's identity, keys and clients that every billing function works with."""
+
+    wechat: WeChatPayApi
+    verifier: Any
+    apiv3_keys: Sequence[bytes]
+    mchid: str
+    appid: str
+    license_keys: KeyRing
+    notify_url: str
+    order_ttl: dt.timedelta = dt.timedelta(minutes=30)
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC))
+    poll_after_ms: int = 1000
+
+    def now(self) -> dt.datetime:
+        """Return the current time as an aware UTC datetime."""
+        return self.clock().astimezone(UTC)
+
+
+def write_transaction() -> _transaction:
+    """Open a write transaction that takes SQLite's write lock up front (reads then writes)."""
+    if isinstance(db.obj, SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
+def hash_token(token: str) -> str:
+    """Return the SHA-256 hex digest under which a secret token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, stored_hash: str) -> bool:
+    """Compare a presented token with a stored hash in constant time."""
+    return hmac.compare_digest(hash_token(token), stored_hash)
+
+
+_OUT_TRADE_NO_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def new_out_trade_no(now: dt.datetime) -> str:
+    """Return a fresh merchant order number: 28 characters, time-prefixed for humans."""
+    suffix = "".join(secrets.choice(_OUT_TRADE_NO_ALPHABET) for _ in range(12))
+    return "LB" + now.astimezone(UTC).strftime("%Y%m%d%H%M%S") + suffix
+
+
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """Format an aware datetime for the API: RFC 3339 in UTC with a ``Z``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,153 @@
+"""Peewee models and the database handle; times are stored as naive UTC and returned aware."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+db = DatabaseProxy()
+
+UTC = dt.timezone.utc
+
+
+class UTCDateTimeField(DateTimeField):
+    """A datetime column that only accepts aware datetimes and gives them back in UTC."""
+
+    def db_value(self, value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return super().db_value(value)
+
+    def python_value(self, value: Any) -> Any:
+        value = super().python_value(value)
+        if isinstance(value, dt.datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Course(BaseModel):
+    """A course for sale; the id is the extension's kebab-case slug."""
+
+    id = CharField(primary_key=True, max_length=64)
+    title = CharField(max_length=127)
+    price_fen = IntegerField()
+    currency = CharField(max_length=3, default="CNY")
+    plan = CharField(max_length=16, default="one_time")  # one_time | subscription
+    period_days = IntegerField(null=True)  # license lifetime; None = lifetime for one-time courses
+    active = BooleanField(default=True)
+    created_at = UTCDateTimeField()
+
+
+class Buyer(BaseModel):
+    """A learner known only by the secret token the extension keeps."""
+
+    id = AutoField()
+    token_hash = CharField(max_length=64, unique=True)
+    email = CharField(max_length=254, null=True)
+    created_at = UTCDateTimeField()
+
+
+class Order(BaseModel):
+    """One attempt to buy one course, paid through one WeChat Pay Native order."""
+
+    id = AutoField()
+    public_id = CharField(max_length=40, unique=True)
+    out_trade_no = CharField(max_length=32, unique=True)
+    course = ForeignKeyField(Course, backref="orders", on_delete="RESTRICT")
+    buyer = ForeignKeyField(Buyer, backref="orders", null=True, on_delete="RESTRICT")
+    email = CharField(max_length=254, null=True)
+    description = CharField(max_length=127)
+    amount_fen = IntegerField()
+    currency = CharField(max_length=3, default="CNY")
+    status = CharField(max_length=24, default="pending", index=True)
+    flag = CharField(max_length=32, null=True, index=True)  # needs the creator: AMOUNT_MISMATCH, LATE_PAYMENT, ...
+    flag_detail = TextField(null=True)
+    token_hash = CharField(max_length=64)
+    code_url = CharField(max_length=256, null=True)
+    qr_svg = TextField(null=True)
+    transaction_id = CharField(max_length=32, null=True, unique=True)
+    trade_state = CharField(max_length=16, null=True)
+    payer_openid = CharField(max_length=128, null=True)
+    bank_type = CharField(max_length=32, null=True)
+    success_time = CharField(max_length=32, null=True)
+    created_at = UTCDateTimeField(index=True)
+    expires_at = UTCDateTimeField()
+    paid_at = UTCDateTimeField(null=True)
+    closed_at = UTCDateTimeField(null=True)
+    close_reason = CharField(max_length=32, null=True)
+    last_queried_at = UTCDateTimeField(null=True)
+
+
+class License(BaseModel):
+    """A signed license issued for one paid order; renewals share ``license_id``."""
+
+    id = AutoField()
+    license_id = CharField(max_length=36, index=True)
+    order = ForeignKeyField(Order, backref="licenses", unique=True, on_delete="RESTRICT")
+    course = ForeignKeyField(Course, on_delete="RESTRICT")
+    buyer = ForeignKeyField(Buyer, null=True, on_delete="RESTRICT")
+    key = TextField()
+    kid = CharField(max_length=16)
+    plan = CharField(max_length=16)
+    issued_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+    revoked_at = UTCDateTimeField(null=True)
+    revoke_reason = CharField(max_length=64, null=True)
+
+
+class Notification(BaseModel):
+    """A request received on a notify URL, kept raw before it is trusted."""
+
+    id = AutoField()
+    kind = CharField(max_length=16)  # transaction | refund
+    received_at = UTCDateTimeField(index=True)
+    headers = TextField()  # the Wechatpay-* headers as JSON
+    body = TextField()
+    result = CharField(max_length=24, default="received")
+    reason = CharField(max_length=200, null=True)
+    event_id = CharField(max_length=64, null=True, index=True)
+    event_type = CharField(max_length=32, null=True)
+    out_trade_no = CharField(max_length=32, null=True, index=True)
+    order = ForeignKeyField(Order, backref="notifications", null=True, on_delete="SET NULL")
+
+
+class AuditEvent(BaseModel):
+    """An append-only record of a state change, chained by hash to the one before."""
+
+    id = AutoField()
+    at = UTCDateTimeField(index=True)
+    actor = CharField(max_length=120)
+    action = CharField(max_length=64, index=True)
+    order = ForeignKeyField(Order, backref="audit_events", null=True, on_delete="RESTRICT")
+    detail = TextField(default="{}")
+    ip = CharField(max_length=64, null=True)
+    prev_hash = CharField(max_length=64)
+    hash = CharField(max_length=64, unique=True)
+
+
+ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent]
+
+
+def create_tables() -> None:
+    """Create every table that does not exist yet."""
+    db.create_tables(ALL_MODELS, safe=True)

@@ -1,0 +1,356 @@
+"""Fixtures: real servers on loopback — the WeChat Pay sandbox over TLS and our app in live mode."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import json
+import os
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from werkzeug.serving import make_server
+
+import models
+from app import create_app
+from wechatpay import crypto
+from wechatpay.sandbox import SandboxConfig, create_sandbox_app
+
+UTC = dt.timezone.utc
+MCHID = "1230000109"
+APPID = "wxd678efh567hg6787"
+PUBLIC_KEY_ID = "PUB_KEY_ID_0112300001092026112600000000000042"
+SHOP_ORIGIN = "https://shop.test"
+APIV3_KEY = b"k3yOfThirtyTwoBytesForTests00001"
+
+
+def pem_private(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def pem_public(key: rsa.RSAPublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True)
+class Keys:
+    merchant: rsa.RSAPrivateKey
+    platform: rsa.RSAPrivateKey
+    license: rsa.RSAPrivateKey
+    forger: rsa.RSAPrivateKey
+    merchant_serial: str = "3775B6A45ACD588826D15E583A95F5DD99311C6B"
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    """RSA keys made by the tests, once per session (never committed)."""
+    make = lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)  # noqa: E731
+    return Keys(merchant=make(), platform=make(), license=make(), forger=make())
+
+
+@dataclass
+class Tls:
+    ca_file: Path
+    context: ssl.SSLContext
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
+    """A self-signed certificate for 127.0.0.1, trusted through REQUESTS_CA_BUNDLE as in production."""
+    folder = tmp_path_factory.mktemp("tls")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(pem_private(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+        yield Tls(ca_file=cert_file, context=context)
+
+
+class LiveServer:
+    """A WSGI app served by werkzeug's threaded server on a loopback port, in a thread."""
+
+    def __init__(self, app: Any, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, self._dispatch, threaded=True, ssl_context=ssl_context)
+        self.server.daemon_threads = True
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
+        self.thread.start()
+
+    def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self.app(environ, start_response)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeClock:
+    """Real time plus an offset the test can move; returns aware UTC datetimes."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.frozen: float | None = None
+
+    def _now(self) -> float:
+        return (self.frozen if self.frozen is not None else time.time()) + self.offset
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._now(), UTC)
+
+    def timestamp(self) -> int:
+        return int(self._now())
+
+    def freeze(self) -> None:
+        """Stop time at the current whole second, for tests of exact boundaries."""
+        self.frozen = float(int(time.time()))
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@dataclass
+class Sandbox:
+    url: str
+    app: Any
+    config: SandboxConfig
+    server: LiveServer
+
+    @property
+    def state(self) -> Any:
+        return self.app.extensions["wechatpay_sandbox"]
+
+    def control(self, method: str, path: str, payload: Any = None) -> requests.Response:
+        response = requests.request(method, f"{self.url}/control/{path}", json=payload, timeout=10)
+        return response
+
+    def pay(self, out_trade_no: str, result: str = "success") -> None:
+        response = self.control("POST", f"orders/{out_trade_no}/pay", {"result": result})
+        assert response.status_code == 200, response.text
+
+    def requests_log(self) -> list[dict[str, Any]]:
+        return self.control("GET", "requests").json()["requests"]
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return self.control("GET", "deliveries").json()["deliveries"]
+
+
+@pytest.fixture
+def sandbox(keys: Keys, tls: Tls) -> Iterator[Sandbox]:
+    """The WeChat Pay simulator over TLS on its own port, with keys the tests made."""
+    config = SandboxConfig(
+        mchid=MCHID, appid=APPID,
+        merchant_public_key_pem=pem_public(keys.merchant.public_key()),
+        merchant_serial=keys.merchant_serial, apiv3_key=APIV3_KEY,
+        platform_private_key_pem=pem_private(keys.platform), public_key_id=PUBLIC_KEY_ID,
+        retry_scale=0.01)
+    app = create_sandbox_app(config)
+    server = LiveServer(app, ssl_context=tls.context)
+    yield Sandbox(url=server.url, app=app, config=config, server=server)
+    app.extensions["wechatpay_sandbox"].stop()
+    server.stop()
+
+
+def write_secret(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return str(path)
+
+
+def live_config(tmp_path: Path, keys: Keys, sandbox_url: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of our app in live mode against the sandbox, as a deployment would set them."""
+    config: dict[str, Any] = {
+        "WECHATPAY_MODE": "live",
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'lbpay.db'}",
+        "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
+        "PUBLIC_BASE_URL": SHOP_ORIGIN,
+        "WECHATPAY_API_BASE": sandbox_url,
+        "WECHATPAY_MCHID": MCHID,
+        "WECHATPAY_APPID": APPID,
+        "WECHATPAY_MERCHANT_KEY_FILE": write_secret(tmp_path / "apiclient_key.pem", pem_private(keys.merchant)),
+        "WECHATPAY_MERCHANT_SERIAL": keys.merchant_serial,
+        "WECHATPAY_APIV3_KEY": APIV3_KEY.decode(),
+        "WECHATPAY_PUBLIC_KEY_FILE": write_secret(tmp_path / "wechatpay_pub.pem",
+                                                  pem_public(keys.platform.public_key())),
+        "WECHATPAY_PUBLIC_KEY_ID": PUBLIC_KEY_ID,
+        "LICENSE_KEY_FILE": write_secret(tmp_path / "license_key.pem", pem_private(keys.license)),
+    }
+    config.update(overrides)
+    return config
+
+
+@dataclass
+class Shop:
+    """Our app served on loopback in live mode, with helpers that act as the extension."""
+
+    url: str
+    app: Any
+    sandbox: Sandbox
+    clock: FakeClock
+    keys: Keys
+    server: LiveServer
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def post(self, path: str, payload: Any = None, token: str | None = None, **kw: Any) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.session.post(self.url + path, json=payload, headers=headers, timeout=15, **kw)
+
+    def get(self, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.session.get(self.url + path, headers=headers, timeout=15, **kw)
+
+    def order(self, course_id: str = "cpp-primer-5th", **fields: Any) -> dict[str, Any]:
+        response = self.post("/api/v1/orders", {"course_id": course_id, **fields})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def poll(self, order: dict[str, Any]) -> dict[str, Any]:
+        response = self.get(f"/api/v1/orders/{order['order_id']}", token=order["order_token"])
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_for_status(self, order: dict[str, Any], status: str, timeout: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.poll(order)
+            if view["status"] == status or time.monotonic() > deadline:
+                return view
+            time.sleep(0.05)
+
+    def notify(self, note: "SignedNotification") -> requests.Response:
+        return self.session.post(self.url + "/wechatpay/notify/transaction", data=note.body,
+                                 headers=note.headers, timeout=15)
+
+
+@pytest.fixture
+def shop(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock) -> Iterator[Shop]:
+    """Our app in live mode on a loopback port, talking TLS to the sandbox; two courses for sale."""
+    app = create_app({**live_config(tmp_path, keys, sandbox.url), "CLOCK": clock})
+    with models.db.connection_context():
+        models.create_tables()
+        shop_ = app.extensions["lbpay.shop"]
+        from billing.courses import save_course
+
+        save_course(shop_, course_id="cpp-primer-5th", title="C++ Primer 第5版", price_fen=9900)
+        save_course(shop_, course_id="rust-monthly", title="Rust 每月一课", price_fen=2900,
+                    plan="subscription", period_days=30)
+    server = LiveServer(app)
+    sandbox.config.notify_origin_map[SHOP_ORIGIN] = server.url
+    yield Shop(url=server.url, app=app, sandbox=sandbox, clock=clock, keys=keys, server=server)
+    server.stop()
+
+
+@dataclass
+class SignedNotification:
+    headers: dict[str, str]
+    body: bytes
+    transaction: dict[str, Any]
+
+
+def transaction_for(order: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A paid transaction object for one of our orders, as WeChat would describe it."""
+    tx: dict[str, Any] = {
+        "appid": APPID, "mchid": MCHID, "out_trade_no": order["out_trade_no"],
+        "transaction_id": "42000" + uuid.uuid4().hex[:27], "trade_type": "NATIVE",
+        "trade_state": "SUCCESS", "trade_state_desc": "支付成功", "bank_type": "OTHERS", "attach": "",
+        "success_time": "2026-11-26T10:00:00+08:00", "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+        "amount": {"total": order["amount_fen"], "payer_total": order["amount_fen"],
+                   "currency": "CNY", "payer_currency": "CNY"},
+    }
+    tx.update(overrides)
+    return tx
+
+
+@pytest.fixture
+def make_notification(keys: Keys, clock: FakeClock) -> Callable[..., SignedNotification]:
+    """Build a signed, encrypted payment notification; every part can be overridden."""
+
+    def make(order: dict[str, Any] | None = None, *, transaction: dict[str, Any] | None = None,
+             plaintext: bytes | None = None, timestamp: str | None = None, nonce: str | None = None,
+             serial: str = PUBLIC_KEY_ID, signature: str | None = None,
+             signing_key: rsa.RSAPrivateKey | None = None, apiv3_key: bytes = APIV3_KEY,
+             associated_data: str = "transaction", decrypt_aad: str | None = None,
+             tamper: str | None = None, event_type: str = "TRANSACTION.SUCCESS",
+             envelope: dict[str, Any] | None = None, signature_type: str | None = None,
+             **tx_overrides: Any) -> SignedNotification:
+        tx = transaction if transaction is not None else transaction_for(order or {}, **tx_overrides)
+        if plaintext is None:
+            plaintext = json.dumps(tx, ensure_ascii=False, separators=(",", ":")).encode()
+        gcm_nonce = crypto.make_nonce(12)
+        ciphertext = crypto.aead_encrypt(apiv3_key, gcm_nonce, associated_data, plaintext)
+        if tamper == "ciphertext":
+            raw = bytearray(base64.b64decode(ciphertext))
+            raw[0] ^= 0x01
+            ciphertext = base64.b64encode(bytes(raw)).decode()
+        elif tamper == "tag":
+            raw = bytearray(base64.b64decode(ciphertext))
+            raw[-1] ^= 0x01
+            ciphertext = base64.b64encode(bytes(raw)).decode()
+        doc = envelope if envelope is not None else {
+            "id": str(uuid.uuid4()), "create_time": "2026-11-26T10:00:00+08:00",
+            "resource_type": "encrypt-resource", "event_type": event_type, "summary": "支付成功",
+            "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                         "ciphertext": ciphertext,
+                         "associated_data": decrypt_aad if decrypt_aad is not None else associated_data,
+                         "nonce": "x" * 12 if tamper == "nonce" else gcm_nonce},
+        }
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        ts = timestamp if timestamp is not None else str(clock.timestamp())
+        nonce_ = nonce or crypto.make_nonce(32)
+        sig = signature if signature is not None else crypto.sign(
+            signing_key or keys.platform, crypto.response_message(ts, nonce_, body))
+        headers = {"Content-Type": "application/json", "Wechatpay-Timestamp": ts, "Wechatpay-Nonce": nonce_,
+                   "Wechatpay-Signature": sig, "Wechatpay-Serial": serial}
+        if signature_type is not None:
+            headers["Wechatpay-Signature-Type"] = signature_type
+        return SignedNotification(headers=headers, body=body, transaction=tx)
+
+    return make
+
+
+def db_counts() -> dict[str, int]:
+    """How many rows the tables that money touches hold."""
+    with models.db.connection_context():
+        return {"licenses": models.License.select().count(),
+                "paid": models.Order.select().where(models.Order.transaction_id.is_null(False)).count(),
+                "flagged": models.Order.select().where(models.Order.flag.is_null(False)).count()}
+
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

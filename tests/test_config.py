@@ -1,0 +1,93 @@
+"""Start-up refuses a broken configuration, naming the setting to fix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import Keys, live_config
+
+from app import create_app
+from wechatpay.errors import ConfigError
+
+
+@pytest.fixture
+def config(tmp_path: Path, keys: Keys) -> dict:
+    return live_config(tmp_path, keys, "https://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("WECHATPAY_APIV3_KEY", "too-short", "exactly 32 bytes"),
+    ("WECHATPAY_APIV3_KEY", None, "required"),
+    ("WECHATPAY_MCHID", None, "required"),
+    ("WECHATPAY_MCHID", "abc", "digits"),
+    ("WECHATPAY_APPID", None, "required"),
+    ("WECHATPAY_MERCHANT_SERIAL", None, "required"),
+    ("WECHATPAY_MERCHANT_KEY_FILE", "/nonexistent/apiclient_key.pem", "cannot read"),
+    ("WECHATPAY_API_BASE", "http://api.mch.weixin.qq.com", "https://"),
+    ("PUBLIC_BASE_URL", "http://shop.example.com", "https://"),
+    ("PUBLIC_BASE_URL", None, "required"),
+    ("LICENSE_KEY_FILE", "/nonexistent/license.pem", "LBPAY_LICENSE_KEY_FILE"),
+    ("LICENSE_KEY_FILE", None, "required"),
+    ("SECRET_KEY", None, "required"),
+    ("WECHATPAY_MODE", "production", "sandbox or live"),
+    ("ORDER_TTL_MINUTES", "soon", "whole number"),
+    ("DATABASE_URL", "mysql://x", "sqlite"),
+    ("WECHATPAY_PUBLIC_KEY_ID", None, "both"),
+])
+def test_a_bad_setting_stops_start_up_and_names_itself(config: dict, setting: str, value, words: str) -> None:
+    config[setting] = value
+    with pytest.raises(ConfigError) as info:
+        create_app(config)
+    message = str(info.value)
+    assert words in message
+    assert "LBPAY_" in message
+
+
+def test_a_merchant_key_readable_by_others_is_refused_with_the_fix(config: dict) -> None:
+    os.chmod(config["WECHATPAY_MERCHANT_KEY_FILE"], 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        create_app(config)
+
+
+def test_a_license_key_readable_by_others_is_refused_with_the_fix(config: dict) -> None:
+    os.chmod(config["LICENSE_KEY_FILE"], 0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        create_app(config)
+
+
+def test_a_garbage_merchant_key_is_refused(config: dict) -> None:
+    Path(config["WECHATPAY_MERCHANT_KEY_FILE"]).write_text("-----BEGIN PRIVATE KEY-----\nnope\n")
+    with pytest.raises(ConfigError, match="WECHATPAY_MERCHANT_KEY_FILE"):
+        create_app(config)
+
+
+def test_secrets_can_come_from_files(config: dict, tmp_path: Path) -> None:
+    key_file = tmp_path / "apiv3"
+    key_file.write_text(config.pop("WECHATPAY_APIV3_KEY") + "\n")
+    config["WECHATPAY_APIV3_KEY_FILE"] = str(key_file)
+    app = create_app(config)
+    assert len(app.extensions["lbpay.shop"].apiv3_keys[0]) == 32
+
+
+def test_with_nothing_configured_it_runs_in_sandbox_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("LBPAY_"):
+            monkeypatch.delenv(name)
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["WECHATPAY_MODE"] == "sandbox"
+    assert (tmp_path / "license_key.pem").stat().st_mode & 0o777 == 0o600
+    assert app.extensions["lbpay.shop"].notify_url == "https://127.0.0.1:5000/wechatpay/notify/transaction"
+    # A second start reuses the same keys instead of making new ones.
+    before = (tmp_path / "license_key.pem").read_bytes()
+    create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert (tmp_path / "license_key.pem").read_bytes() == before
+
+
+def test_certificate_mode_is_used_without_a_public_key(config: dict) -> None:
+    from wechatpay.verifier import CertificateStore
+
+    del config["WECHATPAY_PUBLIC_KEY_FILE"], config["WECHATPAY_PUBLIC_KEY_ID"]
+    app = create_app(config)
+    assert isinstance(app.extensions["lbpay.shop"].verifier, CertificateStore)

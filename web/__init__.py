@@ -1,0 +1,1 @@
+"""HTTP only: one blueprint per audience, each parsing input and calling billing."""

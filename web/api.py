@@ -1,0 +1,83 @@
+"""The extension's JSON API under /api/v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from billing import CATALOGUE, BillingError, error_body
+from billing.orders import cancel_order, order_for_token, order_view, place_order
+from models import Course
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def api_error(code: str, detail: str = "", retry_after: int | None = None) -> Response:
+    """Answer with the catalogue's body and status for ``code``."""
+    response = jsonify(error_body(code, detail))
+    response.status_code = CATALOGUE[code].status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+@bp.errorhandler(BillingError)
+def _billing_error(exc: BillingError) -> Response:
+    return api_error(exc.code, exc.detail, exc.retry_after)
+
+
+def _json_object() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BillingError("bad_request", "the body must be a JSON object")
+    return data
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def shop() -> Any:
+    return current_app.extensions["lbpay.shop"]
+
+
+@bp.get("/courses")
+def list_courses() -> Response:
+    courses = Course.select().where(Course.active == True).order_by(Course.id)  # noqa: E712
+    return jsonify(courses=[
+        {"id": c.id, "title": c.title, "price_fen": c.price_fen, "currency": c.currency,
+         "plan": c.plan, "period_days": c.period_days} for c in courses])
+
+
+@bp.post("/orders")
+def create_order() -> tuple[Response, int]:
+    data = _json_object()
+    unknown = set(data) - {"course_id", "email", "buyer_token"}
+    if unknown:
+        raise BillingError("bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
+    placed = place_order(shop(), course_id=data.get("course_id"), email=data.get("email"),
+                         buyer_token=data.get("buyer_token"), ip=request.remote_addr)
+    view = order_view(shop(), placed.order)
+    view.update(qr_svg=placed.order.qr_svg, order_token=placed.order_token,
+                buyer_token=placed.buyer_token)
+    return jsonify(view), 201
+
+
+@bp.get("/orders/<order_id>")
+def get_order(order_id: str) -> Response:
+    order = order_for_token(order_id, _bearer())
+    return jsonify(order_view(shop(), order))
+
+
+@bp.post("/orders/<order_id>/cancel")
+def cancel(order_id: str) -> Response:
+    order = order_for_token(order_id, _bearer())
+    return jsonify(order_view(shop(), cancel_order(shop(), order, ip=request.remote_addr)))
+
+
+@bp.get("/license-keys")
+def license_keys() -> Response:
+    return jsonify(keys=current_app.extensions["lbpay.shop"].license_keys.describe())
