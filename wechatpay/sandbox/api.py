@@ -1,0 +1,198 @@
+"""The simulated WeChat Pay APIv3 endpoints: authenticate, apply faults, answer signed."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from wechatpay.crypto import aead_encrypt, make_nonce
+
+from . import rules
+from .refusal import Refusal, param_error
+from .signing import check_request_signature
+from .state import SandboxState, rfc3339
+
+bp = Blueprint("api", __name__)
+
+API_PREFIX = "/v3/"
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def sandbox() -> SandboxState:
+    state: SandboxState = current_app.extensions["wechatpay_sandbox"]
+    return state
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return current_app.response_class(body, status=status, mimetype="application/json")
+
+
+def install(app: Flask) -> None:
+    """Hook authentication, faults and response signing around every /v3/ call."""
+    app.before_request(_before_api_call)
+    app.after_request(_after_api_call)
+    app.register_error_handler(Refusal, lambda refusal: json_response(refusal.body(), refusal.status))
+
+
+def _is_api_call() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def _canonical_urls() -> list[str]:
+    """The signed URL as on the wire, then as seen from the mount point (they differ only when mounted)."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw and "://" in raw.split("?", 1)[0]:
+        raw = "/" + raw.split("://", 1)[1].partition("/")[2]
+    if not raw:
+        raw = quote(request.script_root + request.path)
+        if request.query_string:
+            raw += "?" + request.query_string.decode("latin-1")
+    urls = [raw]
+    if request.script_root and raw.startswith(request.script_root + "/"):
+        urls.append(raw[len(request.script_root):])
+    return urls
+
+
+def _before_api_call() -> Response | None:
+    if not _is_api_call():
+        return None
+    state = sandbox()
+    g.api_started = time.monotonic()
+    with state.lock:
+        g.fault = state.faults.take_api(request.path)
+    if g.fault.fail is not None:
+        raise g.fault.fail
+    config = state.config
+    g.mchid = check_request_signature(
+        header=request.headers.get("Authorization"),
+        method=request.method,
+        canonical_urls=_canonical_urls(),
+        body=request.get_data(),
+        identity=state.identity,
+        mchid=config.mchid,
+        merchant_serial=config.merchant_serial,
+        now=state.now(),
+    )
+    if "application/json" not in request.headers.get("Accept", ""):
+        raise param_error("Accept", "Accept请求头必须是application/json", location="header")
+    if not request.headers.get("User-Agent"):
+        raise param_error("User-Agent", "请求必须带User-Agent", location="header")
+    wanted = request.headers.get("Wechatpay-Serial")
+    if wanted:
+        if not state.identity.knows_serial(wanted):
+            raise Refusal(400, "INVALID_REQUEST", "Wechatpay-Serial 不正确", {"field": "Wechatpay-Serial"})
+        g.response_serial = wanted
+    return None
+
+
+def _after_api_call(response: Response) -> Response:
+    if not _is_api_call():
+        return response
+    state = sandbox()
+    fault = g.get("fault")
+    if fault is not None and fault.hang:
+        # The call has had its effect; only the answer is late (what a client timeout really faces).
+        state.stopping.wait(fault.hang)
+    request_id = secrets.token_hex(16).upper()
+    response.headers["Request-ID"] = request_id
+    if fault is None or not fault.unsigned:
+        body = response.get_data()
+        serial = g.get("response_serial") or state.identity.serial
+        response.headers.update(state.identity.signed_headers(body, int(state.now()), serial))
+    code = None
+    if response.status_code >= 400 and response.is_json:
+        code = (response.get_json(silent=True) or {}).get("code")
+    state.record_request({
+        "method": request.method,
+        "path": request.full_path.rstrip("?"),
+        "status": response.status_code,
+        "code": code,
+        "request_id": request_id,
+        "time": state.now(),
+    })
+    return response
+
+
+def _require_mchid_query() -> None:
+    mchid = request.args.get("mchid")
+    if not mchid:
+        raise param_error("mchid", "此字段为必填项 (required)", location="query")
+    if mchid != g.mchid:
+        raise param_error("mchid", "与请求头Authorization中的商户号不一致", mchid, location="query")
+
+
+@bp.post("/v3/pay/transactions/native")
+def native_order() -> Response:
+    state = sandbox()
+    data = rules.parse_json_object(request.get_data())
+    order = state.create_native_order(rules.native_order(data, g.mchid, state.config.appid))
+    return json_response({"code_url": order.code_url})
+
+
+@bp.get("/v3/pay/transactions/out-trade-no/<out_trade_no>")
+def query_by_out_trade_no(out_trade_no: str) -> Response:
+    _require_mchid_query()
+    state = sandbox()
+    return json_response(state.transaction(state.order(out_trade_no)))
+
+
+@bp.get("/v3/pay/transactions/id/<transaction_id>")
+def query_by_transaction_id(transaction_id: str) -> Response:
+    _require_mchid_query()
+    state = sandbox()
+    return json_response(state.transaction(state.order_by_transaction_id(transaction_id)))
+
+
+@bp.post("/v3/pay/transactions/out-trade-no/<out_trade_no>/close")
+def close_order(out_trade_no: str) -> Response:
+    data = rules.parse_json_object(request.get_data())
+    mchid = data.get("mchid")
+    if not isinstance(mchid, str) or not mchid:
+        raise param_error("mchid", "此字段为必填项 (required)")
+    if mchid != g.mchid:
+        raise param_error("mchid", "与请求头Authorization中的商户号不一致", mchid)
+    sandbox().close_order(out_trade_no)
+    return current_app.response_class(b"", status=204)
+
+
+@bp.post("/v3/refund/domestic/refunds")
+def create_refund() -> Response:
+    data = rules.parse_json_object(request.get_data())
+    return json_response(sandbox().create_refund(rules.refund(data)))
+
+
+@bp.get("/v3/refund/domestic/refunds/<out_refund_no>")
+def query_refund(out_refund_no: str) -> Response:
+    state = sandbox()
+    return json_response(state.refund_view(state.refund(out_refund_no)))
+
+
+@bp.get("/v3/certificates")
+def certificates() -> Response:
+    state = sandbox()
+    identity = state.identity
+    nonce = make_nonce(12)
+    cert = identity.certificate
+    entry = {
+        "serial_no": identity.certificate_serial,
+        "effective_time": rfc3339(cert.not_valid_before_utc.timestamp()),
+        "expire_time": rfc3339(cert.not_valid_after_utc.timestamp()),
+        "encrypt_certificate": {
+            "algorithm": "AEAD_AES_256_GCM",
+            "nonce": nonce,
+            "associated_data": "certificate",
+            "ciphertext": aead_encrypt(state.config.apiv3_key, nonce, "certificate", identity.certificate_pem),
+        },
+    }
+    return json_response({"data": [entry]})
+
+
+@bp.route("/v3/<path:rest>", methods=ALL_METHODS)
+def unknown_endpoint(rest: str) -> Response:
+    raise Refusal(404, "NOT_FOUND", "请求的资源不存在", {"path": "/v3/" + rest})
