@@ -413,7 +413,8 @@ def license_verify(key_or_file: str, public_key_file: str | None) -> None:
     check = verify_license(text, keys, dt.datetime.now(UTC))
     if check.payload is not None:
         click.echo(json.dumps(check.payload, ensure_ascii=False, indent=2))
-    click.echo(f"{check.status}: {check.reason}" if check.reason else check.status)
+    plain = check.reason in ("", "ok", check.status)
+    click.echo(check.status if plain else f"{check.status}: {check.reason}")
     sys.exit(0 if check.status == "valid" else 1)
 
 
