@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import click
 from cryptography.hazmat.primitives import serialization
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import FlaskGroup
 from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
@@ -228,11 +228,31 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.extensions["lbpay.shop"] = Shop(
         wechat=wechat, verifier=verifier, apiv3_keys=apiv3_keys, mchid=mchid, appid=appid,
-        license_keys=license_keys, notify_url=notify_url, order_ttl=ttl, clock=clock)
+        license_keys=license_keys, notify_url=notify_url, order_ttl=ttl, clock=clock,
+        token_secret=hashlib.sha256(b"lbpay bearer tokens\0" + secret_key.encode()).digest())
     app.extensions["lbpay.clock"] = clock
 
     _register(app, database)
+    _start_scheduler(app, settings)
     return app
+
+
+_IN_CLI = False  # set by the command line: a CLI command never starts the web process's scheduler
+
+
+def _start_scheduler(app: Flask, settings: Settings) -> None:
+    """Run the scheduled jobs inside this process unless told not to (LBPAY_SCHEDULER=off)."""
+    choice = settings.text("SCHEDULER", "on")
+    if choice not in ("on", "off"):
+        raise ConfigError("LBPAY_SCHEDULER", "must be on or off")
+    if choice == "off" or _IN_CLI:
+        return
+    import billing.jobs  # noqa: F401  (registers the jobs)
+    from billing.scheduler import Scheduler
+
+    scheduler = Scheduler(app.extensions["lbpay.shop"])
+    scheduler.start()
+    app.extensions["lbpay.scheduler"] = scheduler
 
 
 def _license_keys(settings: Settings, instance: Path, live: bool) -> KeyRing:
@@ -290,7 +310,8 @@ def _live_wechat(settings: Settings) -> tuple[WeChatPayClient, Any, list[bytes],
         verifier = CertificateStore(refresh=lambda: late[0].download_certificates())
     client = WeChatPayClient(api_base=api_base, mchid=mchid, appid=appid, merchant_serial=serial,
                              merchant_key=merchant_key, verifier=verifier, apiv3_keys=apiv3_keys,
-                             public_key_id=public_key_id)
+                             public_key_id=public_key_id,
+                             read_timeout=settings.integer("WECHATPAY_READ_TIMEOUT", 5, 1, 30))
     if isinstance(verifier, CertificateStore):
         late.append(client)
     return client, verifier, apiv3_keys, mchid, appid
@@ -344,6 +365,8 @@ def _register(app: Flask, database: Database) -> None:
 @click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=True)
 def cli() -> None:
     """Learning Buddy Pay: sell course licenses through WeChat Pay."""
+    global _IN_CLI
+    _IN_CLI = True
 
 
 @cli.command("init")
@@ -352,6 +375,41 @@ def init_command() -> None:
     with models.db.connection_context():
         models.create_tables()
     click.echo("database ready")
+
+
+@cli.command("reconcile")
+@click.option("--once", is_flag=True, required=True, help="run one pass now and exit")
+def reconcile_command(once: bool) -> None:
+    """Ask WeChat about pending orders, close expired ones; prints what was fixed."""
+    import billing.jobs  # noqa: F401
+    from billing.scheduler import holder_id, run_job
+
+    with models.db.connection_context():
+        summary = run_job(current_app.extensions["lbpay.shop"], "reconcile", holder_id())
+    if summary is None:
+        click.echo("another process is reconciling right now; nothing done")
+        sys.exit(1)
+    click.echo(json.dumps(summary, sort_keys=True))
+
+
+@cli.command("scheduler")
+def scheduler_command() -> None:
+    """Run the scheduled jobs in the foreground (for LBPAY_SCHEDULER=off web processes)."""
+    import signal
+    import threading
+
+    import billing.jobs  # noqa: F401
+    from billing.scheduler import Scheduler
+
+    scheduler = Scheduler(current_app.extensions["lbpay.shop"])
+    scheduler.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    scheduler.stop()
 
 
 @cli.group("courses")
@@ -368,8 +426,6 @@ def courses_group() -> None:
 def courses_add(course_id: str, title: str, price_fen: int, period_days: int | None, subscription: bool) -> None:
     """Add a course, or update the one with this id."""
     from billing.courses import save_course
-
-    from flask import current_app
 
     shop = current_app.extensions["lbpay.shop"]
     with models.db.connection_context():
@@ -399,8 +455,6 @@ def license_group() -> None:
 @click.option("--public-key-file", type=click.Path(exists=True, dir_okay=False), default=None)
 def license_verify(key_or_file: str, public_key_file: str | None) -> None:
     """Check a license (its text, or a file holding it); exit 0 only when valid."""
-    from flask import current_app
-
     from licensing import verify_license
 
     text = key_or_file

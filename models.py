@@ -11,6 +11,7 @@ from peewee import (
     CharField,
     DatabaseProxy,
     DateTimeField,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -62,6 +63,7 @@ class Buyer(BaseModel):
     """A learner known only by the secret token the extension keeps."""
 
     id = AutoField()
+    public_id = CharField(max_length=40, unique=True)  # the buyer token is derived from it
     token_hash = CharField(max_length=64, unique=True)
     email = CharField(max_length=254, null=True)
     created_at = UTCDateTimeField()
@@ -96,6 +98,7 @@ class Order(BaseModel):
     closed_at = UTCDateTimeField(null=True)
     close_reason = CharField(max_length=32, null=True)
     last_queried_at = UTCDateTimeField(null=True)
+    idempotency_key = CharField(max_length=64, null=True, unique=True)  # SHA-256 of the client's key
 
 
 class License(BaseModel):
@@ -145,7 +148,93 @@ class AuditEvent(BaseModel):
     hash = CharField(max_length=64, unique=True)
 
 
-ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent]
+class Lease(BaseModel):
+    """Who may run a scheduled job right now, so that one process runs it at a time."""
+
+    name = CharField(primary_key=True, max_length=64)
+    holder = CharField(max_length=120)
+    expires_at = UTCDateTimeField()
+
+
+class JobRun(BaseModel):
+    """One run of a scheduled job: when, by whom, and what it fixed."""
+
+    id = AutoField()
+    name = CharField(max_length=64, index=True)
+    holder = CharField(max_length=120)
+    started_at = UTCDateTimeField(index=True)
+    finished_at = UTCDateTimeField(null=True)
+    ok = BooleanField(default=False)
+    summary = TextField(default="{}")
+
+
+class AdminUser(BaseModel):
+    """A person allowed into the creator's console."""
+
+    id = AutoField()
+    email = CharField(max_length=254, unique=True)
+    password_hash = CharField(max_length=255)
+    totp_secret = CharField(max_length=64, null=True)
+    totp_last_step = IntegerField(default=0)  # the last time step a TOTP code was accepted for: no replays
+    session_epoch = IntegerField(default=0)  # bumped at logout: every older session cookie stops working
+    created_at = UTCDateTimeField()
+    last_login_at = UTCDateTimeField(null=True)
+
+
+class LoginBucket(BaseModel):
+    """A token bucket for sign-in attempts, per account or per client address, shared by all workers."""
+
+    key = CharField(primary_key=True, max_length=300)  # "account:<email>" or "ip:<address>"
+    tokens = FloatField()
+    updated_at = UTCDateTimeField()
+
+
+class Refund(BaseModel):
+    """One refund of part or all of a paid order through WeChat Pay's refund API."""
+
+    id = AutoField()
+    order = ForeignKeyField(Order, backref="refunds", on_delete="RESTRICT")
+    out_refund_no = CharField(max_length=64, unique=True)  # ours: letters, digits, _ and - only
+    amount_fen = IntegerField()
+    # PROCESSING | SUCCESS | CLOSED | ABNORMAL at WeChat; FAILED when WeChat refused the request itself
+    status = CharField(max_length=16, default="PROCESSING", index=True)
+    reason = CharField(max_length=80)
+    revoke_license = BooleanField(default=False)
+    refund_id = CharField(max_length=32, null=True)
+    detail = CharField(max_length=200, null=True)
+    actor = CharField(max_length=120)
+    created_at = UTCDateTimeField(index=True)
+    updated_at = UTCDateTimeField()
+    settled_at = UTCDateTimeField(null=True)
+
+
+class MailOutbox(BaseModel):
+    """A mail waiting to go out, or the record that it went: the scheduler sends, retries and backs off."""
+
+    id = AutoField()
+    to = CharField(max_length=254)
+    subject = CharField(max_length=200)
+    text = TextField()
+    html = TextField(null=True)
+    kind = CharField(max_length=32, index=True)  # license | resend | renewal_reminder | alert ...
+    created_at = UTCDateTimeField(index=True)
+    next_attempt_at = UTCDateTimeField(null=True, index=True)  # None once sent or given up
+    attempts = IntegerField(default=0)
+    sent_at = UTCDateTimeField(null=True)
+    last_error = CharField(max_length=300, null=True)
+    dedupe_key = CharField(max_length=200, null=True, unique=True)
+
+
+class RateWindow(BaseModel):
+    """How many requests one key (a client address, a hashed e-mail) made in the current fixed window."""
+
+    key = CharField(primary_key=True, max_length=200)
+    window_start = UTCDateTimeField()
+    count = IntegerField(default=0)
+
+
+ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent, Lease, JobRun,
+                                     AdminUser, LoginBucket, Refund, MailOutbox, RateWindow]
 
 
 def create_tables() -> None:

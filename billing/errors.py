@@ -68,6 +68,18 @@ CATALOGUE: dict[str, ErrorText] = {
         "Contact support with your order id.",
         "contact_support",
     ),
+    "already_licensed": ErrorText(
+        409,
+        "你已拥有该课程的有效许可证，无需再次购买。",
+        "You already hold a valid license for this course; there is nothing to pay.",
+        "none",
+    ),
+    "idempotency_key_reused": ErrorText(
+        422,
+        "该幂等键已用于另一个请求。",
+        "This Idempotency-Key was already used for a different request.",
+        "fix_request",
+    ),
     "rate_limited": ErrorText(
         429, "请求过于频繁，请稍后再试。", "Too many requests; please wait and try again.", "retry_later"
     ),
@@ -82,6 +94,21 @@ CATALOGUE: dict[str, ErrorText] = {
     ),
     "service_busy": ErrorText(
         503, "服务繁忙，请稍后重试。", "The service is busy; please try again shortly.", "retry_later"
+    ),    # The creator's console.
+    "refund_not_allowed": ErrorText(
+        409, "该订单当前不能退款。", "This order cannot be refunded now.", "none"
+    ),
+    "refund_too_large": ErrorText(
+        409, "退款金额超过可退金额。", "The refund is more than what is left to refund.", "fix_request"
+    ),
+    "reason_required": ErrorText(
+        400, "请填写原因。", "A reason is required.", "fix_request"
+    ),
+    "not_paid_at_wechat": ErrorText(
+        409, "微信支付显示该订单未支付。", "WeChat Pay says this order is not paid.", "none"
+    ),
+    "license_not_found": ErrorText(
+        404, "该订单没有许可证。", "This order has no license.", "none"
     ),
 }
 
@@ -89,13 +116,15 @@ CATALOGUE: dict[str, ErrorText] = {
 class BillingError(Exception):
     """A failure with a code from the catalogue; ``retry_after`` in seconds where waiting helps."""
 
-    def __init__(self, code: str, detail: str = "", retry_after: int | None = None) -> None:
+    def __init__(self, code: str, detail: str = "", retry_after: int | None = None,
+                 extra: dict[str, object] | None = None) -> None:
         if code not in CATALOGUE:
             raise KeyError(code)
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
         self.detail = detail
         self.retry_after = retry_after
+        self.extra = extra or {}
 
     @property
     def status(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import secrets
@@ -53,53 +54,120 @@ def find_course_for_sale(course_id: Any) -> Course:
     return course
 
 
-def _buyer_for(buyer_token: Any) -> tuple[Buyer | None, str]:
+def _buyer_for(buyer_token: Any) -> Buyer | None:
     if buyer_token is None:
-        return None, "bt_" + secrets.token_urlsafe(32)
+        return None
     if not isinstance(buyer_token, str) or not 10 <= len(buyer_token) <= 100:
         raise BillingError("buyer_token_invalid")
     buyer = Buyer.get_or_none(Buyer.token_hash == hash_token(buyer_token))
     if buyer is None:
         raise BillingError("buyer_token_invalid")
-    return buyer, buyer_token
+    return buyer
+
+
+def buyer_token(shop: Shop, buyer: Buyer) -> str:
+    """The buyer's bearer token, derived again from its public id."""
+    return "bt_" + shop.derive_token("buyer", buyer.public_id)
+
+
+def order_token(shop: Shop, order: Order) -> str:
+    """The order's bearer token, derived again from its public id."""
+    return shop.derive_token("order", order.public_id)
+
+
+def placed(shop: Shop, order: Order) -> PlacedOrder:
+    """An order with its secrets, for the buyer who placed it."""
+    return PlacedOrder(order=order, order_token=order_token(shop, order), buyer_token=buyer_token(shop, order.buyer))
+
+
+def _valid_license_for(buyer: Buyer, course: Course, now: Any) -> License | None:
+    return (License.select().where((License.buyer == buyer.id) & (License.course == course.id)
+                                   & License.revoked_at.is_null() & (License.expires_at > now))
+            .order_by(License.expires_at.desc()).first())
 
 
 def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
-                ip: str | None = None) -> PlacedOrder:
-    """Create an order and its WeChat Pay Native order; return it with its secrets."""
+                idempotency_key: str | None = None, ip: str | None = None) -> PlacedOrder:
+    """Create an order and its WeChat Pay Native order, or give back the one this request already made.
+
+    The same ``Idempotency-Key`` gets the same order; a buyer with a pending, unexpired order for
+    the course gets that order; a buyer who holds a valid license for a one-time course gets
+    ``already_licensed`` instead of a second charge.
+    """
     course = find_course_for_sale(course_id)
     if email is not None and (not isinstance(email, str) or len(email) > 254 or not EMAIL.match(email)):
         raise BillingError("bad_request", "email is not a valid address")
-    buyer, buyer_token = _buyer_for(buyer_token)
-    order_token = secrets.token_urlsafe(32)
+    if idempotency_key is not None and not 8 <= len(idempotency_key) <= 200:
+        raise BillingError("bad_request", "Idempotency-Key must be 8 to 200 characters")
+    buyer = _buyer_for(buyer_token)
+    key_hash = hash_token("idem:" + idempotency_key) if idempotency_key else None
     now = shop.now()
     with write_transaction():
-        if buyer is None:
-            buyer = Buyer.create(token_hash=hash_token(buyer_token), email=email, created_at=now)
-        order = Order.create(
-            public_id="ord_" + secrets.token_urlsafe(16),
-            out_trade_no=new_out_trade_no(now),
-            course=course, buyer=buyer, email=email,
-            description=course.title[:127],
-            amount_fen=course.price_fen, currency=course.currency,
-            status="pending", token_hash=hash_token(order_token),
-            created_at=now, expires_at=now + shop.order_ttl,
-        )
-        audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
-                     detail={"course": course.id, "amount_fen": course.price_fen})
+        order = _existing_order(shop, course, buyer, key_hash, now)
+        if order is None:
+            if buyer is None:
+                public_id = "buy_" + secrets.token_urlsafe(16)
+                buyer = Buyer.create(public_id=public_id, email=email, created_at=now,
+                                     token_hash=hash_token("bt_" + shop.derive_token("buyer", public_id)))
+            public_id = "ord_" + secrets.token_urlsafe(16)
+            order = Order.create(
+                public_id=public_id, out_trade_no=new_out_trade_no(now),
+                course=course, buyer=buyer, email=email, description=course.title[:127],
+                amount_fen=course.price_fen, currency=course.currency, status="pending",
+                token_hash=hash_token(shop.derive_token("order", public_id)),
+                created_at=now, expires_at=now + shop.order_ttl, idempotency_key=key_hash)
+            audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
+                         detail={"course": course.id, "amount_fen": course.price_fen})
+    if order.code_url is None:
+        _create_at_wechat(shop, order)
+    return placed(shop, order)
+
+
+def _existing_order(shop: Shop, course: Course, buyer: Buyer | None, key_hash: str | None,
+                    now: Any) -> Order | None:
+    if key_hash is not None:
+        order = Order.get_or_none(Order.idempotency_key == key_hash)
+        if order is not None:
+            if order.course_id != course.id or (buyer is not None and order.buyer_id != buyer.id):
+                raise BillingError("idempotency_key_reused")
+            return order
+    if buyer is None:
+        return None
+    if course.plan == "one_time":
+        held = _valid_license_for(buyer, course, now)
+        if held is not None:
+            raise BillingError("already_licensed", extra={"license": {
+                "id": held.license_id, "key": held.key, "expires_at": iso_utc(held.expires_at)}})
+    return (Order.select().where((Order.buyer == buyer.id) & (Order.course == course.id)
+                                 & (Order.status == "pending") & Order.flag.is_null()
+                                 & (Order.expires_at > now + dt.timedelta(minutes=2)))
+            .order_by(Order.id.desc()).first())
+
+
+def _create_at_wechat(shop: Shop, order: Order) -> None:
+    # Same out_trade_no and the same parameters (time_expire included) every time, so a
+    # retry after a timeout can never become a second WeChat order.
     try:
         code_url = shop.wechat.create_native_order(
             out_trade_no=order.out_trade_no, description=order.description,
             amount_fen=order.amount_fen, notify_url=shop.notify_url, time_expire=order.expires_at)
+    except ApiError as exc:
+        if exc.code == "ORDERPAID":
+            from .payments import sync_with_wechat
+
+            sync_with_wechat(shop, order, source="create")
+            order.code_url = None
+            return
+        _record_wechat_failure(shop, order, "create_native_order", exc)
+        raise BillingError("wechat_unavailable", exc.code, retry_after=10) from exc
     except WeChatPayError as exc:
         _record_wechat_failure(shop, order, "create_native_order", exc)
-        raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=5) from exc
+        raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=10) from exc
     svg = qr_svg(code_url)
     with write_transaction():
         Order.update(code_url=code_url, qr_svg=svg).where(Order.id == order.id).execute()
         audit.record("order.wechat_created", at=shop.now(), order=order)
     order.code_url, order.qr_svg = code_url, svg
-    return PlacedOrder(order=order, order_token=order_token, buyer_token=buyer_token)
 
 
 def _record_wechat_failure(shop: Shop, order: Order, call: str, exc: Exception) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -45,7 +46,21 @@ class Shop:
     notify_url: str
     order_ttl: dt.timedelta = dt.timedelta(minutes=30)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC))
-    poll_after_ms: int = 1000
+    poll_after_ms: int = 1500
+    token_secret: bytes = b""
+
+    def __post_init__(self) -> None:
+        if len(self.token_secret) < 16:
+            raise ValueError("token_secret must be at least 16 bytes")
+
+    def derive_token(self, purpose: str, public_id: str) -> str:
+        """Derive a bearer token from a row's random public id and the server secret.
+
+        Deriving (rather than storing) lets an idempotent retry be answered with the same
+        token; only its hash is stored, so the database alone never yields a token.
+        """
+        mac = hmac.new(self.token_secret, f"{purpose}:{public_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def now(self) -> dt.datetime:
         """Return the current time as an aware UTC datetime."""

@@ -193,6 +193,7 @@ def live_config(tmp_path: Path, keys: Keys, sandbox_url: str, **overrides: Any) 
     """The settings of our app in live mode against the sandbox, as a deployment would set them."""
     config: dict[str, Any] = {
         "WECHATPAY_MODE": "live",
+        "SCHEDULER": "off",
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'lbpay.db'}",
         "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,

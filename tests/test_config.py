@@ -75,13 +75,13 @@ def test_with_nothing_configured_it_runs_in_sandbox_mode(tmp_path: Path, monkeyp
     for name in list(os.environ):
         if name.startswith("LBPAY_"):
             monkeypatch.delenv(name)
-    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "SCHEDULER": "off"})
     assert app.config["WECHATPAY_MODE"] == "sandbox"
     assert (tmp_path / "license_key.pem").stat().st_mode & 0o777 == 0o600
     assert app.extensions["lbpay.shop"].notify_url == "https://127.0.0.1:5000/wechatpay/notify/transaction"
     # A second start reuses the same keys instead of making new ones.
     before = (tmp_path / "license_key.pem").read_bytes()
-    create_app({"INSTANCE_PATH": str(tmp_path)})
+    create_app({"INSTANCE_PATH": str(tmp_path), "SCHEDULER": "off"})
     assert (tmp_path / "license_key.pem").read_bytes() == before
 
 

@@ -66,3 +66,14 @@ def test_the_error_answers_match_the_spec(shop: Shop) -> None:
     check(shop.post("/api/v1/orders/ord_missing/cancel", token="t"), "/orders/{order_id}/cancel", "post")
     shop.sandbox.control("POST", "faults", {"api": {"fail_next": 10, "status": 500, "code": "SYSTEM_ERROR"}})
     check(shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}), "/orders", "post")
+
+
+def test_the_no_double_charge_answers_match_the_spec(shop: Shop) -> None:
+    first = shop.order()
+    shop.sandbox.pay(first["out_trade_no"])
+    shop.wait_for_status(first, "fulfilled")
+    check(shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "buyer_token": first["buyer_token"]}),
+          "/orders", "post")
+    shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers={"Idempotency-Key": "k-openapi-1"})
+    check(shop.post("/api/v1/orders", {"course_id": "rust-monthly"}, headers={"Idempotency-Key": "k-openapi-1"}),
+          "/orders", "post")

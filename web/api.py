@@ -8,14 +8,16 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from billing import CATALOGUE, BillingError, error_body
 from billing.orders import cancel_order, order_for_token, order_view, place_order
+from billing.reconcile import check_on_poll
 from models import Course
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
-def api_error(code: str, detail: str = "", retry_after: int | None = None) -> Response:
+def api_error(code: str, detail: str = "", retry_after: int | None = None,
+              extra: dict[str, Any] | None = None) -> Response:
     """Answer with the catalogue's body and status for ``code``."""
-    response = jsonify(error_body(code, detail))
+    response = jsonify({**error_body(code, detail), **(extra or {})})
     response.status_code = CATALOGUE[code].status
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
@@ -24,7 +26,7 @@ def api_error(code: str, detail: str = "", retry_after: int | None = None) -> Re
 
 @bp.errorhandler(BillingError)
 def _billing_error(exc: BillingError) -> Response:
-    return api_error(exc.code, exc.detail, exc.retry_after)
+    return api_error(exc.code, exc.detail, exc.retry_after, exc.extra)
 
 
 def _json_object() -> dict[str, Any]:
@@ -59,7 +61,8 @@ def create_order() -> tuple[Response, int]:
     if unknown:
         raise BillingError("bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
     placed = place_order(shop(), course_id=data.get("course_id"), email=data.get("email"),
-                         buyer_token=data.get("buyer_token"), ip=request.remote_addr)
+                         buyer_token=data.get("buyer_token"), ip=request.remote_addr,
+                         idempotency_key=request.headers.get("Idempotency-Key"))
     view = order_view(shop(), placed.order)
     view.update(qr_svg=placed.order.qr_svg, order_token=placed.order_token,
                 buyer_token=placed.buyer_token)
@@ -68,7 +71,7 @@ def create_order() -> tuple[Response, int]:
 
 @bp.get("/orders/<order_id>")
 def get_order(order_id: str) -> Response:
-    order = order_for_token(order_id, _bearer())
+    order = check_on_poll(shop(), order_for_token(order_id, _bearer()))
     return jsonify(order_view(shop(), order))
 
 

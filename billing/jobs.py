@@ -1,0 +1,3 @@
+"""Importing this module registers every scheduled job."""
+
+from . import reconcile  # noqa: F401

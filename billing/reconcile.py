@@ -1,0 +1,130 @@
+"""Finding what a lost notification missed: query pending orders, close expired ones, license paid ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Any
+
+from models import Order
+from wechatpay.errors import ApiError, WeChatPayError
+
+from . import audit
+from .payments import sync_with_wechat
+from .scheduler import job
+from .shop import Shop, write_transaction
+
+log = logging.getLogger(__name__)
+
+# Leave a fresh order to its notification for this long before asking WeChat.
+QUERY_AFTER = dt.timedelta(seconds=20)
+# Ask WeChat about one order at most this often, whoever asks (poll or job).
+QUERY_EVERY = dt.timedelta(seconds=4)
+BATCH = 200
+
+
+def claim_query(order: Order, now: dt.datetime, every: dt.timedelta = QUERY_EVERY) -> bool:
+    """Compare-and-set ``last_queried_at`` so only one caller queries an order per interval."""
+    with write_transaction():
+        return bool(Order.update(last_queried_at=now).where(
+            (Order.id == order.id) & (Order.status == "pending")
+            & (Order.last_queried_at.is_null() | (Order.last_queried_at <= now - every))).execute())
+
+
+class QueryBudget:
+    """A token bucket bounding how many queries per second status polls may send to WeChat."""
+
+    def __init__(self, rate: float = 20.0, burst: float = 40.0) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+POLL_BUDGET = QueryBudget()
+
+
+def check_on_poll(shop: Shop, order: Order, *, after: dt.timedelta = dt.timedelta(seconds=3)) -> Order:
+    """When a waiting extension polls a pending order, ask WeChat about it now and then."""
+    now = shop.now()
+    if order.status != "pending" or order.code_url is None or now - order.created_at < after:
+        return order
+    if not claim_query(order, now) or not POLL_BUDGET.take():
+        return order
+    try:
+        sync_with_wechat(shop, order, source="poll")
+    except WeChatPayError as exc:
+        log.warning("query on poll failed for %s: %s", order.public_id, exc)
+        return order
+    return Order.get_by_id(order.id)
+
+
+def _close_expired(shop: Shop, order: Order, now: dt.datetime, summary: dict[str, int]) -> None:
+    # Ask first: an order paid at the last moment must be fulfilled, not closed.
+    if order.code_url is not None:
+        outcome = sync_with_wechat(shop, order, source="reconcile")
+        if outcome != "not_paid":
+            summary["fulfilled" if outcome == "fulfilled" else "flagged"] += outcome != "duplicate"
+            return
+    try:
+        shop.wechat.close_order(order.out_trade_no)
+    except ApiError as exc:
+        if exc.code == "ORDERPAID":
+            sync_with_wechat(shop, order, source="reconcile")
+            return
+        if exc.code != "ORDER_CLOSED":
+            raise
+    with write_transaction():
+        if Order.update(status="closed", closed_at=now, close_reason="expired").where(
+                (Order.id == order.id) & (Order.status == "pending")).execute():
+            audit.record("order.expired", at=now, order=order, detail={"expires_at": order.expires_at.isoformat()})
+            summary["closed"] += 1
+
+
+@job("reconcile", 60)
+def reconcile(shop: Shop, now: dt.datetime) -> dict[str, Any]:
+    """One pass over every order that may disagree with WeChat; returns what it fixed."""
+    # A paid order is licensed in the same transaction that marks it paid, so "paid without a
+    # license" cannot persist: a failed signing rolls the payment back to pending, and the
+    # query below fulfils it on the next pass.
+    summary = {"queried": 0, "fulfilled": 0, "closed": 0, "flagged": 0, "errors": 0}
+    pending = (Order.select().where((Order.status == "pending") & (Order.flag.is_null())
+                                    & (Order.created_at <= now - QUERY_AFTER))
+               .order_by(Order.last_queried_at.asc(nulls="first"), Order.id).limit(BATCH))
+    for order in pending:
+        try:
+            if order.expires_at <= now:
+                _close_expired(shop, order, now, summary)
+            elif order.code_url is not None and claim_query(order, now):
+                summary["queried"] += 1
+                outcome = sync_with_wechat(shop, order, source="reconcile")
+                if outcome == "fulfilled":
+                    summary["fulfilled"] += 1
+                    log.info("reconcile fulfilled %s: its notification had not arrived", order.public_id)
+                elif outcome not in ("not_paid", "duplicate"):
+                    summary["flagged"] += 1
+        except WeChatPayError as exc:
+            summary["errors"] += 1
+            log.warning("reconcile could not check %s: %s", order.public_id, exc)
+    refresh = getattr(shop.verifier, "expiring_before", None)
+    if refresh is not None and refresh(now.timestamp() + 86400):
+        try:
+            for certificate in shop.wechat.download_certificates():  # type: ignore[attr-defined]
+                shop.verifier.add(certificate)
+            summary["certificates"] = 1
+        except WeChatPayError as exc:
+            summary["errors"] += 1
+            log.warning("platform certificate refresh failed: %s", exc)
+    return summary

@@ -1,0 +1,131 @@
+"""Scheduled jobs that run once at a time however many processes run them (a lease in the database)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from peewee import IntegrityError
+
+from models import JobRun, Lease, db
+
+from .shop import Shop, write_transaction
+
+log = logging.getLogger(__name__)
+
+JobFunction = Callable[[Shop, dt.datetime], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A named piece of work repeated every ``interval`` seconds."""
+
+    name: str
+    interval: float
+    run: JobFunction
+
+
+JOBS: dict[str, Job] = {}
+
+
+def job(name: str, interval: float) -> Callable[[JobFunction], JobFunction]:
+    """Register a function ``(shop, now) -> summary`` as a scheduled job."""
+
+    def register(func: JobFunction) -> JobFunction:
+        JOBS[name] = Job(name=name, interval=interval, run=func)
+        return func
+
+    return register
+
+
+def holder_id() -> str:
+    """Name this process (and thread-safe instance) in leases and job runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def acquire_lease(name: str, holder: str, now: dt.datetime, ttl: dt.timedelta) -> bool:
+    """Take the lease unless another holder has an unexpired one (compare-and-set)."""
+    with write_transaction():
+        taken = (Lease.update(holder=holder, expires_at=now + ttl)
+                 .where((Lease.name == name) & ((Lease.expires_at < now) | (Lease.holder == holder)))
+                 .execute())
+        if taken:
+            return True
+        try:
+            with db.atomic():
+                Lease.create(name=name, holder=holder, expires_at=now + ttl)
+        except IntegrityError:
+            return False
+        return True
+
+
+def release_lease(name: str, holder: str) -> None:
+    """Give the lease back early so the next run need not wait for it to expire."""
+    with write_transaction():
+        Lease.delete().where((Lease.name == name) & (Lease.holder == holder)).execute()
+
+
+def run_job(shop: Shop, name: str, holder: str) -> dict[str, Any] | None:
+    """Run one job if this holder gets its lease; return its summary, or None when another holds it."""
+    spec = JOBS[name]
+    now = shop.now()
+    ttl = dt.timedelta(seconds=max(spec.interval * 2, 120))
+    if not acquire_lease(name, holder, now, ttl):
+        return None
+    with write_transaction():
+        run = JobRun.create(name=name, holder=holder, started_at=now)
+    summary: dict[str, Any] = {}
+    ok = False
+    try:
+        summary = spec.run(shop, now) or {}
+        ok = True
+    except Exception:
+        log.exception("job %s failed", name)
+        summary = {"error": "failed; see the log"}
+    finally:
+        with write_transaction():
+            JobRun.update(finished_at=shop.now(), ok=ok, summary=json.dumps(summary, default=str)).where(
+                JobRun.id == run.id).execute()
+        release_lease(name, holder)
+    if ok and any(summary.values()):
+        log.info("job %s: %s", name, summary)
+    return summary
+
+
+class Scheduler:
+    """APScheduler running every registered job in this process, each under its lease."""
+
+    def __init__(self, shop: Shop, intervals: dict[str, float] | None = None) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.shop = shop
+        self.holder = holder_id()
+        self.intervals = intervals or {}
+        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
+            "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
+        self.last_beat: dt.datetime | None = None
+        self._lock = threading.Lock()
+
+    def _tick(self, name: str) -> None:
+        with db.connection_context():
+            run_job(self.shop, name, self.holder)
+        with self._lock:
+            self.last_beat = self.shop.now()
+
+    def start(self) -> None:
+        for name, spec in JOBS.items():
+            interval = self.intervals.get(name, spec.interval)
+            self.scheduler.add_job(self._tick, "interval", seconds=interval, args=[name], id=name,
+                                   next_run_time=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))
+        self.scheduler.start()
+        log.info("scheduler started as %s with jobs %s", self.holder, sorted(JOBS))
+
+    def stop(self) -> None:
+        self.scheduler.shutdown(wait=False)
