@@ -17,6 +17,7 @@ from wechatpay.errors import DecryptError, MalformedError, VerificationError
 from wechatpay.notify import parse_notification
 
 from . import audit
+from .faults import crash_point
 from .shop import LIFETIME, Shop, write_transaction
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def receive_transaction_notification(shop: Shop, body: bytes, headers: Mapping[s
     """Keep, verify and act on one payment notification; never fulfil what is not proven."""
     now = shop.now()
     row = _store_raw("transaction", body, headers, now)
+    crash_point("notify.after_store")
     try:
         note = parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
     except VerificationError as exc:
@@ -199,6 +201,8 @@ def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notificati
                      detail={"license": issued.license_id, "kid": issued.kid,
                              "expires_at": issued.expires_at.isoformat()})
         _mark(notification, "fulfilled", order, event_id)
+        crash_point("fulfil.before_commit")
+    crash_point("fulfil.after_commit")
     log.info("order %s fulfilled via %s", order.public_id, source)
     return "fulfilled"
 
