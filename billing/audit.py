@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -43,7 +44,7 @@ def verify_chain() -> tuple[bool, int, int | None]:
     for event in AuditEvent.select().order_by(AuditEvent.id).iterator():
         expected = _event_hash(prev_hash, event.at, event.actor, event.action,
                                event.order_id, event.detail, event.ip)
-        if event.prev_hash != prev_hash or event.hash != expected:
+        if not (hmac.compare_digest(event.prev_hash, prev_hash) and hmac.compare_digest(event.hash, expected)):
             return False, count, event.id
         prev_hash = event.hash
         count += 1
