@@ -61,7 +61,9 @@ def check_on_poll(shop: Shop, order: Order, *, after: dt.timedelta = dt.timedelt
     now = shop.now()
     if order.status != "pending" or order.code_url is None or now - order.created_at < after:
         return order
-    if not claim_query(order, now) or not POLL_BUDGET.take():
+    if order.last_queried_at is not None and now - order.last_queried_at < QUERY_EVERY:
+        return order  # asked recently: spare the write lock as well as WeChat
+    if not POLL_BUDGET.take() or not claim_query(order, now):
         return order
     try:
         sync_with_wechat(shop, order, source="poll")

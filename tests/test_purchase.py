@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from conftest import PUBLIC_KEY_ID, Shop, db_counts
 from cryptography.hazmat.primitives import serialization
@@ -124,3 +125,26 @@ def test_the_notification_uses_the_public_key_id_we_configured(shop: Shop) -> No
     with models.db.connection_context():
         note = models.Notification.get(models.Notification.result == "fulfilled")
     assert PUBLIC_KEY_ID in note.headers
+
+
+def test_the_extensions_own_check_in_node_accepts_the_license_bought_end_to_end(shop: Shop, tmp_path) -> None:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    assert node, "node is needed to prove the extension accepts our licenses"
+    order = shop.order()
+    shop.sandbox.pay(order["out_trade_no"])
+    view = shop.wait_for_status(order, "fulfilled")
+    license_file, key_file = tmp_path / "license.txt", tmp_path / "public.pem"
+    license_file.write_text(view["license"]["key"])
+    key_file.write_text(shop.get("/api/v1/license-keys").json()["keys"][0]["public_key_pem"])
+    script = Path(__file__).parent / "node" / "verify_license.mjs"
+    result = subprocess.run([node, str(script), str(license_file), str(key_file)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["valid"] is True and verdict["expired"] is False
+    assert verdict["payload"]["courseId"] == "cpp-primer-5th"
+    assert verdict["payload"]["contentPermissions"] == ["all_chapters"]
