@@ -21,7 +21,7 @@ $(VENV)/.test: $(VENV)/.runtime
 
 # The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
 system-deps:
-	@command -v chromium >/dev/null && command -v node >/dev/null || { \
+	@dpkg -s chromium fonts-noto-cjk nodejs >/dev/null 2>&1 || { \
 	  echo "installing chromium, fonts and node from Debian"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk nodejs >/dev/null; }
 

@@ -79,6 +79,7 @@ def run_job(shop: Shop, name: str, holder: str) -> dict[str, Any] | None:
     ttl = dt.timedelta(seconds=max(spec.interval * 2, 120))
     if not acquire_lease(name, holder, now, ttl):
         return None
+    now = shop.now()  # waiting for the write lock may have taken a moment
     with write_transaction():
         run = JobRun.create(name=name, holder=holder, started_at=now)
     summary: dict[str, Any] = {}

@@ -79,6 +79,7 @@
     } else if (view.status === "closed") {
       say("订单已关闭", "Order closed");
       $("qr-box").hidden = true;
+      $("start").hidden = false;  // the error asks for a new order: offer the button again
     } else if (view.status === "refunded" || view.status === "partially_refunded") {
       say("已退款", "Refunded");
     } else {
