@@ -215,6 +215,7 @@ def order_view(shop: Shop, order: Order) -> dict[str, Any]:
             "id": license.license_id,
             "key": license.key,
             "expires_at": iso_utc(license.expires_at),
+            "plan": license.plan,
             "state": "revoked" if license.revoked_at else (
                 "expired" if license.expires_at <= shop.now() else "active"),
         },

@@ -64,7 +64,9 @@
 
   function showLicense(license) {
     $("license").value = license.key;
-    $("license-expiry").textContent = new Date(license.expires_at).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" });
+    $("license-expiry").textContent = license.plan === "one_time"
+      ? "永久 · Lifetime"
+      : new Date(license.expires_at).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" });
     $("license-box").hidden = false;
     $("qr-box").hidden = true;
   }
