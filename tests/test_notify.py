@@ -259,3 +259,40 @@ def test_the_second_apiv3_key_is_accepted_during_a_switch(tmp_path, keys, sandbo
                       "WECHATPAY_APIV3_KEY_NEXT": "N" * 32})
     shop_ = app.extensions["lbpay.shop"]
     assert shop_.apiv3_keys == [APIV3_KEY, b"N" * 32]
+
+
+def test_a_failure_while_signing_the_license_rolls_the_payment_back_and_the_retry_completes_it(
+        shop: Shop, make_notification, monkeypatch: pytest.MonkeyPatch) -> None:
+    """THREATS #27/#28: paid and licensed together or not at all; WeChat's re-send finishes the job."""
+    import billing.payments
+
+    def broken_signer(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("signing key unavailable")
+
+    order = shop.order()
+    note = make_notification(order)
+    monkeypatch.setattr(billing.payments, "issue_license", broken_signer)
+    assert shop.notify(note).status_code == 500
+    assert_nothing_changed(shop, order)
+    with models.db.connection_context():
+        assert models.AuditEvent.select().where(models.AuditEvent.action == "order.paid").count() == 0
+    monkeypatch.undo()
+    assert shop.notify(note).status_code == 204
+    assert shop.poll(order)["status"] == "fulfilled"
+    assert db_counts()["licenses"] == 1
+
+
+def test_a_full_disk_during_fulfilment_leaves_no_partial_license(
+        shop: Shop, make_notification, monkeypatch: pytest.MonkeyPatch) -> None:
+    """THREATS #33: the write fails as SQLite would, and nothing of the payment persists."""
+    from peewee import OperationalError
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("database or disk is full")
+
+    order = shop.order()
+    monkeypatch.setattr(models.License, "create", classmethod(lambda cls, **kw: full()))
+    response = shop.notify(make_notification(order))
+    assert response.status_code == 500 and response.json()["code"] == "FAIL"
+    monkeypatch.undo()
+    assert_nothing_changed(shop, order)
