@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import qrcode
-import qrcode.image.svg
 from peewee import OperationalError
 
 from models import Buyer, Course, License, Order
@@ -18,13 +17,13 @@ from wechatpay.errors import ApiError, WeChatPayError
 
 from . import audit
 from .errors import BillingError, error_body
+from .payments import sync_with_wechat
 from .shop import Shop, hash_token, iso_utc, new_out_trade_no, token_matches, write_transaction
 
 log = logging.getLogger(__name__)
 
 COURSE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
-API_STATUSES = ("pending", "paid", "fulfilled", "closed", "refunded", "partially_refunded")
 FLAG_ERRORS = {"AMOUNT_MISMATCH": "amount_mismatch", "LATE_PAYMENT": "late_payment",
                "MERCHANT_MISMATCH": "amount_mismatch", "TRANSACTION_REUSED": "amount_mismatch"}
 
@@ -39,9 +38,30 @@ class PlacedOrder:
 
 
 def qr_svg(text: str) -> str:
-    """Render ``text`` as an inline SVG QR code."""
-    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage)
-    return str(image.to_string(encoding="unicode"))
+    """Render ``text`` as an inline SVG QR code: one path of merged dark runs, one per row."""
+    # qrcode's own SVG factories build an element tree with a rect per module (milliseconds per
+    # code); a path of horizontal runs drawn from the module matrix is the same image, tens of
+    # times cheaper and a third of the size.
+    code = qrcode.QRCode(border=4)
+    code.add_data(text)
+    code.make(fit=True)
+    matrix = code.get_matrix()
+    size = len(matrix)
+    runs = []
+    for y, row in enumerate(matrix):
+        x = 0
+        while x < size:
+            if row[x]:
+                start = x
+                while x < size and row[x]:
+                    x += 1
+                runs.append(f"M{start},{y}h{x - start}v1h-{x - start}z")
+            else:
+                x += 1
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" viewBox="0 0 {size} {size}" '
+            f'width="{size}mm" height="{size}mm" shape-rendering="crispEdges">'
+            f'<rect width="{size}" height="{size}" fill="#fff"/>'
+            f'<path fill="#000" d="{"".join(runs)}"/></svg>')
 
 
 def find_course_for_sale(course_id: Any) -> Course:
@@ -153,8 +173,6 @@ def _create_at_wechat(shop: Shop, order: Order) -> None:
             amount_fen=order.amount_fen, notify_url=shop.notify_url, time_expire=order.expires_at)
     except ApiError as exc:
         if exc.code == "ORDERPAID":
-            from .payments import sync_with_wechat
-
             sync_with_wechat(shop, order, source="create")
             order.code_url = None
             return
@@ -235,8 +253,6 @@ def cancel_order(shop: Shop, order: Order, ip: str | None = None) -> Order:
         shop.wechat.close_order(order.out_trade_no)
     except ApiError as exc:
         if exc.code == "ORDERPAID":
-            from .payments import sync_with_wechat
-
             sync_with_wechat(shop, order, source="cancel")
             raise BillingError("order_already_paid") from exc
         if exc.code != "ORDER_CLOSED":
