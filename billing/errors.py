@@ -80,6 +80,36 @@ CATALOGUE: dict[str, ErrorText] = {
         "This Idempotency-Key was already used for a different request.",
         "fix_request",
     ),
+    # The learner's side: payment outcomes, license delivery and lookup.
+    "payment_failed": ErrorText(
+        200,
+        "支付未成功（例如零钱余额不足），请换一张卡或稍后再试，订单仍然有效。",
+        "The payment did not go through (for example, insufficient balance); try another card "
+        "or try again, the order is still open.",
+        "retry",
+    ),
+    "payment_cancelled": ErrorText(
+        200,
+        "支付已在手机上取消，订单已关闭，请重新下单。",
+        "The payment was cancelled on the phone and the order is closed; please place a new order.",
+        "new_order",
+    ),
+    "license_delayed": ErrorText(
+        200,
+        "已收到付款，许可证生成稍有延迟，请稍候，无需再次付款。",
+        "Your payment arrived; the license is taking a little longer. Please wait, do not pay again.",
+        "retry_later",
+    ),
+    "refunded": ErrorText(
+        200,
+        "该订单已退款，许可证已失效；如有疑问请联系客服并提供订单号。",
+        "This order was refunded and its license no longer works; contact support with your order id "
+        "if this is unexpected.",
+        "contact_support",
+    ),
+    "license_not_found": ErrorText(
+        404, "没有这个许可证。", "There is no license with this id.", "none"
+    ),
     "rate_limited": ErrorText(
         429, "请求过于频繁，请稍后再试。", "Too many requests; please wait and try again.", "retry_later"
     ),

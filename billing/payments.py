@@ -18,6 +18,7 @@ from wechatpay.notify import parse_notification
 
 from . import audit
 from .faults import crash_point
+from .mail import enqueue_license_mail
 from .shop import LIFETIME, Shop, write_transaction
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notificati
         audit.record("license.issued", at=now, order=order,
                      detail={"license": issued.license_id, "kid": issued.kid,
                              "expires_at": issued.expires_at.isoformat()})
+        enqueue_license_mail(issued.order, issued, now)
         _mark(notification, "fulfilled", order, event_id)
         crash_point("fulfil.before_commit")
     crash_point("fulfil.after_commit")

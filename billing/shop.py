@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from peewee import SqliteDatabase, _transaction
 
@@ -48,6 +49,7 @@ class Shop:
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC))
     poll_after_ms: int = 1500
     token_secret: bytes = b""
+    mailer: Any = None  # billing.mail.Mailer: SMTP server, sender, link base (None: mail stays queued)
 
     def __post_init__(self) -> None:
         if len(self.token_secret) < 16:
@@ -67,11 +69,26 @@ class Shop:
         return self.clock().astimezone(UTC)
 
 
-def write_transaction() -> _transaction:
-    """Open a write transaction that takes SQLite's write lock up front (reads then writes)."""
+# Any constant: the key of the PostgreSQL advisory lock that serialises our write transactions.
+WRITE_LOCK_KEY = 0x4C425041  # "LBPA"
+
+
+def write_transaction() -> Any:
+    """Open a write transaction that takes the database's write lock up front (reads then writes).
+
+    SQLite: ``BEGIN IMMEDIATE``. PostgreSQL: a transaction-scoped advisory lock, so writers queue
+    exactly as on SQLite and the audit chain's read-last-hash-then-append cannot fork.
+    """
     if isinstance(db.obj, SqliteDatabase):
         return db.atomic("IMMEDIATE")
-    return db.atomic()
+    return _serialised_transaction()
+
+
+@contextlib.contextmanager
+def _serialised_transaction() -> Iterator[_transaction]:
+    with db.atomic() as txn:
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        yield txn
 
 
 def hash_token(token: str) -> str:

@@ -140,6 +140,12 @@
     if (!r.ok) timer = setTimeout(poll, 1000);
   });
 
+  // Sandbox only (the server sets it): show one catalogued error as a learner would meet it.
+  if (root.dataset.demoError) {
+    const code = root.dataset.demoError;
+    showError({ code }, (catalogue[code] || {}).action === "retry_later" ? "30" : null);
+  }
+
   $("copy").addEventListener("click", async () => {
     const text = $("license").value;
     try {

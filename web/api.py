@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from billing import CATALOGUE, BillingError, error_body
+from billing import learners
 from billing.orders import cancel_order, order_for_token, order_view, place_order
 from billing.reconcile import check_on_poll
 from models import Course
@@ -84,3 +85,37 @@ def cancel(order_id: str) -> Response:
 @bp.get("/license-keys")
 def license_keys() -> Response:
     return jsonify(keys=current_app.extensions["lbpay.shop"].license_keys.describe())
+
+
+# --- the learner's side: history, license status, revocations, resend ---------------------
+
+@bp.get("/me/orders")
+def my_orders() -> Response:
+    return jsonify(orders=learners.order_history(shop(), learners.buyer_for_token(_bearer())))
+
+
+@bp.get("/me/licenses")
+def my_licenses() -> Response:
+    return jsonify(licenses=learners.buyer_licenses(shop(), learners.buyer_for_token(_bearer())))
+
+
+@bp.post("/licenses/resend")
+def resend_licenses() -> tuple[Response, int]:
+    data = _json_object()
+    if set(data) != {"email"}:
+        raise BillingError("bad_request", "the body must be {\"email\": ...}")
+    learners.request_resend(shop(), data["email"], ip=request.remote_addr)
+    # The same answer whether or not the address bought anything, or was over its limit.
+    return jsonify(accepted=True), 202
+
+
+@bp.get("/licenses/<license_id>/status")
+def license_status(license_id: str) -> Response:
+    learners.throttle("status", request.remote_addr, learners.STATUS_PER_CLIENT, shop().now())
+    return jsonify(learners.license_status(shop(), license_id))
+
+
+@bp.get("/revocations")
+def revocations() -> Response:
+    learners.throttle("revocations", request.remote_addr, learners.REVOCATIONS_PER_CLIENT, shop().now())
+    return Response(learners.revocation_list(shop()) + "\n", mimetype="text/plain")

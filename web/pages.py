@@ -29,7 +29,10 @@ def buy(course_id: str) -> str | tuple[str, int]:
     if course is None:
         return render_template("error.html", status=404, text=CATALOGUE["course_not_found"]), 404
     sandbox = current_app.config["WECHATPAY_MODE"] == "sandbox"
+    # Sandbox only: ?demo_error=<code> shows how a catalogued error reads on this page (tests, demos).
+    demo_error = request.args.get("demo_error") if sandbox else None
     return render_template("buy.html", course=course, sandbox=sandbox,
+                           demo_error=demo_error if demo_error in CATALOGUE else None,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
                                    for code, t in CATALOGUE.items()})
 

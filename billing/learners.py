@@ -1,0 +1,246 @@
+"""What a learner can ask about their own purchases: history, licenses, revocations, a resent license mail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from peewee import fn
+
+from licensing import js_iso, sign_document
+from models import Buyer, Course, License, Order, RateWindow
+
+from . import audit
+from .errors import BillingError
+from .mail import Mailer, enqueue_mail, license_lines, render
+from .orders import EMAIL
+from .scheduler import job
+from .shop import Shop, hash_token, iso_utc, token_matches, write_transaction
+
+REVOCATION_FORMAT = 1
+LICENSE_ID_MAX = 36
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` requests per ``seconds`` for one key."""
+
+    count: int
+    seconds: int
+
+
+RESEND_PER_ADDRESS = Limit(3, 3600)  # beyond this, silently dropped
+RESEND_PER_CLIENT = Limit(10, 600)  # beyond this, 429
+STATUS_PER_CLIENT = Limit(120, 60)
+REVOCATIONS_PER_CLIENT = Limit(60, 60)
+
+
+# --- rate limits shared by every worker ----------------------------------------------------
+
+def count_request(key: str, limit: Limit, now: dt.datetime) -> int | None:
+    """Count one request for ``key`` in its fixed window; return seconds to wait when over the limit, else None.
+
+    Call inside a write transaction; the row per key is reused, so the table stays as small as its keys.
+    """
+    window = dt.timedelta(seconds=limit.seconds)
+    row = RateWindow.get_or_none(RateWindow.key == key)
+    if row is None:
+        RateWindow.create(key=key, window_start=now, count=1)
+        return None
+    if row.window_start + window <= now:
+        RateWindow.update(window_start=now, count=1).where(RateWindow.key == key).execute()
+        return None
+    if row.count >= limit.count:
+        return max(1, int((row.window_start + window - now).total_seconds() + 0.999))
+    RateWindow.update(count=RateWindow.count + 1).where(RateWindow.key == key).execute()
+    return None
+
+
+def throttle(name: str, client: str | None, limit: Limit, now: dt.datetime) -> None:
+    """Raise ``rate_limited`` (with seconds to wait) when this client exceeded the limit named ``name``."""
+    with write_transaction():
+        wait = count_request(f"{name}:{client or '-'}"[:200], limit, now)
+    if wait is not None:
+        raise BillingError("rate_limited", f"too many {name} requests", retry_after=wait)
+
+
+def forget_old_windows(now: dt.datetime, older_than: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """Delete rate windows nobody used lately; call inside a write transaction."""
+    return int(RateWindow.delete().where(RateWindow.window_start < now - older_than).execute())
+
+
+# --- the buyer and their purchases --------------------------------------------------------
+
+def buyer_for_token(token: str | None) -> Buyer:
+    """Return the buyer whose token this is, or raise ``unauthorized``; the token is compared hashed, in constant time."""
+    if not token or len(token) > 200:
+        raise BillingError("unauthorized", "send Authorization: Bearer <buyer_token>")
+    buyer = Buyer.get_or_none(Buyer.token_hash == hash_token(token))
+    if buyer is None or not token_matches(token, buyer.token_hash):
+        raise BillingError("unauthorized", "send Authorization: Bearer <buyer_token>")
+    return buyer
+
+
+def license_state(license: License, now: dt.datetime) -> str:
+    """``revoked``, ``expired`` or ``active``."""
+    if license.revoked_at is not None:
+        return "revoked"
+    return "expired" if license.expires_at <= now else "active"
+
+
+def current_licenses(rows: Iterable[License]) -> list[License]:
+    """Keep, for each license id, the key issued last (a renewal supersedes the key before it)."""
+    latest: dict[str, License] = {}
+    for row in rows:
+        seen = latest.get(row.license_id)
+        if seen is None or (row.issued_at, row.id) > (seen.issued_at, seen.id):
+            latest[row.license_id] = row
+    return sorted(latest.values(), key=lambda lic: (lic.issued_at, lic.id))
+
+
+def order_history(shop: Shop, buyer: Buyer) -> list[dict[str, Any]]:
+    """Every order of this buyer, newest first, with the ids a learner gives support."""
+    now = shop.now()
+    orders = list(Order.select().where(Order.buyer == buyer.id).order_by(Order.created_at.desc(), Order.id.desc()))
+    licenses = {lic.order_id: lic for lic in License.select().where(License.order.in_([o.id for o in orders]))}
+    states = {lic.license_id: license_state(lic, now)
+              for lic in current_licenses(License.select().where(
+                  License.license_id.in_([lic.license_id for lic in licenses.values()])))}
+    history = []
+    for order in orders:
+        lic = licenses.get(order.id)
+        history.append({
+            "order_id": order.public_id,
+            "course_id": order.course_id,
+            "amount_fen": order.amount_fen,
+            "currency": order.currency,
+            "status": order.status,
+            "created_at": iso_utc(order.created_at),
+            "paid_at": iso_utc(order.paid_at),
+            "transaction_id": order.transaction_id,
+            "out_trade_no": order.out_trade_no,
+            "license": None if lic is None else {
+                "id": lic.license_id,
+                # A renewed key is superseded, not expired: the id's state is the one that counts,
+                # but a revoked key stays revoked.
+                "state": "revoked" if lic.revoked_at else states.get(lic.license_id, license_state(lic, now)),
+                "expires_at": iso_utc(lic.expires_at),
+            },
+        })
+    return history
+
+
+def license_view(license: License, now: dt.datetime) -> dict[str, Any]:
+    """What the learner sees of one license, key included."""
+    return {"id": license.license_id, "course_id": license.course_id, "order_id": license.order.public_id,
+            "state": license_state(license, now), "expires_at": iso_utc(license.expires_at),
+            "key": license.key}
+
+
+def buyer_licenses(shop: Shop, buyer: Buyer) -> list[dict[str, Any]]:
+    """The buyer's licenses, one per license id (the latest key after renewals)."""
+    now = shop.now()
+    rows = License.select(License, Order).join(Order).where(
+        (License.buyer == buyer.id) | (Order.buyer == buyer.id))
+    return [license_view(lic, now) for lic in current_licenses(rows)]
+
+
+def license_status(shop: Shop, license_id: str) -> dict[str, Any]:
+    """The state of one license id, for an extension checking in; ``license_not_found`` otherwise."""
+    if not isinstance(license_id, str) or not 1 <= len(license_id) <= LICENSE_ID_MAX:
+        raise BillingError("license_not_found")
+    rows = current_licenses(License.select().where(License.license_id == license_id))
+    if not rows:
+        raise BillingError("license_not_found")
+    lic = rows[-1]
+    return {"id": lic.license_id, "state": license_state(lic, shop.now()), "expires_at": iso_utc(lic.expires_at)}
+
+
+def revoked_license_ids() -> list[str]:
+    """Every license id whose latest key is revoked, sorted."""
+    ids = [row.license_id for row in License.select(License.license_id).where(License.revoked_at.is_null(False))
+           .distinct()]
+    current = current_licenses(License.select().where(License.license_id.in_(ids))) if ids else []
+    return sorted(lic.license_id for lic in current if lic.revoked_at is not None)
+
+
+def revocation_list(shop: Shop) -> str:
+    """The signed revocation list, one ``DATA|SIG`` line in the license format, by the active license key."""
+    key = shop.license_keys.active
+    return sign_document(key, {"v": REVOCATION_FORMAT, "kid": key.kid, "issuedAt": js_iso(shop.now()),
+                               "revoked": revoked_license_ids()})
+
+
+# --- the license again, by e-mail ----------------------------------------------------------
+
+def address_key(address: str) -> str:
+    """Name an e-mail address in the rate table without storing it."""
+    return "resend-to:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()[:40]
+
+
+def request_resend(shop: Shop, address: Any, ip: str | None) -> bool:
+    """Mail every license bought with ``address``; return whether a mail was queued (never shown to the asker)."""
+    if not isinstance(address, str) or len(address) > 254 or not EMAIL.match(address.strip()):
+        raise BillingError("bad_request", "email is not a valid address")
+    address = address.strip()
+    now = shop.now()
+    with write_transaction():
+        wait = count_request(f"resend-ip:{ip or '-'}", RESEND_PER_CLIENT, now)
+        if wait is None:
+            if count_request(address_key(address), RESEND_PER_ADDRESS, now) is not None:
+                return False  # silently dropped: the answer must not tell this apart
+            rows = (License.select(License, Order).join(Order)
+                    .where(fn.LOWER(Order.email) == address.lower()))
+            licenses = current_licenses(rows)
+            if not licenses:
+                return False
+            lines = license_lines(licenses)
+            text, html = render("resend", licenses=lines)
+            enqueue_mail(to=licenses[-1].order.email, subject="您的 Learning Buddy 许可证 · Your Learning Buddy licenses",
+                         text=text, html=html, kind="resend", now=now)
+            audit.record("license.resent", at=now, actor="learner", ip=ip,
+                         detail={"licenses": [lic.license_id for lic in licenses]})
+            return True
+    raise BillingError("rate_limited", "too many resend requests from this address", retry_after=wait)
+
+
+# --- subscriptions: a reminder before the access ends --------------------------------------
+
+def remind_renewals(shop: Shop, now: dt.datetime) -> dict[str, Any]:
+    """Queue one reminder per subscription expiry that falls within the reminder window."""
+    mailer: Mailer | None = getattr(shop, "mailer", None)
+    days = mailer.renewal_reminder_days if mailer else 7
+    base = mailer.public_base_url if mailer else ""
+    queued = 0
+    with write_transaction():
+        candidates = (License.select(License, Order, Course).join(Order).switch(License).join(Course)
+                      .where((License.plan == "subscription") & License.revoked_at.is_null()
+                             & (License.expires_at > now) & (License.expires_at <= now + dt.timedelta(days=days))))
+        ids = {lic.license_id for lic in candidates}
+        for lic in current_licenses(License.select().where(License.license_id.in_(list(ids)))) if ids else []:
+            if lic.revoked_at is not None or not (now < lic.expires_at <= now + dt.timedelta(days=days)):
+                continue  # renewed beyond the window, or revoked since
+            address = lic.order.email or (lic.buyer.email if lic.buyer_id else None)
+            if not address:
+                continue
+            line = license_lines([lic])[0]
+            text, html = render("renewal", license=line, renew_url=f"{base}/buy/{lic.course_id}",
+                                days_left=max(1, (lic.expires_at - now).days))
+            subject = f"订阅即将到期 · Your subscription ends soon: {lic.course.title}"
+            mail = enqueue_mail(to=address, subject=subject, text=text, html=html, kind="renewal_reminder",
+                                now=now, dedupe_key=f"renewal:{lic.license_id}:{lic.expires_at:%Y%m%dT%H%M%S}")
+            if mail is not None:
+                audit.record("mail.renewal_reminder", at=now, order=lic.order,
+                             detail={"license": lic.license_id, "expires_at": iso_utc(lic.expires_at)})
+                queued += 1
+        forget_old_windows(now)
+    return {"reminders": queued}
+
+
+@job("renewal_reminders", 3600)
+def renewal_reminder_job(shop: Shop, now: dt.datetime) -> dict[str, Any]:
+    """Remind subscribers whose access ends soon."""
+    return remind_renewals(shop, now)
+

@@ -1,0 +1,289 @@
+"""The mail outbox: mails are rows written in the caller's transaction, sent later by the scheduler over SMTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from peewee import IntegrityError
+
+from models import License, MailOutbox, Order, db
+
+from .scheduler import job
+from .shop import Shop, iso_utc, write_transaction
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
+BATCH = 20
+CLAIM = dt.timedelta(minutes=10)  # a mail being sent is not due again until this passes (a crash mid-send)
+FIRST_RETRY_SECONDS = 30
+MAX_RETRY_SECONDS = 3600
+SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
+_templates = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
+                         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+                         keep_trailing_newline=True)
+
+
+class MailSettingError(ValueError):
+    """An ``LBPAY_SMTP_URL`` or ``LBPAY_MAIL_FROM`` that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where and how to hand mails over: host, port, implicit TLS or STARTTLS, and credentials."""
+
+    host: str
+    port: int
+    implicit_tls: bool = False
+    starttls: bool = False
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 10.0
+
+    def connect(self) -> smtplib.SMTP:
+        """Open an authenticated connection (the one choke point to the mail server), with a timeout."""
+        context = ssl.create_default_context()
+        connection: smtplib.SMTP
+        if self.implicit_tls:
+            connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            if self.starttls:
+                connection.starttls(context=context)
+            if self.username is not None:
+                connection.login(self.username, self.password or "")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+
+def parse_smtp_url(url: str) -> SmtpServer:
+    """Read ``smtp://user:pass@host:port?starttls=1&timeout=10`` or ``smtps://…``; raise MailSettingError."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise MailSettingError("must start with smtp:// or smtps://")
+    if not parts.hostname:
+        raise MailSettingError("names no host")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise MailSettingError("must not have a path or fragment")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(query) - {"starttls", "timeout"}
+    if unknown:
+        raise MailSettingError(f"unknown options: {', '.join(sorted(unknown))} (known: starttls, timeout)")
+    starttls_text = query.get("starttls", ["0"])[-1].lower()
+    if starttls_text not in ("0", "1", "true", "false", "yes", "no"):
+        raise MailSettingError("starttls must be 1 or 0")
+    starttls = starttls_text in ("1", "true", "yes")
+    implicit_tls = parts.scheme == "smtps"
+    if implicit_tls and starttls:
+        raise MailSettingError("smtps:// is already TLS; starttls applies to smtp:// only")
+    try:
+        timeout = float(query.get("timeout", ["10"])[-1])
+        port = parts.port or (465 if implicit_tls else (587 if starttls else 25))
+    except ValueError:
+        raise MailSettingError("port and timeout must be numbers") from None
+    if not 0.5 <= timeout <= 120:
+        raise MailSettingError("timeout must be between 0.5 and 120 seconds")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return SmtpServer(host=parts.hostname, port=port, implicit_tls=implicit_tls, starttls=starttls,
+                      username=username, password=password, timeout=timeout)
+
+
+def parse_mail_from(value: str) -> str:
+    """Check ``Name <address>`` or a bare address; raise MailSettingError otherwise."""
+    name, address = email.utils.parseaddr(value)
+    if not address or "@" not in address or any(c in value for c in "\r\n"):
+        raise MailSettingError(f"is not a mail address: {value!r}")
+    return email.utils.formataddr((name, address)) if name else address
+
+
+@dataclass(frozen=True)
+class Mailer:
+    """The shop's mail settings: the SMTP server (None keeps mails queued), the sender and link base."""
+
+    smtp: SmtpServer | None
+    mail_from: str
+    public_base_url: str
+    renewal_reminder_days: int = 7
+
+
+# --- writing to the outbox ----------------------------------------------------------------
+
+def enqueue_mail(*, to: str, subject: str, text: str, html: str | None = None, kind: str,
+                 now: dt.datetime, dedupe_key: str | None = None) -> MailOutbox | None:
+    """Queue one mail inside the caller's transaction; None when ``dedupe_key`` was queued before."""
+    if any(c in to + subject for c in "\r\n"):
+        raise ValueError("a header must not contain a line break")
+    if dedupe_key is not None and MailOutbox.get_or_none(MailOutbox.dedupe_key == dedupe_key) is not None:
+        return None
+    try:
+        with db.atomic():  # a savepoint: a racing duplicate must not undo the caller's work
+            return MailOutbox.create(to=to, subject=subject[:200], text=text, html=html, kind=kind[:32],
+                                     created_at=now, next_attempt_at=now, dedupe_key=dedupe_key)
+    except IntegrityError:
+        if dedupe_key is None:
+            raise
+        return None
+
+
+def render(name: str, **context: Any) -> tuple[str, str]:
+    """Render ``templates/mail/<name>.txt`` and ``.html`` with the same context."""
+    text = _templates.get_template(name + ".txt").render(**context)
+    html = _templates.get_template(name + ".html").render(**context)
+    return text, html
+
+
+def shanghai(value: dt.datetime) -> str:
+    """Show a time as a learner in China reads it."""
+    return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") + " (北京时间 Beijing time)"
+
+
+def license_lines(licenses: list[License]) -> list[dict[str, str]]:
+    """What a mail says about each license: course, ids, expiry and the key on one line."""
+    return [{"course_id": lic.course_id, "course_title": lic.course.title, "license_id": lic.license_id,
+             "order_id": lic.order.public_id, "out_trade_no": lic.order.out_trade_no,
+             "expires_at": shanghai(lic.expires_at), "expires_at_utc": iso_utc(lic.expires_at) or "",
+             "key": lic.key} for lic in licenses]
+
+
+def enqueue_license_mail(order: Order, license: License, now: dt.datetime) -> MailOutbox | None:
+    """Queue the license mail for a fulfilled order that gave an address; call it in the fulfilment transaction."""
+    if not order.email:
+        return None
+    lines = license_lines([license])
+    text, html = render("license", licenses=lines, renewal=license.plan == "subscription")
+    subject = f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {lines[0]['course_title']}"
+    return enqueue_mail(to=order.email, subject=subject, text=text, html=html, kind="license", now=now,
+                        dedupe_key=f"license:{order.public_id}")
+
+
+# --- sending ------------------------------------------------------------------------------
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """How long to wait after the ``attempts``-th failure: 30 s doubling, at most an hour."""
+    return dt.timedelta(seconds=min(FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS))
+
+
+def as_message(mail: MailOutbox, mail_from: str) -> EmailMessage:
+    """Build the MIME message: plain text, with the HTML as an alternative."""
+    message = EmailMessage()
+    message["From"] = mail_from
+    message["To"] = mail.to
+    message["Subject"] = mail.subject
+    message["Date"] = email.utils.format_datetime(mail.created_at)
+    domain = mail_from.rpartition("@")[2].rstrip(">") or "localhost"
+    message["Message-ID"] = f"<lbpay-{mail.id}-{mail.created_at:%Y%m%d%H%M%S}@{domain}>"
+    message.set_content(mail.text, charset="utf-8")
+    if mail.html:
+        message.add_alternative(mail.html, subtype="html", charset="utf-8")
+    return message
+
+
+def _claim(now: dt.datetime) -> list[MailOutbox]:
+    """Take the due mails (compare-and-set on ``next_attempt_at``) so no other sender takes them too."""
+    claimed = []
+    with write_transaction():
+        due = (MailOutbox.select()
+               .where(MailOutbox.sent_at.is_null() & (MailOutbox.next_attempt_at <= now))
+               .order_by(MailOutbox.next_attempt_at, MailOutbox.id).limit(BATCH))
+        for mail in due:
+            taken = (MailOutbox.update(next_attempt_at=now + CLAIM)
+                     .where((MailOutbox.id == mail.id) & (MailOutbox.next_attempt_at == mail.next_attempt_at)
+                            & MailOutbox.sent_at.is_null()).execute())
+            if taken:
+                claimed.append(mail)
+    return claimed
+
+
+def _record_sent(mail: MailOutbox, at: dt.datetime) -> None:
+    with write_transaction():
+        MailOutbox.update(sent_at=at, next_attempt_at=None, attempts=MailOutbox.attempts + 1,
+                          last_error=None).where(MailOutbox.id == mail.id).execute()
+
+
+def _record_failure(mail: MailOutbox, at: dt.datetime, error: str, permanent: bool) -> None:
+    attempts = mail.attempts + 1
+    next_at = None if permanent else at + retry_delay(attempts)
+    with write_transaction():
+        MailOutbox.update(attempts=attempts, next_attempt_at=next_at,
+                          last_error=(("gave up: " if permanent else "") + error)[:300]
+                          ).where(MailOutbox.id == mail.id).execute()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{type(exc).__name__} {exc.smtp_code} {exc.smtp_error!r}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """A 5xx answer about this one mail (a refused recipient, a rejected message) will not change on retry."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, (smtplib.SMTPDataError, smtplib.SMTPSenderRefused)) and exc.smtp_code >= 500
+
+
+def send_due_mail(shop: Shop, now: dt.datetime) -> dict[str, Any]:
+    """Send the mails that are due; a failure backs off that mail, and a dead server backs off the batch."""
+    mailer: Mailer | None = getattr(shop, "mailer", None)
+    if mailer is None or mailer.smtp is None:
+        waiting = MailOutbox.select().where(MailOutbox.sent_at.is_null()
+                                            & MailOutbox.next_attempt_at.is_null(False)).count()
+        return {"sent": 0, "waiting_without_smtp": waiting}
+    mails = _claim(now)
+    if not mails:
+        return {"sent": 0}
+    sent = failed = 0
+    connection: smtplib.SMTP | None = None
+    try:
+        connection = mailer.smtp.connect()
+    except (OSError, smtplib.SMTPException) as exc:
+        error = _describe(exc)
+        log.warning("mail server unreachable, %d mails wait: %s", len(mails), error)
+        for mail in mails:
+            _record_failure(mail, shop.now(), error, permanent=False)
+        return {"sent": 0, "deferred": len(mails), "error": error[:120]}
+    try:
+        for index, mail in enumerate(mails):
+            try:
+                connection.send_message(as_message(mail, mailer.mail_from))
+            except (OSError, smtplib.SMTPException) as exc:
+                error = _describe(exc)
+                if _is_permanent(exc):
+                    log.error("mail %s to a refused address given up: %s", mail.id, error)
+                    _record_failure(mail, shop.now(), error, permanent=True)
+                    failed += 1
+                    continue
+                # The connection is in doubt: back off this mail and the rest of the batch.
+                log.warning("mail %s deferred: %s", mail.id, error)
+                for rest in mails[index:]:
+                    _record_failure(rest, shop.now(), error, permanent=False)
+                return {"sent": sent, "failed": failed, "deferred": len(mails) - index, "error": error[:120]}
+            _record_sent(mail, shop.now())
+            sent += 1
+    finally:
+        try:
+            connection.quit()
+        except (OSError, smtplib.SMTPException):
+            connection.close()
+    return {"sent": sent, "failed": failed}
+
+
+@job("mail", 10)
+def mail_job(shop: Shop, now: dt.datetime) -> dict[str, Any]:
+    """Send the outbox's due mails."""
+    return send_due_mail(shop, now)

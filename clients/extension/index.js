@@ -1,0 +1,360 @@
+// @ts-check
+// The Learning Buddy Pay API for the VS Code extension (Node 20, no dependencies beyond Node's own).
+//
+//   const { PayClient, verifyLicense } = require('./index.js');
+//   const pay = new PayClient({ baseUrl: 'https://pay.example.com' });
+//   const order = await pay.createOrder({ courseId: 'cpp-primer-5th', buyerToken });
+//   // show order.qr_svg, keep order.buyer_token in the extension's secret storage
+//   const done = await pay.waitForLicense(order, { signal });
+//   if (done.license) verifyLicense(done.license.key, publicKeyPem, { courseId: 'cpp-primer-5th' });
+'use strict';
+
+const crypto = require('node:crypto');
+
+/**
+ * @typedef {{id: string, title: string, price_fen: number, currency: 'CNY',
+ *            plan: 'one_time'|'subscription', period_days: number|null}} Course
+ * @typedef {'retry'|'retry_later'|'new_order'|'contact_support'|'fix_request'|'none'} ErrorAction
+ * @typedef {{code: string, message_zh: string, message_en: string, action: ErrorAction, detail?: string}} ErrorDetail
+ * @typedef {{id: string, key: string, expires_at: string, state: 'active'|'expired'|'revoked'}} OrderLicense
+ * @typedef {{order_id: string, status: string, course_id: string, amount_fen: number, currency: 'CNY',
+ *            code_url: string|null, created_at: string, expires_at: string, paid_at: string|null,
+ *            out_trade_no: string, transaction_id: string|null, license: OrderLicense|null,
+ *            error: ErrorDetail|null, final: boolean, poll_after_ms: number|null}} Order
+ * @typedef {Order & {qr_svg: string, order_token: string, buyer_token: string}} PlacedOrder
+ * @typedef {{order_id: string, course_id: string, amount_fen: number, currency: 'CNY', status: string,
+ *            created_at: string, paid_at: string|null, transaction_id: string|null, out_trade_no: string,
+ *            license: {id: string, state: string, expires_at: string}|null}} HistoryOrder
+ * @typedef {{id: string, course_id: string, order_id: string, state: 'active'|'expired'|'revoked',
+ *            expires_at: string, key: string}} BuyerLicense
+ * @typedef {{kid: string, algorithm: string, public_key_pem: string, active: boolean}} LicenseKey
+ * @typedef {{valid: boolean, expired: boolean, payload: Record<string, any>|null, reason: string}} LicenseCheck
+ * @typedef {{valid: boolean, reason: string, issuedAt: string|null, kid: string|null, revoked: Set<string>}} RevocationCheck
+ */
+
+const DEFAULT_TIMEOUT_MS = 10000;
+const DEFAULT_POLL_MS = 1000;
+const MAX_WAIT_MS = 30 * 60 * 1000;
+
+/** An answer from the server that carries a catalogued error: show `messageZh`/`messageEn`, follow `action`. */
+class PayApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {ErrorDetail} detail
+   * @param {number|null} retryAfterMs
+   */
+  constructor(status, detail, retryAfterMs) {
+    super(`${status} ${detail.code}: ${detail.message_en}`);
+    this.name = 'PayApiError';
+    this.status = status;
+    this.code = detail.code;
+    this.messageZh = detail.message_zh;
+    this.messageEn = detail.message_en;
+    this.action = detail.action;
+    this.detail = detail.detail;
+    /** How long to wait before trying again, when the server said so. */
+    this.retryAfterMs = retryAfterMs;
+  }
+
+  /** True when the same call may succeed later (server busy, WeChat down, rate limited). */
+  get transient() {
+    return this.status === 429 || this.status >= 500;
+  }
+}
+
+/**
+ * Wait `ms`, or reject with the signal's reason as soon as it aborts.
+ * @param {number} ms
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<void>}
+ */
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal && signal.reason);
+    };
+    const timer = setTimeout(() => {
+      if (signal) signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * One signal that aborts when the caller's does or when `timeoutMs` passes.
+ * @param {AbortSignal|undefined} signal
+ * @param {number} timeoutMs
+ */
+function withTimeout(signal, timeoutMs) {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  if (!signal) return timeout;
+  const controller = new AbortController();
+  const forward = (/** @type {AbortSignal} */ from) => () => controller.abort(from.reason);
+  if (signal.aborted) controller.abort(signal.reason);
+  signal.addEventListener('abort', forward(signal), { once: true });
+  timeout.addEventListener('abort', forward(timeout), { once: true });
+  return controller.signal;
+}
+
+/** A client for one Learning Buddy Pay server's `/api/v1`. */
+class PayClient {
+  /**
+   * @param {{baseUrl: string, timeoutMs?: number, fetch?: typeof globalThis.fetch}} options
+   */
+  constructor({ baseUrl, timeoutMs = DEFAULT_TIMEOUT_MS, fetch = globalThis.fetch }) {
+    if (!/^https?:\/\//.test(baseUrl)) throw new TypeError('baseUrl must start with https:// (or http:// locally)');
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.timeoutMs = timeoutMs;
+    this.fetch = fetch;
+  }
+
+  /**
+   * Call the API; resolve with the JSON (or text) body, reject with PayApiError for an error answer.
+   * @param {string} method
+   * @param {string} path
+   * @param {{body?: unknown, token?: string, signal?: AbortSignal, text?: boolean}} [options]
+   * @returns {Promise<any>}
+   */
+  async request(method, path, { body, token, signal, text = false } = {}) {
+    /** @type {Record<string, string>} */
+    const headers = { Accept: text ? 'text/plain' : 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await this.fetch(`${this.baseUrl}/api/v1${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: withTimeout(signal, this.timeoutMs),
+    });
+    if (response.ok) return text ? response.text() : response.json();
+    const retryAfter = Number.parseInt(response.headers.get('Retry-After') || '', 10);
+    let detail;
+    try {
+      detail = (await response.json()).error;
+    } catch {
+      detail = undefined;
+    }
+    if (!detail || typeof detail.code !== 'string') {
+      detail = { code: 'internal_error', message_zh: '服务器返回了无法识别的错误。',
+                 message_en: `The server answered ${response.status}.`, action: 'retry_later' };
+    }
+    throw new PayApiError(response.status, detail, Number.isFinite(retryAfter) ? retryAfter * 1000 : null);
+  }
+
+  /**
+   * The courses for sale.
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<Course[]>}
+   */
+  async listCourses({ signal } = {}) {
+    return (await this.request('GET', '/courses', { signal })).courses;
+  }
+
+  /**
+   * Place an order; keep `buyer_token` (it ties later orders and the history to this learner) and `order_token`.
+   * @param {{courseId: string, email?: string, buyerToken?: string}} order
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<PlacedOrder>}
+   */
+  async createOrder({ courseId, email, buyerToken }, { signal } = {}) {
+    /** @type {Record<string, string>} */
+    const body = { course_id: courseId };
+    if (email) body.email = email;
+    if (buyerToken) body.buyer_token = buyerToken;
+    return this.request('POST', '/orders', { body, signal });
+  }
+
+  /**
+   * One order as it stands.
+   * @param {string} orderId
+   * @param {string} orderToken
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<Order>}
+   */
+  async getOrder(orderId, orderToken, { signal } = {}) {
+    return this.request('GET', `/orders/${encodeURIComponent(orderId)}`, { token: orderToken, signal });
+  }
+
+  /**
+   * Cancel a pending order.
+   * @param {string} orderId
+   * @param {string} orderToken
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<Order>}
+   */
+  async cancelOrder(orderId, orderToken, { signal } = {}) {
+    return this.request('POST', `/orders/${encodeURIComponent(orderId)}/cancel`, { token: orderToken, signal });
+  }
+
+  /**
+   * Poll an order until it is final (paid with a license, closed, refunded or flagged); cancel with `signal`.
+   *
+   * Waits `poll_after_ms` between polls; a busy server, WeChat outage or network failure is waited out
+   * (Retry-After, else a growing pause) until `maxWaitMs`, after which it rejects with a TimeoutError.
+   * @param {{order_id: string, order_token: string}} order
+   * @param {{signal?: AbortSignal, maxWaitMs?: number, onUpdate?: (order: Order) => void}} [options]
+   * @returns {Promise<Order>}
+   */
+  async waitForLicense(order, { signal, maxWaitMs = MAX_WAIT_MS, onUpdate } = {}) {
+    const deadline = Date.now() + maxWaitMs;
+    let failures = 0;
+    for (;;) {
+      if (signal && signal.aborted) throw signal.reason;
+      let pause;
+      try {
+        const view = await this.getOrder(order.order_id, order.order_token, { signal });
+        failures = 0;
+        if (onUpdate) onUpdate(view);
+        if (view.final) return view;
+        pause = view.poll_after_ms || DEFAULT_POLL_MS;
+      } catch (err) {
+        if (signal && signal.aborted) throw signal.reason;
+        const transient = err instanceof PayApiError ? err.transient : err instanceof TypeError
+          || (err instanceof Error && err.name === 'TimeoutError');
+        if (!transient) throw err;
+        failures += 1;
+        pause = (err instanceof PayApiError && err.retryAfterMs) || Math.min(1000 * 2 ** failures, 15000);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new DOMException('no final state before maxWaitMs', 'TimeoutError');
+      await sleep(Math.min(pause, left), signal);
+    }
+  }
+
+  /**
+   * What this buyer bought: every order (newest first) and one license per license id.
+   * @param {string} buyerToken
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<{orders: HistoryOrder[], licenses: BuyerLicense[]}>}
+   */
+  async history(buyerToken, { signal } = {}) {
+    const [orders, licenses] = await Promise.all([
+      this.request('GET', '/me/orders', { token: buyerToken, signal }),
+      this.request('GET', '/me/licenses', { token: buyerToken, signal }),
+    ]);
+    return { orders: orders.orders, licenses: licenses.licenses };
+  }
+
+  /**
+   * Whether a license is active, expired or revoked.
+   * @param {string} licenseId
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<{id: string, state: 'active'|'expired'|'revoked', expires_at: string}>}
+   */
+  async licenseStatus(licenseId, { signal } = {}) {
+    return this.request('GET', `/licenses/${encodeURIComponent(licenseId)}/status`, { signal });
+  }
+
+  /**
+   * Ask for every license bought with this address by mail; the server answers the same whatever the address.
+   * @param {string} email
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<void>}
+   */
+  async resendLicenses(email, { signal } = {}) {
+    await this.request('POST', '/licenses/resend', { body: { email }, signal });
+  }
+
+  /**
+   * The public keys that verify licenses (and the revocation list), active first.
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<LicenseKey[]>}
+   */
+  async licenseKeys({ signal } = {}) {
+    return (await this.request('GET', '/license-keys', { signal })).keys;
+  }
+
+  /**
+   * The signed revocation list as served (`DATA|SIG`); check it with `verifyRevocations`.
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<string>}
+   */
+  async revocations({ signal } = {}) {
+    return this.request('GET', '/revocations', { signal, text: true });
+  }
+}
+
+/**
+ * Split `DATA|SIG` and check SHA256withRSA over the DATA text, exactly as the extension does.
+ * @param {string} text
+ * @param {string} publicKeyPem
+ * @returns {{ok: boolean, payload: Record<string, any>|null, reason: string}}
+ */
+function verifySigned(text, publicKeyPem) {
+  if (typeof text !== 'string') return { ok: false, payload: null, reason: 'not a string' };
+  const parts = text.trim().split('|');
+  if (parts.length !== 2 || !parts[0] || !parts[1]) return { ok: false, payload: null, reason: 'not DATA|SIG' };
+  const [data, signature] = parts;
+  let ok = false;
+  try {
+    ok = crypto.createVerify('SHA256').update(data).verify(publicKeyPem, signature, 'base64');
+  } catch (err) {
+    return { ok: false, payload: null, reason: `cannot verify: ${/** @type {Error} */ (err).message}` };
+  }
+  if (!ok) return { ok: false, payload: null, reason: 'bad signature' };
+  try {
+    const payload = JSON.parse(Buffer.from(data, 'base64').toString('utf8'));
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+      return { ok: false, payload: null, reason: 'DATA is not a JSON object' };
+    }
+    return { ok: true, payload, reason: 'ok' };
+  } catch {
+    return { ok: false, payload: null, reason: 'DATA is not JSON' };
+  }
+}
+
+/**
+ * Verify a license offline as the extension does, plus the course and signing key it must name.
+ *
+ * `valid` is the signature (and the optional courseId/kid checks); `expired` compares `expiresAt` with
+ * `now` (a license without `expiresAt` never expires). Use it when `valid && !expired`.
+ * @param {string} key
+ * @param {string} publicKeyPem
+ * @param {{courseId?: string, kid?: string, now?: Date}} [expect]
+ * @returns {LicenseCheck}
+ */
+function verifyLicense(key, publicKeyPem, { courseId, kid, now = new Date() } = {}) {
+  const signed = verifySigned(key, publicKeyPem);
+  if (!signed.ok || !signed.payload) return { valid: false, expired: false, payload: null, reason: signed.reason };
+  const payload = signed.payload;
+  let expired = false;
+  if (payload.expiresAt !== undefined) {
+    const expiresAt = new Date(payload.expiresAt).getTime();
+    if (Number.isNaN(expiresAt)) return { valid: false, expired: false, payload, reason: 'expiresAt is not a date' };
+    expired = now.getTime() >= expiresAt;
+  }
+  if (courseId !== undefined && payload.courseId !== courseId) {
+    return { valid: false, expired, payload, reason: `for course ${payload.courseId}, not ${courseId}` };
+  }
+  if (kid !== undefined && payload.kid !== kid) {
+    return { valid: false, expired, payload, reason: `signed by key ${payload.kid}, not ${kid}` };
+  }
+  return { valid: true, expired, payload, reason: expired ? 'expired' : 'ok' };
+}
+
+/**
+ * Check the signed revocation list offline and return the revoked license ids.
+ * @param {string} text
+ * @param {string} publicKeyPem
+ * @param {{kid?: string}} [expect]
+ * @returns {RevocationCheck}
+ */
+function verifyRevocations(text, publicKeyPem, { kid } = {}) {
+  const signed = verifySigned(text, publicKeyPem);
+  const empty = { issuedAt: null, kid: null, revoked: new Set() };
+  if (!signed.ok || !signed.payload) return { valid: false, reason: signed.reason, ...empty };
+  const doc = signed.payload;
+  if (doc.v !== 1 || !Array.isArray(doc.revoked) || !doc.revoked.every((id) => typeof id === 'string')) {
+    return { valid: false, reason: 'not a version 1 revocation list', ...empty };
+  }
+  if (kid !== undefined && doc.kid !== kid) {
+    return { valid: false, reason: `signed by key ${doc.kid}, not ${kid}`, ...empty };
+  }
+  return { valid: true, reason: 'ok', issuedAt: doc.issuedAt, kid: doc.kid, revoked: new Set(doc.revoked) };
+}
+
+module.exports = { PayClient, PayApiError, verifyLicense, verifyRevocations, sleep };
