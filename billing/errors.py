@@ -90,8 +90,8 @@ CATALOGUE: dict[str, ErrorText] = {
     ),
     "payment_cancelled": ErrorText(
         200,
-        "支付已在手机上取消，订单已关闭，请重新下单。",
-        "The payment was cancelled on the phone and the order is closed; please place a new order.",
+        "订单已取消，如仍想购买请重新下单。",
+        "The order was cancelled; place a new order if you still want the course.",
         "new_order",
     ),
     "license_delayed": ErrorText(

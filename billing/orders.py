@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 COURSE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+CLOSE_ERRORS = {"expired": "order_expired", "cancelled": "payment_cancelled"}
 FLAG_ERRORS = {"AMOUNT_MISMATCH": "amount_mismatch", "LATE_PAYMENT": "late_payment",
                "MERCHANT_MISMATCH": "amount_mismatch", "TRANSACTION_REUSED": "amount_mismatch"}
 
@@ -215,7 +216,11 @@ def order_view(shop: Shop, order: Order) -> dict[str, Any]:
     if order.flag in FLAG_ERRORS:
         error = FLAG_ERRORS[order.flag]
     elif order.status == "closed":
-        error = "order_expired" if order.close_reason == "expired" else "order_closed"
+        error = CLOSE_ERRORS.get(order.close_reason or "", "order_closed")
+    elif order.status == "paid":
+        error = "license_delayed"
+    elif order.status == "pending" and order.trade_state == "PAYERROR":
+        error = "payment_failed"
     final = order.status not in ("pending", "paid") or order.flag is not None
     return {
         "order_id": order.public_id,

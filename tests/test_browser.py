@@ -304,9 +304,9 @@ def test_cancelling_shows_the_closed_order_in_both_languages(learner: Learner) -
     order = learner.place_order()
 
     page.click("#cancel")
-    closed = CATALOGUE["order_closed"]
+    closed = CATALOGUE["payment_cancelled"]
     expect(page.locator("#error")).to_be_visible()
-    expect(page.locator("#error")).to_have_attribute("data-code", "order_closed")
+    expect(page.locator("#error")).to_have_attribute("data-code", "payment_cancelled")
     expect(page.locator("#error-zh")).to_have_text(closed.message_zh)
     expect(page.locator("#error-en")).to_have_text(closed.message_en)
     expect(page.locator("#error-action")).to_contain_text(order["order_id"])

@@ -296,3 +296,11 @@ def test_a_full_disk_during_fulfilment_leaves_no_partial_license(
     assert response.status_code == 500 and response.json()["code"] == "FAIL"
     monkeypatch.undo()
     assert_nothing_changed(shop, order)
+
+
+def test_a_failed_payment_reported_by_wechat_is_shown_with_what_to_do(shop: Shop, make_notification) -> None:
+    order = shop.order()
+    assert shop.notify(make_notification(order, trade_state="PAYERROR")).status_code == 204
+    view = shop.poll(order)
+    assert view["status"] == "pending" and view["final"] is False
+    assert view["error"]["code"] == "payment_failed" and view["error"]["action"] == "retry"

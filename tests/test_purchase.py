@@ -86,7 +86,7 @@ def test_cancelling_closes_the_order_at_wechat_and_here(shop: Shop) -> None:
     response = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "closed"
-    assert response.json()["error"]["code"] == "order_closed"
+    assert response.json()["error"]["code"] == "payment_cancelled"
     state = shop.sandbox.control("GET", f"orders/{order['out_trade_no']}").json()
     assert state["trade_state"] == "CLOSED"
     # Cancelling again changes nothing and still answers.
