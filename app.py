@@ -101,14 +101,14 @@ def _https_url(settings: Settings, name: str, value: str, live: bool) -> str:
 
 # --- database -----------------------------------------------------------------------------
 
-def open_database(url: str, instance_path: str) -> Database:
+def open_database(url: str, instance_path: str, busy_timeout_ms: int = 10000) -> Database:
     """Open the database named by a URL: ``sqlite:///file`` (WAL) or ``postgresql://``."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path != ":memory:" and not os.path.isabs(path):
             path = os.path.join(instance_path, path)
-        return SqliteDatabase(path, timeout=10, pragmas={
-            "journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 10000, "synchronous": "normal"})
+        return SqliteDatabase(path, timeout=busy_timeout_ms / 1000, pragmas={
+            "journal_mode": "wal", "foreign_keys": 1, "busy_timeout": busy_timeout_ms, "synchronous": "normal"})
     if url.startswith(("postgresql://", "postgres://")):
         from playhouse.db_url import connect
 
@@ -199,8 +199,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                              settings.text("PUBLIC_BASE_URL", None if live else "http://127.0.0.1:5000")
                              or settings.required("PUBLIC_BASE_URL", "in live mode"), live)
     app.config["PUBLIC_BASE_URL"] = public_base
+    # The console's session cookie: Secure whenever the public address is https (behind the TLS proxy).
+    cookie_secure = settings.text("SESSION_COOKIE_SECURE", "on" if public_base.startswith("https://") else "off")
+    if cookie_secure not in ("on", "off"):
+        raise ConfigError("LBPAY_SESSION_COOKIE_SECURE", "must be on or off")
+    app.config["SESSION_COOKIE_SECURE"] = cookie_secure == "on"
+    app.config["ADMIN_IDLE_MINUTES"] = settings.integer("ADMIN_IDLE_MINUTES", 30, 1, 720)
 
-    database = open_database(settings.text("DATABASE_URL") or "sqlite:///lbpay.db", str(instance))
+    database = open_database(settings.text("DATABASE_URL") or "sqlite:///lbpay.db", str(instance),
+                             busy_timeout_ms=settings.integer("DB_BUSY_TIMEOUT_MS", 10000, 100, 60000))
     models.db.initialize(database)
 
     license_keys = _license_keys(settings, instance, live)
@@ -226,15 +233,43 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                                  public_key_id=SANDBOX_PUBLIC_KEY_ID)
         _mount_sandbox(app, keys, public_base)
 
+    # Every call to WeChat Pay is counted and timed, for /metrics and the "WeChat unreachable" alert.
+    from billing.metrics import CountedWeChat
+
+    wechat = CountedWeChat(wechat, clock)
     app.extensions["lbpay.shop"] = Shop(
         wechat=wechat, verifier=verifier, apiv3_keys=apiv3_keys, mchid=mchid, appid=appid,
         license_keys=license_keys, notify_url=notify_url, order_ttl=ttl, clock=clock,
-        token_secret=hashlib.sha256(b"lbpay bearer tokens\0" + secret_key.encode()).digest())
+        token_secret=hashlib.sha256(b"lbpay bearer tokens\0" + secret_key.encode()).digest(),
+        mailer=_mailer(settings, public_base))
     app.extensions["lbpay.clock"] = clock
 
     _register(app, database)
+    _register_ops(app, settings, live, instance)
     _start_scheduler(app, settings)
     return app
+
+
+def _mailer(settings: Settings, public_base: str) -> Any:
+    """The mail settings: LBPAY_SMTP_URL (unset: mails stay queued), LBPAY_MAIL_FROM, reminder days."""
+    from billing.mail import MailSettingError, Mailer, parse_mail_from, parse_smtp_url
+
+    smtp_url = settings.secret("SMTP_URL")
+    try:
+        smtp = parse_smtp_url(smtp_url) if smtp_url else None
+    except MailSettingError as exc:
+        raise ConfigError("LBPAY_SMTP_URL", str(exc)) from None
+    mail_from = settings.text("MAIL_FROM")
+    if mail_from is None:
+        if smtp is not None:
+            raise ConfigError("LBPAY_MAIL_FROM", "required when LBPAY_SMTP_URL is set")
+        mail_from = "Learning Buddy <noreply@localhost>"
+    try:
+        mail_from = parse_mail_from(mail_from)
+    except MailSettingError as exc:
+        raise ConfigError("LBPAY_MAIL_FROM", str(exc)) from None
+    return Mailer(smtp=smtp, mail_from=mail_from, public_base_url=public_base,
+                  renewal_reminder_days=settings.integer("RENEWAL_REMINDER_DAYS", 7, 1, 60))
 
 
 _IN_CLI = False  # set by the command line: a CLI command never starts the web process's scheduler
@@ -250,24 +285,32 @@ def _start_scheduler(app: Flask, settings: Settings) -> None:
     import billing.jobs  # noqa: F401  (registers the jobs)
     from billing.scheduler import Scheduler
 
-    scheduler = Scheduler(app.extensions["lbpay.shop"])
+    scheduler = Scheduler(app.extensions["lbpay.shop"],
+                          intervals={"reconcile": settings.integer("RECONCILE_SECONDS", 60, 1, 3600)})
     scheduler.start()
     app.extensions["lbpay.scheduler"] = scheduler
 
 
+def license_keys_dir(settings: Settings, instance: Path) -> Path:
+    """Where rotated license keys live: LBPAY_LICENSE_KEYS_DIR, default ``<instance>/license-keys``."""
+    return Path(settings.text("LICENSE_KEYS_DIR") or instance / "license-keys")
+
+
 def _license_keys(settings: Settings, instance: Path, live: bool) -> KeyRing:
+    from billing.license_keys import ACTIVE, load_key_ring
+
+    keys_dir = license_keys_dir(settings, instance)
     path = settings.text("LICENSE_KEY_FILE")
-    if path is None:
+    if path is None and not (keys_dir / ACTIVE).exists():
         if live:
             raise ConfigError("LBPAY_LICENSE_KEY_FILE", "required in live mode")
         local = instance / "license_key.pem"
         _ensure_file(local, generate_private_key_pem)
         path = str(local)
     try:
-        active = load_signing_key(path)
+        return load_key_ring(path, keys_dir)
     except KeyFileError as exc:
-        raise ConfigError("LBPAY_LICENSE_KEY_FILE", str(exc)) from None
-    return KeyRing(active)
+        raise ConfigError(exc.setting, exc.problem) from None
 
 
 def _live_wechat(settings: Settings) -> tuple[WeChatPayClient, Any, list[bytes], str, str]:
@@ -342,11 +385,13 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import api, notify, pages
+    from web import admin, api, notify, pages, refund_notify
 
     app.register_blueprint(api.bp)
     app.register_blueprint(notify.bp)
+    app.register_blueprint(refund_notify.bp)
     app.register_blueprint(pages.bp)
+    admin.init_app(app)
 
     @app.before_request
     def _connect() -> None:
@@ -354,13 +399,41 @@ def _register(app: Flask, database: Database) -> None:
 
     @app.teardown_request
     def _close(exc: BaseException | None) -> None:
-        if not database.is_closed():
+        # A worker thread keeps its SQLite connection between requests: opening one and parsing
+        # the schema on its first query cost more than the rest of a status poll. A request that
+        # failed gives its connection up, so a broken one is never reused.
+        keep = isinstance(database, SqliteDatabase) and exc is None and not database.in_transaction()
+        if not keep and not database.is_closed():
             database.close()
 
     pages.register_error_pages(app)
 
 
 # --- command line -------------------------------------------------------------------------
+
+def _register_ops(app: Flask, settings: Settings, live: bool, instance: Path) -> None:
+    """Health, readiness, metrics, JSON logs, the proxy in front; backups, alerts and retention settings."""
+    from billing import alerts, backups, retention
+    from web.ops import OpsSettings, register_ops
+
+    log_level = (settings.text("LOG_LEVEL", "INFO") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("LBPAY_LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
+    metrics_token = settings.secret("METRICS_TOKEN")
+    if metrics_token is not None and len(metrics_token) < 16:
+        raise ConfigError("LBPAY_METRICS_TOKEN", "must be at least 16 characters")
+    ops = OpsSettings(
+        live=live, proxy_hops=settings.integer("PROXY_HOPS", 1, 0, 5), metrics_token=metrics_token,
+        reconcile_stale=dt.timedelta(minutes=settings.integer("READY_RECONCILE_MINUTES", 10, 2, 1440)),
+        log_level=log_level, json_logs=not _IN_CLI)
+    shop = app.extensions["lbpay.shop"]
+    register_ops(app, ops, [app.config["SECRET_KEY"], metrics_token, *shop.apiv3_keys])
+    backup_dir = settings.text("BACKUP_DIR")
+    backups.SETTINGS.directory = Path(backup_dir) if backup_dir else None
+    backups.SETTINGS.keep = settings.integer("BACKUP_KEEP", 14, 1, 365)
+    alerts.SETTINGS.to = settings.text("ALERT_EMAIL")
+    retention.SETTINGS.days = settings.integer("RETENTION_DAYS", 400, 30, 3650)
+
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=True)
 def cli() -> None:
@@ -371,10 +444,14 @@ def cli() -> None:
 
 @cli.command("init")
 def init_command() -> None:
-    """Create or upgrade the database; safe to run at every deploy."""
+    """Create or upgrade the database (numbered migrations); safe to run at every deploy."""
+    import migrations
+
     with models.db.connection_context():
-        models.create_tables()
-    click.echo("database ready")
+        applied = migrations.migrate()
+        version = max(migrations.applied_versions(models.db.obj))
+    done = f"applied migrations {', '.join(map(str, applied))}; " if applied else ""
+    click.echo(f"database ready ({done}schema version {version})")
 
 
 @cli.command("reconcile")
@@ -486,6 +563,192 @@ def sandbox_command(host: str, port: int, instance: str, merchant_origin: str) -
 
     sandbox = create_sandbox_app(_sandbox_config(_sandbox_keys(Path(instance)), merchant_origin))
     run_simple(host, port, sandbox, threaded=True)
+
+
+@cli.group("admin")
+def admin_group() -> None:
+    """Accounts of the creator's console at /admin."""
+
+
+def _read_password(password_file: str | None) -> str:
+    if password_file is not None:
+        password = Path(password_file).read_text(encoding="utf-8")
+        return password[:-1] if password.endswith("\n") else password
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    raise click.UsageError("give --password-file FILE, or run on a terminal to be asked for the password")
+
+
+@admin_group.command("create")
+@click.argument("email")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a file holding the password (one trailing newline is ignored)")
+def admin_create(email: str, password_file: str | None) -> None:
+    """Create a console account, or set a new password (signing out its sessions)."""
+    from flask import current_app
+
+    from billing import BillingError
+    from billing.admin_users import create_admin
+
+    password = _read_password(password_file)
+    with models.db.connection_context():
+        try:
+            user = create_admin(current_app.extensions["lbpay.shop"], email, password)
+        except BillingError as exc:
+            raise click.ClickException(exc.detail or exc.code) from None
+    click.echo(f"admin {user.email} ready; sign in at {current_app.config['PUBLIC_BASE_URL']}/admin/login")
+
+
+@admin_group.command("totp")
+@click.argument("email")
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="also write the enrolment QR code to this SVG file")
+def admin_totp(email: str, svg_file: str | None) -> None:
+    """Enrol (or re-enrol) an authenticator app: prints the otpauth URI and its QR code."""
+    import io
+
+    import qrcode
+    from flask import current_app
+
+    from billing import BillingError
+    from billing.admin_users import enrol_totp
+    from billing.orders import qr_svg
+
+    with models.db.connection_context():
+        try:
+            uri = enrol_totp(current_app.extensions["lbpay.shop"], email)
+        except BillingError as exc:
+            raise click.ClickException(exc.detail or exc.code) from None
+    code = qrcode.QRCode(border=1)
+    code.add_data(uri)
+    picture = io.StringIO()
+    code.print_ascii(out=picture, invert=True)
+    click.echo(picture.getvalue())
+    click.echo(uri)
+    if svg_file:
+        fd = os.open(svg_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(qr_svg(uri))
+        click.echo(f"QR code written to {svg_file}")
+    click.echo("Scan it with an authenticator app; sign-in now asks for its 6-digit code.")
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check that no audit event was edited, removed or reordered; exit 1 naming the first bad one."""
+    from billing.audit import verify_chain
+
+    with models.db.connection_context():
+        whole, checked, bad = verify_chain()
+        event = None if bad is None else models.AuditEvent.get_or_none(models.AuditEvent.id == bad)
+    if whole:
+        click.echo(f"audit chain whole: {checked} events")
+        return
+    what = f" ({event.action} at {event.at.isoformat()})" if event is not None else ""
+    click.echo(f"audit chain BROKEN at event {bad}{what}, after {checked} good events", err=True)
+    sys.exit(1)
+
+
+# --- operations ---------------------------------------------------------------------------
+
+@cli.command("backup")
+@click.argument("dest", type=click.Path(dir_okay=False))
+def backup_command(dest: str) -> None:
+    """Copy the live SQLite database to DEST (a new file), safely while it takes payments."""
+    from billing.backups import BackupError, make_backup
+
+    try:
+        facts = make_backup(Path(dest))
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backup written to {facts['path']}: {facts['orders']} orders, {facts['bytes']} bytes")
+
+
+@cli.command("restore")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="do not ask; the replaced database is kept beside it anyway")
+def restore_command(src: str, yes: bool) -> None:
+    """Check a backup and put it in place of the database; stop the server first."""
+    from billing.backups import BackupError, check_backup, restore_backup
+
+    try:
+        facts = check_backup(Path(src))
+    except BackupError as exc:
+        raise click.ClickException(f"refusing to restore: {exc}") from None
+    if not yes:
+        click.confirm(f"{src} holds {facts['orders']} orders; replace the current database with it?", abort=True)
+    try:
+        done = restore_backup(Path(src), now=dt.datetime.now(UTC))
+    except BackupError as exc:
+        raise click.ClickException(f"refusing to restore: {exc}") from None
+    kept = f"; the previous database is kept at {done['previous_kept_at']}" if done["previous_kept_at"] else ""
+    click.echo(f"restored {done['orders']} orders from {src}{kept}")
+
+
+@cli.command("purge")
+@click.option("--dry-run", is_flag=True, help="only count what would be purged")
+@click.option("--days", type=click.IntRange(min=30), default=None,
+              help="keep this many days (default LBPAY_RETENTION_DAYS, 400)")
+def purge_command(dry_run: bool, days: int | None) -> None:
+    """Blank raw notifications and personal data older than the retention period; money records stay."""
+    from billing.retention import SETTINGS, purge
+
+    shop = current_app.extensions["lbpay.shop"]
+    with models.db.connection_context():
+        counts = purge(shop, shop.now(), days=days, dry_run=dry_run, actor="cli")
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} (older than {days or SETTINGS.days} days): {counts['notifications']} notification "
+               f"bodies, personal data of {counts['orders']} orders and {counts['buyers']} buyers")
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """License signing keys: list them, rotate to a new one."""
+
+
+@keys_group.command("list")
+def keys_list() -> None:
+    """List every license key (kid, active or retired, licenses it signed)."""
+    from peewee import fn
+
+    shop = current_app.extensions["lbpay.shop"]
+    with models.db.connection_context():
+        counts = dict(models.License.select(models.License.kid, fn.COUNT(models.License.id))
+                      .group_by(models.License.kid).tuples())
+    for key in shop.license_keys.describe():
+        state = "active" if key["active"] else "retired"
+        click.echo(f"{key['kid']}\t{state}\t{counts.get(key['kid'], 0)} licenses")
+
+
+@keys_group.command("rotate")
+def keys_rotate() -> None:
+    """Make a new license signing key active; old licenses keep verifying. Reload the server after."""
+    from billing.license_keys import rotate
+
+    settings = _settings_from(os.environ, None)
+    keys_dir = license_keys_dir(settings, Path(current_app.instance_path))
+    shop = current_app.extensions["lbpay.shop"]
+    with models.db.connection_context():
+        new = rotate(keys_dir, shop.license_keys, now=shop.now())
+    click.echo(f"new license key {new.kid} is active in {keys_dir}; the previous keys verify old licenses.")
+    click.echo("Reload the server (gunicorn: kill -HUP <pid>; Fly: fly apps restart) to sign with it.")
+
+
+@cli.command("alerts")
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=20)
+def alerts_command(limit: int) -> None:
+    """List the newest alerts for the creator."""
+    from billing.alerts import recent_alerts
+
+    with models.db.connection_context():
+        for alert in recent_alerts(limit):
+            mailed = "mailed" if alert.mailed else "listed"
+            click.echo(f"{alert.at:%Y-%m-%d %H:%M}Z\t{alert.kind}\t{mailed}\t{alert.message}")
 
 
 if __name__ == "__main__":

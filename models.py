@@ -233,8 +233,43 @@ class RateWindow(BaseModel):
     count = IntegerField(default=0)
 
 
+class WeChatCallStat(BaseModel):
+    """How many calls to one WeChat Pay endpoint ended one way within one latency bucket (for /metrics)."""
+
+    endpoint = CharField(max_length=40)
+    outcome = CharField(max_length=24)
+    le = CharField(max_length=8)  # the bucket's upper bound in seconds, "+Inf" for the last
+    calls = IntegerField(default=0)
+    seconds = FloatField(default=0.0)
+
+    class Meta:
+        table_name = "wechat_call_stat"
+        indexes = ((("endpoint", "outcome", "le"), True),)
+
+
+class OutsideService(BaseModel):
+    """Whether an outside service (WeChat Pay) answers: since when it has been failing, if it is."""
+
+    name = CharField(primary_key=True, max_length=32)
+    failing_since = UTCDateTimeField(null=True)
+    last_ok_at = UTCDateTimeField(null=True)
+    last_failure_at = UTCDateTimeField(null=True)
+
+
+class Alert(BaseModel):
+    """Something the creator must look at; mailed at most once per kind per hour."""
+
+    id = AutoField()
+    kind = CharField(max_length=32, index=True)
+    key = CharField(max_length=120, unique=True)  # one alert per thing (an order, an hour of failures)
+    at = UTCDateTimeField(index=True)
+    message = TextField()
+    mailed = BooleanField(default=False)
+
+
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent, Lease, JobRun,
-                                     AdminUser, LoginBucket, Refund, MailOutbox, RateWindow]
+                                     AdminUser, LoginBucket, Refund, MailOutbox, RateWindow,
+                                     WeChatCallStat, OutsideService, Alert]
 
 
 def create_tables() -> None:

@@ -1,0 +1,140 @@
+"""What the creator does to licenses by hand: revoke, reinstate, comp, mark paid, re-send by mail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from models import Course, License, Order
+
+from . import audit
+from .errors import BillingError
+from .orders import EMAIL
+from .payments import _issue_license, apply_transaction
+from .shop import Shop, hash_token, write_transaction
+
+COMP_PREFIX = "COMP"  # out_trade_no of an order made by a comp: never sent to WeChat Pay
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise BillingError("reason_required")
+    if len(reason) > 64:
+        raise BillingError("bad_request", "the reason is at most 64 characters")
+    return reason
+
+
+def revoke_in_transaction(order: Order, *, reason: str, actor: str, at: dt.datetime,
+                          ip: str | None = None) -> bool:
+    """Revoke the order's license inside the caller's write transaction; False when none is active."""
+    license = License.get_or_none(License.order == order.id)
+    if license is None:
+        return False
+    changed = License.update(revoked_at=at, revoke_reason=reason[:64]).where(
+        (License.id == license.id) & License.revoked_at.is_null()).execute()
+    if changed:
+        audit.record("license.revoked", at=at, actor=actor, order=order, ip=ip,
+                     detail={"license": license.license_id, "reason": reason[:64]})
+    return bool(changed)
+
+
+def revoke_license(shop: Shop, order: Order, *, reason: str, actor: str, ip: str | None = None) -> None:
+    """Revoke the order's license, with a reason; the extension's next poll shows it revoked."""
+    reason = _reason(reason)
+    with write_transaction():
+        if License.get_or_none(License.order == order.id) is None:
+            raise BillingError("license_not_found")
+        revoke_in_transaction(order, reason=reason, actor=actor, at=shop.now(), ip=ip)
+
+
+def reinstate_license(shop: Shop, order: Order, *, reason: str, actor: str, ip: str | None = None) -> None:
+    """Lift a revocation, with a reason."""
+    reason = _reason(reason)
+    now = shop.now()
+    with write_transaction():
+        license = License.get_or_none(License.order == order.id)
+        if license is None:
+            raise BillingError("license_not_found")
+        changed = License.update(revoked_at=None, revoke_reason=None).where(
+            (License.id == license.id) & License.revoked_at.is_null(False)).execute()
+        if changed:
+            audit.record("license.reinstated", at=now, actor=actor, order=order, ip=ip,
+                         detail={"license": license.license_id, "reason": reason,
+                                 "was_revoked_for": license.revoke_reason})
+
+
+def comp_license(shop: Shop, *, course_id: str, email: str | None, reason: str, actor: str,
+                 ip: str | None = None) -> Order:
+    """Grant a license without payment: an order of 0 fen, fulfilled at once, never sent to WeChat Pay."""
+    reason = _reason(reason)
+    course = Course.get_or_none(Course.id == course_id) if isinstance(course_id, str) else None
+    if course is None:
+        raise BillingError("course_not_found")
+    if email is not None and (len(email) > 254 or not EMAIL.match(email)):
+        raise BillingError("bad_request", "email is not a valid address")
+    now = shop.now()
+    with write_transaction():
+        order = Order.create(
+            public_id="ord_" + secrets.token_urlsafe(16),
+            out_trade_no=COMP_PREFIX + now.strftime("%Y%m%d%H%M%S") + secrets.token_hex(5).upper(),
+            course=course, email=email, description=course.title[:127], amount_fen=0,
+            currency=course.currency, status="fulfilled", token_hash=hash_token(secrets.token_urlsafe(32)),
+            created_at=now, expires_at=now, paid_at=now)
+        audit.record("license.comped", at=now, actor=actor, order=order, ip=ip,
+                     detail={"course": course.id, "reason": reason, "email": email})
+        issued = _issue_license(shop, Order.get_by_id(order.id), now)
+        audit.record("license.issued", at=now, actor=actor, order=order,
+                     detail={"license": issued.license_id, "kid": issued.kid,
+                             "expires_at": issued.expires_at.isoformat()})
+        from .mail import enqueue_license_mail
+
+        enqueue_license_mail(Order.get_by_id(order.id), issued, now)
+    return order
+
+
+def is_comp(order: Order) -> bool:
+    """Tell whether the order was made by a comp rather than a purchase."""
+    return order.out_trade_no.startswith(COMP_PREFIX)
+
+
+def ask_wechat(shop: Shop, order: Order) -> dict[str, Any]:
+    """Return what WeChat Pay says about the order right now."""
+    if is_comp(order):
+        raise BillingError("bad_request", "a comp was never sent to WeChat Pay")
+    return shop.wechat.query_by_out_trade_no(order.out_trade_no)
+
+
+def mark_paid(shop: Shop, order: Order, *, reason: str, actor: str, ip: str | None = None) -> str:
+    """Fulfil an order by hand, only when WeChat Pay's own answer says it is paid."""
+    reason = _reason(reason)
+    answer = ask_wechat(shop, order)
+    if answer.get("trade_state") != "SUCCESS":
+        raise BillingError("not_paid_at_wechat", f"trade_state is {answer.get('trade_state')}")
+    with write_transaction():
+        audit.record("admin.mark_paid", at=shop.now(), actor=actor, order=order, ip=ip,
+                     detail={"reason": reason, "trade_state": "SUCCESS",
+                             "transaction_id": answer.get("transaction_id")})
+    return apply_transaction(shop, answer, source="admin", ip=ip)
+
+
+def resend_license_mail(shop: Shop, order: Order, *, actor: str, ip: str | None = None) -> None:
+    """Queue the order's license mail again, to the address the learner gave."""
+    from .mail import enqueue_mail, license_lines, render
+
+    license = License.get_or_none(License.order == order.id)
+    if license is None:
+        raise BillingError("license_not_found")
+    if not order.email:
+        raise BillingError("bad_request", "the order has no e-mail address")
+    if license.revoked_at is not None:
+        raise BillingError("bad_request", "the license is revoked; reinstate it first")
+    lines = license_lines([license])
+    text, html = render("license", licenses=lines, renewal=license.plan == "subscription")
+    subject = f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {lines[0]['course_title']}"
+    now = shop.now()
+    with write_transaction():
+        enqueue_mail(to=order.email, subject=subject, text=text, html=html, kind="resend", now=now)
+        audit.record("license.resent", at=now, actor=actor, order=order, ip=ip,
+                     detail={"license": license.license_id})

@@ -1,0 +1,280 @@
+"""Refunds through WeChat Pay: asked for once, settled by one function whether a notification or a query tells."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import secrets
+from typing import Any, Mapping
+
+from peewee import fn
+
+from models import Notification, Order, Refund
+from wechatpay.errors import ApiError, DecryptError, MalformedError, VerificationError, WeChatPayError
+from wechatpay.notify import parse_notification
+
+from . import audit
+from .errors import BillingError
+from .payments import PROBE_PREFIX, NotifyAnswer, _reject, _store_raw
+from .scheduler import job
+from .shop import Shop, write_transaction
+
+log = logging.getLogger(__name__)
+
+OUT_REFUND_NO = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+FINAL = ("SUCCESS", "CLOSED", "ABNORMAL", "FAILED")
+# Refunds that hold part of the order's money: only a closed or refused one gives it back.
+HOLDING = ("PROCESSING", "SUCCESS", "ABNORMAL")
+REFUNDABLE = ("fulfilled", "paid", "partially_refunded")
+REFUND_EVENTS = {"REFUND.SUCCESS": "SUCCESS", "REFUND.CLOSED": "CLOSED", "REFUND.ABNORMAL": "ABNORMAL"}
+STUCK_AFTER = dt.timedelta(minutes=30)
+
+
+def refund_notify_url(shop: Shop) -> str:
+    """Where WeChat Pay tells us about refunds: beside the payment notify URL."""
+    return shop.notify_url.rsplit("/", 1)[0] + "/refund"
+
+
+def new_out_refund_no(now: dt.datetime) -> str:
+    """Return a fresh refund number: ``RF``, the UTC time, and random letters and digits."""
+    return "RF" + now.astimezone(dt.timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(6).upper()
+
+
+def refunded_fen(order: Order, statuses: tuple[str, ...] = ("SUCCESS",)) -> int:
+    """Sum the order's refunds in the given states."""
+    total = (Refund.select(fn.COALESCE(fn.SUM(Refund.amount_fen), 0))
+             .where((Refund.order == order.id) & (Refund.status.in_(statuses))).scalar())
+    return int(total or 0)
+
+
+def refundable_fen(order: Order) -> int:
+    """What is left to refund: the amount paid less every refund not closed or refused."""
+    if order.transaction_id is None:
+        return 0
+    return max(0, order.amount_fen - refunded_fen(order, HOLDING))
+
+
+def request_refund(shop: Shop, order: Order, *, amount_fen: int, reason: str, revoke_license: bool,
+                   actor: str, ip: str | None = None) -> Refund:
+    """Record a refund and ask WeChat Pay for it; the row keeps its out_refund_no for every retry."""
+    reason = reason.strip()
+    if not reason:
+        raise BillingError("reason_required")
+    if len(reason) > 80:
+        raise BillingError("bad_request", "the reason is at most 80 characters")
+    if type(amount_fen) is not int or amount_fen < 1:
+        raise BillingError("bad_request", "the amount must be at least 0.01 yuan")
+    now = shop.now()
+    with write_transaction():
+        order = Order.get_by_id(order.id)
+        if order.transaction_id is None or (order.status not in REFUNDABLE and order.flag != "LATE_PAYMENT"):
+            raise BillingError("refund_not_allowed", f"order is {order.status}")
+        left = refundable_fen(order)
+        if amount_fen > left:
+            raise BillingError("refund_too_large", f"at most {left} fen is left to refund")
+        full = amount_fen + refunded_fen(order, HOLDING) >= order.amount_fen
+        refund = Refund.create(order=order, out_refund_no=new_out_refund_no(now), amount_fen=amount_fen,
+                               reason=reason, revoke_license=revoke_license or full, actor=actor,
+                               created_at=now, updated_at=now)
+        audit.record("refund.requested", at=now, actor=actor, order=order, ip=ip,
+                     detail={"out_refund_no": refund.out_refund_no, "amount_fen": amount_fen,
+                             "reason": reason, "revoke_license": refund.revoke_license})
+    return submit_refund(shop, refund)
+
+
+def submit_refund(shop: Shop, refund: Refund) -> Refund:
+    """Send (or re-send, with the same out_refund_no) one refund request to WeChat Pay."""
+    order = refund.order
+    try:
+        answer = shop.wechat.create_refund(  # type: ignore[attr-defined]
+            out_refund_no=refund.out_refund_no, out_trade_no=order.out_trade_no,
+            refund_fen=refund.amount_fen, total_fen=order.amount_fen, reason=refund.reason,
+            notify_url=refund_notify_url(shop))
+    except ApiError as exc:
+        # NOT_ENOUGH: the merchant's balance is short for now; the job tries again later.
+        if exc.retryable or exc.code in ("NOT_ENOUGH", "SYSTEM_ERROR", "FREQUENCY_LIMITED"):
+            _note_retry(shop, refund, f"{exc.code or exc.status}")
+        else:
+            _fail(shop, refund, f"{exc.code}: {exc.message}"[:200])
+        return Refund.get_by_id(refund.id)
+    except WeChatPayError as exc:
+        _note_retry(shop, refund, type(exc).__name__)
+        return Refund.get_by_id(refund.id)
+    settle_refund(shop, answer, source="create")
+    return Refund.get_by_id(refund.id)
+
+
+def _fail(shop: Shop, refund: Refund, why: str) -> None:
+    now = shop.now()
+    with write_transaction():
+        changed = Refund.update(status="FAILED", detail=why, updated_at=now, settled_at=now).where(
+            (Refund.id == refund.id) & (Refund.status == "PROCESSING")).execute()
+        if changed:
+            audit.record("refund.refused", at=now, actor="wechat", order=refund.order,
+                         detail={"out_refund_no": refund.out_refund_no, "why": why})
+    log.warning("refund %s refused by WeChat Pay: %s", refund.out_refund_no, why)
+
+
+def _note_retry(shop: Shop, refund: Refund, why: str) -> None:
+    now = shop.now()
+    with write_transaction():
+        Refund.update(detail=f"will retry: {why}"[:200], updated_at=now).where(Refund.id == refund.id).execute()
+        audit.record("wechat.call_failed", at=now, order=refund.order,
+                     detail={"call": "create_refund", "out_refund_no": refund.out_refund_no, "error": why})
+
+
+def settle_refund(shop: Shop, wechat_refund: Mapping[str, Any], *, source: str,
+                  notification: Notification | None = None, ip: str | None = None) -> str:
+    """Act on WeChat's word about one refund; the single path that moves money state after a refund.
+
+    Returns ``processing``, ``success``, ``closed``, ``abnormal``, ``duplicate``, ``unknown`` or ``mismatch``.
+    """
+    status = wechat_refund.get("status") or wechat_refund.get("refund_status")
+    out_refund_no = wechat_refund.get("out_refund_no")
+    if not isinstance(status, str) or not isinstance(out_refund_no, str):
+        return "mismatch"
+    now = shop.now()
+    with write_transaction():
+        refund = Refund.get_or_none(Refund.out_refund_no == out_refund_no[:64])
+        if refund is None:
+            audit.record("refund.unknown", at=now, actor="wechat", ip=ip,
+                         detail={"source": source, "out_refund_no": out_refund_no[:64]})
+            _mark(notification, "unknown_order", None, out_refund_no)
+            return "unknown"
+        order = Order.get_by_id(refund.order_id)
+        amount = wechat_refund.get("amount") or {}
+        if (wechat_refund.get("out_trade_no") != order.out_trade_no
+                or not isinstance(amount, dict) or amount.get("refund") != refund.amount_fen
+                or wechat_refund.get("mchid", shop.mchid) != shop.mchid):
+            audit.record("refund.mismatch", at=now, actor="wechat", order=order, ip=ip,
+                         detail={"source": source, "out_refund_no": refund.out_refund_no})
+            _mark(notification, "mismatch", order, out_refund_no)
+            log.error("ALERT: refund %s does not match what we asked for", refund.out_refund_no)
+            return "mismatch"
+        refund_id = wechat_refund.get("refund_id")
+        if isinstance(refund_id, str) and refund.refund_id is None:
+            Refund.update(refund_id=refund_id[:32], updated_at=now).where(Refund.id == refund.id).execute()
+        if status == "PROCESSING" or refund.status == status:
+            _mark(notification, "duplicate" if refund.status == status != "PROCESSING" else "processing",
+                  order, out_refund_no)
+            return "processing" if status == "PROCESSING" else "duplicate"
+        if status not in ("SUCCESS", "CLOSED", "ABNORMAL"):
+            _mark(notification, "ignored", order, out_refund_no)
+            return "mismatch"
+        # ABNORMAL may still end in SUCCESS (the creator retries by hand at the merchant platform).
+        changed = Refund.update(status=status, updated_at=now, settled_at=now, detail=None).where(
+            (Refund.id == refund.id) & (Refund.status.in_(("PROCESSING", "ABNORMAL")))).execute()
+        if not changed:
+            _mark(notification, "duplicate", order, out_refund_no)
+            return "duplicate"
+        facts = {"source": source, "out_refund_no": refund.out_refund_no, "refund_id": refund_id,
+                 "amount_fen": refund.amount_fen, "notification": notification.id if notification else None}
+        if status != "SUCCESS":
+            audit.record("refund." + status.lower(), at=now, actor="wechat", order=order, ip=ip, detail=facts)
+            log.error("ALERT: refund %s ended %s; the order is unchanged", refund.out_refund_no, status)
+            _mark(notification, status.lower(), order, out_refund_no)
+            return status.lower()
+        done = refunded_fen(order)
+        new_status = "refunded" if done >= order.amount_fen else "partially_refunded"
+        Order.update(status=new_status).where(Order.id == order.id).execute()
+        audit.record("refund.succeeded", at=now, actor="wechat", order=order, ip=ip,
+                     detail={**facts, "before": order.status, "after": new_status, "refunded_fen": done})
+        if refund.revoke_license or new_status == "refunded":
+            from .licenses import revoke_in_transaction
+
+            revoke_in_transaction(order, reason="refunded", actor="system", at=now)
+        _mark(notification, "success", order, out_refund_no)
+    log.info("refund %s succeeded; order %s is %s", refund.out_refund_no, order.public_id, new_status)
+    return "success"
+
+
+def _mark(notification: Notification | None, result: str, order: Order | None, out_refund_no: str) -> None:
+    if notification is None:
+        return
+    Notification.update(result=result, order=order,
+                        out_trade_no=None if order is None else order.out_trade_no,
+                        reason=None if order is not None else f"unknown refund {out_refund_no[:60]}",
+                        ).where(Notification.id == notification.id).execute()
+
+
+def receive_refund_notification(shop: Shop, body: bytes, headers: Mapping[str, str],
+                                ip: str | None = None) -> NotifyAnswer:
+    """Keep, verify and act on one refund notification, exactly as strictly as a payment one."""
+    now = shop.now()
+    row = _store_raw("refund", body, headers, now)
+    try:
+        note = parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
+    except VerificationError as exc:
+        probe = str(headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
+        return _reject(row, now, "probe" if probe else exc.reason, str(exc), ip,
+                       NotifyAnswer(401, "signature verification failed"))
+    except MalformedError as exc:
+        return _reject(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
+    except DecryptError as exc:
+        log.error("ALERT: a signed refund notification does not decrypt; is the APIv3 key right?")
+        return _reject(row, now, "undecryptable", str(exc), ip, NotifyAnswer(500, "resource does not decrypt"))
+    with write_transaction():
+        Notification.update(event_id=note.id[:64], event_type=note.event_type[:32]).where(
+            Notification.id == row.id).execute()
+    expected = REFUND_EVENTS.get(note.event_type)
+    resource = dict(note.resource)
+    if expected is None or resource.get("refund_status") != expected:
+        with write_transaction():
+            Notification.update(result="ignored", reason="not a refund outcome").where(
+                Notification.id == row.id).execute()
+        return NotifyAnswer(204)
+    settle_refund(shop, resource, source="notification", notification=row, ip=ip)
+    return NotifyAnswer(204)
+
+
+def sync_refund(shop: Shop, refund: Refund) -> str:
+    """Ask WeChat Pay about one refund and settle it by the answer."""
+    answer = shop.wechat.query_refund(refund.out_refund_no)  # type: ignore[attr-defined]
+    return settle_refund(shop, answer, source="query")
+
+
+@job("refunds.reconcile", 60)
+def reconcile_refunds(shop: Shop, now: dt.datetime) -> dict[str, Any]:
+    """Settle refunds still PROCESSING a minute after they were asked for; re-send ones WeChat never took."""
+    summary: dict[str, Any] = {"checked": 0, "settled": 0, "resent": 0, "errors": 0}
+    waiting = (Refund.select().where((Refund.status == "PROCESSING")
+                                     & (Refund.updated_at < now - dt.timedelta(minutes=1)))
+               .order_by(Refund.id).limit(50))
+    for refund in list(waiting):
+        summary["checked"] += 1
+        try:
+            if refund.refund_id is None:
+                submit_refund(shop, refund)
+                summary["resent"] += 1
+                continue
+            if sync_refund(shop, refund) in ("success", "closed", "abnormal"):
+                summary["settled"] += 1
+            else:
+                with write_transaction():
+                    Refund.update(updated_at=shop.now()).where(Refund.id == refund.id).execute()
+        except ApiError as exc:
+            if exc.code == "RESOURCE_NOT_EXISTS":
+                submit_refund(shop, refund)
+                summary["resent"] += 1
+            else:
+                summary["errors"] += 1
+        except WeChatPayError:
+            summary["errors"] += 1
+    return summary
+
+
+def refunds_needing_attention(now: dt.datetime) -> list[Refund]:
+    """Refunds that ended badly or have waited too long."""
+    return list(Refund.select().where(
+        Refund.status.in_(("CLOSED", "ABNORMAL", "FAILED"))
+        | ((Refund.status == "PROCESSING") & (Refund.created_at < now - STUCK_AFTER))
+    ).order_by(Refund.created_at.desc()).limit(50))
+
+
+def refund_row(refund: Refund) -> dict[str, Any]:
+    """What the console shows of one refund."""
+    return {"out_refund_no": refund.out_refund_no, "amount_fen": refund.amount_fen, "status": refund.status,
+            "reason": refund.reason, "refund_id": refund.refund_id, "detail": refund.detail,
+            "created_at": refund.created_at, "settled_at": refund.settled_at,
+            "revoke_license": refund.revoke_license, "actor": refund.actor}

@@ -1,0 +1,237 @@
+"""What the creator reads: sales figures, the orders that need attention, search, and CSV exports."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from peewee import JOIN, fn
+
+from models import AuditEvent, License, Notification, Order, Refund
+
+from .audit import verify_chain
+from .errors import BillingError
+from .refunds import refunds_needing_attention
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+UTC = dt.timezone.utc
+PAGE_SIZE = 25
+YUAN = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,2}))?")
+STATUSES = ("pending", "paid", "fulfilled", "partially_refunded", "refunded", "closed")
+
+
+def yuan(fen: int | None) -> str:
+    """Format fen as yuan with two decimals, exactly: 9900 -> '99.00'."""
+    if fen is None:
+        return ""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def parse_yuan(text: str) -> int:
+    """Parse a price typed in yuan ('99', '99.9', '99.00') into whole fen without any float."""
+    match = YUAN.fullmatch((text or "").strip())
+    if match is None:
+        raise BillingError("bad_request", "the amount must look like 99.00 (at most two decimals)")
+    fen = int(match.group(1)) * 100 + int((match.group(2) or "").ljust(2, "0"))
+    if not 1 <= fen <= 100_000_000:
+        raise BillingError("bad_request", "the amount must be from 0.01 to 1000000.00 yuan")
+    return fen
+
+
+def shanghai_day_start(day: dt.date) -> dt.datetime:
+    """Return the UTC instant at which a Shanghai calendar day begins."""
+    return dt.datetime.combine(day, dt.time(), SHANGHAI).astimezone(UTC)
+
+
+def parse_day(text: str | None) -> dt.date | None:
+    """Parse a YYYY-MM-DD form field, or None when empty."""
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise BillingError("bad_request", "dates are written YYYY-MM-DD") from None
+
+
+def _paid_sum(since: dt.datetime, until: dt.datetime) -> int:
+    total = (Order.select(fn.COALESCE(fn.SUM(Order.amount_fen), 0))
+             .where(Order.transaction_id.is_null(False) & (Order.paid_at >= since) & (Order.paid_at < until))
+             .scalar())
+    return int(total or 0)
+
+
+def _refund_sum(since: dt.datetime, until: dt.datetime) -> int:
+    total = (Refund.select(fn.COALESCE(fn.SUM(Refund.amount_fen), 0))
+             .where((Refund.status == "SUCCESS") & (Refund.settled_at >= since) & (Refund.settled_at < until))
+             .scalar())
+    return int(total or 0)
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One thing the creator should look at."""
+
+    kind: str
+    order: Order | None
+    text: str
+    at: dt.datetime | None
+
+
+def needs_attention(now: dt.datetime) -> list[Attention]:
+    """Flagged orders, paid orders without a license, and refunds that ended badly or are stuck."""
+    items: list[Attention] = []
+    flagged = (Order.select().where(Order.flag.is_null(False) & (Order.status != "refunded"))
+               .order_by(Order.created_at.desc()).limit(50))
+    for order in flagged:
+        items.append(Attention(order.flag, order, order.flag_detail or "", order.paid_at or order.created_at))
+    unlicensed = (Order.select().join(License, JOIN.LEFT_OUTER, on=(License.order == Order.id))
+                  .where(Order.status.in_(("paid", "fulfilled")) & License.id.is_null()
+                         & Order.transaction_id.is_null(False) & Order.flag.is_null())
+                  .order_by(Order.paid_at.desc()).limit(50))
+    for order in unlicensed:
+        items.append(Attention("PAID_WITHOUT_LICENSE", order, "paid, but no license was issued",
+                               order.paid_at))
+    for refund in refunds_needing_attention(now):
+        state = "REFUND_" + ("STUCK" if refund.status == "PROCESSING" else refund.status)
+        items.append(Attention(state, refund.order, f"{refund.out_refund_no} {yuan(refund.amount_fen)} yuan "
+                                                    f"{refund.detail or ''}".strip(), refund.created_at))
+    return items
+
+
+def dashboard(now: dt.datetime) -> dict[str, Any]:
+    """The dashboard's figures, with days counted in Asia/Shanghai."""
+    today = now.astimezone(SHANGHAI).date()
+    end = shanghai_day_start(today + dt.timedelta(days=1))
+    sales = {}
+    for label, days in (("today", 1), ("7 days", 7), ("30 days", 30)):
+        start = shanghai_day_start(today - dt.timedelta(days=days - 1))
+        sales[label] = {"paid_fen": _paid_sum(start, end), "refunded_fen": _refund_sum(start, end)}
+    by_status = dict(Order.select(Order.status, fn.COUNT(Order.id)).group_by(Order.status).tuples())
+    daily = []
+    for back in range(29, -1, -1):
+        day = today - dt.timedelta(days=back)
+        start, stop = shanghai_day_start(day), shanghai_day_start(day + dt.timedelta(days=1))
+        daily.append((day, _paid_sum(start, stop) - _refund_sum(start, stop)))
+    whole, checked, bad = verify_chain()
+    return {"sales": sales, "by_status": {s: by_status.get(s, 0) for s in STATUSES},
+            "daily": daily, "chart": revenue_chart(daily), "attention": needs_attention(now),
+            "chain": {"whole": whole, "checked": checked, "bad": bad}}
+
+
+def revenue_chart(daily: list[tuple[dt.date, int]], width: int = 600, height: int = 160) -> dict[str, Any]:
+    """Bars of net revenue per day, as numbers a template draws into an SVG."""
+    top = max([fen for _, fen in daily] + [1])
+    bar = width / max(len(daily), 1)
+    bars = []
+    for index, (day, fen) in enumerate(daily):
+        h = round(max(fen, 0) / top * (height - 20), 1)
+        bars.append({"x": round(index * bar + 1, 1), "y": round(height - h, 1), "w": round(bar - 2, 1),
+                     "h": h, "label": f"{day.isoformat()} ¥{yuan(fen)}"})
+    return {"width": width, "height": height, "bars": bars, "top": yuan(top)}
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    """The orders list's search box and filters."""
+
+    q: str = ""
+    status: str = ""
+    course: str = ""
+    since: dt.date | None = None
+    until: dt.date | None = None
+    page: int = 1
+
+
+def search_orders(f: OrderFilter) -> tuple[list[Order], int]:
+    """Return one page of orders matching the filter, newest first, and how many match."""
+    query = Order.select()
+    q = f.q.strip()[:100]
+    if q:
+        by_license = License.select(License.order).where(License.license_id == q)
+        query = query.where((Order.public_id == q) | (Order.out_trade_no == q) | (Order.transaction_id == q)
+                            | Order.id.in_(by_license) | (fn.LOWER(Order.email) == q.lower())
+                            | (Order.email.contains(q) if "@" in q else (Order.id == -1)))
+    if f.status in STATUSES:
+        query = query.where(Order.status == f.status)
+    if f.course:
+        query = query.where(Order.course == f.course[:64])
+    if f.since:
+        query = query.where(Order.created_at >= shanghai_day_start(f.since))
+    if f.until:
+        query = query.where(Order.created_at < shanghai_day_start(f.until + dt.timedelta(days=1)))
+    total = query.count()
+    page = max(1, f.page)
+    rows = list(query.order_by(Order.created_at.desc(), Order.id.desc()).paginate(page, PAGE_SIZE))
+    return rows, total
+
+
+def timeline(order: Order) -> list[dict[str, Any]]:
+    """Every audit event and every notification of one order, oldest first."""
+    items: list[dict[str, Any]] = []
+    for event in AuditEvent.select().where(AuditEvent.order == order.id).order_by(AuditEvent.id):
+        items.append({"at": event.at, "kind": "event", "what": event.action, "who": event.actor,
+                      "ip": event.ip, "detail": json.loads(event.detail or "{}")})
+    for note in Notification.select().where(Notification.order == order.id).order_by(Notification.id):
+        items.append({"at": note.received_at, "kind": "notification",
+                      "what": f"notification ({note.kind}) {note.event_type or ''}".strip(),
+                      "who": "wechat", "ip": None,
+                      "detail": {"result": note.result, "reason": note.reason, "event_id": note.event_id}})
+    items.sort(key=lambda item: item["at"])
+    return items
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    # A cell that starts like a formula is shown as text by a spreadsheet, not run.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _local(value: dt.datetime | None) -> str:
+    return "" if value is None else value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _csv(header: list[str], rows: Iterable[list[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return "\ufeff".encode() + out.getvalue().encode("utf-8")
+
+
+def _range(since: dt.date | None, until: dt.date | None) -> tuple[dt.datetime, dt.datetime]:
+    start = shanghai_day_start(since) if since else dt.datetime(2000, 1, 1, tzinfo=UTC)
+    stop = shanghai_day_start(until + dt.timedelta(days=1)) if until else dt.datetime(9999, 1, 1, tzinfo=UTC)
+    return start, stop
+
+
+def orders_csv(since: dt.date | None, until: dt.date | None) -> bytes:
+    """Orders created in the Shanghai date range as UTF-8 CSV with a BOM, amounts in yuan."""
+    start, stop = _range(since, until)
+    orders = (Order.select().where((Order.created_at >= start) & (Order.created_at < stop))
+              .order_by(Order.created_at))
+    return _csv(["created (Asia/Shanghai)", "order", "out_trade_no", "transaction_id", "course", "description",
+                 "email", "amount (yuan)", "status", "paid (Asia/Shanghai)", "flag"],
+                ([_local(o.created_at), o.public_id, o.out_trade_no, o.transaction_id, o.course_id,
+                  o.description, o.email, yuan(o.amount_fen), o.status, _local(o.paid_at), o.flag]
+                 for o in orders.iterator()))
+
+
+def refunds_csv(since: dt.date | None, until: dt.date | None) -> bytes:
+    """Refunds asked for in the Shanghai date range as UTF-8 CSV with a BOM."""
+    start, stop = _range(since, until)
+    refunds = (Refund.select(Refund, Order).join(Order)
+               .where((Refund.created_at >= start) & (Refund.created_at < stop)).order_by(Refund.created_at))
+    return _csv(["requested (Asia/Shanghai)", "out_refund_no", "refund_id", "order", "out_trade_no",
+                 "amount (yuan)", "status", "settled (Asia/Shanghai)", "reason", "by"],
+                ([_local(r.created_at), r.out_refund_no, r.refund_id, r.order.public_id, r.order.out_trade_no,
+                  yuan(r.amount_fen), r.status, _local(r.settled_at), r.reason, r.actor]
+                 for r in refunds.iterator()))

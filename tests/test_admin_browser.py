@@ -1,0 +1,187 @@
+"""A creator walks through the console in headless Chromium: TOTP sign-in, search, refunds, comp, course, CSV.
+
+Our app runs in live mode on loopback against the WeChat Pay sandbox over TLS (the `shop` fixture); the
+browser is Debian's Chromium (`make system-deps`), never one Playwright downloads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pyotp
+import pytest
+from conftest import Shop
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from test_admin import EMAIL, PASSWORD, paid_order, shop_of
+
+import models
+from billing.admin_users import create_admin, enrol_totp
+from licensing import verify_license
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CSP_PROBE = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's Chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def wait_until(page: Page, path: str, selector: str, text: str, timeout: float = 10) -> None:
+    """Reload a console page until ``selector`` reads ``text`` (the refund settles in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.goto(path)
+        if (page.locator(selector).text_content() or "").strip() == text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    expect(page.locator(selector)).to_have_text(text)
+
+
+def test_a_creator_signs_in_finds_refunds_provisions_adds_and_exports(browser: Browser, shop: Shop,
+                                                                      tmp_path: Path) -> None:
+    shop.app.config.update(SESSION_COOKIE_SECURE=False, SESSION_COOKIE_NAME="lbpay_session")
+    with models.db.connection_context():
+        create_admin(shop_of(shop), EMAIL, PASSWORD)
+        totp = pyotp.parse_uri(enrol_totp(shop_of(shop), EMAIL))
+    order = paid_order(shop, email="learner@example.com")
+    paid_order(shop, course_id="rust-monthly")
+    shop.order()  # one still pending, so the dashboard has a little of everything
+
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai", base_url=shop.url, accept_downloads=True)
+    context.set_default_timeout(10_000)
+    context.add_init_script(CSP_PROBE)
+    problems: list[str] = []
+    page = context.new_page()
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before money moves
+    try:
+        # Sign in with a password and a TOTP code.
+        page.goto("/admin/")
+        expect(page).to_have_url(f"{shop.url}/admin/login?next=/admin/")
+        page.fill("#email", EMAIL)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{shop.url}/admin/login/totp")
+        page.fill("#code", totp.at(shop.clock()))
+        page.click("main button[type=submit]")
+        expect(page).to_have_url(f"{shop.url}/admin/")
+        expect(page.locator("#chain")).to_contain_text("Audit chain whole")
+
+        # Find the order by WeChat's transaction id.
+        page.click("text=订单 Orders")
+        page.fill("input[name=q]", order["transaction_id"])
+        page.click("form.filters button[type=submit]")
+        expect(page).to_have_url(f"{shop.url}/admin/orders/{order['order_id']}")
+        expect(page.locator("#transaction-id")).to_have_text(order["transaction_id"])
+        path = f"/admin/orders/{order['order_id']}"
+
+        # Refund part: the license stays.
+        page.fill("#refund-amount", "30.00")
+        page.fill("#refund-reason", "学员只学了一半")
+        page.click("#refund-form button[type=submit]")
+        wait_until(page, path, "#order-status", "partially_refunded")
+        expect(page.locator("#license-state")).to_contain_text("active")
+        shot(page, "admin-order.png")
+
+        # Refund the rest: the license is revoked, in the page and in the extension's poll.
+        expect(page.locator("#refund-amount")).to_have_value("69.00")
+        page.fill("#refund-reason", "全额退款")
+        page.click("#refund-form button[type=submit]")
+        wait_until(page, path, "#order-status", "refunded")
+        expect(page.locator("#license-state")).to_contain_text("revoked")
+        expect(page.locator("#timeline")).to_contain_text("refund.succeeded")
+        expect(page.locator("#timeline")).to_contain_text("license.revoked")
+        expect(page.locator("#timeline")).to_contain_text("notification (refund) REFUND.SUCCESS")
+        view = shop.poll(order)
+        assert view["status"] == "refunded" and view["license"]["state"] == "revoked"
+
+        # Provision a license by hand.
+        page.click("text=赠送 Comp")
+        page.select_option("#comp-course", "rust-monthly")
+        page.fill("#comp-email", "friend@example.com")
+        page.fill("#comp-reason", "paid by bank transfer")
+        page.click("#comp-form button[type=submit]")
+        expect(page.locator("#license-state")).to_contain_text("active")
+        key = page.locator("#license-key").input_value()
+        check = verify_license(key, shop_of(shop).license_keys.public_keys(), shop.clock(),
+                               expected_course="rust-monthly")
+        assert check.status == "valid", check
+
+        # Add a course priced in yuan.
+        page.click("text=课程 Courses")
+        page.click("#new-course")
+        page.fill("#course-id", "python-basics")
+        page.fill("#course-title", "Python 入门")
+        page.fill("#course-price", "49.90")
+        page.click("#course-form button[type=submit]")
+        expect(page.locator("main table")).to_contain_text("¥49.90")
+        courses = {c["id"]: c for c in shop.get("/api/v1/courses").json()["courses"]}
+        assert courses["python-basics"]["price_fen"] == 4990
+
+        # Export the orders as CSV.
+        page.click("text=导出 Export")
+        with page.expect_download() as download:
+            page.click("#export-orders button[type=submit]")
+        saved = tmp_path / "orders.csv"
+        download.value.save_as(saved)
+        data = saved.read_bytes()
+        assert data.startswith(b"\xef\xbb\xbf") and order["order_id"].encode() in data
+        assert "Rust 每月一课".encode() in data
+
+        page.click("text=概览 Dashboard")
+        expect(page.locator("#chain")).to_contain_text("Audit chain whole")
+        expect(page.locator("svg.chart rect").first).to_be_attached()
+        shot(page, "admin-dashboard.png")
+
+        violations = page.evaluate("window.__cspViolations")
+        assert (problems, violations) == ([], [])
+    finally:
+        context.close()
+
+
+def test_the_console_fits_a_phone(browser: Browser, shop: Shop) -> None:
+    shop.app.config.update(SESSION_COOKIE_SECURE=False, SESSION_COOKIE_NAME="lbpay_session")
+    with models.db.connection_context():
+        create_admin(shop_of(shop), EMAIL, PASSWORD)
+    order = paid_order(shop)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=shop.url)
+    try:
+        page = context.new_page()
+        page.goto("/admin/login")
+        page.fill("#email", EMAIL)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(f"/admin/orders/{order['order_id']}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the order page scrolls sideways on a phone ({width}px)"
+    finally:
+        context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)

@@ -1,0 +1,378 @@
+"""The creator's console under /admin: sign-in, dashboard, orders, refunds, provisioning, courses, exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, Flask, Response, abort, current_app, flash, g, redirect, render_template,
+                   request, session, url_for)
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response as BaseResponse
+
+from billing import CATALOGUE, BillingError
+from billing import admin_users, licenses, refunds, reports
+from billing.courses import PLANS, save_course
+from models import AdminUser, Course, License, Order, Refund
+from wechatpay.errors import ApiError, WeChatPayError
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+csrf = CSRFProtect()
+login_manager = LoginManager()
+OPEN_ENDPOINTS = ("admin.login", "admin.login_totp")
+TOTP_PENDING_SECONDS = 300
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class Admin(UserMixin):
+    """The signed-in admin as flask-login sees it; the id carries the session epoch."""
+
+    def __init__(self, user: AdminUser) -> None:
+        self.user = user
+        self.email = user.email
+
+    def get_id(self) -> str:
+        return f"{self.user.id}:{self.user.session_epoch}"
+
+
+@login_manager.user_loader
+def _load_admin(token: str) -> Admin | None:
+    user_id, _, epoch = token.partition(":")
+    if not user_id.isdigit() or not epoch.isdigit():
+        return None
+    user = AdminUser.get_or_none(AdminUser.id == int(user_id))
+    # A cookie from before a logout or a password change names an old epoch: refuse it.
+    if user is None or user.session_epoch != int(epoch):
+        return None
+    return Admin(user)
+
+
+def init_app(app: Flask) -> None:
+    """Attach the console: blueprint, sign-in, CSRF for every form, cookie settings, filters."""
+    secure = app.config.get("SESSION_COOKIE_SECURE", False)
+    app.config.setdefault("ADMIN_IDLE_MINUTES", 30)
+    app.config.update(
+        SESSION_COOKIE_NAME="__Host-lbpay" if secure else "lbpay_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        # Checked by our own hook below, so the notify endpoints and the token-authenticated API are exempt.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "admin.login"
+    login_manager.session_protection = "basic"
+    app.register_blueprint(bp)
+    app.jinja_env.filters["yuan"] = reports.yuan
+    app.jinja_env.filters["shanghai"] = _shanghai
+
+    @app.before_request
+    def _csrf_for_state_changes() -> None:
+        if request.method not in UNSAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/")):
+            return
+        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+            abort(400)
+        origin = request.headers.get("Origin")
+        # Behind a proxy that rewrites Host, the public address is the one the browser names.
+        ours = {request.host, urlsplit(app.config["PUBLIC_BASE_URL"]).netloc}
+        if origin and origin != "null" and urlsplit(origin).netloc not in ours:
+            abort(400)
+        csrf.protect()
+
+
+def _shanghai(value: dt.datetime | None, seconds: bool = True) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(reports.SHANGHAI).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def shop() -> Any:
+    return current_app.extensions["lbpay.shop"]
+
+
+def _actor() -> str:
+    return "admin:" + current_user.email
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path inside the console may be a redirect target."""
+    if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target \
+            and not urlsplit(target).netloc:
+        return target
+    return url_for("admin.dashboard")
+
+
+@bp.before_request
+def _require_admin() -> BaseResponse | None:
+    if request.endpoint in OPEN_ENDPOINTS:
+        return None
+    if not current_user.is_authenticated:
+        return redirect(url_for("admin.login", next=request.full_path.rstrip("?")), 303)
+    now = shop().now().timestamp()
+    seen = session.get("seen")
+    idle = current_app.config["ADMIN_IDLE_MINUTES"] * 60
+    if not isinstance(seen, (int, float)) or now - seen > idle:
+        logout_user()
+        session.clear()
+        flash("会话已过期，请重新登录。 Your session expired; please sign in again.")
+        return redirect(url_for("admin.login"), 303)
+    session["seen"] = now
+    g.admin = current_user
+    return None
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(BillingError)
+def _billing_error(exc: BillingError) -> tuple[str, int]:
+    return render_template("admin/problem.html", text=CATALOGUE[exc.code], detail=exc.detail), exc.status
+
+
+@bp.errorhandler(WeChatPayError)
+def _wechat_error(exc: WeChatPayError) -> tuple[str, int]:
+    detail = f"{exc.code}: {exc.message}" if isinstance(exc, ApiError) else type(exc).__name__
+    return render_template("admin/problem.html", text=CATALOGUE["wechat_unavailable"], detail=detail), 503
+
+
+# --- sign-in --------------------------------------------------------------------------------
+
+def _throttled(exc: admin_users.Throttled) -> tuple[str, int, dict[str, str]]:
+    until = shop().now() + dt.timedelta(seconds=exc.retry_after)
+    page = render_template("admin/throttled.html", seconds=exc.retry_after, until=until)
+    return page, 429, {"Retry-After": str(exc.retry_after)}
+
+
+def _complete_login(user: AdminUser, target: str | None) -> BaseResponse:
+    # A fresh session at sign-in: nothing an attacker planted in the old one survives.
+    session.clear()
+    login_user(Admin(user))
+    session.permanent = True
+    session["seen"] = shop().now().timestamp()
+    admin_users.signed_in(shop(), user, request.remote_addr)
+    return redirect(_safe_next(target), 303)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    target = request.values.get("next")
+    if request.method == "GET":
+        return render_template("admin/login.html", next=target)
+    email = request.form.get("email", "")[:254]
+    password = request.form.get("password", "")[:1024]
+    try:
+        user = admin_users.check_password(shop(), email, password, request.remote_addr)
+    except admin_users.Throttled as exc:
+        return _throttled(exc)
+    if user is None:
+        return render_template("admin/login.html", next=target, email=email,
+                               error="邮箱或密码不正确。 Wrong e-mail or password."), 401
+    if user.totp_secret:
+        session.clear()
+        session["totp_for"] = f"{user.id}:{user.session_epoch}"
+        session["totp_since"] = shop().now().timestamp()
+        session["totp_next"] = target
+        return redirect(url_for("admin.login_totp"), 303)
+    return _complete_login(user, target)
+
+
+@bp.route("/login/totp", methods=["GET", "POST"])
+def login_totp() -> Any:
+    pending = session.get("totp_for")
+    since = session.get("totp_since") or 0
+    user = _load_admin(pending).user if isinstance(pending, str) and _load_admin(pending) else None
+    if user is None or shop().now().timestamp() - since > TOTP_PENDING_SECONDS:
+        session.clear()
+        return redirect(url_for("admin.login"), 303)
+    if request.method == "GET":
+        return render_template("admin/totp.html")
+    try:
+        ok = admin_users.check_totp(shop(), user, request.form.get("code", "")[:16], request.remote_addr)
+    except admin_users.Throttled as exc:
+        return _throttled(exc)
+    if not ok:
+        return render_template("admin/totp.html", error="验证码不正确。 Wrong code."), 401
+    return _complete_login(user, session.get("totp_next"))
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    admin_users.sign_out_everywhere(shop(), current_user.user, request.remote_addr)
+    logout_user()
+    session.clear()
+    return redirect(url_for("admin.login"), 303)
+
+
+# --- dashboard and orders -------------------------------------------------------------------
+
+@bp.get("/")
+def dashboard() -> str:
+    return render_template("admin/dashboard.html", d=reports.dashboard(shop().now()))
+
+
+def _int(value: str | None, default: int) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 7 else default
+
+
+@bp.get("/orders")
+def orders() -> str:
+    a = request.args
+    f = reports.OrderFilter(q=a.get("q", ""), status=a.get("status", ""), course=a.get("course", ""),
+                            since=reports.parse_day(a.get("since")), until=reports.parse_day(a.get("until")),
+                            page=_int(a.get("page"), 1))
+    rows, total = reports.search_orders(f)
+    if len(rows) == 1 and total == 1 and f.q and f.page == 1:
+        return redirect(url_for("admin.order", public_id=rows[0].public_id), 303)  # type: ignore[return-value]
+    pages = max(1, -(-total // reports.PAGE_SIZE))
+    args = {k: v for k, v in a.items() if k != "page"}
+    return render_template("admin/orders.html", rows=rows, total=total, f=f, pages=pages, args=args,
+                           statuses=reports.STATUSES, courses=Course.select().order_by(Course.id))
+
+
+def _order(public_id: str) -> Order:
+    order = Order.get_or_none(Order.public_id == public_id[:40])
+    if order is None:
+        abort(404)
+    return order
+
+
+@bp.get("/orders/<public_id>")
+def order(public_id: str, wechat: dict[str, Any] | None = None) -> str:
+    o = _order(public_id)
+    license = License.get_or_none(License.order == o.id)
+    return render_template(
+        "admin/order.html", o=o, license=license, wechat=wechat, now=shop().now(),
+        refunds=list(Refund.select().where(Refund.order == o.id).order_by(Refund.id)),
+        refundable=refunds.refundable_fen(o), timeline=reports.timeline(o), comp=licenses.is_comp(o))
+
+
+@bp.post("/orders/<public_id>/check")
+def check_with_wechat(public_id: str) -> str:
+    o = _order(public_id)
+    return order(public_id, wechat=licenses.ask_wechat(shop(), o))
+
+
+@bp.post("/orders/<public_id>/mark-paid")
+def mark_paid(public_id: str) -> BaseResponse:
+    o = _order(public_id)
+    result = licenses.mark_paid(shop(), o, reason=request.form.get("reason", ""), actor=_actor(),
+                                ip=request.remote_addr)
+    flash(f"WeChat Pay confirms the payment: {result}.")
+    return redirect(url_for("admin.order", public_id=public_id), 303)
+
+
+@bp.post("/orders/<public_id>/refund")
+def refund(public_id: str) -> BaseResponse:
+    o = _order(public_id)
+    amount = reports.parse_yuan(request.form.get("amount", ""))
+    made = refunds.request_refund(shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
+                                  revoke_license=request.form.get("revoke") == "on", actor=_actor(),
+                                  ip=request.remote_addr)
+    flash(f"退款 {made.out_refund_no}: {made.status}")
+    return redirect(url_for("admin.order", public_id=public_id), 303)
+
+
+@bp.post("/refunds/<out_refund_no>/sync")
+def sync_refund(out_refund_no: str) -> BaseResponse:
+    made = Refund.get_or_none(Refund.out_refund_no == out_refund_no[:64])
+    if made is None:
+        abort(404)
+    if made.refund_id is None and made.status == "PROCESSING":
+        refunds.submit_refund(shop(), made)
+    else:
+        refunds.sync_refund(shop(), made)
+    return redirect(url_for("admin.order", public_id=made.order.public_id), 303)
+
+
+@bp.post("/orders/<public_id>/revoke")
+def revoke(public_id: str) -> BaseResponse:
+    licenses.revoke_license(shop(), _order(public_id), reason=request.form.get("reason", ""), actor=_actor(),
+                            ip=request.remote_addr)
+    flash("许可证已吊销。 License revoked.")
+    return redirect(url_for("admin.order", public_id=public_id), 303)
+
+
+@bp.post("/orders/<public_id>/reinstate")
+def reinstate(public_id: str) -> BaseResponse:
+    licenses.reinstate_license(shop(), _order(public_id), reason=request.form.get("reason", ""),
+                               actor=_actor(), ip=request.remote_addr)
+    flash("许可证已恢复。 License reinstated.")
+    return redirect(url_for("admin.order", public_id=public_id), 303)
+
+
+@bp.post("/orders/<public_id>/resend")
+def resend(public_id: str) -> BaseResponse:
+    licenses.resend_license_mail(shop(), _order(public_id), actor=_actor(), ip=request.remote_addr)
+    flash("许可证邮件已加入发送队列。 The license mail is queued.")
+    return redirect(url_for("admin.order", public_id=public_id), 303)
+
+
+@bp.route("/comp", methods=["GET", "POST"])
+def comp() -> Any:
+    courses = Course.select().order_by(Course.id)
+    if request.method == "GET":
+        return render_template("admin/comp.html", courses=courses)
+    email = request.form.get("email", "").strip() or None
+    made = licenses.comp_license(shop(), course_id=request.form.get("course", ""), email=email,
+                                 reason=request.form.get("reason", ""), actor=_actor(), ip=request.remote_addr)
+    flash("已赠送许可证。 License granted without payment.")
+    return redirect(url_for("admin.order", public_id=made.public_id), 303)
+
+
+# --- courses --------------------------------------------------------------------------------
+
+@bp.get("/courses")
+def courses() -> str:
+    return render_template("admin/courses.html", courses=Course.select().order_by(Course.id))
+
+
+@bp.route("/courses/new", methods=["GET", "POST"])
+@bp.route("/courses/<course_id>/edit", methods=["GET", "POST"])
+def course_form(course_id: str | None = None) -> Any:
+    course = Course.get_or_none(Course.id == course_id) if course_id else None
+    if course_id and course is None:
+        abort(404)
+    if request.method == "GET":
+        return render_template("admin/course_form.html", course=course, plans=PLANS)
+    form = request.form
+    period = form.get("period_days", "").strip()
+    if period and not period.isdigit():
+        raise BillingError("bad_request", "the period is a whole number of days")
+    saved = save_course(shop(), course_id=course.id if course else form.get("id", "").strip(),
+                        title=form.get("title", ""), price_fen=reports.parse_yuan(form.get("price", "")),
+                        plan=form.get("plan", "one_time"), period_days=int(period) if period else None,
+                        active=form.get("active") == "on", actor=_actor(), ip=request.remote_addr)
+    flash(f"已保存课程 {saved.id}。 Course saved.")
+    return redirect(url_for("admin.courses"), 303)
+
+
+# --- exports --------------------------------------------------------------------------------
+
+@bp.get("/export")
+def export() -> str:
+    return render_template("admin/export.html")
+
+
+def _csv_response(data: bytes, name: str) -> Response:
+    return Response(data, mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Content-Type": "text/csv; charset=utf-8"})
+
+
+@bp.get("/export/orders.csv")
+def export_orders() -> Response:
+    since, until = reports.parse_day(request.args.get("since")), reports.parse_day(request.args.get("until"))
+    return _csv_response(reports.orders_csv(since, until), f"orders-{since or 'all'}-{until or 'now'}.csv")
+
+
+@bp.get("/export/refunds.csv")
+def export_refunds() -> Response:
+    since, until = reports.parse_day(request.args.get("since")), reports.parse_day(request.args.get("until"))
+    return _csv_response(reports.refunds_csv(since, until), f"refunds-{since or 'all'}-{until or 'now'}.csv")
