@@ -11,7 +11,7 @@ from models import Course, License, Order
 from . import audit
 from .errors import BillingError
 from .orders import EMAIL
-from .payments import _issue_license, apply_transaction
+from .payments import issue_license_for, apply_transaction
 from .shop import Shop, hash_token, write_transaction
 
 COMP_PREFIX = "COMP"  # out_trade_no of an order made by a comp: never sent to WeChat Pay
@@ -84,7 +84,7 @@ def comp_license(shop: Shop, *, course_id: str, email: str | None, reason: str, 
             created_at=now, expires_at=now, paid_at=now)
         audit.record("license.comped", at=now, actor=actor, order=order, ip=ip,
                      detail={"course": course.id, "reason": reason, "email": email})
-        issued = _issue_license(shop, Order.get_by_id(order.id), now)
+        issued = issue_license_for(shop, Order.get_by_id(order.id), now)
         audit.record("license.issued", at=now, actor=actor, order=order,
                      detail={"license": issued.license_id, "kid": issued.kid,
                              "expires_at": issued.expires_at.isoformat()})

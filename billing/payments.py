@@ -40,15 +40,17 @@ class UnusableTransaction(Exception):
     """An authentic transaction object that lacks what we need to act on it."""
 
 
-def _store_raw(kind: str, body: bytes, headers: Mapping[str, str], now: dt.datetime) -> Notification:
+def store_raw_notification(kind: str, body: bytes, headers: Mapping[str, str], now: dt.datetime) -> Notification:
+    """Keep a notification exactly as it came, before anything in it is believed."""
     kept = {k: v for k, v in ((k.lower(), v) for k, v in headers.items()) if k in KEPT_HEADERS}
     with write_transaction():
         return Notification.create(kind=kind, received_at=now, headers=json.dumps(kept),
                                    body=body.decode("utf-8", "replace"))
 
 
-def _reject(row: Notification, now: dt.datetime, result: str, reason: str, ip: str | None,
-            answer: NotifyAnswer) -> NotifyAnswer:
+def reject_notification(row: Notification, now: dt.datetime, result: str, reason: str, ip: str | None,
+                        answer: NotifyAnswer) -> NotifyAnswer:
+    """Record why a notification was refused, with its audit event, and give the answer for WeChat."""
     with write_transaction():
         Notification.update(result=result, reason=reason[:200]).where(Notification.id == row.id).execute()
         audit.record("notification.rejected", at=now, actor="wechat", ip=ip,
@@ -61,21 +63,21 @@ def receive_transaction_notification(shop: Shop, body: bytes, headers: Mapping[s
                                      ip: str | None = None) -> NotifyAnswer:
     """Keep, verify and act on one payment notification; never fulfil what is not proven."""
     now = shop.now()
-    row = _store_raw("transaction", body, headers, now)
+    row = store_raw_notification("transaction", body, headers, now)
     crash_point("notify.after_store")
     try:
         note = parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
     except VerificationError as exc:
         probe = str(headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
-        return _reject(row, now, "probe" if probe else exc.reason, str(exc), ip,
+        return reject_notification(row, now, "probe" if probe else exc.reason, str(exc), ip,
                        NotifyAnswer(401, "signature verification failed"))
     except MalformedError as exc:
-        return _reject(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
+        return reject_notification(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
     except DecryptError as exc:
         # The envelope is authentic, so the likeliest cause is our own APIv3 key:
         # answer 5xx so WeChat keeps re-sending until the key is fixed.
         log.error("ALERT: a signed notification does not decrypt; is LBPAY_WECHATPAY_APIV3_KEY right?")
-        return _reject(row, now, "undecryptable", str(exc), ip, NotifyAnswer(500, "resource does not decrypt"))
+        return reject_notification(row, now, "undecryptable", str(exc), ip, NotifyAnswer(500, "resource does not decrypt"))
 
     if note.event_type != "TRANSACTION.SUCCESS":
         with write_transaction():
@@ -87,7 +89,7 @@ def receive_transaction_notification(shop: Shop, body: bytes, headers: Mapping[s
                           event_id=note.id, ip=ip)
     except UnusableTransaction as exc:
         log.error("ALERT: authentic notification %s has an unusable transaction: %s", note.id, exc)
-        return _reject(row, now, "unusable", str(exc), ip, NotifyAnswer(500, "unexpected transaction"))
+        return reject_notification(row, now, "unusable", str(exc), ip, NotifyAnswer(500, "unexpected transaction"))
     return NotifyAnswer(204)
 
 
@@ -197,7 +199,7 @@ def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notificati
             return "duplicate"
         audit.record("order.paid", at=now, actor="wechat", order=order, ip=ip,
                      detail={**facts, "amount_fen": amount["total"]})
-        issued = _issue_license(shop, Order.get_by_id(order.id), now)
+        issued = issue_license_for(shop, Order.get_by_id(order.id), now)
         audit.record("license.issued", at=now, order=order,
                      detail={"license": issued.license_id, "kid": issued.kid,
                              "expires_at": issued.expires_at.isoformat()})
@@ -209,7 +211,8 @@ def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notificati
     return "fulfilled"
 
 
-def _issue_license(shop: Shop, order: Order, now: dt.datetime) -> License:
+def issue_license_for(shop: Shop, order: Order, now: dt.datetime) -> License:
+    """Sign and store the license for a paid order; call inside its fulfilment transaction."""
     course = order.course
     license_id = str(uuid.uuid4())
     start = now

@@ -16,7 +16,7 @@ from wechatpay.notify import parse_notification
 
 from . import audit
 from .errors import BillingError
-from .payments import PROBE_PREFIX, NotifyAnswer, _reject, _store_raw
+from .payments import PROBE_PREFIX, NotifyAnswer, reject_notification, store_raw_notification
 from .scheduler import job
 from .shop import Shop, write_transaction
 
@@ -202,18 +202,18 @@ def receive_refund_notification(shop: Shop, body: bytes, headers: Mapping[str, s
                                 ip: str | None = None) -> NotifyAnswer:
     """Keep, verify and act on one refund notification, exactly as strictly as a payment one."""
     now = shop.now()
-    row = _store_raw("refund", body, headers, now)
+    row = store_raw_notification("refund", body, headers, now)
     try:
         note = parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
     except VerificationError as exc:
         probe = str(headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
-        return _reject(row, now, "probe" if probe else exc.reason, str(exc), ip,
+        return reject_notification(row, now, "probe" if probe else exc.reason, str(exc), ip,
                        NotifyAnswer(401, "signature verification failed"))
     except MalformedError as exc:
-        return _reject(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
+        return reject_notification(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
     except DecryptError as exc:
         log.error("ALERT: a signed refund notification does not decrypt; is the APIv3 key right?")
-        return _reject(row, now, "undecryptable", str(exc), ip, NotifyAnswer(500, "resource does not decrypt"))
+        return reject_notification(row, now, "undecryptable", str(exc), ip, NotifyAnswer(500, "resource does not decrypt"))
     with write_transaction():
         Notification.update(event_id=note.id[:64], event_type=note.event_type[:32]).where(
             Notification.id == row.id).execute()
