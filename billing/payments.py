@@ -250,7 +250,7 @@ def _flag_reused_transaction(shop: Shop, tx: dict[str, Any], source: str,
     return "mismatch"
 
 
-def sync_with_wechat(shop: Shop, order: Order, *, source: str) -> str:
+def sync_with_wechat(shop: Shop, order: Order, *, source: str, attempts: int | None = None) -> str:
     """Ask WeChat Pay about one order and act on the answer through ``apply_transaction``."""
-    tx = shop.wechat.query_by_out_trade_no(order.out_trade_no)
+    tx = shop.wechat.query_by_out_trade_no(order.out_trade_no, attempts=attempts)
     return apply_transaction(shop, tx, source=source)

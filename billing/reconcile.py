@@ -66,7 +66,8 @@ def check_on_poll(shop: Shop, order: Order, *, after: dt.timedelta = dt.timedelt
     if not POLL_BUDGET.take() or not claim_query(order, now):
         return order
     try:
-        sync_with_wechat(shop, order, source="poll")
+        # One try only: a waiting learner's poll must not hold a worker through WeChat's retries.
+        sync_with_wechat(shop, order, source="poll", attempts=1)
     except WeChatPayError as exc:
         log.warning("query on poll failed for %s: %s", order.public_id, exc)
         return order

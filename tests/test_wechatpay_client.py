@@ -481,3 +481,11 @@ def test_a_store_refreshed_by_the_client_downloads_once_for_an_unknown_serial(we
     notify = vector("go_signed_notification_payscore")
     assert isinstance(store.certificates()[0], x509.Certificate)
     assert store.public_key_for(notify["headers"]["Wechatpay-Serial"]) is not None
+
+
+def test_a_caller_can_ask_for_a_single_try(wechat: FakeWeChat) -> None:
+    """A status poll queries once; a worker thread never waits through WeChat's retries for it."""
+    wechat.replies += [Reply(500, {"code": "SYSTEM_ERROR", "message": "系统错误"}) for _ in range(3)]
+    with pytest.raises(ApiError) as info:
+        make_client(wechat, max_attempts=3).query_by_out_trade_no("LB1", attempts=1)
+    assert info.value.retryable and len(wechat.seen) == 1

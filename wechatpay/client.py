@@ -184,10 +184,10 @@ class WeChatPayClient:
             raise MalformedError("native order answer has no code_url")
         return code_url
 
-    def query_by_out_trade_no(self, out_trade_no: str) -> dict[str, Any]:
-        """Return the transaction object for our order number."""
+    def query_by_out_trade_no(self, out_trade_no: str, *, attempts: int | None = None) -> dict[str, Any]:
+        """Return the transaction object for our order number (``attempts`` caps the retries)."""
         path = f"/v3/pay/transactions/out-trade-no/{_segment(out_trade_no)}"
-        return self._call("GET", path, query={"mchid": self.mchid}).json_object()
+        return self._call("GET", path, query={"mchid": self.mchid}, attempts=attempts).json_object()
 
     def query_by_transaction_id(self, transaction_id: str) -> dict[str, Any]:
         """Return the transaction object for WeChat Pay's transaction id."""
@@ -250,16 +250,18 @@ class WeChatPayClient:
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
         verify: bool = True,
+        attempts: int | None = None,
     ) -> _Answer:
         """Send one logical request, retrying transient failures with the same body."""
         url = self._prefix + path + (f"?{urlencode(query)}" if query else "")
         # Dumped once so every attempt sends (and signs) identical bytes with the same order numbers.
         data = _dump(body) if body is not None else b""
-        for attempt in range(1, self._max_attempts + 1):
+        limit = min(attempts, self._max_attempts) if attempts else self._max_attempts
+        for attempt in range(1, limit + 1):
             try:
                 return self._attempt(method, url, data, has_body=body is not None, verify=verify)
             except WeChatPayError as exc:
-                if not exc.retryable or attempt >= self._max_attempts:
+                if not exc.retryable or attempt >= limit:
                     raise
             # Full jitter: spreads retries from many workers instead of synchronising them.
             cap = min(MAX_BACKOFF, self._backoff * 2 ** (attempt - 1))
