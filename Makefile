@@ -42,11 +42,41 @@ run: $(VENV)/.runtime
 test: $(VENV)/.test system-deps
 	$(PY) -m pytest -q
 
+# The extension client (clients/extension) under `node --test`, against the real server in sandbox
+# mode that tests/test_learner_client.py starts; `make test` runs the same file with everything else.
+.PHONY: test-client
+test-client: $(VENV)/.test system-deps
+	$(PY) -m pytest -q tests/test_learner_client.py
+
 test-fast: $(VENV)/.test
 	$(PY) -m pytest -q -m "not browser"
+
+# The full reliability suite (issue 3): real buyers, gunicorn and the sandbox under faults, ~6 min.
+# Prints one table and exits non-zero when a goal is missed; `make test` runs the short form.
+.PHONY: reliability
+reliability: $(VENV)/.test
+	PYTHONPATH=.:tests $(PY) -m reliability
+
+# The suite against a real PostgreSQL on loopback (Debian's package); separate from `make test`.
+.PHONY: test-postgres
+test-postgres: $(VENV)/.test
+	$(PY) -m pip install --quiet -e '.[postgres]'
+	PY=$(PY) sh deploy/test-postgres.sh
 
 typecheck: $(VENV)/.test
 	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache
+
+# A performance benchmark of the hot paths (a few minutes; sizes via BENCH_* variables, see
+# docs/performance.md). The first run also generates a 1,000,000-order database, kept for later runs.
+.PHONY: bench
+$(VENV)/.bench: $(VENV)/.runtime pyproject.toml
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.bench
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(PY) bench/run.py

@@ -65,7 +65,7 @@ def _before_api_call() -> Response | None:
     state = sandbox()
     g.api_started = time.monotonic()
     with state.lock:
-        g.fault = state.faults.take_api(request.path)
+        g.fault = state.faults.take_api(request.path, now=state.now())
     if g.fault.fail is not None:
         raise g.fault.fail
     config = state.config

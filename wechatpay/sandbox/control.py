@@ -138,7 +138,7 @@ def arm_faults() -> Response:
         # Arm a copy so that a bad payload changes nothing.
         armed = dataclasses.replace(state.faults)
         try:
-            armed.arm(payload)
+            armed.arm(payload, now=state.now())
         except (ValueError, TypeError) as exc:
             raise _bad(str(exc)) from None
         state.faults = armed

@@ -139,6 +139,9 @@ class Faults:
     hang_next: int = 0
     hang_seconds: float = 0.0
     unsigned_next: int = 0
+    # Time windows (Unix seconds on the sandbox clock): every matching call fails or hangs until then.
+    fail_until: float = 0.0
+    hang_until: float = 0.0
     api_paths: tuple[str, ...] = ()
     notify_mode: str = "normal"
     notify_copies: int = 5
@@ -147,7 +150,7 @@ class Faults:
     tamper_next: int = 0
     tamper_what: str = "ciphertext"
 
-    def arm(self, payload: dict[str, Any]) -> None:
+    def arm(self, payload: dict[str, Any], now: float = 0.0) -> None:
         """Merge a ``POST control/faults`` payload; raise ValueError naming a bad key."""
         api = payload.get("api", {})
         notify = payload.get("notify", {})
@@ -155,7 +158,8 @@ class Faults:
             raise ValueError("api and notify must be objects")
         unknown = set(payload) - {"api", "notify"}
         unknown |= {f"api.{k}" for k in set(api) - {
-            "fail_next", "status", "code", "message", "hang_next", "seconds", "unsigned_next", "paths"}}
+            "fail_next", "status", "code", "message", "hang_next", "seconds", "unsigned_next", "paths",
+            "fail_for", "hang_for"}}
         unknown |= {f"notify.{k}" for k in set(notify) - {
             "mode", "copies", "delay", "probe_next", "tamper_next", "what"}}
         if unknown:
@@ -175,6 +179,10 @@ class Faults:
         self.hang_next = _count(api, "hang_next", self.hang_next)
         self.hang_seconds = _number(api, "seconds", self.hang_seconds)
         self.unsigned_next = _count(api, "unsigned_next", self.unsigned_next)
+        if "fail_for" in api:
+            self.fail_until = now + _number(api, "fail_for", 0.0)
+        if "hang_for" in api:
+            self.hang_until = now + _number(api, "hang_for", 0.0)
         mode = notify.get("mode", self.notify_mode)
         if mode not in ("normal", "drop", "duplicate"):
             raise ValueError("notify.mode must be normal, drop or duplicate")
@@ -188,16 +196,21 @@ class Faults:
             raise ValueError("notify.what must be ciphertext or signature")
         self.tamper_what = what
 
-    def take_api(self, path: str) -> ApiFaultPlan:
-        """Consume the faults that apply to an API call on ``path``."""
+    def take_api(self, path: str, now: float = 0.0) -> ApiFaultPlan:
+        """Consume the faults that apply to an API call on ``path`` made at ``now``."""
         plan = ApiFaultPlan()
         if self.api_paths and not any(path.startswith(p) for p in self.api_paths):
             return plan
-        if self.fail_next > 0:
+        if now < self.fail_until:
+            message = self.fail_message or DEFAULT_MESSAGES.get(self.fail_code, self.fail_code)
+            plan.fail = Refusal(self.fail_status, self.fail_code, message)
+        elif self.fail_next > 0:
             self.fail_next -= 1
             message = self.fail_message or DEFAULT_MESSAGES.get(self.fail_code, self.fail_code)
             plan.fail = Refusal(self.fail_status, self.fail_code, message)
-        if self.hang_next > 0:
+        if now < self.hang_until:
+            plan.hang = self.hang_seconds
+        elif self.hang_next > 0:
             self.hang_next -= 1
             plan.hang = self.hang_seconds
         if self.unsigned_next > 0:
@@ -221,6 +234,7 @@ class Faults:
                 "fail_next": self.fail_next, "status": self.fail_status, "code": self.fail_code,
                 "hang_next": self.hang_next, "seconds": self.hang_seconds,
                 "unsigned_next": self.unsigned_next, "paths": list(self.api_paths),
+                "fail_until": self.fail_until, "hang_until": self.hang_until,
             },
             "notify": {
                 "mode": self.notify_mode, "copies": self.notify_copies, "delay": self.notify_delay,

@@ -1,0 +1,373 @@
+"""Real processes for the reliability suite: the sandbox over TLS, our app under gunicorn, and buyers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parents[2]
+UTC = dt.timezone.utc
+MCHID = "1230000109"
+APPID = "wxd678efh567hg6787"
+PUBLIC_KEY_ID = "PUB_KEY_ID_0112300001092026112600000000000042"
+MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD99311C6B"
+SHOP_ORIGIN = "https://shop.test"
+COURSE = "cpp-primer-5th"
+PRICE_FEN = 9900
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@dataclass(frozen=True)
+class Material:
+    """Keys and a TLS certificate made for one run, as files the processes read."""
+
+    folder: Path
+    merchant_key_file: Path
+    merchant_public_key_file: Path
+    platform_key_file: Path
+    platform_public_key_file: Path
+    license_key_file: Path
+    tls_cert_file: Path
+    tls_key_file: Path
+    apiv3_key: str
+
+
+def make_material(folder: Path) -> Material:
+    """Generate the merchant, platform and license keys and a self-signed certificate for 127.0.0.1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make = lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)  # noqa: E731
+    merchant, platform, license_key, tls_key = make(), make(), make(), make()
+    public = lambda k: k.public_key().public_bytes(  # noqa: E731
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(tls_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(tls_key, hashes.SHA256()))
+    return Material(
+        folder=folder,
+        merchant_key_file=_write(folder / "apiclient_key.pem", _private_pem(merchant)),
+        merchant_public_key_file=_write(folder / "apiclient_pub.pem", public(merchant)),
+        platform_key_file=_write(folder / "platform_key.pem", _private_pem(platform)),
+        platform_public_key_file=_write(folder / "wechatpay_pub.pem", public(platform)),
+        license_key_file=_write(folder / "license_key.pem", _private_pem(license_key)),
+        tls_cert_file=_write(folder / "tls_cert.pem", cert.public_bytes(serialization.Encoding.PEM)),
+        tls_key_file=_write(folder / "tls_key.pem", _private_pem(tls_key)),
+        apiv3_key=uuid.uuid4().hex,
+    )
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
+    env.update({"NO_PROXY": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def _wait_until_up(url: str, verify: Any, process: subprocess.Popen[bytes], log: Path,
+                   timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=2, verify=verify).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+class SandboxProcess:
+    """The WeChat Pay simulator as its own process over TLS, delivering notifications to our app."""
+
+    def __init__(self, material: Material, app_port: int, retry_scale: float = 0.02) -> None:
+        self.material = material
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        spec = {
+            "mchid": MCHID, "appid": APPID, "merchant_serial": MERCHANT_SERIAL,
+            "merchant_public_key_file": str(material.merchant_public_key_file),
+            "platform_key_file": str(material.platform_key_file), "apiv3_key": material.apiv3_key,
+            "public_key_id": PUBLIC_KEY_ID, "retry_scale": retry_scale, "port": self.port,
+            "notify_origin_map": {SHOP_ORIGIN: f"http://127.0.0.1:{app_port}"},
+            "tls_cert_file": str(material.tls_cert_file), "tls_key_file": str(material.tls_key_file),
+        }
+        config_file = material.folder / "sandbox.json"
+        config_file.write_text(json.dumps(spec))
+        self.log = material.folder / "sandbox.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("sandbox_server.py")), str(config_file)],
+                cwd=ROOT, env=_child_env({}), stdout=log, stderr=subprocess.STDOUT)
+        _wait_until_up(self.url + "/control/faults", str(material.tls_cert_file), self.process, self.log)
+
+    def control(self, method: str, path: str, payload: Any = None) -> requests.Response:
+        return requests.request(method, f"{self.url}/control/{path}", json=payload, timeout=30,
+                                verify=str(self.material.tls_cert_file))
+
+    def arm(self, faults: dict[str, Any]) -> None:
+        response = self.control("POST", "faults", faults)
+        assert response.status_code == 200, response.text
+
+    def calm(self) -> None:
+        """Disarm every fault."""
+        assert self.control("DELETE", "faults").status_code == 204
+
+    def orders(self) -> dict[str, dict[str, Any]]:
+        return {o["out_trade_no"]: o for o in self.control("GET", "orders").json()["orders"]}
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return list(self.control("GET", "deliveries").json()["deliveries"])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class AppProcess:
+    """Our app in live mode under gunicorn (several workers, scheduler on) on a fixed loopback port."""
+
+    def __init__(self, material: Material, folder: Path, port: int, sandbox_url: str, *,
+                 workers: int = 3, threads: int = 4, reconcile_seconds: int = 5,
+                 settings: dict[str, str] | None = None) -> None:
+        self.material, self.folder, self.port = material, folder, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.db_file = folder / "lbpay.db"
+        self.workers, self.threads = workers, threads
+        self.log = folder / "gunicorn.log"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.settings = {
+            "WECHATPAY_MODE": "live",
+            "INSTANCE_PATH": str(folder / "instance"),
+            "DATABASE_URL": f"sqlite:///{self.db_file}",
+            "SECRET_KEY": "reliability-" + uuid.uuid4().hex,
+            "PUBLIC_BASE_URL": SHOP_ORIGIN,
+            "WECHATPAY_API_BASE": sandbox_url,
+            "WECHATPAY_MCHID": MCHID,
+            "WECHATPAY_APPID": APPID,
+            "WECHATPAY_MERCHANT_KEY_FILE": str(material.merchant_key_file),
+            "WECHATPAY_MERCHANT_SERIAL": MERCHANT_SERIAL,
+            "WECHATPAY_APIV3_KEY": material.apiv3_key,
+            "WECHATPAY_PUBLIC_KEY_FILE": str(material.platform_public_key_file),
+            "WECHATPAY_PUBLIC_KEY_ID": PUBLIC_KEY_ID,
+            "WECHATPAY_READ_TIMEOUT": "2",
+            "LICENSE_KEY_FILE": str(material.license_key_file),
+            "SCHEDULER": "on",
+            "RECONCILE_SECONDS": str(reconcile_seconds),
+            **(settings or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        values = {**self.settings, **(extra or {})}
+        return _child_env({"LBPAY_" + k: v for k, v in values.items()}
+                          | {"REQUESTS_CA_BUNDLE": str(self.material.tls_cert_file)})
+
+    def prepare(self) -> None:
+        """Create the tables from the models and put the course on sale, in a process of its own."""
+        script = (
+            "import models; from app import create_app; from billing.courses import save_course\n"
+            "app = create_app()\n"
+            "with models.db.connection_context():\n"
+            "    models.create_tables()\n"
+            f"    save_course(app.extensions['lbpay.shop'], course_id={COURSE!r}, title='C++ Primer 第5版',"
+            f" price_fen={PRICE_FEN})\n")
+        result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=self.env({"SCHEDULER": "off"}),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+    def start(self, crash_at: str | None = None) -> None:
+        """Start gunicorn and wait until it answers; ``crash_at`` sets LBPAY_CRASH_AT."""
+        extra = {"CRASH_AT": crash_at} if crash_at else {}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "app:create_app()", "--bind", f"127.0.0.1:{self.port}",
+                 "--workers", str(self.workers), "--threads", str(self.threads), "--graceful-timeout", "5",
+                 "--timeout", "60", "--log-level", "warning"],
+                cwd=ROOT, env=self.env(extra), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_until_up(self.url + "/api/v1/courses", True, self.process, self.log)
+
+    def worker_pids(self) -> set[int]:
+        assert self.process is not None
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return {int(p) for p in path.read_text().split()}
+        except OSError:
+            return set()
+
+    def kill(self) -> None:
+        """SIGKILL the gunicorn master and every worker at once, as a power cut would."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.process = None
+
+
+def idempotency_hash(key: str) -> str:
+    """How the server stores an Idempotency-Key (``billing.shop.hash_token("idem:" + key)``)."""
+    return hashlib.sha256(("idem:" + key).encode()).hexdigest()
+
+
+@dataclass
+class Buyer:
+    """One learner's purchase as the extension makes it: order, scan and pay, poll until licensed."""
+
+    app_url: str
+    sandbox: SandboxProcess
+    key: str
+    retries_creation: bool = False
+    polls: bool = True
+    comes_back_after: float = 30.0  # seconds after paying that a buyer who does not poll looks again
+    deadline: float = 0.0
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # out_trade_no -> order as created
+    paid_at: float | None = None  # wall-clock time of the first successful payment
+    licensed_at: float | None = None  # wall-clock time the license was in the buyer's hands
+    license: dict[str, Any] | None = None
+    license_order: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def _create(self) -> requests.Response | None:
+        try:
+            return requests.post(self.app_url + "/api/v1/orders", json={"course_id": COURSE},
+                                 headers={"Idempotency-Key": self.key}, timeout=20)
+        except requests.RequestException as exc:
+            self.problems.append(f"create: {type(exc).__name__}")
+            return None
+
+    def place(self, retry_after_cap: float = 10.0) -> bool:
+        """Create the order, retrying with the same Idempotency-Key until it succeeds or time is up."""
+        while time.monotonic() < self.deadline:
+            if self.retries_creation:
+                # A client that gave up waiting and sent the request again while the first was in flight.
+                answers: list[requests.Response | None] = []
+                twin = threading.Thread(target=lambda: answers.append(self._create()))
+                twin.start()
+                time.sleep(0.01)
+                answers.append(self._create())
+                twin.join()
+            else:
+                answers = [self._create()]
+            wait = 0.5
+            for response in answers:
+                if response is not None and response.status_code == 201:
+                    body = response.json()
+                    self.orders.setdefault(body["out_trade_no"], body)
+                elif response is not None:
+                    self.problems.append(f"create: {response.status_code}")
+                    wait = max(wait, min(float(response.headers.get("Retry-After", "1")), retry_after_cap))
+            if self.orders:
+                return True
+            time.sleep(wait)
+        return False
+
+    def pay(self) -> None:
+        """Pay every QR code this buyer was shown (a double charge would show up as two payments)."""
+        for out_trade_no in list(self.orders):
+            response = self.sandbox.control("POST", f"orders/{out_trade_no}/pay", {"result": "success"})
+            if response.status_code == 200 and response.json()["outcome"] == "paid" and self.paid_at is None:
+                self.paid_at = time.time()
+
+    def wait_for_license(self) -> None:
+        """Poll each order as ``poll_after_ms`` says until it is final, as the extension does."""
+        pending = dict(self.orders)
+        while pending and time.monotonic() < self.deadline:
+            wait = 1.0
+            for out_trade_no, order in list(pending.items()):
+                view = self.poll(order)
+                if view is None:
+                    continue
+                if view.get("license") and self.license is None:
+                    self.licensed_at = time.time()
+                    self.license, self.license_order = view["license"], order["order_id"]
+                if view["final"]:
+                    del pending[out_trade_no]
+                else:
+                    wait = min(wait, view["poll_after_ms"] / 1000)
+            if pending:
+                time.sleep(wait)
+
+    def poll(self, order: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            response = requests.get(f"{self.app_url}/api/v1/orders/{order['order_id']}",
+                                    headers={"Authorization": f"Bearer {order['order_token']}"}, timeout=20)
+        except requests.RequestException as exc:
+            self.problems.append(f"poll: {type(exc).__name__}")
+            return None
+        if response.status_code != 200:
+            self.problems.append(f"poll: {response.status_code}")
+            return None
+        return dict(response.json())
+
+    def buy(self, *, already_placed: bool = False) -> None:
+        """The whole purchase; a buyer who does not poll comes back once at the deadline."""
+        if not already_placed and not self.place():
+            return
+        self.pay()
+        if self.paid_at is None:
+            return
+        if self.polls:
+            self.wait_for_license()
+            return
+        time.sleep(max(0.0, self.paid_at + self.comes_back_after - time.time()))
+        self.deadline = time.monotonic() + 10
+        self.wait_for_license()
