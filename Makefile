@@ -40,7 +40,13 @@ run: $(VENV)/.runtime
 	  --access-logfile - --graceful-timeout 20
 
 test: $(VENV)/.test system-deps
+	$(PY) -m mypy
 	$(PY) -m pytest -q
+
+# Refresh the screenshots in docs/screenshots from the browser tests.
+.PHONY: screenshots
+screenshots: $(VENV)/.test system-deps
+	LBPAY_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -m browser
 
 # The extension client (clients/extension) under `node --test`, against the real server in sandbox
 # mode that tests/test_learner_client.py starts; `make test` runs the same file with everything else.

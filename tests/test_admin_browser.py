@@ -7,6 +7,7 @@ browser is Debian's Chromium (`make system-deps`), never one Playwright download
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots), so a test run
+# leaves the work tree clean; otherwise they land in a temporary folder and are still taken.
+SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 CSP_PROBE = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => {

@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,9 @@ BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin" / "gunicorn").exists() e
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots), so a test run
+# leaves the work tree clean; otherwise they land in a temporary folder and are still taken.
+SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 VIEWPORT = {"width": 420, "height": 900}
 COURSE_ID = "cpp-primer-5th"
 COURSE_TITLE = "C++ Primer 第5版"
