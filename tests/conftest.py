@@ -189,13 +189,37 @@ def write_secret(path: Path, data: bytes) -> str:
     return str(path)
 
 
+# `make test-postgres` sets this to a PostgreSQL server on loopback; each test then gets a fresh schema.
+TEST_DATABASE_URL = os.environ.get("LBPAY_TEST_DATABASE_URL")
+sqlite_only = pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="SQLite-only: runs in `make test`")
+
+
+def database_url_for(tmp_path: Path) -> str:
+    """The database of one test: a SQLite file in its folder, or its own PostgreSQL schema."""
+    if not TEST_DATABASE_URL:
+        return f"sqlite:///{tmp_path / 'lbpay.db'}"
+    import hashlib
+
+    import psycopg2
+
+    schema = "t_" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
+    connection = psycopg2.connect(TEST_DATABASE_URL)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # noqa: S608  (a hex name we made)
+    finally:
+        connection.close()
+    return f"{TEST_DATABASE_URL}?options=-csearch_path%3D{schema}"
+
+
 def live_config(tmp_path: Path, keys: Keys, sandbox_url: str, **overrides: Any) -> dict[str, Any]:
     """The settings of our app in live mode against the sandbox, as a deployment would set them."""
     config: dict[str, Any] = {
         "WECHATPAY_MODE": "live",
         "SCHEDULER": "off",
         "INSTANCE_PATH": str(tmp_path / "instance"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'lbpay.db'}",
+        "DATABASE_URL": database_url_for(tmp_path),
         "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
         "PUBLIC_BASE_URL": SHOP_ORIGIN,
         "WECHATPAY_API_BASE": sandbox_url,
@@ -261,9 +285,16 @@ class Shop:
 
 
 @pytest.fixture
-def shop(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock) -> Iterator[Shop]:
+def shop_settings() -> dict[str, Any]:
+    """Extra settings for the ``shop`` fixture; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def shop(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock,
+         shop_settings: dict[str, Any]) -> Iterator[Shop]:
     """Our app in live mode on a loopback port, talking TLS to the sandbox; two courses for sale."""
-    app = create_app({**live_config(tmp_path, keys, sandbox.url), "CLOCK": clock})
+    app = create_app({**live_config(tmp_path, keys, sandbox.url), "CLOCK": clock, **shop_settings})
     with models.db.connection_context():
         models.create_tables()
         shop_ = app.extensions["lbpay.shop"]

@@ -1,0 +1,118 @@
+"""Telling the creator when something needs them, by mail through the outbox, at most once per kind per hour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import JOIN
+
+from models import Alert, License, Notification, Order, OutsideService
+
+from .scheduler import job
+from .shop import Shop, write_transaction
+
+log = logging.getLogger(__name__)
+
+MAIL_EVERY = dt.timedelta(hours=1)
+UNLICENSED_AFTER = dt.timedelta(minutes=5)
+WECHAT_DOWN_AFTER = dt.timedelta(minutes=10)
+FAILING_WINDOW = dt.timedelta(minutes=15)
+FAILING_THRESHOLD = 3
+# Notification results that mean "we could not believe a signed message": a wrong key deployed?
+VERIFICATION_FAILURES = ("bad_signature", "unknown_serial", "bad_signature_type", "stale_timestamp",
+                         "undecryptable", "unusable")
+
+TITLES = {
+    "payment_flagged": "A payment needs your review",
+    "paid_unlicensed": "An order is paid but has no license",
+    "notify_failing": "WeChat Pay notifications keep failing verification",
+    "wechat_unreachable": "WeChat Pay has not answered for 10 minutes",
+    "backup_failed": "The daily backup failed",
+}
+
+
+@dataclass
+class AlertSettings:
+    """Who gets the creator's alert mails (``LBPAY_ALERT_EMAIL``); None keeps them in the list and the log."""
+
+    to: str | None = None
+
+
+SETTINGS = AlertSettings()
+
+
+def raise_alert(kind: str, message: str, *, now: dt.datetime, key: str) -> Alert | None:
+    """Record an alert once per ``key``, and mail it unless a mail of this kind went in the last hour."""
+    with write_transaction():
+        if Alert.get_or_none(Alert.key == key[:120]) is not None:
+            return None
+        recent = (Alert.select().where((Alert.kind == kind) & (Alert.mailed == True)  # noqa: E712
+                                       & (Alert.at > now - MAIL_EVERY)).exists())
+        mailed = not recent and SETTINGS.to is not None and _enqueue(kind, message, now, key)
+        alert = Alert.create(kind=kind, key=key[:120], at=now, message=message, mailed=mailed)
+    log.error("ALERT %s: %s", kind, message, extra={"alert": kind, "mailed": mailed})
+    return alert
+
+
+def _enqueue(kind: str, message: str, now: dt.datetime, key: str) -> bool:
+    try:
+        from .mail import enqueue_mail
+    except ImportError:  # the outbox is not there: the alert list and the log still have it
+        return False
+    title = TITLES.get(kind, kind)
+    text = (f"{message}\n\nSee the admin console for the list of alerts.\n"
+            f"At most one mail per kind of alert goes out per hour; later ones wait in the list.\n")
+    enqueue_mail(to=SETTINGS.to or "", subject=f"[Learning Buddy Pay] {title}", text=text, kind="alert",
+                 now=now, dedupe_key=f"alert:{key}"[:200])
+    return True
+
+
+def recent_alerts(limit: int = 50) -> list[Alert]:
+    """Return the newest alerts first, for the dashboard and the command line."""
+    return list(Alert.select().order_by(Alert.at.desc(), Alert.id.desc()).limit(limit))
+
+
+def _known(keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    return {a.key for a in Alert.select(Alert.key).where(Alert.key.in_(keys))}
+
+
+@job("alerts", 60)
+def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
+    """Raise an alert for each new thing the creator must see; return how many were raised."""
+    raised = 0
+    flagged = list(Order.select().where(Order.flag.is_null(False)).order_by(Order.id.desc()).limit(200))
+    known = _known([f"flag:{o.public_id}:{o.flag}" for o in flagged])
+    for order in flagged:
+        key = f"flag:{order.public_id}:{order.flag}"
+        if key not in known:
+            raised += raise_alert("payment_flagged", f"Order {order.public_id} is flagged {order.flag}: "
+                                  f"{order.flag_detail or ''}".strip(), now=now, key=key) is not None
+
+    unlicensed = list(Order.select().join(License, JOIN.LEFT_OUTER, on=(License.order == Order.id))
+                      .where(Order.transaction_id.is_null(False) & Order.flag.is_null() & License.id.is_null()
+                             & (Order.paid_at <= now - UNLICENSED_AFTER)
+                             & Order.status.not_in(("refunded", "partially_refunded")))
+                      .limit(200))
+    for order in unlicensed:
+        raised += raise_alert("paid_unlicensed", f"Order {order.public_id} was paid at {order.paid_at:%Y-%m-%d %H:%M} "
+                              "UTC and still has no license.", now=now,
+                              key=f"unlicensed:{order.public_id}") is not None
+
+    failures = (Notification.select().where((Notification.received_at > now - FAILING_WINDOW)
+                                            & Notification.result.in_(VERIFICATION_FAILURES)).count())
+    if failures >= FAILING_THRESHOLD:
+        raised += raise_alert("notify_failing", f"{failures} notifications failed verification or decryption in "
+                              "the last 15 minutes. Check LBPAY_WECHATPAY_APIV3_KEY and the WeChat Pay public "
+                              "key or certificates.", now=now, key=f"notify_failing:{now:%Y%m%d%H}") is not None
+
+    service = OutsideService.get_or_none(OutsideService.name == "wechat")
+    if service is not None and service.failing_since is not None and service.failing_since <= now - WECHAT_DOWN_AFTER:
+        raised += raise_alert("wechat_unreachable", f"Calls to WeChat Pay have failed since "
+                              f"{service.failing_since:%Y-%m-%d %H:%M} UTC.", now=now,
+                              key=f"wechat_down:{service.failing_since.isoformat()}") is not None
+    return {"raised": raised}

@@ -1,0 +1,116 @@
+"""One JSON line per log record, tagged with the request id and scrubbed of anything secret."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import re
+import sys
+import threading
+from typing import Any, Iterable, TextIO
+
+# Set by the web layer for the length of one request; billing code logs it without knowing HTTP.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("lbpay_request_id", default=None)
+
+REDACTED = "[redacted]"
+_PATTERNS = [
+    # PEM blocks of any kind (private keys, certificates).
+    re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.S),
+    # Credentials in headers: Bearer tokens and WeChat Pay's Authorization parameters.
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r'(?i)(signature|nonce_str|token|secret|password|key)(["\']?\s*[=:]\s*["\']?)[^"\'\s,}]+'),
+    # A license (base64 JSON | base64 signature) or any long base64 run: never a thing to log whole.
+    re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}(\|[A-Za-z0-9+/_-]{40,}={0,2})?"),
+]
+_lock = threading.Lock()
+_known_secrets: set[str] = set()
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+def register_secrets(secrets: Iterable[str | bytes | None]) -> None:
+    """Register secret values that must be replaced wherever they would appear in a log line."""
+    with _lock:
+        for value in secrets:
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            if value and len(value) >= 8:
+                _known_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every known secret and every secret-shaped string in ``text``."""
+    with _lock:
+        known = sorted(_known_secrets, key=len, reverse=True)
+    for value in known:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    for pattern in _PATTERNS:
+        text = pattern.sub(_keep_label, text)
+    return text
+
+
+def _keep_label(match: re.Match[str]) -> str:
+    # For "name=value" patterns keep the name so the line still says what was hidden.
+    if match.re.groups >= 2 and match.group(2) is not None and match.re is _PATTERNS[2]:
+        return match.group(1) + match.group(2) + REDACTED
+    return REDACTED
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one JSON object: time, level, logger, message, request id and extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        rid = getattr(record, "request_id", None) or request_id.get()
+        if rid:
+            entry["request_id"] = rid
+        for name, value in vars(record).items():
+            if name not in _STANDARD and name not in entry and not name.startswith("_"):
+                entry[name] = value if isinstance(value, (int, float, bool, type(None))) else redact(str(value))
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class NoQueryParameters(logging.Filter):
+    """Drop peewee's debug lines: they carry every SQL parameter, bodies and licenses included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("peewee") and record.levelno < logging.INFO)
+
+
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler that writes to whatever ``sys.stderr`` is at the moment of each record."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
+def configure_logging(level: str = "INFO") -> logging.Handler:
+    """Send every logger's records to stderr as JSON lines, once per process."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "lbpay_json", False):
+            handler.setLevel(level)
+            return handler
+    handler = _CurrentStderr()
+    handler.lbpay_json = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(NoQueryParameters())
+    handler.setLevel(level)
+    root.addHandler(handler)
+    if root.level > logging.getLevelName(level) or root.level == logging.NOTSET:
+        root.setLevel(level)
+    return handler

@@ -1,0 +1,264 @@
+"""Prometheus metrics read from the database at scrape time, so every worker and machine tells one truth.
+
+Orders, notifications, licenses, job runs and the mail outbox are rows already: their counts are
+exact whichever process answers the scrape. The one thing that is not a row anyway, a call to
+WeChat Pay, is counted with one UPSERT into ``WeChatCallStat`` per call (bucketed by latency), which
+costs far less than the call itself and survives restarts and any number of gunicorn workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+from peewee import fn
+
+from models import JobRun, License, Notification, Order, OutsideService, WeChatCallStat
+from wechatpay.errors import ApiError, MalformedError, TransportError, VerificationError
+
+from .shop import write_transaction
+
+log = logging.getLogger(__name__)
+
+UTC = dt.timezone.utc
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PAYMENT_TO_LICENSE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# The calls billing makes; anything else on the client passes through uncounted.
+COUNTED_CALLS = frozenset({"create_native_order", "query_by_out_trade_no", "query_by_transaction_id",
+                           "close_order", "create_refund", "query_refund", "download_certificates"})
+WECHAT = "wechat"
+
+
+def _bucket(seconds: float) -> str:
+    for bound in LATENCY_BUCKETS:
+        if seconds <= bound:
+            return repr(bound)
+    return "+Inf"
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """Name how a call ended: ok, api_error_4xx, api_error_5xx, transport, unverified, malformed or error."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, ApiError):
+        return "api_error_5xx" if exc.status >= 500 or exc.status == 429 else "api_error_4xx"
+    if isinstance(exc, TransportError):
+        return "transport"
+    if isinstance(exc, VerificationError):
+        return "unverified"
+    if isinstance(exc, MalformedError):
+        return "malformed"
+    return "error"
+
+
+def record_call(endpoint: str, outcome: str, seconds: float, now: dt.datetime) -> None:
+    """Count one WeChat Pay call and note whether WeChat answered; never fails the caller."""
+    reached = outcome not in ("transport", "api_error_5xx")
+    try:
+        with write_transaction():
+            (WeChatCallStat.insert(endpoint=endpoint, outcome=outcome, le=_bucket(seconds), calls=1,
+                                   seconds=seconds)
+             .on_conflict(conflict_target=[WeChatCallStat.endpoint, WeChatCallStat.outcome, WeChatCallStat.le],
+                          update={WeChatCallStat.calls: WeChatCallStat.calls + 1,
+                                  WeChatCallStat.seconds: WeChatCallStat.seconds + seconds})
+             .execute())
+            if reached:
+                fields: dict[Any, Any] = {OutsideService.failing_since: None, OutsideService.last_ok_at: now}
+                row = {"name": WECHAT, "failing_since": None, "last_ok_at": now}
+            else:
+                fields = {OutsideService.failing_since: fn.COALESCE(OutsideService.failing_since, now),
+                          OutsideService.last_failure_at: now}
+                row = {"name": WECHAT, "failing_since": now, "last_failure_at": now}
+            (OutsideService.insert(**row)
+             .on_conflict(conflict_target=[OutsideService.name], update=fields).execute())
+    except Exception:  # a metric must never cost a payment
+        log.warning("could not record a WeChat Pay call metric", exc_info=True)
+
+
+class CountedWeChat:
+    """Wraps the WeChat Pay client so that every call is counted and timed; everything else passes through."""
+
+    def __init__(self, client: Any, clock: Callable[[], dt.datetime]) -> None:
+        self._client = client
+        self._clock = clock
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in COUNTED_CALLS or not callable(attribute):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            failure: BaseException | None = None
+            try:
+                return attribute(*args, **kwargs)
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                record_call(name, outcome_of(failure), time.monotonic() - started, self._clock())
+
+        return counted
+
+
+# --- exposition -----------------------------------------------------------------------------
+
+def _labels(values: dict[str, str]) -> str:
+    if not values:
+        return ""
+    escaped = (f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+               .replace("\n", "\\n") for k, v in values.items())
+    return "{" + ",".join(escaped) + "}"
+
+
+class Exposition:
+    """Lines of Prometheus text format, one HELP and TYPE per metric family."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, text: str) -> None:
+        self.lines.append(f"# HELP {name} {text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value: float, **labels: str) -> None:
+        number = repr(float(value)) if not float(value).is_integer() else str(int(value))
+        self.lines.append(f"{name}{_labels(labels)} {number}")
+
+    def histogram(self, name: str, bounds: Iterable[float], counts: dict[str, int], total: float,
+                  **labels: str) -> None:
+        """Write cumulative buckets from per-bucket counts keyed by bound (``repr``) or ``+Inf``."""
+        running = 0
+        for bound in bounds:
+            running += counts.get(repr(bound), 0)
+            self.sample(name + "_bucket", running, **labels, le=repr(bound))
+        running += counts.get("+Inf", 0)
+        self.sample(name + "_bucket", running, **labels, le="+Inf")
+        self.sample(name + "_sum", total, **labels)
+        self.sample(name + "_count", running, **labels)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _parse_rfc3339(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+def render_metrics(now: dt.datetime) -> str:
+    """Return every metric in Prometheus text format, computed from the database now."""
+    out = Exposition()
+
+    out.family("lbpay_orders", "gauge", "Orders by status.")
+    for status, count in (Order.select(Order.status, fn.COUNT(Order.id)).group_by(Order.status).tuples()):
+        out.sample("lbpay_orders", count, status=status)
+    out.family("lbpay_orders_flagged", "gauge", "Orders that need the creator, by flag.")
+    for flag, count in (Order.select(Order.flag, fn.COUNT(Order.id)).where(Order.flag.is_null(False))
+                        .group_by(Order.flag).tuples()):
+        out.sample("lbpay_orders_flagged", count, flag=flag)
+
+    out.family("lbpay_notifications_total", "counter",
+               "Payment notifications received, by result (fulfilled, duplicate, bad_signature, "
+               "stale_timestamp, probe, mismatch, ...).")
+    for kind, result, count in (Notification.select(Notification.kind, Notification.result,
+                                                    fn.COUNT(Notification.id))
+                                .group_by(Notification.kind, Notification.result).tuples()):
+        out.sample("lbpay_notifications_total", count, kind=kind, result=result)
+
+    _wechat_calls(out)
+    _payment_to_license(out)
+    _jobs(out, now)
+    _outbox(out)
+
+    out.family("lbpay_licenses", "gauge", "Licenses issued, by signing key id.")
+    for kid, count in License.select(License.kid, fn.COUNT(License.id)).group_by(License.kid).tuples():
+        out.sample("lbpay_licenses", count, kid=kid)
+    return out.text()
+
+
+def _wechat_calls(out: Exposition) -> None:
+    buckets: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    sums: dict[tuple[str, str], float] = defaultdict(float)
+    for row in WeChatCallStat.select():
+        buckets[(row.endpoint, row.outcome)][row.le] = row.calls
+        sums[(row.endpoint, row.outcome)] += row.seconds
+    out.family("lbpay_wechat_api_calls_total", "counter", "Calls to WeChat Pay by endpoint and outcome.")
+    for (endpoint, outcome), counts in sorted(buckets.items()):
+        out.sample("lbpay_wechat_api_calls_total", sum(counts.values()), endpoint=endpoint, outcome=outcome)
+    out.family("lbpay_wechat_api_seconds", "histogram", "Latency of calls to WeChat Pay, retries included.")
+    for (endpoint, outcome), counts in sorted(buckets.items()):
+        out.histogram("lbpay_wechat_api_seconds", LATENCY_BUCKETS, counts, sums[(endpoint, outcome)],
+                      endpoint=endpoint, outcome=outcome)
+    service = OutsideService.get_or_none(OutsideService.name == WECHAT)
+    out.family("lbpay_wechat_failing_since_seconds", "gauge",
+               "Unix time since which WeChat Pay has not answered (0 while it answers).")
+    failing = service.failing_since.timestamp() if service is not None and service.failing_since else 0
+    out.sample("lbpay_wechat_failing_since_seconds", failing)
+
+
+def _payment_to_license(out: Exposition) -> None:
+    counts: dict[str, int] = defaultdict(int)
+    total = 0.0
+    query = (License.select(License.issued_at, Order.success_time).join(Order, on=(License.order == Order.id))
+             .where(Order.success_time.is_null(False)).tuples())
+    for issued_at, success_time in query.iterator():
+        paid = _parse_rfc3339(success_time)
+        if paid is None:
+            continue
+        seconds = max(0.0, (issued_at - paid).total_seconds())
+        total += seconds
+        for bound in PAYMENT_TO_LICENSE_BUCKETS:
+            if seconds <= bound:
+                counts[repr(bound)] += 1
+                break
+        else:
+            counts["+Inf"] += 1
+    out.family("lbpay_payment_to_license_seconds", "histogram",
+               "From the moment WeChat Pay says the learner paid to the license being issued.")
+    out.histogram("lbpay_payment_to_license_seconds", PAYMENT_TO_LICENSE_BUCKETS, counts, total)
+
+
+def _jobs(out: Exposition, now: dt.datetime) -> None:
+    fixes: dict[str, int] = defaultdict(int)
+    runs = (JobRun.select(JobRun.summary).where((JobRun.name == "reconcile") & (JobRun.ok == True)  # noqa: E712
+                                                 & (JobRun.summary != "{}")).tuples())
+    for (summary,) in runs.iterator():
+        try:
+            values = json.loads(summary)
+        except ValueError:
+            continue
+        for what, count in values.items():
+            if what != "queried" and isinstance(count, int) and not isinstance(count, bool):
+                fixes[what] += count
+    out.family("lbpay_reconcile_fixes_total", "counter",
+               "What reconciliation fixed that notifications had missed (fulfilled, closed, flagged, errors).")
+    for what in sorted(fixes):
+        out.sample("lbpay_reconcile_fixes_total", fixes[what], what=what)
+    out.family("lbpay_job_last_success_seconds", "gauge", "Unix time a scheduled job last finished well.")
+    for name, finished in (JobRun.select(JobRun.name, fn.MAX(JobRun.finished_at))
+                           .where(JobRun.ok == True).group_by(JobRun.name).tuples()):  # noqa: E712
+        if finished is not None:
+            moment = JobRun.finished_at.python_value(finished)
+            out.sample("lbpay_job_last_success_seconds", moment.timestamp(), job=name)
+
+
+def _outbox(out: Exposition) -> None:
+    import models
+
+    outbox = getattr(models, "MailOutbox", None)
+    out.family("lbpay_mail_outbox_depth", "gauge", "Mails waiting to be sent.")
+    if outbox is None:
+        out.sample("lbpay_mail_outbox_depth", 0)
+        return
+    out.sample("lbpay_mail_outbox_depth",
+               outbox.select().where(outbox.sent_at.is_null() & outbox.next_attempt_at.is_null(False)).count())

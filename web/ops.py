@@ -1,0 +1,176 @@
+"""For whoever runs the service: health, readiness, metrics, request logs and the proxy in front."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from billing.logs import configure_logging, register_secrets, request_id
+from billing.metrics import render_metrics
+from billing.shop import write_transaction
+from models import JobRun, OutsideService
+
+bp = Blueprint("ops", __name__)
+log = logging.getLogger("lbpay.request")
+
+UTC = dt.timezone.utc
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+SCHEDULER_STALE = dt.timedelta(minutes=3)
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """How the service is run: proxy hops to trust, the metrics token, readiness limits, log level."""
+
+    live: bool
+    proxy_hops: int = 1
+    metrics_token: str | None = None
+    reconcile_stale: dt.timedelta = dt.timedelta(minutes=10)
+    log_level: str = "INFO"
+    json_logs: bool = True
+
+
+def _settings() -> OpsSettings:
+    return current_app.extensions["lbpay.ops"]  # type: ignore[no-any-return]
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up and answering; no database, so a slow disk never restarts the machine."""
+    return jsonify(status="ok")
+
+
+def _check_database() -> tuple[bool, str]:
+    try:
+        with write_transaction() as txn:
+            # A write that is rolled back: proves the lock can be taken and the file is not read-only.
+            OutsideService.insert(name="readyz-probe").on_conflict_ignore().execute()
+            txn.rollback()
+    except Exception as exc:  # any failure means "not ready", with the reason
+        return False, f"not writable: {type(exc).__name__}: {exc}"
+    return True, "writable"
+
+
+def _check_keys() -> tuple[bool, str]:
+    shop = current_app.extensions["lbpay.shop"]
+    if shop.license_keys.active is None or not shop.apiv3_keys:
+        return False, "keys missing"
+    return True, f"license key {shop.license_keys.active.kid}, {len(shop.apiv3_keys)} APIv3 key(s)"
+
+
+def _check_scheduler(now: dt.datetime, started: dt.datetime) -> tuple[bool, str]:
+    scheduler = current_app.extensions.get("lbpay.scheduler")
+    if scheduler is None:
+        return True, "off in this process (jobs run elsewhere)"
+    if not scheduler.scheduler.running:
+        return False, "stopped"
+    beat = scheduler.last_beat or started
+    if now - beat > SCHEDULER_STALE:
+        return False, f"last beat {int((now - beat).total_seconds())} s ago"
+    return True, "alive"
+
+
+def _check_reconcile(now: dt.datetime, started: dt.datetime) -> tuple[bool, str]:
+    stale = _settings().reconcile_stale
+    last = (JobRun.select(JobRun.finished_at).where((JobRun.name == "reconcile") & (JobRun.ok == True))  # noqa: E712
+            .order_by(JobRun.finished_at.desc()).first())
+    if last is None or last.finished_at is None:
+        if now - started < stale:
+            return True, "no run yet (just started)"
+        return False, "never ran"
+    age = now - last.finished_at
+    if age > stale:
+        return False, f"last ran {int(age.total_seconds())} s ago"
+    return True, f"last ran {int(age.total_seconds())} s ago"
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready to take payments: database writable, keys loaded, scheduler alive, reconciliation recent."""
+    now = current_app.extensions["lbpay.shop"].now()
+    started = current_app.extensions["lbpay.started_at"]
+    checks = {
+        "database": _check_database(),
+        "keys": _check_keys(),
+        "scheduler": _check_scheduler(now, started),
+        "reconcile": _check_reconcile(now, started),
+    }
+    ready = all(ok for ok, _ in checks.values())
+    body = {"status": "ready" if ready else "not_ready",
+            "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in checks.items()}}
+    return jsonify(body), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics for the holder of ``LBPAY_METRICS_TOKEN``; 404 when no token is set."""
+    token = _settings().metrics_token
+    if not token:
+        abort(404)
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        response = Response("unauthorized\n", status=401, mimetype="text/plain")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    now = current_app.extensions["lbpay.shop"].now()
+    response = Response(render_metrics(now), mimetype="text/plain")
+    response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def register_ops(app: Flask, settings: OpsSettings, secrets: list[Any]) -> None:
+    """Install the ops blueprint, JSON request logs, the proxy fix and live-mode transport security."""
+    app.extensions["lbpay.ops"] = settings
+    app.extensions["lbpay.started_at"] = dt.datetime.now(UTC)
+    app.register_blueprint(bp)
+    register_secrets(secrets)
+    if settings.json_logs:
+        configure_logging(settings.log_level)
+    if settings.proxy_hops:
+        # Fly's edge and Caddy each add one hop; trusting more would let a client choose its own address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore[method-assign]
+                                x_proto=settings.proxy_hops)
+    if settings.live:
+        app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True)
+
+    @app.before_request
+    def _start_request_log() -> None:
+        offered = request.headers.get("X-Request-Id") or request.headers.get("Fly-Request-Id") or ""
+        g.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        g.request_token = request_id.set(g.request_id)
+        g.request_started = time.monotonic()
+
+    @app.after_request
+    def _finish_request_log(response: Response) -> Response:
+        rid = g.get("request_id")
+        if rid is None:
+            return response
+        response.headers["X-Request-Id"] = rid
+        if settings.live:
+            # HTTPS is enforced at the edge; this tells browsers never to try plain HTTP again.
+            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        took = (time.monotonic() - g.get("request_started", time.monotonic())) * 1000
+        log.info("%s %s %s", request.method, request.path, response.status_code,
+                 extra={"method": request.method, "path": request.path, "status": response.status_code,
+                        "duration_ms": round(took, 1), "ip": request.remote_addr,
+                        "request_id": rid})
+        return response
+
+    @app.teardown_request
+    def _end_request_log(exc: BaseException | None) -> None:
+        token = g.pop("request_token", None)
+        if token is not None:
+            try:
+                request_id.reset(token)
+            except ValueError:  # set in another context (a copied one); nothing to undo here
+                pass
