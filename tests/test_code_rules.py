@@ -84,7 +84,7 @@ def test_no_sql_is_built_from_formatted_strings() -> None:
 
 
 def test_every_outbound_http_call_has_a_timeout() -> None:
-    call = re.compile(r"(requests|session|self\._session)\.(get|post|request|put|delete)\(")
+    call = re.compile(r"\b(requests|self\._session|http_session)\.(get|post|request|put|delete|send)\(")
     for path in OURS:
         if "sandbox" in path.parts:
             continue
