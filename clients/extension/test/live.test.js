@@ -91,7 +91,7 @@ test('waiting stops at a final state that is not a license', { skip, timeout: 30
   await pay.cancelOrder(order.order_id, order.order_token);
   const done = await waiting;
   assert.deepEqual([done.status, done.final, done.license], ['closed', true, null]);
-  assert.equal(done.error.code, 'order_closed');
+  assert.equal(done.error.code, 'payment_cancelled');
   assert.equal(done.error.action, 'new_order');
 });
 
