@@ -47,7 +47,7 @@ class Shop:
     notify_url: str
     order_ttl: dt.timedelta = dt.timedelta(minutes=30)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC))
-    poll_after_ms: int = 1500
+    poll_after_ms: int = 500
     token_secret: bytes = b""
     mailer: Any = None  # billing.mail.Mailer: SMTP server, sender, link base (None: mail stays queued)
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from billing import CATALOGUE, BillingError, error_body
 from billing import learners
-from billing.orders import cancel_order, order_for_token, order_view, place_order
+from billing.orders import cancel_order, order_for_token, order_view, place_order, poll_order
 from billing.reconcile import check_on_poll
 from models import Course
 
@@ -72,8 +72,11 @@ def create_order() -> tuple[Response, int]:
 
 @bp.get("/orders/<order_id>")
 def get_order(order_id: str) -> Response:
-    order = check_on_poll(shop(), order_for_token(order_id, _bearer()))
-    return jsonify(order_view(shop(), order))
+    order, license = poll_order(shop(), order_id, _bearer())
+    checked = check_on_poll(shop(), order)
+    if checked is not order:  # WeChat was asked just now: show what it said
+        return jsonify(order_view(shop(), checked))
+    return jsonify(order_view(shop(), order, license, look_up_license=False))
 
 
 @bp.post("/orders/<order_id>/cancel")
