@@ -21,6 +21,7 @@ from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 import models
 from billing import Shop
+from billing.shop import WRITERS
 from licensing import KeyRing, generate_private_key_pem, load_signing_key
 from licensing.keys import KeyFileError
 from wechatpay.client import WeChatPayClient
@@ -206,9 +207,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_SECURE"] = cookie_secure == "on"
     app.config["ADMIN_IDLE_MINUTES"] = settings.integer("ADMIN_IDLE_MINUTES", 30, 1, 720)
 
+    busy_timeout_ms = settings.integer("DB_BUSY_TIMEOUT_MS", 10000, 100, 60000)
     database = open_database(settings.text("DATABASE_URL") or "sqlite:///lbpay.db", str(instance),
-                             busy_timeout_ms=settings.integer("DB_BUSY_TIMEOUT_MS", 10000, 100, 60000))
+                             busy_timeout_ms=busy_timeout_ms)
     models.db.initialize(database)
+    WRITERS.patience = busy_timeout_ms / 1000
 
     license_keys = _license_keys(settings, instance, live)
     clock: Callable[[], dt.datetime] = settings.raw("CLOCK") or (lambda: dt.datetime.now(UTC))

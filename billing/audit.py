@@ -24,10 +24,17 @@ def _event_hash(prev_hash: str, at: dt.datetime, actor: str, action: str,
 
 
 def record(action: str, *, at: dt.datetime, actor: str = "system", order: Order | None = None,
-           detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEvent:
-    """Append one event; call it inside the write transaction of the change it describes."""
-    last = AuditEvent.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).first()
-    prev_hash = last.hash if last else GENESIS
+           detail: dict[str, Any] | None = None, ip: str | None = None,
+           after: AuditEvent | None = None) -> AuditEvent:
+    """Append one event; call it inside the write transaction of the change it describes.
+
+    ``after`` is the event this transaction appended last, which saves reading it back.
+    """
+    if after is not None:
+        prev_hash = after.hash
+    else:
+        last = AuditEvent.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).first()
+        prev_hash = last.hash if last else GENESIS
     # Microsecond precision is what the column keeps, so hash exactly that.
     at = at.astimezone(dt.timezone.utc)
     text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -11,7 +11,8 @@ from models import Course, License, Order
 from . import audit
 from .errors import BillingError
 from .orders import EMAIL
-from .payments import issue_license_for, apply_transaction
+from .mail import enqueue_license_mail
+from .payments import apply_transaction, issue_license_for
 from .shop import Shop, hash_token, write_transaction
 
 COMP_PREFIX = "COMP"  # out_trade_no of an order made by a comp: never sent to WeChat Pay
@@ -84,13 +85,11 @@ def comp_license(shop: Shop, *, course_id: str, email: str | None, reason: str, 
             created_at=now, expires_at=now, paid_at=now)
         audit.record("license.comped", at=now, actor=actor, order=order, ip=ip,
                      detail={"course": course.id, "reason": reason, "email": email})
-        issued = issue_license_for(shop, Order.get_by_id(order.id), now)
+        issued, drafted = issue_license_for(shop, Order.get_by_id(order.id), now)
         audit.record("license.issued", at=now, actor=actor, order=order,
                      detail={"license": issued.license_id, "kid": issued.kid,
                              "expires_at": issued.expires_at.isoformat()})
-        from .mail import enqueue_license_mail
-
-        enqueue_license_mail(Order.get_by_id(order.id), issued, now)
+        enqueue_license_mail(Order.get_by_id(order.id), issued, now, content=drafted.mail)
     return order
 
 

@@ -152,21 +152,37 @@ def shanghai(value: dt.datetime) -> str:
     return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") + " (北京时间 Beijing time)"
 
 
+def license_line(*, course_id: str, course_title: str, license_id: str, order_id: str, out_trade_no: str,
+                 expires_at: dt.datetime, key: str) -> dict[str, str]:
+    """What a mail says about one license: course, ids, expiry and the key on one line."""
+    return {"course_id": course_id, "course_title": course_title, "license_id": license_id,
+            "order_id": order_id, "out_trade_no": out_trade_no, "expires_at": shanghai(expires_at),
+            "expires_at_utc": iso_utc(expires_at) or "", "key": key}
+
+
 def license_lines(licenses: list[License]) -> list[dict[str, str]]:
-    """What a mail says about each license: course, ids, expiry and the key on one line."""
-    return [{"course_id": lic.course_id, "course_title": lic.course.title, "license_id": lic.license_id,
-             "order_id": lic.order.public_id, "out_trade_no": lic.order.out_trade_no,
-             "expires_at": shanghai(lic.expires_at), "expires_at_utc": iso_utc(lic.expires_at) or "",
-             "key": lic.key} for lic in licenses]
+    """The mail lines of stored licenses."""
+    return [license_line(course_id=lic.course_id, course_title=lic.course.title, license_id=lic.license_id,
+                         order_id=lic.order.public_id, out_trade_no=lic.order.out_trade_no,
+                         expires_at=lic.expires_at, key=lic.key) for lic in licenses]
 
 
-def enqueue_license_mail(order: Order, license: License, now: dt.datetime) -> MailOutbox | None:
-    """Queue the license mail for a fulfilled order that gave an address; call it in the fulfilment transaction."""
+def license_mail(line: dict[str, str], plan: str) -> tuple[str, str, str]:
+    """Subject, text and HTML of the mail that delivers one license."""
+    text, html = render("license", licenses=[line], renewal=plan == "subscription")
+    subject = f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {line['course_title']}"
+    return subject, text, html
+
+
+def enqueue_license_mail(order: Order, license: License, now: dt.datetime,
+                         content: tuple[str, str, str] | None = None) -> MailOutbox | None:
+    """Queue the license mail for a fulfilled order that gave an address; call it in the fulfilment transaction.
+
+    ``content`` is the mail rendered ahead of the transaction, when the caller already has it.
+    """
     if not order.email:
         return None
-    lines = license_lines([license])
-    text, html = render("license", licenses=lines, renewal=license.plan == "subscription")
-    subject = f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {lines[0]['course_title']}"
+    subject, text, html = content or license_mail(license_lines([license])[0], license.plan)
     return enqueue_mail(to=order.email, subject=subject, text=text, html=html, kind="license", now=now,
                         dedupe_key=f"license:{order.public_id}")
 

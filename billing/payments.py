@@ -12,13 +12,13 @@ from typing import Any, Mapping
 from peewee import IntegrityError
 
 from licensing import issue_license
-from models import License, Notification, Order
+from models import Course, License, Notification, Order
 from wechatpay.errors import DecryptError, MalformedError, VerificationError
 from wechatpay.notify import parse_notification
 
 from . import audit
 from .faults import crash_point
-from .mail import enqueue_license_mail
+from .mail import enqueue_license_mail, license_line, license_mail
 from .shop import LIFETIME, Shop, write_transaction
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,22 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, notification: Notific
         return _flag_reused_transaction(shop, tx, source, notification, event_id, ip)
 
 
+def _order_with_course(out_trade_no: str) -> Order | None:
+    return (Order.select(Order, Course).join(Course).where(Order.out_trade_no == out_trade_no).first())
+
+
+def _draft_if_payable(shop: Shop, tx: dict[str, Any], now: dt.datetime) -> LicenseDraft | None:
+    """Sign the license before taking the write lock when the payment looks like it will fulfil."""
+    if tx["trade_state"] != "SUCCESS" or tx["mchid"] != shop.mchid or tx["appid"] != shop.appid:
+        return None
+    order = _order_with_course(tx["out_trade_no"])
+    amount = tx["amount"]
+    if (order is None or order.status != "pending" or order.transaction_id is not None
+            or amount["total"] != order.amount_fen or amount.get("currency", "CNY") != order.currency):
+        return None
+    return draft_license(shop, order, now)
+
+
 def _mark(notification: Notification | None, result: str, order: Order | None, event_id: str | None,
           reason: str = "") -> None:
     if notification is None:
@@ -139,8 +155,9 @@ def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notificati
     now = shop.now()
     facts = {"source": source, "transaction_id": tx.get("transaction_id"),
              "trade_state": tx["trade_state"], "notification": notification.id if notification else None}
+    draft = _draft_if_payable(shop, tx, now)
     with write_transaction():
-        order = Order.get_or_none(Order.out_trade_no == tx["out_trade_no"])
+        order = _order_with_course(tx["out_trade_no"])
         if tx["mchid"] != shop.mchid or tx["appid"] != shop.appid:
             reason = f"mchid/appid {tx['mchid']}/{tx['appid']} are not ours"
             if order is not None and order.status == "pending":
@@ -156,8 +173,8 @@ def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notificati
             _mark(notification, "unknown_order", None, event_id)
             return "unknown_order"
         if tx["trade_state"] != "SUCCESS":
-            Order.update(trade_state=tx["trade_state"][:16], last_queried_at=now).where(
-                Order.id == order.id).execute()
+            if order.trade_state != tx["trade_state"][:16]:  # most answers are a NOTPAY we knew already
+                Order.update(trade_state=tx["trade_state"][:16]).where(Order.id == order.id).execute()
             _mark(notification, "not_paid", order, event_id)
             return "not_paid"
         amount = tx["amount"]
@@ -197,13 +214,13 @@ def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notificati
         if changed != 1:  # pragma: no cover - the IMMEDIATE lock makes this unreachable on SQLite
             _mark(notification, "duplicate", order, event_id)
             return "duplicate"
-        audit.record("order.paid", at=now, actor="wechat", order=order, ip=ip,
-                     detail={**facts, "amount_fen": amount["total"]})
-        issued = issue_license_for(shop, Order.get_by_id(order.id), now)
-        audit.record("license.issued", at=now, order=order,
+        paid = audit.record("order.paid", at=now, actor="wechat", order=order, ip=ip,
+                            detail={**facts, "amount_fen": amount["total"]})
+        issued, used = issue_license_for(shop, order, now, draft)
+        audit.record("license.issued", at=now, order=order, after=paid,
                      detail={"license": issued.license_id, "kid": issued.kid,
                              "expires_at": issued.expires_at.isoformat()})
-        enqueue_license_mail(issued.order, issued, now)
+        enqueue_license_mail(order, issued, now, content=used.mail)
         _mark(notification, "fulfilled", order, event_id)
         crash_point("fulfil.before_commit")
     crash_point("fulfil.after_commit")
@@ -211,27 +228,66 @@ def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notificati
     return "fulfilled"
 
 
-def issue_license_for(shop: Shop, order: Order, now: dt.datetime) -> License:
-    """Sign and store the license for a paid order; call inside its fulfilment transaction."""
-    course = order.course
-    license_id = str(uuid.uuid4())
+@dataclass(frozen=True)
+class LicenseDraft:
+    """A license signed before the write lock, usable only if what it assumed still holds inside."""
+
+    order_id: int
+    license_id: str
+    expires_at: dt.datetime
+    kid: str
+    text: str
+    mail: tuple[str, str, str] | None
+
+
+def _license_terms(order: Order, course: Course, now: dt.datetime, new_id: str) -> tuple[str, dt.datetime]:
     start = now
+    license_id = new_id
     if course.plan == "subscription":
         # A renewal keeps the license id, so the extension replaces the old key in place,
         # and extends from the later of now and the current expiry.
-        current = (License.select().where((License.course == course.id) & (License.buyer == order.buyer_id)
-                                          & (License.buyer.is_null(False)) & (License.revoked_at.is_null()))
+        current = (License.select(License.license_id, License.expires_at)
+                   .where((License.course == course.id) & (License.buyer == order.buyer_id)
+                          & (License.buyer.is_null(False)) & (License.revoked_at.is_null()))
                    .order_by(License.expires_at.desc()).first())
         if current is not None:
             license_id = current.license_id
             start = max(now, current.expires_at)
     period = dt.timedelta(days=course.period_days) if course.period_days else LIFETIME
-    expires_at = start + period
+    return license_id, start + period
+
+
+def draft_license(shop: Shop, order: Order, now: dt.datetime) -> LicenseDraft:
+    """Sign an order's license (and render its mail) outside any transaction: the slow part of fulfilment."""
+    course = order.course
+    license_id, expires_at = _license_terms(order, course, now, str(uuid.uuid4()))
     key = shop.license_keys.active
     text = issue_license(key, license_id=license_id, course_id=course.id, order_id=order.public_id,
                          plan=course.plan, created_at=now, expires_at=expires_at)
-    return License.create(license_id=license_id, order=order, course=course, buyer=order.buyer_id,
-                          key=text, kid=key.kid, plan=course.plan, issued_at=now, expires_at=expires_at)
+    mail = None
+    if order.email:
+        mail = license_mail(license_line(course_id=course.id, course_title=course.title, license_id=license_id,
+                                         order_id=order.public_id, out_trade_no=order.out_trade_no,
+                                         expires_at=expires_at, key=text), course.plan)
+    return LicenseDraft(order_id=order.id, license_id=license_id, expires_at=expires_at, kid=key.kid,
+                        text=text, mail=mail)
+
+
+def issue_license_for(shop: Shop, order: Order, now: dt.datetime,
+                      draft: LicenseDraft | None = None) -> tuple[License, LicenseDraft]:
+    """Store the license for a paid order, signing it afresh unless ``draft`` still fits; call inside its transaction."""
+    course = order.course
+    if draft is not None:
+        terms = _license_terms(order, course, now, draft.license_id)
+        if (draft.order_id, draft.license_id, draft.expires_at, draft.kid) != (
+                order.id, *terms, shop.license_keys.active.kid):
+            draft = None  # a renewal or a key rotation moved on since the draft was made
+    if draft is None:
+        draft = draft_license(shop, order, now)
+    license = License.create(license_id=draft.license_id, order=order, course=course, buyer=order.buyer_id,
+                             key=draft.text, kid=draft.kid, plan=course.plan, issued_at=now,
+                             expires_at=draft.expires_at)
+    return license, draft
 
 
 def _flag_reused_transaction(shop: Shop, tx: dict[str, Any], source: str,
