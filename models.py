@@ -15,6 +15,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    SQL,
     TextField,
 )
 
@@ -105,6 +106,11 @@ class Order(BaseModel):
     close_reason = CharField(max_length=32, null=True)
     last_queried_at = UTCDateTimeField(null=True)
     idempotency_key = CharField(max_length=64, null=True, unique=True)  # SHA-256 of the client's key
+
+
+# The console's reads at scale (migration m0005 makes the same indexes in existing databases).
+Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_paid_at_amount" ON "order" ("paid_at", "amount_fen")'))
+Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_email_lower" ON "order" (lower("email"))'))
 
 
 class License(BaseModel):

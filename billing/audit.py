@@ -44,11 +44,14 @@ def record(action: str, *, at: dt.datetime, actor: str = "system", order: Order 
                              ip=ip, prev_hash=prev_hash, hash=digest)
 
 
-def verify_chain() -> tuple[bool, int, int | None]:
-    """Walk the whole trail; return (whole, events checked, id of the first bad event)."""
-    prev_hash = GENESIS
+def verify_chain(after: tuple[int, str] | None = None) -> tuple[bool, int, int | None]:
+    """Walk the trail; return (whole, events checked, id of the first bad event).
+
+    ``after`` = (id, hash) of an event already known good starts the walk just past it.
+    """
+    last_id, prev_hash = after if after is not None else (0, GENESIS)
     count = 0
-    for event in AuditEvent.select().order_by(AuditEvent.id).iterator():
+    for event in AuditEvent.select().where(AuditEvent.id > last_id).order_by(AuditEvent.id).iterator():
         expected = _event_hash(prev_hash, event.at, event.actor, event.action,
                                event.order_id, event.detail, event.ip)
         if not (hmac.compare_digest(event.prev_hash, prev_hash) and hmac.compare_digest(event.hash, expected)):
@@ -56,3 +59,9 @@ def verify_chain() -> tuple[bool, int, int | None]:
         prev_hash = event.hash
         count += 1
     return True, count, None
+
+
+def last_event() -> tuple[int, str] | None:
+    """The (id, hash) of the newest event, or None for an empty trail."""
+    row = AuditEvent.select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).first()
+    return None if row is None else (row.id, row.hash)

@@ -523,3 +523,26 @@ def test_a_license_is_re_sent_by_mail_to_the_address_of_the_order(console: Conso
     assert "license.resent" in console.page(f"/admin/orders/{order['order_id']}")
     no_mail = paid_order(console.shop)
     assert console.post(f"/admin/orders/{no_mail['order_id']}/resend").status_code == 400
+
+
+def test_a_large_trail_is_walked_in_full_by_the_job_and_incrementally_by_the_dashboard(
+        console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the dashboard's walking limit the hourly job's full walk plus the events since then decide."""
+    import billing.reports as reports
+    from billing.scheduler import holder_id, run_job
+
+    paid_order(console.shop)
+    monkeypatch.setattr(reports, "FULL_WALK_LIMIT", 2)
+    with models.db.connection_context():
+        summary = run_job(console.shop.app.extensions["lbpay.shop"], "audit_verify", holder_id())
+        assert summary["whole"] and summary["last_id"]
+        assert reports.chain_status()["whole"] is True
+        newest = models.AuditEvent.select().order_by(models.AuditEvent.id.desc()).first()
+        models.AuditEvent.update(actor="someone else").where(models.AuditEvent.id == newest.id).execute()
+        assert reports.chain_status() == {**reports.chain_status(), "whole": False, "bad": newest.id}
+        oldest = models.AuditEvent.select().order_by(models.AuditEvent.id).first()
+        models.AuditEvent.update(actor="someone else").where(models.AuditEvent.id == oldest.id).execute()
+        broken = run_job(console.shop.app.extensions["lbpay.shop"], "audit_verify", holder_id())
+    assert broken["whole"] is False and broken["bad"] == oldest.id
+    with models.db.connection_context():
+        assert reports.chain_status()["bad"] == oldest.id
