@@ -132,7 +132,7 @@ def dashboard(now: dt.datetime) -> dict[str, Any]:
 
 # Up to this many events the dashboard walks the whole chain itself; beyond, it trusts the last
 # full walk by the hourly job and walks only what came after it.
-FULL_WALK_LIMIT = 50_000
+FULL_WALK_LIMIT = 5_000
 
 
 @job("audit_verify", 3600)
