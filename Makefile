@@ -21,9 +21,9 @@ $(VENV)/.test: $(VENV)/.runtime
 
 # The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
 system-deps:
-	@dpkg -s chromium fonts-noto-cjk nodejs >/dev/null 2>&1 || { \
-	  echo "installing chromium, fonts and node from Debian"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk nodejs >/dev/null; }
+	@dpkg -s chromium fonts-noto-cjk nodejs zbar-tools >/dev/null 2>&1 || { \
+	  echo "installing chromium, fonts, node and zbar from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk nodejs zbar-tools >/dev/null; }
 
 run: $(VENV)/.runtime
 	$(LBPAY) init
