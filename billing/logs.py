@@ -39,16 +39,27 @@ def register_secrets(secrets: Iterable[str | bytes | None]) -> None:
                 _known_secrets.add(value)
 
 
-def redact(text: str) -> str:
-    """Replace every known secret and every secret-shaped string in ``text``."""
+def redact_known(text: str) -> str:
+    """Replace every registered secret in ``text``."""
     with _lock:
         known = sorted(_known_secrets, key=len, reverse=True)
     for value in known:
         if value in text:
             text = text.replace(value, REDACTED)
+    return text
+
+
+def redact(text: str) -> str:
+    """Replace every known secret and every secret-shaped string in ``text``."""
+    text = redact_known(text)
     for pattern in _PATTERNS:
         text = pattern.sub(_keep_label, text)
     return text
+
+
+# Fields whose values are ours and shaped like ids (a URL path holds order ids, never a token:
+# tokens travel in headers), so only registered secrets are taken out of them.
+_ID_FIELDS = frozenset({"path"})
 
 
 def _keep_label(match: re.Match[str]) -> str:
@@ -73,7 +84,10 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = rid
         for name, value in vars(record).items():
             if name not in _STANDARD and name not in entry and not name.startswith("_"):
-                entry[name] = value if isinstance(value, (int, float, bool, type(None))) else redact(str(value))
+                if isinstance(value, (int, float, bool, type(None))):
+                    entry[name] = value
+                else:
+                    entry[name] = redact_known(str(value)) if name in _ID_FIELDS else redact(str(value))
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)
