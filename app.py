@@ -410,6 +410,7 @@ def _register(app: Flask, database: Database) -> None:
             database.close()
 
     pages.register_error_pages(app)
+    pages.use_sessions_only_for_people(app)
 
 
 # --- command line -------------------------------------------------------------------------

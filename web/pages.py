@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from billing import CATALOGUE, error_body
@@ -13,6 +16,9 @@ bp = Blueprint("pages", __name__)
 
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+_PAGE_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+                 ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
+_API_HEADERS = _PAGE_HEADERS + (("Cache-Control", "no-store"),)
 
 
 @bp.get("/")
@@ -80,10 +86,22 @@ def register_error_pages(app: Flask) -> None:
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
+        extra = _API_HEADERS if request.path.startswith("/api/") else _PAGE_HEADERS
+        headers.extend([(name, value) for name, value in extra if name.lower() not in present])
         return response
+
+
+class _NoSessionForMachines(SecureCookieSessionInterface):
+    """The extension's API and WeChat's notify URLs are token-authenticated: no session cookie to read."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        if request.path.startswith(("/api/", "/wechatpay/")):
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+
+def use_sessions_only_for_people(app: Flask) -> None:
+    """Skip reading a session cookie on machine-to-machine requests."""
+    app.session_interface = _NoSessionForMachines()
