@@ -17,12 +17,12 @@ import click
 from cryptography.hazmat.primitives import serialization
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
-from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from peewee import Database, SqliteDatabase
 
 import models
 from billing import Shop
 from billing.shop import WRITERS
-from licensing import KeyRing, generate_private_key_pem, load_signing_key
+from licensing import KeyRing, generate_private_key_pem
 from licensing.keys import KeyFileError
 from wechatpay.client import WeChatPayClient
 from wechatpay.crypto import load_private_key, load_public_key
@@ -388,11 +388,10 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, notify, pages, refund_notify
+    from web import admin, api, notify, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(notify.bp)
-    app.register_blueprint(refund_notify.bp)
     app.register_blueprint(pages.bp)
     admin.init_app(app)
 

@@ -137,7 +137,7 @@ CATALOGUE: dict[str, ErrorText] = {
     "not_paid_at_wechat": ErrorText(
         409, "微信支付显示该订单未支付。", "WeChat Pay says this order is not paid.", "none"
     ),
-    "license_not_found": ErrorText(
+    "order_has_no_license": ErrorText(
         404, "该订单没有许可证。", "This order has no license.", "none"
     ),
 }

@@ -32,7 +32,7 @@ def load_key_ring(key_file: str | None, keys_dir: Path) -> KeyRing:
     active_path = keys_dir / ACTIVE
     signer_path: str | Path | None = active_path if active_path.exists() else key_file
     if signer_path is None:
-        raise FileNotFoundError(f"no license signing key: set LBPAY_LICENSE_KEY_FILE or run `lbpay keys rotate`")
+        raise FileNotFoundError("no license signing key: set LBPAY_LICENSE_KEY_FILE or run `lbpay keys rotate`")
     setting = SETTING if signer_path == active_path else "LBPAY_LICENSE_KEY_FILE"
     retired = keys_dir / RETIRED
     ring = KeyRing.from_directory(signer_path, retired if retired.is_dir() else None, setting=setting,

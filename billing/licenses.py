@@ -11,7 +11,7 @@ from models import Course, License, Order
 from . import audit
 from .errors import BillingError
 from .orders import EMAIL
-from .mail import enqueue_license_mail
+from .mail import enqueue_license_mail, enqueue_mail, license_lines, render
 from .payments import apply_transaction, issue_license_for
 from .shop import Shop, hash_token, write_transaction
 
@@ -46,7 +46,7 @@ def revoke_license(shop: Shop, order: Order, *, reason: str, actor: str, ip: str
     reason = _reason(reason)
     with write_transaction():
         if License.get_or_none(License.order == order.id) is None:
-            raise BillingError("license_not_found")
+            raise BillingError("order_has_no_license")
         revoke_in_transaction(order, reason=reason, actor=actor, at=shop.now(), ip=ip)
 
 
@@ -57,7 +57,7 @@ def reinstate_license(shop: Shop, order: Order, *, reason: str, actor: str, ip: 
     with write_transaction():
         license = License.get_or_none(License.order == order.id)
         if license is None:
-            raise BillingError("license_not_found")
+            raise BillingError("order_has_no_license")
         changed = License.update(revoked_at=None, revoke_reason=None).where(
             (License.id == license.id) & License.revoked_at.is_null(False)).execute()
         if changed:
@@ -120,11 +120,10 @@ def mark_paid(shop: Shop, order: Order, *, reason: str, actor: str, ip: str | No
 
 def resend_license_mail(shop: Shop, order: Order, *, actor: str, ip: str | None = None) -> None:
     """Queue the order's license mail again, to the address the learner gave."""
-    from .mail import enqueue_mail, license_lines, render
 
     license = License.get_or_none(License.order == order.id)
     if license is None:
-        raise BillingError("license_not_found")
+        raise BillingError("order_has_no_license")
     if not order.email:
         raise BillingError("bad_request", "the order has no e-mail address")
     if license.revoked_at is not None:

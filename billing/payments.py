@@ -14,6 +14,7 @@ from peewee import IntegrityError
 from licensing import issue_license
 from models import Course, License, Notification, Order
 from wechatpay.errors import DecryptError, MalformedError, VerificationError
+from wechatpay.notify import Notification as WeChatNotification
 from wechatpay.notify import parse_notification
 
 from . import audit
@@ -59,25 +60,44 @@ def reject_notification(row: Notification, now: dt.datetime, result: str, reason
     return answer
 
 
+class NotificationRefused(Exception):
+    """A notification that could not be verified or decrypted, with the answer WeChat should get."""
+
+    def __init__(self, answer: NotifyAnswer) -> None:
+        super().__init__(answer.message)
+        self.answer = answer
+
+
+def open_notification(shop: Shop, kind: str, body: bytes, headers: Mapping[str, str], ip: str | None,
+                      now: dt.datetime) -> tuple[Notification, WeChatNotification]:
+    """Keep a notification raw, then verify and decrypt it, or raise ``NotificationRefused``."""
+    row = store_raw_notification(kind, body, headers, now)
+    crash_point("notify.after_store")
+    try:
+        return row, parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
+    except VerificationError as exc:
+        probe = str(headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
+        answer = reject_notification(row, now, "probe" if probe else exc.reason, str(exc), ip,
+                                     NotifyAnswer(401, "signature verification failed"))
+    except MalformedError as exc:
+        answer = reject_notification(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
+    except DecryptError as exc:
+        # The envelope is authentic, so the likeliest cause is our own APIv3 key:
+        # answer 5xx so WeChat keeps re-sending until the key is fixed.
+        log.error("ALERT: a signed %s notification does not decrypt; is LBPAY_WECHATPAY_APIV3_KEY right?", kind)
+        answer = reject_notification(row, now, "undecryptable", str(exc), ip,
+                                     NotifyAnswer(500, "resource does not decrypt"))
+    raise NotificationRefused(answer)
+
+
 def receive_transaction_notification(shop: Shop, body: bytes, headers: Mapping[str, str],
                                      ip: str | None = None) -> NotifyAnswer:
     """Keep, verify and act on one payment notification; never fulfil what is not proven."""
     now = shop.now()
-    row = store_raw_notification("transaction", body, headers, now)
-    crash_point("notify.after_store")
     try:
-        note = parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
-    except VerificationError as exc:
-        probe = str(headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
-        return reject_notification(row, now, "probe" if probe else exc.reason, str(exc), ip,
-                       NotifyAnswer(401, "signature verification failed"))
-    except MalformedError as exc:
-        return reject_notification(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
-    except DecryptError as exc:
-        # The envelope is authentic, so the likeliest cause is our own APIv3 key:
-        # answer 5xx so WeChat keeps re-sending until the key is fixed.
-        log.error("ALERT: a signed notification does not decrypt; is LBPAY_WECHATPAY_APIV3_KEY right?")
-        return reject_notification(row, now, "undecryptable", str(exc), ip, NotifyAnswer(500, "resource does not decrypt"))
+        row, note = open_notification(shop, "transaction", body, headers, ip, now)
+    except NotificationRefused as refused:
+        return refused.answer
 
     if note.event_type != "TRANSACTION.SUCCESS":
         with write_transaction():

@@ -11,12 +11,11 @@ from typing import Any, Mapping
 from peewee import fn
 
 from models import Notification, Order, Refund
-from wechatpay.errors import ApiError, DecryptError, MalformedError, VerificationError, WeChatPayError
-from wechatpay.notify import parse_notification
+from wechatpay.errors import ApiError, WeChatPayError
 
 from . import audit
 from .errors import BillingError
-from .payments import PROBE_PREFIX, NotifyAnswer, reject_notification, store_raw_notification
+from .payments import NotificationRefused, NotifyAnswer, open_notification
 from .scheduler import job
 from .shop import Shop, write_transaction
 
@@ -202,18 +201,10 @@ def receive_refund_notification(shop: Shop, body: bytes, headers: Mapping[str, s
                                 ip: str | None = None) -> NotifyAnswer:
     """Keep, verify and act on one refund notification, exactly as strictly as a payment one."""
     now = shop.now()
-    row = store_raw_notification("refund", body, headers, now)
     try:
-        note = parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
-    except VerificationError as exc:
-        probe = str(headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
-        return reject_notification(row, now, "probe" if probe else exc.reason, str(exc), ip,
-                       NotifyAnswer(401, "signature verification failed"))
-    except MalformedError as exc:
-        return reject_notification(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
-    except DecryptError as exc:
-        log.error("ALERT: a signed refund notification does not decrypt; is the APIv3 key right?")
-        return reject_notification(row, now, "undecryptable", str(exc), ip, NotifyAnswer(500, "resource does not decrypt"))
+        row, note = open_notification(shop, "refund", body, headers, ip, now)
+    except NotificationRefused as refused:
+        return refused.answer
     with write_transaction():
         Notification.update(event_id=note.id[:64], event_type=note.event_type[:32]).where(
             Notification.id == row.id).execute()

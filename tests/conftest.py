@@ -294,19 +294,25 @@ def shop_settings() -> dict[str, Any]:
 def shop(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock,
          shop_settings: dict[str, Any]) -> Iterator[Shop]:
     """Our app in live mode on a loopback port, talking TLS to the sandbox; two courses for sale."""
-    app = create_app({**live_config(tmp_path, keys, sandbox.url), "CLOCK": clock, **shop_settings})
+    started = start_shop(tmp_path, keys, sandbox, clock, **shop_settings)
+    yield started
+    started.server.stop()
+
+
+def start_shop(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock, **settings: Any) -> Shop:
+    """Start our app in live mode against the sandbox, with extra settings and the two demo courses."""
+    from billing.courses import save_course
+
+    app = create_app({**live_config(tmp_path, keys, sandbox.url), "CLOCK": clock, **settings})
     with models.db.connection_context():
         models.create_tables()
         shop_ = app.extensions["lbpay.shop"]
-        from billing.courses import save_course
-
         save_course(shop_, course_id="cpp-primer-5th", title="C++ Primer 第5版", price_fen=9900)
         save_course(shop_, course_id="rust-monthly", title="Rust 每月一课", price_fen=2900,
                     plan="subscription", period_days=30)
     server = LiveServer(app)
     sandbox.config.notify_origin_map[SHOP_ORIGIN] = server.url
-    yield Shop(url=server.url, app=app, sandbox=sandbox, clock=clock, keys=keys, server=server)
-    server.stop()
+    return Shop(url=server.url, app=app, sandbox=sandbox, clock=clock, keys=keys, server=server)
 
 
 @dataclass

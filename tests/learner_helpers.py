@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,18 +12,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from aiosmtpd.controller import Controller
-from conftest import SHOP_ORIGIN, FakeClock, Keys, LiveServer, Sandbox, Shop, live_config
+from conftest import Shop, start_shop  # noqa: F401  (start_shop is used by the learner tests)
+from servers import free_port
 
 import models
-from app import create_app
-from billing.courses import save_course
 from billing.scheduler import run_job
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -80,20 +72,6 @@ def smtp_server() -> Iterator[SmtpServer]:
         server.stop()
 
 
-def start_shop(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock, **settings: Any) -> Shop:
-    """Our app in live mode against the sandbox, with extra settings; the same two courses as ``shop``."""
-    app = create_app({**live_config(tmp_path, keys, sandbox.url, **settings), "CLOCK": clock})
-    with models.db.connection_context():
-        models.create_tables()
-        shop_ = app.extensions["lbpay.shop"]
-        save_course(shop_, course_id="cpp-primer-5th", title="C++ Primer 第5版", price_fen=9900)
-        save_course(shop_, course_id="rust-monthly", title="Rust 每月一课", price_fen=2900,
-                    plan="subscription", period_days=30)
-    server = LiveServer(app)
-    sandbox.config.notify_origin_map[SHOP_ORIGIN] = server.url
-    return Shop(url=server.url, app=app, sandbox=sandbox, clock=clock, keys=keys, server=server)
-
-
 def run(shop: Shop, job_name: str) -> dict[str, Any]:
     """Run one scheduled job now, as the scheduler would."""
     import billing.jobs  # noqa: F401  (registers the jobs)
@@ -135,65 +113,3 @@ def html_text(message: EmailMessage) -> str:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclass
-class RunningServer:
-    base: str
-    log: Path
-    process: Any
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def sandbox_server(folder: Path) -> Iterator[RunningServer]:
-    """`lbpay init`, two courses, then gunicorn with the embedded sandbox on a free loopback port."""
-    import os
-    import subprocess
-    import sys
-
-    import requests
-
-    bin_ = Path(sys.executable).parent
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
-    env.update(LBPAY_INSTANCE_PATH=str(folder / "instance"), LBPAY_PUBLIC_BASE_URL=base, PYTHONUNBUFFERED="1")
-    log = folder / "server.log"
-    # `lbpay …` run from the checkout (python -c puts it on sys.path), whatever the editable install lists.
-    lbpay = [sys.executable, "-c", "from app import cli; cli(prog_name='lbpay')"]
-    with log.open("ab") as out:
-        for args in ([*lbpay, "init"],
-                     [*lbpay, "courses", "add", "cpp-primer-5th", "--title", "C++ Primer 第5版", "--price-fen", "9900"],
-                     [*lbpay, "courses", "add", "rust-monthly", "--title", "Rust 每月一课", "--price-fen", "2900",
-                      "--subscription", "--period-days", "30"]):
-            done = subprocess.run(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=60)
-            if done.returncode != 0:
-                raise RuntimeError(f"{args} exited {done.returncode}:\n{log.read_text(errors='replace')}")
-    out = log.open("ab")
-    process = subprocess.Popen(
-        [str(bin_ / "gunicorn"), "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--threads", "8", "--graceful-timeout", "5"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = RunningServer(base, log, process)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited {process.returncode}:\n{server.output()}")
-            try:
-                if requests.get(base + "/api/v1/courses", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not answer within 30 s:\n{server.output()}")
-            time.sleep(0.2)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        out.close()

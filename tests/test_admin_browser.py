@@ -15,7 +15,8 @@ from typing import Iterator
 import pyotp
 import pytest
 from conftest import Shop
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from servers import chromium
+from playwright.sync_api import Browser, Page, expect
 from test_admin import EMAIL, PASSWORD, paid_order, shop_of
 
 import models
@@ -25,9 +26,6 @@ from licensing import verify_license
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots), so a test run
 # leaves the work tree clean; otherwise they land in a temporary folder and are still taken.
 SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
@@ -41,14 +39,11 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's Chromium")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    try:
+        with chromium() as started:
+            yield started
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def wait_until(page: Page, path: str, selector: str, text: str, timeout: float = 10) -> None:

@@ -10,18 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+from servers import RunningServer, chromium, sandbox_mode_server
 
 from billing import CATALOGUE
 from licensing import load_public_key_pem, verify_license
@@ -29,11 +26,6 @@ from licensing import load_public_key_pem, verify_license
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-# The venv's bin, as `make run` uses it (else the one running pytest): lbpay and gunicorn live there.
-BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin" / "gunicorn").exists() else Path(sys.executable).parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots), so a test run
 # leaves the work tree clean; otherwise they land in a temporary folder and are still taken.
 SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
@@ -53,91 +45,25 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 # --- the server, as `make run` starts it ----------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    base: str
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def output(self, start: int = 0) -> str:
-        with self.log.open("rb") as f:
-            f.seek(start)
-            return f.read().decode(errors="replace")
-
-    def mark(self) -> int:
-        return self.log.stat().st_size
-
-
-def _run(args: list[str], env: dict[str, str], log: Path) -> None:
-    with log.open("ab") as out:
-        out.write(("$ " + " ".join(args) + "\n").encode())
-        out.flush()
-        done = subprocess.run(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=60)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {done.returncode}:\n{log.read_text(errors='replace')}")
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("lbpay-browser")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
-    env.update(LBPAY_INSTANCE_PATH=str(folder / "instance"), LBPAY_PUBLIC_BASE_URL=base,
-               PYTHONUNBUFFERED="1")
-    log = folder / "server.log"
-    _run([str(BIN / "lbpay"), "init"], env, log)
-    _run([str(BIN / "lbpay"), "courses", "add", COURSE_ID, "--title", COURSE_TITLE, "--price-fen", "9900"],
-         env, log)
-    out = log.open("ab")
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--threads", "8", "--access-logfile", "-", "--graceful-timeout", "20"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    srv = Server(base, log, process)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    commands = [("courses", "add", COURSE_ID, "--title", COURSE_TITLE, "--price-fen", "9900")]
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited {process.returncode} before answering:\n{srv.output()}")
-            try:
-                if requests.get(base + "/api/v1/courses", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not answer {base}/api/v1/courses within 30 s:\n{srv.output()}")
-            time.sleep(0.2)
-        yield srv
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        out.close()
+        with sandbox_mode_server(tmp_path_factory.mktemp("lbpay-browser"), commands) as started:
+            yield started
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 # --- the browser ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium and CJK fonts with `make system-deps` "
-                    "(apt-get install chromium fonts-noto-cjk); these tests never download a browser")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    try:
+        with chromium() as started:
+            yield started
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @dataclass
@@ -213,7 +139,7 @@ class Learner:
 
 
 @pytest.fixture
-def learner(browser: Browser, server: Server) -> Iterator[Learner]:
+def learner(browser: Browser, server: RunningServer) -> Iterator[Learner]:
     context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai")
     context.set_default_timeout(10_000)
     context.add_init_script(CSP_PROBE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -10,7 +9,7 @@ from typing import Iterator
 import pytest
 import requests
 import yaml
-from learner_helpers import RunningServer, sandbox_server
+from servers import RunningServer, chromium, sandbox_mode_server
 
 from billing import CATALOGUE, BillingError, error_body
 
@@ -25,7 +24,6 @@ LEARNER_FAILURES = {
     "license generation delayed": "license_delayed", "refunded": "refunded", "rate limited": "rate_limited",
     "bad request": "bad_request",
 }
-CHROMIUM = "/usr/bin/chromium"
 
 
 def test_every_failure_a_learner_can_meet_has_a_code() -> None:
@@ -50,42 +48,36 @@ def test_every_code_has_both_languages_and_a_documented_action(code: str) -> Non
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    yield from sandbox_server(tmp_path_factory.mktemp("lbpay-errors"))
+    with sandbox_mode_server(tmp_path_factory.mktemp("lbpay-errors")) as server:
+        yield server
 
 
 @pytest.mark.browser
 def test_the_purchase_page_shows_every_code(server: RunningServer) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps`")
     problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                             args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            page = browser.new_page(locale="zh-CN")
-            page.on("pageerror", lambda exc: problems.append(str(exc)))
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            for code, text in sorted(CATALOGUE.items()):
-                response = page.goto(f"{server.base}/buy/cpp-primer-5th?demo_error={code}")
-                assert response is not None and response.status == 200
-                box = page.locator("#error")
-                expect(box).to_be_visible()
-                expect(box).to_have_attribute("data-code", code)
-                expect(page.locator("#error-zh")).to_have_text(text.message_zh)
-                expect(page.locator("#error-en")).to_have_text(text.message_en)
-                hint = page.locator("#error-action")
-                if text.action == "none":
-                    expect(hint).to_have_text("")
-                else:
-                    expect(hint).to_contain_text(re.compile(r"[\u4e00-\u9fff].*[A-Za-z]"))
-                if text.action == "retry_later":
-                    expect(hint).to_contain_text("(30 s)")
-                # The page stays usable: the learner can still start an order.
-                expect(page.locator("#pay")).to_be_visible()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(locale="zh-CN")
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        for code, text in sorted(CATALOGUE.items()):
+            response = page.goto(f"{server.base}/buy/cpp-primer-5th?demo_error={code}")
+            assert response is not None and response.status == 200
+            box = page.locator("#error")
+            expect(box).to_be_visible()
+            expect(box).to_have_attribute("data-code", code)
+            expect(page.locator("#error-zh")).to_have_text(text.message_zh)
+            expect(page.locator("#error-en")).to_have_text(text.message_en)
+            hint = page.locator("#error-action")
+            if text.action == "none":
+                expect(hint).to_have_text("")
+            else:
+                expect(hint).to_contain_text(re.compile(r"[\u4e00-\u9fff].*[A-Za-z]"))
+            if text.action == "retry_later":
+                expect(hint).to_contain_text("(30 s)")
+            # The page stays usable: the learner can still start an order.
+            expect(page.locator("#pay")).to_be_visible()
     assert problems == []
 
 

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from learner_helpers import ROOT, RunningServer, sandbox_server
+from servers import ROOT, RunningServer, sandbox_mode_server
 
 CLIENT = ROOT / "clients" / "extension"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    yield from sandbox_server(tmp_path_factory.mktemp("lbpay-client"))
+    with sandbox_mode_server(tmp_path_factory.mktemp("lbpay-client")) as server:
+        yield server
 
 
 def test_the_extension_client_passes_its_node_tests_against_the_live_server(server: RunningServer) -> None:

@@ -6,14 +6,11 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-import pytest
 from conftest import Shop, db_counts
 
 import models
-from billing.reconcile import reconcile
 from billing.scheduler import holder_id, run_job
 
 

@@ -1,10 +1,13 @@
-"""WeChat Pay's notifications: kept raw, verified, then handed to billing."""
+"""WeChat Pay's notifications (payments and refunds): kept raw, verified, then handed to billing."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from billing.payments import receive_transaction_notification
+from billing.payments import NotifyAnswer, receive_transaction_notification
+from billing.refunds import receive_refund_notification
 
 bp = Blueprint("notify", __name__, url_prefix="/wechatpay/notify")
 
@@ -19,15 +22,23 @@ def fail(status: int, message: str) -> Response:
     return response
 
 
-@bp.post("/transaction")
-def transaction() -> Response:
+def _receive(handler: Callable[..., NotifyAnswer]) -> Response:
     for name in SIGNED_HEADERS:
         if len(request.headers.getlist(name)) > 1:
             return fail(400, f"header {name} given more than once")
     body = request.get_data(cache=False)
     headers = {name: request.headers[name] for name in SIGNED_HEADERS if name in request.headers}
-    answer = receive_transaction_notification(current_app.extensions["lbpay.shop"], body, headers,
-                                              ip=request.remote_addr)
+    answer = handler(current_app.extensions["lbpay.shop"], body, headers, ip=request.remote_addr)
     if answer.status == 204:
         return Response(status=204)
     return fail(answer.status, answer.message)
+
+
+@bp.post("/transaction")
+def transaction() -> Any:
+    return _receive(receive_transaction_notification)
+
+
+@bp.post("/refund")
+def refund() -> Any:
+    return _receive(receive_refund_notification)

@@ -1,0 +1,113 @@
+"""Real processes the tests start: our app under gunicorn as `make run` serves it, and Debian's Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+# The flags a headless Chromium needs on a machine with a closed network and no display.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# `lbpay …` run from the checkout (python -c puts it on sys.path), whatever the editable install lists.
+LBPAY = [sys.executable, "-c", "from app import cli; cli(prog_name='lbpay')"]
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+DEMO_COURSES: tuple[tuple[str, ...], ...] = (
+    ("courses", "add", "cpp-primer-5th", "--title", "C++ Primer 第5版", "--price-fen", "9900"),
+    ("courses", "add", "rust-monthly", "--title", "Rust 每月一课", "--price-fen", "2900",
+     "--subscription", "--period-days", "30"),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    """Our app in a gunicorn process; its output goes to ``log``."""
+
+    base: str
+    log: Path
+    process: Any
+
+    def output(self, start: int = 0) -> str:
+        with self.log.open("rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
+
+    def mark(self) -> int:
+        return self.log.stat().st_size
+
+
+@contextlib.contextmanager
+def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_COURSES) -> Iterator[RunningServer]:
+    """As `make run` does it: `lbpay init`, the courses, then gunicorn with the embedded sandbox."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
+    env.update(LBPAY_INSTANCE_PATH=str(folder / "instance"), LBPAY_PUBLIC_BASE_URL=base, PYTHONUNBUFFERED="1")
+    log = folder / "server.log"
+    with log.open("ab") as out:
+        for args in (("init",), *commands):
+            out.write(("$ lbpay " + " ".join(args) + "\n").encode())
+            out.flush()
+            done = subprocess.run([*LBPAY, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=60)
+            if done.returncode != 0:
+                raise RuntimeError(f"lbpay {' '.join(args)} exited {done.returncode}:\n{log.read_text(errors='replace')}")
+    out = log.open("ab")
+    process = subprocess.Popen(
+        [GUNICORN, "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
+         "--access-logfile", "-", "--graceful-timeout", "5"],
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = RunningServer(base, log, process)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited {process.returncode} before answering:\n{server.output()}")
+            try:
+                if requests.get(base + "/api/v1/courses", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not answer {base} within 30 s:\n{server.output()}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        out.close()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium under Playwright; its absence fails the test (nothing downloads a browser)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        raise RuntimeError(f"{CHROMIUM} is missing: `make system-deps` installs Debian's Chromium and CJK fonts")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
