@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 import requests
-from conftest import LiveServer, Sandbox, live_config
+from conftest import LiveServer, Sandbox, live_config, sqlite_only
 from reliability.harness import COURSE, AppProcess, Material, SandboxProcess, free_port, make_material
 
 import models
@@ -19,6 +19,9 @@ from app import create_app, open_database
 from billing.audit import verify_chain
 from licensing import verify_license
 from wechatpay.crypto import load_public_key
+
+# The harness runs its servers on a SQLite file of its own; PostgreSQL runs skip it.
+pytestmark = sqlite_only
 
 UTC = dt.timezone.utc
 CRASH_STEPS = ("notify.after_store", "fulfil.before_commit", "fulfil.after_commit")
