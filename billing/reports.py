@@ -139,7 +139,10 @@ RECENT_WALK = 1_000
 
 @job("audit_verify", 3600)
 def verify_audit_trail(shop: Any, now: dt.datetime) -> dict[str, Any]:
-    """Walk the whole audit chain and remember where the walk ended."""
+    """Walk the whole audit chain and remember where the walk ended (at most hourly, restarts included)."""
+    walk = _last_walk()
+    if walk is not None and walk[0].finished_at is not None and now - walk[0].finished_at < dt.timedelta(minutes=55):
+        return {}
     end = last_event()
     whole, checked, bad = verify_chain()
     if not whole:
@@ -148,16 +151,25 @@ def verify_audit_trail(shop: Any, now: dt.datetime) -> dict[str, Any]:
             "last_id": end[0] if end and whole else None, "last_hash": end[1] if end and whole else None}
 
 
+def _last_walk() -> tuple[JobRun, dict[str, Any]] | None:
+    """The newest finished full walk of the chain (runs that skipped have an empty summary)."""
+    run = (JobRun.select().where((JobRun.name == "audit_verify") & (JobRun.ok == True)  # noqa: E712
+                                 & JobRun.summary.contains('"whole"'))
+           .order_by(JobRun.id.desc()).first())
+    return None if run is None else (run, json.loads(run.summary))
+
+
 def chain_status() -> dict[str, Any]:
     """Whether the audit chain is whole, cheaply enough for every dashboard load."""
     end = last_event()
     if end is None or end[0] <= FULL_WALK_LIMIT:
         whole, checked, bad = verify_chain()
         return {"whole": whole, "checked": checked, "bad": bad, "full": True}
-    run = (JobRun.select().where((JobRun.name == "audit_verify") & (JobRun.ok == True))  # noqa: E712
-           .order_by(JobRun.id.desc()).first())
-    summary = json.loads(run.summary) if run is not None else {}
-    if summary and not summary.get("whole"):
+    walk = _last_walk()
+    if walk is None:
+        return _recent_walk(end[0])
+    run, summary = walk
+    if not summary.get("whole"):
         return {"whole": False, "checked": summary.get("checked", 0), "bad": summary.get("bad"), "full": True}
     if summary.get("last_id"):
         # Walk from the job's last event itself: it must still hash to what the job saw.
@@ -167,8 +179,12 @@ def chain_status() -> dict[str, Any]:
         whole, checked, bad = verify_chain(after=(mark.id - 1, mark.prev_hash))
         return {"whole": whole, "checked": summary["checked"] + checked - 1, "bad": bad, "full": True,
                 "walked_at": run.finished_at}
-    # No full walk yet: check the newest events, trusting the hash just before them.
-    start = AuditEvent.get_or_none(AuditEvent.id == end[0] - RECENT_WALK)
+    return _recent_walk(end[0])
+
+
+def _recent_walk(last_id: int) -> dict[str, Any]:
+    """Before any full walk: check the newest events, trusting the hash just before them."""
+    start = AuditEvent.get_or_none(AuditEvent.id == last_id - RECENT_WALK)
     whole, checked, bad = (verify_chain(after=(start.id, start.hash)) if start is not None else verify_chain())
     return {"whole": whole, "checked": checked, "bad": bad, "full": False}
 
