@@ -34,6 +34,7 @@ class Limit:
 RESEND_PER_ADDRESS = Limit(3, 3600)  # beyond this, silently dropped
 RESEND_PER_CLIENT = Limit(10, 600)  # beyond this, 429
 STATUS_PER_CLIENT = Limit(120, 60)
+ORDER_MISSES_PER_CLIENT = Limit(30, 60)  # wrong order ids or tokens; a real extension makes none
 REVOCATIONS_PER_CLIENT = Limit(60, 60)
 
 
@@ -63,6 +64,15 @@ def throttle(name: str, client: str | None, limit: Limit, now: dt.datetime) -> N
     with write_transaction():
         wait = count_request(f"{name}:{client or '-'}"[:200], limit, now)
     if wait is not None:
+        raise BillingError("rate_limited", f"too many {name} requests", retry_after=wait)
+
+
+def refuse_if_over(name: str, client: str | None, limit: Limit, now: dt.datetime) -> None:
+    """Raise ``rate_limited`` while this client is over the limit named ``name``, without counting."""
+    row = RateWindow.get_or_none(RateWindow.key == f"{name}:{client or '-'}"[:200])
+    window = dt.timedelta(seconds=limit.seconds)
+    if row is not None and row.count >= limit.count and row.window_start + window > now:
+        wait = max(1, int((row.window_start + window - now).total_seconds() + 0.999))
         raise BillingError("rate_limited", f"too many {name} requests", retry_after=wait)
 
 

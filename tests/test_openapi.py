@@ -77,3 +77,10 @@ def test_the_no_double_charge_answers_match_the_spec(shop: Shop) -> None:
     shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers={"Idempotency-Key": "k-openapi-1"})
     check(shop.post("/api/v1/orders", {"course_id": "rust-monthly"}, headers={"Idempotency-Key": "k-openapi-1"}),
           "/orders", "post")
+
+
+def test_the_guessing_guard_answer_matches_the_spec(shop: Shop) -> None:
+    for _ in range(31):
+        response = shop.get("/api/v1/orders/ord_guess", token="guess")
+    assert response.status_code == 429
+    check(response, "/orders/{order_id}", "get")

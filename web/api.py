@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -70,9 +70,21 @@ def create_order() -> tuple[Response, int]:
     return jsonify(view), 201
 
 
+def _guessing_guard(lookup: Callable[[], Any]) -> Any:
+    """Run an order lookup; a client that keeps missing (guessing ids or tokens) is refused for a while."""
+    client, now = request.remote_addr, shop().now()
+    learners.refuse_if_over("order_misses", client, learners.ORDER_MISSES_PER_CLIENT, now)
+    try:
+        return lookup()
+    except BillingError as exc:
+        if exc.code == "order_not_found":
+            learners.throttle("order_misses", client, learners.ORDER_MISSES_PER_CLIENT, now)
+        raise
+
+
 @bp.get("/orders/<order_id>")
 def get_order(order_id: str) -> Response:
-    order, license = poll_order(shop(), order_id, _bearer())
+    order, license = _guessing_guard(lambda: poll_order(shop(), order_id, _bearer()))
     checked = check_on_poll(shop(), order)
     if checked is not order:  # WeChat was asked just now: show what it said
         return jsonify(order_view(shop(), checked))
@@ -81,7 +93,7 @@ def get_order(order_id: str) -> Response:
 
 @bp.post("/orders/<order_id>/cancel")
 def cancel(order_id: str) -> Response:
-    order = order_for_token(order_id, _bearer())
+    order = _guessing_guard(lambda: order_for_token(order_id, _bearer()))
     return jsonify(order_view(shop(), cancel_order(shop(), order, ip=request.remote_addr)))
 
 
