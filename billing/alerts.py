@@ -31,6 +31,7 @@ TITLES = {
     "notify_failing": "WeChat Pay notifications keep failing verification",
     "wechat_unreachable": "WeChat Pay has not answered for 10 minutes",
     "backup_failed": "The daily backup failed",
+    "clock_skew": "This server's clock disagrees with WeChat Pay's",
 }
 
 
@@ -81,6 +82,11 @@ def _known(keys: list[str]) -> set[str]:
     return {a.key for a in Alert.select(Alert.key).where(Alert.key.in_(keys))}
 
 
+# WeChat refuses signatures more than 300 s off; say so well before that (THREATS #40).
+CLOCK_SKEW_LIMIT = 60
+UNLICENSED_LOOKBACK = dt.timedelta(days=2)
+
+
 @job("alerts", 60)
 def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Raise an alert for each new thing the creator must see; return how many were raised."""
@@ -94,8 +100,10 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
                                   f"{order.flag_detail or ''}".strip(), now=now, key=key) is not None
 
     unlicensed = list(Order.select().join(License, JOIN.LEFT_OUTER, on=(License.order == Order.id))
+                      # Only payments of the last two days: an indexed range on paid_at, not every order
+                      # ever paid, is read every minute.
                       .where(Order.transaction_id.is_null(False) & Order.flag.is_null() & License.id.is_null()
-                             & (Order.paid_at <= now - UNLICENSED_AFTER)
+                             & (Order.paid_at <= now - UNLICENSED_AFTER) & (Order.paid_at > now - UNLICENSED_LOOKBACK)
                              & Order.status.not_in(("refunded", "partially_refunded")))
                       .limit(200))
     for order in unlicensed:
@@ -115,4 +123,9 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         raised += raise_alert("wechat_unreachable", f"Calls to WeChat Pay have failed since "
                               f"{service.failing_since:%Y-%m-%d %H:%M} UTC.", now=now,
                               key=f"wechat_down:{service.failing_since.isoformat()}") is not None
+    skew = getattr(shop.wechat, "last_clock_skew", None)
+    if isinstance(skew, (int, float)) and abs(skew) > CLOCK_SKEW_LIMIT:
+        raised += raise_alert("clock_skew", f"This server's clock is {skew:+.0f} s off WeChat Pay's (Date header). "
+                              "Signatures are refused beyond 300 s: check NTP.", now=now,
+                              key=f"clock_skew:{now:%Y%m%d%H}") is not None
     return {"raised": raised}

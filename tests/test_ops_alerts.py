@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 from typing import Any
 
 import pytest
@@ -86,3 +89,16 @@ def test_a_paid_order_without_a_license_after_five_minutes_raises_an_alert(shop:
     assert run_checks(shop) == {"raised": 1}
     with models.db.connection_context():
         assert [a.kind for a in recent_alerts()] == ["paid_unlicensed"]
+
+
+def test_a_clock_that_drifts_from_wechats_raises_an_alert(shop: Shop) -> None:
+    """THREATS #40: WeChat's Date header says our clock is off by more than a minute (it refuses 300 s)."""
+    shop.order()
+    assert run_checks(shop) == {"raised": 0}  # in step with WeChat
+    shop.sandbox.config.clock = lambda: time.time() - 120  # WeChat's clock, as its Date header tells it
+    shop.order()  # our signatures are still accepted 120 s off; the Date header shows the drift
+    assert run_checks(shop) == {"raised": 1}
+    with models.db.connection_context():
+        alerts = recent_alerts()
+    assert [a.kind for a in alerts] == ["clock_skew"]
+    assert re.search(r"\+1(19|20|21) s off", alerts[0].message), alerts[0].message

@@ -304,7 +304,11 @@ class WeChatPayClient:
             error = TransportError(f"{method} {url}: {type(exc).__name__}")
             error.retryable = False
             raise error from exc
-        self._note_date(response.headers.get("Date"))
+        raw_headers: Any = getattr(response.raw, "headers", None)
+        getlist = getattr(raw_headers, "getlist", None)
+        dates = list(getlist("Date")) if getlist is not None else [response.headers.get("Date")]
+        # A server stack may add a Date of its own before the application's; the last one is WeChat's.
+        self._note_date(dates[-1] if dates else None)
 
         status = response.status_code
         if not 200 <= status < 300:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import email.utils
 import secrets
 import time
 from typing import Any
@@ -101,6 +102,8 @@ def _after_api_call(response: Response) -> Response:
         state.stopping.wait(fault.hang)
     request_id = secrets.token_hex(16).upper()
     response.headers["Request-ID"] = request_id
+    # WeChat's servers date their answers by their own clock; a merchant compares it with its own.
+    response.headers["Date"] = email.utils.formatdate(state.now(), usegmt=True)
     if fault is None or not fault.unsigned:
         body = response.get_data()
         serial = g.get("response_serial") or state.identity.serial
