@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import json
 import os
 import ssl
@@ -17,10 +16,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from servers import chromium, loopback_certificate, private_pem, public_pem, write_secret
 from werkzeug.serving import make_server
 
 import models
@@ -36,13 +33,8 @@ SHOP_ORIGIN = "https://shop.test"
 APIV3_KEY = b"k3yOfThirtyTwoBytesForTests00001"
 
 
-def pem_private(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def pem_public(key: rsa.RSAPublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+# The names the tests use for the shared helpers.
+pem_private, pem_public = private_pem, public_pem
 
 
 @dataclass(frozen=True)
@@ -70,25 +62,22 @@ class Tls:
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
     """A self-signed certificate for 127.0.0.1, trusted through REQUESTS_CA_BUNDLE as in production."""
-    folder = tmp_path_factory.mktemp("tls")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(pem_private(key))
+    cert_file, key_file = loopback_certificate(tmp_path_factory.mktemp("tls"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
         yield Tls(ca_file=cert_file, context=context)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright, once per test module (the browser tests share it)."""
+    try:
+        with chromium() as started:
+            yield started
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 class LiveServer:
@@ -183,12 +172,6 @@ def sandbox(keys: Keys, tls: Tls) -> Iterator[Sandbox]:
     server.stop()
 
 
-def write_secret(path: Path, data: bytes) -> str:
-    path.write_bytes(data)
-    path.chmod(0o600)
-    return str(path)
-
-
 # `make test-postgres` sets this to a PostgreSQL server on loopback; each test then gets a fresh schema.
 TEST_DATABASE_URL = os.environ.get("LBPAY_TEST_DATABASE_URL")
 sqlite_only = pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="SQLite-only: runs in `make test`")
@@ -225,13 +208,13 @@ def live_config(tmp_path: Path, keys: Keys, sandbox_url: str, **overrides: Any) 
         "WECHATPAY_API_BASE": sandbox_url,
         "WECHATPAY_MCHID": MCHID,
         "WECHATPAY_APPID": APPID,
-        "WECHATPAY_MERCHANT_KEY_FILE": write_secret(tmp_path / "apiclient_key.pem", pem_private(keys.merchant)),
+        "WECHATPAY_MERCHANT_KEY_FILE": str(write_secret(tmp_path / "apiclient_key.pem", pem_private(keys.merchant))),
         "WECHATPAY_MERCHANT_SERIAL": keys.merchant_serial,
         "WECHATPAY_APIV3_KEY": APIV3_KEY.decode(),
-        "WECHATPAY_PUBLIC_KEY_FILE": write_secret(tmp_path / "wechatpay_pub.pem",
-                                                  pem_public(keys.platform.public_key())),
+        "WECHATPAY_PUBLIC_KEY_FILE": str(write_secret(tmp_path / "wechatpay_pub.pem",
+                                                      pem_public(keys.platform.public_key()))),
         "WECHATPAY_PUBLIC_KEY_ID": PUBLIC_KEY_ID,
-        "LICENSE_KEY_FILE": write_secret(tmp_path / "license_key.pem", pem_private(keys.license)),
+        "LICENSE_KEY_FILE": str(write_secret(tmp_path / "license_key.pem", pem_private(keys.license))),
     }
     config.update(overrides)
     return config

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import ipaddress
 import os
 import socket
 import subprocess
@@ -13,6 +15,10 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -27,6 +33,40 @@ DEMO_COURSES: tuple[tuple[str, ...], ...] = (
     ("courses", "add", "rust-monthly", "--title", "Rust 每月一课", "--price-fen", "2900",
      "--subscription", "--period-days", "30"),
 )
+
+
+def private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    """A private key as the unencrypted PKCS#8 PEM the app reads from a key file."""
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def public_pem(key: rsa.RSAPublicKey) -> bytes:
+    """A public key as SPKI PEM."""
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def write_secret(path: Path, data: bytes) -> Path:
+    """Write a key file the way the app demands it: readable by its owner only."""
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+def loopback_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed TLS certificate for 127.0.0.1 and localhost; returns (certificate, key) files."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (write_secret(folder / "tls_cert.pem", cert.public_bytes(serialization.Encoding.PEM)),
+            write_secret(folder / "tls_key.pem", private_pem(key)))
 
 
 def free_port() -> int:

@@ -10,12 +10,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pyotp
 import pytest
 from conftest import Shop
-from servers import chromium
 from playwright.sync_api import Browser, Page, expect
 from test_admin import EMAIL, PASSWORD, paid_order, shop_of
 
@@ -35,15 +33,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
   window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
 });
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    try:
-        with chromium() as started:
-            yield started
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 def wait_until(page: Page, path: str, selector: str, text: str, timeout: float = 10) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
-from servers import RunningServer, chromium, sandbox_mode_server
+from servers import RunningServer, sandbox_mode_server
 
 from billing import CATALOGUE
 from licensing import load_public_key_pem, verify_license
@@ -56,14 +56,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 # --- the browser ----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    try:
-        with chromium() as started:
-            yield started
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 @dataclass

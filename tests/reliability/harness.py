@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from servers import free_port, loopback_certificate, private_pem, public_pem, write_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
@@ -33,24 +29,6 @@ MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD99311C6B"
 SHOP_ORIGIN = "https://shop.test"
 COURSE = "cpp-primer-5th"
 PRICE_FEN = 9900
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    path.chmod(0o600)
-    return path
-
-
-def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 @dataclass(frozen=True)
@@ -72,27 +50,17 @@ def make_material(folder: Path) -> Material:
     """Generate the merchant, platform and license keys and a self-signed certificate for 127.0.0.1."""
     folder.mkdir(parents=True, exist_ok=True)
     make = lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)  # noqa: E731
-    merchant, platform, license_key, tls_key = make(), make(), make(), make()
-    public = lambda k: k.public_key().public_bytes(  # noqa: E731
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(tls_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(tls_key, hashes.SHA256()))
+    merchant, platform, license_key = make(), make(), make()
+    tls_cert_file, tls_key_file = loopback_certificate(folder)
     return Material(
         folder=folder,
-        merchant_key_file=_write(folder / "apiclient_key.pem", _private_pem(merchant)),
-        merchant_public_key_file=_write(folder / "apiclient_pub.pem", public(merchant)),
-        platform_key_file=_write(folder / "platform_key.pem", _private_pem(platform)),
-        platform_public_key_file=_write(folder / "wechatpay_pub.pem", public(platform)),
-        license_key_file=_write(folder / "license_key.pem", _private_pem(license_key)),
-        tls_cert_file=_write(folder / "tls_cert.pem", cert.public_bytes(serialization.Encoding.PEM)),
-        tls_key_file=_write(folder / "tls_key.pem", _private_pem(tls_key)),
+        merchant_key_file=write_secret(folder / "apiclient_key.pem", private_pem(merchant)),
+        merchant_public_key_file=write_secret(folder / "apiclient_pub.pem", public_pem(merchant.public_key())),
+        platform_key_file=write_secret(folder / "platform_key.pem", private_pem(platform)),
+        platform_public_key_file=write_secret(folder / "wechatpay_pub.pem", public_pem(platform.public_key())),
+        license_key_file=write_secret(folder / "license_key.pem", private_pem(license_key)),
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
         apiv3_key=uuid.uuid4().hex,
     )
 
