@@ -83,18 +83,26 @@ def check_on_poll(shop: Shop, order: Order, *, after: dt.timedelta = dt.timedelt
     return Order.get_by_id(order.id)
 
 
+def _count(summary: dict[str, int], outcome: str) -> None:
+    """Tally what asking WeChat about one order changed."""
+    if outcome == "fulfilled":
+        summary["fulfilled"] += 1
+    elif outcome not in ("not_paid", "duplicate"):
+        summary["flagged"] += 1
+
+
 def _close_expired(shop: Shop, order: Order, now: dt.datetime, summary: dict[str, int]) -> None:
     # Ask first: an order paid at the last moment must be fulfilled, not closed.
     if order.code_url is not None:
         outcome = sync_with_wechat(shop, order, source="reconcile")
         if outcome != "not_paid":
-            summary["fulfilled" if outcome == "fulfilled" else "flagged"] += outcome != "duplicate"
+            _count(summary, outcome)
             return
     try:
         shop.wechat.close_order(order.out_trade_no)
     except ApiError as exc:
         if exc.code == "ORDERPAID":
-            sync_with_wechat(shop, order, source="reconcile")
+            _count(summary, sync_with_wechat(shop, order, source="reconcile"))
             return
         if exc.code != "ORDER_CLOSED":
             raise
@@ -122,11 +130,9 @@ def reconcile(shop: Shop, now: dt.datetime) -> dict[str, Any]:
             elif order.code_url is not None and claim_query(order, now):
                 summary["queried"] += 1
                 outcome = sync_with_wechat(shop, order, source="reconcile")
+                _count(summary, outcome)
                 if outcome == "fulfilled":
-                    summary["fulfilled"] += 1
                     log.info("reconcile fulfilled %s: its notification had not arrived", order.public_id)
-                elif outcome not in ("not_paid", "duplicate"):
-                    summary["flagged"] += 1
         except WeChatPayError as exc:
             summary["errors"] += 1
             log.warning("reconcile could not check %s: %s", order.public_id, exc)
