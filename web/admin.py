@@ -6,17 +6,30 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, Flask, Response, abort, current_app, flash, g, redirect, render_template,
-                   request, session, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import CATALOGUE, BillingError
-from billing import admin_users, licenses, refunds, reports
+from billing import CATALOGUE, BillingError, admin_users, licenses, refunds, reports
 from billing.courses import PLANS, save_course
 from models import AdminUser, Course, License, Order, Refund
 from wechatpay.errors import ApiError, WeChatPayError
+
+from . import current_shop
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
@@ -91,9 +104,6 @@ def _shanghai(value: dt.datetime | None, seconds: bool = True) -> str:
     return value.astimezone(reports.SHANGHAI).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
-def shop() -> Any:
-    return current_app.extensions["lbpay.shop"]
-
 
 def _actor() -> str:
     return "admin:" + current_user.email
@@ -113,7 +123,7 @@ def _require_admin() -> BaseResponse | None:
         return None
     if not current_user.is_authenticated:
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?")), 303)
-    now = shop().now().timestamp()
+    now = current_shop().now().timestamp()
     seen = session.get("seen")
     idle = current_app.config["ADMIN_IDLE_MINUTES"] * 60
     if not isinstance(seen, (int, float)) or now - seen > idle:
@@ -146,7 +156,7 @@ def _wechat_error(exc: WeChatPayError) -> tuple[str, int]:
 # --- sign-in --------------------------------------------------------------------------------
 
 def _throttled(exc: admin_users.Throttled) -> tuple[str, int, dict[str, str]]:
-    until = shop().now() + dt.timedelta(seconds=exc.retry_after)
+    until = current_shop().now() + dt.timedelta(seconds=exc.retry_after)
     page = render_template("admin/throttled.html", seconds=exc.retry_after, until=until)
     return page, 429, {"Retry-After": str(exc.retry_after)}
 
@@ -156,8 +166,8 @@ def _complete_login(user: AdminUser, target: str | None) -> BaseResponse:
     session.clear()
     login_user(Admin(user))
     session.permanent = True
-    session["seen"] = shop().now().timestamp()
-    admin_users.signed_in(shop(), user, request.remote_addr)
+    session["seen"] = current_shop().now().timestamp()
+    admin_users.signed_in(current_shop(), user, request.remote_addr)
     return redirect(_safe_next(target), 303)
 
 
@@ -169,7 +179,7 @@ def login() -> Any:
     email = request.form.get("email", "")[:254]
     password = request.form.get("password", "")[:1024]
     try:
-        user = admin_users.check_password(shop(), email, password, request.remote_addr)
+        user = admin_users.check_password(current_shop(), email, password, request.remote_addr)
     except admin_users.Throttled as exc:
         return _throttled(exc)
     if user is None:
@@ -178,7 +188,7 @@ def login() -> Any:
     if user.totp_secret:
         session.clear()
         session["totp_for"] = f"{user.id}:{user.session_epoch}"
-        session["totp_since"] = shop().now().timestamp()
+        session["totp_since"] = current_shop().now().timestamp()
         session["totp_next"] = target
         return redirect(url_for("admin.login_totp"), 303)
     return _complete_login(user, target)
@@ -189,13 +199,13 @@ def login_totp() -> Any:
     pending = session.get("totp_for")
     since = session.get("totp_since") or 0
     user = _load_admin(pending).user if isinstance(pending, str) and _load_admin(pending) else None
-    if user is None or shop().now().timestamp() - since > TOTP_PENDING_SECONDS:
+    if user is None or current_shop().now().timestamp() - since > TOTP_PENDING_SECONDS:
         session.clear()
         return redirect(url_for("admin.login"), 303)
     if request.method == "GET":
         return render_template("admin/totp.html")
     try:
-        ok = admin_users.check_totp(shop(), user, request.form.get("code", "")[:16], request.remote_addr)
+        ok = admin_users.check_totp(current_shop(), user, request.form.get("code", "")[:16], request.remote_addr)
     except admin_users.Throttled as exc:
         return _throttled(exc)
     if not ok:
@@ -205,7 +215,7 @@ def login_totp() -> Any:
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    admin_users.sign_out_everywhere(shop(), current_user.user, request.remote_addr)
+    admin_users.sign_out_everywhere(current_shop(), current_user.user, request.remote_addr)
     logout_user()
     session.clear()
     return redirect(url_for("admin.login"), 303)
@@ -215,7 +225,7 @@ def logout() -> BaseResponse:
 
 @bp.get("/")
 def dashboard() -> str:
-    return render_template("admin/dashboard.html", d=reports.dashboard(shop().now()))
+    return render_template("admin/dashboard.html", d=reports.dashboard(current_shop().now()))
 
 
 def _int(value: str | None, default: int) -> int:
@@ -249,7 +259,7 @@ def order(public_id: str, wechat: dict[str, Any] | None = None) -> str:
     o = _order(public_id)
     license = License.get_or_none(License.order == o.id)
     return render_template(
-        "admin/order.html", o=o, license=license, wechat=wechat, now=shop().now(),
+        "admin/order.html", o=o, license=license, wechat=wechat, now=current_shop().now(),
         refunds=list(Refund.select().where(Refund.order == o.id).order_by(Refund.id)),
         refundable=refunds.refundable_fen(o), timeline=reports.timeline(o), comp=licenses.is_comp(o))
 
@@ -257,13 +267,13 @@ def order(public_id: str, wechat: dict[str, Any] | None = None) -> str:
 @bp.post("/orders/<public_id>/check")
 def check_with_wechat(public_id: str) -> str:
     o = _order(public_id)
-    return order(public_id, wechat=licenses.ask_wechat(shop(), o))
+    return order(public_id, wechat=licenses.ask_wechat(current_shop(), o))
 
 
 @bp.post("/orders/<public_id>/mark-paid")
 def mark_paid(public_id: str) -> BaseResponse:
     o = _order(public_id)
-    result = licenses.mark_paid(shop(), o, reason=request.form.get("reason", ""), actor=_actor(),
+    result = licenses.mark_paid(current_shop(), o, reason=request.form.get("reason", ""), actor=_actor(),
                                 ip=request.remote_addr)
     flash(f"WeChat Pay confirms the payment: {result}.")
     return redirect(url_for("admin.order", public_id=public_id), 303)
@@ -273,7 +283,7 @@ def mark_paid(public_id: str) -> BaseResponse:
 def refund(public_id: str) -> BaseResponse:
     o = _order(public_id)
     amount = reports.parse_yuan(request.form.get("amount", ""))
-    made = refunds.request_refund(shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
+    made = refunds.request_refund(current_shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
                                   revoke_license=request.form.get("revoke") == "on", actor=_actor(),
                                   ip=request.remote_addr)
     flash(f"退款 {made.out_refund_no}: {made.status}")
@@ -286,15 +296,15 @@ def sync_refund(out_refund_no: str) -> BaseResponse:
     if made is None:
         abort(404)
     if made.refund_id is None and made.status == "PROCESSING":
-        refunds.submit_refund(shop(), made)
+        refunds.submit_refund(current_shop(), made)
     else:
-        refunds.sync_refund(shop(), made)
+        refunds.sync_refund(current_shop(), made)
     return redirect(url_for("admin.order", public_id=made.order.public_id), 303)
 
 
 @bp.post("/orders/<public_id>/revoke")
 def revoke(public_id: str) -> BaseResponse:
-    licenses.revoke_license(shop(), _order(public_id), reason=request.form.get("reason", ""), actor=_actor(),
+    licenses.revoke_license(current_shop(), _order(public_id), reason=request.form.get("reason", ""), actor=_actor(),
                             ip=request.remote_addr)
     flash("许可证已吊销。 License revoked.")
     return redirect(url_for("admin.order", public_id=public_id), 303)
@@ -302,7 +312,7 @@ def revoke(public_id: str) -> BaseResponse:
 
 @bp.post("/orders/<public_id>/reinstate")
 def reinstate(public_id: str) -> BaseResponse:
-    licenses.reinstate_license(shop(), _order(public_id), reason=request.form.get("reason", ""),
+    licenses.reinstate_license(current_shop(), _order(public_id), reason=request.form.get("reason", ""),
                                actor=_actor(), ip=request.remote_addr)
     flash("许可证已恢复。 License reinstated.")
     return redirect(url_for("admin.order", public_id=public_id), 303)
@@ -310,7 +320,7 @@ def reinstate(public_id: str) -> BaseResponse:
 
 @bp.post("/orders/<public_id>/resend")
 def resend(public_id: str) -> BaseResponse:
-    licenses.resend_license_mail(shop(), _order(public_id), actor=_actor(), ip=request.remote_addr)
+    licenses.resend_license_mail(current_shop(), _order(public_id), actor=_actor(), ip=request.remote_addr)
     flash("许可证邮件已加入发送队列。 The license mail is queued.")
     return redirect(url_for("admin.order", public_id=public_id), 303)
 
@@ -321,7 +331,7 @@ def comp() -> Any:
     if request.method == "GET":
         return render_template("admin/comp.html", courses=courses)
     email = request.form.get("email", "").strip() or None
-    made = licenses.comp_license(shop(), course_id=request.form.get("course", ""), email=email,
+    made = licenses.comp_license(current_shop(), course_id=request.form.get("course", ""), email=email,
                                  reason=request.form.get("reason", ""), actor=_actor(), ip=request.remote_addr)
     flash("已赠送许可证。 License granted without payment.")
     return redirect(url_for("admin.order", public_id=made.public_id), 303)
@@ -346,7 +356,7 @@ def course_form(course_id: str | None = None) -> Any:
     period = form.get("period_days", "").strip()
     if period and not period.isdigit():
         raise BillingError("bad_request", "the period is a whole number of days")
-    saved = save_course(shop(), course_id=course.id if course else form.get("id", "").strip(),
+    saved = save_course(current_shop(), course_id=course.id if course else form.get("id", "").strip(),
                         title=form.get("title", ""), price_fen=reports.parse_yuan(form.get("price", "")),
                         plan=form.get("plan", "one_time"), period_days=int(period) if period else None,
                         active=form.get("active") == "on", actor=_actor(), ip=request.remote_addr)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from billing import CATALOGUE, BillingError, error_body
-from billing import learners
-from billing.orders import cancel_order, order_for_token, order_view, place_order, poll_order
+from billing import CATALOGUE, BillingError, error_body, learners
+from billing.orders import (
+    cancel_order,
+    order_for_token,
+    order_view,
+    place_order,
+    poll_order,
+)
 from billing.reconcile import check_on_poll
 from models import Course
+
+from . import current_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -43,9 +50,6 @@ def _bearer() -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def shop() -> Any:
-    return current_app.extensions["lbpay.shop"]
-
 
 @bp.get("/courses")
 def list_courses() -> Response:
@@ -61,10 +65,10 @@ def create_order() -> tuple[Response, int]:
     unknown = set(data) - {"course_id", "email", "buyer_token"}
     if unknown:
         raise BillingError("bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
-    placed = place_order(shop(), course_id=data.get("course_id"), email=data.get("email"),
+    placed = place_order(current_shop(), course_id=data.get("course_id"), email=data.get("email"),
                          buyer_token=data.get("buyer_token"), ip=request.remote_addr,
                          idempotency_key=request.headers.get("Idempotency-Key"))
-    view = order_view(shop(), placed.order)
+    view = order_view(current_shop(), placed.order)
     view.update(qr_svg=placed.order.qr_svg, order_token=placed.order_token,
                 buyer_token=placed.buyer_token)
     return jsonify(view), 201
@@ -72,7 +76,7 @@ def create_order() -> tuple[Response, int]:
 
 def _guessing_guard(lookup: Callable[[], Any]) -> Any:
     """Run an order lookup; a client that keeps missing (guessing ids or tokens) is refused for a while."""
-    client, now = request.remote_addr, shop().now()
+    client, now = request.remote_addr, current_shop().now()
     learners.refuse_if_over("order_misses", client, learners.ORDER_MISSES_PER_CLIENT, now)
     try:
         return lookup()
@@ -84,34 +88,34 @@ def _guessing_guard(lookup: Callable[[], Any]) -> Any:
 
 @bp.get("/orders/<order_id>")
 def get_order(order_id: str) -> Response:
-    order, license = _guessing_guard(lambda: poll_order(shop(), order_id, _bearer()))
-    checked = check_on_poll(shop(), order)
+    order, license = _guessing_guard(lambda: poll_order(current_shop(), order_id, _bearer()))
+    checked = check_on_poll(current_shop(), order)
     if checked is not order:  # WeChat was asked just now: show what it said
-        return jsonify(order_view(shop(), checked))
-    return jsonify(order_view(shop(), order, license, look_up_license=False))
+        return jsonify(order_view(current_shop(), checked))
+    return jsonify(order_view(current_shop(), order, license, look_up_license=False))
 
 
 @bp.post("/orders/<order_id>/cancel")
 def cancel(order_id: str) -> Response:
     order = _guessing_guard(lambda: order_for_token(order_id, _bearer()))
-    return jsonify(order_view(shop(), cancel_order(shop(), order, ip=request.remote_addr)))
+    return jsonify(order_view(current_shop(), cancel_order(current_shop(), order, ip=request.remote_addr)))
 
 
 @bp.get("/license-keys")
 def license_keys() -> Response:
-    return jsonify(keys=current_app.extensions["lbpay.shop"].license_keys.describe())
+    return jsonify(keys=current_shop().license_keys.describe())
 
 
 # --- the learner's side: history, license status, revocations, resend ---------------------
 
 @bp.get("/me/orders")
 def my_orders() -> Response:
-    return jsonify(orders=learners.order_history(shop(), learners.buyer_for_token(_bearer())))
+    return jsonify(orders=learners.order_history(current_shop(), learners.buyer_for_token(_bearer())))
 
 
 @bp.get("/me/licenses")
 def my_licenses() -> Response:
-    return jsonify(licenses=learners.buyer_licenses(shop(), learners.buyer_for_token(_bearer())))
+    return jsonify(licenses=learners.buyer_licenses(current_shop(), learners.buyer_for_token(_bearer())))
 
 
 @bp.post("/licenses/resend")
@@ -119,18 +123,18 @@ def resend_licenses() -> tuple[Response, int]:
     data = _json_object()
     if set(data) != {"email"}:
         raise BillingError("bad_request", "the body must be {\"email\": ...}")
-    learners.request_resend(shop(), data["email"], ip=request.remote_addr)
+    learners.request_resend(current_shop(), data["email"], ip=request.remote_addr)
     # The same answer whether or not the address bought anything, or was over its limit.
     return jsonify(accepted=True), 202
 
 
 @bp.get("/licenses/<license_id>/status")
 def license_status(license_id: str) -> Response:
-    learners.throttle("status", request.remote_addr, learners.STATUS_PER_CLIENT, shop().now())
-    return jsonify(learners.license_status(shop(), license_id))
+    learners.throttle("status", request.remote_addr, learners.STATUS_PER_CLIENT, current_shop().now())
+    return jsonify(learners.license_status(current_shop(), license_id))
 
 
 @bp.get("/revocations")
 def revocations() -> Response:
-    learners.throttle("revocations", request.remote_addr, learners.REVOCATIONS_PER_CLIENT, shop().now())
-    return Response(learners.revocation_list(shop()) + "\n", mimetype="text/plain")
+    learners.throttle("revocations", request.remote_addr, learners.REVOCATIONS_PER_CLIENT, current_shop().now())
+    return Response(learners.revocation_list(current_shop()) + "\n", mimetype="text/plain")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from billing.payments import NotifyAnswer, receive_transaction_notification
 from billing.refunds import receive_refund_notification
+
+from . import current_shop
 
 bp = Blueprint("notify", __name__, url_prefix="/wechatpay/notify")
 
@@ -28,7 +30,7 @@ def _receive(handler: Callable[..., NotifyAnswer]) -> Response:
             return fail(400, f"header {name} given more than once")
     body = request.get_data(cache=False)
     headers = {name: request.headers[name] for name in SIGNED_HEADERS if name in request.headers}
-    answer = handler(current_app.extensions["lbpay.shop"], body, headers, ip=request.remote_addr)
+    answer = handler(current_shop(), body, headers, ip=request.remote_addr)
     if answer.status == 204:
         return Response(status=204)
     return fail(answer.status, answer.message)

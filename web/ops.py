@@ -19,6 +19,8 @@ from billing.metrics import render_metrics
 from billing.shop import write_transaction
 from models import JobRun, OutsideService
 
+from . import current_shop
+
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("lbpay.request")
 
@@ -61,7 +63,7 @@ def _check_database() -> tuple[bool, str]:
 
 
 def _check_keys() -> tuple[bool, str]:
-    shop = current_app.extensions["lbpay.shop"]
+    shop = current_shop()
     if shop.license_keys.active is None or not shop.apiv3_keys:
         return False, "keys missing"
     return True, f"license key {shop.license_keys.active.kid}, {len(shop.apiv3_keys)} APIv3 key(s)"
@@ -96,7 +98,7 @@ def _check_reconcile(now: dt.datetime, started: dt.datetime) -> tuple[bool, str]
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Ready to take payments: database writable, keys loaded, scheduler alive, reconciliation recent."""
-    now = current_app.extensions["lbpay.shop"].now()
+    now = current_shop().now()
     started = current_app.extensions["lbpay.started_at"]
     checks = {
         "database": _check_database(),
@@ -121,7 +123,7 @@ def metrics() -> Response:
         response = Response("unauthorized\n", status=401, mimetype="text/plain")
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    now = current_app.extensions["lbpay.shop"].now()
+    now = current_shop().now()
     response = Response(render_metrics(now), mimetype="text/plain")
     response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
     response.headers["Cache-Control"] = "no-store"
