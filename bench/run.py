@@ -99,7 +99,7 @@ def free_port() -> int:
 
 def lbpay(env: dict[str, str], *args: str) -> None:
     """Run the ``lbpay`` command line with the repository on the path, as a deployment runs it."""
-    code = "import sys; sys.argv[0] = 'lbpay'; from app import cli; cli()"
+    code = "import sys; sys.argv[0] = 'lbpay'; from cli import main; main()"
     done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env={**os.environ, **env},
                           capture_output=True, text=True)
     if done.returncode:
@@ -521,7 +521,7 @@ def scale_phase(workspace: Workspace, sandbox_url: str, result: dict[str, Any]) 
 def scale_queries(database: Path, sample: dict[str, list[Any]]) -> dict[str, Any]:
     """The admin search and dashboard over the big database, in this process (no admin pages yet)."""
     import models
-    from app import open_database
+    from database import open_database
     from billing import reports
 
     models.db.initialize(open_database(f"sqlite:///{database}", str(WORK)))
@@ -548,7 +548,7 @@ def dashboard_times(database: Path) -> dict[str, Any]:
 import datetime as dt, json, sys, time
 sys.path[:0] = [{str(ROOT)!r}]
 import models
-from app import open_database
+from database import open_database
 from billing import reports
 models.db.initialize(open_database({f"sqlite:///{database}"!r}, "."))
 with models.db.connection_context():

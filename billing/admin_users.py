@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from models import AdminUser, LoginBucket
 
 from . import audit
 from .errors import BillingError
-from .shop import Shop, write_transaction
+from .shop import Shop
+from database import write_transaction
 
 ADMIN_EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,189}$")
 MIN_PASSWORD = 10
@@ -23,7 +25,6 @@ ISSUER = "Learning Buddy Pay"
 
 # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile: t=3, m=64 MiB, p=4).
 _hasher = PasswordHasher()
-_dummy_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,9 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+@functools.lru_cache(maxsize=1)
 def _dummy() -> str:
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = _hasher.hash("no such account: spend the same time as for a real one")
-    return _dummy_hash
+    return _hasher.hash("no such account: spend the same time as for a real one")
 
 
 def password_matches(stored_hash: str | None, password: str) -> bool:
@@ -195,3 +194,8 @@ def sign_out_everywhere(shop: Shop, user: AdminUser, address: str | None) -> Non
     with write_transaction():
         AdminUser.update(session_epoch=AdminUser.session_epoch + 1).where(AdminUser.id == user.id).execute()
         audit.record("admin.signed_out", at=now, actor="admin:" + user.email, ip=address)
+
+
+def admin_by_id(user_id: int) -> AdminUser | None:
+    """The console account with this id, or None."""
+    return AdminUser.get_or_none(AdminUser.id == user_id)

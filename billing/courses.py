@@ -9,7 +9,8 @@ from models import Course
 from . import audit
 from .errors import BillingError
 from .orders import COURSE_ID
-from .shop import Shop, write_transaction
+from .shop import Shop
+from database import write_transaction
 
 PLANS = ("one_time", "subscription")
 
@@ -47,3 +48,23 @@ def save_course(shop: Shop, *, course_id: str, title: str, price_fen: Any, plan:
         audit.record("course.saved", at=now, actor=actor, ip=ip,
                      detail={"course": course_id, "before": before, "after": after})
     return course
+
+
+def courses_for_sale() -> list[Course]:
+    """Every course that can be bought now, by id."""
+    return list(Course.select().where(Course.active == True).order_by(Course.id))  # noqa: E712
+
+
+def course_for_sale(course_id: str) -> Course | None:
+    """The course with this id if it can be bought now."""
+    return Course.get_or_none((Course.id == course_id) & (Course.active == True))  # noqa: E712
+
+
+def all_courses() -> list[Course]:
+    """Every course, sold or not, by id (the creator's view)."""
+    return list(Course.select().order_by(Course.id))
+
+
+def course_by_id(course_id: str) -> Course | None:
+    """The course with this id, sold or not."""
+    return Course.get_or_none(Course.id == course_id)

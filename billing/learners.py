@@ -16,8 +16,8 @@ from . import audit
 from .errors import BillingError
 from .mail import Mailer, enqueue_mail, license_lines, render
 from .orders import EMAIL
-from .scheduler import job
-from .shop import Shop, hash_token, iso_utc, token_matches, write_transaction
+from .shop import Shop, hash_token, iso_utc, token_matches
+from database import write_transaction
 
 REVOCATION_FORMAT = 1
 LICENSE_ID_MAX = 36
@@ -249,7 +249,6 @@ def remind_renewals(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     return {"reminders": queued}
 
 
-@job("renewal_reminders", 3600)
 def renewal_reminder_job(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Remind subscribers whose access ends soon."""
     return remind_renewals(shop, now)

@@ -13,7 +13,8 @@ from .errors import BillingError
 from .orders import EMAIL
 from .mail import enqueue_license_mail, enqueue_mail, license_lines, render
 from .payments import apply_transaction, issue_license_for
-from .shop import Shop, hash_token, write_transaction
+from .shop import Shop, hash_token
+from database import write_transaction
 
 COMP_PREFIX = "COMP"  # out_trade_no of an order made by a comp: never sent to WeChat Pay
 

@@ -18,8 +18,8 @@ from peewee import IntegrityError
 
 from models import License, MailOutbox, Order, db
 
-from .scheduler import job
-from .shop import Shop, iso_utc, write_transaction
+from .shop import Shop, iso_utc
+from database import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,6 @@ def send_due_mail(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     return {"sent": sent, "failed": failed}
 
 
-@job("mail", 10)
 def mail_job(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Send the outbox's due mails."""
     return send_due_mail(shop, now)

@@ -20,7 +20,8 @@ from wechatpay.errors import ApiError, WeChatPayError
 from . import audit
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
-from .shop import Shop, hash_token, iso_utc, new_out_trade_no, token_matches, write_transaction
+from .shop import Shop, hash_token, iso_utc, new_out_trade_no, token_matches
+from database import write_transaction
 
 log = logging.getLogger(__name__)
 

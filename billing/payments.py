@@ -18,9 +18,10 @@ from wechatpay.notify import Notification as WeChatNotification
 from wechatpay.notify import parse_notification
 
 from . import audit
-from .faults import crash_point
+from database import crash_point
 from .mail import enqueue_license_mail, license_line, license_mail
-from .shop import LIFETIME, Shop, write_transaction
+from .shop import LIFETIME, Shop
+from database import write_transaction
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from wechatpay.errors import ApiError, WeChatPayError
 
 from . import audit
 from .payments import sync_with_wechat
-from .scheduler import job
-from .shop import Shop, write_transaction
+from .shop import Shop
+from database import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,6 @@ def _close_expired(shop: Shop, order: Order, now: dt.datetime, summary: dict[str
             summary["closed"] += 1
 
 
-@job("reconcile", 60)
 def reconcile(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """One pass over every order that may disagree with WeChat; returns what it fixed."""
     # A paid order is licensed in the same transaction that marks it paid, so "paid without a

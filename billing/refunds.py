@@ -16,8 +16,8 @@ from wechatpay.errors import ApiError, WeChatPayError
 from . import audit
 from .errors import BillingError
 from .payments import NotificationRefused, NotifyAnswer, open_notification
-from .scheduler import job
-from .shop import Shop, write_transaction
+from .shop import Shop
+from database import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,6 @@ def sync_refund(shop: Shop, refund: Refund) -> str:
     return settle_refund(shop, answer, source="query")
 
 
-@job("refunds.reconcile", 60)
 def reconcile_refunds(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Settle refunds still PROCESSING a minute after they were asked for; re-send ones WeChat never took."""
     summary: dict[str, Any] = {"checked": 0, "settled": 0, "resent": 0, "errors": 0}

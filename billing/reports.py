@@ -20,7 +20,6 @@ from models import AuditEvent, JobRun, License, Notification, Order, Refund
 from .audit import last_event, verify_chain
 from .errors import BillingError
 from .refunds import refunds_needing_attention
-from .scheduler import job
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,6 @@ FULL_WALK_LIMIT = 5_000
 RECENT_WALK = 1_000
 
 
-@job("audit_verify", 3600)
 def verify_audit_trail(shop: Any, now: dt.datetime) -> dict[str, Any]:
     """Walk the whole audit chain and remember where the walk ended (at most hourly, restarts included)."""
     walk = _last_walk()
@@ -302,3 +300,23 @@ def refunds_csv(since: dt.date | None, until: dt.date | None) -> bytes:
                 ([_local(r.created_at), r.out_refund_no, r.refund_id, r.order.public_id, r.order.out_trade_no,
                   yuan(r.amount_fen), r.status, _local(r.settled_at), r.reason, r.actor]
                  for r in refunds.iterator()))
+
+
+def order_by_public_id(public_id: str) -> Order | None:
+    """The order a console URL names, or None."""
+    return Order.get_or_none(Order.public_id == public_id[:40])
+
+
+def order_license(order: Order) -> License | None:
+    """The license issued for an order, if any."""
+    return License.get_or_none(License.order == order.id)
+
+
+def order_refunds(order: Order) -> list[Refund]:
+    """An order's refunds, oldest first."""
+    return list(Refund.select().where(Refund.order == order.id).order_by(Refund.id))
+
+
+def refund_by_number(out_refund_no: str) -> Refund | None:
+    """The refund with our refund number, or None."""
+    return Refund.get_or_none(Refund.out_refund_no == out_refund_no[:64])

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import hmac
-import os
 import secrets
 import string
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, Sequence
-
-from peewee import SqliteDatabase, _transaction
+from typing import Any, Callable, Protocol, Sequence
 
 from licensing import KeyRing
-from models import db
+from settings import Config, default_config
 
 UTC = dt.timezone.utc
 # A one-time course is bought for good, but the extension needs an expiry: a century.
@@ -54,6 +47,7 @@ class Shop:
     poll_after_ms: int = 500
     token_secret: bytes = b""
     mailer: Any = None  # billing.mail.Mailer: SMTP server, sender, link base (None: mail stays queued)
+    config: Config = field(default_factory=default_config)
 
     def __post_init__(self) -> None:
         if len(self.token_secret) < 16:
@@ -71,100 +65,6 @@ class Shop:
     def now(self) -> dt.datetime:
         """Return the current time as an aware UTC datetime."""
         return self.clock().astimezone(UTC)
-
-
-# Any constant: the key of the PostgreSQL advisory lock that serialises our write transactions.
-WRITE_LOCK_KEY = 0x4C425041  # "LBPA"
-
-
-class WriterQueue:
-    """Lines up this machine's SQLite writers (threads and processes) before they ask SQLite.
-
-    A writer that finds SQLite's lock taken sleeps in SQLite's busy handler in growing steps (up
-    to 100 ms), which is where long tails under load come from. Waiting here instead, on a thread
-    lock and an ``flock`` on a file beside the database, wakes the next writer as soon as the
-    lock is free. After ``patience`` seconds a writer goes on to SQLite anyway, whose busy timeout
-    then decides (a 503 that WeChat retries), so a stuck holder can never hang everyone.
-    """
-
-    def __init__(self, patience: float = 10.0) -> None:
-        self.patience = patience
-        self._thread_lock = threading.Lock()
-        self._local = threading.local()
-        self._fd: int | None = None
-        self._fd_key: tuple[int, str] | None = None
-
-    def _lock_file(self, database: str) -> int:
-        key = (os.getpid(), database)  # a forked worker opens its own descriptor
-        if self._fd is None or self._fd_key != key:
-            self._fd = os.open(database + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            self._fd_key = key
-        return self._fd
-
-    @contextlib.contextmanager
-    def turn(self, database: str) -> Iterator[None]:
-        """Hold this machine's writer turn for the block (re-entrant within a thread)."""
-        if getattr(self._local, "depth", 0):
-            self._local.depth += 1
-            try:
-                yield
-            finally:
-                self._local.depth -= 1
-            return
-        deadline = time.monotonic() + self.patience
-        have_thread = self._thread_lock.acquire(timeout=self.patience)
-        fd = self._lock_file(database) if have_thread and database != ":memory:" else None
-        have_file = fd is not None and self._take_file(fd, deadline)
-        self._local.depth = 1
-        try:
-            yield
-        finally:
-            self._local.depth = 0
-            if have_file:
-                fcntl.flock(fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
-            if have_thread:
-                self._thread_lock.release()
-
-    @staticmethod
-    def _take_file(fd: int, deadline: float) -> bool:
-        pause = 0.0002
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, 0.002)
-
-
-WRITERS = WriterQueue()
-
-
-def write_transaction() -> Any:
-    """Open a write transaction that takes the database's write lock up front (reads then writes).
-
-    SQLite: the writer queue, then ``BEGIN IMMEDIATE``. PostgreSQL: a transaction-scoped advisory
-    lock, so writers queue exactly as on SQLite and the audit chain's read-last-hash-then-append
-    cannot fork.
-    """
-    if isinstance(db.obj, SqliteDatabase):
-        return _sqlite_transaction(db.obj.database)
-    return _serialised_transaction()
-
-
-@contextlib.contextmanager
-def _sqlite_transaction(database: str) -> Iterator[_transaction]:
-    with WRITERS.turn(database), db.atomic("IMMEDIATE") as txn:
-        yield txn
-
-
-@contextlib.contextmanager
-def _serialised_transaction() -> Iterator[_transaction]:
-    with db.atomic() as txn:
-        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
-        yield txn
 
 
 def hash_token(token: str) -> str:

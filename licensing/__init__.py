@@ -16,7 +16,7 @@ from .keys import (
     public_key_pem,
     write_private_key,
 )
-from .license import (
+from .documents import (
     PLANS,
     LicenseCheck,
     issue_license,

@@ -16,7 +16,7 @@ from conftest import Shop, start_shop  # noqa: F401  (start_shop is used by the 
 from servers import free_port
 
 import models
-from billing.scheduler import run_job
+from operations.scheduler import run_job
 
 
 @dataclass
@@ -74,7 +74,6 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 def run(shop: Shop, job_name: str) -> dict[str, Any]:
     """Run one scheduled job now, as the scheduler would."""
-    import billing.jobs  # noqa: F401  (registers the jobs)
 
     with models.db.connection_context():
         summary = run_job(shop.app.extensions["lbpay.shop"], job_name, "test-runner")

@@ -26,7 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # `lbpay …` run from the checkout (python -c puts it on sys.path), whatever the editable install lists.
-LBPAY = [sys.executable, "-c", "from app import cli; cli(prog_name='lbpay')"]
+LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 DEMO_COURSES: tuple[tuple[str, ...], ...] = (
     ("courses", "add", "cpp-primer-5th", "--title", "C++ Primer 第5版", "--price-fen", "9900"),

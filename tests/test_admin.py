@@ -25,7 +25,7 @@ from billing.admin_users import create_admin, enrol_totp
 EMAIL = "creator@example.com"
 PASSWORD = "correct horse battery staple"
 ROOT = Path(__file__).resolve().parent.parent
-LBPAY = [sys.executable, "-c", "from app import cli; cli()"]
+LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -529,7 +529,7 @@ def test_a_large_trail_is_walked_in_full_by_the_job_and_incrementally_by_the_das
         console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the dashboard's walking limit the hourly job's full walk plus the events since then decide."""
     import billing.reports as reports
-    from billing.scheduler import holder_id, run_job
+    from operations.scheduler import holder_id, run_job
 
     paid_order(console.shop)
     monkeypatch.setattr(reports, "FULL_WALK_LIMIT", 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sqlite3
@@ -11,18 +12,20 @@ import threading
 import time
 from pathlib import Path
 
+from typing import Any
+
 import pytest
 import requests
 from conftest import Shop, sqlite_only
 
 import models
-from billing import backups
-from billing.alerts import recent_alerts
+from operations import backups
+from operations.alerts import recent_alerts
 
 pytestmark = sqlite_only  # backups copy the SQLite file; PostgreSQL has pg_dump
 
 ROOT = Path(__file__).parent.parent
-LBPAY = [sys.executable, "-c", "from app import cli; cli()"]
+LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 UTC = dt.timezone.utc
 
 
@@ -147,36 +150,33 @@ def test_a_backup_never_overwrites_a_file(shop: Shop, tmp_path: Path) -> None:
 
 
 def test_the_daily_backup_runs_once_a_day_and_keeps_the_newest(shop: Shop, tmp_path: Path) -> None:
-    core = shop.app.extensions["lbpay.shop"]
     folder = tmp_path / "daily"
-    backups.SETTINGS.directory, backups.SETTINGS.keep = folder, 3
-    try:
-        now = dt.datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
-        with models.db.connection_context():
-            for day in range(5):
-                moment = now + dt.timedelta(days=day)
-                assert backups.daily_backup(core, moment)["backed_up"] == 1
-                # Make the file's age match the simulated day, as the job judges by it.
-                newest = backups.latest_backup(folder)
-                os.utime(newest, (moment.timestamp(), moment.timestamp()))
-                assert backups.daily_backup(core, moment + dt.timedelta(hours=2)) == {}
-        kept = sorted(p.name for p in folder.glob("lbpay-*.sqlite3"))
-        assert kept == ["lbpay-20261103T030000Z.sqlite3", "lbpay-20261104T030000Z.sqlite3",
-                        "lbpay-20261105T030000Z.sqlite3"]
-    finally:
-        backups.SETTINGS.directory, backups.SETTINGS.keep = None, 14
+    core = with_config(shop.app.extensions["lbpay.shop"], backup_dir=folder, backup_keep=3)
+    now = dt.datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
+    with models.db.connection_context():
+        for day in range(5):
+            moment = now + dt.timedelta(days=day)
+            assert backups.daily_backup(core, moment)["backed_up"] == 1
+            # Make the file's age match the simulated day, as the job judges by it.
+            newest = backups.latest_backup(folder)
+            os.utime(newest, (moment.timestamp(), moment.timestamp()))
+            assert backups.daily_backup(core, moment + dt.timedelta(hours=2)) == {}
+    kept = sorted(p.name for p in folder.glob("lbpay-*.sqlite3"))
+    assert kept == ["lbpay-20261103T030000Z.sqlite3", "lbpay-20261104T030000Z.sqlite3",
+                    "lbpay-20261105T030000Z.sqlite3"]
 
 
 def test_a_failed_daily_backup_raises_an_alert(shop: Shop, tmp_path: Path) -> None:
-    core = shop.app.extensions["lbpay.shop"]
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the backups folder should be")
-    backups.SETTINGS.directory = blocker / "backups"
-    try:
-        with models.db.connection_context():
-            with pytest.raises(OSError):
-                backups.daily_backup(core, dt.datetime.now(UTC))
-            alerts = recent_alerts()
-        assert [a.kind for a in alerts] == ["backup_failed"]
-    finally:
-        backups.SETTINGS.directory = None
+    core = with_config(shop.app.extensions["lbpay.shop"], backup_dir=blocker / "backups")
+    with models.db.connection_context():
+        with pytest.raises(OSError):
+            backups.daily_backup(core, dt.datetime.now(UTC))
+        alerts = recent_alerts()
+    assert [a.kind for a in alerts] == ["backup_failed"]
+
+
+def with_config(core: Any, **changes: Any) -> Any:
+    """The same shop with some settings changed, as a start with those LBPAY_* variables would give."""
+    return dataclasses.replace(core, config=dataclasses.replace(core.config, **changes))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 VECTORS = Path(__file__).parent / "vectors" / "learning-buddy-license"
-LBPAY = [sys.executable, "-c", "from app import cli; cli()"]
+LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 
 
 @pytest.fixture

@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-OURS = [p for d in ("billing", "web", "wechatpay", "licensing") for p in (ROOT / d).rglob("*.py")] + [
-    ROOT / "app.py", ROOT / "models.py"]
+LAYERS = ("billing", "operations", "web", "wechatpay", "licensing", "migrations")
+TOP = ("app.py", "cli.py", "settings.py", "database.py", "models.py")
+OURS = [p for d in LAYERS for p in (ROOT / d).rglob("*.py")] + [ROOT / name for name in TOP]
 
 
 def imports(path: Path) -> set[str]:
+    """The top-level packages a module imports at run time (``if TYPE_CHECKING:`` blocks aside)."""
     tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -26,7 +31,9 @@ def imports(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("package, banned", [
-    ("billing", {"flask", "web", "werkzeug"}),
+    ("billing", {"flask", "web", "werkzeug", "operations", "app", "cli"}),
+    ("operations", {"flask", "web", "werkzeug", "app", "cli"}),
+    ("web", {"models", "cli"}),
     ("wechatpay", {"flask", "peewee", "models", "billing", "web", "licensing"}),
     ("licensing", {"flask", "peewee", "models", "billing", "web", "wechatpay"}),
 ])
@@ -37,10 +44,64 @@ def test_each_layer_imports_only_what_the_plan_allows(package: str, banned: set[
         assert not imports(path) & banned, f"{path.relative_to(ROOT)} imports {imports(path) & banned}"
 
 
-def test_production_code_never_imports_the_sandbox() -> None:
-    """Only app.py, the composition root, mounts the simulator, and only in sandbox mode."""
+@pytest.mark.parametrize("module, allowed", [
+    ("settings.py", set()),
+    ("database.py", {"models", "settings"}),
+    ("models.py", set()),
+])
+def test_the_foundations_import_almost_nothing_of_ours(module: str, allowed: set[str]) -> None:
+    ours = {*LAYERS, *(name[:-3] for name in TOP)}
+    assert imports(ROOT / module) & ours <= allowed
+
+
+def test_settings_are_read_in_one_file() -> None:
+    """Where is LBPAY_RETENTION_DAYS read? settings.py, and nowhere else reads an LBPAY_ variable."""
+    readers = re.compile(r"os\.environ|os\.getenv|\bgetenv\(")
+    offenders = [str(path.relative_to(ROOT)) for path in OURS
+                 if readers.search(path.read_text()) and "sandbox" not in path.parts]
+    # app.py and cli.py hand the environment to settings.load_config; database.py reads the crash-test hook.
+    assert sorted(offenders) == ["app.py", "cli.py", "database.py"]
+    assert "RETENTION_DAYS" in (ROOT / "settings.py").read_text()
+
+
+def _module_names(path: Path) -> set[str]:
+    """Names in ``path`` bound to one of our modules (``import x``, ``from pkg import module``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            folder = ROOT.joinpath(*node.module.split("."))
+            names.update(a.asname or a.name for a in node.names
+                         if (folder / f"{a.name}.py").exists() or (folder / a.name).is_dir())
+    return names
+
+
+def test_no_module_globals_are_set_from_outside() -> None:
+    """Settings live on the shop's frozen config: no ``module.NAME = value`` and no ``global``."""
+    offenders = []
     for path in OURS:
-        if "sandbox" in path.parts or path.name == "app.py":
+        if "sandbox" in path.parts:
+            continue
+        modules = _module_names(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Global):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} global")
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in targets:
+                while isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute):
+                    target = target.value
+                if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                        and target.value.id in modules):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {target.value.id}.{target.attr}")
+    assert offenders == []
+
+
+def test_production_code_never_imports_the_sandbox() -> None:
+    """Only app.py and cli.py, the composition roots, start the simulator, and only in sandbox mode."""
+    for path in OURS:
+        if "sandbox" in path.parts or path.name in ("app.py", "cli.py"):
             continue
         modules = {n.module for n in ast.walk(ast.parse(path.read_text()))
                    if isinstance(n, ast.ImportFrom) and n.module}

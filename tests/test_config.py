@@ -9,7 +9,7 @@ import pytest
 from conftest import Keys, live_config
 
 from app import create_app
-from wechatpay.errors import ConfigError
+from settings import ConfigError
 
 
 @pytest.fixture
@@ -66,9 +66,21 @@ def test_a_garbage_merchant_key_is_refused(config: dict) -> None:
 def test_secrets_can_come_from_files(config: dict, tmp_path: Path) -> None:
     key_file = tmp_path / "apiv3"
     key_file.write_text(config.pop("WECHATPAY_APIV3_KEY") + "\n")
+    key_file.chmod(0o600)
     config["WECHATPAY_APIV3_KEY_FILE"] = str(key_file)
     app = create_app(config)
     assert len(app.extensions["lbpay.shop"].apiv3_keys[0]) == 32
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_secret_file_others_can_read_is_refused_with_the_fix(config: dict, tmp_path: Path, mode: int) -> None:
+    """THREATS #53: every *_FILE secret follows the 0600 rule of the PEM files, not only the PEMs."""
+    key_file = tmp_path / "apiv3"
+    key_file.write_text(config.pop("WECHATPAY_APIV3_KEY") + "\n")
+    key_file.chmod(mode)
+    config["WECHATPAY_APIV3_KEY_FILE"] = str(key_file)
+    with pytest.raises(ConfigError, match=f"LBPAY_WECHATPAY_APIV3_KEY_FILE: .*chmod 600 {key_file}"):
+        create_app(config)
 
 
 def test_with_nothing_configured_it_runs_in_sandbox_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,8 @@ from conftest import LiveServer, Sandbox, live_config, sqlite_only
 from reliability.harness import COURSE, AppProcess, Material, SandboxProcess, free_port, make_material
 
 import models
-from app import create_app, open_database
+from app import create_app
+from database import open_database
 from billing.audit import verify_chain
 from licensing import verify_license
 from wechatpay.crypto import load_public_key

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import APIV3_KEY, Shop, pem_private
 
-from billing.logs import JsonFormatter, NoQueryParameters, redact, register_secrets
+from operations.logs import JsonFormatter, NoQueryParameters, redact, register_secrets
 
 TOKEN = "metrics-token-that-is-secret-42"
 EMAIL = "learner.private@example.com"

@@ -13,8 +13,8 @@ from learner_helpers import SmtpServer, buy, html_text, outbox, plain_text, run,
 import models
 from app import create_app
 from billing.mail import MailSettingError, enqueue_mail, parse_smtp_url, retry_delay
-from billing.shop import write_transaction
-from wechatpay.errors import ConfigError
+from database import write_transaction
+from settings import ConfigError
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from app import create_app
 pytestmark = sqlite_only  # compares SQLite files; on PostgreSQL `lbpay init` runs in every test
 
 ROOT = Path(__file__).parent.parent
-LBPAY = [sys.executable, "-c", "from app import cli; cli()"]
+LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 UTC = dt.timezone.utc
 BASELINE = importlib.import_module("migrations.m0001_baseline")
 

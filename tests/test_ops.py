@@ -61,8 +61,7 @@ def test_readyz_checks_database_keys_scheduler_and_reconciliation(shop: Shop, cl
     assert stale.json()["checks"]["reconcile"] == {"ok": False, "detail": "never ran"}
 
     # …until a reconciliation pass finishes.
-    import billing.jobs  # noqa: F401
-    from billing.scheduler import run_job
+    from operations.scheduler import run_job
 
     with models.db.connection_context():
         assert run_job(shop.app.extensions["lbpay.shop"], "reconcile", "test") is not None

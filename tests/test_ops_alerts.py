@@ -11,7 +11,7 @@ import pytest
 from conftest import FakeClock, Shop
 
 import models
-from billing.alerts import look_for_trouble, recent_alerts
+from operations.alerts import look_for_trouble, recent_alerts
 
 CREATOR = "creator@example.com"
 

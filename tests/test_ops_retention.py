@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import FakeClock, Shop, database_url_for
 
 import models
-from billing.retention import purge
+from operations.retention import purge
 
 ROOT = Path(__file__).parent.parent
 EMAIL = "learner@example.com"
@@ -57,7 +57,7 @@ def test_purge_dry_run_on_the_command_line_shows_what_would_go(shop: Shop, tmp_p
     shop.order(email=EMAIL)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "cli"), LBPAY_DATABASE_URL=database_url_for(tmp_path))
-    result = subprocess.run([sys.executable, "-c", "from app import cli; cli()", "purge", "--dry-run"], env=env,
+    result = subprocess.run([sys.executable, "-c", "from cli import main; main()", "purge", "--dry-run"], env=env,
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("would purge (older than 400 days): 0 notification bodies")

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import Shop, db_counts
 
 import models
-from billing.scheduler import holder_id, run_job
+from operations.scheduler import holder_id, run_job
 
 
 def drop_notifications(shop: Shop) -> None:
@@ -131,7 +131,7 @@ def test_reconcile_once_from_the_command_line_fixes_a_lost_notification(shop: Sh
         models.Order.update(created_at=row.created_at - dt.timedelta(minutes=1)).execute()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env.update({"LBPAY_" + k: str(v) for k, v in live_config(tmp_path, shop.keys, shop.sandbox.url).items()})
-    result = subprocess.run([sys.executable, "-c", "from app import cli; cli()", "reconcile", "--once"],
+    result = subprocess.run([sys.executable, "-c", "from cli import main; main()", "reconcile", "--once"],
                             env=env, capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
@@ -143,25 +143,26 @@ LEASE_SCRIPT = r"""
 import sys, time, datetime as dt
 sys.path.insert(0, {root!r})
 import models
-from app import open_database
-from billing.scheduler import JOBS, Job, holder_id, run_job
+from database import open_database
+from operations.jobs import Job
+from operations.scheduler import holder_id, run_job
 models.db.initialize(open_database("sqlite:///" + {db!r}, "/"))
 class Clock:
     def now(self): return dt.datetime.now(dt.timezone.utc)
 def slow(shop, now):
     time.sleep(0.15)
     return {{"ran": 1}}
-JOBS["probe"] = Job(name="probe", interval=1, run=slow)
+probe = Job(name="probe", interval=1, run=slow)
 me = holder_id()
 deadline = time.monotonic() + 3
 while time.monotonic() < deadline:
-    run_job(Clock(), "probe", me)
+    run_job(Clock(), probe, me)
     time.sleep(0.01)
 """
 
 
 def test_three_processes_never_run_a_job_at_the_same_time(tmp_path: Path) -> None:
-    from app import open_database
+    from database import open_database
 
     db_file = tmp_path / "lease.db"
     models.db.initialize(open_database(f"sqlite:///{db_file}", "/"))

@@ -9,7 +9,7 @@ from conftest import Shop
 from test_admin import Console, console, paid_order, shop_of  # noqa: F401  (the console fixture)
 
 import models
-from billing.scheduler import run_job
+from operations.scheduler import run_job
 
 REFUND_PATH = "/v3/refund/domestic/refunds"
 

@@ -16,10 +16,10 @@ import models
 from app import create_app
 from licensing import verify_license
 from wechatpay.crypto import load_public_key
-from wechatpay.errors import ConfigError
+from settings import ConfigError
 
 ROOT = Path(__file__).parent.parent
-LBPAY = [sys.executable, "-c", "from app import cli; cli()"]
+LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 UTC = dt.timezone.utc
 NEXT_APIV3_KEY = b"TheNewApiV3KeyAfterTheSwitch0042"
 

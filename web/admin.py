@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import (
@@ -25,11 +25,13 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, licenses, refunds, reports
-from billing.courses import PLANS, save_course
-from models import AdminUser, Course, License, Order, Refund
+from billing.courses import PLANS, all_courses, course_by_id, save_course
 from wechatpay.errors import ApiError, WeChatPayError
 
 from . import current_shop
+
+if TYPE_CHECKING:  # names for type hints; the rows themselves come from billing
+    from models import AdminUser, Order
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
@@ -55,7 +57,7 @@ def _load_admin(token: str) -> Admin | None:
     user_id, _, epoch = token.partition(":")
     if not user_id.isdigit() or not epoch.isdigit():
         return None
-    user = AdminUser.get_or_none(AdminUser.id == int(user_id))
+    user = admin_users.admin_by_id(int(user_id))
     # A cookie from before a logout or a password change names an old epoch: refuse it.
     if user is None or user.session_epoch != int(epoch):
         return None
@@ -244,11 +246,11 @@ def orders() -> str:
     pages = max(1, -(-total // reports.PAGE_SIZE))
     args = {k: v for k, v in a.items() if k != "page"}
     return render_template("admin/orders.html", rows=rows, total=total, f=f, pages=pages, args=args,
-                           statuses=reports.STATUSES, courses=Course.select().order_by(Course.id))
+                           statuses=reports.STATUSES, courses=all_courses())
 
 
 def _order(public_id: str) -> Order:
-    order = Order.get_or_none(Order.public_id == public_id[:40])
+    order = reports.order_by_public_id(public_id)
     if order is None:
         abort(404)
     return order
@@ -257,10 +259,9 @@ def _order(public_id: str) -> Order:
 @bp.get("/orders/<public_id>")
 def order(public_id: str, wechat: dict[str, Any] | None = None) -> str:
     o = _order(public_id)
-    license = License.get_or_none(License.order == o.id)
     return render_template(
-        "admin/order.html", o=o, license=license, wechat=wechat, now=current_shop().now(),
-        refunds=list(Refund.select().where(Refund.order == o.id).order_by(Refund.id)),
+        "admin/order.html", o=o, license=reports.order_license(o), wechat=wechat, now=current_shop().now(),
+        refunds=reports.order_refunds(o),
         refundable=refunds.refundable_fen(o), timeline=reports.timeline(o), comp=licenses.is_comp(o))
 
 
@@ -292,7 +293,7 @@ def refund(public_id: str) -> BaseResponse:
 
 @bp.post("/refunds/<out_refund_no>/sync")
 def sync_refund(out_refund_no: str) -> BaseResponse:
-    made = Refund.get_or_none(Refund.out_refund_no == out_refund_no[:64])
+    made = reports.refund_by_number(out_refund_no)
     if made is None:
         abort(404)
     if made.refund_id is None and made.status == "PROCESSING":
@@ -327,7 +328,7 @@ def resend(public_id: str) -> BaseResponse:
 
 @bp.route("/comp", methods=["GET", "POST"])
 def comp() -> Any:
-    courses = Course.select().order_by(Course.id)
+    courses = all_courses()
     if request.method == "GET":
         return render_template("admin/comp.html", courses=courses)
     email = request.form.get("email", "").strip() or None
@@ -341,13 +342,13 @@ def comp() -> Any:
 
 @bp.get("/courses")
 def courses() -> str:
-    return render_template("admin/courses.html", courses=Course.select().order_by(Course.id))
+    return render_template("admin/courses.html", courses=all_courses())
 
 
 @bp.route("/courses/new", methods=["GET", "POST"])
 @bp.route("/courses/<course_id>/edit", methods=["GET", "POST"])
 def course_form(course_id: str | None = None) -> Any:
-    course = Course.get_or_none(Course.id == course_id) if course_id else None
+    course = course_by_id(course_id) if course_id else None
     if course_id and course is None:
         abort(404)
     if request.method == "GET":

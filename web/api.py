@@ -14,8 +14,8 @@ from billing.orders import (
     place_order,
     poll_order,
 )
+from billing.courses import courses_for_sale
 from billing.reconcile import check_on_poll
-from models import Course
 
 from . import current_shop
 
@@ -53,7 +53,7 @@ def _bearer() -> str | None:
 
 @bp.get("/courses")
 def list_courses() -> Response:
-    courses = Course.select().where(Course.active == True).order_by(Course.id)  # noqa: E712
+    courses = courses_for_sale()
     return jsonify(courses=[
         {"id": c.id, "title": c.title, "price_fen": c.price_fen, "currency": c.currency,
          "plan": c.plan, "period_days": c.period_days} for c in courses])

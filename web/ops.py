@@ -8,16 +8,15 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from billing.logs import configure_logging, register_secrets, request_id
-from billing.metrics import render_metrics
-from billing.shop import write_transaction
-from models import JobRun, OutsideService
+from operations.health import database_writable, last_success
+from operations.logs import configure_logging, register_secrets, request_id
+from operations.metrics import render_metrics
+from settings import Config
 
 from . import current_shop
 
@@ -29,37 +28,14 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 SCHEDULER_STALE = dt.timedelta(minutes=3)
 
 
-@dataclass(frozen=True)
-class OpsSettings:
-    """How the service is run: proxy hops to trust, the metrics token, readiness limits, log level."""
-
-    live: bool
-    proxy_hops: int = 1
-    metrics_token: str | None = None
-    reconcile_stale: dt.timedelta = dt.timedelta(minutes=10)
-    log_level: str = "INFO"
-    json_logs: bool = True
-
-
-def _settings() -> OpsSettings:
-    return current_app.extensions["lbpay.ops"]  # type: ignore[no-any-return]
+def _settings() -> Config:
+    return current_shop().config
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
     """The process is up and answering; no database, so a slow disk never restarts the machine."""
     return jsonify(status="ok")
-
-
-def _check_database() -> tuple[bool, str]:
-    try:
-        with write_transaction() as txn:
-            # A write that is rolled back: proves the lock can be taken and the file is not read-only.
-            OutsideService.insert(name="readyz-probe").on_conflict_ignore().execute()
-            txn.rollback()
-    except Exception as exc:  # any failure means "not ready", with the reason
-        return False, f"not writable: {type(exc).__name__}: {exc}"
-    return True, "writable"
 
 
 def _check_keys() -> tuple[bool, str]:
@@ -82,14 +58,13 @@ def _check_scheduler(now: dt.datetime, started: dt.datetime) -> tuple[bool, str]
 
 
 def _check_reconcile(now: dt.datetime, started: dt.datetime) -> tuple[bool, str]:
-    stale = _settings().reconcile_stale
-    last = (JobRun.select(JobRun.finished_at).where((JobRun.name == "reconcile") & (JobRun.ok == True))  # noqa: E712
-            .order_by(JobRun.finished_at.desc()).first())
-    if last is None or last.finished_at is None:
+    stale = dt.timedelta(minutes=_settings().ready_reconcile_minutes)
+    last = last_success("reconcile")
+    if last is None:
         if now - started < stale:
             return True, "no run yet (just started)"
         return False, "never ran"
-    age = now - last.finished_at
+    age = now - last
     if age > stale:
         return False, f"last ran {int(age.total_seconds())} s ago"
     return True, f"last ran {int(age.total_seconds())} s ago"
@@ -101,7 +76,7 @@ def readyz() -> tuple[Response, int]:
     now = current_shop().now()
     started = current_app.extensions["lbpay.started_at"]
     checks = {
-        "database": _check_database(),
+        "database": database_writable(),
         "keys": _check_keys(),
         "scheduler": _check_scheduler(now, started),
         "reconcile": _check_reconcile(now, started),
@@ -130,13 +105,12 @@ def metrics() -> Response:
     return response
 
 
-def register_ops(app: Flask, settings: OpsSettings, secrets: list[Any]) -> None:
+def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs: bool) -> None:
     """Install the ops blueprint, JSON request logs, the proxy fix and live-mode transport security."""
-    app.extensions["lbpay.ops"] = settings
     app.extensions["lbpay.started_at"] = dt.datetime.now(UTC)
     app.register_blueprint(bp)
     register_secrets(secrets)
-    if settings.json_logs:
+    if json_logs:
         configure_logging(settings.log_level)
     if settings.proxy_hops:
         # Fly's edge and Caddy each add one hop; trusting more would let a client choose its own address.

@@ -9,8 +9,8 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from billing import CATALOGUE, error_body
+from billing.courses import course_for_sale, courses_for_sale
 from billing.orders import COURSE_ID
-from models import Course
 
 bp = Blueprint("pages", __name__)
 
@@ -23,7 +23,7 @@ _API_HEADERS = _PAGE_HEADERS + (("Cache-Control", "no-store"),)
 
 @bp.get("/")
 def index() -> str:
-    courses = Course.select().where(Course.active == True).order_by(Course.id)  # noqa: E712
+    courses = courses_for_sale()
     return render_template("index.html", courses=courses)
 
 
@@ -31,7 +31,7 @@ def index() -> str:
 def buy(course_id: str) -> str | tuple[str, int]:
     course = None
     if COURSE_ID.match(course_id):
-        course = Course.get_or_none((Course.id == course_id) & (Course.active == True))  # noqa: E712
+        course = course_for_sale(course_id)
     if course is None:
         return render_template("error.html", status=404, text=CATALOGUE["course_not_found"]), 404
     sandbox = current_app.config["WECHATPAY_MODE"] == "sandbox"

@@ -169,7 +169,7 @@ class Bench:
     def database(self) -> Any:
         """A connection to the run's database from this process (for counting, never for writing)."""
         import models
-        from app import open_database
+        from database import open_database
 
         models.db.initialize(open_database(f"sqlite:///{self.app.db_file}", "/"))
         return models.db.connection_context()

@@ -6,27 +6,16 @@ The financial record stays: amounts, order numbers, WeChat transaction ids, time
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 from models import Buyer, Notification, Order
 
-from . import audit
-from .scheduler import job
-from .shop import Shop, write_transaction
+from billing import audit
+from billing.shop import Shop
+from database import write_transaction
 
 PURGED_BODY = ""
 PURGED_HEADERS = "{}"
-
-
-@dataclass
-class RetentionSettings:
-    """How many days raw notifications and personal data are kept (``LBPAY_RETENTION_DAYS``)."""
-
-    days: int = 400  # past WeChat Pay's one-year refund window
-
-
-SETTINGS = RetentionSettings()
 
 
 def _doomed(cutoff: dt.datetime) -> dict[str, Any]:
@@ -46,7 +35,7 @@ def _doomed(cutoff: dt.datetime) -> dict[str, Any]:
 def purge(shop: Shop, now: dt.datetime, *, days: int | None = None, dry_run: bool = False,
           actor: str = "system") -> dict[str, int]:
     """Blank raw notifications and personal data older than the retention period; return counts."""
-    days = SETTINGS.days if days is None else days
+    days = shop.config.retention_days if days is None else days
     cutoff = now - dt.timedelta(days=days)
     with write_transaction():
         doomed = _doomed(cutoff)
@@ -63,7 +52,6 @@ def purge(shop: Shop, now: dt.datetime, *, days: int | None = None, dry_run: boo
     return counts
 
 
-@job("retention", 6 * 3600)
 def purge_old_personal_data(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Run the purge a few times a day; most runs find nothing."""
     return purge(shop, now)

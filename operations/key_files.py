@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from licensing import KeyRing, SigningKey, generate_private_key_pem, load_signing_key, public_key_pem, write_private_key
 
-from . import audit
-from .shop import write_transaction
+from billing import audit
+from database import write_transaction
 
 ACTIVE = "active.pem"
 RETIRED = "retired"

@@ -9,40 +9,17 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from peewee import IntegrityError
 
+from billing.shop import Shop
+from database import write_transaction
 from models import JobRun, Lease, db
 
-from .shop import Shop, write_transaction
+from .jobs import Job, job_table
 
 log = logging.getLogger(__name__)
-
-JobFunction = Callable[[Shop, dt.datetime], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Job:
-    """A named piece of work repeated every ``interval`` seconds."""
-
-    name: str
-    interval: float
-    run: JobFunction
-
-
-JOBS: dict[str, Job] = {}
-
-
-def job(name: str, interval: float) -> Callable[[JobFunction], JobFunction]:
-    """Register a function ``(shop, now) -> summary`` as a scheduled job."""
-
-    def register(func: JobFunction) -> JobFunction:
-        JOBS[name] = Job(name=name, interval=interval, run=func)
-        return func
-
-    return register
 
 
 def holder_id() -> str:
@@ -72,9 +49,10 @@ def release_lease(name: str, holder: str) -> None:
         Lease.delete().where((Lease.name == name) & (Lease.holder == holder)).execute()
 
 
-def run_job(shop: Shop, name: str, holder: str) -> dict[str, Any] | None:
+def run_job(shop: Shop, job: Job | str, holder: str) -> dict[str, Any] | None:
     """Run one job if this holder gets its lease; return its summary, or None when another holds it."""
-    spec = JOBS[name]
+    spec = job if isinstance(job, Job) else job_table(shop)[job]
+    name = spec.name
     now = shop.now()
     ttl = dt.timedelta(seconds=max(spec.interval * 2, 120))
     if not acquire_lease(name, holder, now, ttl):
@@ -103,12 +81,12 @@ def run_job(shop: Shop, name: str, holder: str) -> dict[str, Any] | None:
 class Scheduler:
     """APScheduler running every registered job in this process, each under its lease."""
 
-    def __init__(self, shop: Shop, intervals: dict[str, float] | None = None) -> None:
+    def __init__(self, shop: Shop, jobs: dict[str, Job] | None = None) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.shop = shop
         self.holder = holder_id()
-        self.intervals = intervals or {}
+        self.jobs = jobs if jobs is not None else job_table(shop)
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.last_beat: dt.datetime | None = None
@@ -116,17 +94,16 @@ class Scheduler:
 
     def _tick(self, name: str) -> None:
         with db.connection_context():
-            run_job(self.shop, name, self.holder)
+            run_job(self.shop, self.jobs[name], self.holder)
         with self._lock:
             self.last_beat = self.shop.now()
 
     def start(self) -> None:
-        for name, spec in JOBS.items():
-            interval = self.intervals.get(name, spec.interval)
-            self.scheduler.add_job(self._tick, "interval", seconds=interval, args=[name], id=name,
+        for name, spec in self.jobs.items():
+            self.scheduler.add_job(self._tick, "interval", seconds=spec.interval, args=[name], id=name,
                                    next_run_time=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))
         self.scheduler.start()
-        log.info("scheduler started as %s with jobs %s", self.holder, sorted(JOBS))
+        log.info("scheduler started as %s with jobs %s", self.holder, sorted(self.jobs))
 
     def stop(self) -> None:
         self.scheduler.shutdown(wait=False)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from peewee import JOIN
 
 from models import Alert, License, Notification, Order, OutsideService
 
-from .scheduler import job
-from .shop import Shop, write_transaction
+from billing.mail import enqueue_mail
+from billing.shop import Shop
+from database import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -35,38 +35,24 @@ TITLES = {
 }
 
 
-@dataclass
-class AlertSettings:
-    """Who gets the creator's alert mails (``LBPAY_ALERT_EMAIL``); None keeps them in the list and the log."""
-
-    to: str | None = None
-
-
-SETTINGS = AlertSettings()
-
-
-def raise_alert(kind: str, message: str, *, now: dt.datetime, key: str) -> Alert | None:
-    """Record an alert once per ``key``, and mail it unless a mail of this kind went in the last hour."""
+def raise_alert(kind: str, message: str, *, now: dt.datetime, key: str, to: str | None) -> Alert | None:
+    """Record an alert once per ``key``, and mail it to ``to`` unless a mail of this kind went in the last hour."""
     with write_transaction():
         if Alert.get_or_none(Alert.key == key[:120]) is not None:
             return None
         recent = (Alert.select().where((Alert.kind == kind) & (Alert.mailed == True)  # noqa: E712
                                        & (Alert.at > now - MAIL_EVERY)).exists())
-        mailed = not recent and SETTINGS.to is not None and _enqueue(kind, message, now, key)
+        mailed = not recent and to is not None and _enqueue(kind, message, now, key, to)
         alert = Alert.create(kind=kind, key=key[:120], at=now, message=message, mailed=mailed)
     log.error("ALERT %s: %s", kind, message, extra={"alert": kind, "mailed": mailed})
     return alert
 
 
-def _enqueue(kind: str, message: str, now: dt.datetime, key: str) -> bool:
-    try:
-        from .mail import enqueue_mail
-    except ImportError:  # the outbox is not there: the alert list and the log still have it
-        return False
+def _enqueue(kind: str, message: str, now: dt.datetime, key: str, to: str) -> bool:
     title = TITLES.get(kind, kind)
     text = (f"{message}\n\nSee the admin console for the list of alerts.\n"
             f"At most one mail per kind of alert goes out per hour; later ones wait in the list.\n")
-    enqueue_mail(to=SETTINGS.to or "", subject=f"[Learning Buddy Pay] {title}", text=text, kind="alert",
+    enqueue_mail(to=to, subject=f"[Learning Buddy Pay] {title}", text=text, kind="alert",
                  now=now, dedupe_key=f"alert:{key}"[:200])
     return True
 
@@ -87,17 +73,20 @@ CLOCK_SKEW_LIMIT = 60
 UNLICENSED_LOOKBACK = dt.timedelta(days=2)
 
 
-@job("alerts", 60)
 def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Raise an alert for each new thing the creator must see; return how many were raised."""
     raised = 0
+
+    def alert(kind: str, message: str, key: str) -> bool:
+        return raise_alert(kind, message, now=now, key=key, to=shop.config.alert_email) is not None
+
     flagged = list(Order.select().where(Order.flag.is_null(False)).order_by(Order.id.desc()).limit(200))
     known = _known([f"flag:{o.public_id}:{o.flag}" for o in flagged])
     for order in flagged:
         key = f"flag:{order.public_id}:{order.flag}"
         if key not in known:
-            raised += raise_alert("payment_flagged", f"Order {order.public_id} is flagged {order.flag}: "
-                                  f"{order.flag_detail or ''}".strip(), now=now, key=key) is not None
+            raised += alert("payment_flagged", f"Order {order.public_id} is flagged {order.flag}: "
+                                  f"{order.flag_detail or ''}".strip(), key)
 
     unlicensed = list(Order.select().join(License, JOIN.LEFT_OUTER, on=(License.order == Order.id))
                       # Only payments of the last two days: an indexed range on paid_at, not every order
@@ -107,25 +96,25 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
                              & Order.status.not_in(("refunded", "partially_refunded")))
                       .limit(200))
     for order in unlicensed:
-        raised += raise_alert("paid_unlicensed", f"Order {order.public_id} was paid at {order.paid_at:%Y-%m-%d %H:%M} "
-                              "UTC and still has no license.", now=now,
-                              key=f"unlicensed:{order.public_id}") is not None
+        raised += alert("paid_unlicensed", f"Order {order.public_id} was paid at {order.paid_at:%Y-%m-%d %H:%M} "
+                              "UTC and still has no license.",
+                              f"unlicensed:{order.public_id}")
 
     failures = (Notification.select().where((Notification.received_at > now - FAILING_WINDOW)
                                             & Notification.result.in_(VERIFICATION_FAILURES)).count())
     if failures >= FAILING_THRESHOLD:
-        raised += raise_alert("notify_failing", f"{failures} notifications failed verification or decryption in "
+        raised += alert("notify_failing", f"{failures} notifications failed verification or decryption in "
                               "the last 15 minutes. Check LBPAY_WECHATPAY_APIV3_KEY and the WeChat Pay public "
-                              "key or certificates.", now=now, key=f"notify_failing:{now:%Y%m%d%H}") is not None
+                              "key or certificates.", f"notify_failing:{now:%Y%m%d%H}")
 
     service = OutsideService.get_or_none(OutsideService.name == "wechat")
     if service is not None and service.failing_since is not None and service.failing_since <= now - WECHAT_DOWN_AFTER:
-        raised += raise_alert("wechat_unreachable", f"Calls to WeChat Pay have failed since "
-                              f"{service.failing_since:%Y-%m-%d %H:%M} UTC.", now=now,
-                              key=f"wechat_down:{service.failing_since.isoformat()}") is not None
+        raised += alert("wechat_unreachable", f"Calls to WeChat Pay have failed since "
+                              f"{service.failing_since:%Y-%m-%d %H:%M} UTC.",
+                              f"wechat_down:{service.failing_since.isoformat()}")
     skew = getattr(shop.wechat, "last_clock_skew", None)
     if isinstance(skew, (int, float)) and abs(skew) > CLOCK_SKEW_LIMIT:
-        raised += raise_alert("clock_skew", f"This server's clock is {skew:+.0f} s off WeChat Pay's (Date header). "
-                              "Signatures are refused beyond 300 s: check NTP.", now=now,
-                              key=f"clock_skew:{now:%Y%m%d%H}") is not None
+        raised += alert("clock_skew", f"This server's clock is {skew:+.0f} s off WeChat Pay's (Date header). "
+                              "Signatures are refused beyond 300 s: check NTP.",
+                              f"clock_skew:{now:%Y%m%d%H}")
     return {"raised": raised}

@@ -14,8 +14,9 @@ from peewee import SqliteDatabase
 
 from models import db
 
-from .scheduler import job
-from .shop import Shop
+from billing.shop import Shop
+
+from .alerts import raise_alert
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +27,6 @@ REQUIRED_TABLES = frozenset({"course", "order", "license", "notification", "audi
 
 class BackupError(Exception):
     """A backup could not be made, or a file is not one we would restore."""
-
-
-@dataclass
-class BackupSettings:
-    """Where the daily backup goes and how many to keep."""
-
-    directory: Path | None = None  # None: a ``backups`` folder next to the database file
-    keep: int = 14
-
-
-SETTINGS = BackupSettings()
 
 
 def database_file() -> Path:
@@ -154,9 +144,9 @@ def restore_backup(src: Path, *, target: Path | None = None, now: dt.datetime) -
     return facts
 
 
-def backup_folder() -> Path:
-    """Return where scheduled backups go."""
-    return SETTINGS.directory or database_file().parent / "backups"
+def backup_folder(directory: Path | None) -> Path:
+    """Return where scheduled backups go: ``directory``, or a ``backups`` folder beside the database."""
+    return directory or database_file().parent / "backups"
 
 
 def prune(folder: Path, keep: int) -> list[Path]:
@@ -173,24 +163,21 @@ def latest_backup(folder: Path) -> Path | None:
     return backups[-1] if backups else None
 
 
-@job("backup", 3600)
 def daily_backup(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Once a day, copy the database into the backups folder and keep the newest few."""
     try:
         database_file()
     except BackupError:
         return {}  # PostgreSQL: the provider's backups apply
-    folder = backup_folder()
+    folder = backup_folder(shop.config.backup_dir)
     last = latest_backup(folder)
     if last is not None and now - dt.datetime.fromtimestamp(last.stat().st_mtime, UTC) < dt.timedelta(hours=23):
         return {}
     try:
         facts = make_backup(folder / f"lbpay-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}.sqlite3")
     except Exception as exc:
-        from .alerts import raise_alert
-
-        raise_alert("backup_failed", f"The daily backup failed: {exc}", now=now,
+        raise_alert("backup_failed", f"The daily backup failed: {exc}", now=now, to=shop.config.alert_email,
                     key=f"backup_failed:{now:%Y%m%d}")
         raise
-    removed = prune(folder, SETTINGS.keep)
+    removed = prune(folder, shop.config.backup_keep)
     return {"backed_up": 1, "orders": facts["orders"], "pruned": len(removed)}

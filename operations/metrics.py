@@ -20,7 +20,7 @@ from peewee import fn
 from models import JobRun, License, Notification, Order, OutsideService, WeChatCallStat
 from wechatpay.errors import ApiError, MalformedError, TransportError, VerificationError
 
-from .shop import write_transaction
+from database import write_transaction
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,352 @@
+"""The ``lbpay`` command line: each command a few lines that call billing or operations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+import qrcode
+from flask import Flask, current_app
+from flask.cli import FlaskGroup
+from peewee import fn
+from werkzeug.serving import run_simple
+
+import migrations
+import models
+from app import create_app, sandbox_config, sandbox_keys
+from billing import BillingError, Shop
+from billing.admin_users import create_admin, enrol_totp
+from billing.audit import verify_chain
+from billing.courses import save_course
+from billing.orders import qr_svg
+from licensing import verify_license
+from operations.alerts import recent_alerts
+from operations.backups import BackupError, check_backup, make_backup, restore_backup
+from operations.key_files import rotate
+from operations.retention import purge
+from operations.scheduler import Scheduler, holder_id, run_job
+from settings import ConfigError, load_config, values_from
+from wechatpay.crypto import load_public_key
+
+UTC = dt.timezone.utc
+
+
+def _shop() -> Shop:
+    shop: Shop = current_app.extensions["lbpay.shop"]
+    return shop
+
+
+def _command_line_app() -> Flask:
+    return create_app(command_line=True)
+
+
+@click.group(cls=FlaskGroup, create_app=_command_line_app, add_default_commands=True, add_version_option=False,
+             load_dotenv=False, set_debug_flag=False)
+@click.version_option(package_name="learning-buddy-pay", prog_name="lbpay")
+def cli() -> None:
+    """Learning Buddy Pay: sell course licenses through WeChat Pay."""
+
+
+# Settings come from LBPAY_* variables only: a .env file option would be a second, silent source.
+cli.params = [param for param in cli.params if param.name != "env_file"]
+
+
+def main() -> None:
+    """The ``lbpay`` entry point: a bad setting is reported as a list of problems, never a traceback."""
+    try:
+        cli.main(prog_name="lbpay")
+    except ConfigError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(2)
+
+
+@cli.command("check-config", with_appcontext=False)
+def check_config_command() -> None:
+    """Read every setting once and report every problem at once (exit 2), or say what will run."""
+    try:
+        config = load_config(values_from(os.environ), str(Path("instance").resolve()))
+        create_app(command_line=True)  # also parses the keys and mail settings
+    except ConfigError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(2)
+    click.echo(f"settings ok: {config.mode} mode, public URL {config.public_base_url}, "
+               f"database {config.database_url.split('?')[0]}")
+
+
+@cli.command("init")
+def init_command() -> None:
+    """Create or upgrade the database (numbered migrations); safe to run at every deploy."""
+    with models.db.connection_context():
+        applied = migrations.migrate()
+        version = max(migrations.applied_versions(models.db.obj))
+    done = f"applied migrations {', '.join(map(str, applied))}; " if applied else ""
+    click.echo(f"database ready ({done}schema version {version})")
+
+
+@cli.command("reconcile")
+@click.option("--once", is_flag=True, required=True, help="run one pass now and exit")
+def reconcile_command(once: bool) -> None:
+    """Ask WeChat about pending orders, close expired ones; prints what was fixed."""
+    with models.db.connection_context():
+        summary = run_job(_shop(), "reconcile", holder_id())
+    if summary is None:
+        click.echo("another process is reconciling right now; nothing done")
+        sys.exit(1)
+    click.echo(json.dumps(summary, sort_keys=True))
+
+
+@cli.command("scheduler")
+def scheduler_command() -> None:
+    """Run the scheduled jobs in the foreground (for LBPAY_SCHEDULER=off web processes)."""
+    scheduler = Scheduler(_shop())
+    scheduler.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    scheduler.stop()
+
+
+@cli.group("courses")
+def courses_group() -> None:
+    """Courses for sale."""
+
+
+@courses_group.command("add")
+@click.argument("course_id")
+@click.option("--title", required=True)
+@click.option("--price-fen", type=click.IntRange(min=1), required=True, help="price in fen (1 yuan = 100)")
+@click.option("--period-days", type=click.IntRange(min=1), default=None, help="license lifetime in days")
+@click.option("--subscription", is_flag=True, help="time-limited access, renewed by paying again")
+def courses_add(course_id: str, title: str, price_fen: int, period_days: int | None, subscription: bool) -> None:
+    """Add a course, or update the one with this id."""
+    shop = _shop()
+    with models.db.connection_context():
+        course = save_course(shop, course_id=course_id, title=title, price_fen=price_fen,
+                             plan="subscription" if subscription else "one_time", period_days=period_days,
+                             actor="cli")
+    click.echo(f"{course.id}\t{course.title}\t{course.price_fen} fen\t{course.plan}")
+
+
+@courses_group.command("list")
+def courses_list() -> None:
+    """List the courses."""
+    with models.db.connection_context():
+        for c in models.Course.select().order_by(models.Course.id):
+            period = f"{c.period_days}d" if c.period_days else "lifetime"
+            state = "active" if c.active else "inactive"
+            click.echo(f"{c.id}\t{c.title}\t{c.price_fen} fen\t{c.plan}\t{period}\t{state}")
+
+
+@cli.group("license")
+def license_group() -> None:
+    """License keys."""
+
+
+@license_group.command("verify")
+@click.argument("key_or_file")
+@click.option("--public-key-file", type=click.Path(exists=True, dir_okay=False), default=None)
+def license_verify(key_or_file: str, public_key_file: str | None) -> None:
+    """Check a license (its text, or a file holding it); exit 0 only when valid."""
+    text = key_or_file
+    if "|" not in key_or_file and os.path.exists(key_or_file):
+        text = Path(key_or_file).read_text()
+    if public_key_file:
+        keys: Any = [load_public_key(Path(public_key_file).read_bytes())]
+    else:
+        keys = _shop().license_keys.public_keys()
+    check = verify_license(text, keys, dt.datetime.now(UTC))
+    if check.payload is not None:
+        click.echo(json.dumps(check.payload, ensure_ascii=False, indent=2))
+    plain = check.reason in ("", "ok", check.status)
+    click.echo(check.status if plain else f"{check.status}: {check.reason}")
+    sys.exit(0 if check.status == "valid" else 1)
+
+
+@cli.command("sandbox", with_appcontext=False)
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=8001, type=int)
+@click.option("--instance", default="instance", help="folder holding the sandbox keys")
+@click.option("--merchant-origin", default="http://127.0.0.1:5000",
+              help="where our app listens; the sandbox delivers notifications for its https origin there")
+def sandbox_command(host: str, port: int, instance: str, merchant_origin: str) -> None:
+    """Run the WeChat Pay sandbox on its own port, with this instance's sandbox keys."""
+
+    from wechatpay.sandbox import create_sandbox_app  # the simulator, never imported by live code
+
+    sandbox = create_sandbox_app(sandbox_config(sandbox_keys(Path(instance)), merchant_origin))
+    run_simple(host, port, sandbox, threaded=True)
+
+
+@cli.group("admin")
+def admin_group() -> None:
+    """Accounts of the creator's console at /admin."""
+
+
+def _read_password(password_file: str | None) -> str:
+    if password_file is not None:
+        password = Path(password_file).read_text(encoding="utf-8")
+        return password[:-1] if password.endswith("\n") else password
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    raise click.UsageError("give --password-file FILE, or run on a terminal to be asked for the password")
+
+
+@admin_group.command("create")
+@click.argument("email")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a file holding the password (one trailing newline is ignored)")
+def admin_create(email: str, password_file: str | None) -> None:
+    """Create a console account, or set a new password (signing out its sessions)."""
+
+    password = _read_password(password_file)
+    with models.db.connection_context():
+        try:
+            user = create_admin(_shop(), email, password)
+        except BillingError as exc:
+            raise click.ClickException(exc.detail or exc.code) from None
+    click.echo(f"admin {user.email} ready; sign in at {current_app.config['PUBLIC_BASE_URL']}/admin/login")
+
+
+@admin_group.command("totp")
+@click.argument("email")
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="also write the enrolment QR code to this SVG file")
+def admin_totp(email: str, svg_file: str | None) -> None:
+    """Enrol (or re-enrol) an authenticator app: prints the otpauth URI and its QR code."""
+
+
+    with models.db.connection_context():
+        try:
+            uri = enrol_totp(_shop(), email)
+        except BillingError as exc:
+            raise click.ClickException(exc.detail or exc.code) from None
+    code = qrcode.QRCode(border=1)
+    code.add_data(uri)
+    picture = io.StringIO()
+    code.print_ascii(out=picture, invert=True)
+    click.echo(picture.getvalue())
+    click.echo(uri)
+    if svg_file:
+        fd = os.open(svg_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(qr_svg(uri))
+        click.echo(f"QR code written to {svg_file}")
+    click.echo("Scan it with an authenticator app; sign-in now asks for its 6-digit code.")
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check that no audit event was edited, removed or reordered; exit 1 naming the first bad one."""
+    with models.db.connection_context():
+        whole, checked, bad = verify_chain()
+        event = None if bad is None else models.AuditEvent.get_or_none(models.AuditEvent.id == bad)
+    if whole:
+        click.echo(f"audit chain whole: {checked} events")
+        return
+    what = f" ({event.action} at {event.at.isoformat()})" if event is not None else ""
+    click.echo(f"audit chain BROKEN at event {bad}{what}, after {checked} good events", err=True)
+    sys.exit(1)
+
+
+# --- operations ---------------------------------------------------------------------------
+
+@cli.command("backup")
+@click.argument("dest", type=click.Path(dir_okay=False))
+def backup_command(dest: str) -> None:
+    """Copy the live SQLite database to DEST (a new file), safely while it takes payments."""
+    try:
+        facts = make_backup(Path(dest))
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backup written to {facts['path']}: {facts['orders']} orders, {facts['bytes']} bytes")
+
+
+@cli.command("restore")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="do not ask; the replaced database is kept beside it anyway")
+def restore_command(src: str, yes: bool) -> None:
+    """Check a backup and put it in place of the database; stop the server first."""
+    try:
+        facts = check_backup(Path(src))
+    except BackupError as exc:
+        raise click.ClickException(f"refusing to restore: {exc}") from None
+    if not yes:
+        click.confirm(f"{src} holds {facts['orders']} orders; replace the current database with it?", abort=True)
+    try:
+        done = restore_backup(Path(src), now=dt.datetime.now(UTC))
+    except BackupError as exc:
+        raise click.ClickException(f"refusing to restore: {exc}") from None
+    kept = f"; the previous database is kept at {done['previous_kept_at']}" if done["previous_kept_at"] else ""
+    click.echo(f"restored {done['orders']} orders from {src}{kept}")
+
+
+@cli.command("purge")
+@click.option("--dry-run", is_flag=True, help="only count what would be purged")
+@click.option("--days", type=click.IntRange(min=30), default=None,
+              help="keep this many days (default LBPAY_RETENTION_DAYS, 400)")
+def purge_command(dry_run: bool, days: int | None) -> None:
+    """Blank raw notifications and personal data older than the retention period; money records stay."""
+    shop = _shop()
+    with models.db.connection_context():
+        counts = purge(shop, shop.now(), days=days, dry_run=dry_run, actor="cli")
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} (older than {days or shop.config.retention_days} days): {counts['notifications']} notification "
+               f"bodies, personal data of {counts['orders']} orders and {counts['buyers']} buyers")
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """License signing keys: list them, rotate to a new one."""
+
+
+@keys_group.command("list")
+def keys_list() -> None:
+    """List every license key (kid, active or retired, licenses it signed)."""
+    shop = _shop()
+    with models.db.connection_context():
+        counts = dict(models.License.select(models.License.kid, fn.COUNT(models.License.id))
+                      .group_by(models.License.kid).tuples())
+    for key in shop.license_keys.describe():
+        state = "active" if key["active"] else "retired"
+        click.echo(f"{key['kid']}\t{state}\t{counts.get(key['kid'], 0)} licenses")
+
+
+@keys_group.command("rotate")
+def keys_rotate() -> None:
+    """Make a new license signing key active; old licenses keep verifying. Reload the server after."""
+    shop = _shop()
+    keys_dir = shop.config.license_keys_dir
+    with models.db.connection_context():
+        new = rotate(keys_dir, shop.license_keys, now=shop.now())
+    click.echo(f"new license key {new.kid} is active in {keys_dir}; the previous keys verify old licenses.")
+    click.echo("Reload the server (gunicorn: kill -HUP <pid>; Fly: fly apps restart) to sign with it.")
+
+
+@cli.command("alerts")
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=20)
+def alerts_command(limit: int) -> None:
+    """List the newest alerts for the creator."""
+    with models.db.connection_context():
+        for alert in recent_alerts(limit):
+            mailed = "mailed" if alert.mailed else "listed"
+            click.echo(f"{alert.at:%Y-%m-%d %H:%M}Z\t{alert.kind}\t{mailed}\t{alert.message}")
+
+
+if __name__ == "__main__":
+    main()

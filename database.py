@@ -1,0 +1,163 @@
+"""The database: opening it, the queue its writers wait in, ``write_transaction``, and crash points.
+
+``open_database`` hangs a ``WriterQueue`` on each SQLite database it opens (``database.writers``),
+so two apps in one process never share one; ``write_transaction`` uses the queue of the database
+that ``models.db`` points at.
+
+Crash points are for the crash-safety tests: set ``LBPAY_CRASH_AT=step:/path/marker[,...]`` and the
+first time a process reaches ``step`` it creates the marker file and kills itself, as a power cut or
+OOM kill would. With the variable unset (every real deployment) ``crash_point`` does nothing; it is
+read from the environment here, not from settings, because it is a test harness, never a setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import threading
+import time
+from typing import Any, Iterator
+
+from peewee import Database, SqliteDatabase, _transaction
+
+from models import db
+from settings import ConfigError, Problem
+
+
+def open_database(url: str, instance_path: str, busy_timeout_ms: int = 10000) -> Database:
+    """Open the database named by a URL: ``sqlite:///file`` (WAL) or ``postgresql://``."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path != ":memory:" and not os.path.isabs(path):
+            path = os.path.join(instance_path, path)
+        return QueuedSqliteDatabase(path, timeout=busy_timeout_ms / 1000, pragmas={
+            "journal_mode": "wal", "foreign_keys": 1, "busy_timeout": busy_timeout_ms, "synchronous": "normal"})
+    if url.startswith(("postgresql://", "postgres://")):
+        from playhouse.db_url import connect
+
+        return connect(url)
+    raise ConfigError([Problem("LBPAY_DATABASE_URL", "must start with sqlite:/// or postgresql://", url)])
+
+
+# Any constant: the key of the PostgreSQL advisory lock that serialises our write transactions.
+WRITE_LOCK_KEY = 0x4C425041  # "LBPA"
+
+
+class WriterQueue:
+    """Lines up this machine's SQLite writers (threads and processes) before they ask SQLite.
+
+    A writer that finds SQLite's lock taken sleeps in SQLite's busy handler in growing steps (up
+    to 100 ms), which is where long tails under load come from. Waiting here instead, on a thread
+    lock and an ``flock`` on a file beside the database, wakes the next writer as soon as the
+    lock is free. After ``patience`` seconds a writer goes on to SQLite anyway, whose busy timeout
+    then decides (a 503 that WeChat retries), so a stuck holder can never hang everyone.
+    """
+
+    def __init__(self, patience: float = 10.0) -> None:
+        self.patience = patience
+        self._thread_lock = threading.Lock()
+        self._local = threading.local()
+        self._fd: int | None = None
+        self._fd_key: tuple[int, str] | None = None
+
+    def _lock_file(self, database: str) -> int:
+        key = (os.getpid(), database)  # a forked worker opens its own descriptor
+        if self._fd is None or self._fd_key != key:
+            self._fd = os.open(database + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd_key = key
+        return self._fd
+
+    @contextlib.contextmanager
+    def turn(self, database: str) -> Iterator[None]:
+        """Hold this machine's writer turn for the block (re-entrant within a thread)."""
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        deadline = time.monotonic() + self.patience
+        have_thread = self._thread_lock.acquire(timeout=self.patience)
+        fd = self._lock_file(database) if have_thread and database != ":memory:" else None
+        have_file = fd is not None and self._take_file(fd, deadline)
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            if have_file:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+            if have_thread:
+                self._thread_lock.release()
+
+    @staticmethod
+    def _take_file(fd: int, deadline: float) -> bool:
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+
+def write_transaction() -> Any:
+    """Open a write transaction that takes the database's write lock up front (reads then writes).
+
+    SQLite: the writer queue, then ``BEGIN IMMEDIATE``. PostgreSQL: a transaction-scoped advisory
+    lock, so writers queue exactly as on SQLite and the audit chain's read-last-hash-then-append
+    cannot fork.
+    """
+    if isinstance(db.obj, SqliteDatabase):
+        return _sqlite_transaction(db.obj)
+    return _serialised_transaction()
+
+
+@contextlib.contextmanager
+def _sqlite_transaction(database: SqliteDatabase) -> Iterator[_transaction]:
+    writers = database.writers if isinstance(database, QueuedSqliteDatabase) else _DEFAULT_WRITERS
+    with writers.turn(database.database), db.atomic("IMMEDIATE") as txn:
+        yield txn
+
+
+@contextlib.contextmanager
+def _serialised_transaction() -> Iterator[_transaction]:
+    with db.atomic() as txn:
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        yield txn
+
+
+class QueuedSqliteDatabase(SqliteDatabase):
+    """A SQLite database with its own writer queue, patient as long as SQLite's busy timeout."""
+
+    def __init__(self, database: str, **kwargs: Any) -> None:
+        super().__init__(database, **kwargs)
+        self.writers = WriterQueue(patience=float(kwargs.get("timeout", 10.0)))
+
+
+_DEFAULT_WRITERS = WriterQueue()  # for a database opened without open_database (a test's own file)
+
+
+_PLAN: dict[str, str] = {}
+for item in filter(None, os.environ.get("LBPAY_CRASH_AT", "").split(",")):
+    step, _, marker = item.partition(":")
+    _PLAN[step.strip()] = marker.strip()
+
+
+def crash_point(step: str) -> None:
+    """Die here, once, if the crash-safety tests asked for it."""
+    marker = _PLAN.get(step)
+    if not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)

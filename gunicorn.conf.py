@@ -1,0 +1,22 @@
+"""gunicorn's settings file (read from the working folder): bad settings stop it early, workers run the jobs."""
+
+import os
+import sys
+
+
+def on_starting(server):  # noqa: ANN001, ANN201  (gunicorn's hook signature)
+    """Check every setting before any worker starts: one list of problems, no traceback."""
+    from settings import ConfigError, load_config, values_from
+
+    try:
+        load_config(values_from(os.environ), os.path.join(os.getcwd(), "instance"))
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        sys.exit(2)
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201
+    """Start the scheduled jobs in each worker; a lease in the database runs each job once at a time."""
+    from app import start_scheduler
+
+    start_scheduler(worker.wsgi)

@@ -1,0 +1,354 @@
+"""Every ``LBPAY_*`` setting, read once into one frozen ``Config``; every problem reported at once.
+
+This is the only module that reads the settings. The app factory, the CLI and ``lbpay
+check-config`` call ``load_config``; everything else gets the values from the ``Config`` hung on
+the shop (``shop.config``) or from the objects the factory built with them. It imports nothing of
+ours, so any layer may import it for the type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+PREFIX = "LBPAY_"
+UTC = dt.timezone.utc
+TRUE = ("1", "true", "on", "yes")
+FALSE = ("0", "false", "off", "no")
+VERIFY_MODES = ("both", "public_key", "certificate")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One setting that cannot be used: its name, the value (None when secret), the rule and an example."""
+
+    name: str
+    rule: str
+    value: str | None = None
+    example: str | None = None
+
+    def __str__(self) -> str:
+        shown = "" if self.value is None else f" (got {self.value!r})"
+        hint = f"; for example {self.name}={self.example}" if self.example else ""
+        return f"{self.name}: {self.rule}{shown}{hint}"
+
+
+class ConfigError(Exception):
+    """The settings cannot start the service; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+    @property
+    def setting(self) -> str:
+        """The first bad setting's name (what a single-problem caller usually wants)."""
+        return self.problems[0].name
+
+    def report(self) -> str:
+        """A few lines a person can act on: one per problem, no traceback."""
+        lines = [f"Learning Buddy Pay cannot start: {len(self.problems)} setting(s) need attention"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class Reader:
+    """Reads raw ``LBPAY_*`` values, noting each problem instead of stopping at the first."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
+        self.problems: list[Problem] = []
+
+    def problem(self, name: str, rule: str, value: Any = None, example: str | None = None) -> None:
+        self.problems.append(Problem(PREFIX + name, rule, None if value is None else str(value), example))
+
+    def raw(self, name: str) -> Any:
+        value = self.values.get(name)
+        return None if value is None or value == "" else value
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else str(value).strip()
+
+    def required(self, name: str, why: str, example: str) -> str | None:
+        value = self.text(name)
+        if value is None:
+            self.problem(name, f"required {why}", example=example)
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            self.problem(name, "must be a whole number", value, str(default))
+            return default
+        if not low <= number <= high:
+            self.problem(name, f"must be between {low} and {high}", value, str(default))
+            return default
+        return number
+
+    def flag(self, name: str, default: bool) -> bool:
+        """A boolean in any of the usual spellings: true/false, 1/0, on/off, yes/no, any case."""
+        value = self.text(name)
+        if value is None:
+            return default
+        if value.lower() in TRUE:
+            return True
+        if value.lower() in FALSE:
+            return False
+        self.problem(name, "must be on or off (true/false, 1/0, yes/no)", value, "on" if default else "off")
+        return default
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = (self.text(name) or default).lower()
+        if value not in choices:
+            rule = ", ".join(choices[:-1]) + " or " + choices[-1]
+            self.problem(name, "must be " + rule, self.text(name), default)
+            return default
+        return value
+
+    def secret(self, name: str) -> str | None:
+        """A secret given inline or, with ``NAME_FILE``, as a file readable by its owner only."""
+        path = self.text(name + "_FILE")
+        if path is None:
+            return self.text(name)
+        data = self.secret_file(name + "_FILE", path)
+        return None if data is None else data.decode("utf-8", "replace").strip()
+
+    def secret_file(self, name: str, path: str) -> bytes | None:
+        """Read a secret file; it must exist and be private (mode 0600 or stricter)."""
+        try:
+            mode = os.stat(path).st_mode
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            self.problem(name, f"cannot read {path}: {exc.strerror}")
+            return None
+        if mode & 0o077:
+            self.problem(name, f"{path} is readable by other users; run: chmod 600 {path}")
+            return None
+        return data
+
+    def url(self, name: str, value: str, https: bool) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            self.problem(name, "must be an absolute URL without query", value, "https://pay.example.com")
+        elif https and parts.scheme != "https":
+            self.problem(name, "must start with https:// in live mode", value, "https://pay.example.com")
+        return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class WeChatSettings:
+    """The merchant's WeChat Pay account (live mode only)."""
+
+    mchid: str
+    appid: str
+    api_base: str
+    backup_api_base: str | None
+    merchant_key_pem: bytes
+    merchant_serial: str
+    apiv3_keys: tuple[bytes, ...]
+    public_key_pem: bytes | None
+    public_key_id: str | None
+    verify: str
+    read_timeout: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of one running service, parsed and checked."""
+
+    mode: str
+    instance_path: Path
+    secret_key: str | None  # None in sandbox mode: a local one is made under the instance folder
+    public_base_url: str
+    session_cookie_secure: bool
+    admin_idle_minutes: int
+    database_url: str
+    db_busy_timeout_ms: int
+    order_ttl: dt.timedelta
+    license_key_file: str | None
+    license_keys_dir: Path
+    content_dir: Path
+    wechat: WeChatSettings | None
+    sandbox_api_base: str | None
+    smtp_url: str | None
+    mail_from: str | None
+    renewal_reminder_days: int
+    reconcile_seconds: int
+    log_level: str
+    metrics_token: str | None
+    proxy_hops: int
+    ready_reconcile_minutes: int
+    backup_dir: Path | None
+    backup_keep: int
+    alert_email: str | None
+    retention_days: int
+    scheduler: bool = True
+    testing: bool = False
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
+
+    @property
+    def live(self) -> bool:
+        """True when real money moves: the merchant's WeChat Pay account, not the sandbox."""
+        return self.mode == "live"
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log filter that must never print one."""
+        found: list[str] = [s for s in (self.secret_key, self.metrics_token, self.smtp_url) if s]
+        if self.wechat is not None:
+            found += [key.decode() for key in self.wechat.apiv3_keys]
+        return found
+
+
+def values_from(environ: Mapping[str, str], test_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``LBPAY_*`` variables without their prefix, overlaid by a test's mapping."""
+    values: dict[str, Any] = {k[len(PREFIX):]: v for k, v in environ.items() if k.startswith(PREFIX)}
+    values.update(test_config or {})
+    return values
+
+
+def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
+    """Read and check every setting; raise one ``ConfigError`` naming every problem."""
+    read = Reader(values)
+    instance = Path(read.text("INSTANCE_PATH") or default_instance)
+    has_mchid = read.text("WECHATPAY_MCHID") is not None
+    mode = read.choice("WECHATPAY_MODE", "live" if has_mchid else "sandbox", ("sandbox", "live"))
+    live = mode == "live"
+    why = "in live mode"
+
+    secret_key = read.secret("SECRET_KEY")
+    if secret_key is None and live:
+        read.problem("SECRET_KEY", "required in live mode (a long random string)",
+                     example="$(python3 -c 'import secrets; print(secrets.token_hex(32))')")
+    base = read.text("PUBLIC_BASE_URL", None if live else "http://127.0.0.1:5000")
+    if base is None:
+        read.problem("PUBLIC_BASE_URL", f"required {why}", example="https://pay.example.com")
+        base = "https://invalid.example"
+    public_base = read.url("PUBLIC_BASE_URL", base, live)
+    busy_ms = read.integer("DB_BUSY_TIMEOUT_MS", 10000, 100, 60000)
+
+    license_key_file = read.text("LICENSE_KEY_FILE")
+    keys_dir = Path(read.text("LICENSE_KEYS_DIR") or instance / "license-keys")
+    if live and license_key_file is None and not (keys_dir / "active.pem").exists():
+        read.problem("LICENSE_KEY_FILE", f"required {why} (the license signing key, RSA-2048 PEM)",
+                     example="/run/secrets/license_key.pem")
+
+    smtp_url = read.secret("SMTP_URL")
+    mail_from = read.text("MAIL_FROM")
+    if smtp_url is not None and mail_from is None:
+        read.problem("MAIL_FROM", "required when LBPAY_SMTP_URL is set", example="Learning Buddy <pay@example.com>")
+    metrics_token = read.secret("METRICS_TOKEN")
+    if metrics_token is not None and len(metrics_token) < 16:
+        read.problem("METRICS_TOKEN", "must be at least 16 characters")
+
+    config = Config(
+        mode=mode,
+        instance_path=instance,
+        secret_key=secret_key,
+        public_base_url=public_base,
+        session_cookie_secure=read.flag("SESSION_COOKIE_SECURE", public_base.startswith("https://")),
+        admin_idle_minutes=read.integer("ADMIN_IDLE_MINUTES", 30, 1, 720),
+        database_url=read.text("DATABASE_URL") or "sqlite:///lbpay.db",
+        db_busy_timeout_ms=busy_ms,
+        order_ttl=dt.timedelta(minutes=read.integer("ORDER_TTL_MINUTES", 30, 5, 1440)),
+        license_key_file=license_key_file,
+        license_keys_dir=keys_dir,
+        content_dir=Path(read.text("CONTENT_DIR") or instance / "content"),
+        wechat=_wechat_settings(read) if live else None,
+        sandbox_api_base=None if live else read.text("WECHATPAY_API_BASE"),
+        smtp_url=smtp_url,
+        mail_from=mail_from,
+        renewal_reminder_days=read.integer("RENEWAL_REMINDER_DAYS", 7, 1, 60),
+        reconcile_seconds=read.integer("RECONCILE_SECONDS", 60, 1, 3600),
+        log_level=read.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        metrics_token=metrics_token,
+        proxy_hops=read.integer("PROXY_HOPS", 1, 0, 5),
+        ready_reconcile_minutes=read.integer("READY_RECONCILE_MINUTES", 10, 2, 1440),
+        backup_dir=Path(d) if (d := read.text("BACKUP_DIR")) else None,
+        backup_keep=read.integer("BACKUP_KEEP", 14, 1, 365),
+        alert_email=read.text("ALERT_EMAIL"),
+        retention_days=read.integer("RETENTION_DAYS", 400, 30, 3650),
+        scheduler=read.flag("SCHEDULER", True),
+        testing=bool(read.raw("TESTING")),
+        clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
+    )
+    if config.database_url.split(":", 1)[0] not in ("sqlite", "postgresql", "postgres") or (
+            config.database_url.startswith("sqlite:") and not config.database_url.startswith("sqlite:///")):
+        read.problem("DATABASE_URL", "must start with sqlite:/// or postgresql://", config.database_url,
+                     "sqlite:////data/lbpay.db")
+    if read.problems:
+        raise ConfigError(read.problems)
+    return config
+
+
+def _apiv3_key(read: Reader, name: str, required: bool = False) -> bytes | None:
+    before = len(read.problems)
+    value = read.secret(name)
+    if value is None:
+        if required and len(read.problems) == before:
+            read.problem(name, "required in live mode (32 bytes, set in the merchant platform)",
+                         example="the 32 characters from 商户平台 > 账户中心 > API安全")
+        return None
+    if len(value.encode()) != 32:
+        read.problem(name, f"must be exactly 32 bytes, got {len(value.encode())}")
+        return None
+    return value.encode()
+
+
+def _wechat_settings(read: Reader) -> WeChatSettings:
+    why = "in live mode"
+    mchid = read.required("WECHATPAY_MCHID", why, "1900000109") or ""
+    if mchid and not mchid.isdigit():
+        read.problem("WECHATPAY_MCHID", "must be the merchant id's digits", mchid, "1900000109")
+    appid = read.required("WECHATPAY_APPID", why, "wx0123456789abcdef") or ""
+    api_base = read.url("WECHATPAY_API_BASE", read.text("WECHATPAY_API_BASE") or "https://api.mch.weixin.qq.com",
+                        True)
+    key_file = read.required("WECHATPAY_MERCHANT_KEY_FILE", why + " (apiclient_key.pem)",
+                             "/run/secrets/apiclient_key.pem")
+    merchant_pem = read.secret_file("WECHATPAY_MERCHANT_KEY_FILE", key_file) if key_file else None
+    serial = (read.required("WECHATPAY_MERCHANT_SERIAL", why + " (the API certificate's serial number)",
+                            "3775B6A45ACD588826D15E583A95F5DD99311C6B") or "").upper()
+    apiv3 = _apiv3_key(read, "WECHATPAY_APIV3_KEY", required=True)
+    # During an APIv3 key switch at the merchant platform both keys decrypt.
+    apiv3_next = _apiv3_key(read, "WECHATPAY_APIV3_KEY_NEXT")
+    public_key_file = read.text("WECHATPAY_PUBLIC_KEY_FILE")
+    public_key_id = read.text("WECHATPAY_PUBLIC_KEY_ID")
+    public_pem: bytes | None = None
+    if (public_key_file is None) != (public_key_id is None):
+        read.problem("WECHATPAY_PUBLIC_KEY_ID", "public-key mode needs both LBPAY_WECHATPAY_PUBLIC_KEY_FILE and its id",
+                     example="PUB_KEY_ID_0119000001092026112600000000000001")
+    elif public_key_file is not None:
+        try:
+            public_pem = Path(public_key_file).read_bytes()
+        except OSError as exc:
+            read.problem("WECHATPAY_PUBLIC_KEY_FILE", f"cannot read {public_key_file}: {exc.strerror}")
+    verify = read.choice("WECHATPAY_VERIFY", "both" if public_key_id else "certificate", VERIFY_MODES)
+    if verify != "certificate" and public_key_id is None:
+        read.problem("WECHATPAY_VERIFY", f"{verify} needs LBPAY_WECHATPAY_PUBLIC_KEY_FILE and _ID", verify,
+                     "certificate")
+    backup = read.text("WECHATPAY_BACKUP_API_BASE", "https://api2.mch.weixin.qq.com")
+    if backup is not None and backup.lower() in FALSE:
+        backup = None
+    return WeChatSettings(
+        mchid=mchid, appid=appid, api_base=api_base,
+        backup_api_base=read.url("WECHATPAY_BACKUP_API_BASE", backup, True) if backup else None,
+        merchant_key_pem=merchant_pem or b"", merchant_serial=serial,
+        apiv3_keys=tuple(k for k in (apiv3, apiv3_next) if k is not None),
+        public_key_pem=public_pem, public_key_id=public_key_id, verify=verify,
+        read_timeout=read.integer("WECHATPAY_READ_TIMEOUT", 5, 1, 30),
+    )
+
+
+def default_config(**overrides: Any) -> Config:
+    """A sandbox-mode config for a shop built by hand (benchmarks, unit tests), with ``overrides`` applied."""
+    from dataclasses import replace
+
+    return replace(load_config({"WECHATPAY_MODE": "sandbox"}, "instance"), **overrides)
