@@ -46,6 +46,15 @@ async function openPanel(command = kit.BUY_COMMAND) {
   return panel;
 }
 
+/** A fresh extension whose panel has placed an order and shows its QR. */
+async function startBuying() {
+  const ext = await extension();
+  const panel = await openPanel();
+  await panel.waitFor((s) => s.phase === 'ready');
+  panel.click({ type: 'buy' });
+  return { ext, panel, waiting: await panel.waitFor((s) => s.phase === 'waiting') };
+}
+
 /** The out_trade_no of the order on the panel, from the learner's own history. */
 async function outTradeNo(ext, orderId) {
   const { orders } = await ext.pay.history(await ext.context.secrets.get('lbpay.buyerToken'));
@@ -96,11 +105,7 @@ test('buy, pay on the sandbox phone, and the license reaches onLicense', { skip,
 });
 
 test('cancel closes the order and offers a new one', { skip, timeout: 60000 }, async () => {
-  const ext = await extension();
-  const panel = await openPanel();
-  await panel.waitFor((s) => s.phase === 'ready');
-  panel.click({ type: 'buy' });
-  const waiting = await panel.waitFor((s) => s.phase === 'waiting');
+  const { ext, panel, waiting } = await startBuying();
   panel.click({ type: 'cancel' });
   const failed = await panel.waitFor((s) => s.phase === 'failed');
   assert.deepEqual([failed.error.code, failed.error.action, failed.order.status], ['payment_cancelled', 'new_order', 'closed']);
@@ -140,11 +145,7 @@ test('WeChat down: the order fails with retry_later in both languages, and a ret
 });
 
 test('an expired order ends the wait with order_expired and a new order', { skip, timeout: 90000 }, async () => {
-  const ext = await extension();
-  const panel = await openPanel();
-  await panel.waitFor((s) => s.phase === 'ready');
-  panel.click({ type: 'buy' });
-  const waiting = await panel.waitFor((s) => s.phase === 'waiting');
+  const { ext, panel, waiting } = await startBuying();
   const summary = JSON.parse(creator('expire', waiting.order.order_id));
   assert.equal(summary.closed, 1, JSON.stringify(summary));
   const failed = await panel.waitFor((s) => s.phase === 'failed');
