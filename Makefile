@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 LBPAY := $(VENV)/bin/lbpay
+# npm ci's own record in node_modules: reinstalled whenever the kit's lock file changes.
+KIT_NPM := clients/vscode/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 5000
 export LBPAY_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
@@ -39,7 +41,7 @@ run: $(VENV)/.runtime
 	$(VENV)/bin/gunicorn "app:create_app()" --bind $(HOST):$(PORT) --workers 1 --threads 8 \
 	  --access-logfile - --graceful-timeout 20
 
-test: $(VENV)/.test system-deps
+test: $(VENV)/.test system-deps $(KIT_NPM)
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
@@ -50,6 +52,16 @@ screenshots: $(VENV)/.test system-deps
 
 # The extension client (clients/extension) under `node --test`, against the real server in sandbox
 # mode that tests/test_learner_client.py starts; `make test` runs the same file with everything else.
+# The VS Code kit (clients/vscode): its pinned TypeScript toolchain from package-lock.json, then tsc,
+# its Node tests in a fake VS Code against a live sandbox server, and its panel page in Chromium.
+$(KIT_NPM): clients/vscode/package-lock.json clients/vscode/package.json
+	cd clients/vscode && npm ci --no-audit --no-fund --silent
+	touch $@
+
+.PHONY: test-vscode
+test-vscode: $(VENV)/.test system-deps $(KIT_NPM)
+	$(PY) -m pytest -q tests/test_vscode_kit.py
+
 .PHONY: test-client
 test-client: $(VENV)/.test system-deps
 	$(PY) -m pytest -q tests/test_learner_client.py

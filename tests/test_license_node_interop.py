@@ -147,3 +147,29 @@ def test_js_iso_matches_node_toisostring(tmp_path: Path) -> None:
     # Sub-millisecond parts are what JS cannot hold; js_iso must drop them, as Date would.
     ours = [js_iso(epoch + timedelta(milliseconds=m, microseconds=rng.randrange(1000))) for m in millis]
     assert ours == json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("spoil", [" {}", "{}\n", "\t{}", "{}|extra"])
+def test_the_extension_rejects_a_key_it_was_handed_with_anything_around_it(tmp_path: Path, spoil: str) -> None:
+    # The extension splits the pasted text as it is: a leading space is part of DATA and breaks the
+    # signature; a third part breaks the split. A trailing newline only follows the base64 signature,
+    # which Node's decoder skips, so the extension accepts that one.
+    text = spoil.format(issue())
+
+    code, report = run_extension_check(tmp_path, text, signing_key().public_pem())
+
+    accepted = spoil == "{}\n"
+    assert (code, report["valid"]) == ((0, True) if accepted else (1, False)), report
+
+
+def test_the_extension_reads_a_license_without_expires_at_as_never_expiring(tmp_path: Path) -> None:
+    # Its check compares `new Date(undefined) < now`, which is false: the flaw the VS Code kit refuses.
+    data = base64.b64encode(json.dumps({"id": "x", "contentPermissions": ["all"]}).encode()).decode()
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    signature = signing_key().private_key.sign(data.encode(), padding.PKCS1v15(), hashes.SHA256())
+    code, report = run_extension_check(tmp_path, data + "|" + base64.b64encode(signature).decode(),
+                                       signing_key().public_pem())
+
+    assert (code, report["valid"], report["expired"]) == (0, True, False)

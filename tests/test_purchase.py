@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 
 from conftest import PUBLIC_KEY_ID, Shop, db_counts
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 
 import models
-from licensing import verify_license
+from licensing import key_id, verify_license
 from wechatpay.crypto import load_public_key
 
 UTC = dt.timezone.utc
@@ -59,6 +61,17 @@ def test_the_license_is_signed_by_the_key_the_api_publishes(shop: Shop) -> None:
     ours = shop.keys.license.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     assert keys[0]["public_key_pem"].strip() == ours.strip()
+    assert keys[0]["kid"] == key_id(shop.keys.license.public_key())
+
+    order = shop.order()
+    shop.sandbox.pay(order["out_trade_no"])
+    key = shop.wait_for_status(order, "fulfilled")["license"]["key"]
+    data, signature = key.split("|")
+    published = load_public_key(keys[0]["public_key_pem"].encode())
+    # The published key itself, not our verifier, checks the signature: it raises when they disagree.
+    published.verify(base64.b64decode(signature, validate=True), data.encode("ascii"), padding.PKCS1v15(),
+                     hashes.SHA256())
+    assert json.loads(base64.b64decode(data))["kid"] == keys[0]["kid"]
 
 
 def test_a_poll_with_another_orders_token_gets_the_same_404_as_an_unknown_order(shop: Shop) -> None:

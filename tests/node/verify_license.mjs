@@ -1,9 +1,13 @@
-// Verify a license the way the Learning Buddy extension does, so tests can prove
-// that what the server issues is what the extension accepts.
+// Verify a license exactly as the Learning Buddy extension does (learning-primer-buddy,
+// src/courseContentProtectionManager.ts, its local check), so tests prove what the shipped
+// extension accepts, flaws included: the text is used as given (no trimming), it must split
+// into exactly two parts on "|", the signature is SHA256withRSA over the DATA string, and the
+// license counts as expired only when `new Date(expiresAt) < new Date()` (so a license without
+// expiresAt never expires there).
 //
 // usage: node verify_license.mjs <license-file> <public-key-pem-file>
-// prints {"valid":bool,"expired":bool,"payload":{...}|null}; exits 0 only when
-// the signature is valid and the license has not expired, 1 otherwise, 2 on bad usage.
+// prints {"valid":bool,"expired":bool,"payload":{...}|null}; exits 0 only when the extension
+// would accept the license, 1 otherwise, 2 on bad usage.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 
@@ -13,25 +17,28 @@ if (!licenseFile || !publicKeyFile) {
   process.exit(2);
 }
 
-const license = fs.readFileSync(licenseFile, 'utf8').trim();
+const license = fs.readFileSync(licenseFile, 'utf8');
 const publicKeyPem = fs.readFileSync(publicKeyFile, 'utf8');
 
 let valid = false;
 let expired = false;
 let payload = null;
 try {
-  const [data, signature] = license.split('|');
-  // The extension's check: SHA256withRSA over the DATA string, signature in base64.
-  valid = crypto.createVerify('SHA256').update(data).verify(publicKeyPem, signature, 'base64');
-  if (valid) {
-    payload = JSON.parse(Buffer.from(data, 'base64').toString('utf8'));
-    // A missing expiresAt means the license never expires.
-    if (payload.expiresAt !== undefined) {
-      expired = Date.now() >= new Date(payload.expiresAt).getTime();
+  const parts = license.split('|');
+  if (parts.length === 2) {
+    const [data, signature] = parts;
+    const verifier = crypto.createVerify('SHA256');
+    verifier.update(data);
+    verifier.end();
+    if (verifier.verify(publicKeyPem, signature, 'base64')) {
+      payload = JSON.parse(Buffer.from(data, 'base64').toString('utf8'));
+      valid = true;
+      expired = new Date(payload.expiresAt) < new Date();
     }
   }
 } catch (err) {
   valid = false;
+  payload = null;
   process.stderr.write(`verify failed: ${err.message}\n`);
 }
 

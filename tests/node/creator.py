@@ -1,0 +1,42 @@
+"""The creator's hand for the Node tests: revoke a license, or let an order's time run out, on a live instance.
+
+usage: python tests/node/creator.py revoke|expire ORDER_ID   (with the server's LBPAY_INSTANCE_PATH and
+LBPAY_PUBLIC_BASE_URL; run from the checkout). A running gunicorn cannot be given a fake clock, so
+`expire` moves the order's own times back past its end and then runs the real reconcile pass, which
+asks the sandbox, closes the order there and here, and audits it, as it would after 30 real minutes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+
+import models
+from app import create_app
+
+
+def main(command: str, order_id: str) -> None:
+    """Do `command` to the order and print what changed."""
+    import billing.jobs  # noqa: F401  (registers the reconcile job)
+    from billing.licenses import revoke_license
+    from billing.scheduler import holder_id, run_job
+
+    app = create_app({"SCHEDULER": "off"})
+    shop = app.extensions["lbpay.shop"]
+    with app.app_context(), models.db.connection_context():
+        order = models.Order.get(models.Order.public_id == order_id)
+        if command == "revoke":
+            revoke_license(shop, order, reason="refunded (test)", actor="creator")
+            print(json.dumps({"revoked": order_id}))
+        elif command == "expire":
+            past = order.expires_at - order.created_at + dt.timedelta(minutes=1)
+            models.Order.update(created_at=order.created_at - past, expires_at=order.expires_at - past).where(
+                models.Order.id == order.id).execute()
+            print(json.dumps(run_job(shop, "reconcile", holder_id())))
+        else:
+            raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
