@@ -18,9 +18,8 @@ from app import create_app
 
 def main(command: str, order_id: str) -> None:
     """Do `command` to the order and print what changed."""
-    import billing.jobs  # noqa: F401  (registers the reconcile job)
     from billing.licenses import revoke_license
-    from billing.scheduler import holder_id, run_job
+    from operations.scheduler import holder_id, run_job
 
     app = create_app({"SCHEDULER": "off"})
     shop = app.extensions["lbpay.shop"]
