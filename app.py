@@ -742,6 +742,16 @@ def keys_rotate() -> None:
     click.echo("Reload the server (gunicorn: kill -HUP <pid>; Fly: fly apps restart) to sign with it.")
 
 
+@keys_group.command("export")
+@click.argument("directory", type=click.Path(file_okay=False))
+def keys_export(directory: str) -> None:
+    """Write the public keys the extension ships: DIR/licence-keys/public-key.txt and keyring.json."""
+    from licensing import export_public_keys
+
+    for path in export_public_keys(current_app.extensions["lbpay.shop"].license_keys, directory):
+        click.echo(f"wrote {path}")
+
+
 @cli.command("alerts")
 @click.option("--limit", type=click.IntRange(min=1, max=1000), default=20)
 def alerts_command(limit: int) -> None:

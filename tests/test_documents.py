@@ -232,3 +232,50 @@ def test_a_malformed_revocation_list_is_refused(key: SigningKey, field: str, val
     check = verify_revocations(sign_as(key, "revocations", payload), [key.public_key], ISSUED)
 
     assert (check.ok, check.reason) == (False, reason)
+
+
+# --- `lbpay keys export`: what the extension ships ---------------------------------------------
+
+def lbpay_in_live_mode(shop: Shop, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run an `lbpay` command with the shop's own live-mode settings, as the creator would on the server."""
+    from conftest import live_config
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
+    env.update({"LBPAY_" + name: str(value)
+                for name, value in live_config(tmp_path, shop.keys, shop.sandbox.url).items()})
+    return subprocess.run([sys.executable, "-c", "from app import cli; cli()", *args],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_keys_export_writes_the_key_the_extension_loads_and_the_whole_ring(shop: Shop, tmp_path: Path) -> None:
+    bought = buy(shop)
+    out = tmp_path / "extension"
+
+    result = lbpay_in_live_mode(shop, tmp_path, "keys", "export", str(out))
+
+    assert result.returncode == 0, result.stderr
+    folder = out / "licence-keys"
+    assert sorted(p.name for p in folder.iterdir()) == ["keyring.json", "public-key.txt"]
+    assert "PRIVATE" not in (folder / "public-key.txt").read_text() + (folder / "keyring.json").read_text()
+    published = shop.get("/api/v1/license-keys").json()["keys"]
+    ring = json.loads((folder / "keyring.json").read_text())
+    assert ring == {"keys": [{"kid": k["kid"], "pem": k["public_key_pem"], "active": k["active"]}
+                             for k in published]}
+    [active] = [k for k in published if k["active"]]
+    assert (folder / "public-key.txt").read_text() == active["public_key_pem"]
+    # The license bought over HTTP passes the extension's own check with the exported file, as shipped.
+    assert extension_exact_check(tmp_path, bought["license"]["key"], folder / "public-key.txt") == 0
+
+
+def test_keys_export_lists_retired_keys_as_not_active(shop: Shop, tmp_path: Path) -> None:
+    before = shop.app.extensions["lbpay.shop"].license_keys.active.kid
+    rotated = lbpay_in_live_mode(shop, tmp_path, "keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+
+    result = lbpay_in_live_mode(shop, tmp_path, "keys", "export", str(tmp_path / "out"))
+
+    assert result.returncode == 0, result.stderr
+    ring = json.loads((tmp_path / "out" / "licence-keys" / "keyring.json").read_text())["keys"]
+    assert [(k["kid"] == before, k["active"]) for k in ring] == [(False, True), (True, False)]
+    public = (tmp_path / "out" / "licence-keys" / "public-key.txt").read_text()
+    assert public == ring[0]["pem"] and public != ring[1]["pem"]
