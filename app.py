@@ -206,6 +206,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise ConfigError("LBPAY_SESSION_COOKIE_SECURE", "must be on or off")
     app.config["SESSION_COOKIE_SECURE"] = cookie_secure == "on"
     app.config["ADMIN_IDLE_MINUTES"] = settings.integer("ADMIN_IDLE_MINUTES", 30, 1, 720)
+    app.config["CONTENT_DIR"] = Path(settings.text("CONTENT_DIR") or instance / "content")  # served by /provider
 
     busy_timeout_ms = settings.integer("DB_BUSY_TIMEOUT_MS", 10000, 100, 60000)
     database = open_database(settings.text("DATABASE_URL") or "sqlite:///lbpay.db", str(instance),
@@ -388,11 +389,12 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, notify, pages
+    from web import admin, api, notify, pages, provider
 
     app.register_blueprint(api.bp)
     app.register_blueprint(notify.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(provider.bp)
     admin.init_app(app)
 
     @app.before_request
@@ -523,6 +525,29 @@ def courses_list() -> None:
             period = f"{c.period_days}d" if c.period_days else "lifetime"
             state = "active" if c.active else "inactive"
             click.echo(f"{c.id}\t{c.title}\t{c.price_fen} fen\t{c.plan}\t{period}\t{state}")
+
+
+@courses_group.command("content")
+@click.argument("course_id")
+@click.option("--download-limit", type=click.IntRange(min=1), default=None,
+              help="downloads of paid files each new license allows")
+@click.option("--no-download-limit", is_flag=True, help="new licenses download without limit")
+def courses_content(course_id: str, download_limit: int | None, no_download_limit: bool) -> None:
+    """List the files /provider serves for a course (free or licensed); optionally set its download limit."""
+    from billing.content import ContentError, served_files, set_download_limit
+
+    shop, folder = current_app.extensions["lbpay.shop"], current_app.config["CONTENT_DIR"]
+    with models.db.connection_context():
+        try:
+            if download_limit is not None or no_download_limit:
+                set_download_limit(shop, course_id, None if no_download_limit else download_limit, actor="cli")
+            files = served_files(folder, course_id)
+        except ContentError as exc:
+            raise click.ClickException(exc.message) from None
+        limit = models.Course.get_by_id(course_id).download_limit
+    for item in files:
+        click.echo(f"{'free' if item['free'] else 'licensed'}\t{item['size']}\t{item['path']}")
+    click.echo(f"{len(files)} files from {folder / course_id}; downloads per new license: {limit or 'unlimited'}")
 
 
 @cli.group("license")
