@@ -43,7 +43,6 @@ ERRORS: dict[str, tuple[int, str]] = {
     "license_not_found": (404, "No license of this server matches this key."),
     "course_not_found": (404, "There is no such course."),
     "not_found": (404, "There is no such file in this course."),
-    "method_not_allowed": (405, "Only GET and HEAD are served here."),
 }
 
 

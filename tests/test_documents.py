@@ -236,13 +236,13 @@ def test_a_malformed_revocation_list_is_refused(key: SigningKey, field: str, val
 
 # --- `lbpay keys export`: what the extension ships ---------------------------------------------
 
-def lbpay_in_live_mode(shop: Shop, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def lbpay_in_live_mode(shop: Shop, tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """Run an `lbpay` command with the shop's own live-mode settings, as the creator would on the server."""
     from conftest import live_config
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env.update({"LBPAY_" + name: str(value)
-                for name, value in live_config(tmp_path, shop.keys, shop.sandbox.url).items()})
+                for name, value in live_config(tmp_path, shop.keys, shop.sandbox.url, **settings).items()})
     return subprocess.run([sys.executable, "-c", "from app import cli; cli()", *args],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
 

@@ -17,8 +17,6 @@ bp = Blueprint("provider", __name__, url_prefix="/provider")
 def _error(exc: ContentError) -> Response:
     response = jsonify(exc.body())
     response.status_code = exc.status
-    if exc.status == 405:
-        response.headers["Allow"] = "GET, HEAD"
     return response
 
 
@@ -87,10 +85,8 @@ def serve(course_id: str, path: str) -> Response:
     return response
 
 
-@bp.route("/", defaults={"rest": ""}, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-@bp.route("/<path:rest>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+@bp.get("/", defaults={"rest": ""})
+@bp.get("/<path:rest>")
 def unknown(rest: str) -> Response:
-    """Anything else under /provider answers in JSON too, never the HTML error page."""
-    if request.method not in ("GET", "HEAD"):
-        raise ContentError("method_not_allowed")
+    """Any other path under /provider answers in JSON too, never the HTML error page."""
     raise ContentError("not_found", "no such provider path")
