@@ -329,3 +329,25 @@ def test_unknown_provider_paths_answer_json(shop: Shop) -> None:
         assert missing.status_code == 404 and error_code(missing) == "not_found", path
     unknown_key = shop.get("/provider/licenses/not-a-license")
     assert unknown_key.status_code == 404 and error_code(unknown_key) == "license_not_found"
+
+
+def test_provider_answers_match_the_spec(shop: Shop) -> None:
+    from test_openapi import check
+
+    key = buy(shop)["license"]["key"]
+    rust_key = buy(shop, "rust-monthly")["license"]["key"]
+    check(shop.get("/provider/health"), "/provider/health", "get")
+    check(shop.get("/provider/catalog"), "/provider/catalog", "get")
+    check(shop.get("/provider/catalog/search", params={"q": "c++"}), "/provider/catalog/search", "get")
+    check(shop.get("/provider/catalog/search", params={"q": "\x00"}), "/provider/catalog/search", "get")
+    check(shop.get("/provider/courses/cpp-primer-5th/structure"), "/provider/courses/{course_id}/structure", "get")
+    check(shop.get("/provider/courses/nope/structure"), "/provider/courses/{course_id}/structure", "get")
+    licenses = "/provider/licenses/{key}"
+    check(shop.get(f"/provider/licenses/{key}", headers={"X-Course-Id": "cpp-primer-5th"}), licenses, "get")
+    check(shop.get(f"/provider/licenses/{key}", headers={"X-Course-Id": "rust-monthly"}), licenses, "get")
+    check(shop.get("/provider/licenses/nothing"), licenses, "get")
+    content = "/provider/content/{course_id}/{path}"
+    check(fetch(shop, "cpp-primer-5th", "ch1/lesson.md"), content, "get")
+    check(fetch(shop, "cpp-primer-5th", "ch1/lesson.md", rust_key), content, "get")
+    check(fetch(shop, "cpp-primer-5th", "ch1/nothing.md", key), content, "get")
+    check(fetch(shop, "cpp-primer-5th", "ch1/lesson.md", key, **{"X-Course-Id": "rust-monthly"}), content, "get")
