@@ -259,12 +259,6 @@ def set_download_limit(shop: Shop, course_id: str, limit: int | None, *, actor: 
     return Course.get_by_id(course_id)
 
 
-def downloads_by_license(order: Order) -> int | None:
-    """How many paid files the order's license was served, for the console; None without a license."""
-    row = License.get_or_none(License.order == order.id)
-    return None if row is None else int(row.downloads)
-
-
 def started_download(status: int, method: str) -> bool:
     """Whether an answer hands over file content, and so counts: a 200 or 206 to a GET (not HEAD, not 304)."""
     return method == "GET" and status in (200, 206)
