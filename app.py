@@ -208,9 +208,10 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, notify, pages
+    from web import admin, api, notify, pages, provider
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(provider.bp)
     app.register_blueprint(notify.bp)
     app.register_blueprint(pages.bp)
     admin.init_app(app)

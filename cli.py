@@ -25,9 +25,10 @@ from app import create_app, sandbox_config, sandbox_keys
 from billing import BillingError, Shop
 from billing.admin_users import create_admin, enrol_totp
 from billing.audit import verify_chain
+from billing.content import ContentError, served_files, set_download_limit
 from billing.courses import save_course
 from billing.orders import qr_svg
-from licensing import verify_license
+from licensing import export_public_keys, verify_license
 from operations.alerts import recent_alerts
 from operations.backups import BackupError, check_backup, make_backup, restore_backup
 from operations.key_files import rotate
@@ -146,6 +147,28 @@ def courses_list() -> None:
             period = f"{c.period_days}d" if c.period_days else "lifetime"
             state = "active" if c.active else "inactive"
             click.echo(f"{c.id}\t{c.title}\t{c.price_fen} fen\t{c.plan}\t{period}\t{state}")
+
+
+@courses_group.command("content")
+@click.argument("course_id")
+@click.option("--download-limit", type=click.IntRange(min=1), default=None,
+              help="downloads of paid files each new license allows")
+@click.option("--no-download-limit", is_flag=True, help="new licenses download without limit")
+def courses_content(course_id: str, download_limit: int | None, no_download_limit: bool) -> None:
+    """List the files /provider serves for a course (free or licensed); optionally set its download limit."""
+    shop = _shop()
+    folder = shop.config.content_dir
+    with models.db.connection_context():
+        try:
+            if download_limit is not None or no_download_limit:
+                set_download_limit(shop, course_id, None if no_download_limit else download_limit, actor="cli")
+            files = served_files(folder, course_id)
+        except ContentError as exc:
+            raise click.ClickException(exc.message) from None
+        limit = models.Course.get_by_id(course_id).download_limit
+    for item in files:
+        click.echo(f"{'free' if item['free'] else 'licensed'}\t{item['size']}\t{item['path']}")
+    click.echo(f"{len(files)} files from {folder / course_id}; downloads per new license: {limit or 'unlimited'}")
 
 
 @cli.group("license")
@@ -336,6 +359,14 @@ def keys_rotate() -> None:
         new = rotate(keys_dir, shop.license_keys, now=shop.now())
     click.echo(f"new license key {new.kid} is active in {keys_dir}; the previous keys verify old licenses.")
     click.echo("Reload the server (gunicorn: kill -HUP <pid>; Fly: fly apps restart) to sign with it.")
+
+
+@keys_group.command("export")
+@click.argument("directory", type=click.Path(file_okay=False))
+def keys_export(directory: str) -> None:
+    """Write the public keys the extension ships: DIR/licence-keys/public-key.txt and keyring.json."""
+    for path in export_public_keys(_shop().license_keys, directory):
+        click.echo(f"wrote {path}")
 
 
 @cli.command("alerts")

@@ -64,6 +64,7 @@ class Course(BaseModel):
     period_days = IntegerField(null=True)  # license lifetime; None = lifetime for one-time courses
     active = BooleanField(default=True)
     created_at = UTCDateTimeField()
+    download_limit = IntegerField(null=True)  # content downloads per license; new licenses carry it signed
 
 
 class Buyer(BaseModel):
@@ -128,6 +129,7 @@ class License(BaseModel):
     expires_at = UTCDateTimeField()
     revoked_at = UTCDateTimeField(null=True)
     revoke_reason = CharField(max_length=64, null=True)
+    downloads = IntegerField(default=0)  # paid files served to this key by /provider/content
 
 
 class Notification(BaseModel):

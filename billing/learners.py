@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 from peewee import fn
 
-from licensing import js_iso, sign_document
+from licensing import sign_revocations
 from models import Buyer, Course, License, Order, RateWindow
 
 from . import audit
@@ -19,7 +19,6 @@ from .orders import EMAIL
 from .shop import Shop, hash_token, iso_utc, token_matches
 from database import write_transaction
 
-REVOCATION_FORMAT = 1
 LICENSE_ID_MAX = 36
 
 
@@ -177,10 +176,8 @@ def revoked_license_ids() -> list[str]:
 
 
 def revocation_list(shop: Shop) -> str:
-    """The signed revocation list, one ``DATA|SIG`` line in the license format, by the active license key."""
-    key = shop.license_keys.active
-    return sign_document(key, {"v": REVOCATION_FORMAT, "kid": key.kid, "issuedAt": js_iso(shop.now()),
-                               "revoked": revoked_license_ids()})
+    """The signed revocation list (typ ``revocations``), one ``DATA|SIG`` line, by the active license key."""
+    return sign_revocations(shop.license_keys.active, revoked_license_ids(), shop.now())
 
 
 # --- the license again, by e-mail ----------------------------------------------------------

@@ -284,7 +284,8 @@ def draft_license(shop: Shop, order: Order, now: dt.datetime) -> LicenseDraft:
     license_id, expires_at = _license_terms(order, course, now, str(uuid.uuid4()))
     key = shop.license_keys.active
     text = issue_license(key, license_id=license_id, course_id=course.id, order_id=order.public_id,
-                         plan=course.plan, created_at=now, expires_at=expires_at)
+                         plan=course.plan, created_at=now, expires_at=expires_at,
+                         max_downloads=course.download_limit)
     mail = None
     if order.email:
         mail = license_mail(license_line(course_id=course.id, course_title=course.title, license_id=license_id,

@@ -1,4 +1,9 @@
-"""Issue and verify licenses in the extension's `DATA|SIG` format (base64 JSON, RSA PKCS#1 v1.5 SHA-256)."""
+"""Issue and verify typed signed documents in the extension's `DATA|SIG` format (base64 JSON, RSA PKCS#1 v1.5 SHA-256).
+
+A license's signature covers the ASCII of DATA, as the extension checks it. Every other document
+(the revocation list, ...) names its own ``typ`` and is signed over ``"lbpay." + typ + "\n" + DATA``,
+so no license verifier, ours or the extension's, can ever accept it as a license.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -21,6 +26,17 @@ from .keys import SigningKey, key_id
 
 FORMAT_VERSION = 1
 PLANS = ("one_time", "subscription")
+
+LICENSE = "license"
+REVOCATIONS = "revocations"
+# What a document other than a license signs before its DATA; the newline ends the type name.
+DOCUMENT_PREFIX = "lbpay."
+_TYP = re.compile(r"[a-z][a-z0-9-]{0,31}")
+# A legacy license (signed before documents had a typ) must at least look like one.
+LEGACY_LICENSE_FIELDS = ("id", "contentPermissions", "expiresAt")
+REVOCATIONS_MAX_AGE = timedelta(days=7)
+# A list from a server whose clock runs a little ahead is fine; one from next week is not.
+CLOCK_SKEW = timedelta(minutes=5)
 
 # Our licenses are well under 1 KiB; a cap keeps hostile input from costing more than a glance.
 MAX_LICENSE_CHARS = 16 * 1024
@@ -56,13 +72,25 @@ def parse_js_iso(text: str) -> datetime | None:
         return None
 
 
+def signed_message(typ: str, data: bytes) -> bytes:
+    """The bytes a document of type ``typ`` is signed over: DATA for a license, else the typed prefix and DATA."""
+    if not _TYP.fullmatch(typ):
+        raise ValueError(f"typ {typ!r} is not a lower-case name")
+    if typ == LICENSE:
+        return data
+    return (DOCUMENT_PREFIX + typ + "\n").encode("ascii") + data
+
+
 def sign_document(key: SigningKey, payload: dict[str, Any]) -> str:
-    """Sign a JSON object into `DATA|SIG`: compact UTF-8 JSON in base64, then a base64 signature of DATA."""
+    """Sign a JSON object naming its ``typ`` into `DATA|SIG`: compact UTF-8 JSON in base64, then the signature."""
+    typ = payload.get("typ")
+    if not isinstance(typ, str) or not _TYP.fullmatch(typ):
+        raise ValueError("a signed document must name its typ (a lower-case name)")
     if "kid" in payload and payload["kid"] != key.kid:
         raise ValueError(f"payload kid {payload['kid']!r} is not the signing key's kid {key.kid!r}")
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     data = base64.b64encode(body)
-    signature = key.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    signature = key.private_key.sign(signed_message(typ, data), padding.PKCS1v15(), hashes.SHA256())
     return data.decode("ascii") + "|" + base64.b64encode(signature).decode("ascii")
 
 
@@ -76,6 +104,7 @@ def issue_license(
     created_at: datetime,
     expires_at: datetime,
     permissions: Sequence[str] = ("all_chapters",),
+    max_downloads: int | None = None,
 ) -> str:
     """Sign a course license the extension will accept until ``expires_at``."""
     try:
@@ -96,6 +125,7 @@ def issue_license(
     if expires_at <= created_at:
         raise ValueError("expires_at must be after created_at")
     payload: dict[str, Any] = {
+        "typ": LICENSE,
         "id": license_id,
         "createdAt": created,
         "expiresAt": expires,
@@ -106,6 +136,10 @@ def issue_license(
         "orderId": order_id,
         "plan": plan,
     }
+    if max_downloads is not None:
+        if type(max_downloads) is not int or max_downloads < 1:
+            raise ValueError("max_downloads must be a positive whole number")
+        payload["limits"] = {"maxDownloads": max_downloads}
     return sign_document(key, payload)
 
 
@@ -160,33 +194,32 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _signer(data: bytes, signature: bytes, keys: Sequence[tuple[str, RSAPublicKey]]) -> str | None:
+def _signer(message: bytes, signature: bytes, keys: Sequence[tuple[str, RSAPublicKey]]) -> str | None:
     """Return the kid of the key whose signature this is, or None."""
     for kid, public_key in keys:
         try:
-            public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         except (InvalidSignature, ValueError):
             continue
         return kid
     return None
 
 
-def verify_license(
-    text: str,
-    public_keys: Mapping[str, RSAPublicKey] | Sequence[RSAPublicKey],
-    now: datetime,
-    *,
-    expected_course: str | None = None,
-) -> LicenseCheck:
-    """Check a `DATA|SIG` license: signature first, then version, key, course and expiry; never raises on text."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be an aware datetime")
+def _key_list(public_keys: Mapping[str, RSAPublicKey] | Sequence[RSAPublicKey]) -> list[tuple[str, RSAPublicKey]]:
     if isinstance(public_keys, Mapping):
         keys = list(public_keys.items())
     else:
         keys = [(key_id(public_key), public_key) for public_key in public_keys]
     if not keys:
         raise ValueError("no public keys to verify with")
+    return keys
+
+
+def _open(text: object, typ: str, keys: Sequence[tuple[str, RSAPublicKey]]) -> LicenseCheck:
+    """Check a `DATA|SIG` document's shape, signature (over the message of ``typ``), JSON, version and kid.
+
+    Returns status ``valid`` with the payload and signer, or ``invalid`` with the reason.
+    """
     known = {kid for kid, _ in keys}
 
     def invalid(reason: str, payload: dict[str, Any] | None = None, kid: str | None = None) -> LicenseCheck:
@@ -206,7 +239,7 @@ def verify_license(
         return invalid("bad base64")
 
     # Verify before parsing: the signature covers the ASCII of DATA exactly as it arrived.
-    signer = _signer(data_text.encode("ascii"), signature, keys)
+    signer = _signer(signed_message(typ, data_text.encode("ascii")), signature, keys)
     if signer is None:
         # Only the reason depends on the unverified content: a kid we do not hold means a key we
         # retired or never had, which is worth telling apart from a forgery when supporting a buyer.
@@ -225,16 +258,94 @@ def verify_license(
             return invalid("unknown key", payload, signer)
         if payload["kid"] != signer:
             return invalid("key mismatch", payload, signer)
-    if expected_course is not None and payload.get("courseId") != expected_course:
-        return invalid("wrong course", payload, signer)
+    if "typ" in payload:
+        if payload["typ"] != typ:
+            return invalid(f"not a {typ}", payload, signer)
+    elif typ != LICENSE or not all(name in payload for name in LEGACY_LICENSE_FIELDS):
+        # Only licenses predate typ, and they always carried these fields.
+        return invalid(f"not a {typ}", payload, signer)
+    return LicenseCheck(VALID, "ok", payload, signer)
 
+
+def verify_license(
+    text: str,
+    public_keys: Mapping[str, RSAPublicKey] | Sequence[RSAPublicKey],
+    now: datetime,
+    *,
+    expected_course: str | None = None,
+) -> LicenseCheck:
+    """Check a `DATA|SIG` license: signature first, then version, key, type, course and expiry; never raises on text."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime")
+    opened = _open(text, LICENSE, _key_list(public_keys))
+    if not opened.ok:
+        return opened
+    payload, signer = opened.payload or {}, opened.kid
+
+    def invalid(reason: str) -> LicenseCheck:
+        return LicenseCheck(INVALID, reason, payload, signer)
+
+    if expected_course is not None and payload.get("courseId") != expected_course:
+        return invalid("wrong course")
+    # The extension reads a missing expiresAt as "forever"; we never issue one, so none is accepted.
     if "expiresAt" not in payload:
-        # The extension treats a license without expiresAt as perpetual; we always set it.
-        return LicenseCheck(VALID, "no expiry", payload, signer)
+        return invalid("no expiry")
     expires_text = payload["expiresAt"]
     expires = parse_js_iso(expires_text) if isinstance(expires_text, str) else None
     if expires is None:
-        return invalid("bad expiresAt", payload, signer)
+        return invalid("bad expiresAt")
     if now >= expires:
         return LicenseCheck(EXPIRED, "expired", payload, signer)
     return LicenseCheck(VALID, "ok", payload, signer)
+
+
+@dataclass(frozen=True)
+class RevocationsCheck:
+    """What verifying a revocation list found: whether to trust it, why not, and the revoked license ids."""
+
+    ok: bool
+    reason: str
+    revoked: frozenset[str]
+    issued_at: datetime | None
+    kid: str | None
+
+
+def sign_revocations(key: SigningKey, revoked: Sequence[str], issued_at: datetime) -> str:
+    """Sign the list of revoked license ids as a ``revocations`` document, dated ``issued_at``."""
+    if isinstance(revoked, str) or not all(isinstance(item, str) for item in revoked):
+        raise TypeError("revoked must be a sequence of license ids")
+    return sign_document(key, {"typ": REVOCATIONS, "v": FORMAT_VERSION, "kid": key.kid,
+                               "issuedAt": js_iso(issued_at), "revoked": sorted(revoked)})
+
+
+def verify_revocations(
+    text: str,
+    public_keys: Mapping[str, RSAPublicKey] | Sequence[RSAPublicKey],
+    now: datetime,
+    *,
+    max_age: timedelta = REVOCATIONS_MAX_AGE,
+) -> RevocationsCheck:
+    """Check a signed revocation list: its type and signature, and that it is no older than ``max_age``."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime")
+    opened = _open(text, REVOCATIONS, _key_list(public_keys))
+
+    def refuse(reason: str, issued_at: datetime | None = None) -> RevocationsCheck:
+        return RevocationsCheck(False, reason, frozenset(), issued_at, opened.kid)
+
+    if not opened.ok or opened.payload is None:
+        return refuse(opened.reason)
+    payload = opened.payload
+    revoked = payload.get("revoked")
+    if not isinstance(revoked, list) or not all(isinstance(item, str) for item in revoked):
+        return refuse("bad revoked list")
+    issued_text = payload.get("issuedAt")
+    issued = parse_js_iso(issued_text) if isinstance(issued_text, str) else None
+    if issued is None:
+        return refuse("bad issuedAt")
+    if issued > now + CLOCK_SKEW:
+        return refuse("issued in the future", issued)
+    if now - issued > max_age:
+        # An old list cannot tell about revocations since; an attacker could replay one forever.
+        return refuse("stale", issued)
+    return RevocationsCheck(True, "ok", frozenset(revoked), issued, opened.kid)

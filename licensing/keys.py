@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Iterable
@@ -226,3 +227,24 @@ class KeyRing:
             }
             for kid, public in self._keys.items()
         ]
+
+
+EXTENSION_KEYS_FOLDER = "licence-keys"  # the extension's spelling of the folder it loads its key from
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def export_public_keys(ring: KeyRing, directory: str | os.PathLike[str]) -> list[Path]:
+    """Write what the extension ships: ``licence-keys/public-key.txt`` (the active key) and ``keyring.json`` (all)."""
+    folder = Path(directory) / EXTENSION_KEYS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    keyring = {"keys": [{"kid": key["kid"], "pem": key["public_key_pem"], "active": key["active"]}
+                        for key in ring.describe()]}
+    written = [folder / "public-key.txt", folder / "keyring.json"]
+    _write_atomically(written[0], ring.active.public_pem())
+    _write_atomically(written[1], json.dumps(keyring, indent=2) + "\n")
+    return written

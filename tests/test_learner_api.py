@@ -92,11 +92,12 @@ def test_an_order_token_is_not_a_buyer_token(shop: Shop) -> None:
 # --- status and revocation ---------------------------------------------------------------------
 
 def decode_document(text: str, shop: Shop) -> dict[str, Any]:
-    """Check ``DATA|SIG`` as the extension does (SHA256withRSA over DATA) and return the JSON."""
+    """Check a revocation list's ``DATA|SIG`` by hand (SHA256withRSA over ``lbpay.revocations\n`` + DATA); return the JSON."""
     data, signature = text.strip().split("|")
-    shop.keys.license.public_key().verify(base64.b64decode(signature), data.encode(), padding.PKCS1v15(),
-                                          hashes.SHA256())
+    shop.keys.license.public_key().verify(base64.b64decode(signature), b"lbpay.revocations\n" + data.encode(),
+                                          padding.PKCS1v15(), hashes.SHA256())
     doc: dict[str, Any] = json.loads(base64.b64decode(data))
+    assert doc["typ"] == "revocations"
     return doc
 
 

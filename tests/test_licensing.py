@@ -75,6 +75,7 @@ def make_document(key: SigningKey | None = None, **overrides: Any) -> str:
     """Sign an arbitrary payload: our usual fields with ``overrides`` applied (None deletes a field)."""
     key = key or signing_key()
     payload: dict[str, Any] = {
+        "typ": "license",
         "id": "5b0c9a8e-2f47-4d1a-9c3e-7a1b2c3d4e5f",
         "createdAt": js_iso(CREATED),
         "expiresAt": js_iso(EXPIRES),
@@ -123,6 +124,7 @@ def test_an_issued_license_carries_exactly_the_fields_the_extension_reads_and_ou
     body = base64.b64decode(data, validate=True)
 
     assert json.loads(body) == {
+        "typ": "license",
         "id": "5b0c9a8e-2f47-4d1a-9c3e-7a1b2c3d4e5f",
         "createdAt": "2026-11-26T14:05:01.340Z",
         "expiresAt": "2027-11-26T14:05:01.340Z",
@@ -186,7 +188,13 @@ def test_it_refuses_to_issue_a_malformed_license(overrides: dict[str, Any], erro
 
 def test_it_refuses_to_sign_a_payload_naming_another_key() -> None:
     with pytest.raises(ValueError, match="kid"):
-        sign_document(signing_key(), {"kid": signing_key("other").kid})
+        sign_document(signing_key(), {"typ": "license", "kid": signing_key("other").kid})
+
+
+@pytest.mark.parametrize("payload", [{}, {"typ": ""}, {"typ": "License"}, {"typ": "a\nb"}, {"typ": 1}])
+def test_it_refuses_to_sign_a_document_without_a_plain_typ(payload: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="typ"):
+        sign_document(signing_key(), payload)
 
 
 # --- key ids -----------------------------------------------------------------------------------
@@ -255,10 +263,10 @@ def test_it_reads_now_in_any_zone() -> None:
     assert check(make_license(), now=expires_in_beijing).status == "expired"
 
 
-def test_it_treats_a_signed_license_without_expiry_as_perpetual() -> None:
-    result = check(make_document(expiresAt=None), now=datetime(9999, 1, 1, tzinfo=timezone.utc))
+def test_it_never_treats_a_signed_license_without_expiry_as_perpetual() -> None:
+    result = check(make_document(expiresAt=None), now=NOW)
 
-    assert (result.status, result.reason) == ("valid", "no expiry")
+    assert (result.status, result.reason) == ("invalid", "no expiry")
 
 
 def test_it_ignores_surrounding_whitespace() -> None:

@@ -7,6 +7,7 @@
 //   // show order.qr_svg, keep order.buyer_token in the extension's secret storage
 //   const done = await pay.waitForLicense(order, { signal });
 //   if (done.license) verifyLicense(done.license.key, publicKeyPem, { courseId: 'cpp-primer-5th' });
+//   verifyRevocations(await pay.revocations(), publicKeyPem);  // refused once older than 7 days
 'use strict';
 
 const crypto = require('node:crypto');
@@ -278,55 +279,80 @@ class PayClient {
   }
 }
 
+/** The `typ` of a license; every other signed document names its own and signs a prefixed message. */
+const LICENSE = 'license';
+const REVOCATIONS = 'revocations';
+/** Fields every license signed before documents had a `typ` carries. */
+const LEGACY_LICENSE_FIELDS = ['id', 'contentPermissions', 'expiresAt'];
+/** A revocation list older than this tells nothing about revocations since: refuse it. */
+const REVOCATIONS_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+/** How far ahead of our clock a list's issuedAt may be. */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+
 /**
- * Split `DATA|SIG` and check SHA256withRSA over the DATA text, exactly as the extension does.
+ * What a document of type `typ` is signed over: DATA for a license, `lbpay.<typ>\n` + DATA otherwise.
+ * @param {string} typ
+ * @param {string} data
+ */
+function signedMessage(typ, data) {
+  return typ === LICENSE ? data : `lbpay.${typ}\n${data}`;
+}
+
+/**
+ * Split `DATA|SIG`, check SHA256withRSA over the message of `typ`, and check the payload names that type.
  * @param {string} text
  * @param {string} publicKeyPem
+ * @param {string} typ
  * @returns {{ok: boolean, payload: Record<string, any>|null, reason: string}}
  */
-function verifySigned(text, publicKeyPem) {
+function verifySigned(text, publicKeyPem, typ) {
   if (typeof text !== 'string') return { ok: false, payload: null, reason: 'not a string' };
   const parts = text.trim().split('|');
   if (parts.length !== 2 || !parts[0] || !parts[1]) return { ok: false, payload: null, reason: 'not DATA|SIG' };
   const [data, signature] = parts;
   let ok = false;
   try {
-    ok = crypto.createVerify('SHA256').update(data).verify(publicKeyPem, signature, 'base64');
+    ok = crypto.createVerify('SHA256').update(signedMessage(typ, data)).verify(publicKeyPem, signature, 'base64');
   } catch (err) {
     return { ok: false, payload: null, reason: `cannot verify: ${/** @type {Error} */ (err).message}` };
   }
   if (!ok) return { ok: false, payload: null, reason: 'bad signature' };
+  let payload;
   try {
-    const payload = JSON.parse(Buffer.from(data, 'base64').toString('utf8'));
-    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
-      return { ok: false, payload: null, reason: 'DATA is not a JSON object' };
-    }
-    return { ok: true, payload, reason: 'ok' };
+    payload = JSON.parse(Buffer.from(data, 'base64').toString('utf8'));
   } catch {
     return { ok: false, payload: null, reason: 'DATA is not JSON' };
   }
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+    return { ok: false, payload: null, reason: 'DATA is not a JSON object' };
+  }
+  if (payload.typ !== undefined ? payload.typ !== typ
+    : typ !== LICENSE || !LEGACY_LICENSE_FIELDS.every((name) => name in payload)) {
+    // Only licenses predate `typ`, and they always carried these fields.
+    return { ok: false, payload: null, reason: `not a ${typ}` };
+  }
+  return { ok: true, payload, reason: 'ok' };
 }
 
 /**
- * Verify a license offline as the extension does, plus the course and signing key it must name.
+ * Verify a license offline: signature, `typ`, expiry, and the course and signing key it must name.
  *
- * `valid` is the signature (and the optional courseId/kid checks); `expired` compares `expiresAt` with
- * `now` (a license without `expiresAt` never expires). Use it when `valid && !expired`.
+ * `valid` is the signature, type and the optional courseId/kid checks; `expired` compares `expiresAt` with
+ * `now`. A license without `expiresAt` is not valid (the extension's own check would call it perpetual).
+ * Use it when `valid && !expired`.
  * @param {string} key
  * @param {string} publicKeyPem
  * @param {{courseId?: string, kid?: string, now?: Date}} [expect]
  * @returns {LicenseCheck}
  */
 function verifyLicense(key, publicKeyPem, { courseId, kid, now = new Date() } = {}) {
-  const signed = verifySigned(key, publicKeyPem);
+  const signed = verifySigned(key, publicKeyPem, LICENSE);
   if (!signed.ok || !signed.payload) return { valid: false, expired: false, payload: null, reason: signed.reason };
   const payload = signed.payload;
-  let expired = false;
-  if (payload.expiresAt !== undefined) {
-    const expiresAt = new Date(payload.expiresAt).getTime();
-    if (Number.isNaN(expiresAt)) return { valid: false, expired: false, payload, reason: 'expiresAt is not a date' };
-    expired = now.getTime() >= expiresAt;
-  }
+  if (typeof payload.expiresAt !== 'string') return { valid: false, expired: false, payload, reason: 'no expiry' };
+  const expiresAt = new Date(payload.expiresAt).getTime();
+  if (Number.isNaN(expiresAt)) return { valid: false, expired: false, payload, reason: 'expiresAt is not a date' };
+  const expired = now.getTime() >= expiresAt;
   if (courseId !== undefined && payload.courseId !== courseId) {
     return { valid: false, expired, payload, reason: `for course ${payload.courseId}, not ${courseId}` };
   }
@@ -338,13 +364,16 @@ function verifyLicense(key, publicKeyPem, { courseId, kid, now = new Date() } = 
 
 /**
  * Check the signed revocation list offline and return the revoked license ids.
+ *
+ * A list whose `issuedAt` is more than `maxAgeMs` (7 days) before `now` is refused: it says nothing
+ * about licenses revoked since, and anyone could replay it forever.
  * @param {string} text
  * @param {string} publicKeyPem
- * @param {{kid?: string}} [expect]
+ * @param {{kid?: string, now?: Date, maxAgeMs?: number}} [expect]
  * @returns {RevocationCheck}
  */
-function verifyRevocations(text, publicKeyPem, { kid } = {}) {
-  const signed = verifySigned(text, publicKeyPem);
+function verifyRevocations(text, publicKeyPem, { kid, now = new Date(), maxAgeMs = REVOCATIONS_MAX_AGE_MS } = {}) {
+  const signed = verifySigned(text, publicKeyPem, REVOCATIONS);
   const empty = { issuedAt: null, kid: null, revoked: new Set() };
   if (!signed.ok || !signed.payload) return { valid: false, reason: signed.reason, ...empty };
   const doc = signed.payload;
@@ -354,7 +383,14 @@ function verifyRevocations(text, publicKeyPem, { kid } = {}) {
   if (kid !== undefined && doc.kid !== kid) {
     return { valid: false, reason: `signed by key ${doc.kid}, not ${kid}`, ...empty };
   }
+  const issuedAt = typeof doc.issuedAt === 'string' ? new Date(doc.issuedAt).getTime() : Number.NaN;
+  if (Number.isNaN(issuedAt)) return { valid: false, reason: 'issuedAt is not a date', ...empty };
+  if (issuedAt > now.getTime() + CLOCK_SKEW_MS) return { valid: false, reason: 'issued in the future', ...empty };
+  if (now.getTime() - issuedAt > maxAgeMs) return { valid: false, reason: 'stale', ...empty };
   return { valid: true, reason: 'ok', issuedAt: doc.issuedAt, kid: doc.kid, revoked: new Set(doc.revoked) };
 }
 
-module.exports = { PayClient, PayApiError, verifyLicense, verifyRevocations, sleep };
+module.exports = {
+  PayClient, PayApiError, verifyLicense, verifyRevocations, signedMessage, sleep, LICENSE, REVOCATIONS,
+  REVOCATIONS_MAX_AGE_MS,
+};
