@@ -333,12 +333,29 @@ def test_it_retries_two_500s_with_the_same_body_and_succeeds(wechat: FakeWeChat)
 def test_it_gives_up_after_max_attempts_of_500(wechat: FakeWeChat) -> None:
     wechat.replies += [Reply(500, SYSTEM_ERROR) for _ in range(5)]
     sleeps = Sleeps()
+    client = make_client(wechat, sleeps)
     with pytest.raises(ApiError) as info:
-        create_order(make_client(wechat, sleeps))
+        create_order(client)
     assert (info.value.status, info.value.code, info.value.message) == (500, "SYSTEM_ERROR", "系统错误")
-    assert info.value.retryable
-    assert len(wechat.seen) == 3
+    assert info.value.retryable and info.value.kind == "unavailable" and not info.value.is_config_error
+    # Three attempts, then one without our unconfirmed public-key id: it fails the same way, so an outage.
+    assert len(wechat.seen) == 4
+    assert [("Wechatpay-Serial" in s.headers) for s in wechat.seen] == [True, True, True, False]
     assert len(sleeps.calls) == 2
+    assert client.serial_status == "unconfirmed"
+
+
+def test_once_the_public_key_id_is_confirmed_a_500_is_an_outage_without_a_diagnosis(wechat: FakeWeChat) -> None:
+    wechat.replies += [Reply(body={"code_url": "weixin://ok"})] + [Reply(500, SYSTEM_ERROR) for _ in range(5)]
+    client = make_client(wechat)
+    create_order(client)
+    assert client.serial_status == "confirmed"
+
+    with pytest.raises(ApiError) as info:
+        create_order(client)
+
+    assert info.value.kind == "unavailable"
+    assert len(wechat.seen) == 4
 
 
 def test_it_retries_a_429(wechat: FakeWeChat) -> None:
