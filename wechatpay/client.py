@@ -416,7 +416,8 @@ class WeChatPayClient:
                 if exc.retryable and attempt < limit:
                     pass
                 else:
-                    raise self._classify(exc, method, url, data, body is not None) from None
+                    # A caller that asked for a single try (a status poll) gets no extra diagnostic call.
+                    raise self._classify(exc, method, url, data, body is not None, diagnose=limit > 1) from None
             except WeChatPayError as exc:
                 if not exc.retryable or attempt >= limit:
                     raise
@@ -425,13 +426,15 @@ class WeChatPayClient:
             self._sleep(random.uniform(0, cap))
             attempt += 1
 
-    def _classify(self, exc: ApiError, method: str, url: str, data: bytes, has_body: bool) -> ApiError:
+    def _classify(
+        self, exc: ApiError, method: str, url: str, data: bytes, has_body: bool, *, diagnose: bool
+    ) -> ApiError:
         """Tell a refused Wechatpay-Serial (a configuration error) from an outage or a business refusal."""
         if not self._public_key_id:
             return exc
         if 400 <= exc.status < 500 and _mentions_serial(exc):
             return self._serial_rejected(exc, f"WeChat Pay refuses Wechatpay-Serial {self._public_key_id}")
-        if exc.status == 500 and exc.code == "SYSTEM_ERROR" and self.serial_status != SERIAL_CONFIRMED:
+        if diagnose and exc.status == 500 and exc.code == "SYSTEM_ERROR" and self.serial_status != SERIAL_CONFIRMED:
             # WeChat answers a wrong public-key id with 500 SYSTEM_ERROR. Until one answer has
             # confirmed the id, ask once without it: a different answer means the id is at fault.
             try:
