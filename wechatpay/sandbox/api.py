@@ -186,22 +186,26 @@ def query_refund(out_refund_no: str) -> Response:
 
 @bp.get("/v3/certificates")
 def certificates() -> Response:
+    """Every platform certificate, a rotated-in one included (WeChat lists a new one before it signs)."""
     state = sandbox()
-    identity = state.identity
-    nonce = make_nonce(12)
-    cert = identity.certificate
-    entry = {
-        "serial_no": identity.certificate_serial,
-        "effective_time": rfc3339(cert.not_valid_before_utc.timestamp()),
-        "expire_time": rfc3339(cert.not_valid_after_utc.timestamp()),
-        "encrypt_certificate": {
-            "algorithm": "AEAD_AES_256_GCM",
-            "nonce": nonce,
-            "associated_data": "certificate",
-            "ciphertext": aead_encrypt(state.config.apiv3_key, nonce, "certificate", identity.certificate_pem),
-        },
-    }
-    return json_response({"data": [entry]})
+    with state.lock:
+        held = list(state.identity.certificates)
+    entries = []
+    for held_certificate in held:
+        nonce = make_nonce(12)
+        cert = held_certificate.certificate
+        entries.append({
+            "serial_no": held_certificate.serial,
+            "effective_time": rfc3339(cert.not_valid_before_utc.timestamp()),
+            "expire_time": rfc3339(cert.not_valid_after_utc.timestamp()),
+            "encrypt_certificate": {
+                "algorithm": "AEAD_AES_256_GCM",
+                "nonce": nonce,
+                "associated_data": "certificate",
+                "ciphertext": aead_encrypt(state.config.apiv3_key, nonce, "certificate", held_certificate.pem),
+            },
+        })
+    return json_response({"data": entries})
 
 
 @bp.get("/v3/bill/tradebill")
