@@ -506,3 +506,24 @@ def test_a_caller_can_ask_for_a_single_try(wechat: FakeWeChat) -> None:
     with pytest.raises(ApiError) as info:
         make_client(wechat, max_attempts=3).query_by_out_trade_no("LB1", attempts=1)
     assert info.value.retryable and len(wechat.seen) == 1
+
+
+def test_a_bill_download_url_on_another_host_is_never_called(wechat: FakeWeChat) -> None:
+    wechat.replies.append(Reply(body={"hash_type": "SHA1", "hash_value": "0" * 40,
+                                      "download_url": "https://evil.example/v3/billdownload/file?token=x"}))
+    from datetime import date
+
+    with pytest.raises(MalformedError) as info:
+        make_client(wechat).trade_bill_text(date(2026, 11, 25))
+
+    assert "not on a WeChat Pay host" in str(info.value)
+    assert [s.target for s in wechat.seen] == ["/v3/bill/tradebill?bill_date=2026-11-25&bill_type=ALL&tar_type=GZIP"]
+
+
+def test_the_production_host_fails_over_to_api2_by_default() -> None:
+    client = WeChatPayClient(api_base="https://api.mch.weixin.qq.com", mchid=MCHID, appid=APPID,
+                             merchant_serial=MERCHANT_SERIAL, merchant_key=rsa_key("merchant"),
+                             verifier=PublicKeyVerifier(KEY_ID, rsa_key("platform").public_key()),
+                             apiv3_keys=[APIV3_KEY])
+    assert client._relative("https://api2.mch.weixin.qq.com/v3/billdownload/file?token=t") == (
+        "/v3/billdownload/file?token=t")
