@@ -1082,3 +1082,108 @@ def test_stopping_the_sandbox_stops_pending_retries(make_sandbox: Callable[..., 
 
     assert time.monotonic() - started < 2
     assert not sandbox.state.courier.running
+
+
+# --- issue 10: key phases, probes, bills --------------------------------------------------------
+
+
+def test_in_the_gray_phase_notifications_alternate_between_the_certificate_and_the_public_key(
+    make_sandbox: Callable[..., Sandbox], receiver: Receiver
+) -> None:
+    sandbox = make_sandbox(key_phase="gray")
+    for _ in range(4):
+        sandbox.pay(sandbox.order()["out_trade_no"])
+
+    notes = receiver.wait_for(4)
+
+    serials = sorted(n.headers["Wechatpay-Serial"] for n in notes)
+    assert serials == sorted([PUBLIC_KEY_ID, PUBLIC_KEY_ID] + [sandbox.state.identity.certificate_serial] * 2)
+
+
+def test_in_the_gray_phase_responses_use_the_public_key_only_after_the_switch(
+    make_sandbox: Callable[..., Sandbox]
+) -> None:
+    sandbox = make_sandbox(key_phase="gray")
+    path = f"/v3/pay/transactions/out-trade-no/LB12345678?mchid={MCHID}"
+    named = {"Wechatpay-Serial": PUBLIC_KEY_ID}
+
+    before = sandbox.call("GET", path, headers=named).headers["Wechatpay-Serial"]
+    switched = sandbox.control("POST", "keys", {"switch": True}).json()
+    after = sandbox.call("GET", path, headers=named).headers["Wechatpay-Serial"]
+    unnamed = sandbox.call("GET", path).headers["Wechatpay-Serial"]
+
+    assert before == unnamed == sandbox.state.identity.certificate_serial
+    assert switched["switch"] is True and after == PUBLIC_KEY_ID
+
+
+def test_an_armed_probe_signs_the_next_2xx_answer_with_signtest(sandbox: Sandbox) -> None:
+    order = sandbox.order()
+    sandbox.control("POST", "faults", {"api": {"probe_next": 1}})
+
+    probed = sandbox.call(
+        "GET", f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}?mchid={MCHID}", expect_signed=False)
+    normal = sandbox.query(order["out_trade_no"])
+
+    assert probed.status_code == 200 and probed.headers["Wechatpay-Signature"].startswith("WECHATPAY/SIGNTEST/")
+    assert normal.status_code == 200
+
+
+def test_a_rotated_certificate_is_listed_with_the_old_one(make_sandbox: Callable[..., Sandbox]) -> None:
+    sandbox = make_sandbox(public_key_id=None)
+    old = sandbox.state.identity.certificate_serial
+
+    listed = sandbox.control("POST", "certificates/rotate", {"activate": False}).json()
+    entries = sandbox.call("GET", "/v3/certificates").json()["data"]
+
+    assert listed["certificate_serial"] == old and len(listed["certificate_serials"]) == 2
+    assert {e["serial_no"] for e in entries} == set(listed["certificate_serials"])
+
+
+def _bill(sandbox: Sandbox, day: str, **query: str) -> requests.Response:
+    params = "&".join(f"{k}={v}" for k, v in {"bill_date": day, "bill_type": "ALL", **query}.items())
+    return sandbox.call("GET", f"/v3/bill/tradebill?{params}")
+
+
+def test_the_trade_bill_is_published_after_ten_and_empty_days_have_none(
+    sandbox: Sandbox, clock: Clock
+) -> None:
+    order = sandbox.order()
+    sandbox.pay(order["out_trade_no"])
+    today = datetime.fromtimestamp(clock(), CHINA).date()
+    tomorrow_ten = datetime.combine(today + timedelta(days=1), datetime.min.time(), CHINA) + timedelta(hours=10)
+
+    creating = _bill(sandbox, today.isoformat())
+    future = _bill(sandbox, (today + timedelta(days=1)).isoformat())
+    empty = _bill(sandbox, (today - timedelta(days=5)).isoformat())
+    bad = _bill(sandbox, "2026-13-01")
+    clock.offset = tomorrow_ten.timestamp() - time.time() + 1
+    ready = _bill(sandbox, today.isoformat())
+
+    assert (creating.status_code, creating.json()["code"]) == (400, "STATEMENT_CREATING")
+    assert (future.status_code, future.json()["code"]) == (400, "INVALID_REQUEST")
+    assert (empty.status_code, empty.json()["code"]) == (400, "NO_STATEMENT_EXIST")
+    assert (bad.status_code, bad.json()["code"]) == (400, "PARAM_ERROR")
+    assert ready.status_code == 200 and ready.json()["hash_type"] == "SHA1"
+
+
+def test_the_bill_file_is_gzip_unsigned_and_hashed_before_compression(sandbox: Sandbox) -> None:
+    import gzip
+    import hashlib
+
+    sandbox.control("POST", "settings", {"bill_ready_after": -86400})
+    order = sandbox.order(description="C++ Primer, 第5版")
+    sandbox.pay(order["out_trade_no"])
+    today = datetime.now(CHINA).date().isoformat()
+    answer = _bill(sandbox, today, tar_type="GZIP").json()
+    path = answer["download_url"].removeprefix(sandbox.server.url)
+
+    download = sandbox.call("GET", path, expect_signed=False)
+
+    text = gzip.decompress(download.content)
+    assert "Wechatpay-Signature" not in download.headers
+    assert hashlib.sha1(text).hexdigest() == answer["hash_value"]
+    lines = text.decode().split("\r\n")
+    assert lines[0].startswith("交易时间,公众账号ID,商户号,特约商户号")
+    assert lines[1].startswith("`") and f"`{order['out_trade_no']}," in lines[1] and "`99.00," in lines[1]
+    assert "`C++ Primer, 第5版," in lines[1]
+    assert lines[2].startswith("总交易单数") and lines[3].startswith("`1,`99.00,")
