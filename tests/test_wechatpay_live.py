@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import APIV3_KEY, APPID, MCHID, PUBLIC_KEY_ID, Keys, LiveServer, Tls
+from conftest import APIV3_KEY, APPID, MCHID, PUBLIC_KEY_ID, Keys, LiveServer, Sandbox, Tls
 from cryptography.hazmat.primitives.asymmetric import rsa
 from servers import private_pem, public_pem
 from werkzeug.wrappers import Request
@@ -89,24 +89,6 @@ class Merchant:
             time.sleep(0.02)
 
 
-@dataclass
-class Sandbox:
-    url: str
-    app: Any
-    server: LiveServer
-
-    @property
-    def state(self) -> Any:
-        return self.app.extensions["wechatpay_sandbox"]
-
-    def control(self, method: str, path: str, payload: Any = None) -> requests.Response:
-        return requests.request(method, f"{self.url}/control/{path}", json=payload, timeout=10)
-
-    def pay(self, out_trade_no: str) -> None:
-        response = self.control("POST", f"orders/{out_trade_no}/pay", {"result": "success"})
-        assert response.status_code == 200, response.text
-
-
 @pytest.fixture
 def merchant() -> Iterator[Merchant]:
     yield Merchant()
@@ -125,9 +107,10 @@ def make_sandbox(keys: Keys, tls: Tls, merchant: Merchant) -> Iterator[Callable[
             certificate_private_key_pem=private_pem(certificate_key()),
             notify_origin_map={SHOP: notify_server.url}, retry_scale=0.001, clock=merchant.clock)
         settings.update(overrides)
-        app = create_sandbox_app(SandboxConfig(**settings))
+        config = SandboxConfig(**settings)
+        app = create_sandbox_app(config)
         server = LiveServer(app, ssl_context=tls.context)
-        sandbox = Sandbox(server.url, app, server)
+        sandbox = Sandbox(url=server.url, app=app, config=config, server=server)
         started.append((sandbox, server))
         return sandbox
 
