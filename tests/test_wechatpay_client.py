@@ -338,9 +338,10 @@ def test_it_gives_up_after_max_attempts_of_500(wechat: FakeWeChat) -> None:
         create_order(client)
     assert (info.value.status, info.value.code, info.value.message) == (500, "SYSTEM_ERROR", "系统错误")
     assert info.value.retryable and info.value.kind == "unavailable" and not info.value.is_config_error
-    # Three attempts, then one without our unconfirmed public-key id: it fails the same way, so an outage.
+    # Three attempts, then a harmless query without our unconfirmed public-key id: it fails too, so an outage.
     assert len(wechat.seen) == 4
     assert [("Wechatpay-Serial" in s.headers) for s in wechat.seen] == [True, True, True, False]
+    assert wechat.seen[3].target == f"/v3/pay/transactions/out-trade-no/LBPAY_SERIAL_CHECK?mchid={MCHID}"
     assert len(sleeps.calls) == 2
     assert client.serial_status == "unconfirmed"
 

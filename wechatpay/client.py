@@ -60,6 +60,8 @@ SERIAL_NOT_SENT = "not_sent"
 SERIAL_UNCONFIRMED = "unconfirmed"
 SERIAL_CONFIRMED = "confirmed"
 SERIAL_REJECTED = "rejected"
+# An order number we never use: querying it is the harmless question of the serial check.
+SERIAL_CHECK_ORDER = "LBPAY_SERIAL_CHECK"
 
 
 def authorization_header(
@@ -417,7 +419,7 @@ class WeChatPayClient:
                     pass
                 else:
                     # A caller that asked for a single try (a status poll) gets no extra diagnostic call.
-                    raise self._classify(exc, method, url, data, body is not None, diagnose=limit > 1) from None
+                    raise self._classify(exc, diagnose=limit > 1) from None
             except WeChatPayError as exc:
                 if not exc.retryable or attempt >= limit:
                     raise
@@ -426,28 +428,39 @@ class WeChatPayClient:
             self._sleep(random.uniform(0, cap))
             attempt += 1
 
-    def _classify(
-        self, exc: ApiError, method: str, url: str, data: bytes, has_body: bool, *, diagnose: bool
-    ) -> ApiError:
+    def _classify(self, exc: ApiError, *, diagnose: bool) -> ApiError:
         """Tell a refused Wechatpay-Serial (a configuration error) from an outage or a business refusal."""
         if not self._public_key_id:
             return exc
         if 400 <= exc.status < 500 and _mentions_serial(exc):
             return self._serial_rejected(exc, f"WeChat Pay refuses Wechatpay-Serial {self._public_key_id}")
         if diagnose and exc.status == 500 and exc.code == "SYSTEM_ERROR" and self.serial_status != SERIAL_CONFIRMED:
-            # WeChat answers a wrong public-key id with 500 SYSTEM_ERROR. Until one answer has
-            # confirmed the id, ask once without it: a different answer means the id is at fault.
-            try:
-                self._attempt_hosts(method, url, data, has_body=has_body, verify=False, send_serial=False)
-            except ApiError as other:
-                if other.status >= 500:
-                    return exc
-            except WeChatPayError:
-                return exc
-            return self._serial_rejected(
-                exc, f"WeChat Pay answers 500 only when Wechatpay-Serial {self._public_key_id} is sent: "
-                "the public-key id is probably wrong")
+            # WeChat answers a wrong public-key id with 500 SYSTEM_ERROR. Until an answer has
+            # confirmed the id, ask a harmless question without it and with it: only the id differs.
+            if self._serial_refused():
+                return self._serial_rejected(
+                    exc, f"WeChat Pay answers 500 only when Wechatpay-Serial {self._public_key_id} is sent: "
+                    "the public-key id is probably wrong")
         return exc
+
+    def _serial_refused(self) -> bool:
+        """Query an order that does not exist without and with our public-key id; tell whether only the id fails."""
+        url = f"/v3/pay/transactions/out-trade-no/{SERIAL_CHECK_ORDER}?{urlencode({'mchid': self.mchid})}"
+        outcomes: list[int] = []
+        for send_serial in (False, True):
+            try:
+                outcomes.append(self._attempt_hosts("GET", url, b"", has_body=False, verify=False,
+                                                    send_serial=send_serial).status)
+            except ApiError as answer:
+                outcomes.append(answer.status)
+            except WeChatPayError:
+                return False
+            if outcomes[0] >= 500:
+                return False  # WeChat fails without the id as well: an outage, not our id
+        without, with_serial = outcomes
+        if without < 500 and with_serial < 500:
+            self.serial_status = SERIAL_CONFIRMED
+        return without < 500 <= with_serial
 
     def _serial_rejected(self, exc: ApiError, problem: str) -> ApiError:
         self.serial_status = SERIAL_REJECTED
