@@ -393,7 +393,10 @@ def test_a_signature_failure_names_the_signed_message(sandbox: Sandbox, keys: Ke
         ({"mchid": _DROP}, "PARAM_ERROR", "/body/mchid"),
         ({"mchid": "1230000109"}, "PARAM_ERROR", "/body/mchid"),
         ({"description": ""}, "PARAM_ERROR", "/body/description"),
-        ({"description": "课" * 128}, "PARAM_ERROR", "/body/description"),
+        ({"description": "课" * 43}, "PARAM_ERROR", "/body/description"),
+        ({"description": "a" * 128}, "PARAM_ERROR", "/body/description"),
+        ({"description": "课程 \U0001F4DA"}, "PARAM_ERROR", "/body/description"),
+        ({"attach": "课" * 43}, "PARAM_ERROR", "/body/attach"),
         ({"out_trade_no": "LB123"}, "PARAM_ERROR", "/body/out_trade_no"),
         ({"out_trade_no": "L" * 33}, "PARAM_ERROR", "/body/out_trade_no"),
         ({"out_trade_no": "LB.123456"}, "PARAM_ERROR", "/body/out_trade_no"),
@@ -438,7 +441,35 @@ def test_a_body_that_is_not_a_json_object_is_a_param_error(sandbox: Sandbox, raw
 def test_it_accepts_the_longest_description_and_a_time_expire_with_offset(sandbox: Sandbox) -> None:
     expire = (datetime.now(CHINA) + timedelta(hours=1)).isoformat(timespec="seconds")
 
-    sandbox.order(description="课" * 127, time_expire=expire, out_trade_no="LB_-*" + "9" * 27)
+    # 42 three-byte characters and one ASCII letter: exactly 127 UTF-8 bytes.
+    sandbox.order(description="课" * 42 + "a", time_expire=expire, out_trade_no="LB_-*" + "9" * 27)
+    sandbox.order(description="a" * 127, attach="课" * 42 + "ab")
+
+
+def test_a_description_over_127_bytes_is_refused_counting_bytes_as_wechat_does(sandbox: Sandbox) -> None:
+    response = sandbox.call("POST", "/v3/pay/transactions/native", order_body(description="课" * 48))
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "PARAM_ERROR"
+    assert "字节数 144,大于最大值 127" in response.json()["message"]
+
+
+def test_a_refund_reason_over_80_bytes_or_with_an_emoji_is_refused(sandbox: Sandbox) -> None:
+    order = sandbox.order()
+    sandbox.pay(order["out_trade_no"])
+    base = {"out_trade_no": order["out_trade_no"], "amount": {"refund": 100, "total": 9900, "currency": "CNY"}}
+
+    long_reason = sandbox.call("POST", "/v3/refund/domestic/refunds",
+                               {**base, "out_refund_no": "RF-long", "reason": "退" * 27})
+    emoji = sandbox.call("POST", "/v3/refund/domestic/refunds",
+                         {**base, "out_refund_no": "RF-emoji", "reason": "不想要了\U0001F622"})
+    fits = sandbox.call("POST", "/v3/refund/domestic/refunds",
+                        {**base, "out_refund_no": "RF-fits", "reason": "退" * 26 + "ab"})
+
+    assert (long_reason.status_code, long_reason.json()["detail"]["field"]) == (400, "/body/reason")
+    assert "字节数 81,大于最大值 80" in long_reason.json()["message"]
+    assert (emoji.status_code, emoji.json()["code"]) == (400, "PARAM_ERROR")
+    assert fits.status_code == 200
 
 
 def test_headers_accept_user_agent_and_wechatpay_serial_are_checked(sandbox: Sandbox) -> None:
@@ -446,23 +477,67 @@ def test_headers_accept_user_agent_and_wechatpay_serial_are_checked(sandbox: San
 
     no_accept = sandbox.call("GET", path, headers={"Accept": "text/html"})
     no_agent = sandbox.call("GET", path, headers={"User-Agent": ""})
-    bad_serial = sandbox.call("GET", path, headers={"Wechatpay-Serial": "PUB_KEY_ID_0000"})
+    bad_key_id = sandbox.call("GET", path, headers={"Wechatpay-Serial": "PUB_KEY_ID_0000"})
+    bad_serial = sandbox.call("GET", path, headers={"Wechatpay-Serial": "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"})
     good_serial = sandbox.call("GET", path, headers={"Wechatpay-Serial": PUBLIC_KEY_ID})
 
     assert (no_accept.status_code, no_accept.json()["code"]) == (400, "PARAM_ERROR")
     assert (no_agent.status_code, no_agent.json()["code"]) == (400, "PARAM_ERROR")
+    # A public-key id WeChat does not know gets a bare 500, as merchants report of production.
+    assert (bad_key_id.status_code, bad_key_id.json()["code"]) == (500, "SYSTEM_ERROR")
     assert (bad_serial.status_code, bad_serial.json()["code"]) == (400, "INVALID_REQUEST")
     assert (good_serial.status_code, good_serial.json()["code"]) == (404, "ORDER_NOT_EXIST")
 
 
-def test_repeating_an_order_with_the_same_parameters_returns_the_same_code_url(sandbox: Sandbox) -> None:
-    body = order_body()
+def test_repeating_an_order_with_the_same_parameters_returns_a_current_code_url(sandbox: Sandbox) -> None:
+    body = order_body(time_expire=(datetime.now(CHINA) + timedelta(hours=3)).isoformat(timespec="seconds"))
 
     first = sandbox.call("POST", "/v3/pay/transactions/native", body)
     again = sandbox.call("POST", "/v3/pay/transactions/native", body)
 
     assert first.status_code == again.status_code == 200
-    assert first.json()["code_url"] == again.json()["code_url"]
+    assert first.json()["code_url"] != again.json()["code_url"]
+    assert sandbox.control("GET", f"orders/{body['out_trade_no']}").json()["code_url"] == again.json()["code_url"]
+
+
+def test_repeating_an_order_with_another_time_expire_is_refused(sandbox: Sandbox) -> None:
+    soon = datetime.now(CHINA) + timedelta(hours=3)
+    body = order_body(time_expire=soon.isoformat(timespec="seconds"))
+    sandbox.call("POST", "/v3/pay/transactions/native", body)
+
+    moved = sandbox.call("POST", "/v3/pay/transactions/native",
+                         {**body, "time_expire": (soon + timedelta(minutes=1)).isoformat(timespec="seconds")})
+
+    assert (moved.status_code, moved.json()["code"]) == (400, "INVALID_REQUEST")
+
+
+def test_a_code_url_dies_after_its_lifetime_and_a_re_placed_order_gives_a_payable_one(
+    sandbox: Sandbox, clock: Clock
+) -> None:
+    assert sandbox.control("POST", "settings", {"code_url_lifetime": 60}).status_code == 200
+    body = order_body(time_expire=(datetime.now(CHINA) + timedelta(hours=3)).isoformat(timespec="seconds"))
+    old = sandbox.call("POST", "/v3/pay/transactions/native", body).json()["code_url"].rpartition("pr=")[2]
+
+    clock.offset = 61
+    dead = requests.post(f"{sandbox.base}/pay/{old}", data={"result": "success"}, timeout=5)
+    fresh = sandbox.call("POST", "/v3/pay/transactions/native", body).json()["code_url"].rpartition("pr=")[2]
+    paid = requests.post(f"{sandbox.base}/pay/{fresh}", data={"result": "success"}, timeout=5)
+
+    assert dead.status_code == 409 and "二维码已过期" in dead.text
+    assert fresh != old and 'data-outcome="paid"' in paid.text
+    assert sandbox.query(body["out_trade_no"]).json()["trade_state"] == "SUCCESS"
+
+
+def test_the_default_code_url_lifetime_is_two_hours(sandbox: Sandbox, clock: Clock) -> None:
+    body = order_body(time_expire=(datetime.now(CHINA) + timedelta(hours=5)).isoformat(timespec="seconds"))
+    pr = sandbox.call("POST", "/v3/pay/transactions/native", body).json()["code_url"].rpartition("pr=")[2]
+
+    clock.offset = 2 * 3600 - 5
+    alive = "<form" in requests.get(f"{sandbox.base}/pay/{pr}", timeout=5).text
+    clock.offset = 2 * 3600 + 5
+    dead = "<form" not in requests.get(f"{sandbox.base}/pay/{pr}", timeout=5).text
+
+    assert alive and dead
 
 
 def test_repeating_an_order_with_different_parameters_is_refused(sandbox: Sandbox) -> None:
@@ -579,14 +654,15 @@ def test_closing_a_paid_order_is_refused_and_unknown_orders_close_quietly(sandbo
     assert (no_mchid.status_code, no_mchid.json()["code"]) == (400, "PARAM_ERROR")
 
 
-def test_closing_twice_answers_order_closed(sandbox: Sandbox) -> None:
+def test_closing_twice_answers_204_again(sandbox: Sandbox) -> None:
     order = sandbox.order()
     path = f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}/close"
 
     sandbox.call("POST", path, {"mchid": MCHID})
     second = sandbox.call("POST", path, {"mchid": MCHID})
 
-    assert (second.status_code, second.json()["code"]) == (400, "ORDER_CLOSED")
+    assert (second.status_code, second.content) == (204, b"")
+    assert sandbox.query(order["out_trade_no"]).json()["trade_state"] == "CLOSED"
 
 
 def test_a_query_needs_the_right_mchid_and_a_known_order(sandbox: Sandbox) -> None:
@@ -1006,3 +1082,108 @@ def test_stopping_the_sandbox_stops_pending_retries(make_sandbox: Callable[..., 
 
     assert time.monotonic() - started < 2
     assert not sandbox.state.courier.running
+
+
+# --- issue 10: key phases, probes, bills --------------------------------------------------------
+
+
+def test_in_the_gray_phase_notifications_alternate_between_the_certificate_and_the_public_key(
+    make_sandbox: Callable[..., Sandbox], receiver: Receiver
+) -> None:
+    sandbox = make_sandbox(key_phase="gray")
+    for _ in range(4):
+        sandbox.pay(sandbox.order()["out_trade_no"])
+
+    notes = receiver.wait_for(4)
+
+    serials = sorted(n.headers["Wechatpay-Serial"] for n in notes)
+    assert serials == sorted([PUBLIC_KEY_ID, PUBLIC_KEY_ID] + [sandbox.state.identity.certificate_serial] * 2)
+
+
+def test_in_the_gray_phase_responses_use_the_public_key_only_after_the_switch(
+    make_sandbox: Callable[..., Sandbox]
+) -> None:
+    sandbox = make_sandbox(key_phase="gray")
+    path = f"/v3/pay/transactions/out-trade-no/LB12345678?mchid={MCHID}"
+    named = {"Wechatpay-Serial": PUBLIC_KEY_ID}
+
+    before = sandbox.call("GET", path, headers=named).headers["Wechatpay-Serial"]
+    switched = sandbox.control("POST", "keys", {"switch": True}).json()
+    after = sandbox.call("GET", path, headers=named).headers["Wechatpay-Serial"]
+    unnamed = sandbox.call("GET", path).headers["Wechatpay-Serial"]
+
+    assert before == unnamed == sandbox.state.identity.certificate_serial
+    assert switched["switch"] is True and after == PUBLIC_KEY_ID
+
+
+def test_an_armed_probe_signs_the_next_2xx_answer_with_signtest(sandbox: Sandbox) -> None:
+    order = sandbox.order()
+    sandbox.control("POST", "faults", {"api": {"probe_next": 1}})
+
+    probed = sandbox.call(
+        "GET", f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}?mchid={MCHID}", expect_signed=False)
+    normal = sandbox.query(order["out_trade_no"])
+
+    assert probed.status_code == 200 and probed.headers["Wechatpay-Signature"].startswith("WECHATPAY/SIGNTEST/")
+    assert normal.status_code == 200
+
+
+def test_a_rotated_certificate_is_listed_with_the_old_one(make_sandbox: Callable[..., Sandbox]) -> None:
+    sandbox = make_sandbox(public_key_id=None)
+    old = sandbox.state.identity.certificate_serial
+
+    listed = sandbox.control("POST", "certificates/rotate", {"activate": False}).json()
+    entries = sandbox.call("GET", "/v3/certificates").json()["data"]
+
+    assert listed["certificate_serial"] == old and len(listed["certificate_serials"]) == 2
+    assert {e["serial_no"] for e in entries} == set(listed["certificate_serials"])
+
+
+def _bill(sandbox: Sandbox, day: str, **query: str) -> requests.Response:
+    params = "&".join(f"{k}={v}" for k, v in {"bill_date": day, "bill_type": "ALL", **query}.items())
+    return sandbox.call("GET", f"/v3/bill/tradebill?{params}")
+
+
+def test_the_trade_bill_is_published_after_ten_and_empty_days_have_none(
+    sandbox: Sandbox, clock: Clock
+) -> None:
+    order = sandbox.order()
+    sandbox.pay(order["out_trade_no"])
+    today = datetime.fromtimestamp(clock(), CHINA).date()
+    tomorrow_ten = datetime.combine(today + timedelta(days=1), datetime.min.time(), CHINA) + timedelta(hours=10)
+
+    creating = _bill(sandbox, today.isoformat())
+    future = _bill(sandbox, (today + timedelta(days=1)).isoformat())
+    empty = _bill(sandbox, (today - timedelta(days=5)).isoformat())
+    bad = _bill(sandbox, "2026-13-01")
+    clock.offset = tomorrow_ten.timestamp() - time.time() + 1
+    ready = _bill(sandbox, today.isoformat())
+
+    assert (creating.status_code, creating.json()["code"]) == (400, "STATEMENT_CREATING")
+    assert (future.status_code, future.json()["code"]) == (400, "INVALID_REQUEST")
+    assert (empty.status_code, empty.json()["code"]) == (400, "NO_STATEMENT_EXIST")
+    assert (bad.status_code, bad.json()["code"]) == (400, "PARAM_ERROR")
+    assert ready.status_code == 200 and ready.json()["hash_type"] == "SHA1"
+
+
+def test_the_bill_file_is_gzip_unsigned_and_hashed_before_compression(sandbox: Sandbox) -> None:
+    import gzip
+    import hashlib
+
+    sandbox.control("POST", "settings", {"bill_ready_after": -86400})
+    order = sandbox.order(description="C++ Primer, 第5版")
+    sandbox.pay(order["out_trade_no"])
+    today = datetime.now(CHINA).date().isoformat()
+    answer = _bill(sandbox, today, tar_type="GZIP").json()
+    path = answer["download_url"].removeprefix(sandbox.server.url)
+
+    download = sandbox.call("GET", path, expect_signed=False)
+
+    text = gzip.decompress(download.content)
+    assert "Wechatpay-Signature" not in download.headers
+    assert hashlib.sha1(text).hexdigest() == answer["hash_value"]
+    lines = text.decode().split("\r\n")
+    assert lines[0].startswith("交易时间,公众账号ID,商户号,特约商户号")
+    assert lines[1].startswith("`") and f"`{order['out_trade_no']}," in lines[1] and "`99.00," in lines[1]
+    assert "`C++ Primer, 第5版," in lines[1]
+    assert lines[2].startswith("总交易单数") and lines[3].startswith("`1,`99.00,")

@@ -333,12 +333,30 @@ def test_it_retries_two_500s_with_the_same_body_and_succeeds(wechat: FakeWeChat)
 def test_it_gives_up_after_max_attempts_of_500(wechat: FakeWeChat) -> None:
     wechat.replies += [Reply(500, SYSTEM_ERROR) for _ in range(5)]
     sleeps = Sleeps()
+    client = make_client(wechat, sleeps)
     with pytest.raises(ApiError) as info:
-        create_order(make_client(wechat, sleeps))
+        create_order(client)
     assert (info.value.status, info.value.code, info.value.message) == (500, "SYSTEM_ERROR", "系统错误")
-    assert info.value.retryable
-    assert len(wechat.seen) == 3
+    assert info.value.retryable and info.value.kind == "unavailable" and not info.value.is_config_error
+    # Three attempts, then a harmless query without our unconfirmed public-key id: it fails too, so an outage.
+    assert len(wechat.seen) == 4
+    assert [("Wechatpay-Serial" in s.headers) for s in wechat.seen] == [True, True, True, False]
+    assert wechat.seen[3].target == f"/v3/pay/transactions/out-trade-no/LBPAY_SERIAL_CHECK?mchid={MCHID}"
     assert len(sleeps.calls) == 2
+    assert client.serial_status == "unconfirmed"
+
+
+def test_once_the_public_key_id_is_confirmed_a_500_is_an_outage_without_a_diagnosis(wechat: FakeWeChat) -> None:
+    wechat.replies += [Reply(body={"code_url": "weixin://ok"})] + [Reply(500, SYSTEM_ERROR) for _ in range(5)]
+    client = make_client(wechat)
+    create_order(client)
+    assert client.serial_status == "confirmed"
+
+    with pytest.raises(ApiError) as info:
+        create_order(client)
+
+    assert info.value.kind == "unavailable"
+    assert len(wechat.seen) == 4
 
 
 def test_it_retries_a_429(wechat: FakeWeChat) -> None:
@@ -489,3 +507,24 @@ def test_a_caller_can_ask_for_a_single_try(wechat: FakeWeChat) -> None:
     with pytest.raises(ApiError) as info:
         make_client(wechat, max_attempts=3).query_by_out_trade_no("LB1", attempts=1)
     assert info.value.retryable and len(wechat.seen) == 1
+
+
+def test_a_bill_download_url_on_another_host_is_never_called(wechat: FakeWeChat) -> None:
+    wechat.replies.append(Reply(body={"hash_type": "SHA1", "hash_value": "0" * 40,
+                                      "download_url": "https://evil.example/v3/billdownload/file?token=x"}))
+    from datetime import date
+
+    with pytest.raises(MalformedError) as info:
+        make_client(wechat).trade_bill_text(date(2026, 11, 25))
+
+    assert "not on a WeChat Pay host" in str(info.value)
+    assert [s.target for s in wechat.seen] == ["/v3/bill/tradebill?bill_date=2026-11-25&bill_type=ALL&tar_type=GZIP"]
+
+
+def test_the_production_host_fails_over_to_api2_by_default() -> None:
+    client = WeChatPayClient(api_base="https://api.mch.weixin.qq.com", mchid=MCHID, appid=APPID,
+                             merchant_serial=MERCHANT_SERIAL, merchant_key=rsa_key("merchant"),
+                             verifier=PublicKeyVerifier(KEY_ID, rsa_key("platform").public_key()),
+                             apiv3_keys=[APIV3_KEY])
+    assert client._relative("https://api2.mch.weixin.qq.com/v3/billdownload/file?token=t") == (
+        "/v3/billdownload/file?token=t")

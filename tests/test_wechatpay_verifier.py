@@ -376,3 +376,70 @@ def test_the_store_keeps_several_certificates_and_knows_when_they_expire() -> No
     assert not store.expiring_before(latest - 1)
     assert store.expiring_before(latest + 1)
     assert CertificateStore().expiring_before(0)
+
+
+# --- issue 10: both keys, refresh cadence, probes ---------------------------------------------
+
+
+def test_an_unknown_serial_refreshes_at_most_once_a_minute_by_default() -> None:
+    calls: list[float] = []
+    now = [NOW]
+    store = CertificateStore(refresh=lambda: calls.append(now[0]) or [], clock=lambda: now[0])
+
+    store.public_key_for("ABCDEF")
+    store.public_key_for("ABCDEF")
+    now[0] += 59
+    store.public_key_for("ABCDEF")
+    now[0] += 1
+    store.public_key_for("ABCDEF")
+
+    assert calls == [NOW, NOW + 60]
+
+
+def test_the_public_refresh_raises_and_the_unknown_serial_path_does_not() -> None:
+    def broken() -> list[Any]:
+        raise RuntimeError("WeChat unreachable")
+
+    store = CertificateStore(refresh=broken, clock=lambda: NOW)
+
+    assert store.public_key_for("ABCDEF") is None
+    with pytest.raises(RuntimeError):
+        store.refresh()
+    with pytest.raises(RuntimeError):
+        CertificateStore().refresh()
+
+
+def test_the_platform_verifier_picks_the_key_by_the_serial_form() -> None:
+    from wechatpay.verifier import PlatformVerifier
+
+    v, store = payscore()
+    calls: list[int] = []
+    store.set_source(lambda: calls.append(1) or [])
+    both = PlatformVerifier("both", public_key=platform_verifier(), certificates=store)
+
+    assert both.public_key_for(KEY_ID) is not None
+    assert both.public_key_for(v["headers"]["Wechatpay-Serial"]) is not None
+    assert both.public_key_for("PUB_KEY_ID_other") is None and calls == []
+    assert both.request_serial == KEY_ID
+
+
+def test_the_platform_verifier_modes_hold_what_they_should() -> None:
+    from wechatpay.verifier import PlatformVerifier
+
+    public_only = PlatformVerifier("public_key", public_key=platform_verifier())
+    certificate_only = PlatformVerifier("certificate", public_key=platform_verifier())
+
+    assert public_only.certificates is None and public_only.public_key_for("ABCDEF") is None
+    assert certificate_only.public_key is None and certificate_only.request_serial is None
+    assert certificate_only.public_key_for(KEY_ID) is None
+    for mode, kwargs in (("public_key", {}), ("both", {}), ("sideways", {"public_key": platform_verifier()}),
+                         ("public_key", {"public_key": platform_verifier(), "certificates": CertificateStore()})):
+        with pytest.raises(ValueError):
+            PlatformVerifier(mode, **kwargs)
+
+
+def test_a_probe_is_recognised_by_its_prefix_in_any_header_case() -> None:
+    from wechatpay.verifier import is_probe
+
+    assert is_probe({"wechatpay-signature": "WECHATPAY/SIGNTEST/abc"})
+    assert not is_probe({"Wechatpay-Signature": "abc WECHATPAY/SIGNTEST/"})

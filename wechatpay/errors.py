@@ -48,8 +48,48 @@ class MalformedError(WeChatPayError):
         self.reason = reason
 
 
+class FieldError(WeChatPayError, ValueError):
+    """A text field would be refused by WeChat Pay (too many UTF-8 bytes, or a character it does not take).
+
+    ``problem`` is ``too_long`` or ``unsupported_character``; ``limit`` and ``length``
+    are in UTF-8 bytes, and ``character`` is the refused character, if that is the problem.
+    """
+
+    def __init__(self, field: str, problem: str, limit: int, length: int, character: str = "") -> None:
+        if problem == "too_long":
+            text = f"{field} is {length} UTF-8 bytes, more than the {limit} WeChat Pay accepts"
+        else:
+            text = f"{field} contains U+{ord(character):04X}, a character WeChat Pay does not accept"
+        super().__init__(text)
+        self.field = field
+        self.problem = problem
+        self.limit = limit
+        self.length = length
+        self.character = character
+
+
+# What an ApiError means for the caller; see ApiError.kind.
+KIND_UNAVAILABLE = "unavailable"
+KIND_CONFIG = "config"
+KIND_REJECTED = "rejected"
+
+# Codes that say our request or our merchant setup is wrong: retrying cannot help, the shop must fix it.
+CONFIG_CODES = frozenset({
+    "PARAM_ERROR", "INVALID_REQUEST", "APPID_MCHID_NOT_MATCH", "MCH_NOT_EXISTS", "SIGN_ERROR",
+    "NO_AUTH", "ACCOUNT_ERROR", "RULE_LIMIT",
+})
+
+
 class ApiError(WeChatPayError):
-    """WeChat Pay answered a call with an error status and body."""
+    """WeChat Pay answered a call with an error status and body.
+
+    ``kind`` says what it means for the caller: ``unavailable`` (5xx, 429: retry later
+    with the same ids), ``config`` (our request or merchant setup is wrong — PARAM_ERROR,
+    SIGN_ERROR, a refused ``Wechatpay-Serial``…: the shop must fix something, never
+    "WeChat is down") or ``rejected`` (a valid request refused by the order's state:
+    ORDER_CLOSED, ORDER_NOT_EXIST, NOT_ENOUGH…). ``about_serial`` marks a configuration
+    error caused by the ``Wechatpay-Serial`` we send (the public-key id).
+    """
 
     def __init__(
         self,
@@ -58,6 +98,8 @@ class ApiError(WeChatPayError):
         message: str,
         detail: object = None,
         retryable: bool = False,
+        kind: str | None = None,
+        about_serial: bool = False,
     ) -> None:
         super().__init__(f"HTTP {status} {code}: {message}")
         self.status = status
@@ -65,6 +107,31 @@ class ApiError(WeChatPayError):
         self.message = message
         self.detail = detail
         self.retryable = retryable
+        if kind is None:
+            kind = KIND_UNAVAILABLE if retryable else KIND_CONFIG if code in CONFIG_CODES else KIND_REJECTED
+        self.kind = KIND_CONFIG if about_serial else kind
+        self.about_serial = about_serial
+
+    @property
+    def is_config_error(self) -> bool:
+        """Tell whether the shop's configuration or data must change before this call can succeed."""
+        return self.kind == KIND_CONFIG
+
+
+class BillNotReady(ApiError):
+    """The trade bill of that day is still being generated (400 STATEMENT_CREATING): ask again later."""
+
+
+class NoBill(ApiError):
+    """WeChat has no trade bill for that day (400 NO_STATEMENT_EXIST): no payment or refund happened.
+
+    Asked too early (before WeChat publishes the day's bills, about 10:00 Beijing time),
+    a day with payments can answer this too; the caller decides by the date.
+    """
+
+
+class BillIntegrityError(WeChatPayError):
+    """A downloaded bill does not match the ``hash_value`` WeChat announced, or does not decompress."""
 
 
 class TransportError(WeChatPayError):

@@ -19,7 +19,17 @@ log = logging.getLogger(__name__)
 
 PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
 SIGNATURE_TYPE_RSA = "WECHATPAY2-SHA256-RSA2048"
+# WeChat deliberately sends, now and then, a wrong signature that starts with this (签名探测).
+PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
 DEFAULT_WINDOW = 300
+# An unknown serial may trigger a certificate download this often at most, per process.
+UNKNOWN_SERIAL_REFRESH_INTERVAL = 60.0
+
+# How responses and notifications are verified: LBPAY_WECHATPAY_VERIFY.
+MODE_BOTH = "both"
+MODE_PUBLIC_KEY = "public_key"
+MODE_CERTIFICATE = "certificate"
+VERIFY_MODES = (MODE_BOTH, MODE_PUBLIC_KEY, MODE_CERTIFICATE)
 
 HEADER_TIMESTAMP = "Wechatpay-Timestamp"
 HEADER_NONCE = "Wechatpay-Nonce"
@@ -75,13 +85,17 @@ def _normalise_serial(serial: str) -> str | None:
 
 
 class CertificateStore:
-    """Platform certificates by serial, refreshed at most once per interval when an unknown serial appears."""
+    """Platform certificates by serial, refreshed at most once per interval when an unknown serial appears.
+
+    ``refresh`` is the download (``WeChatPayClient.download_certificates``); a store made
+    without one gets it from the client it is given to (``set_source``).
+    """
 
     def __init__(
         self,
         certificates: Iterable[x509.Certificate] = (),
         refresh: Callable[[], Iterable[x509.Certificate]] | None = None,
-        min_refresh_interval: float = 300.0,
+        min_refresh_interval: float = UNKNOWN_SERIAL_REFRESH_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._certificates: dict[str, x509.Certificate] = {}
@@ -89,10 +103,36 @@ class CertificateStore:
         self._min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._last_refresh: float | None = None
+        self.last_success: float | None = None
         # Re-entrant because the refresh callable may itself verify a response against this store.
         self._lock = threading.RLock()
         for certificate in certificates:
             self.add(certificate)
+
+    @property
+    def has_source(self) -> bool:
+        """Tell whether the store knows how to download certificates."""
+        return self._refresh is not None
+
+    def set_source(self, refresh: Callable[[], Iterable[x509.Certificate]]) -> None:
+        """Name the download that fills the store (bound late: the client verifies with this very store)."""
+        self._refresh = refresh
+
+    def refresh(self) -> int:
+        """Download the platform certificates now and keep them; return how many the answer held.
+
+        For the scheduler (WeChat asks merchants to refresh at least every 12 hours); unlike
+        the refresh an unknown serial triggers, a failure is raised to the caller.
+        """
+        if self._refresh is None:
+            raise RuntimeError("the certificate store has no download source")
+        with self._lock:
+            self._last_refresh = self._clock()
+            fresh = [c for c in self._refresh() if isinstance(c, x509.Certificate)]
+            for certificate in fresh:
+                self.add(certificate)
+            self.last_success = self._clock()
+            return len(fresh)
 
     def add(self, certificate: x509.Certificate) -> None:
         """Store ``certificate`` under its serial; certificates already held stay valid."""
@@ -152,6 +192,7 @@ class CertificateStore:
         for certificate in fresh:
             if isinstance(certificate, x509.Certificate):
                 self.add(certificate)
+        self.last_success = self._clock()
 
 
 def _rsa_key(certificate: x509.Certificate) -> RSAPublicKey | None:
@@ -176,6 +217,61 @@ class CombinedVerifier:
             if key is not None:
                 return key
         return None
+
+
+class PlatformVerifier:
+    """WeChat Pay's keys as the merchant configured them: public key, certificates, or both at once.
+
+    ``both`` is the gray phase of a switch from certificates to the public key: WeChat
+    signs notifications with either, and responses with the certificate until the
+    merchant turns the switch on, so each message is verified by whichever key its
+    ``Wechatpay-Serial`` names (``PUB_KEY_ID_…`` → the public key, hex → the certificate
+    store, downloaded lazily on the first certificate serial). ``public_key`` ends the
+    gray phase: no certificate store exists. ``certificate`` is the pre-switch setup.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        public_key: PublicKeyVerifier | None = None,
+        certificates: CertificateStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if mode not in VERIFY_MODES:
+            raise ValueError(f"mode must be one of {', '.join(VERIFY_MODES)}, got {mode!r}")
+        if mode != MODE_CERTIFICATE and public_key is None:
+            raise ValueError(f"mode {mode} needs the WeChat Pay public key and its id")
+        if mode == MODE_PUBLIC_KEY and certificates is not None:
+            raise ValueError("mode public_key keeps no certificate store")
+        if mode != MODE_PUBLIC_KEY and certificates is None:
+            certificates = CertificateStore(clock=clock)
+        self.mode = mode
+        self.public_key = public_key if mode != MODE_CERTIFICATE else None
+        self.certificates = certificates
+
+    @property
+    def request_serial(self) -> str | None:
+        """The ``Wechatpay-Serial`` to send so WeChat signs responses with the public key (after the switch)."""
+        return self.public_key.key_id if self.public_key is not None else None
+
+    def public_key_for(self, serial: str) -> RSAPublicKey | None:
+        """Return the key ``serial`` names, from the public key or the certificate store by its form."""
+        if serial.startswith(PUBLIC_KEY_ID_PREFIX):
+            return self.public_key.public_key_for(serial) if self.public_key is not None else None
+        return self.certificates.public_key_for(serial) if self.certificates is not None else None
+
+    def __repr__(self) -> str:
+        return f"PlatformVerifier({self.mode!r}, public_key={self.public_key!r})"
+
+
+def is_probe(headers: HeaderSource | Mapping[str, str]) -> bool:
+    """Tell whether a message carries one of WeChat's deliberate wrong signatures (``WECHATPAY/SIGNTEST/``)."""
+    for name, value in headers.items():
+        if isinstance(name, str) and name.lower() == HEADER_SIGNATURE.lower() and isinstance(value, str):
+            if value.startswith(PROBE_PREFIX):
+                return True
+    return False
 
 
 def _signed_headers(headers: HeaderSource) -> dict[str, str]:

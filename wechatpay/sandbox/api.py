@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import datetime
 import email.utils
+import gzip
+import hashlib
+import json
+import re
 import secrets
 import time
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request, url_for
 
 from wechatpay.crypto import aead_encrypt, make_nonce
 
-from . import rules
+from . import bills, rules
 from .refusal import Refusal, param_error
 from .signing import check_request_signature
 from .state import SandboxState, rfc3339
@@ -85,10 +89,12 @@ def _before_api_call() -> Response | None:
     if not request.headers.get("User-Agent"):
         raise param_error("User-Agent", "请求必须带User-Agent", location="header")
     wanted = request.headers.get("Wechatpay-Serial")
-    if wanted:
-        if not state.identity.knows_serial(wanted):
-            raise Refusal(400, "INVALID_REQUEST", "Wechatpay-Serial 不正确", {"field": "Wechatpay-Serial"})
-        g.response_serial = wanted
+    if wanted and not state.identity.knows_serial(wanted):
+        if wanted.startswith("PUB_KEY_ID_"):
+            # What merchants report of production: a public-key id it does not know gets a bare 500.
+            raise Refusal(500, "SYSTEM_ERROR", "系统繁忙，请稍后重试")
+        raise Refusal(400, "INVALID_REQUEST", "Wechatpay-Serial 不正确", {"field": "Wechatpay-Serial"})
+    g.response_serial = state.response_serial(wanted or None)
     return None
 
 
@@ -104,10 +110,12 @@ def _after_api_call(response: Response) -> Response:
     response.headers["Request-ID"] = request_id
     # WeChat's servers date their answers by their own clock; a merchant compares it with its own.
     response.headers["Date"] = email.utils.formatdate(state.now(), usegmt=True)
-    if fault is None or not fault.unsigned:
+    # A bill file is the one answer WeChat does not sign: its SHA1 hash_value is the proof.
+    if (fault is None or not fault.unsigned) and not g.get("unsigned_response"):
         body = response.get_data()
-        serial = g.get("response_serial") or state.identity.serial
-        response.headers.update(state.identity.signed_headers(body, int(state.now()), serial))
+        serial = g.get("response_serial") or state.response_serial(None)
+        probe = fault is not None and fault.probe and 200 <= response.status_code < 300
+        response.headers.update(state.identity.signed_headers(body, int(state.now()), serial, probe=probe))
     code = None
     if response.status_code >= 400 and response.is_json:
         code = (response.get_json(silent=True) or {}).get("code")
@@ -178,22 +186,70 @@ def query_refund(out_refund_no: str) -> Response:
 
 @bp.get("/v3/certificates")
 def certificates() -> Response:
+    """Every platform certificate, a rotated-in one included (WeChat lists a new one before it signs)."""
     state = sandbox()
-    identity = state.identity
-    nonce = make_nonce(12)
-    cert = identity.certificate
-    entry = {
-        "serial_no": identity.certificate_serial,
-        "effective_time": rfc3339(cert.not_valid_before_utc.timestamp()),
-        "expire_time": rfc3339(cert.not_valid_after_utc.timestamp()),
-        "encrypt_certificate": {
-            "algorithm": "AEAD_AES_256_GCM",
-            "nonce": nonce,
-            "associated_data": "certificate",
-            "ciphertext": aead_encrypt(state.config.apiv3_key, nonce, "certificate", identity.certificate_pem),
-        },
-    }
-    return json_response({"data": [entry]})
+    with state.lock:
+        held = list(state.identity.certificates)
+    entries = []
+    for held_certificate in held:
+        nonce = make_nonce(12)
+        cert = held_certificate.certificate
+        entries.append({
+            "serial_no": held_certificate.serial,
+            "effective_time": rfc3339(cert.not_valid_before_utc.timestamp()),
+            "expire_time": rfc3339(cert.not_valid_after_utc.timestamp()),
+            "encrypt_certificate": {
+                "algorithm": "AEAD_AES_256_GCM",
+                "nonce": nonce,
+                "associated_data": "certificate",
+                "ciphertext": aead_encrypt(state.config.apiv3_key, nonce, "certificate", held_certificate.pem),
+            },
+        })
+    return json_response({"data": entries})
+
+
+@bp.get("/v3/bill/tradebill")
+def trade_bill() -> Response:
+    state = sandbox()
+    raw_date = request.args.get("bill_date", "")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw_date):
+        raise param_error("bill_date", "格式为YYYY-MM-DD (YYYY-MM-DD)", raw_date or None, location="query")
+    try:
+        day = datetime.date.fromisoformat(raw_date)
+    except ValueError:
+        raise param_error("bill_date", "格式为YYYY-MM-DD (YYYY-MM-DD)", raw_date, location="query") from None
+    if request.args.get("bill_type", "ALL") != "ALL":
+        raise param_error("bill_type", "模拟器只提供ALL账单 (the sandbox serves ALL bills only)", location="query")
+    tar_type = request.args.get("tar_type")
+    if tar_type not in (None, "GZIP"):
+        raise param_error("tar_type", "取值只能是GZIP", tar_type, location="query")
+    bills.refuse_unless_published(state, day)
+    text, corrupt = bills.build_trade_bill(state, day)
+    if text.count("\n") <= 3 and not any(p.get("date") == raw_date for p in state.bill_plants):
+        # Header, summary header and summary only: WeChat has no bill for a day without trades.
+        raise Refusal(400, "NO_STATEMENT_EXIST", "请求的账单文件不存在")
+    data = text.encode("utf-8")
+    digest = hashlib.sha1(data).hexdigest()
+    if corrupt:
+        digest = ("0" if digest[0] != "0" else "1") + digest[1:]
+    payload = gzip.compress(data) if tar_type == "GZIP" else data
+    token = secrets.token_urlsafe(24)
+    with state.lock:
+        # A download_url lives five minutes.
+        state.bill_files[token] = (payload, state.now() + 300)
+    url = url_for("api.bill_download", token=token, _external=True)
+    return json_response({"hash_type": "SHA1", "hash_value": digest, "download_url": url})
+
+
+@bp.get("/v3/billdownload/file")
+def bill_download() -> Response:
+    state = sandbox()
+    with state.lock:
+        found = state.bill_files.get(request.args.get("token", ""))
+    if found is None or found[1] < state.now():
+        raise Refusal(400, "INVALID_REQUEST", "账单下载地址已过期，请重新申请")
+    g.unsigned_response = True
+    return current_app.response_class(found[0], status=200, mimetype="application/octet-stream")
 
 
 @bp.route("/v3/<path:rest>", methods=ALL_METHODS)

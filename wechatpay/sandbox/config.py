@@ -12,6 +12,9 @@ RETRY_DELAYS: tuple[float, ...] = (
 )
 
 
+KEY_PHASES = ("certificate", "gray", "public_key")
+
+
 @dataclass
 class SandboxConfig:
     """The merchant's registration at the simulated WeChat Pay, and the simulator's own keys."""
@@ -34,8 +37,22 @@ class SandboxConfig:
     # The refund notify URL "configured in 商户平台", used when a refund request names none.
     refund_notify_url: str | None = None
     merchant_name: str = "Learning Buddy 学习伙伴"
+    # The first platform certificate's key; None uses platform_private_key_pem (one key for both).
+    certificate_private_key_pem: bytes | None = None
+    # certificate | gray | public_key; None: public_key when public_key_id is set, else certificate.
+    key_phase: str | None = None
+    # Seconds a code_url can be scanned after it was issued (WeChat: 2 hours, fixed).
+    code_url_lifetime: float = 2 * 3600
+    # When a day's trade bill is published, in seconds after that Beijing day ends (WeChat: about 10:00).
+    bill_ready_after: float = 10 * 3600
 
     def __post_init__(self) -> None:
+        if self.key_phase is None:
+            self.key_phase = "public_key" if self.public_key_id else "certificate"
+        if self.key_phase not in KEY_PHASES:
+            raise ValueError("key_phase: must be certificate, gray or public_key")
+        if self.key_phase != "certificate" and not self.public_key_id:
+            raise ValueError("key_phase: gray and public_key need a public_key_id")
         if len(self.apiv3_key) != 32:
             raise ValueError("apiv3_key: must be exactly 32 bytes")
         if self.retry_scale < 0:

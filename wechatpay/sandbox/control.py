@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, url_for
 
+from . import bills
 from .api import json_response
 from .phone import RESULTS
 from .refusal import Refusal
@@ -151,3 +153,115 @@ def reset_faults() -> Response:
     with state.lock:
         state.faults = Faults()
     return current_app.response_class(b"", status=204)
+
+
+@bp.post("/keys")
+def set_keys() -> Response:
+    """Move the key switch: ``{"phase": "certificate"|"gray"|"public_key", "switch": true|false}``."""
+    payload = _payload()
+    phase = payload.get("phase")
+    switch = payload.get("switch")
+    if switch is not None and not isinstance(switch, bool):
+        raise _bad("switch must be true or false")
+    state = sandbox()
+    try:
+        state.set_keys(phase, switch)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    return json_response(_keys(state))
+
+
+def _keys(state: SandboxState) -> dict[str, Any]:
+    with state.lock:
+        identity = state.identity
+        return {
+            "phase": state.key_phase,
+            "switch": state.switch_on,
+            "public_key_id": identity.public_key_id,
+            "certificate_serial": identity.certificate_serial,
+            "certificate_serials": [c.serial for c in identity.certificates],
+        }
+
+
+@bp.get("/keys")
+def show_keys() -> Response:
+    return json_response(_keys(sandbox()))
+
+
+@bp.post("/certificates/rotate")
+def rotate_certificate() -> Response:
+    """Issue a new platform certificate (new key); ``{"activate": false}`` only lists it, as WeChat does first."""
+    activate = _payload().get("activate", True)
+    if not isinstance(activate, bool):
+        raise _bad("activate must be true or false")
+    state = sandbox()
+    with state.lock:
+        state.identity.rotate_certificate(activate)
+    return json_response(_keys(state))
+
+
+@bp.post("/certificates/activate")
+def activate_certificate() -> Response:
+    """Make the newest platform certificate the one that signs."""
+    state = sandbox()
+    with state.lock:
+        state.identity.current = state.identity.certificates[-1]
+    return json_response(_keys(state))
+
+
+@bp.post("/settings")
+def change_settings() -> Response:
+    """Compress time for tests: ``{"code_url_lifetime": seconds, "bill_ready_after": seconds}``."""
+    payload = _payload()
+    unknown = set(payload) - {"code_url_lifetime", "bill_ready_after"}
+    if unknown:
+        raise _bad("unknown keys: " + ", ".join(sorted(unknown)))
+    state = sandbox()
+    for name in ("code_url_lifetime", "bill_ready_after"):
+        if name in payload:
+            value = payload[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _bad(f"{name} must be a number of seconds")
+            if name == "code_url_lifetime" and value <= 0:
+                raise _bad("code_url_lifetime must be positive")
+    with state.lock:
+        for name in ("code_url_lifetime", "bill_ready_after"):
+            if name in payload:
+                setattr(state, name, float(payload[name]))
+        return json_response({"code_url_lifetime": state.code_url_lifetime, "bill_ready_after": state.bill_ready_after})
+
+
+@bp.post("/bills/plants")
+def plant_bill_difference() -> Response:
+    """Plant a difference into the trade bills (see sandbox/bills.py PLANT_KINDS)."""
+    try:
+        entry = bills.plant(sandbox(), _payload())
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    return json_response(entry, 201)
+
+
+@bp.get("/bills/plants")
+def show_bill_plants() -> Response:
+    state = sandbox()
+    with state.lock:
+        return json_response({"plants": list(state.bill_plants)})
+
+
+@bp.delete("/bills/plants")
+def clear_bill_plants() -> Response:
+    state = sandbox()
+    with state.lock:
+        state.bill_plants.clear()
+    return current_app.response_class(b"", status=204)
+
+
+@bp.get("/bills/<bill_date>")
+def show_bill(bill_date: str) -> Response:
+    """The trade bill of a day as the download would carry it (uncompressed), published or not."""
+    try:
+        day = datetime.date.fromisoformat(bill_date)
+    except ValueError:
+        raise _bad("date must be YYYY-MM-DD") from None
+    text, _ = bills.build_trade_bill(sandbox(), day)
+    return current_app.response_class(text, status=200, mimetype="text/csv")

@@ -7,7 +7,6 @@ import heapq
 import itertools
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import requests
 from wechatpay.crypto import make_nonce, response_message
 
 from .config import RETRY_DELAYS
+from .signing import probe_signature
 
 if TYPE_CHECKING:
     from .state import SandboxState
@@ -185,19 +185,20 @@ class Courier:
         body = notification.tampered_body() if kind == "tamper-ciphertext" else notification.body
         stamp = str(int(state.now()))
         nonce = make_nonce(32)
+        serial = state.notification_serial()
         if kind == "probe":
-            signature = "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(192)).decode("ascii")
+            signature = probe_signature()
         elif kind == "tamper-signature":
-            signature = state.identity.sign(response_message(stamp, nonce, body + b" "))
+            signature = state.identity.sign(response_message(stamp, nonce, body + b" "), serial)
         else:
-            signature = state.identity.sign(response_message(stamp, nonce, body))
+            signature = state.identity.sign(response_message(stamp, nonce, body), serial)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Wechatpay-Timestamp": stamp,
             "Wechatpay-Nonce": nonce,
             "Wechatpay-Signature": signature,
-            "Wechatpay-Serial": state.identity.serial,
+            "Wechatpay-Serial": serial,
             "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
         }
         status: int | None = None
@@ -212,6 +213,7 @@ class Courier:
             error = f"{type(exc).__name__}: {exc}"
         accepted = status in ACCEPTED
         entry = self._entry(notification, attempt, copy, kind, status, error)
+        entry["serial"] = serial
         # A merchant that answers 2xx to a forged notification has a verification bug worth flagging.
         entry["accepted_forgery"] = accepted and kind != "normal"
         state.record_delivery(entry)

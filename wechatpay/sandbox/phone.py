@@ -40,18 +40,19 @@ def pay_page(pr: str) -> tuple[str, int]:
         result = request.form.get("result", "")
         if result not in RESULTS:
             abort(400)
-        outcome = state.attempt_payment(order, result)
+        outcome = state.attempt_payment(order, result, pr)
         if outcome.kind == "refused":
             status = 409
-    return _render(state, order, outcome), status
+    return _render(state, order, outcome, pr), status
 
 
-def _render(state: SandboxState, order: Order, outcome: Outcome | None) -> str:
+def _render(state: SandboxState, order: Order, outcome: Outcome | None, pr: str) -> str:
     return render_template(
         "sandbox_pay.html",
         order=order,
         outcome=outcome,
-        payable=state.payable(order),
+        payable=state.payable(order, pr),
         amount=yuan(order.total),
         config=state.config,
+        pr=pr,
     )

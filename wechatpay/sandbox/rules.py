@@ -29,7 +29,7 @@ class NativeOrderRequest:
     currency: str
     attach: str | None
     time_expire: float | None
-    # Everything but time_expire (settable on the first call only), to compare repeated calls.
+    # The whole body, time_expire included: a repeat must be identical to get a current code_url.
     fingerprint: str
 
 
@@ -85,6 +85,7 @@ def native_order(data: dict[str, Any], auth_mchid: str, appid: str) -> NativeOrd
         raise Refusal(400, "APPID_MCHID_NOT_MATCH", "AppID和mch_id不匹配")
     comparable = {k: v for k, v in data.items() if k != "time_expire"}
     comparable["amount"] = {**data["amount"], "currency": currency}
+    comparable["time_expire"] = time_expire
     return NativeOrderRequest(
         appid=req_appid,
         mchid=mchid,
@@ -145,8 +146,13 @@ def _string(
         raise param_error(path, "必须是字符串 (must be a string)", value)
     if required and not value:
         raise param_error(path, "不能为空 (must not be empty)", value)
-    if len(value) > max_len:
-        raise param_error(path, f"长度超过{max_len} (longer than {max_len})", value)
+    # WeChat accepts 1-3 byte UTF-8 characters only; emoji and other supplementary-plane ones are refused.
+    if any(ord(char) > 0xFFFF or 0xD800 <= ord(char) <= 0xDFFF for char in value):
+        raise param_error(path, "包含不支持的字符 (characters outside the basic plane are not accepted)", value)
+    # string(N) counts UTF-8 bytes, not characters.
+    size = len(value.encode("utf-8"))
+    if size > max_len:
+        raise param_error(path, f"字节数 {size},大于最大值 {max_len}", value)
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 
@@ -30,16 +31,51 @@ CLOCK_WINDOW = 300
 CERTIFICATE_LIFETIME = dt.timedelta(days=5 * 365)
 
 
+class PlatformCertificate:
+    """One platform certificate and the private key that signs as it."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, now: float) -> None:
+        self.private_key = key
+        self.certificate = _self_signed_certificate(key, now)
+        self.serial = certificate_serial(self.certificate)
+        self.pem = self.certificate.public_bytes(serialization.Encoding.PEM)
+
+
 class PlatformIdentity:
-    """The keys WeChat Pay signs with, and the merchant key it verifies requests with."""
+    """The keys WeChat Pay signs with, and the merchant key it verifies requests with.
+
+    The platform has a WeChat Pay public key (``public_key_id``, signed with
+    ``platform_private_key_pem``) and platform certificates; the first certificate's key
+    is ``certificate_private_key_pem``, or the platform key when none is given.
+    ``rotate_certificate`` adds a new certificate that signs from then on.
+    """
 
     def __init__(self, config: SandboxConfig) -> None:
         self.private_key = load_private_key(config.platform_private_key_pem)
         self.merchant_key = load_public_key(config.merchant_public_key_pem)
         self.public_key_id = config.public_key_id
-        self.certificate = _self_signed_certificate(self.private_key, config.clock())
-        self.certificate_serial = certificate_serial(self.certificate)
-        self.certificate_pem = self.certificate.public_bytes(serialization.Encoding.PEM)
+        certificate_key = (
+            load_private_key(config.certificate_private_key_pem)
+            if config.certificate_private_key_pem is not None else self.private_key
+        )
+        self._clock = config.clock
+        self.certificates = [PlatformCertificate(certificate_key, config.clock())]
+        self.current = self.certificates[0]
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The platform certificate that signs now."""
+        return self.current.certificate
+
+    @property
+    def certificate_serial(self) -> str:
+        """The serial of the platform certificate that signs now."""
+        return self.current.serial
+
+    @property
+    def certificate_pem(self) -> bytes:
+        """The PEM of the platform certificate that signs now."""
+        return self.current.pem
 
     @property
     def serial(self) -> str:
@@ -48,22 +84,49 @@ class PlatformIdentity:
 
     def knows_serial(self, serial: str) -> bool:
         """Tell whether a request's ``Wechatpay-Serial`` names one of the platform's keys."""
-        return serial in {self.public_key_id, self.certificate_serial}
+        return serial == self.public_key_id or any(c.serial == serial.upper() for c in self.certificates)
 
-    def sign(self, message: bytes) -> str:
-        """Return the SHA256withRSA signature of ``message`` with the platform key."""
-        return sign(self.private_key, message)
+    def rotate_certificate(self, activate: bool = True) -> PlatformCertificate:
+        """Issue a new platform certificate with a new key; it signs from now on when ``activate``."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        fresh = PlatformCertificate(key, self._clock())
+        self.certificates.append(fresh)
+        if activate:
+            self.current = fresh
+        return fresh
 
-    def signed_headers(self, body: bytes, timestamp: int, serial: str | None = None) -> dict[str, str]:
-        """Return the Wechatpay-* headers that authenticate ``body``."""
+    def key_for(self, serial: str) -> rsa.RSAPrivateKey:
+        """Return the private key that signs as ``serial`` (the public-key id or a certificate serial)."""
+        if serial == self.public_key_id:
+            return self.private_key
+        for certificate in self.certificates:
+            if certificate.serial == serial.upper():
+                return certificate.private_key
+        return self.current.private_key
+
+    def sign(self, message: bytes, serial: str | None = None) -> str:
+        """Return the SHA256withRSA signature of ``message`` with the key ``serial`` names (default: ``serial``)."""
+        return sign(self.key_for(serial or self.serial), message)
+
+    def signed_headers(
+        self, body: bytes, timestamp: int, serial: str | None = None, probe: bool = False
+    ) -> dict[str, str]:
+        """Return the Wechatpay-* headers that authenticate ``body`` (or a deliberate probe signature)."""
         stamp = str(timestamp)
         nonce = make_nonce(32)
+        serial = serial or self.serial
+        signature = probe_signature() if probe else self.sign(response_message(stamp, nonce, body), serial)
         return {
             "Wechatpay-Timestamp": stamp,
             "Wechatpay-Nonce": nonce,
-            "Wechatpay-Signature": self.sign(response_message(stamp, nonce, body)),
-            "Wechatpay-Serial": serial or self.serial,
+            "Wechatpay-Signature": signature,
+            "Wechatpay-Serial": serial,
         }
+
+
+def probe_signature() -> str:
+    """Return a signature as WeChat's probes (签名探测) have it: the SIGNTEST prefix and random base64."""
+    return "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(192)).decode("ascii")
 
 
 def _self_signed_certificate(key: rsa.RSAPrivateKey, now: float) -> x509.Certificate:

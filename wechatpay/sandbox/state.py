@@ -22,7 +22,6 @@ from .rules import NativeOrderRequest, RefundRequest
 from .signing import PlatformIdentity
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
-CODE_URL_LIFETIME = 2 * 3600
 DEFAULT_PAYABLE = 7 * 86400
 MIN_PAYABLE = 60
 MAX_PAYABLE = 90 * 86400
@@ -72,6 +71,8 @@ class Order:
     last_attempt: str | None = None
     refund_nos: list[str] = field(default_factory=list)
     notification_id: str | None = None
+    # Every code_url token issued for the order and when; each lives code_url_lifetime on its own.
+    codes: dict[str, float] = field(default_factory=dict)
 
     @property
     def out_trade_no(self) -> str:
@@ -126,6 +127,7 @@ class ApiFaultPlan:
     fail: Refusal | None = None
     hang: float = 0.0
     unsigned: bool = False
+    probe: bool = False
 
 
 @dataclass
@@ -139,6 +141,7 @@ class Faults:
     hang_next: int = 0
     hang_seconds: float = 0.0
     unsigned_next: int = 0
+    api_probe_next: int = 0
     # Time windows (Unix seconds on the sandbox clock): every matching call fails or hangs until then.
     fail_until: float = 0.0
     hang_until: float = 0.0
@@ -159,7 +162,7 @@ class Faults:
         unknown = set(payload) - {"api", "notify"}
         unknown |= {f"api.{k}" for k in set(api) - {
             "fail_next", "status", "code", "message", "hang_next", "seconds", "unsigned_next", "paths",
-            "fail_for", "hang_for"}}
+            "fail_for", "hang_for", "probe_next"}}
         unknown |= {f"notify.{k}" for k in set(notify) - {
             "mode", "copies", "delay", "probe_next", "tamper_next", "what"}}
         if unknown:
@@ -179,6 +182,7 @@ class Faults:
         self.hang_next = _count(api, "hang_next", self.hang_next)
         self.hang_seconds = _number(api, "seconds", self.hang_seconds)
         self.unsigned_next = _count(api, "unsigned_next", self.unsigned_next)
+        self.api_probe_next = _count(api, "probe_next", self.api_probe_next)
         if "fail_for" in api:
             self.fail_until = now + _number(api, "fail_for", 0.0)
         if "hang_for" in api:
@@ -216,6 +220,9 @@ class Faults:
         if self.unsigned_next > 0:
             self.unsigned_next -= 1
             plan.unsigned = True
+        elif self.api_probe_next > 0:
+            self.api_probe_next -= 1
+            plan.probe = True
         return plan
 
     def take_delivery(self) -> str:
@@ -233,7 +240,8 @@ class Faults:
             "api": {
                 "fail_next": self.fail_next, "status": self.fail_status, "code": self.fail_code,
                 "hang_next": self.hang_next, "seconds": self.hang_seconds,
-                "unsigned_next": self.unsigned_next, "paths": list(self.api_paths),
+                "unsigned_next": self.unsigned_next, "probe_next": self.api_probe_next,
+                "paths": list(self.api_paths),
                 "fail_until": self.fail_until, "hang_until": self.hang_until,
             },
             "notify": {
@@ -274,9 +282,58 @@ class SandboxState:
         self.faults = Faults()
         self.stopping = threading.Event()
         self.courier = Courier(self)
+        assert config.key_phase is not None
+        self.key_phase: str = config.key_phase
+        # The merchant's switch in 商户平台: responses use the public key only once it is on.
+        self.switch_on = False
+        self._gray_sends = 0
+        self.code_url_lifetime = config.code_url_lifetime
+        self.bill_ready_after = config.bill_ready_after
+        # Differences planted into the next trade bills (see sandbox/bills.py), and issued download tokens.
+        self.bill_plants: list[dict[str, Any]] = []
+        self.bill_files: dict[str, tuple[bytes, float]] = {}
 
     def now(self) -> float:
         return self.config.clock()
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def set_keys(self, phase: str | None = None, switch_on: bool | None = None) -> None:
+        """Move the key switch: phase certificate | gray | public_key, and the merchant's switch."""
+        with self.lock:
+            if phase is not None:
+                if phase not in ("certificate", "gray", "public_key"):
+                    raise ValueError("phase must be certificate, gray or public_key")
+                if phase != "certificate" and not self.identity.public_key_id:
+                    raise ValueError("gray and public_key need a public_key_id")
+                self.key_phase = phase
+            if switch_on is not None:
+                self.switch_on = switch_on
+
+    def response_serial(self, requested: str | None) -> str:
+        """Which key signs an API response, given the request's Wechatpay-Serial."""
+        identity = self.identity
+        with self.lock:
+            known = requested if requested and identity.knows_serial(requested) else None
+            if self.key_phase == "public_key":
+                return known or identity.serial
+            if self.key_phase == "gray" and self.switch_on and known == identity.public_key_id:
+                return known
+            # Before the switch, responses stay certificate-signed even when the request names the public key.
+            if known and known != identity.public_key_id:
+                return known.upper()
+            return identity.certificate_serial
+
+    def notification_serial(self) -> str:
+        """Which key signs the next notification: in the gray phase, the certificate and the public key by turns."""
+        identity = self.identity
+        with self.lock:
+            if self.key_phase == "certificate" or not identity.public_key_id:
+                return identity.certificate_serial
+            if self.key_phase == "public_key":
+                return identity.public_key_id
+            self._gray_sends += 1
+            return identity.public_key_id if self._gray_sends % 2 == 0 else identity.certificate_serial
 
     def stop(self) -> None:
         """Stop delivering notifications and settling refunds; wait for in-flight sends."""
@@ -297,17 +354,24 @@ class SandboxState:
                     raise Refusal(400, "ORDER_CLOSED", "订单已关闭")
                 if existing.request.fingerprint != req.fingerprint:
                     raise Refusal(400, "INVALID_REQUEST", "商户订单号重复，且请求参数与原订单不一致")
-                existing.code_issued_at = now
+                # An identical repeat hands out a current code_url; the earlier ones live out their own 2 h.
+                self._issue_code(existing, now)
                 return existing
             if req.time_expire is None:
                 payable_until = now + DEFAULT_PAYABLE
             else:
                 payable_until = min(max(req.time_expire, now + MIN_PAYABLE), now + MAX_PAYABLE)
-            pr = self._unique(self.orders_by_pr, lambda: _base62(7 + secrets.randbelow(4)))
-            order = Order(request=req, pr=pr, created_at=now, payable_until=payable_until, code_issued_at=now)
+            order = Order(request=req, pr="", created_at=now, payable_until=payable_until, code_issued_at=now)
+            self._issue_code(order, now)
             self.orders[req.out_trade_no] = order
-            self.orders_by_pr[pr] = order
             return order
+
+    def _issue_code(self, order: Order, now: float) -> None:
+        pr = self._unique(self.orders_by_pr, lambda: _base62(7 + secrets.randbelow(4)))
+        order.pr = pr
+        order.code_issued_at = now
+        order.codes[pr] = now
+        self.orders_by_pr[pr] = order
 
     def order(self, out_trade_no: str) -> Order:
         with self.lock:
@@ -328,7 +392,7 @@ class SandboxState:
             return self.orders_by_pr.get(pr)
 
     def close_order(self, out_trade_no: str) -> None:
-        """Close an unpaid order; an unknown out_trade_no is accepted silently, as reported of WeChat."""
+        """Close an unpaid order; an unknown or already closed out_trade_no is accepted silently (204)."""
         with self.lock:
             order = self.orders.get(out_trade_no)
             if order is None:
@@ -336,19 +400,20 @@ class SandboxState:
             if order.paid:
                 raise Refusal(400, "ORDERPAID", "该订单已支付")
             if order.trade_state == "CLOSED":
-                raise Refusal(400, "ORDER_CLOSED", "订单已关闭")
+                # Closing is idempotent: a second close answers 204 again.
+                return
             order.trade_state = "CLOSED"
             order.closed_at = self.now()
 
-    def attempt_payment(self, order: Order, result: str) -> Outcome:
-        """Apply the learner's choice on the phone: success, insufficient or cancel."""
+    def attempt_payment(self, order: Order, result: str, pr: str | None = None) -> Outcome:
+        """Apply the learner's choice on the phone (for the code_url ``pr``, default the newest): success, insufficient or cancel."""
         notification = None
         with self.lock:
             now = self.now()
             if result == "cancel":
                 order.last_attempt = "cancel"
                 return Outcome("cancelled", "已取消支付，订单未支付", "Payment cancelled; the order stays unpaid")
-            refused = self._why_unpayable(order, now)
+            refused = self._why_unpayable(order, now, pr)
             if refused is not None:
                 return refused
             if result == "insufficient":
@@ -369,20 +434,21 @@ class SandboxState:
         self.courier.dispatch(notification)
         return Outcome("paid", "支付成功", "Payment successful")
 
-    def _why_unpayable(self, order: Order, now: float) -> Outcome | None:
+    def _why_unpayable(self, order: Order, now: float, pr: str | None = None) -> Outcome | None:
         if order.paid:
             return Outcome("refused", "订单已支付，请勿重复支付", "This order is already paid")
         if order.trade_state == "CLOSED":
             return Outcome("refused", "订单已关闭，无法支付", "This order is closed and cannot be paid")
         if now > order.payable_until:
             return Outcome("refused", "订单已过期，无法支付", "This order has expired and cannot be paid")
-        if now > order.code_issued_at + CODE_URL_LIFETIME:
+        issued = order.codes.get(pr, order.code_issued_at) if pr is not None else order.code_issued_at
+        if now > issued + self.code_url_lifetime:
             return Outcome("refused", "二维码已过期，请重新获取", "This QR code has expired")
         return None
 
-    def payable(self, order: Order) -> bool:
+    def payable(self, order: Order, pr: str | None = None) -> bool:
         with self.lock:
-            return self._why_unpayable(order, self.now()) is None
+            return self._why_unpayable(order, self.now(), pr) is None
 
     def transaction(self, order: Order) -> dict[str, Any]:
         """Return the transaction object the query API and the notification carry."""
