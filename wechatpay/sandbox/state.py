@@ -317,7 +317,7 @@ class SandboxState:
             known = requested if requested and identity.knows_serial(requested) else None
             if self.key_phase == "public_key":
                 return known or identity.serial
-            if self.key_phase == "gray" and self.switch_on and known == identity.public_key_id:
+            if self.key_phase == "gray" and self.switch_on and known is not None and known == identity.public_key_id:
                 return known
             # Before the switch, responses stay certificate-signed even when the request names the public key.
             if known and known != identity.public_key_id:
