@@ -29,11 +29,13 @@ RUN pip install --no-deps --no-build-isolation . \
  && chmod 0755 deploy/entrypoint.sh \
  && groupadd --system --gid 10001 lbpay \
  && useradd --system --uid 10001 --gid 10001 --home-dir /data --shell /usr/sbin/nologin lbpay \
- && mkdir -p /data && chown lbpay:lbpay /data
+ && mkdir -p /data && chown lbpay:lbpay /data \
+ && install -d -m 0700 -o lbpay -g lbpay /run/lbpay-secrets
 
 EXPOSE 8080
 # Fly's health check and Caddy talk to /healthz; the process itself needs no curl.
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+# (/run/lbpay-secrets exists already so that `docker run --user 10001` works too, without the root part.)
 # Root only until the entrypoint has owned the volume and copied the secrets; it then drops to
 # uid 10001 (setpriv) and execs the command, so gunicorn receives the stop signal itself.
 ENTRYPOINT ["/app/deploy/entrypoint.sh"]
