@@ -96,10 +96,10 @@ class FlyMachine:
         while True:
             assert process.poll() is None, f"the machine exited {process.returncode}:\n{self.output()}"
             try:
-                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
                     return process
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or its worker still booting on a busy machine
             assert time.monotonic() < deadline, f"no /healthz within 60 s:\n{self.output()}"
             time.sleep(0.2)
 
