@@ -92,12 +92,22 @@ class FlyMachine:
         with log.open("wb") as out:
             process = subprocess.Popen([*self.entrypoint(), *command], cwd=ROOT, env=self.env, stdout=out,
                                        stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self.wait_until_healthy(process)
+        except BaseException:
+            if process.poll() is None:  # a failed start leaves no server behind for the next test
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            raise
+        return process
+
+    def wait_until_healthy(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, f"the machine exited {process.returncode}:\n{self.output()}"
             try:
                 if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
-                    return process
+                    return
             except (requests.ConnectionError, requests.Timeout):
                 pass  # not listening yet, or its worker still booting on a busy machine
             assert time.monotonic() < deadline, f"no /healthz within 60 s:\n{self.output()}"
