@@ -11,15 +11,29 @@ export LBPAY_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 
 .PHONY: run test test-fast system-deps typecheck clean
 
-$(VENV)/.runtime: pyproject.toml
+# Dependencies come from the lock files, exact versions with hashes (the image installs the same
+# requirements.lock); the app itself is installed editable on top, without resolving anything.
+$(VENV)/.runtime: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.test: $(VENV)/.runtime
-	$(PY) -m pip install --quiet -e '.[test]'
+# The test, PostgreSQL and benchmark extras, locked together with the runtime's versions.
+$(VENV)/.test: $(VENV)/.runtime requirements-test.lock
+	$(PY) -m pip install --quiet --require-hashes -r requirements-test.lock
 	touch $@
+
+# Regenerate both lock files from pyproject.toml (pip-tools); commit them with the pyproject change.
+.PHONY: lock
+lock: $(VENV)/.runtime
+	$(PY) -m pip install --quiet pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes \
+	  --allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --all-build-deps \
+	  -o requirements.lock pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes \
+	  --allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	  --extra test --extra postgres --extra bench -c requirements.lock -o requirements-test.lock pyproject.toml
 
 # The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
 system-deps:
@@ -75,10 +89,10 @@ test-fast: $(VENV)/.test
 reliability: $(VENV)/.test
 	PYTHONPATH=.:tests $(PY) -m reliability
 
-# The suite against a real PostgreSQL on loopback (Debian's package); separate from `make test`.
+# The suite against a real PostgreSQL: Debian's package on loopback, or the server that
+# LBPAY_TEST_DATABASE_URL names (CI's service container); separate from `make test`.
 .PHONY: test-postgres
 test-postgres: $(VENV)/.test
-	$(PY) -m pip install --quiet -e '.[postgres]'
 	PY=$(PY) sh deploy/test-postgres.sh
 
 typecheck: $(VENV)/.test
@@ -90,11 +104,7 @@ clean:
 # A performance benchmark of the hot paths (a few minutes; sizes via BENCH_* variables, see
 # docs/performance.md). The first run also generates a 1,000,000-order database, kept for later runs.
 .PHONY: bench
-$(VENV)/.bench: $(VENV)/.runtime pyproject.toml
-	$(PY) -m pip install --quiet -e '.[bench]'
-	touch $@
-
-bench: $(VENV)/.bench
+bench: $(VENV)/.test
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk from Debian"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) bench/run.py

@@ -3,17 +3,22 @@
 Each ``mNNNN_<what>.py`` module has ``apply(database, migrator)``; a migration, once released, is
 never edited: a later change is a new file. ``migrate()`` ends by creating any table a model has
 that no migration made yet, so a new table needs no migration, but a change to an existing one does.
+One process migrates at a time (``migration_lock``): two machines starting together on one database
+would otherwise both apply the same migration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import importlib
+import os
 import pkgutil
 import re
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 from peewee import CharField, Database, IntegerField, Model, SqliteDatabase
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
@@ -22,6 +27,8 @@ import models
 
 UTC = dt.timezone.utc
 _NAME = re.compile(r"^m(\d{4})_(\w+)$")
+# PostgreSQL's advisory lock key for migrations: any fixed number no other lock of ours uses.
+ADVISORY_LOCK_KEY = 0x6C62706179_01
 
 
 class SchemaVersion(Model):
@@ -79,10 +86,41 @@ def applied_versions(database: Database) -> set[int]:
     return {row.version for row in SchemaVersion.select(SchemaVersion.version)}
 
 
+@contextlib.contextmanager
+def migration_lock(database: Database) -> Iterator[None]:
+    """Hold the lock that lets one process at a time migrate: a file lock beside SQLite, an advisory lock on PostgreSQL."""
+    if isinstance(database, SqliteDatabase):
+        path = str(database.database)
+        if path == ":memory:" or path.startswith("file:"):
+            yield  # a private in-memory database has one connection: nobody to race with
+            return
+        # Read-only is enough for flock, so a lock file made by another user (root at a console) still works.
+        fd = os.open(path + ".migrate-lock", os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+        return
+    database.execute_sql("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+    try:
+        yield
+    finally:
+        database.execute_sql("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+
+
 def migrate(now: dt.datetime | None = None, *, upto: int | None = None) -> list[int]:
-    """Apply every pending migration (or those up to ``upto``), each in its own transaction; return them."""
+    """Apply every pending migration (or those up to ``upto``), each in its own transaction; return them.
+
+    The whole run holds ``migration_lock``, so a second process waits, then finds the work done.
+    """
     database: Any = models.db.obj
-    now = now or dt.datetime.now(UTC)
+    with migration_lock(database):
+        return _migrate(database, now or dt.datetime.now(UTC), upto)
+
+
+def _migrate(database: Any, now: dt.datetime, upto: int | None) -> list[int]:
+    """Apply the pending migrations; the caller holds the migration lock."""
     applied_now = []
     with models.db.atomic():
         database.create_tables([SchemaVersion], safe=True)

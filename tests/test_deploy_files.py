@@ -1,4 +1,4 @@
-"""The deploy files, checked without Docker: Dockerfile, fly.toml, systemd, Caddy, CI; the image's start command runs."""
+"""The deploy files, checked without Docker: Dockerfile, entrypoint, locks, fly.toml, systemd, Caddy, CI; the image's start command runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,57 +16,65 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from deploy_files import ROOT, docker_env, dockerfile, exec_form, fly, in_checkout
+from servers import free_port
 
-ROOT = Path(__file__).parent.parent
 VENV_BIN = Path(sys.executable).parent  # the venv running the tests has gunicorn and lbpay
-
-
-def dockerfile() -> list[tuple[str, str]]:
-    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
-    instructions = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            instructions.append((keyword.upper(), rest.strip()))
-    return instructions
-
-
-def docker_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for keyword, rest in dockerfile():
-        if keyword == "ENV":
-            env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
-    return env
+ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
+PIN = re.compile(r"^([a-z0-9._-]+)==(\S+) \\$", re.MULTILINE)
 
 
 def start_command() -> list[str]:
-    commands = [json.loads(rest) for keyword, rest in dockerfile() if keyword == "CMD"]
-    assert len(commands) == 1, "one CMD, in exec (JSON) form"
-    return commands[0]
+    return exec_form("CMD")
 
 
-def fly() -> dict:
-    return tomllib.loads((ROOT / "fly.toml").read_text())
-
-
-def test_the_dockerfile_builds_a_slim_non_root_gunicorn_image() -> None:
+def test_the_dockerfile_builds_a_pinned_slim_gunicorn_image_whose_entrypoint_drops_root() -> None:
     instructions = dockerfile()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
-    users = [rest for keyword, rest in instructions if keyword == "USER"]
-    assert users and users[-1] not in ("root", "0")
+    keyword, base = instructions[0]
+    assert keyword == "FROM" and re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
+    # Root only inside the entrypoint, which hands over to the service user (uid 10001).
+    assert not [rest for keyword, rest in instructions if keyword == "USER"]
+    assert docker_env()["LBPAY_RUN_UID"] == "10001"
+    entrypoint = exec_form("ENTRYPOINT")
+    assert in_checkout(entrypoint[0]) == ENTRYPOINT and os.access(ENTRYPOINT, os.X_OK)
     command = start_command()
     assert command[:2] == ["gunicorn", "app:create_app()"]
     assert "--threads" in command and int(command[command.index("--threads") + 1]) > 1
     assert command[command.index("--bind") + 1] == "0.0.0.0:8080"
-    for keyword, rest in instructions:
-        if keyword == "COPY":
-            *sources, _ = rest.split()
-            for source in sources:
-                assert (ROOT / source).exists(), f"COPY {source}: no such file"
-                assert not source.endswith((".pem", ".db", ".env")), f"COPY {source} would bake a secret in"
     assert docker_env()["LBPAY_DATABASE_URL"].startswith("sqlite:////data/")
+
+
+def test_the_image_installs_the_locked_dependencies_in_their_own_layer_before_the_code() -> None:
+    steps = [(keyword, rest) for keyword, rest in dockerfile() if keyword in ("COPY", "RUN")]
+    assert steps[0] == ("COPY", "requirements.lock ./")
+    assert steps[1] == ("RUN", "pip install --require-hashes -r requirements.lock")
+    # Then the whole context as .dockerignore filters it: pyproject.toml is the one list of modules.
+    assert steps[2] == ("COPY", ". .")
+    assert steps[3][1].startswith("pip install --no-deps --no-build-isolation . ")
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = dict(PIN.findall(lock))
+    assert "--hash=sha256:" in lock and {"flask", "gunicorn", "cryptography", "peewee", "setuptools"} <= set(pins)
+    test_pins = dict(PIN.findall((ROOT / "requirements-test.lock").read_text()))
+    assert {"pytest", "psycopg2-binary"} <= set(test_pins) and "pyinstrument" not in test_pins
+    assert all(test_pins[name] == version for name, version in pins.items() if name in test_pins)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r requirements.lock" in makefile
+    assert "--require-hashes -r requirements-test.lock" in makefile
+
+
+def test_pyproject_installs_every_top_level_module_and_package_of_the_app() -> None:
+    """The image installs what pyproject.toml lists: a module missing there is missing on Fly."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    modules = {Path(f).stem for f in tracked if "/" not in f and f.endswith(".py")}
+    assert modules == set(tool["py-modules"]), "top-level modules and [tool.setuptools] py-modules differ"
+    packages = {f.split("/")[0] for f in tracked if f.count("/") == 1 and f.endswith("/__init__.py")}
+    include = tool["packages"]["find"]["include"]
+    for package in packages - {"tests", "bench"}:
+        assert f"{package}*" in include, f"package {package}/ is not in [tool.setuptools.packages.find] include"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for name in [*modules, *packages - {"tests", "bench"}, "templates", "static", "deploy", "requirements.lock"]:
+        assert name not in ignored and f"{name}.py" not in ignored, f".dockerignore keeps {name} out of the image"
 
 
 def test_the_dockerignore_keeps_secrets_and_local_state_out() -> None:
@@ -76,7 +83,7 @@ def test_the_dockerignore_keeps_secrets_and_local_state_out() -> None:
         assert pattern in ignored
 
 
-def test_fly_toml_mounts_a_volume_checks_health_forces_https_and_mounts_keys_as_files() -> None:
+def test_fly_toml_mounts_a_volume_checks_health_forces_https_and_hands_keys_over_as_private_copies() -> None:
     config = fly()
     env = config["env"]
     (mount,) = config["mounts"]
@@ -87,14 +94,47 @@ def test_fly_toml_mounts_a_volume_checks_health_forces_https_and_mounts_keys_as_
     assert service["internal_port"] == 8080 and service["force_https"] is True
     assert service["min_machines_running"] == 1 and service["auto_start_machines"] is False
     assert [c["path"] for c in service["checks"]] == ["/healthz"]
-    assert config["deploy"]["release_command"] == "lbpay init"
+    # "The temporary VM has full access to the network, environment variables and secrets, but not to
+    # persistent volumes" (Fly): with SQLite on the volume there is no release_command.
+    assert "release_command" not in config.get("deploy", {})
+    assert config["kill_signal"] == "SIGTERM"
+    command = start_command()
+    graceful = int(command[command.index("--graceful-timeout") + 1])
+    assert int(config["kill_timeout"].rstrip("s")) > graceful  # gunicorn finishes before Fly kills it
     files = {f["guest_path"]: f for f in config["files"]}
+    assert all(path.startswith(env["LBPAY_SECRETS_FROM"] + "/") for path in files)
     key_files = {name: path for name, path in env.items() if name.endswith("_KEY_FILE")}
     assert len(key_files) == 3
     for name, path in key_files.items():
-        assert path in files and files[path].get("secret_name"), f"{name} must be a secret file"
-        assert "local_path" not in files[path] and "raw_value" not in files[path]
+        # The app reads the entrypoint's private copy of each mounted secret file, never the original.
+        assert path.startswith(env["LBPAY_SECRETS_DIR"] + "/"), name
+        mounted = env["LBPAY_SECRETS_FROM"] + path[len(env["LBPAY_SECRETS_DIR"]):]
+        assert mounted in files and files[mounted].get("secret_name"), f"{name} must be a secret file"
+        assert "local_path" not in files[mounted] and "raw_value" not in files[mounted]
     assert not any("PRIVATE KEY" in str(value) for value in env.values())
+
+
+def test_the_entrypoint_migrates_before_the_command_copies_secrets_0600_and_skips_sqlite_release_machines() -> None:
+    script = ENTRYPOINT.read_text()
+    assert script.startswith("#!/bin/sh\n") and "set -eu" in script
+    lines = [line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")]
+    init = lines.index("$as_service lbpay init")
+    (final,) = [i for i, line in enumerate(lines) if line.startswith("exec ")]
+    assert init < final and lines[final] == 'exec $as_service "$@"'
+    assert 'if [ "${RELEASE_COMMAND:-}" = 1 ]; then' in lines and "postgres://* | postgresql://*) ;;" in lines
+    assert any(line.startswith("install -m 0600 $owner") for line in lines)
+    assert "install -d -m 0700 $owner \"$secrets_dir\"" in lines
+    assert any("setpriv --reuid=$run_uid --regid=$run_gid --clear-groups" in line for line in lines)
+    syntax = subprocess.run(["sh", "-n", str(ENTRYPOINT)], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+
+
+def test_the_readme_sets_file_secrets_base64_encoded_as_fly_requires() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for entry in fly()["files"]:
+        # "The contents of both raw_value and secret_name must be base64 encoded" (Fly's fly.toml reference).
+        assert re.search(rf'{entry["secret_name"]}="\$\(base64 -w0 [^)]+\)"', readme), entry["secret_name"]
+    assert "release_command" in readme and "RELEASE_COMMAND=1" in readme
 
 
 def test_the_systemd_unit_and_caddy_agree_on_the_port_and_reload_with_hup() -> None:
@@ -110,29 +150,39 @@ def test_the_systemd_unit_and_caddy_agree_on_the_port_and_reload_with_hup() -> N
     assert f"reverse_proxy 127.0.0.1:{port}" in caddy
 
 
-def test_the_workflow_tests_every_push_and_deploys_main_only_with_a_token() -> None:
+
+def test_the_workflow_tests_in_bookworm_with_pinned_actions_and_deploys_main_only_with_a_token() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
     triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as True
     assert "push" in triggers
-    steps = workflow["jobs"]["test"]["steps"]
-    assert any("make test" in step.get("run", "") for step in steps)
-    deploy = workflow["jobs"]["deploy"]
+    assert workflow["permissions"] == {"contents": "read"}
+    jobs = workflow["jobs"]
+    for name in ("test", "test-postgres"):
+        assert jobs[name]["container"]["image"].startswith("python:3.11-bookworm"), name
+    assert any("make test" in step.get("run", "") for step in jobs["test"]["steps"])
+    postgres = jobs["test-postgres"]
+    assert postgres["services"]["postgres"]["image"].startswith("postgres:")
+    assert any("make test-postgres" in step.get("run", "") for step in postgres["steps"])
+    assert postgres["env"]["LBPAY_TEST_DATABASE_URL"].startswith("postgresql://")
+    for job_name, job in jobs.items():
+        for step in job["steps"]:
+            if "uses" in step:
+                action, _, ref = step["uses"].partition("@")
+                assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{job_name}: {action} is not pinned to a commit"
+    for name in ("test", "test-postgres"):
+        cached = [step for step in jobs[name]["steps"] if step.get("uses", "").startswith("actions/cache@")]
+        assert cached and "pip" in cached[0]["with"]["path"], name
+    deploy = jobs["deploy"]
     assert "refs/heads/main" in deploy["if"] and deploy["env"]["FLY_API_TOKEN"] == "${{ secrets.FLY_API_TOKEN }}"
     assert any("flyctl deploy" in step.get("run", "") and step.get("if") == "env.FLY_API_TOKEN != ''"
                for step in deploy["steps"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(url: str, deadline: float) -> requests.Response:
     while True:
         try:
             return requests.get(url, timeout=2)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a worker still booting
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)

@@ -1,0 +1,67 @@
+"""Two machines starting at once both run `lbpay init` on one fresh database: each migration is applied once."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import sqlite_only
+
+import migrations
+
+pytestmark = sqlite_only  # the PostgreSQL run takes the advisory lock in every test's `lbpay init`
+
+ROOT = Path(__file__).parent.parent
+
+# The installed `lbpay` console script, imported first, then released at one signal, so that every
+# process reaches the migrations at the same moment instead of one finishing its imports earlier.
+STARTER = """
+import sys, time
+from importlib.metadata import entry_points
+from pathlib import Path
+(lbpay,) = entry_points(group="console_scripts", name="lbpay")
+cli = lbpay.load()
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+cli(args=["init"], prog_name="lbpay")
+"""
+
+
+def test_concurrent_inits_on_one_fresh_sqlite_file_all_succeed_and_migrate_once(tmp_path: Path) -> None:
+    database = tmp_path / "volume" / "lbpay.db"
+    database.parent.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
+    env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "volume"), LBPAY_DATABASE_URL=f"sqlite:///{database}")
+    go = tmp_path / "go"
+    count = 3
+    processes = [subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path / f"ready-{i}"), str(go)],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(count)]
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready-{i}").exists() for i in range(count)):
+            assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
+            assert time.monotonic() < deadline, "the init processes did not get ready"
+            time.sleep(0.02)
+        go.touch()
+        results = [(p.wait(timeout=60), *p.communicate()) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+        assert "database ready" in out, out
+    with sqlite3.connect(database) as connection:
+        versions = [row[0] for row in connection.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, migrations.latest_version() + 1))
+    # Exactly one process applied the migrations; the others found them done.
+    appliers = [out for _, out, _ in results if "applied migrations" in out]
+    assert len(appliers) == 1, [out for _, out, _ in results]
