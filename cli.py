@@ -60,10 +60,10 @@ def cli() -> None:
 cli.params = [param for param in cli.params if param.name != "env_file"]
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
     """The ``lbpay`` entry point: a bad setting is reported as a list of problems, never a traceback."""
     try:
-        cli.main(prog_name="lbpay")
+        cli.main(args=args, prog_name="lbpay")
     except ConfigError as exc:
         click.echo(exc.report(), err=True)
         sys.exit(2)

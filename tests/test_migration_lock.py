@@ -29,7 +29,7 @@ ready, go = Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
 while not go.exists():
     time.sleep(0.005)
-cli(args=["init"], prog_name="lbpay")
+cli(args=["init"])
 """
 
 
