@@ -88,8 +88,6 @@ def test_the_kit_passes_its_node_tests_against_the_live_server(built: Path, serv
         assert name in report, report
 
 
-@pytest.mark.xfail(strict=True, reason="needs the server's typed revocation list (issue 12, signer branch): "
-                   "remove this mark when both branches are merged")
 def test_the_servers_revocation_list_refuses_a_revoked_license(built: Path, server: RunningServer,
                                                                 folder: Path) -> None:
     node_tests(["test/typed-revocations.live.js"], node_env(server, folder), server)
