@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 import requests
-from servers import ROOT, RunningServer, chromium, sandbox_mode_server
+from servers import LBPAY, ROOT, RunningServer, chromium, sandbox_mode_server
 
 from billing.errors import CATALOGUE
 
@@ -88,8 +88,6 @@ def test_the_kit_passes_its_node_tests_against_the_live_server(built: Path, serv
         assert name in report, report
 
 
-@pytest.mark.xfail(strict=True, reason="needs the server's typed revocation list (issue 12, signer branch): "
-                   "remove this mark when both branches are merged")
 def test_the_servers_revocation_list_refuses_a_revoked_license(built: Path, server: RunningServer,
                                                                 folder: Path) -> None:
     node_tests(["test/typed-revocations.live.js"], node_env(server, folder), server)
@@ -113,6 +111,44 @@ def test_the_kit_keeps_the_extension_client_as_its_only_client(built: Path) -> N
     assert source == (ROOT / "clients" / "extension" / "index.js").read_text().replace("// @ts-check\n", "", 1)
     tracked = run(["git", "ls-files", "clients/vscode"], ROOT).split()
     assert "clients/vscode/src/payClient.js" not in tracked and not any("/out/" in f or "node_modules" in f for f in tracked)
+
+
+def lbpay(instance: Path, base: str, *args: str) -> str:
+    """Run an `lbpay` command on the creator's side of a sandbox-mode instance."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
+    env.update(LBPAY_INSTANCE_PATH=str(instance), LBPAY_PUBLIC_BASE_URL=base)
+    return run([*LBPAY, *args], ROOT, env=env, timeout=60)
+
+
+def kit_loads_keyring(folder: Path, signed: str | None = None) -> dict[str, Any]:
+    """What the kit's loadKeyring makes of FOLDER/licence-keys/keyring.json, and whether it verifies ``signed``."""
+    script = ("const { kit } = require('./test/harness.js');"
+              f"const ring = kit.loadKeyring({json.dumps(str(folder))});"
+              f"const signed = {json.dumps(signed)};"
+              "const list = signed === null ? null : kit.verifyRevocations(signed, ring);"
+              "process.stdout.write(JSON.stringify({ ring, revocations: list && (list.ok || list.reason) }));")
+    return dict(json.loads(run([node(), "-e", script], KIT)))
+
+
+def test_the_kit_loads_the_keyring_lbpay_keys_export_writes(built: Path, server: RunningServer, folder: Path,
+                                                            tmp_path: Path) -> None:
+    printed = lbpay(folder / "instance", server.base, "keys", "export", str(tmp_path / "live"))
+    assert "keyring.json" in printed
+    signed = requests.get(server.base + "/api/v1/revocations", timeout=10).text
+    loaded = kit_loads_keyring(tmp_path / "live", signed)
+    published = requests.get(server.base + "/api/v1/license-keys", timeout=10).json()["keys"]
+    assert loaded["ring"] == {"keys": [{"kid": k["kid"], "pem": k["public_key_pem"], "active": k["active"]}
+                                       for k in published]}
+    assert loaded["revocations"] is True  # the server's signed list verifies under the exported keys
+
+    # After a rotation the keyring holds the retired key too, and the kit still takes it as written.
+    fresh = tmp_path / "rotated"
+    lbpay(fresh, server.base, "init")
+    lbpay(fresh, server.base, "keys", "rotate")
+    lbpay(fresh, server.base, "keys", "export", str(fresh / "out"))
+    written = json.loads((fresh / "out" / "licence-keys" / "keyring.json").read_text())
+    ring = kit_loads_keyring(fresh / "out")["ring"]
+    assert ring == written and [k["active"] for k in ring["keys"]] == [True, False]
 
 
 # --- the page, in Chromium ------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 const Module = require('node:module');
 const path = require('node:path');
+const { promisify } = require('node:util');
+const execFile = promisify(require('node:child_process').execFile);
 const fake = require('./fake-vscode.js');
 
 const load = Module._load;
@@ -13,4 +15,17 @@ Module._load = function (request, parent, isMain) {
 
 const kit = require(path.join(__dirname, '..', 'out', 'index.js'));
 
-module.exports = { kit, ...fake };
+/**
+ * What the creator does by hand on the server (tests/node/creator.py, named by LBPAY_CREATOR): revoke a
+ * license, or let an order run out of time; resolves to what it printed.
+ *
+ * It runs beside the event loop, never blocking it: the creator takes about two seconds, gunicorn closes a
+ * connection idle for two, and a loop that sleeps through that close hands the next fetch a dead socket.
+ */
+async function creator(command, orderId) {
+  const [python, ...args] = JSON.parse(process.env.LBPAY_CREATOR);
+  const { stdout } = await execFile(python, [...args, command, orderId], { encoding: 'utf8', cwd: process.env.LBPAY_REPO });
+  return stdout;
+}
+
+module.exports = { kit, creator, ...fake };

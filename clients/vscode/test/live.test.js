@@ -3,8 +3,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
-const { kit, panels, commands, fakeContext } = require('./harness.js');
+const { kit, creator, panels, commands, fakeContext } = require('./harness.js');
 
 const BASE = process.env.LBPAY_BASE_URL;
 const skip = BASE ? false : 'set LBPAY_BASE_URL to a server in sandbox mode (tests/test_vscode_kit.py does)';
@@ -16,12 +15,6 @@ async function sandbox(method, path, body) {
     method, headers: { 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
   });
   assert.ok(response.ok, `${method} ${path}: ${response.status} ${await response.text()}`);
-}
-
-/** What the creator does by hand on the server: revoke a license, or let an order run out of time. */
-function creator(command, orderId) {
-  const [python, ...args] = JSON.parse(process.env.LBPAY_CREATOR);
-  return execFileSync(python, [...args, command, orderId], { encoding: 'utf8', cwd: process.env.LBPAY_REPO });
 }
 
 /** A fresh extension: context, keyring from the server, the kit registered, licenses it was handed. */
@@ -146,7 +139,7 @@ test('WeChat down: the order fails with retry_later in both languages, and a ret
 
 test('an expired order ends the wait with order_expired and a new order', { skip, timeout: 90000 }, async () => {
   const { ext, panel, waiting } = await startBuying();
-  const summary = JSON.parse(creator('expire', waiting.order.order_id));
+  const summary = JSON.parse(await creator('expire', waiting.order.order_id));
   assert.equal(summary.closed, 1, JSON.stringify(summary));
   const failed = await panel.waitFor((s) => s.phase === 'failed');
   assert.deepEqual([failed.error.code, failed.error.action, failed.order.status], ['order_expired', 'new_order', 'closed']);
@@ -162,7 +155,7 @@ test('a revoked license is refused on restore and never reaches onLicense', { sk
   const waiting = ext.pay.waitForLicense(order);
   await sandbox('POST', `orders/${order.out_trade_no}/pay`, { result: 'success' });
   const done = await waiting;
-  creator('revoke', order.order_id);
+  await creator('revoke', order.order_id);
 
   const panel = await openPanel(kit.PURCHASES_COMMAND);
   const shown = await panel.waitFor((s) => s.phase === 'purchases');

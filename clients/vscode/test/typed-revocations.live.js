@@ -1,11 +1,10 @@
 // The server's own revocation list, as the kit keeps it offline, refuses a license the creator revoked.
-// Needs the typed revocation format (signed over "lbpay.revocations\n" + DATA); run by tests/test_vscode_kit.py.
+// The typed revocation format (signed over "lbpay.revocations\n" + DATA); run by tests/test_vscode_kit.py.
 'use strict';
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
-const { kit, fakeContext } = require('./harness.js');
+const { kit, creator, fakeContext } = require('./harness.js');
 
 const BASE = process.env.LBPAY_BASE_URL;
 
@@ -22,8 +21,7 @@ test('a revoked license is on the server\'s list and verifyLicense refuses it', 
     bought.push({ order, done: await waiting });
   }
   const [revoked, kept] = bought;
-  const [python, ...args] = JSON.parse(process.env.LBPAY_CREATOR);
-  execFileSync(python, [...args, 'revoke', revoked.order.order_id], { cwd: process.env.LBPAY_REPO });
+  await creator('revoke', revoked.order.order_id);
 
   const store = new kit.RevocationStore(fakeContext().globalState, pay, keyring);
   const list = await store.refresh();
