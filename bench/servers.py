@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 
 from workspace import Workspace
 
@@ -80,4 +80,84 @@ def shop() -> Flask:
 
     app = create_app()
     app.wsgi_app = OwnTime(app.wsgi_app, app.extensions["lbpay.shop"])  # type: ignore[method-assign]
+    return app
+
+
+# --- the peer: what a creator writes in an afternoon with the wechatpayv3 SDK ----------------
+
+SDK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS payment (out_trade_no TEXT PRIMARY KEY, amount_fen INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', transaction_id TEXT UNIQUE, paid_at TEXT);
+CREATE TABLE IF NOT EXISTS license (out_trade_no TEXT PRIMARY KEY REFERENCES payment, license_key TEXT NOT NULL);
+"""
+
+
+def sdk_database(path: str) -> Any:
+    """The peer's SQLite file, opened as ours is (WAL, synchronous NORMAL), with its two tables."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SDK_SCHEMA)
+    return conn
+
+
+def sdk() -> Flask:
+    """The wechatpayv3-based handler: ``callback()`` verifies and decrypts, one transaction pays and licenses.
+
+    It keeps no raw notification, no audit chain and no mail outbox: the comparison is generous to it.
+    """
+    import base64
+    import json as json_module
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from wechatpayv3 import WeChatPay, WeChatPayType
+
+    from workspace import APIV3_KEY, APPID, MCHID, PUBLIC_KEY_ID
+
+    workspace = Workspace(Path(os.environ["BENCH_WORKSPACE"]))
+    files = workspace.files
+    pay = WeChatPay(wechatpay_type=WeChatPayType.NATIVE, mchid=MCHID,
+                    private_key=Path(files["merchant_key"]).read_text(), cert_serial_no="3775B6A4", appid=APPID,
+                    apiv3_key=APIV3_KEY.decode(), public_key=Path(files["platform_public"]).read_text(),
+                    public_key_id=PUBLIC_KEY_ID)
+    license_key = serialization.load_pem_private_key(Path(files["license_key"]).read_bytes(), password=None)
+    local = threading.local()
+    lock = threading.Lock()  # one writer per process at a time, as sqlite3 users usually arrange
+    app = Flask("sdk")
+
+    def connection() -> Any:
+        if not hasattr(local, "conn"):
+            local.conn = sdk_database(os.environ["BENCH_SDK_DATABASE"])
+        return local.conn
+
+    @app.post("/wechatpay/notify/transaction")
+    def notify() -> Any:
+        result = pay.callback(request.headers, request.get_data())
+        if not result or result.get("event_type") != "TRANSACTION.SUCCESS":
+            return jsonify(code="FAIL", message="verification failed"), 401
+        tx = result["resource"]
+        payload = json_module.dumps({"id": tx["out_trade_no"], "courseId": "cpp-primer-5th",
+                                     "expiresAt": "2099-01-01T00:00:00Z"}, separators=(",", ":")).encode()
+        data = base64.b64encode(payload)
+        signature = license_key.sign(data, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
+        text = data.decode() + "|" + base64.b64encode(signature).decode()
+        conn = connection()
+        with lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                changed = conn.execute("UPDATE payment SET status='paid', transaction_id=?, paid_at=datetime('now') "
+                                       "WHERE out_trade_no=? AND status='pending' AND amount_fen=?",
+                                       (tx["transaction_id"], tx["out_trade_no"], tx["amount"]["total"])).rowcount
+                if changed:
+                    conn.execute("INSERT INTO license (out_trade_no, license_key) VALUES (?, ?)",
+                                 (tx["out_trade_no"], text))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return "", 204
+
     return app

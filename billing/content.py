@@ -197,7 +197,8 @@ def _check_license(shop: Shop, text: str, course_id: str | None) -> tuple[Licens
     return row, payload
 
 
-def _max_downloads(payload: dict[str, Any]) -> int | None:
+def max_downloads_of(payload: dict[str, Any]) -> int | None:
+    """The download limit a license was signed with, or None for no limit."""
     limits = payload.get("limits")
     value = limits.get("maxDownloads") if isinstance(limits, dict) else None
     return value if type(value) is int and value >= 0 else None
@@ -209,7 +210,7 @@ def grant_for(shop: Shop, text: str | None, course_id: str) -> Grant:
         raise ContentError("no_license")
     row, payload = _check_license(shop, text, course_id)
     grant = Grant(license_row=row.id, license_id=row.license_id, course_id=row.course_id,
-                  max_downloads=_max_downloads(payload))
+                  max_downloads=max_downloads_of(payload))
     if grant.max_downloads is not None and row.downloads >= grant.max_downloads:
         raise ContentError("download_limit_reached", extra={"downloads": row.downloads,
                                                             "max_downloads": grant.max_downloads})
@@ -224,7 +225,7 @@ def license_report(shop: Shop, text: str, course_id: str | None) -> dict[str, An
         if exc.code == "invalid_license":
             raise ContentError("license_not_found") from None
         raise
-    limit = _max_downloads(payload)
+    limit = max_downloads_of(payload)
     return {"valid": True, "state": "active", "id": row.license_id, "courseId": row.course_id,
             "expiresAt": iso_utc(row.expires_at), "plan": row.plan, "downloads": row.downloads,
             "maxDownloads": limit}

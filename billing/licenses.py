@@ -6,12 +6,14 @@ import datetime as dt
 import secrets
 from typing import Any
 
+from licensing import issue_license, verify_license
 from models import Course, License, Order
 
 from . import audit
+from .content import max_downloads_of
 from .errors import BillingError
 from .orders import EMAIL
-from .mail import enqueue_license_mail, enqueue_mail, license_lines, render
+from .mail import enqueue_license_mail, enqueue_mail, license_lines, license_mail
 from .payments import apply_transaction, issue_license_for
 from .shop import Shop, hash_token
 from database import write_transaction
@@ -40,6 +42,52 @@ def revoke_in_transaction(order: Order, *, reason: str, actor: str, at: dt.datet
         audit.record("license.revoked", at=at, actor=actor, order=order, ip=ip,
                      detail={"license": license.license_id, "reason": reason[:64]})
     return bool(changed)
+
+
+def _key_chain(license_id: str) -> list[License]:
+    """Every key issued under one license id, oldest first; the last is the current one."""
+    return list(License.select().where(License.license_id == license_id).order_by(License.issued_at, License.id))
+
+
+def withdraw_period(shop: Shop, order: Order, *, reason: str, actor: str, at: dt.datetime,
+                    ip: str | None = None) -> str:
+    """Take back what one refunded order bought, inside the caller's write transaction.
+
+    A one-time license is revoked. A subscription period is cut from the license id's current key:
+    the key is signed again ending one period earlier, and revoked when nothing paid is left, so a
+    refunded renewal leaves the period before it and a refunded first period leaves the renewal.
+    Returns ``revoked``, ``shortened`` or ``none``.
+    """
+    license = License.get_or_none(License.order == order.id)
+    if license is None:
+        return "none"
+    course = Course.get_by_id(license.course_id)
+    if license.plan != "subscription" or not course.period_days:
+        return "revoked" if revoke_in_transaction(order, reason=reason, actor=actor, at=at, ip=ip) else "none"
+    chain = _key_chain(license.license_id)
+    current = chain[-1]
+    if current.revoked_at is not None:
+        return "none"
+    ends = current.expires_at - dt.timedelta(days=course.period_days)
+    if current.id != license.id and license.revoked_at is None:
+        # The refunded order's own, superseded key: marked, so its history says refunded.
+        License.update(revoked_at=at, revoke_reason=reason[:64]).where(License.id == license.id).execute()
+    if ends <= at:
+        License.update(revoked_at=at, revoke_reason=reason[:64]).where(License.id == current.id).execute()
+        audit.record("license.revoked", at=at, actor=actor, order=order, ip=ip,
+                     detail={"license": current.license_id, "reason": reason[:64], "period_of": order.public_id})
+        return "revoked"
+    key = shop.license_keys.active
+    current_order = Order.get_by_id(current.order_id)
+    # The shorter key keeps the download limit the license was sold with.
+    signed = verify_license(current.key, shop.license_keys.public_keys(), at).payload or {}
+    text = issue_license(key, license_id=current.license_id, course_id=course.id, order_id=current_order.public_id,
+                         plan=course.plan, created_at=at, expires_at=ends, max_downloads=max_downloads_of(signed))
+    License.update(key=text, kid=key.kid, expires_at=ends).where(License.id == current.id).execute()
+    audit.record("license.shortened", at=at, actor=actor, order=order, ip=ip,
+                 detail={"license": current.license_id, "reason": reason[:64], "period_of": order.public_id,
+                         "was": current.expires_at.isoformat(), "now": ends.isoformat()})
+    return "shortened"
 
 
 def revoke_license(shop: Shop, order: Order, *, reason: str, actor: str, ip: str | None = None) -> None:
@@ -86,11 +134,11 @@ def comp_license(shop: Shop, *, course_id: str, email: str | None, reason: str, 
             created_at=now, expires_at=now, paid_at=now)
         audit.record("license.comped", at=now, actor=actor, order=order, ip=ip,
                      detail={"course": course.id, "reason": reason, "email": email})
-        issued, drafted = issue_license_for(shop, Order.get_by_id(order.id), now)
+        issued = issue_license_for(shop, Order.get_by_id(order.id), now)
         audit.record("license.issued", at=now, actor=actor, order=order,
                      detail={"license": issued.license_id, "kid": issued.kid,
                              "expires_at": issued.expires_at.isoformat()})
-        enqueue_license_mail(Order.get_by_id(order.id), issued, now, content=drafted.mail)
+        enqueue_license_mail(Order.get_by_id(order.id), now)
     return order
 
 
@@ -130,8 +178,7 @@ def resend_license_mail(shop: Shop, order: Order, *, actor: str, ip: str | None 
     if license.revoked_at is not None:
         raise BillingError("bad_request", "the license is revoked; reinstate it first")
     lines = license_lines([license])
-    text, html = render("license", licenses=lines, renewal=license.plan == "subscription")
-    subject = f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {lines[0]['course_title']}"
+    subject, text, html = license_mail(lines[0], license.plan)
     now = shop.now()
     with write_transaction():
         enqueue_mail(to=order.email, subject=subject, text=text, html=html, kind="resend", now=now)

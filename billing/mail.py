@@ -167,24 +167,54 @@ def license_lines(licenses: list[License]) -> list[dict[str, str]]:
                          expires_at=lic.expires_at, key=lic.key) for lic in licenses]
 
 
+def license_subject(course_title: str) -> str:
+    """The subject of a license mail; a title's control characters become spaces, as a header must not break."""
+    title = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in course_title)
+    return f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {title}"
+
+
 def license_mail(line: dict[str, str], plan: str) -> tuple[str, str, str]:
     """Subject, text and HTML of the mail that delivers one license."""
     text, html = render("license", licenses=[line], renewal=plan == "subscription")
-    subject = f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {line['course_title']}"
-    return subject, text, html
+    return license_subject(line["course_title"]), text, html
 
 
-def enqueue_license_mail(order: Order, license: License, now: dt.datetime,
-                         content: tuple[str, str, str] | None = None) -> MailOutbox | None:
-    """Queue the license mail for a fulfilled order that gave an address; call it in the fulfilment transaction.
+LICENSE_MAIL_PREFIX = "license:"
 
-    ``content`` is the mail rendered ahead of the transaction, when the caller already has it.
+
+def enqueue_license_mail(order: Order, now: dt.datetime) -> MailOutbox | None:
+    """Queue the license mail of a fulfilled order that gave an address, in the fulfilment transaction.
+
+    Nothing is rendered here: the mail job renders it when it sends (``render_queued_license``), so
+    neither the time it takes nor a title that cannot be rendered can hold up or fail a payment.
     """
     if not order.email:
         return None
-    subject, text, html = content or license_mail(license_lines([license])[0], license.plan)
-    return enqueue_mail(to=order.email, subject=subject, text=text, html=html, kind="license", now=now,
-                        dedupe_key=f"license:{order.public_id}")
+    return enqueue_mail(to=order.email, subject="", text="", kind="license", now=now,
+                        dedupe_key=LICENSE_MAIL_PREFIX + order.public_id)
+
+
+def plain_license_mail(license: License) -> tuple[str, str, None]:
+    """A license mail built without templates or the course title: what goes out when rendering fails."""
+    text = (f"Learning Buddy license / 许可证\n\nCourse: {license.course_id}\nLicense id: {license.license_id}\n"
+            f"Order: {license.order.public_id}\nValid until: {iso_utc(license.expires_at)}\n\n"
+            f"Your license key (one line):\n{license.key}\n")
+    return license_subject(license.course_id), text, None
+
+
+def render_queued_license(mail: MailOutbox) -> tuple[str, str, str | None] | None:
+    """Subject, text and HTML of a license mail queued unrendered; None when it is not one or was rendered."""
+    if mail.kind != "license" or mail.text or not (mail.dedupe_key or "").startswith(LICENSE_MAIL_PREFIX):
+        return None
+    public_id = (mail.dedupe_key or "")[len(LICENSE_MAIL_PREFIX):]
+    license = License.select().join(Order).where(Order.public_id == public_id).first()
+    if license is None:
+        return None
+    try:
+        return license_mail(license_lines([license])[0], license.plan)
+    except Exception:  # noqa: BLE001 - a broken template or odd title must still let the key go out
+        log.exception("license mail %s did not render; sending the plain form", mail.id)
+        return plain_license_mail(license)
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -221,6 +251,11 @@ def _claim(now: dt.datetime) -> list[MailOutbox]:
                      .where((MailOutbox.id == mail.id) & (MailOutbox.next_attempt_at == mail.next_attempt_at)
                             & MailOutbox.sent_at.is_null()).execute())
             if taken:
+                rendered = render_queued_license(mail)
+                if rendered is not None:
+                    mail.subject, mail.text, mail.html = rendered[0][:200], rendered[1], rendered[2]
+                    MailOutbox.update(subject=mail.subject, text=mail.text, html=mail.html).where(
+                        MailOutbox.id == mail.id).execute()
                 claimed.append(mail)
     return claimed
 

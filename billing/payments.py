@@ -1,25 +1,31 @@
-"""Believing a payment: verified notifications and queries end in one fulfilment function."""
+"""Believing a payment: verified notifications and queries end in one fulfilment function.
+
+A notification is verified before anything of it is stored: an authentic one is kept in full in
+the same transaction as what it changes; of one that fails verification only its headers, size,
+body hash and the reason are kept, and no more than a few per client and per hour.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from peewee import IntegrityError
 
 from licensing import issue_license
-from models import Course, License, Notification, Order
+from models import AuditEvent, Course, License, Notification, Order
 from wechatpay.errors import DecryptError, MalformedError, VerificationError
 from wechatpay.notify import Notification as WeChatNotification
 from wechatpay.notify import parse_notification
 
 from . import audit
 from database import crash_point
-from .mail import enqueue_license_mail, license_line, license_mail
+from .mail import enqueue_license_mail
 from .shop import LIFETIME, Shop
 from database import write_transaction
 
@@ -28,6 +34,12 @@ log = logging.getLogger(__name__)
 KEPT_HEADERS = ("wechatpay-timestamp", "wechatpay-nonce", "wechatpay-serial",
                 "wechatpay-signature", "wechatpay-signature-type", "content-type", "request-id")
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
+# What an unverifiable request may cost us in storage: a stub each, this many per client address
+# and this many in all per hour; past either, it is logged and answered, and nothing is written.
+REFUSALS_KEPT_PER_CLIENT = 20
+REFUSALS_KEPT_PER_HOUR = 500
+REFUSAL_HEADER_CHARS = 512
+HOUR = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -42,25 +54,6 @@ class UnusableTransaction(Exception):
     """An authentic transaction object that lacks what we need to act on it."""
 
 
-def store_raw_notification(kind: str, body: bytes, headers: Mapping[str, str], now: dt.datetime) -> Notification:
-    """Keep a notification exactly as it came, before anything in it is believed."""
-    kept = {k: v for k, v in ((k.lower(), v) for k, v in headers.items()) if k in KEPT_HEADERS}
-    with write_transaction():
-        return Notification.create(kind=kind, received_at=now, headers=json.dumps(kept),
-                                   body=body.decode("utf-8", "replace"))
-
-
-def reject_notification(row: Notification, now: dt.datetime, result: str, reason: str, ip: str | None,
-                        answer: NotifyAnswer) -> NotifyAnswer:
-    """Record why a notification was refused, with its audit event, and give the answer for WeChat."""
-    with write_transaction():
-        Notification.update(result=result, reason=reason[:200]).where(Notification.id == row.id).execute()
-        audit.record("notification.rejected", at=now, actor="wechat", ip=ip,
-                     detail={"notification": row.id, "result": result, "reason": reason[:200]})
-    log.warning("notification %s rejected: %s (%s)", row.id, result, reason)
-    return answer
-
-
 class NotificationRefused(Exception):
     """A notification that could not be verified or decrypted, with the answer WeChat should get."""
 
@@ -69,49 +62,116 @@ class NotificationRefused(Exception):
         self.answer = answer
 
 
+@dataclass(frozen=True)
+class Received:
+    """A notification as it came, not yet stored: it is written with whatever it changes, in one transaction."""
+
+    kind: str
+    body: bytes
+    headers: Mapping[str, str]
+    at: dt.datetime
+    event_id: str | None = None
+    event_type: str | None = None
+
+
+def _kept_headers(headers: Mapping[str, str], limit: int | None = None) -> dict[str, str]:
+    kept = {k: v for k, v in ((k.lower(), v) for k, v in headers.items()) if k in KEPT_HEADERS}
+    return kept if limit is None else {k: v[:limit] for k, v in kept.items()}
+
+
+def keep_notification(received: Received, result: str, *, order: Order | None = None, reason: str = "",
+                      out_trade_no: str | None = None) -> Notification:
+    """Store an authentic notification in full with what came of it; call inside the transaction it caused."""
+    return Notification.create(
+        kind=received.kind, received_at=received.at, headers=json.dumps(_kept_headers(received.headers)),
+        body=received.body.decode("utf-8", "replace"), result=result, reason=reason[:200] or None,
+        event_id=(received.event_id or "")[:64] or None, event_type=(received.event_type or "")[:32] or None,
+        out_trade_no=out_trade_no if out_trade_no is not None else (order.out_trade_no if order else None),
+        order=order)
+
+
+def _refusals_since(since: dt.datetime, ip: str | None = None, *, per_client: bool = False) -> int:
+    query = AuditEvent.select().where((AuditEvent.action == "notification.rejected") & (AuditEvent.at >= since))
+    if per_client:
+        query = query.where(AuditEvent.ip.is_null() if ip is None else AuditEvent.ip == ip)
+    return int(query.count())
+
+
+def refuse_unverified(received: Received, result: str, reason: str, ip: str | None) -> bool:
+    """Keep a stub of a notification that failed verification, within the caps; return whether it was kept."""
+    since = received.at - HOUR
+    with write_transaction():
+        if (_refusals_since(since, ip, per_client=True) >= REFUSALS_KEPT_PER_CLIENT
+                or _refusals_since(since) >= REFUSALS_KEPT_PER_HOUR):
+            return False
+        stub = {**_kept_headers(received.headers, REFUSAL_HEADER_CHARS), "body-size": str(len(received.body)),
+                "body-sha256": hashlib.sha256(received.body).hexdigest()}
+        row = Notification.create(kind=received.kind, received_at=received.at, headers=json.dumps(stub),
+                                  body="", result=result, reason=reason[:200])
+        audit.record("notification.rejected", at=received.at, actor="wechat", ip=ip,
+                     detail={"notification": row.id, "result": result, "reason": reason[:200]})
+    return True
+
+
+def refuse_authentic(received: Received, result: str, reason: str, ip: str | None) -> None:
+    """Keep a signed notification we cannot act on, in full, with the reason and its audit event."""
+    with write_transaction():
+        row = keep_notification(received, result, reason=reason)
+        audit.record("notification.rejected", at=received.at, actor="wechat", ip=ip,
+                     detail={"notification": row.id, "result": result, "reason": reason[:200]})
+
+
 def open_notification(shop: Shop, kind: str, body: bytes, headers: Mapping[str, str], ip: str | None,
-                      now: dt.datetime) -> tuple[Notification, WeChatNotification]:
-    """Keep a notification raw, then verify and decrypt it, or raise ``NotificationRefused``."""
-    row = store_raw_notification(kind, body, headers, now)
-    crash_point("notify.after_store")
+                      now: dt.datetime) -> tuple[Received, WeChatNotification]:
+    """Verify and decrypt a notification before storing anything of it, or raise ``NotificationRefused``."""
+    received = Received(kind=kind, body=body, headers=headers, at=now)
     try:
-        return row, parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
+        note = parse_notification(body, headers, shop.verifier, shop.apiv3_keys, now.timestamp())
     except VerificationError as exc:
         probe = str(headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
-        answer = reject_notification(row, now, "probe" if probe else exc.reason, str(exc), ip,
-                                     NotifyAnswer(401, "signature verification failed"))
+        result = "probe" if probe else exc.reason
+        kept = refuse_unverified(received, result, str(exc), ip)
+        log.warning("%s notification refused: %s (%s)%s", kind, result, exc, "" if kept else "; not kept, over the cap")
+        raise NotificationRefused(NotifyAnswer(401, "signature verification failed")) from None
     except MalformedError as exc:
-        answer = reject_notification(row, now, "malformed", str(exc), ip, NotifyAnswer(400, "malformed notification"))
+        refuse_authentic(received, "malformed", str(exc), ip)
+        log.warning("signed %s notification is malformed: %s", kind, exc)
+        raise NotificationRefused(NotifyAnswer(400, "malformed notification")) from None
     except DecryptError as exc:
         # The envelope is authentic, so the likeliest cause is our own APIv3 key:
         # answer 5xx so WeChat keeps re-sending until the key is fixed.
         log.error("ALERT: a signed %s notification does not decrypt; is LBPAY_WECHATPAY_APIV3_KEY right?", kind)
-        answer = reject_notification(row, now, "undecryptable", str(exc), ip,
-                                     NotifyAnswer(500, "resource does not decrypt"))
-    raise NotificationRefused(answer)
+        refuse_authentic(received, "undecryptable", str(exc), ip)
+        raise NotificationRefused(NotifyAnswer(500, "resource does not decrypt")) from None
+    crash_point("notify.after_store")  # verified, nothing written yet: a crash here loses nothing WeChat will not re-send
+    return Received(kind, body, headers, now, note.id, note.event_type), note
 
 
 def receive_transaction_notification(shop: Shop, body: bytes, headers: Mapping[str, str],
                                      ip: str | None = None) -> NotifyAnswer:
-    """Keep, verify and act on one payment notification; never fulfil what is not proven."""
+    """Verify, keep and act on one payment notification; never fulfil what is not proven."""
     now = shop.now()
     try:
-        row, note = open_notification(shop, "transaction", body, headers, ip, now)
+        received, note = open_notification(shop, "transaction", body, headers, ip, now)
     except NotificationRefused as refused:
         return refused.answer
-
     if note.event_type != "TRANSACTION.SUCCESS":
         with write_transaction():
-            Notification.update(result="ignored", event_id=note.id[:64], event_type=note.event_type[:32],
-                                reason="not a payment success").where(Notification.id == row.id).execute()
+            keep_notification(received, "ignored", reason="not a payment success")
         return NotifyAnswer(204)
     try:
-        apply_transaction(shop, note.resource, source="notification", notification=row,
-                          event_id=note.id, ip=ip)
+        apply_transaction(shop, note.resource, source="notification", received=received, ip=ip)
     except UnusableTransaction as exc:
         log.error("ALERT: authentic notification %s has an unusable transaction: %s", note.id, exc)
-        return reject_notification(row, now, "unusable", str(exc), ip, NotifyAnswer(500, "unexpected transaction"))
+        refuse_authentic(received, "unusable", str(exc), ip)
+        return NotifyAnswer(400, "unusable transaction")
     return NotifyAnswer(204)
+
+
+def _optional_string(tx: Mapping[str, Any], name: str, longest: int) -> None:
+    value = tx.get(name)
+    if value is not None and (not isinstance(value, str) or len(value) > longest):
+        raise UnusableTransaction(f"{name} is not a string of at most {longest} characters")
 
 
 def _checked(tx: Any) -> dict[str, Any]:
@@ -127,126 +187,192 @@ def _checked(tx: Any) -> dict[str, Any]:
         if not isinstance(amount, dict) or type(amount.get("total")) is not int \
                 or not isinstance(amount.get("currency", "CNY"), str):
             raise UnusableTransaction("amount.total missing or not an integer")
+        payer = tx.get("payer")
+        if payer is not None and not isinstance(payer, dict):
+            raise UnusableTransaction("payer is not an object")
+        _optional_string(payer or {}, "openid", 128)
+        _optional_string(tx, "bank_type", 32)
+        _optional_string(tx, "success_time", 32)
     return tx
 
 
-def apply_transaction(shop: Shop, tx: Any, *, source: str, notification: Notification | None = None,
-                      event_id: str | None = None, ip: str | None = None) -> str:
+# --- the verdict: what one transaction means for one order ----------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a transaction means for an order: an outcome and, for the flagged ones, why."""
+
+    outcome: str  # fulfil | duplicate | not_ours | unknown_order | not_paid | wrong_amount | second_payment | late
+    reason: str = ""
+
+
+def judge_payment(tx: Mapping[str, Any], order: Order | None, mchid: str, appid: str) -> Verdict:
+    """Decide what a checked transaction means for the order it names; reads, never writes."""
+    if tx["mchid"] != mchid or tx["appid"] != appid:
+        return Verdict("not_ours", f"mchid/appid {tx['mchid'][:32]}/{tx['appid'][:32]} are not ours")
+    if order is None:
+        return Verdict("unknown_order")
+    if tx["trade_state"] != "SUCCESS":
+        return Verdict("not_paid")
+    total, currency = tx["amount"]["total"], tx["amount"].get("currency", "CNY")
+    if total != order.amount_fen or currency != order.currency:
+        return Verdict("wrong_amount", f"paid {total} {currency[:8]}, order is {order.amount_fen} {order.currency}")
+    if order.transaction_id == tx["transaction_id"]:
+        return Verdict("duplicate")
+    if order.transaction_id is not None:
+        return Verdict("second_payment", f"second payment {tx['transaction_id']} after {order.transaction_id}")
+    if order.status != "pending":
+        return Verdict("late", f"paid while {order.status}")
+    return Verdict("fulfil")
+
+
+@dataclass
+class Payment:
+    """Everything the outcome functions need about one transaction being applied."""
+
+    shop: Shop
+    tx: dict[str, Any]
+    source: str
+    now: dt.datetime
+    received: Received | None = None
+    ip: str | None = None
+    draft: LicenseDraft | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def keep(self, result: str, order: Order | None, reason: str = "") -> None:
+        """Store the notification (if one brought this) with what came of it."""
+        if self.received is not None:
+            keep_notification(self.received, result, order=order, reason=reason)
+
+    def paid_fields(self) -> dict[str, Any]:
+        """The order columns a payment fills in."""
+        return dict(transaction_id=self.tx["transaction_id"], paid_at=self.now, trade_state="SUCCESS",
+                    payer_openid=(self.tx.get("payer") or {}).get("openid"),
+                    bank_type=self.tx.get("bank_type"), success_time=self.tx.get("success_time"))
+
+
+def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | None = None,
+                      ip: str | None = None) -> str:
     """Act on WeChat's word about one transaction; the single path to a fulfilled order.
 
     Returns what happened: ``fulfilled``, ``duplicate``, ``unknown_order``, ``mismatch``,
     ``late_payment``, ``second_payment`` or ``not_paid``.
     """
-    tx = _checked(tx)
+    payment = Payment(shop=shop, tx=_checked(tx), source=source, now=shop.now(), received=received, ip=ip)
+    payment.facts = {"source": source, "transaction_id": tx.get("transaction_id"), "trade_state": tx["trade_state"]}
+    order = _order_with_course(tx["out_trade_no"])
+    if judge_payment(tx, order, shop.mchid, shop.appid).outcome == "fulfil" and order is not None:
+        payment.draft = draft_license(shop, order, payment.now)  # the slow part, before the write lock
     try:
-        return _apply(shop, tx, source, notification, event_id, ip)
+        with write_transaction():
+            order = _order_with_course(tx["out_trade_no"])
+            verdict = judge_payment(tx, order, shop.mchid, shop.appid)
+            result = OUTCOMES[verdict.outcome](payment, order, verdict)
+            if result == "fulfilled":
+                crash_point("fulfil.before_commit")
     except IntegrityError:
         # transaction_id is UNIQUE: the same WeChat payment claimed for a second order.
-        return _flag_reused_transaction(shop, tx, source, notification, event_id, ip)
+        return _flag_reused_transaction(payment)
+    if result == "fulfilled":
+        crash_point("fulfil.after_commit")
+        log.info("order %s fulfilled via %s", tx["out_trade_no"], source)
+    return result
 
 
 def _order_with_course(out_trade_no: str) -> Order | None:
     return (Order.select(Order, Course).join(Course).where(Order.out_trade_no == out_trade_no).first())
 
 
-def _draft_if_payable(shop: Shop, tx: dict[str, Any], now: dt.datetime) -> LicenseDraft | None:
-    """Sign the license before taking the write lock when the payment looks like it will fulfil."""
-    if tx["trade_state"] != "SUCCESS" or tx["mchid"] != shop.mchid or tx["appid"] != shop.appid:
-        return None
-    order = _order_with_course(tx["out_trade_no"])
-    amount = tx["amount"]
-    if (order is None or order.status != "pending" or order.transaction_id is not None
-            or amount["total"] != order.amount_fen or amount.get("currency", "CNY") != order.currency):
-        return None
-    return draft_license(shop, order, now)
+def _flag(order: Order, flag: str, reason: str, **fields: Any) -> None:
+    Order.update(flag=flag, flag_detail=reason, **fields).where(Order.id == order.id).execute()
 
 
-def _mark(notification: Notification | None, result: str, order: Order | None, event_id: str | None,
-          reason: str = "") -> None:
-    if notification is None:
-        return
-    Notification.update(result=result, reason=reason[:200] or None, order=order,
-                        event_id=(event_id or "")[:64] or None, event_type="TRANSACTION.SUCCESS",
-                        out_trade_no=None if order is None else order.out_trade_no,
-                        ).where(Notification.id == notification.id).execute()
+def not_ours(p: Payment, order: Order | None, verdict: Verdict) -> str:
+    """A payment to another merchant or app: flag a pending order, never fulfil."""
+    if order is not None and order.status == "pending":
+        _flag(order, "MERCHANT_MISMATCH", verdict.reason)
+    audit.record("payment.merchant_mismatch", at=p.now, actor="wechat", order=order, ip=p.ip,
+                 detail={**p.facts, "mchid": p.tx["mchid"][:32], "appid": p.tx["appid"][:32]})
+    p.keep("mismatch", order, verdict.reason)
+    log.error("ALERT: payment for another merchant or app: %s", verdict.reason)
+    return "mismatch"
 
 
-def _apply(shop: Shop, tx: dict[str, Any], source: str, notification: Notification | None,
-           event_id: str | None, ip: str | None) -> str:
-    now = shop.now()
-    facts = {"source": source, "transaction_id": tx.get("transaction_id"),
-             "trade_state": tx["trade_state"], "notification": notification.id if notification else None}
-    draft = _draft_if_payable(shop, tx, now)
-    with write_transaction():
-        order = _order_with_course(tx["out_trade_no"])
-        if tx["mchid"] != shop.mchid or tx["appid"] != shop.appid:
-            reason = f"mchid/appid {tx['mchid']}/{tx['appid']} are not ours"
-            if order is not None and order.status == "pending":
-                Order.update(flag="MERCHANT_MISMATCH", flag_detail=reason).where(Order.id == order.id).execute()
-            audit.record("payment.merchant_mismatch", at=now, actor="wechat", order=order, ip=ip,
-                         detail={**facts, "mchid": tx["mchid"], "appid": tx["appid"]})
-            _mark(notification, "mismatch", order, event_id, reason)
-            log.error("ALERT: payment for another merchant or app: %s", reason)
-            return "mismatch"
-        if order is None:
-            audit.record("payment.unknown_order", at=now, actor="wechat", ip=ip,
-                         detail={**facts, "out_trade_no": tx["out_trade_no"][:32]})
-            _mark(notification, "unknown_order", None, event_id)
-            return "unknown_order"
-        if tx["trade_state"] != "SUCCESS":
-            if order.trade_state != tx["trade_state"][:16]:  # most answers are a NOTPAY we knew already
-                Order.update(trade_state=tx["trade_state"][:16]).where(Order.id == order.id).execute()
-            _mark(notification, "not_paid", order, event_id)
-            return "not_paid"
-        amount = tx["amount"]
-        currency = amount.get("currency", "CNY")
-        if amount["total"] != order.amount_fen or currency != order.currency:
-            reason = f"paid {amount['total']} {currency}, order is {order.amount_fen} {order.currency}"
-            if order.flag != "AMOUNT_MISMATCH":
-                Order.update(flag="AMOUNT_MISMATCH", flag_detail=reason).where(Order.id == order.id).execute()
-                audit.record("payment.amount_mismatch", at=now, actor="wechat", order=order, ip=ip,
-                             detail={**facts, "paid_fen": amount["total"], "currency": currency[:8]})
-                log.error("ALERT: order %s %s", order.public_id, reason)
-            _mark(notification, "mismatch", order, event_id, reason)
-            return "mismatch"
-        if order.transaction_id == tx["transaction_id"]:
-            _mark(notification, "duplicate", order, event_id)
-            return "duplicate"
-        paid_fields = dict(transaction_id=tx["transaction_id"], paid_at=now, trade_state="SUCCESS",
-                           payer_openid=(tx.get("payer") or {}).get("openid"),
-                           bank_type=tx.get("bank_type"), success_time=tx.get("success_time"))
-        if order.transaction_id is not None:
-            reason = f"second payment {tx['transaction_id']} after {order.transaction_id}"
-            Order.update(flag="SECOND_PAYMENT", flag_detail=reason).where(Order.id == order.id).execute()
-            audit.record("payment.second_payment", at=now, actor="wechat", order=order, ip=ip, detail=facts)
-            _mark(notification, "second_payment", order, event_id, reason)
-            log.error("ALERT: order %s %s", order.public_id, reason)
-            return "second_payment"
-        if order.status != "pending":
-            Order.update(flag="LATE_PAYMENT", flag_detail=f"paid while {order.status}",
-                         **paid_fields).where(Order.id == order.id).execute()
-            audit.record("payment.late", at=now, actor="wechat", order=order, ip=ip,
-                         detail={**facts, "status": order.status})
-            _mark(notification, "late_payment", order, event_id)
-            log.error("ALERT: payment for order %s arrived while it was %s", order.public_id, order.status)
-            return "late_payment"
-        changed = (Order.update(status="fulfilled", **paid_fields)
-                   .where((Order.id == order.id) & (Order.status == "pending")).execute())
-        if changed != 1:  # pragma: no cover - the IMMEDIATE lock makes this unreachable on SQLite
-            _mark(notification, "duplicate", order, event_id)
-            return "duplicate"
-        paid = audit.record("order.paid", at=now, actor="wechat", order=order, ip=ip,
-                            detail={**facts, "amount_fen": amount["total"]})
-        issued, used = issue_license_for(shop, order, now, draft)
-        audit.record("license.issued", at=now, order=order, after=paid,
-                     detail={"license": issued.license_id, "kid": issued.kid,
-                             "expires_at": issued.expires_at.isoformat()})
-        enqueue_license_mail(order, issued, now, content=used.mail)
-        _mark(notification, "fulfilled", order, event_id)
-        crash_point("fulfil.before_commit")
-    crash_point("fulfil.after_commit")
-    log.info("order %s fulfilled via %s", order.public_id, source)
+def unknown_order(p: Payment, order: Order | None, verdict: Verdict) -> str:
+    """A payment for an order we never made: keep the evidence."""
+    audit.record("payment.unknown_order", at=p.now, actor="wechat", ip=p.ip,
+                 detail={**p.facts, "out_trade_no": p.tx["out_trade_no"][:32]})
+    p.keep("unknown_order", None)
+    return "unknown_order"
+
+
+def not_paid(p: Payment, order: Order, verdict: Verdict) -> str:
+    """WeChat says the order is not paid (yet): remember its trade state."""
+    if order.trade_state != p.tx["trade_state"][:16]:  # most answers are a NOTPAY we knew already
+        Order.update(trade_state=p.tx["trade_state"][:16]).where(Order.id == order.id).execute()
+    p.keep("not_paid", order)
+    return "not_paid"
+
+
+def wrong_amount(p: Payment, order: Order, verdict: Verdict) -> str:
+    """Paid, but not the order's amount or currency: flag it for the creator."""
+    if order.flag != "AMOUNT_MISMATCH":
+        amount = p.tx["amount"]
+        _flag(order, "AMOUNT_MISMATCH", verdict.reason)
+        audit.record("payment.amount_mismatch", at=p.now, actor="wechat", order=order, ip=p.ip,
+                     detail={**p.facts, "paid_fen": amount["total"], "currency": amount.get("currency", "CNY")[:8]})
+        log.error("ALERT: order %s %s", order.public_id, verdict.reason)
+    p.keep("mismatch", order, verdict.reason)
+    return "mismatch"
+
+
+def duplicate(p: Payment, order: Order, verdict: Verdict) -> str:
+    """The payment we already applied, told again."""
+    p.keep("duplicate", order)
+    return "duplicate"
+
+
+def second_payment(p: Payment, order: Order, verdict: Verdict) -> str:
+    """A second, different payment for an order already paid: flag it for a refund."""
+    _flag(order, "SECOND_PAYMENT", verdict.reason)
+    audit.record("payment.second_payment", at=p.now, actor="wechat", order=order, ip=p.ip, detail=p.facts)
+    p.keep("second_payment", order, verdict.reason)
+    log.error("ALERT: order %s %s", order.public_id, verdict.reason)
+    return "second_payment"
+
+
+def late_payment(p: Payment, order: Order, verdict: Verdict) -> str:
+    """Paid after the order was closed: record the payment and flag it, never issue silently."""
+    _flag(order, "LATE_PAYMENT", verdict.reason, **p.paid_fields())
+    audit.record("payment.late", at=p.now, actor="wechat", order=order, ip=p.ip,
+                 detail={**p.facts, "status": order.status})
+    p.keep("late_payment", order, verdict.reason)
+    log.error("ALERT: payment for order %s arrived while it was %s", order.public_id, order.status)
+    return "late_payment"
+
+
+def fulfil(p: Payment, order: Order, verdict: Verdict) -> str:
+    """Mark a pending order paid and issue its license, only if it is still pending when written."""
+    changed = (Order.update(status="fulfilled", **p.paid_fields())
+               .where((Order.id == order.id) & (Order.status == "pending")).execute())
+    if changed != 1:  # the order moved on since it was read (the write lock makes this rare)
+        p.keep("duplicate", order)
+        return "duplicate"
+    paid = audit.record("order.paid", at=p.now, actor="wechat", order=order, ip=p.ip,
+                        detail={**p.facts, "amount_fen": p.tx["amount"]["total"]})
+    issued = issue_license_for(p.shop, order, p.now, p.draft)
+    audit.record("license.issued", at=p.now, order=order, after=paid,
+                 detail={"license": issued.license_id, "kid": issued.kid,
+                         "expires_at": issued.expires_at.isoformat()})
+    enqueue_license_mail(order, p.now)
+    p.keep("fulfilled", order)
     return "fulfilled"
+
+
+OUTCOMES: dict[str, Callable[[Payment, Any, Verdict], str]] = {
+    "not_ours": not_ours, "unknown_order": unknown_order, "not_paid": not_paid, "wrong_amount": wrong_amount,
+    "duplicate": duplicate, "second_payment": second_payment, "late": late_payment, "fulfil": fulfil,
+}
 
 
 @dataclass(frozen=True)
@@ -258,7 +384,15 @@ class LicenseDraft:
     expires_at: dt.datetime
     kid: str
     text: str
-    mail: tuple[str, str, str] | None
+
+
+def current_subscription_key(course: Course, buyer_id: int | None) -> License | None:
+    """The buyer's latest unrevoked key for a subscription course: the one a renewal extends."""
+    if buyer_id is None:
+        return None
+    return (License.select().where((License.course == course.id) & (License.buyer == buyer_id)
+                                   & (License.revoked_at.is_null()))
+            .order_by(License.expires_at.desc(), License.id.desc()).first())
 
 
 def _license_terms(order: Order, course: Course, now: dt.datetime, new_id: str) -> tuple[str, dt.datetime]:
@@ -267,36 +401,27 @@ def _license_terms(order: Order, course: Course, now: dt.datetime, new_id: str) 
     if course.plan == "subscription":
         # A renewal keeps the license id, so the extension replaces the old key in place,
         # and extends from the later of now and the current expiry.
-        current = (License.select(License.license_id, License.expires_at)
-                   .where((License.course == course.id) & (License.buyer == order.buyer_id)
-                          & (License.buyer.is_null(False)) & (License.revoked_at.is_null()))
-                   .order_by(License.expires_at.desc()).first())
+        current = current_subscription_key(course, order.buyer_id)
         if current is not None:
             license_id = current.license_id
-            start = max(now, current.expires_at)
+            ends: dt.datetime = current.expires_at
+            start = max(now, ends)
     period = dt.timedelta(days=course.period_days) if course.period_days else LIFETIME
     return license_id, start + period
 
 
 def draft_license(shop: Shop, order: Order, now: dt.datetime) -> LicenseDraft:
-    """Sign an order's license (and render its mail) outside any transaction: the slow part of fulfilment."""
+    """Sign an order's license outside any transaction: the slow part of fulfilment."""
     course = order.course
     license_id, expires_at = _license_terms(order, course, now, str(uuid.uuid4()))
     key = shop.license_keys.active
     text = issue_license(key, license_id=license_id, course_id=course.id, order_id=order.public_id,
                          plan=course.plan, created_at=now, expires_at=expires_at,
                          max_downloads=course.download_limit)
-    mail = None
-    if order.email:
-        mail = license_mail(license_line(course_id=course.id, course_title=course.title, license_id=license_id,
-                                         order_id=order.public_id, out_trade_no=order.out_trade_no,
-                                         expires_at=expires_at, key=text), course.plan)
-    return LicenseDraft(order_id=order.id, license_id=license_id, expires_at=expires_at, kid=key.kid,
-                        text=text, mail=mail)
+    return LicenseDraft(order_id=order.id, license_id=license_id, expires_at=expires_at, kid=key.kid, text=text)
 
 
-def issue_license_for(shop: Shop, order: Order, now: dt.datetime,
-                      draft: LicenseDraft | None = None) -> tuple[License, LicenseDraft]:
+def issue_license_for(shop: Shop, order: Order, now: dt.datetime, draft: LicenseDraft | None = None) -> License:
     """Store the license for a paid order, signing it afresh unless ``draft`` still fits; call inside its transaction."""
     course = order.course
     if draft is not None:
@@ -306,24 +431,21 @@ def issue_license_for(shop: Shop, order: Order, now: dt.datetime,
             draft = None  # a renewal or a key rotation moved on since the draft was made
     if draft is None:
         draft = draft_license(shop, order, now)
-    license = License.create(license_id=draft.license_id, order=order, course=course, buyer=order.buyer_id,
-                             key=draft.text, kid=draft.kid, plan=course.plan, issued_at=now,
-                             expires_at=draft.expires_at)
-    return license, draft
+    license: License = License.create(license_id=draft.license_id, order=order, course=course, buyer=order.buyer_id,
+                                       key=draft.text, kid=draft.kid, plan=course.plan, issued_at=now,
+                                       expires_at=draft.expires_at)
+    return license
 
 
-def _flag_reused_transaction(shop: Shop, tx: dict[str, Any], source: str,
-                             notification: Notification | None, event_id: str | None,
-                             ip: str | None) -> str:
-    now = shop.now()
+def _flag_reused_transaction(p: Payment) -> str:
     with write_transaction():
-        order = Order.get_or_none(Order.out_trade_no == tx["out_trade_no"])
-        reason = f"transaction_id {tx['transaction_id']} already belongs to another order"
+        order = Order.get_or_none(Order.out_trade_no == p.tx["out_trade_no"])
+        reason = f"transaction_id {p.tx['transaction_id']} already belongs to another order"
         if order is not None:
-            Order.update(flag="TRANSACTION_REUSED", flag_detail=reason).where(Order.id == order.id).execute()
-        audit.record("payment.transaction_reused", at=now, actor="wechat", order=order, ip=ip,
-                     detail={"source": source, "transaction_id": tx["transaction_id"]})
-        _mark(notification, "mismatch", order, event_id, reason)
+            _flag(order, "TRANSACTION_REUSED", reason)
+        audit.record("payment.transaction_reused", at=p.now, actor="wechat", order=order, ip=p.ip,
+                     detail={"source": p.source, "transaction_id": p.tx["transaction_id"]})
+        p.keep("mismatch", order, reason)
     log.error("ALERT: %s", reason)
     return "mismatch"
 

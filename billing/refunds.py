@@ -6,16 +6,17 @@ import datetime as dt
 import logging
 import re
 import secrets
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 from peewee import fn
 
-from models import Notification, Order, Refund
+from models import Order, Refund
 from wechatpay.errors import ApiError, WeChatPayError
 
 from . import audit
 from .errors import BillingError
-from .payments import NotificationRefused, NotifyAnswer, open_notification
+from .payments import NotificationRefused, NotifyAnswer, Received, keep_notification, open_notification
 from .shop import Shop
 from database import write_transaction
 
@@ -123,8 +124,62 @@ def _note_retry(shop: Shop, refund: Refund, why: str) -> None:
                      detail={"call": "create_refund", "out_refund_no": refund.out_refund_no, "error": why})
 
 
+@dataclass(frozen=True)
+class RefundVerdict:
+    """What WeChat's word about a refund means for our refund row."""
+
+    outcome: str  # unknown | mismatch | processing | duplicate | ignored | success | ended
+
+
+def judge_refund(wechat_refund: Mapping[str, Any], status: str, refund: Refund | None, order: Order | None,
+                 mchid: str) -> RefundVerdict:
+    """Decide what a refund status means for the refund it names; reads, never writes."""
+    if refund is None or order is None:
+        return RefundVerdict("unknown")
+    amount = wechat_refund.get("amount")
+    if (wechat_refund.get("out_trade_no") != order.out_trade_no
+            or not isinstance(amount, dict) or amount.get("refund") != refund.amount_fen
+            or wechat_refund.get("mchid", mchid) != mchid):
+        return RefundVerdict("mismatch")
+    if status == "PROCESSING":
+        return RefundVerdict("processing")
+    if refund.status == status:
+        return RefundVerdict("duplicate")
+    if status not in ("SUCCESS", "CLOSED", "ABNORMAL"):
+        return RefundVerdict("ignored")
+    # ABNORMAL may still end in SUCCESS (the creator retries by hand at the merchant platform).
+    if refund.status not in ("PROCESSING", "ABNORMAL"):
+        return RefundVerdict("duplicate")
+    return RefundVerdict("success" if status == "SUCCESS" else "ended")
+
+
+@dataclass
+class RefundNews:
+    """One report about a refund being settled: what WeChat said, where it came from, and when."""
+
+    shop: Shop
+    said: Mapping[str, Any]
+    status: str
+    out_refund_no: str
+    source: str
+    now: dt.datetime
+    received: Received | None = None
+    ip: str | None = None
+
+    def keep(self, result: str, order: Order | None) -> None:
+        """Store the notification (if one brought this) with what came of it."""
+        if self.received is not None:
+            keep_notification(self.received, result, order=order,
+                              reason="" if order is not None else f"unknown refund {self.out_refund_no[:60]}")
+
+    def facts(self, refund: Refund) -> dict[str, Any]:
+        """What the audit event of a settled refund says."""
+        return {"source": self.source, "out_refund_no": refund.out_refund_no,
+                "refund_id": self.said.get("refund_id"), "amount_fen": refund.amount_fen}
+
+
 def settle_refund(shop: Shop, wechat_refund: Mapping[str, Any], *, source: str,
-                  notification: Notification | None = None, ip: str | None = None) -> str:
+                  received: Received | None = None, ip: str | None = None) -> str:
     """Act on WeChat's word about one refund; the single path that moves money state after a refund.
 
     Returns ``processing``, ``success``, ``closed``, ``abnormal``, ``duplicate``, ``unknown`` or ``mismatch``.
@@ -133,89 +188,107 @@ def settle_refund(shop: Shop, wechat_refund: Mapping[str, Any], *, source: str,
     out_refund_no = wechat_refund.get("out_refund_no")
     if not isinstance(status, str) or not isinstance(out_refund_no, str):
         return "mismatch"
-    now = shop.now()
+    news = RefundNews(shop=shop, said=wechat_refund, status=status, out_refund_no=out_refund_no[:64],
+                      source=source, now=shop.now(), received=received, ip=ip)
     with write_transaction():
-        refund = Refund.get_or_none(Refund.out_refund_no == out_refund_no[:64])
-        if refund is None:
-            audit.record("refund.unknown", at=now, actor="wechat", ip=ip,
-                         detail={"source": source, "out_refund_no": out_refund_no[:64]})
-            _mark(notification, "unknown_order", None, out_refund_no)
-            return "unknown"
-        order = Order.get_by_id(refund.order_id)
-        amount = wechat_refund.get("amount") or {}
-        if (wechat_refund.get("out_trade_no") != order.out_trade_no
-                or not isinstance(amount, dict) or amount.get("refund") != refund.amount_fen
-                or wechat_refund.get("mchid", shop.mchid) != shop.mchid):
-            audit.record("refund.mismatch", at=now, actor="wechat", order=order, ip=ip,
-                         detail={"source": source, "out_refund_no": refund.out_refund_no})
-            _mark(notification, "mismatch", order, out_refund_no)
-            log.error("ALERT: refund %s does not match what we asked for", refund.out_refund_no)
-            return "mismatch"
-        refund_id = wechat_refund.get("refund_id")
-        if isinstance(refund_id, str) and refund.refund_id is None:
-            Refund.update(refund_id=refund_id[:32], updated_at=now).where(Refund.id == refund.id).execute()
-        if status == "PROCESSING" or refund.status == status:
-            _mark(notification, "duplicate" if refund.status == status != "PROCESSING" else "processing",
-                  order, out_refund_no)
-            return "processing" if status == "PROCESSING" else "duplicate"
-        if status not in ("SUCCESS", "CLOSED", "ABNORMAL"):
-            _mark(notification, "ignored", order, out_refund_no)
-            return "mismatch"
-        # ABNORMAL may still end in SUCCESS (the creator retries by hand at the merchant platform).
-        changed = Refund.update(status=status, updated_at=now, settled_at=now, detail=None).where(
-            (Refund.id == refund.id) & (Refund.status.in_(("PROCESSING", "ABNORMAL")))).execute()
-        if not changed:
-            _mark(notification, "duplicate", order, out_refund_no)
-            return "duplicate"
-        facts = {"source": source, "out_refund_no": refund.out_refund_no, "refund_id": refund_id,
-                 "amount_fen": refund.amount_fen, "notification": notification.id if notification else None}
-        if status != "SUCCESS":
-            audit.record("refund." + status.lower(), at=now, actor="wechat", order=order, ip=ip, detail=facts)
-            log.error("ALERT: refund %s ended %s; the order is unchanged", refund.out_refund_no, status)
-            _mark(notification, status.lower(), order, out_refund_no)
-            return status.lower()
-        done = refunded_fen(order)
-        new_status = "refunded" if done >= order.amount_fen else "partially_refunded"
-        Order.update(status=new_status).where(Order.id == order.id).execute()
-        audit.record("refund.succeeded", at=now, actor="wechat", order=order, ip=ip,
-                     detail={**facts, "before": order.status, "after": new_status, "refunded_fen": done})
-        if refund.revoke_license or new_status == "refunded":
-            from .licenses import revoke_in_transaction
+        refund = Refund.get_or_none(Refund.out_refund_no == news.out_refund_no)
+        order = Order.get_by_id(refund.order_id) if refund is not None else None
+        verdict = judge_refund(wechat_refund, status, refund, order, shop.mchid)
+        if refund is not None and verdict.outcome not in ("unknown", "mismatch"):
+            refund_id = wechat_refund.get("refund_id")
+            if isinstance(refund_id, str) and refund.refund_id is None:
+                Refund.update(refund_id=refund_id[:32], updated_at=news.now).where(Refund.id == refund.id).execute()
+        result = REFUND_OUTCOMES[verdict.outcome](news, refund, order)
+    if result == "success":
+        log.info("refund %s succeeded", news.out_refund_no)
+    return result
 
-            revoke_in_transaction(order, reason="refunded", actor="system", at=now)
-        _mark(notification, "success", order, out_refund_no)
-    log.info("refund %s succeeded; order %s is %s", refund.out_refund_no, order.public_id, new_status)
+
+def _unknown_refund(news: RefundNews, refund: Refund | None, order: Order | None) -> str:
+    audit.record("refund.unknown", at=news.now, actor="wechat", ip=news.ip,
+                 detail={"source": news.source, "out_refund_no": news.out_refund_no})
+    news.keep("unknown_order", None)
+    return "unknown"
+
+
+def _mismatched_refund(news: RefundNews, refund: Refund, order: Order) -> str:
+    audit.record("refund.mismatch", at=news.now, actor="wechat", order=order, ip=news.ip,
+                 detail={"source": news.source, "out_refund_no": refund.out_refund_no})
+    news.keep("mismatch", order)
+    log.error("ALERT: refund %s does not match what we asked for", refund.out_refund_no)
+    return "mismatch"
+
+
+def _refund_processing(news: RefundNews, refund: Refund, order: Order) -> str:
+    news.keep("processing", order)
+    return "processing"
+
+
+def _refund_duplicate(news: RefundNews, refund: Refund, order: Order) -> str:
+    news.keep("duplicate", order)
+    return "duplicate"
+
+
+def _refund_ignored(news: RefundNews, refund: Refund, order: Order) -> str:
+    news.keep("ignored", order)
+    return "mismatch"
+
+
+def _settle(news: RefundNews, refund: Refund) -> bool:
+    return bool(Refund.update(status=news.status, updated_at=news.now, settled_at=news.now, detail=None).where(
+        (Refund.id == refund.id) & (Refund.status.in_(("PROCESSING", "ABNORMAL")))).execute())
+
+
+def _refund_ended(news: RefundNews, refund: Refund, order: Order) -> str:
+    """CLOSED or ABNORMAL: the money did not go back; the order is unchanged and the creator is told."""
+    if not _settle(news, refund):
+        return _refund_duplicate(news, refund, order)
+    outcome = news.status.lower()
+    audit.record("refund." + outcome, at=news.now, actor="wechat", order=order, ip=news.ip, detail=news.facts(refund))
+    log.error("ALERT: refund %s ended %s; the order is unchanged", refund.out_refund_no, news.status)
+    news.keep(outcome, order)
+    return outcome
+
+
+def _refund_succeeded(news: RefundNews, refund: Refund, order: Order) -> str:
+    """The money went back: the order is (partly) refunded and what the refund paid for is taken back."""
+    if not _settle(news, refund):
+        return _refund_duplicate(news, refund, order)
+    done = refunded_fen(order)
+    new_status = "refunded" if done >= order.amount_fen else "partially_refunded"
+    Order.update(status=new_status).where(Order.id == order.id).execute()
+    audit.record("refund.succeeded", at=news.now, actor="wechat", order=order, ip=news.ip,
+                 detail={**news.facts(refund), "before": order.status, "after": new_status, "refunded_fen": done})
+    if refund.revoke_license or new_status == "refunded":
+        from .licenses import withdraw_period
+
+        withdraw_period(news.shop, order, reason="refunded", actor="system", at=news.now)
+    news.keep("success", order)
     return "success"
 
 
-def _mark(notification: Notification | None, result: str, order: Order | None, out_refund_no: str) -> None:
-    if notification is None:
-        return
-    Notification.update(result=result, order=order,
-                        out_trade_no=None if order is None else order.out_trade_no,
-                        reason=None if order is not None else f"unknown refund {out_refund_no[:60]}",
-                        ).where(Notification.id == notification.id).execute()
+REFUND_OUTCOMES: dict[str, Callable[[RefundNews, Any, Any], str]] = {
+    "unknown": _unknown_refund, "mismatch": _mismatched_refund, "processing": _refund_processing,
+    "duplicate": _refund_duplicate, "ignored": _refund_ignored, "success": _refund_succeeded,
+    "ended": _refund_ended,
+}
 
 
 def receive_refund_notification(shop: Shop, body: bytes, headers: Mapping[str, str],
                                 ip: str | None = None) -> NotifyAnswer:
-    """Keep, verify and act on one refund notification, exactly as strictly as a payment one."""
+    """Verify, keep and act on one refund notification, exactly as strictly as a payment one."""
     now = shop.now()
     try:
-        row, note = open_notification(shop, "refund", body, headers, ip, now)
+        received, note = open_notification(shop, "refund", body, headers, ip, now)
     except NotificationRefused as refused:
         return refused.answer
-    with write_transaction():
-        Notification.update(event_id=note.id[:64], event_type=note.event_type[:32]).where(
-            Notification.id == row.id).execute()
     expected = REFUND_EVENTS.get(note.event_type)
     resource = dict(note.resource)
     if expected is None or resource.get("refund_status") != expected:
         with write_transaction():
-            Notification.update(result="ignored", reason="not a refund outcome").where(
-                Notification.id == row.id).execute()
+            keep_notification(received, "ignored", reason="not a refund outcome")
         return NotifyAnswer(204)
-    settle_refund(shop, resource, source="notification", notification=row, ip=ip)
+    settle_refund(shop, resource, source="notification", received=received, ip=ip)
     return NotifyAnswer(204)
 
 

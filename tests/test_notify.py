@@ -36,45 +36,46 @@ def test_a_genuine_notification_fulfils_the_order_without_calling_wechat(shop: S
 
 
 @pytest.mark.parametrize("case, build, status, result", [
-    ("forged signature", lambda mk, o, k: mk(o, signing_key=k.forger), 401, "bad_signature"),
-    ("unknown serial", lambda mk, o, k: mk(o, serial="PUB_KEY_ID_999"), 401, "unknown_serial"),
-    ("garbage serial", lambda mk, o, k: mk(o, serial="zz\u00e9!<script>"), 401, "unknown_serial"),
-    ("stale timestamp", lambda mk, o, k: mk(o, timestamp=str(int(__import__("time").time()) - 301)),
+    ("forged signature", lambda mk, o, k, c: mk(o, signing_key=k.forger), 401, "bad_signature"),
+    ("unknown serial", lambda mk, o, k, c: mk(o, serial="PUB_KEY_ID_999"), 401, "unknown_serial"),
+    ("garbage serial", lambda mk, o, k, c: mk(o, serial="zz\u00e9!<script>"), 401, "unknown_serial"),
+    ("stale timestamp", lambda mk, o, k, c: mk(o, timestamp=str(c.timestamp() - 301)),
      401, "stale_timestamp"),
-    ("future timestamp", lambda mk, o, k: mk(o, timestamp=str(int(__import__("time").time()) + 301)),
+    ("future timestamp", lambda mk, o, k, c: mk(o, timestamp=str(c.timestamp() + 301)),
      401, "stale_timestamp"),
-    ("non-numeric timestamp", lambda mk, o, k: mk(o, timestamp="1e9"), 401, "bad_header"),
-    ("huge timestamp", lambda mk, o, k: mk(o, timestamp="9" * 30), 401, "bad_header"),
-    ("signtest probe", lambda mk, o, k: mk(o, signature="WECHATPAY/SIGNTEST/" + "QUJD" * 10), 401, "probe"),
-    ("bad base64 signature", lambda mk, o, k: mk(o, signature="not base64!!"), 401, "bad_signature"),
-    ("wrong signature type", lambda mk, o, k: mk(o, signature_type="WECHATPAY2-SM2-WITH-SM3"),
+    ("non-numeric timestamp", lambda mk, o, k, c: mk(o, timestamp="1e9"), 401, "bad_header"),
+    ("huge timestamp", lambda mk, o, k, c: mk(o, timestamp="9" * 30), 401, "bad_header"),
+    ("signtest probe", lambda mk, o, k, c: mk(o, signature="WECHATPAY/SIGNTEST/" + "QUJD" * 10), 401, "probe"),
+    ("bad base64 signature", lambda mk, o, k, c: mk(o, signature="not base64!!"), 401, "bad_signature"),
+    ("wrong signature type", lambda mk, o, k, c: mk(o, signature_type="WECHATPAY2-SM2-WITH-SM3"),
      401, "bad_signature_type"),
-    ("tampered ciphertext", lambda mk, o, k: mk(o, tamper="ciphertext"), 500, "undecryptable"),
-    ("tampered tag", lambda mk, o, k: mk(o, tamper="tag"), 500, "undecryptable"),
-    ("tampered nonce", lambda mk, o, k: mk(o, tamper="nonce"), 500, "undecryptable"),
-    ("tampered associated data", lambda mk, o, k: mk(o, decrypt_aad="x"), 500, "undecryptable"),
-    ("wrong APIv3 key", lambda mk, o, k: mk(o, apiv3_key=b"0" * 32), 500, "undecryptable"),
-    ("plaintext not JSON", lambda mk, o, k: mk(o, plaintext=b"not json"), 500, "undecryptable"),
-    ("wrong algorithm", lambda mk, o, k: mk(o, envelope={
+    ("tampered ciphertext", lambda mk, o, k, c: mk(o, tamper="ciphertext"), 500, "undecryptable"),
+    ("tampered tag", lambda mk, o, k, c: mk(o, tamper="tag"), 500, "undecryptable"),
+    ("tampered nonce", lambda mk, o, k, c: mk(o, tamper="nonce"), 500, "undecryptable"),
+    ("tampered associated data", lambda mk, o, k, c: mk(o, decrypt_aad="x"), 500, "undecryptable"),
+    ("wrong APIv3 key", lambda mk, o, k, c: mk(o, apiv3_key=b"0" * 32), 500, "undecryptable"),
+    ("plaintext not JSON", lambda mk, o, k, c: mk(o, plaintext=b"not json"), 500, "undecryptable"),
+    ("wrong algorithm", lambda mk, o, k, c: mk(o, envelope={
         "id": "EV-1", "event_type": "TRANSACTION.SUCCESS", "resource_type": "encrypt-resource",
         "resource": {"algorithm": "AEAD_AES_128_GCM", "ciphertext": "AAAA", "nonce": "abcdefabcdef",
                      "associated_data": "transaction", "original_type": "transaction"}}), 400, "malformed"),
-    ("wrong resource type", lambda mk, o, k: mk(o, envelope={
+    ("wrong resource type", lambda mk, o, k, c: mk(o, envelope={
         "id": "EV-1", "event_type": "TRANSACTION.SUCCESS", "resource_type": "plain",
         "resource": {"algorithm": "AEAD_AES_256_GCM", "ciphertext": "AAAA", "nonce": "abcdefabcdef",
                      "associated_data": "transaction", "original_type": "transaction"}}), 400, "malformed"),
-    ("ciphertext is a number", lambda mk, o, k: mk(o, envelope={
+    ("ciphertext is a number", lambda mk, o, k, c: mk(o, envelope={
         "id": "EV-1", "event_type": "TRANSACTION.SUCCESS", "resource_type": "encrypt-resource",
         "resource": {"algorithm": "AEAD_AES_256_GCM", "ciphertext": 5, "nonce": "abcdefabcdef",
                      "associated_data": "transaction", "original_type": "transaction"}}), 400, "malformed"),
-    ("resource missing", lambda mk, o, k: mk(o, envelope={"id": "EV-1", "event_type": "TRANSACTION.SUCCESS"}),
+    ("resource missing", lambda mk, o, k, c: mk(o, envelope={"id": "EV-1", "event_type": "TRANSACTION.SUCCESS"}),
      400, "malformed"),
 ])
 def test_it_refuses_what_it_cannot_verify_and_changes_nothing(
         shop: Shop, make_notification: Callable[..., SignedNotification],
         case: str, build: Callable[..., SignedNotification], status: int, result: str) -> None:
     order = shop.order()
-    response = shop.notify(build(make_notification, order, shop.keys))
+    shop.clock.freeze()  # the stale and future cases sit one second past the window: no wall clock may move it
+    response = shop.notify(build(make_notification, order, shop.keys, shop.clock))
     assert response.status_code == status, (case, response.text)
     assert response.json()["code"] == "FAIL" and response.json()["message"]
     assert_nothing_changed(shop, order)

@@ -153,9 +153,10 @@ class Clock:
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.frozen: float | None = None
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return (time.time() if self.frozen is None else self.frozen) + self.offset
 
 
 class Sandbox:
@@ -332,33 +333,34 @@ def test_a_new_order_queries_as_notpay(sandbox: Sandbox) -> None:
     }
 
 
-def _stale() -> dict[str, str]:
-    return {"timestamp": str(int(time.time()) - 301)}
+def _stale(clock: Clock) -> dict[str, str]:
+    return {"timestamp": str(int(clock()) - 301)}
 
 
-def _future() -> dict[str, str]:
-    return {"timestamp": str(int(time.time()) + 301)}
+def _future(clock: Clock) -> dict[str, str]:
+    return {"timestamp": str(int(clock()) + 301)}
 
 
 @pytest.mark.parametrize(
     ("case", "auth"),
     [
-        ("signed by another key", lambda k: {"key": k.stranger}),
-        ("stale timestamp", lambda k: _stale()),
-        ("timestamp from the future", lambda k: _future()),
-        ("non-numeric timestamp", lambda k: {"timestamp": "yesterday"}),
-        ("wrong serial_no", lambda k: {"serial_no": "0123456789ABCDEF0123456789ABCDEF01234567"}),
-        ("unknown mchid", lambda k: {"mchid": "1230000109"}),
-        ("wrong scheme", lambda k: {"scheme": "WECHATPAY2-SHA256-RSA4096"}),
-        ("missing nonce_str", lambda k: {"omit": ("nonce_str",)}),
-        ("missing signature", lambda k: {"omit": ("signature",)}),
-        ("body changed after signing", lambda k: {"signed_body": b'{"different":"body"}'}),
+        ("signed by another key", lambda k, c: {"key": k.stranger}),
+        ("stale timestamp", lambda k, c: _stale(c)),
+        ("timestamp from the future", lambda k, c: _future(c)),
+        ("non-numeric timestamp", lambda k, c: {"timestamp": "yesterday"}),
+        ("wrong serial_no", lambda k, c: {"serial_no": "0123456789ABCDEF0123456789ABCDEF01234567"}),
+        ("unknown mchid", lambda k, c: {"mchid": "1230000109"}),
+        ("wrong scheme", lambda k, c: {"scheme": "WECHATPAY2-SHA256-RSA4096"}),
+        ("missing nonce_str", lambda k, c: {"omit": ("nonce_str",)}),
+        ("missing signature", lambda k, c: {"omit": ("signature",)}),
+        ("body changed after signing", lambda k, c: {"signed_body": b'{"different":"body"}'}),
     ],
 )
 def test_it_rejects_a_request_that_is_not_properly_signed(
-    sandbox: Sandbox, keys: Keys, case: str, auth: Callable[[Keys], dict[str, Any]]
+    sandbox: Sandbox, keys: Keys, clock: Clock, case: str, auth: Callable[[Keys, Clock], dict[str, Any]]
 ) -> None:
-    response = sandbox.call("POST", "/v3/pay/transactions/native", order_body(), **auth(keys))
+    clock.frozen = float(int(time.time()))  # one second past the window must stay past it: no wall clock
+    response = sandbox.call("POST", "/v3/pay/transactions/native", order_body(), **auth(keys, clock))
 
     assert response.status_code == 401, case
     body = response.json()

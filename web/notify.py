@@ -29,6 +29,11 @@ def _receive(handler: Callable[..., NotifyAnswer]) -> Response:
         if len(request.headers.getlist(name)) > 1:
             return fail(400, f"header {name} given more than once")
     body = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(body) >= limit:
+        # A chunked body is cut at the limit without a word (werkzeug's stream stops there):
+        # one that reaches it is over it as far as we can tell, and is refused unread.
+        return fail(413, "body too large")
     headers = {name: request.headers[name] for name in SIGNED_HEADERS if name in request.headers}
     answer = handler(current_shop(), body, headers, ip=request.remote_addr)
     if answer.status == 204:

@@ -1,0 +1,89 @@
+"""A small mutation tester: flip one comparison or boolean at a time in a module and see whether its tests notice.
+
+Usage: python tests/mutation.py MODULE.py "PYTEST ARGS" [--only LINE,LINE] > report.txt
+Each mutant is written over the module, the tests run with -x, and the module is put back
+(also on Ctrl-C). A mutant "survives" when the tests still pass. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SWAPS: dict[type, type] = {
+    ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+    ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
+}
+
+
+def mutants(tree: ast.Module) -> list[tuple[int, str, ast.AST, ast.AST]]:
+    """Every (line, description, node, replacement) this tool knows how to make."""
+    found: list[tuple[int, str, ast.AST, ast.AST]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for index, op in enumerate(node.ops):
+                swap = SWAPS.get(type(op))
+                if swap is not None:
+                    ops = list(node.ops)
+                    ops[index] = swap()
+                    found.append((node.lineno, f"{type(op).__name__} -> {swap.__name__}",
+                                  node, ast.Compare(left=node.left, ops=ops, comparators=node.comparators)))
+        elif isinstance(node, ast.BoolOp):
+            other = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+            found.append((node.lineno, f"{type(node.op).__name__} -> {type(other).__name__}",
+                          node, ast.BoolOp(op=other, values=node.values)))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            found.append((node.lineno, "drop not", node, node.operand))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitAnd):
+            # peewee's `a & b` in a WHERE: dropping either side loosens the condition
+            found.append((node.lineno, "drop right of &", node, node.left))
+            found.append((node.lineno, "drop left of &", node, node.right))
+        elif isinstance(node, ast.Constant) and type(node.value) is int and node.value not in (0, 1):
+            found.append((node.lineno, f"{node.value} -> {node.value + 1}", node, ast.Constant(node.value + 1)))
+    return sorted(found, key=lambda m: m[0])
+
+
+class Replace(ast.NodeTransformer):
+    def __init__(self, target: ast.AST, replacement: ast.AST) -> None:
+        self.target, self.replacement = target, replacement
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        if node is self.target:
+            return self.replacement
+        return super().visit(node)
+
+
+def main() -> None:
+    module, tests = Path(sys.argv[1]), shlex.split(sys.argv[2])
+    only = {int(n) for n in sys.argv[4].split(",")} if len(sys.argv) > 4 and sys.argv[3] == "--only" else None
+    original = module.read_text()
+    tree = ast.parse(original)
+    found = [m for m in mutants(tree) if only is None or m[0] in only]
+    survivors = 0
+    print(f"{module}: {len(found)} mutants; tests: {' '.join(tests)}", flush=True)
+    try:
+        for line, what, node, replacement in found:
+            # a fresh parse each time, so that no mutant carries into the next
+            fresh = ast.parse(original)
+            target = next(n for n in ast.walk(fresh) if ast.dump(n) == ast.dump(node)
+                          and getattr(n, "lineno", None) == line and getattr(n, "col_offset", None) == node.col_offset)
+            mutated = ast.unparse(Replace(target, replacement).visit(fresh))
+            module.write_text(mutated)
+            start = time.monotonic()
+            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                                  capture_output=True, text=True, timeout=900)
+            verdict = "killed" if done.returncode != 0 else "SURVIVED"
+            survivors += verdict == "SURVIVED"
+            source_line = original.splitlines()[line - 1].strip()
+            print(f"{verdict:8} line {line:4} {what:22} {time.monotonic() - start:5.1f}s  {source_line[:90]}", flush=True)
+    finally:
+        module.write_text(original)
+    print(f"{module}: {len(found) - survivors} killed, {survivors} survived", flush=True)
+
+
+if __name__ == "__main__":
+    main()
