@@ -175,7 +175,8 @@ def _live_wechat(config: Config) -> tuple[WeChatPayClient, Any, list[bytes], str
     # store downloaded lazily, each message checked by the key its Wechatpay-Serial names), public_key
     # (after the switch: no certificate store at all) or certificate (before it). The store is filled
     # through the client it verifies for; the client binds itself as the store's source.
-    verifier = PlatformVerifier(settings.verify, public_key=public_key)
+    # The shop's clock paces the once-a-minute refresh an unknown certificate serial may trigger.
+    verifier = PlatformVerifier(settings.verify, public_key=public_key, clock=lambda: config.clock().timestamp())
     apiv3_keys = list(settings.apiv3_keys)
     client = WeChatPayClient(api_base=settings.api_base, mchid=settings.mchid, appid=settings.appid,
                              merchant_serial=settings.merchant_serial, merchant_key=merchant_key,
