@@ -235,7 +235,8 @@ def refresh_code_url(shop: Shop, order: Any) -> bool:
             or now - issued < CODE_URL_REFRESH_AFTER or order.expires_at <= now):
         return False
     try:
-        code_url = _place_at_wechat(shop, order)
+        # The stored row, not the poll's few columns: the same parameters as the first time, to the byte.
+        code_url = _place_at_wechat(shop, Order.get_by_id(order.id))
     except WeChatPayError as exc:
         log.warning("could not refresh the code_url of %s: %s", order.public_id, exc)
         return False

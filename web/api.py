@@ -91,7 +91,7 @@ def _guessing_guard(lookup: Callable[[], Any]) -> Any:
 def get_order(order_id: str) -> Response:
     order, license = _guessing_guard(lambda: poll_order(current_shop(), order_id, _bearer()))
     checked = check_on_poll(current_shop(), order)
-    if checked is order and refresh_code_url(current_shop(), order):
+    if refresh_code_url(current_shop(), checked):
         checked = order_for_token(order_id, _bearer())  # a new code_url (the old one nears its 2 hours)
     if checked is not order:  # WeChat was asked just now: show what it said
         return jsonify(order_view(current_shop(), checked))
