@@ -20,9 +20,6 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 from conftest import (
-    APIV3_KEY,
-    APPID,
-    MCHID,
     PUBLIC_KEY_ID,
     FakeClock,
     Keys,
@@ -31,10 +28,10 @@ from conftest import (
     Shop,
     Tls,
     live_config,
+    serve_sandbox,
     start_shop,
 )
-from cryptography.hazmat.primitives.asymmetric import rsa
-from servers import private_pem, public_pem
+from servers import private_pem
 
 import models
 from billing import BillingError
@@ -44,7 +41,6 @@ from billing.refunds import request_refund
 from operations.alerts import look_for_trouble
 from operations.jobs import check_daily_bills
 from operations.scheduler import holder_id, run_job
-from wechatpay.sandbox import SandboxConfig, create_sandbox_app
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,17 +83,9 @@ def alerts_of(kind: str) -> list[models.Alert]:
 
 def make_sandbox(keys: Keys, tls: Tls, started: list[tuple[Sandbox, LiveServer]], **overrides: Any) -> Sandbox:
     """A sandbox with its own certificate key (distinct from the public key's, as at WeChat)."""
-    settings: dict[str, Any] = dict(
-        mchid=MCHID, appid=APPID, merchant_public_key_pem=public_pem(keys.merchant.public_key()),
-        merchant_serial=keys.merchant_serial, apiv3_key=APIV3_KEY,
-        platform_private_key_pem=private_pem(keys.platform), public_key_id=PUBLIC_KEY_ID,
-        certificate_private_key_pem=private_pem(keys.forger), retry_scale=0.01)
-    settings.update(overrides)
-    config = SandboxConfig(**settings)
-    app = create_sandbox_app(config)
-    server = LiveServer(app, ssl_context=tls.context)
-    sandbox = Sandbox(url=server.url, app=app, config=config, server=server)
-    started.append((sandbox, server))
+    sandbox = serve_sandbox(keys, tls, **{"certificate_private_key_pem": private_pem(keys.forger),
+                                          "retry_scale": 0.01, **overrides})
+    started.append((sandbox, sandbox.server))
     return sandbox
 
 
