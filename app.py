@@ -27,7 +27,7 @@ from operations.metrics import CountedWeChat
 from settings import Config, ConfigError, Problem, load_config, values_from
 from wechatpay.client import WeChatPayClient
 from wechatpay.crypto import load_private_key, load_public_key
-from wechatpay.verifier import CertificateStore, PublicKeyVerifier
+from wechatpay.verifier import MODE_CERTIFICATE, MODE_PUBLIC_KEY, PlatformVerifier, PublicKeyVerifier
 
 NOTIFY_PATH = "/wechatpay/notify/transaction"
 SANDBOX_PREFIX = "/sandbox"
@@ -80,7 +80,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
 
     shop = Shop(
         # Every call to WeChat Pay is counted and timed, for /metrics and the "WeChat unreachable" alert.
-        wechat=CountedWeChat(wechat, config.clock), verifier=verifier, apiv3_keys=apiv3_keys,
+        wechat=CountedWeChat(wechat, config.clock, lambda: config.alert_email), verifier=verifier, apiv3_keys=apiv3_keys,
         mchid=mchid, appid=appid, license_keys=_license_keys(config), notify_url=notify_url,
         order_ttl=config.order_ttl, clock=config.clock,
         token_secret=hashlib.sha256(b"lbpay bearer tokens\0" + secret_key.encode()).digest(),
@@ -164,24 +164,28 @@ def _live_wechat(config: Config) -> tuple[WeChatPayClient, Any, list[bytes], str
         merchant_key = load_private_key(settings.merchant_key_pem)
     except ValueError:
         raise ConfigError([Problem("LBPAY_WECHATPAY_MERCHANT_KEY_FILE", "is not an RSA private key PEM")]) from None
-    verifier: Any
-    if settings.public_key_pem is not None and settings.public_key_id is not None:
+    public_key = None
+    if settings.verify != MODE_CERTIFICATE and settings.public_key_pem is not None and settings.public_key_id:
         try:
             platform_public = load_public_key(settings.public_key_pem)
         except ValueError:
             raise ConfigError([Problem("LBPAY_WECHATPAY_PUBLIC_KEY_FILE", "is not an RSA public key PEM")]) from None
-        verifier = PublicKeyVerifier(settings.public_key_id, platform_public)
-    else:
-        # The store refreshes through the client that it itself verifies for: bind it late.
-        late: list[WeChatPayClient] = []
-        verifier = CertificateStore(refresh=lambda: late[0].download_certificates())
+        public_key = PublicKeyVerifier(settings.public_key_id, platform_public)
+    # LBPAY_WECHATPAY_VERIFY: both (the gray phase of the key switch: the public key and a certificate
+    # store downloaded lazily, each message checked by the key its Wechatpay-Serial names), public_key
+    # (after the switch: no certificate store at all) or certificate (before it). The store is filled
+    # through the client it verifies for; the client binds itself as the store's source.
+    # The shop's clock paces the once-a-minute refresh an unknown certificate serial may trigger.
+    verifier = PlatformVerifier(settings.verify, public_key=public_key, clock=lambda: config.clock().timestamp())
     apiv3_keys = list(settings.apiv3_keys)
     client = WeChatPayClient(api_base=settings.api_base, mchid=settings.mchid, appid=settings.appid,
                              merchant_serial=settings.merchant_serial, merchant_key=merchant_key,
-                             verifier=verifier, apiv3_keys=apiv3_keys, public_key_id=settings.public_key_id,
-                             read_timeout=settings.read_timeout)
-    if isinstance(verifier, CertificateStore):
-        late.append(client)
+                             verifier=verifier, apiv3_keys=apiv3_keys,
+                             # Before the switch (certificate mode) we name no public-key id.
+                             public_key_id=verifier.request_serial,
+                             backup_base=settings.backup_api_base, read_timeout=settings.read_timeout)
+    if settings.verify == MODE_PUBLIC_KEY:
+        log.info("WeChat Pay: public-key mode, no platform certificates kept")
     return client, verifier, apiv3_keys, settings.mchid, settings.appid
 
 
@@ -208,13 +212,14 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, notify, pages, provider
+    from web import admin, api, bills, notify, pages, provider
 
     app.register_blueprint(api.bp)
     app.register_blueprint(provider.bp)
     app.register_blueprint(notify.bp)
     app.register_blueprint(pages.bp)
     admin.init_app(app)
+    bills.init_app(app)
 
     @app.before_request
     def _connect() -> None:

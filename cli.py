@@ -379,5 +379,34 @@ def alerts_command(limit: int) -> None:
             click.echo(f"{alert.at:%Y-%m-%d %H:%M}Z\t{alert.kind}\t{mailed}\t{alert.message}")
 
 
+@cli.group("bill")
+def bill_group() -> None:
+    """WeChat Pay's daily trade bill, compared with our orders."""
+
+
+@bill_group.command("check")
+@click.option("--date", "bill_date", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="the Beijing day of the bill, YYYY-MM-DD")
+def bill_check(bill_date: dt.datetime) -> None:
+    """Download one day's trade bill now, compare every line and keep the differences (exit 3: not published yet)."""
+    from billing.daily_bill import bill_differences
+    from operations.jobs import check_daily_bills
+
+    day = bill_date.date()
+    with models.db.connection_context():
+        shop = _shop()
+        summary = check_daily_bills(shop, shop.now(), days=[day])
+        for row in bill_differences(limit=1000):
+            if row["date"] == day:
+                click.echo(f"{row['kind']}\t{row['out_trade_no'] or '-'}\t{row['out_refund_no'] or '-'}\t"
+                           f"wechat={row['wechat_fen']}\tours={row['ours_fen']}\t{row['detail']}")
+    click.echo(json.dumps(summary, sort_keys=True))
+    if summary.get("failed"):
+        sys.exit(1)
+    if summary.get("not_ready"):
+        click.echo("WeChat Pay has not published this bill yet (after 10:00 Beijing time); try again later", err=True)
+        sys.exit(3)
+
+
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ from peewee import (
     BooleanField,
     CharField,
     DatabaseProxy,
+    DateField,
     DateTimeField,
     FloatField,
     ForeignKeyField,
@@ -94,6 +95,7 @@ class Order(BaseModel):
     flag_detail = TextField(null=True)
     token_hash = CharField(max_length=64)
     code_url = CharField(max_length=256, null=True)
+    code_url_at = UTCDateTimeField(null=True)  # when WeChat issued code_url: it can be scanned for 2 hours
     qr_svg = TextField(null=True)
     transaction_id = CharField(max_length=32, null=True, unique=True)
     trade_state = CharField(max_length=16, null=True)
@@ -281,9 +283,36 @@ class Alert(BaseModel):
     mailed = BooleanField(default=False)
 
 
+class BillDifference(BaseModel):
+    """One line where WeChat's daily trade bill and our ledger disagree, kept for the creator."""
+
+    id = AutoField()
+    bill_date = DateField(index=True)  # the Beijing day of the bill
+    # paid_not_licensed | unknown_to_wechat | amount_differs | refund_missing_here | refund_missing_at_wechat
+    kind = CharField(max_length=32)
+    out_trade_no = CharField(max_length=32, null=True)
+    transaction_id = CharField(max_length=32, null=True)
+    out_refund_no = CharField(max_length=64, null=True)
+    wechat_fen = IntegerField(null=True)
+    ours_fen = IntegerField(null=True)
+    detail = CharField(max_length=300)
+    found_at = UTCDateTimeField()
+    key = CharField(max_length=160, unique=True)  # bill date, kind and numbers: a re-run records nothing twice
+
+
+class BillCheck(BaseModel):
+    """A day whose trade bill was compared with our ledger: when, and what it held."""
+
+    bill_date = DateField(primary_key=True)
+    checked_at = UTCDateTimeField()
+    lines = IntegerField(default=0)
+    differences = IntegerField(default=0)
+
+
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, LoginBucket, Refund, MailOutbox, RateWindow,
-                                     WeChatCallStat, OutsideService, Alert]
+                                     WeChatCallStat, OutsideService, Alert, BillDifference,
+                                     BillCheck]
 
 
 def create_tables() -> None:

@@ -334,7 +334,9 @@ def _wechat_settings(read: Reader) -> WeChatSettings:
     if verify != "certificate" and public_key_id is None:
         read.problem("WECHATPAY_VERIFY", f"{verify} needs LBPAY_WECHATPAY_PUBLIC_KEY_FILE and _ID", verify,
                      "certificate")
-    backup = read.text("WECHATPAY_BACKUP_API_BASE", "https://api2.mch.weixin.qq.com")
+    # WeChat's second region backs up its production host only: a proxy or simulator has no api2.
+    production = api_base.rstrip("/") == "https://api.mch.weixin.qq.com"
+    backup = read.text("WECHATPAY_BACKUP_API_BASE", "https://api2.mch.weixin.qq.com" if production else None)
     if backup is not None and backup.lower() in FALSE:
         backup = None
     return WeChatSettings(

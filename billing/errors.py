@@ -55,6 +55,13 @@ CATALOGUE: dict[str, ErrorText] = {
         "WeChat Pay is unavailable right now; please try again shortly.",
         "retry_later",
     ),
+    "shop_setup_error": ErrorText(
+        503,
+        "本店的微信支付设置有误，暂时无法下单；店主已收到通知，请稍后联系客服。",
+        "The shop's WeChat Pay setup needs fixing before this can be paid; the shop has been told. "
+        "Contact support if it lasts.",
+        "contact_support",
+    ),
     "amount_mismatch": ErrorText(
         200,
         "支付金额与订单不符，正在人工核对，请联系客服并提供订单号。",

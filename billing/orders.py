@@ -16,6 +16,7 @@ from peewee import OperationalError
 
 from models import Buyer, Course, License, Order, db
 from wechatpay.errors import ApiError, WeChatPayError
+from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
 from . import audit
 from .errors import BillingError, error_body
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 COURSE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 CLOSE_ERRORS = {"expired": "order_expired", "cancelled": "payment_cancelled"}
+# A code_url can be scanned for 2 hours after WeChat issued it; a fresh one is asked for before that.
+CODE_URL_LIFETIME = dt.timedelta(hours=2)
+CODE_URL_REFRESH_AFTER = dt.timedelta(minutes=100)
 FLAG_ERRORS = {"AMOUNT_MISMATCH": "amount_mismatch", "LATE_PAYMENT": "late_payment",
                "MERCHANT_MISMATCH": "amount_mismatch", "TRANSACTION_REUSED": "amount_mismatch"}
 
@@ -140,7 +144,7 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
             public_id = "ord_" + secrets.token_urlsafe(16)
             order = Order.create(
                 public_id=public_id, out_trade_no=new_out_trade_no(now),
-                course=course, buyer=buyer, email=email, description=course.title[:127],
+                course=course, buyer=buyer, email=email, description=wechat_description(course.title, course.id),
                 amount_fen=course.price_fen, currency=course.currency, status="pending",
                 token_hash=hash_token(shop.derive_token("order", public_id)),
                 created_at=now, expires_at=now + shop.order_ttl, idempotency_key=key_hash)
@@ -172,28 +176,79 @@ def _existing_order(shop: Shop, course: Course, buyer: Buyer | None, key_hash: s
             .order_by(Order.id.desc()).first())
 
 
+def wechat_description(title: str, course_id: str) -> str:
+    """The goods description WeChat gets: the title fitted to 127 UTF-8 bytes of characters it accepts."""
+    # The title may be longer on our pages; WeChat counts bytes and refuses emoji (PARAM_ERROR).
+    return fit_utf8(title, DESCRIPTION_BYTES).strip() or course_id
+
+
+def _place_at_wechat(shop: Shop, order: Any) -> str:
+    # Same out_trade_no and the same parameters (time_expire included) every time, so a retry
+    # after a timeout can never become a second WeChat order, and a repeat gives a current code_url.
+    return shop.wechat.create_native_order(
+        out_trade_no=order.out_trade_no, description=order.description,
+        amount_fen=order.amount_fen, notify_url=shop.notify_url, time_expire=order.expires_at)
+
+
+def wechat_failure(exc: WeChatPayError, retry_after: int) -> BillingError:
+    """The learner's error for a failed call: the shop must fix a configuration error, an outage passes."""
+    if isinstance(exc, ApiError) and exc.is_config_error:
+        # PARAM_ERROR, a refused key id…: retrying cannot help, so never say "try again in 10 s".
+        return BillingError("shop_setup_error", exc.code)
+    code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
+    return BillingError("wechat_unavailable", code, retry_after=retry_after)
+
+
 def _create_at_wechat(shop: Shop, order: Order) -> None:
-    # Same out_trade_no and the same parameters (time_expire included) every time, so a
-    # retry after a timeout can never become a second WeChat order.
     try:
-        code_url = shop.wechat.create_native_order(
-            out_trade_no=order.out_trade_no, description=order.description,
-            amount_fen=order.amount_fen, notify_url=shop.notify_url, time_expire=order.expires_at)
+        code_url = _place_at_wechat(shop, order)
     except ApiError as exc:
-        if exc.code == "ORDERPAID":
-            sync_with_wechat(shop, order, source="create")
-            order.code_url = None
-            return
         _record_wechat_failure(shop, order, "create_native_order", exc)
-        raise BillingError("wechat_unavailable", exc.code, retry_after=10) from exc
+        if exc.kind == "rejected":
+            # WeChat refuses the order itself (paid, closed…): its state, not an error code, says which.
+            sync_with_wechat(shop, order, source="create")
+            if Order.get_by_id(order.id).status != "pending":
+                order.code_url = None
+                return
+            raise BillingError("order_closed", exc.code) from exc
+        raise wechat_failure(exc, 10) from exc
     except WeChatPayError as exc:
         _record_wechat_failure(shop, order, "create_native_order", exc)
-        raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=10) from exc
+        raise wechat_failure(exc, 10) from exc
+    svg = qr_svg(code_url)
+    now = shop.now()
+    with write_transaction():
+        Order.update(code_url=code_url, qr_svg=svg, code_url_at=now).where(Order.id == order.id).execute()
+        audit.record("order.wechat_created", at=now, order=order)
+    order.code_url, order.qr_svg = code_url, svg
+
+
+def refresh_code_url(shop: Shop, order: Any) -> bool:
+    """Replace a pending order's code_url before it is 2 hours old by placing the same order again.
+
+    Returns True when a new code_url was stored. Only one caller wins the compare-and-set
+    on ``code_url_at``; a failure leaves the old code in place (and the next poll tries again).
+    """
+    now = shop.now()
+    issued = order.code_url_at
+    if (order.status != "pending" or order.code_url is None or issued is None
+            or now - issued < CODE_URL_REFRESH_AFTER or order.expires_at <= now):
+        return False
+    try:
+        # The stored row, not the poll's few columns: the same parameters as the first time, to the byte.
+        code_url = _place_at_wechat(shop, Order.get_by_id(order.id))
+    except WeChatPayError as exc:
+        log.warning("could not refresh the code_url of %s: %s", order.public_id, exc)
+        return False
     svg = qr_svg(code_url)
     with write_transaction():
-        Order.update(code_url=code_url, qr_svg=svg).where(Order.id == order.id).execute()
-        audit.record("order.wechat_created", at=shop.now(), order=order)
-    order.code_url, order.qr_svg = code_url, svg
+        changed = (Order.update(code_url=code_url, qr_svg=svg, code_url_at=now)
+                   .where((Order.id == order.id) & (Order.code_url_at == issued) & (Order.status == "pending"))
+                   .execute())
+        if changed:
+            audit.record("order.code_url_refreshed", at=now, order=Order.get_by_id(order.id),
+                         detail={"issued_before": issued.isoformat()})
+    return bool(changed)
 
 
 def _record_wechat_failure(shop: Shop, order: Order, call: str, exc: Exception) -> None:
@@ -237,6 +292,7 @@ def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: 
         "amount_fen": order.amount_fen,
         "currency": order.currency,
         "code_url": order.code_url if order.status == "pending" else None,
+        "qr_svg": order.qr_svg if order.status == "pending" else None,
         "created_at": iso_utc(order.created_at),
         "expires_at": iso_utc(order.expires_at),
         "paid_at": iso_utc(order.paid_at),
@@ -264,7 +320,7 @@ def poll_after_ms(shop: Shop, order: Any) -> int:
 
 # A status poll is the hottest path: one parameterised query, no ORM query building.
 _ORDER_COLUMNS = ("id", "public_id", "token_hash", "status", "course_id", "amount_fen", "currency",
-                  "code_url", "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
+                  "code_url", "code_url_at", "qr_svg", "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
                   "flag", "close_reason", "trade_state", "last_queried_at")
 _LICENSE_COLUMNS = ("license_id", "key", "expires_at", "plan", "revoked_at")
 
@@ -298,23 +354,29 @@ def poll_order(shop: Shop, public_id: str, token: str | None) -> tuple[SimpleNam
 
 
 def cancel_order(shop: Shop, order: Order, ip: str | None = None) -> Order:
-    """Close a pending order at WeChat Pay and here; closing a closed order changes nothing."""
+    """Close a pending order at WeChat Pay and here, after asking WeChat whether it was paid.
+
+    A close is never proof of "not paid" (v3 documents no answer for closing a paid order),
+    so the order is queried first and WeChat's ``trade_state`` decides; a payment that
+    still lands after the close arrives as a late payment and is flagged.
+    """
     if order.status == "closed":
         return order
     if order.status != "pending":
         raise BillingError("order_already_paid")
     try:
+        if order.code_url is not None:
+            sync_with_wechat(shop, order, source="cancel")
+            if Order.get_by_id(order.id).status != "pending":
+                raise BillingError("order_already_paid")
         shop.wechat.close_order(order.out_trade_no)
     except ApiError as exc:
-        if exc.code == "ORDERPAID":
-            sync_with_wechat(shop, order, source="cancel")
-            raise BillingError("order_already_paid") from exc
         if exc.code != "ORDER_CLOSED":
             _record_wechat_failure(shop, order, "close_order", exc)
-            raise BillingError("wechat_unavailable", exc.code, retry_after=5) from exc
+            raise wechat_failure(exc, 5) from exc
     except WeChatPayError as exc:
         _record_wechat_failure(shop, order, "close_order", exc)
-        raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=5) from exc
+        raise wechat_failure(exc, 5) from exc
     now = shop.now()
     with write_transaction():
         changed = (Order.update(status="closed", closed_at=now, close_reason="cancelled")

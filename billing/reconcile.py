@@ -101,9 +101,7 @@ def _close_expired(shop: Shop, order: Order, now: dt.datetime, summary: dict[str
     try:
         shop.wechat.close_order(order.out_trade_no)
     except ApiError as exc:
-        if exc.code == "ORDERPAID":
-            _count(summary, sync_with_wechat(shop, order, source="reconcile"))
-            return
+        # The query above decided "not paid"; a payment racing the close comes as a late payment.
         if exc.code != "ORDER_CLOSED":
             raise
     with write_transaction():
@@ -135,13 +133,5 @@ def reconcile(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         except WeChatPayError as exc:
             summary["errors"] += 1
             log.warning("reconcile could not check %s: %s", order.public_id, exc)
-    refresh = getattr(shop.verifier, "expiring_before", None)
-    if refresh is not None and refresh(now.timestamp() + 86400):
-        try:
-            for certificate in shop.wechat.download_certificates():  # type: ignore[attr-defined]
-                shop.verifier.add(certificate)
-            summary["certificates"] = 1
-        except WeChatPayError as exc:
-            summary["errors"] += 1
-            log.warning("platform certificate refresh failed: %s", exc)
+    # Platform certificates are refreshed by their own job (operations/jobs.py "wechat_certificates").
     return summary

@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 from peewee import fn
 
 from models import Order, Refund
-from wechatpay.errors import ApiError, WeChatPayError
+from wechatpay.errors import ApiError, FieldError, WeChatPayError
+from wechatpay.fields import REFUND_REASON_BYTES, check_utf8
 
 from . import audit
 from .errors import BillingError
@@ -61,8 +62,12 @@ def request_refund(shop: Shop, order: Order, *, amount_fen: int, reason: str, re
     reason = reason.strip()
     if not reason:
         raise BillingError("reason_required")
-    if len(reason) > 80:
-        raise BillingError("bad_request", "the reason is at most 80 characters")
+    try:
+        # WeChat counts the reason's 80 in UTF-8 bytes (26 Chinese characters) and refuses emoji.
+        check_utf8("reason", reason, REFUND_REASON_BYTES)
+    except FieldError as exc:
+        raise BillingError("bad_request", _reason_problem(exc),
+                           extra={"field": exc.field, "rule": exc.problem, "limit_bytes": exc.limit}) from None
     if type(amount_fen) is not int or amount_fen < 1:
         raise BillingError("bad_request", "the amount must be at least 0.01 yuan")
     now = shop.now()
@@ -81,6 +86,14 @@ def request_refund(shop: Shop, order: Order, *, amount_fen: int, reason: str, re
                      detail={"out_refund_no": refund.out_refund_no, "amount_fen": amount_fen,
                              "reason": reason, "revoke_license": refund.revoke_license})
     return submit_refund(shop, refund)
+
+
+def _reason_problem(exc: FieldError) -> str:
+    if exc.problem == "too_long":
+        return (f"the reason is {exc.length} bytes in UTF-8; WeChat Pay takes at most {exc.limit} "
+                f"(a Chinese character is 3 bytes) / 原因最多 {exc.limit} 字节（一个汉字占 3 字节）")
+    return (f"the reason contains {exc.character!r}, a character WeChat Pay does not accept (emoji and other "
+            "characters beyond U+FFFF) / 原因中含有微信支付不接受的字符（如表情符号）")
 
 
 def submit_refund(shop: Shop, refund: Refund) -> Refund:

@@ -32,6 +32,9 @@ TITLES = {
     "wechat_unreachable": "WeChat Pay has not answered for 10 minutes",
     "backup_failed": "The daily backup failed",
     "clock_skew": "This server's clock disagrees with WeChat Pay's",
+    "wechat_config": "WeChat Pay refuses the shop's request or settings",
+    "bill_differences": "WeChat Pay's daily bill differs from your orders",
+    "bill_failed": "WeChat Pay's daily bill could not be checked",
 }
 
 

@@ -6,8 +6,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from billing import learners, mail, reconcile, refunds, reports
+from billing import daily_bill, learners, mail, reconcile, refunds, reports
 from billing.shop import Shop
+from wechatpay.errors import WeChatPayError
 
 from . import alerts, backups, retention
 
@@ -34,5 +35,56 @@ def job_table(shop: Shop) -> dict[str, Job]:
         Job("alerts", 60, alerts.look_for_trouble),
         Job("backup", 3600, backups.daily_backup),
         Job("retention", 6 * 3600, retention.purge_old_personal_data),
+        # WeChat asks merchants with platform certificates to download them at least every 12 hours.
+        Job("wechat_certificates", CERTIFICATE_REFRESH_SECONDS, refresh_platform_certificates),
+        # Hourly, so yesterday's bill is compared soon after WeChat publishes it (after 10:00 Beijing time).
+        Job(BILL_JOB, 3600, check_daily_bills),
     )
     return {job.name: job for job in jobs}
+
+
+CERTIFICATE_REFRESH_SECONDS = 12 * 3600
+BILL_JOB = "bill_compare"
+
+
+def refresh_platform_certificates(shop: Shop, now: dt.datetime) -> dict[str, Any]:
+    """Download the platform certificates in certificate or both mode; nothing to do in public-key mode."""
+    store = getattr(shop.verifier, "certificates", None)
+    if store is None:
+        return {}
+    return {"certificates": store.refresh(), "serials": store.serials()}
+
+
+def check_daily_bills(shop: Shop, now: dt.datetime, days: list[dt.date] | None = None) -> dict[str, Any]:
+    """Compare the recent days' trade bills with our ledger; alert once per day with differences.
+
+    A bill WeChat has not published yet is left for a later run, never an error.
+    """
+    checked: list[str] = []
+    waiting: list[str] = []
+    failed: list[str] = []
+    differences = 0
+    for day in daily_bill.days_to_check(now) if days is None else days:
+        try:
+            result = daily_bill.check_bill(shop, day, now)
+        except WeChatPayError as exc:
+            failed.append(day.isoformat())
+            alerts.raise_alert("bill_failed", f"The trade bill of {day} could not be checked: {exc}"[:500],
+                               now=now, key=f"bill_failed:{day}", to=shop.config.alert_email)
+            continue
+        if result["state"] != "checked":
+            waiting.append(day.isoformat())
+            continue
+        checked.append(day.isoformat())
+        differences += result["differences"]
+        if result["new"]:
+            kinds = ", ".join(sorted(set(result["new"])))
+            alerts.raise_alert("bill_differences", f"WeChat Pay's trade bill of {day} differs from our orders in "
+                               f"{len(result['new'])} line(s) ({kinds}). See /admin/bills.",
+                               now=now, key=f"bill_differences:{day}", to=shop.config.alert_email)
+    summary: dict[str, Any] = {"checked": checked, "differences": differences}
+    if waiting:
+        summary["not_ready"] = waiting
+    if failed:
+        summary["failed"] = failed
+    return summary

@@ -29,7 +29,8 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PAYMENT_TO_LICENSE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 # The calls billing makes; anything else on the client passes through uncounted.
 COUNTED_CALLS = frozenset({"create_native_order", "query_by_out_trade_no", "query_by_transaction_id",
-                           "close_order", "create_refund", "query_refund", "download_certificates"})
+                           "close_order", "create_refund", "query_refund", "download_certificates",
+                           "trade_bill"})
 WECHAT = "wechat"
 
 
@@ -41,9 +42,12 @@ def _bucket(seconds: float) -> str:
 
 
 def outcome_of(exc: BaseException | None) -> str:
-    """Name how a call ended: ok, api_error_4xx, api_error_5xx, transport, unverified, malformed or error."""
+    """Name how a call ended: ok, config_error, api_error_4xx, api_error_5xx, transport, unverified, malformed or error."""
     if exc is None:
         return "ok"
+    if isinstance(exc, ApiError) and exc.is_config_error:
+        # PARAM_ERROR, SIGN_ERROR, a refused Wechatpay-Serial (even as a 500): WeChat answered, the shop must act.
+        return "config_error"
     if isinstance(exc, ApiError):
         return "api_error_5xx" if exc.status >= 500 or exc.status == 429 else "api_error_4xx"
     if isinstance(exc, TransportError):
@@ -80,11 +84,17 @@ def record_call(endpoint: str, outcome: str, seconds: float, now: dt.datetime) -
 
 
 class CountedWeChat:
-    """Wraps the WeChat Pay client so that every call is counted and timed; everything else passes through."""
+    """Wraps the WeChat Pay client so that every call is counted and timed; everything else passes through.
 
-    def __init__(self, client: Any, clock: Callable[[], dt.datetime]) -> None:
+    A configuration error (``ApiError.kind == "config"``) also raises the ``wechat_config`` alert:
+    no retry fixes it, so the creator must hear of it at once.
+    """
+
+    def __init__(self, client: Any, clock: Callable[[], dt.datetime],
+                 alert_to: Callable[[], str | None] = lambda: None) -> None:
         self._client = client
         self._clock = clock
+        self._alert_to = alert_to
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -100,9 +110,26 @@ class CountedWeChat:
                 failure = exc
                 raise
             finally:
-                record_call(name, outcome_of(failure), time.monotonic() - started, self._clock())
+                outcome = outcome_of(failure)
+                record_call(name, outcome, time.monotonic() - started, self._clock())
+                if outcome == "config_error" and isinstance(failure, ApiError):
+                    self._config_alert(name, failure)
 
         return counted
+
+    def _config_alert(self, call: str, error: ApiError) -> None:
+        from .alerts import raise_alert
+
+        now = self._clock()
+        what = "the Wechatpay-Serial (public-key id) we send" if error.about_serial else "the shop's request or settings"
+        message = (f"WeChat Pay refused {call} with {error.status} {error.code}: {error.message[:300]}. "
+                   f"This is not an outage: {what} must be fixed (see the README's WeChat Pay settings); "
+                   "learners are told the shop must fix something.")
+        try:
+            raise_alert("wechat_config", message, now=now, key=f"wechat_config:{call}:{error.code}:{now:%Y%m%d}",
+                        to=self._alert_to())
+        except Exception:  # an alert must never cost the caller its answer
+            log.warning("could not raise the wechat_config alert", exc_info=True)
 
 
 # --- exposition -----------------------------------------------------------------------------
@@ -204,6 +231,37 @@ def _wechat_calls(out: Exposition) -> None:
                "Unix time since which WeChat Pay has not answered (0 while it answers).")
     failing = service.failing_since.timestamp() if service is not None and service.failing_since else 0
     out.sample("lbpay_wechat_failing_since_seconds", failing)
+    out.family("lbpay_wechat_config_errors_total", "counter",
+               "Calls WeChat Pay refused because the shop's request or settings are wrong (not an outage).")
+    out.sample("lbpay_wechat_config_errors_total",
+               sum(sum(counts.values()) for (_, outcome), counts in buckets.items() if outcome == "config_error"))
+
+
+def wechat_setup(client: Any) -> tuple[bool, str]:
+    """Whether this process's WeChat Pay client has met a configuration problem (a refused key id), and which."""
+    status = getattr(client, "serial_status", None)
+    problem = getattr(client, "serial_problem", None)
+    if status == "rejected":
+        return False, f"configuration error: {problem or 'WeChat Pay refuses our Wechatpay-Serial'}"
+    return True, f"Wechatpay-Serial {status}" if isinstance(status, str) else "ok"
+
+
+def render_client_metrics(client: Any) -> str:
+    """The per-process facts of the WeChat Pay client (not rows): its serial check, probes, failovers."""
+    out = Exposition()
+    ok, _ = wechat_setup(client)
+    out.family("lbpay_wechat_config_problem", "gauge",
+               "1 while this process's WeChat Pay client has a configuration problem (a refused public-key id).")
+    out.sample("lbpay_wechat_config_problem", 0 if ok else 1)
+    for name, attribute, text in (("lbpay_wechat_probe_retries_total", "probe_retries",
+                                   "SIGNTEST probe answers retried by this process."),
+                                  ("lbpay_wechat_failovers_total", "failovers",
+                                   "Calls this process moved to the backup host.")):
+        value = getattr(client, attribute, None)
+        if isinstance(value, int):
+            out.family(name, "counter", text)
+            out.sample(name, value)
+    return out.text()
 
 
 def _payment_to_license(out: Exposition) -> None:

@@ -50,8 +50,12 @@
              retryAfter: response.headers.get("Retry-After") };
   }
 
+  let shownCodeUrl = null;
+
   function showQr(view) {
     $("qr").innerHTML = view.qr_svg;  // our own server-made SVG
+    shownCodeUrl = view.code_url;
+    $("qr").dataset.codeUrl = view.code_url || "";
     $("order-id").textContent = view.order_id;
     const link = $("sandbox-pay");
     if (link && view.code_url) {
@@ -78,6 +82,8 @@
       showLicense(view.license);
     } else if (view.status === "pending") {
       say("等待支付…", "Waiting for payment…");
+      // A code_url lives 2 hours; the server replaces it before then and the page shows the new one.
+      if (view.qr_svg && view.code_url && view.code_url !== shownCodeUrl) showQr(view);
     } else if (view.status === "closed") {
       say("订单已关闭", "Order closed");
       $("qr-box").hidden = true;

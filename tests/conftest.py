@@ -156,6 +156,19 @@ class Sandbox:
         return self.control("GET", "deliveries").json()["deliveries"]
 
 
+def serve_sandbox(keys: Keys, tls: Tls, **overrides: Any) -> Sandbox:
+    """Start a sandbox over TLS for our merchant, with keys the tests made and any setting overridden."""
+    settings: dict[str, Any] = dict(
+        mchid=MCHID, appid=APPID, merchant_public_key_pem=pem_public(keys.merchant.public_key()),
+        merchant_serial=keys.merchant_serial, apiv3_key=APIV3_KEY,
+        platform_private_key_pem=pem_private(keys.platform), public_key_id=PUBLIC_KEY_ID)
+    settings.update(overrides)
+    config = SandboxConfig(**settings)
+    app = create_sandbox_app(config)
+    server = LiveServer(app, ssl_context=tls.context)
+    return Sandbox(url=server.url, app=app, config=config, server=server)
+
+
 @pytest.fixture
 def sandbox(keys: Keys, tls: Tls) -> Iterator[Sandbox]:
     """The WeChat Pay simulator over TLS on its own port, with keys the tests made."""

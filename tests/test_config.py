@@ -102,4 +102,15 @@ def test_certificate_mode_is_used_without_a_public_key(config: dict) -> None:
 
     del config["WECHATPAY_PUBLIC_KEY_FILE"], config["WECHATPAY_PUBLIC_KEY_ID"]
     app = create_app(config)
-    assert isinstance(app.extensions["lbpay.shop"].verifier, CertificateStore)
+    verifier = app.extensions["lbpay.shop"].verifier
+    assert verifier.mode == "certificate" and verifier.public_key is None
+    assert isinstance(verifier.certificates, CertificateStore)
+
+
+def test_the_public_key_settings_keep_both_keys_until_verify_says_public_key(config: dict) -> None:
+    both = create_app(config).extensions["lbpay.shop"]
+    after = create_app({**config, "WECHATPAY_VERIFY": "public_key"}).extensions["lbpay.shop"]
+
+    assert both.verifier.mode == "both" and both.verifier.certificates is not None
+    assert both.verifier.public_key is not None
+    assert after.verifier.mode == "public_key" and after.verifier.certificates is None

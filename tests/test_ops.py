@@ -51,7 +51,7 @@ def test_readyz_checks_database_keys_scheduler_and_reconciliation(shop: Shop, cl
     ready = shop.get("/readyz")
     assert ready.status_code == 200, ready.text
     checks = ready.json()["checks"]
-    assert set(checks) == {"database", "keys", "scheduler", "reconcile"}
+    assert set(checks) == {"database", "keys", "scheduler", "reconcile", "wechat_config"}
     assert all(c["ok"] for c in checks.values())
 
     # Eleven minutes later with no reconciliation run, the service is not ready…

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import APIV3_KEY, APPID, MCHID, PUBLIC_KEY_ID, Keys, LiveServer, Sandbox, Tls
+from conftest import APIV3_KEY, APPID, MCHID, PUBLIC_KEY_ID, Keys, LiveServer, Sandbox, Tls, serve_sandbox
 from cryptography.hazmat.primitives.asymmetric import rsa
-from servers import private_pem, public_pem
+from servers import private_pem
 from werkzeug.wrappers import Request
 
 from wechatpay.client import WeChatPayClient
@@ -30,7 +30,6 @@ from wechatpay.errors import (
     WeChatPayError,
 )
 from wechatpay.notify import parse_notification
-from wechatpay.sandbox import SandboxConfig, create_sandbox_app
 from wechatpay.verifier import CertificateStore, PlatformVerifier, PublicKeyVerifier
 
 SHOP = "https://shop.test"
@@ -101,17 +100,10 @@ def make_sandbox(keys: Keys, tls: Tls, merchant: Merchant) -> Iterator[Callable[
 
     def start(**overrides: Any) -> Sandbox:
         settings: dict[str, Any] = dict(
-            mchid=MCHID, appid=APPID, merchant_public_key_pem=public_pem(keys.merchant.public_key()),
-            merchant_serial=keys.merchant_serial, apiv3_key=APIV3_KEY,
-            platform_private_key_pem=private_pem(keys.platform), public_key_id=PUBLIC_KEY_ID,
             certificate_private_key_pem=private_pem(certificate_key()),
             notify_origin_map={SHOP: notify_server.url}, retry_scale=0.001, clock=merchant.clock)
-        settings.update(overrides)
-        config = SandboxConfig(**settings)
-        app = create_sandbox_app(config)
-        server = LiveServer(app, ssl_context=tls.context)
-        sandbox = Sandbox(url=server.url, app=app, config=config, server=server)
-        started.append((sandbox, server))
+        sandbox = serve_sandbox(keys, tls, **{**settings, **overrides})
+        started.append((sandbox, sandbox.server))
         return sandbox
 
     yield start

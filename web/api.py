@@ -13,6 +13,7 @@ from billing.orders import (
     order_view,
     place_order,
     poll_order,
+    refresh_code_url,
 )
 from billing.courses import courses_for_sale
 from billing.reconcile import check_on_poll
@@ -90,6 +91,8 @@ def _guessing_guard(lookup: Callable[[], Any]) -> Any:
 def get_order(order_id: str) -> Response:
     order, license = _guessing_guard(lambda: poll_order(current_shop(), order_id, _bearer()))
     checked = check_on_poll(current_shop(), order)
+    if refresh_code_url(current_shop(), checked):
+        checked = order_for_token(order_id, _bearer())  # a new code_url (the old one nears its 2 hours)
     if checked is not order:  # WeChat was asked just now: show what it said
         return jsonify(order_view(current_shop(), checked))
     return jsonify(order_view(current_shop(), order, license, look_up_license=False))

@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from operations.health import database_writable, last_success
 from operations.logs import configure_logging, register_secrets, request_id
-from operations.metrics import render_metrics
+from operations.metrics import render_client_metrics, render_metrics, wechat_setup
 from settings import Config
 
 from . import current_shop
@@ -80,6 +80,8 @@ def readyz() -> tuple[Response, int]:
         "keys": _check_keys(),
         "scheduler": _check_scheduler(now, started),
         "reconcile": _check_reconcile(now, started),
+        # A refused public-key id is the shop's configuration to fix, not "WeChat down".
+        "wechat_config": wechat_setup(current_shop().wechat),
     }
     ready = all(ok for ok, _ in checks.values())
     body = {"status": "ready" if ready else "not_ready",
@@ -99,7 +101,7 @@ def metrics() -> Response:
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     now = current_shop().now()
-    response = Response(render_metrics(now), mimetype="text/plain")
+    response = Response(render_metrics(now) + render_client_metrics(current_shop().wechat), mimetype="text/plain")
     response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -392,13 +392,15 @@ class SandboxState:
             return self.orders_by_pr.get(pr)
 
     def close_order(self, out_trade_no: str) -> None:
-        """Close an unpaid order; an unknown or already closed out_trade_no is accepted silently (204)."""
+        """Close an unpaid order; an unknown, closed or paid out_trade_no is accepted silently (204, the paid one unchanged)."""
         with self.lock:
             order = self.orders.get(out_trade_no)
             if order is None:
                 return
             if order.paid:
-                raise Refusal(400, "ORDERPAID", "该订单已支付")
+                # v3 documents no answer for closing a paid order (ORDERPAID is a v2 code): answer the
+                # 204 a merchant may well get, so only a query can tell it that the order was paid.
+                return
             if order.trade_state == "CLOSED":
                 # Closing is idempotent: a second close answers 204 again.
                 return

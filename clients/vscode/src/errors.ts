@@ -36,6 +36,8 @@ export const SERVER_ERRORS: Readonly<Record<string, ErrorText>> = {
     en: "This order is already paid and cannot be cancelled; the license is on its way.", action: 'none' },
   wechat_unavailable: { status: 503, zh: "微信支付暂时无法访问，请稍后重试。",
     en: "WeChat Pay is unavailable right now; please try again shortly.", action: 'retry_later' },
+  shop_setup_error: { status: 503, zh: "本店的微信支付设置有误，暂时无法下单；店主已收到通知，请稍后联系客服。",
+    en: "The shop's WeChat Pay setup needs fixing before this can be paid; the shop has been told. Contact support if it lasts.", action: 'contact_support' },
   amount_mismatch: { status: 200, zh: "支付金额与订单不符，正在人工核对，请联系客服并提供订单号。",
     en: "The amount paid does not match the order; it is under review. Contact support with your order id.", action: 'contact_support' },
   late_payment: { status: 200, zh: "订单关闭后收到付款，正在人工处理，请联系客服并提供订单号。",
