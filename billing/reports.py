@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UTC = dt.timezone.utc
 PAGE_SIZE = 25
+FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2999, 12, 31)
 YUAN = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,2}))?")
 STATUSES = ("pending", "paid", "fulfilled", "partially_refunded", "refunded", "closed")
 
@@ -60,9 +61,13 @@ def parse_day(text: str | None) -> dt.date | None:
     if not text:
         return None
     try:
-        return dt.date.fromisoformat(text.strip())
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise BillingError("bad_request", "dates are written YYYY-MM-DD") from None
+    # Day arithmetic at the ends of the calendar overflows (9999-12-31 + 1 day): keep to sane years.
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BillingError("bad_request", f"dates run from {FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
 def _paid_sum(since: dt.datetime, until: dt.datetime) -> int:

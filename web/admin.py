@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from flask import (
 )
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, licenses, refunds, reports
@@ -38,7 +40,12 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 OPEN_ENDPOINTS = ("admin.login", "admin.login_totp")
 TOTP_PENDING_SECONDS = 300
-UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# A browser that completed a sign-in keeps this signed cookie: its later attempts are throttled on
+# their own, so strangers' wrong passwords cannot lock the creator out (THREATS #65).
+DEVICE_COOKIE = "lbpay_device"
+DEVICE_DAYS = 365
+# Every method that may change something needs the CSRF token; HEAD is answered as GET is.
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 class Admin(UserMixin):
@@ -88,7 +95,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _csrf_for_state_changes() -> None:
-        if request.method not in UNSAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/")):
+        if request.method in SAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/")):
             return
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
             abort(400)
@@ -163,25 +170,47 @@ def _throttled(exc: admin_users.Throttled) -> tuple[str, int, dict[str, str]]:
     return page, 429, {"Retry-After": str(exc.retry_after)}
 
 
+def _devices() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="lbpay admin device")
+
+
+def _known_device(email: str) -> str | None:
+    """The id of this browser when its signed cookie says it signed in to this account before."""
+    try:
+        claim = _devices().loads(request.cookies.get(DEVICE_COOKIE, ""))
+    except BadSignature:
+        return None
+    if not isinstance(claim, dict) or claim.get("e") != admin_users.normalise_email(email):
+        return None
+    device = claim.get("d")
+    return device if isinstance(device, str) and device else None
+
+
 def _complete_login(user: AdminUser, target: str | None) -> BaseResponse:
+    device = _known_device(user.email)
     # A fresh session at sign-in: nothing an attacker planted in the old one survives.
     session.clear()
     login_user(Admin(user))
     session.permanent = True
     session["seen"] = current_shop().now().timestamp()
-    admin_users.signed_in(current_shop(), user, request.remote_addr)
-    return redirect(_safe_next(target), 303)
+    admin_users.signed_in(current_shop(), user, request.remote_addr, device)
+    response = redirect(_safe_next(target), 303)
+    response.set_cookie(DEVICE_COOKIE, _devices().dumps({"e": user.email, "d": device or secrets.token_urlsafe(12)}),
+                        max_age=DEVICE_DAYS * 86400, httponly=True, samesite="Lax", path="/admin",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     target = request.values.get("next")
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD alike
         return render_template("admin/login.html", next=target)
     email = request.form.get("email", "")[:254]
     password = request.form.get("password", "")[:1024]
     try:
-        user = admin_users.check_password(current_shop(), email, password, request.remote_addr)
+        user = admin_users.check_password(current_shop(), email, password, request.remote_addr,
+                                          _known_device(email))
     except admin_users.Throttled as exc:
         return _throttled(exc)
     if user is None:
@@ -204,10 +233,11 @@ def login_totp() -> Any:
     if user is None or current_shop().now().timestamp() - since > TOTP_PENDING_SECONDS:
         session.clear()
         return redirect(url_for("admin.login"), 303)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD alike
         return render_template("admin/totp.html")
     try:
-        ok = admin_users.check_totp(current_shop(), user, request.form.get("code", "")[:16], request.remote_addr)
+        ok = admin_users.check_totp(current_shop(), user, request.form.get("code", "")[:16], request.remote_addr,
+                                    _known_device(user.email))
     except admin_users.Throttled as exc:
         return _throttled(exc)
     if not ok:
@@ -329,7 +359,7 @@ def resend(public_id: str) -> BaseResponse:
 @bp.route("/comp", methods=["GET", "POST"])
 def comp() -> Any:
     courses = all_courses()
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD alike
         return render_template("admin/comp.html", courses=courses)
     email = request.form.get("email", "").strip() or None
     made = licenses.comp_license(current_shop(), course_id=request.form.get("course", ""), email=email,
@@ -351,7 +381,7 @@ def course_form(course_id: str | None = None) -> Any:
     course = course_by_id(course_id) if course_id else None
     if course_id and course is None:
         abort(404)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD alike
         return render_template("admin/course_form.html", course=course, plans=PLANS)
     form = request.form
     period = form.get("period_days", "").strip()
