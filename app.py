@@ -18,6 +18,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import models
 from billing import Shop
+from billing.sandbox_orders import SandboxOrdersInLiveDatabase, check_live_start
 from billing.mail import MailSettingError, Mailer, parse_mail_from, parse_smtp_url
 from database import open_database
 from licensing import KeyRing, generate_private_key_pem
@@ -87,6 +88,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
         mailer=_mailer(config), config=config)
     app.extensions["lbpay.shop"] = shop
     app.extensions["lbpay.clock"] = config.clock
+    try:  # a live shop never counts simulator orders: refuse them unless told to archive them
+        check_live_start(shop)
+    except SandboxOrdersInLiveDatabase as exc:
+        raise ConfigError([Problem("LBPAY_ARCHIVE_SANDBOX_ORDERS", str(exc), example="on")]) from None
 
     _register(app, database)
     from web.ops import register_ops
