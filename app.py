@@ -32,6 +32,7 @@ from wechatpay.verifier import CertificateStore, PublicKeyVerifier
 
 NOTIFY_PATH = "/wechatpay/notify/transaction"
 SANDBOX_PREFIX = "/sandbox"
+SANDBOX_MAIL = SANDBOX_PREFIX + "/mail"
 SANDBOX_MCHID = "1900000109"
 SANDBOX_APPID = "wx0123456789abcdef"
 SANDBOX_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092026112600000000000001"
@@ -209,12 +210,28 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
 
     sandbox = create_sandbox_app(sandbox_config(keys, public_base))
     app.extensions["lbpay.sandbox"] = sandbox
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {SANDBOX_PREFIX: sandbox})  # type: ignore[method-assign]
+    # /sandbox/mail is ours (the outbox a newcomer reads), not the simulator's: the longer mount wins.
+    ours = _unmounted(app.wsgi_app, SANDBOX_MAIL)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {SANDBOX_PREFIX: sandbox,  # type: ignore[method-assign]
+                                                       SANDBOX_MAIL: ours})
+
+
+def _unmounted(wsgi: Callable[..., Any], mount: str) -> Callable[..., Any]:
+    """Give a mounted path back to our app whole, as if no dispatcher had split it off."""
+
+    def call(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        script = environ.get("SCRIPT_NAME", "")
+        environ["SCRIPT_NAME"] = script[:len(script) - len(mount)]
+        environ["PATH_INFO"] = mount + environ.get("PATH_INFO", "")
+        return wsgi(environ, start_response)
+
+    return call
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, notify, pages
+    from web import admin, api, notify, pages, sandbox_mail
 
+    app.register_blueprint(sandbox_mail.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(notify.bp)
     app.register_blueprint(pages.bp)

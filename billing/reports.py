@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import JOIN, fn
 
-from models import AuditEvent, JobRun, License, Notification, Order, Refund
+from models import AuditEvent, JobRun, License, MailOutbox, Notification, Order, Refund
 
 from .audit import last_event, verify_chain
 from .errors import BillingError
@@ -390,6 +390,11 @@ def refunds_csv(since: dt.date | None, until: dt.date | None, sandbox: bool = Fa
                 ([_local(r.created_at), r.out_refund_no, r.refund_id, r.order.public_id, r.order.out_trade_no,
                   yuan(r.amount_fen), r.status, _local(r.settled_at), r.reason, r.actor]
                  for r in refunds.iterator()))
+
+
+def outbox(limit: int = 50) -> list[MailOutbox]:
+    """The newest mails of the outbox, sent or waiting (license mails, reminders, alerts)."""
+    return list(MailOutbox.select().order_by(MailOutbox.id.desc()).limit(limit))
 
 
 def order_by_public_id(public_id: str) -> Order | None:

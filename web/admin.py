@@ -92,6 +92,12 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.jinja_env.filters["yuan"] = reports.yuan
     app.jinja_env.filters["shanghai"] = _shanghai
+    app.jinja_env.filters["status_label"] = reports.status_label
+
+    @app.context_processor
+    def _mode() -> dict[str, Any]:
+        # Every console page says when it shows the simulator's play money.
+        return {"sandbox_mode": _sandbox()}
 
     @app.before_request
     def _csrf_for_state_changes() -> None:
@@ -112,6 +118,16 @@ def _shanghai(value: dt.datetime | None, seconds: bool = True) -> str:
         return ""
     return value.astimezone(reports.SHANGHAI).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
+
+
+def _sandbox() -> bool:
+    """True when the shop runs against the WeChat Pay simulator: its figures are not money."""
+    return bool(current_app.config.get("WECHATPAY_MODE") == "sandbox")
+
+
+def _htmx() -> bool:
+    """True for a request htmx made to update part of a page (the page itself is the fallback)."""
+    return request.headers.get("HX-Request") == "true"
 
 
 def _actor() -> str:
@@ -257,7 +273,7 @@ def logout() -> BaseResponse:
 
 @bp.get("/")
 def dashboard() -> str:
-    return render_template("admin/dashboard.html", d=reports.dashboard(current_shop().now()))
+    return render_template("admin/dashboard.html", d=reports.dashboard(current_shop().now(), sandbox=_sandbox()))
 
 
 def _int(value: str | None, default: int) -> int:
@@ -271,7 +287,8 @@ def orders() -> str:
                             since=reports.parse_day(a.get("since")), until=reports.parse_day(a.get("until")),
                             page=_int(a.get("page"), 1))
     rows, total = reports.search_orders(f)
-    if len(rows) == 1 and total == 1 and f.q and f.page == 1:
+    # Typing narrows the list in place (htmx); only a submitted search jumps to its one match.
+    if len(rows) == 1 and total == 1 and f.q and f.page == 1 and not _htmx():
         return redirect(url_for("admin.order", public_id=rows[0].public_id), 303)  # type: ignore[return-value]
     pages = max(1, -(-total // reports.PAGE_SIZE))
     args = {k: v for k, v in a.items() if k != "page"}
@@ -407,13 +424,18 @@ def _csv_response(data: bytes, name: str) -> Response:
         "Content-Disposition": f'attachment; filename="{name}"', "Content-Type": "text/csv; charset=utf-8"})
 
 
+def _export_name(what: str, since: dt.date | None, until: dt.date | None) -> str:
+    # Sandbox exports are labelled in their very name: play money never lands in the books unnoticed.
+    return f"{'sandbox-' if _sandbox() else ''}{what}-{since or 'all'}-{until or 'now'}.csv"
+
+
 @bp.get("/export/orders.csv")
 def export_orders() -> Response:
     since, until = reports.parse_day(request.args.get("since")), reports.parse_day(request.args.get("until"))
-    return _csv_response(reports.orders_csv(since, until), f"orders-{since or 'all'}-{until or 'now'}.csv")
+    return _csv_response(reports.orders_csv(since, until, sandbox=_sandbox()), _export_name("orders", since, until))
 
 
 @bp.get("/export/refunds.csv")
 def export_refunds() -> Response:
     since, until = reports.parse_day(request.args.get("since")), reports.parse_day(request.args.get("until"))
-    return _csv_response(reports.refunds_csv(since, until), f"refunds-{since or 'all'}-{until or 'now'}.csv")
+    return _csv_response(reports.refunds_csv(since, until, sandbox=_sandbox()), _export_name("refunds", since, until))
