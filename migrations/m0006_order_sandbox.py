@@ -16,5 +16,7 @@ from playhouse.migrate import SchemaMigrator
 def apply(database: Database, migrator: SchemaMigrator) -> None:
     # A plain ADD COLUMN with its default: peewee's NOT NULL step would rebuild "order" on SQLite,
     # which the foreign keys pointing at it refuse.
-    kind = "INTEGER NOT NULL DEFAULT 0" if isinstance(database, SqliteDatabase) else "BOOLEAN NOT NULL DEFAULT false"
-    database.execute_sql(f'ALTER TABLE "order" ADD COLUMN "sandbox" {kind}')
+    if isinstance(database, SqliteDatabase):
+        database.execute_sql('ALTER TABLE "order" ADD COLUMN "sandbox" INTEGER NOT NULL DEFAULT 0')
+    else:
+        database.execute_sql('ALTER TABLE "order" ADD COLUMN "sandbox" BOOLEAN NOT NULL DEFAULT false')
