@@ -284,6 +284,8 @@ def revenue_chart(daily: list[tuple[dt.date, int]], width: int = 600, height: in
         bars.append({"x": round(index * bar + 1, 1), "y": round(height - h, 1), "w": round(bar - 2, 1),
                      "h": h, "label": f"{day.isoformat()} ¥{yuan(fen)}", "fen": fen, "day": day,
                      "tick": day.strftime("%m-%d") if tick else "", "mid": round(index * bar + bar / 2, 1),
+                     # The last date label ends at the bar, so the chart's edge never cuts it.
+                     "anchor": "end" if index == len(daily) - 1 else "middle",
                      "value": yuan(fen) if fen and h > 14 else ""})
     return {"width": width, "height": height, "axis": axis, "bars": bars, "top": yuan(top)}
 

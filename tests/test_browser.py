@@ -178,9 +178,9 @@ def learner(browser: Browser, server: RunningServer, device: str) -> Iterator[Le
         print(f"--- server output during this test ({server.log}) ---\n{server.output(start)}")
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, full_page: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -193,6 +193,7 @@ def published_keys(base: str) -> dict[str, Any]:
 def pay_on_the_phone(learner: Learner) -> Page:
     phone = learner.open_phone()
     expect(phone.locator(".amount")).to_have_text("¥99.00")
+    shot(phone, "sandbox-phone.png")
     phone.get_by_role("button", name=re.compile("支付 Pay")).click()
     expect(phone.locator("[data-outcome]")).to_have_attribute("data-outcome", "paid")
     return phone
@@ -315,7 +316,8 @@ def test_the_sandbox_outbox_shows_what_the_learner_received(learner: Learner) ->
     expect(mail).to_have_attribute("data-kind", "license")
     expect(mail.locator("pre")).to_contain_text(key)
     expect(page.locator("#sandbox-banner")).to_contain_text("Sandbox mode")
-    shot(page, f"sandbox-mail-{device}.png")
+    mail.scroll_into_view_if_needed()
+    shot(page, f"sandbox-mail-{device}.png", full_page=False)  # the outbox grows with every test
 
 
 def test_insufficient_balance_keeps_the_purchase_page_waiting(learner: Learner) -> None:

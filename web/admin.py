@@ -334,7 +334,7 @@ def refund(public_id: str) -> BaseResponse:
     made = refunds.request_refund(current_shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
                                   revoke_license=request.form.get("revoke") == "on", actor=_actor(),
                                   ip=request.remote_addr)
-    flash(f"退款 {made.out_refund_no}: {made.status}")
+    flash(f"退款 Refund {made.out_refund_no}: {reports.status_label(made.status)}")
     return redirect(url_for("admin.order", public_id=public_id), 303)
 
 
