@@ -1,4 +1,10 @@
 # Learning Buddy Pay: one small image, run as a non-root user; the SQLite file lives on a mounted volume.
+# htmx for the console comes from the npm registry at the version package-lock.json pins (no CDN).
+FROM node:20-slim AS static
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund && mkdir vendor && cp node_modules/htmx.org/dist/htmx.min.js vendor/
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,6 +25,7 @@ COPY web ./web
 COPY wechatpay ./wechatpay
 COPY templates ./templates
 COPY static ./static
+COPY --from=static /build/vendor ./static/vendor
 RUN pip install . \
  && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin lbpay \
  && mkdir -p /data && chown lbpay:lbpay /data
