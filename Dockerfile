@@ -1,5 +1,12 @@
 # Learning Buddy Pay: one small image. deploy/entrypoint.sh prepares the volume and the secret files
 # as root, migrates the database on the volume, then runs the command as uid 10001.
+
+# htmx for the console comes from the npm registry at the version package-lock.json pins (no CDN).
+FROM node:20-bookworm-slim AS static
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund && mkdir vendor && cp node_modules/htmx.org/dist/htmx.min.js vendor/
+
 # The base is pinned by digest (python:3.11-slim-bookworm): a rebuild starts from the same bytes
 # until this line is changed on purpose.
 FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
@@ -31,6 +38,7 @@ RUN pip install --no-deps --no-build-isolation . \
  && useradd --system --uid 10001 --gid 10001 --home-dir /data --shell /usr/sbin/nologin lbpay \
  && mkdir -p /data && chown lbpay:lbpay /data \
  && install -d -m 0700 -o lbpay -g lbpay /run/lbpay-secrets
+COPY --from=static /build/vendor ./static/vendor
 
 EXPOSE 8080
 # Fly's health check and Caddy talk to /healthz; the process itself needs no curl.

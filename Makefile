@@ -9,7 +9,17 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export LBPAY_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 
-.PHONY: run test test-fast system-deps typecheck clean
+.PHONY: run test test-fast system-deps typecheck clean static-vendor
+# htmx for the console, from the npm registry at the exact version in package-lock.json, served
+# from static/vendor/ (git-ignored; no CDN, so the CSP stays script-src 'self').
+VENDOR := static/vendor/htmx.min.js
+
+$(VENDOR): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js $@
+
+static-vendor: $(VENDOR)
 
 # Dependencies come from the lock files, exact versions with hashes (the image installs the same
 # requirements.lock); the app itself is installed editable on top, without resolving anything.
@@ -41,7 +51,7 @@ system-deps:
 	  echo "installing chromium, fonts, node and zbar from Debian"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk nodejs zbar-tools >/dev/null; }
 
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime $(VENDOR)
 	$(LBPAY) init
 	@$(LBPAY) courses list | grep -q '^cpp-primer-5th' || \
 	  $(LBPAY) courses add cpp-primer-5th --title "C++ Primer 第5版 · 全部章节" --price-fen 9900
@@ -55,13 +65,13 @@ run: $(VENV)/.runtime
 	$(VENV)/bin/gunicorn "app:create_app()" --bind $(HOST):$(PORT) --workers 1 --threads 8 \
 	  --access-logfile - --graceful-timeout 20
 
-test: $(VENV)/.test system-deps $(KIT_NPM)
+test: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # Refresh the screenshots in docs/screenshots from the browser tests.
 .PHONY: screenshots
-screenshots: $(VENV)/.test system-deps
+screenshots: $(VENV)/.test system-deps $(VENDOR)
 	LBPAY_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -m browser
 
 # The extension client (clients/extension) under `node --test`, against the real server in sandbox

@@ -18,6 +18,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import models
 from billing import Shop
+from billing.sandbox_orders import SandboxOrdersInLiveDatabase, check_live_start
 from billing.mail import MailSettingError, Mailer, parse_mail_from, parse_smtp_url
 from database import open_database
 from licensing import KeyRing, generate_private_key_pem
@@ -31,6 +32,7 @@ from wechatpay.verifier import MODE_CERTIFICATE, MODE_PUBLIC_KEY, PlatformVerifi
 
 NOTIFY_PATH = "/wechatpay/notify/transaction"
 SANDBOX_PREFIX = "/sandbox"
+SANDBOX_MAIL = SANDBOX_PREFIX + "/mail"
 SANDBOX_MCHID = "1900000109"
 SANDBOX_APPID = "wx0123456789abcdef"
 SANDBOX_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092026112600000000000001"
@@ -87,6 +89,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
         mailer=_mailer(config), config=config)
     app.extensions["lbpay.shop"] = shop
     app.extensions["lbpay.clock"] = config.clock
+    try:  # a live shop never counts simulator orders: refuse them unless told to archive them
+        check_live_start(shop)
+    except SandboxOrdersInLiveDatabase as exc:
+        raise ConfigError([Problem("LBPAY_ARCHIVE_SANDBOX_ORDERS", str(exc), example="on")]) from None
 
     _register(app, database)
     from web.ops import register_ops
@@ -208,12 +214,28 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
 
     sandbox = create_sandbox_app(sandbox_config(keys, public_base))
     app.extensions["lbpay.sandbox"] = sandbox
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {SANDBOX_PREFIX: sandbox})  # type: ignore[method-assign]
+    # /sandbox/mail is ours (the outbox a newcomer reads), not the simulator's: the longer mount wins.
+    ours = _unmounted(app.wsgi_app, SANDBOX_MAIL)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {SANDBOX_PREFIX: sandbox,  # type: ignore[method-assign]
+                                                       SANDBOX_MAIL: ours})
+
+
+def _unmounted(wsgi: Callable[..., Any], mount: str) -> Callable[..., Any]:
+    """Give a mounted path back to our app whole, as if no dispatcher had split it off."""
+
+    def call(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        script = environ.get("SCRIPT_NAME", "")
+        environ["SCRIPT_NAME"] = script[:len(script) - len(mount)]
+        environ["PATH_INFO"] = mount + environ.get("PATH_INFO", "")
+        return wsgi(environ, start_response)
+
+    return call
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, bills, notify, pages, provider
+    from web import admin, api, bills, notify, pages, provider, sandbox_mail
 
+    app.register_blueprint(sandbox_mail.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(provider.bp)
     app.register_blueprint(notify.bp)

@@ -109,6 +109,8 @@ class Order(BaseModel):
     close_reason = CharField(max_length=32, null=True)
     last_queried_at = UTCDateTimeField(null=True)
     idempotency_key = CharField(max_length=64, null=True, unique=True)  # SHA-256 of the client's key
+    # Made while the shop ran against the WeChat Pay simulator: never revenue (migration m0006).
+    sandbox = BooleanField(default=False)
 
 
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).

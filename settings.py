@@ -191,6 +191,7 @@ class Config:
     backup_keep: int
     alert_email: str | None
     retention_days: int
+    archive_sandbox_orders: bool = False
     scheduler: bool = True
     testing: bool = False
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
@@ -276,6 +277,7 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         backup_keep=read.integer("BACKUP_KEEP", 14, 1, 365),
         alert_email=read.text("ALERT_EMAIL"),
         retention_days=read.integer("RETENTION_DAYS", 400, 30, 3650),
+        archive_sandbox_orders=read.flag("ARCHIVE_SANDBOX_ORDERS", False),
         scheduler=read.flag("SCHEDULER", True),
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),

@@ -35,8 +35,12 @@ class BucketRule:
     refill_seconds: float
 
 
+# One account from one address, or from one known browser (a device that signed in before).
 ACCOUNT_RULE = BucketRule(capacity=10, refill_seconds=60)
 ADDRESS_RULE = BucketRule(capacity=30, refill_seconds=20)
+# Every unknown browser of one account together: slows guessing spread over many addresses, and
+# locks out only browsers that never signed in, never the creator's own (THREATS #65).
+UNKNOWN_DEVICES_RULE = BucketRule(capacity=50, refill_seconds=30)
 
 
 class Throttled(Exception):
@@ -120,11 +124,25 @@ def _take(key: str, rule: BucketRule, now: dt.datetime) -> float:
     return 0.0
 
 
-def take_attempt(shop: Shop, email: str, address: str | None) -> None:
-    """Spend one sign-in attempt for the account and for the address, or raise ``Throttled``."""
+def _attempt_keys(email: str, address: str | None, device: str | None) -> list[tuple[str, BucketRule]]:
+    """The buckets one attempt spends: a known device's own, or those of the address and the account."""
+    account = normalise_email(email)[:254]
+    if device:
+        return [("device:" + device[:64], ACCOUNT_RULE)]
+    where = (address or "unknown")[:64]
+    return [("account-ip:" + account + "|" + where, ACCOUNT_RULE), ("ip:" + where, ADDRESS_RULE),
+            ("account:" + account, UNKNOWN_DEVICES_RULE)]
+
+
+def take_attempt(shop: Shop, email: str, address: str | None, device: str | None = None) -> None:
+    """Spend one sign-in attempt from these buckets, or raise ``Throttled``.
+
+    ``device`` is the id of a browser that signed in to this very account before (the web layer
+    checks its signed cookie): its attempts count only against itself, so failures elsewhere
+    cannot lock it out.
+    """
     now = shop.now()
-    keys = [("account:" + normalise_email(email)[:254], ACCOUNT_RULE),
-            ("ip:" + (address or "unknown")[:64], ADDRESS_RULE)]
+    keys = _attempt_keys(email, address, device)
     with write_transaction():
         # Look at both buckets before taking from either, so a refused attempt costs nothing.
         waits = [_wait(key, rule, now) for key, rule in keys]
@@ -143,15 +161,18 @@ def _wait(key: str, rule: BucketRule, now: dt.datetime) -> float:
     return 0.0 if tokens >= 1 else (1 - tokens) * rule.refill_seconds
 
 
-def forgive_account(email: str) -> None:
-    """Refill the account's bucket after a complete sign-in."""
+def forgive_account(email: str, address: str | None, device: str | None) -> None:
+    """Refill the buckets of this browser and address for the account after a complete sign-in."""
+    keys = [key for key, _ in _attempt_keys(email, address, device) + _attempt_keys(email, address, None)
+            if not key.startswith(("ip:", "account:"))]
     with write_transaction():
-        LoginBucket.delete().where(LoginBucket.key == "account:" + normalise_email(email)[:254]).execute()
+        LoginBucket.delete().where(LoginBucket.key.in_(keys)).execute()
 
 
-def check_password(shop: Shop, email: str, password: str, address: str | None) -> AdminUser | None:
+def check_password(shop: Shop, email: str, password: str, address: str | None,
+                   device: str | None = None) -> AdminUser | None:
     """Return the account when the password is right; the throttle is consulted before any hashing."""
-    take_attempt(shop, email, address)
+    take_attempt(shop, email, address, device)
     user = AdminUser.get_or_none(AdminUser.email == normalise_email(email)[:254])
     if not password_matches(user.password_hash if user else None, password):
         return None
@@ -161,9 +182,9 @@ def check_password(shop: Shop, email: str, password: str, address: str | None) -
     return user
 
 
-def check_totp(shop: Shop, user: AdminUser, code: str, address: str | None) -> bool:
+def check_totp(shop: Shop, user: AdminUser, code: str, address: str | None, device: str | None = None) -> bool:
     """Accept a TOTP code once (the step before or after counts too), under the same throttle."""
-    take_attempt(shop, user.email, address)
+    take_attempt(shop, user.email, address, device)
     code = code.strip().replace(" ", "")
     if not user.totp_secret or not re.fullmatch(r"\d{6}", code):
         return False
@@ -179,10 +200,10 @@ def check_totp(shop: Shop, user: AdminUser, code: str, address: str | None) -> b
     return False
 
 
-def signed_in(shop: Shop, user: AdminUser, address: str | None) -> None:
+def signed_in(shop: Shop, user: AdminUser, address: str | None, device: str | None = None) -> None:
     """Record a completed sign-in."""
     now = shop.now()
-    forgive_account(user.email)
+    forgive_account(user.email, address, device)
     with write_transaction():
         AdminUser.update(last_login_at=now).where(AdminUser.id == user.id).execute()
         audit.record("admin.signed_in", at=now, actor="admin:" + user.email, ip=address)

@@ -131,7 +131,7 @@ def comp_license(shop: Shop, *, course_id: str, email: str | None, reason: str, 
             out_trade_no=COMP_PREFIX + now.strftime("%Y%m%d%H%M%S") + secrets.token_hex(5).upper(),
             course=course, email=email, description=course.title[:127], amount_fen=0,
             currency=course.currency, status="fulfilled", token_hash=hash_token(secrets.token_urlsafe(32)),
-            created_at=now, expires_at=now, paid_at=now)
+            created_at=now, expires_at=now, paid_at=now, sandbox=not shop.config.live)
         audit.record("license.comped", at=now, actor=actor, order=order, ip=ip,
                      detail={"course": course.id, "reason": reason, "email": email})
         issued = issue_license_for(shop, Order.get_by_id(order.id), now)

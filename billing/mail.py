@@ -155,8 +155,11 @@ def shanghai(value: dt.datetime) -> str:
 def license_line(*, course_id: str, course_title: str, license_id: str, order_id: str, out_trade_no: str,
                  expires_at: dt.datetime, key: str) -> dict[str, str]:
     """What a mail says about one license: course, ids, expiry and the key on one line."""
+    # A one-time course's key expires a century on (shop.LIFETIME): the learner reads "for good".
+    lifetime = expires_at - dt.datetime.now(dt.timezone.utc) > dt.timedelta(days=50 * 365)
     return {"course_id": course_id, "course_title": course_title, "license_id": license_id,
-            "order_id": order_id, "out_trade_no": out_trade_no, "expires_at": shanghai(expires_at),
+            "order_id": order_id, "out_trade_no": out_trade_no,
+            "expires_at": "永久 · Lifetime" if lifetime else shanghai(expires_at),
             "expires_at_utc": iso_utc(expires_at) or "", "key": key}
 
 

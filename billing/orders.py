@@ -147,7 +147,7 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
                 course=course, buyer=buyer, email=email, description=wechat_description(course.title, course.id),
                 amount_fen=course.price_fen, currency=course.currency, status="pending",
                 token_hash=hash_token(shop.derive_token("order", public_id)),
-                created_at=now, expires_at=now + shop.order_ttl, idempotency_key=key_hash)
+                created_at=now, expires_at=now + shop.order_ttl, idempotency_key=key_hash, sandbox=not shop.config.live)
             audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
                          detail={"course": course.id, "amount_fen": course.price_fen})
     if order.code_url is None:

@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 
 from peewee import JOIN, fn
 
-from models import AuditEvent, JobRun, License, Notification, Order, Refund
+from models import AuditEvent, JobRun, License, MailOutbox, Notification, Order, Refund
 
 from .audit import last_event, verify_chain
 from .errors import BillingError
+from .licenses import COMP_PREFIX
 from .refunds import refunds_needing_attention
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,25 @@ log = logging.getLogger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UTC = dt.timezone.utc
 PAGE_SIZE = 25
+FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2999, 12, 31)
 YUAN = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,2}))?")
 STATUSES = ("pending", "paid", "fulfilled", "partially_refunded", "refunded", "closed")
+# Every status a creator reads, in Chinese and English (order statuses, then WeChat's refund states).
+STATUS_LABELS = {
+    "pending": "待支付 Pending", "paid": "已支付 Paid", "fulfilled": "已发放 Licensed",
+    "partially_refunded": "部分退款 Partly refunded", "refunded": "已退款 Refunded", "closed": "已关闭 Closed",
+    "PROCESSING": "退款中 Processing", "SUCCESS": "已退款 Refunded", "CLOSED": "退款关闭 Closed",
+    "ABNORMAL": "退款异常 Abnormal", "FAILED": "退款失败 Failed",
+    "active": "有效 Active", "revoked": "已吊销 Revoked", "expired": "已过期 Expired",
+}
+FINAL_REFUND_STATES = ("SUCCESS", "CLOSED", "FAILED")
+# The daily comparison of WeChat's bill with our orders, when a job of this name has run.
+BILL_JOB = "bill_compare"
+
+
+def status_label(status: str | None) -> str:
+    """A status as the console shows it: Chinese and English, never snake_case."""
+    return STATUS_LABELS.get(status or "", status or "")
 
 
 def yuan(fen: int | None) -> str:
@@ -60,22 +78,29 @@ def parse_day(text: str | None) -> dt.date | None:
     if not text:
         return None
     try:
-        return dt.date.fromisoformat(text.strip())
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise BillingError("bad_request", "dates are written YYYY-MM-DD") from None
+    # Day arithmetic at the ends of the calendar overflows (9999-12-31 + 1 day): keep to sane years.
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BillingError("bad_request", f"dates run from {FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
-def _paid_sum(since: dt.datetime, until: dt.datetime) -> int:
+def _paid_sum(since: dt.datetime, until: dt.datetime, sandbox: bool = False) -> int:
     # paid_at is set only by a payment (or a 0-fen comp), so the (paid_at, amount_fen) index covers it.
+    # One book at a time: the simulator's orders are never live revenue, nor live orders sandbox play.
     total = (Order.select(fn.COALESCE(fn.SUM(Order.amount_fen), 0))
-             .where((Order.paid_at >= since) & (Order.paid_at < until))
+             .where((Order.paid_at >= since) & (Order.paid_at < until) & (Order.sandbox == sandbox))
              .scalar())
     return int(total or 0)
 
 
-def _refund_sum(since: dt.datetime, until: dt.datetime) -> int:
-    total = (Refund.select(fn.COALESCE(fn.SUM(Refund.amount_fen), 0))
-             .where((Refund.status == "SUCCESS") & (Refund.settled_at >= since) & (Refund.settled_at < until))
+def _refund_sum(since: dt.datetime, until: dt.datetime, sandbox: bool = False) -> int:
+    # A refund counts only once WeChat says SUCCESS; PROCESSING is money still on its way.
+    total = (Refund.select(fn.COALESCE(fn.SUM(Refund.amount_fen), 0)).join(Order)
+             .where((Refund.status == "SUCCESS") & (Refund.settled_at >= since) & (Refund.settled_at < until)
+                    & (Order.sandbox == sandbox))
              .scalar())
     return int(total or 0)
 
@@ -111,22 +136,81 @@ def needs_attention(now: dt.datetime) -> list[Attention]:
     return items
 
 
-def dashboard(now: dt.datetime) -> dict[str, Any]:
-    """The dashboard's figures, with days counted in Asia/Shanghai."""
+def dashboard(now: dt.datetime, sandbox: bool = False) -> dict[str, Any]:
+    """The dashboard's figures for one book (live, or the simulator's), with days counted in Asia/Shanghai."""
     today = now.astimezone(SHANGHAI).date()
     paid, refunded = [], []
     for back in range(29, -1, -1):  # one indexed range sum per Shanghai day; the totals add them up
         day = today - dt.timedelta(days=back)
         start, stop = shanghai_day_start(day), shanghai_day_start(day + dt.timedelta(days=1))
-        paid.append((day, _paid_sum(start, stop)))
-        refunded.append(_refund_sum(start, stop))
+        paid.append((day, _paid_sum(start, stop, sandbox)))
+        refunded.append(_refund_sum(start, stop, sandbox))
     sales = {label: {"paid_fen": sum(fen for _, fen in paid[-days:]), "refunded_fen": sum(refunded[-days:])}
              for label, days in (("today", 1), ("7 days", 7), ("30 days", 30))}
     daily = [(day, fen - back) for (day, fen), back in zip(paid, refunded)]
-    by_status = dict(Order.select(Order.status, fn.COUNT(Order.id)).group_by(Order.status).tuples())
+    by_status = dict(Order.select(Order.status, fn.COUNT(Order.id)).where(Order.sandbox == sandbox)
+                     .group_by(Order.status).tuples())
+    week = today - dt.timedelta(days=6)
     return {"sales": sales, "by_status": {s: by_status.get(s, 0) for s in STATUSES},
             "daily": daily, "chart": revenue_chart(daily), "attention": needs_attention(now),
-            "chain": chain_status()}
+            "chain": chain_status(), "funnel": funnel(week, today, sandbox),
+            "recent": list(Order.select().where(Order.sandbox == sandbox)
+                           .order_by(Order.created_at.desc(), Order.id.desc()).limit(8)),
+            "refunds": list(Refund.select(Refund, Order).join(Order).where(Order.sandbox == sandbox)
+                            .order_by(Refund.id.desc()).limit(8)),
+            "bill": last_bill_comparison()}
+
+
+@dataclass
+class FunnelRow:
+    """Orders created on one Shanghai day for one course, and how far they got."""
+
+    day: dt.date | None
+    course: str
+    created: int = 0
+    paid: int = 0
+    licensed: int = 0
+    cancelled: int = 0
+    expired: int = 0
+
+    @property
+    def conversion(self) -> str:
+        """Paid out of created, as a whole percentage."""
+        # Half up, in integers: 5 of 8 is 63%, as a person rounds (round() would say 62).
+        return f"{(200 * self.paid + self.created) // (2 * self.created)}%" if self.created else "—"
+
+
+def funnel(since: dt.date, until: dt.date, sandbox: bool = False) -> dict[str, Any]:
+    """Orders created per Shanghai day and course → paid → licensed, cancelled, expired (comps left out)."""
+    start, stop = shanghai_day_start(since), shanghai_day_start(until + dt.timedelta(days=1))
+    licensed = License.select(License.order).where(License.order == Order.id)
+    query = (Order.select(Order.created_at, Order.course, Order.paid_at, Order.close_reason,
+                          fn.EXISTS(licensed).alias("has_license"))
+             .where((Order.created_at >= start) & (Order.created_at < stop) & (Order.sandbox == sandbox)
+                    & ~Order.out_trade_no.startswith(COMP_PREFIX)))
+    rows: dict[tuple[dt.date, str], FunnelRow] = {}
+    for order in query.iterator():
+        day = order.created_at.astimezone(SHANGHAI).date()
+        row = rows.setdefault((day, order.course_id), FunnelRow(day, order.course_id))
+        row.created += 1
+        row.paid += order.paid_at is not None
+        row.licensed += bool(order.has_license)
+        row.cancelled += order.close_reason == "cancelled"
+        row.expired += order.close_reason == "expired"
+    ordered = [rows[key] for key in sorted(rows, key=lambda k: (k[0], k[1]), reverse=True)]
+    total = FunnelRow(None, "")
+    for row in ordered:
+        for name in ("created", "paid", "licensed", "cancelled", "expired"):
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+    return {"since": since, "until": until, "rows": ordered, "total": total}
+
+
+def last_bill_comparison() -> dict[str, Any] | None:
+    """What the newest daily comparison of WeChat's bill with our orders found, if one ever ran."""
+    run = JobRun.select().where(JobRun.name == BILL_JOB).order_by(JobRun.id.desc()).first()
+    if run is None:
+        return None
+    return {"at": run.finished_at or run.started_at, "ok": run.ok, "summary": json.loads(run.summary or "{}")}
 
 
 # Up to this many events the dashboard walks the whole chain itself; beyond, it trusts the last
@@ -187,16 +271,23 @@ def _recent_walk(last_id: int) -> dict[str, Any]:
     return {"whole": whole, "checked": checked, "bad": bad, "full": False}
 
 
-def revenue_chart(daily: list[tuple[dt.date, int]], width: int = 600, height: int = 160) -> dict[str, Any]:
-    """Bars of net revenue per day, as numbers a template draws into an SVG."""
+def revenue_chart(daily: list[tuple[dt.date, int]], width: int = 600, height: int = 160,
+                  axis: int = 22) -> dict[str, Any]:
+    """Bars of net revenue per day with a date axis, as numbers a template draws into an SVG."""
     top = max([fen for _, fen in daily] + [1])
     bar = width / max(len(daily), 1)
     bars = []
     for index, (day, fen) in enumerate(daily):
-        h = round(max(fen, 0) / top * (height - 20), 1)
+        h = round(max(fen, 0) / top * (height - 24), 1)
+        # A date under every 7th bar, counted back from today so the last bar is always named.
+        tick = (len(daily) - 1 - index) % 7 == 0
         bars.append({"x": round(index * bar + 1, 1), "y": round(height - h, 1), "w": round(bar - 2, 1),
-                     "h": h, "label": f"{day.isoformat()} ¥{yuan(fen)}"})
-    return {"width": width, "height": height, "bars": bars, "top": yuan(top)}
+                     "h": h, "label": f"{day.isoformat()} ¥{yuan(fen)}", "fen": fen, "day": day,
+                     "tick": day.strftime("%m-%d") if tick else "", "mid": round(index * bar + bar / 2, 1),
+                     # The last date label ends at the bar, so the chart's edge never cuts it.
+                     "anchor": "end" if index == len(daily) - 1 else "middle",
+                     "value": yuan(fen) if fen and h > 14 else ""})
+    return {"width": width, "height": height, "axis": axis, "bars": bars, "top": yuan(top)}
 
 
 @dataclass(frozen=True)
@@ -278,10 +369,11 @@ def _range(since: dt.date | None, until: dt.date | None) -> tuple[dt.datetime, d
     return start, stop
 
 
-def orders_csv(since: dt.date | None, until: dt.date | None) -> bytes:
-    """Orders created in the Shanghai date range as UTF-8 CSV with a BOM, amounts in yuan."""
+def orders_csv(since: dt.date | None, until: dt.date | None, sandbox: bool = False) -> bytes:
+    """Orders of one book created in the Shanghai date range as UTF-8 CSV with a BOM, amounts in yuan."""
     start, stop = _range(since, until)
-    orders = (Order.select().where((Order.created_at >= start) & (Order.created_at < stop))
+    orders = (Order.select().where((Order.created_at >= start) & (Order.created_at < stop)
+                                   & (Order.sandbox == sandbox))
               .order_by(Order.created_at))
     return _csv(["created (Asia/Shanghai)", "order", "out_trade_no", "transaction_id", "course", "description",
                  "email", "amount (yuan)", "status", "paid (Asia/Shanghai)", "flag"],
@@ -290,16 +382,22 @@ def orders_csv(since: dt.date | None, until: dt.date | None) -> bytes:
                  for o in orders.iterator()))
 
 
-def refunds_csv(since: dt.date | None, until: dt.date | None) -> bytes:
-    """Refunds asked for in the Shanghai date range as UTF-8 CSV with a BOM."""
+def refunds_csv(since: dt.date | None, until: dt.date | None, sandbox: bool = False) -> bytes:
+    """Refunds of one book asked for in the Shanghai date range as UTF-8 CSV with a BOM."""
     start, stop = _range(since, until)
     refunds = (Refund.select(Refund, Order).join(Order)
-               .where((Refund.created_at >= start) & (Refund.created_at < stop)).order_by(Refund.created_at))
+               .where((Refund.created_at >= start) & (Refund.created_at < stop) & (Order.sandbox == sandbox))
+               .order_by(Refund.created_at))
     return _csv(["requested (Asia/Shanghai)", "out_refund_no", "refund_id", "order", "out_trade_no",
                  "amount (yuan)", "status", "settled (Asia/Shanghai)", "reason", "by"],
                 ([_local(r.created_at), r.out_refund_no, r.refund_id, r.order.public_id, r.order.out_trade_no,
                   yuan(r.amount_fen), r.status, _local(r.settled_at), r.reason, r.actor]
                  for r in refunds.iterator()))
+
+
+def outbox(limit: int = 50) -> list[MailOutbox]:
+    """The newest mails of the outbox, sent or waiting (license mails, reminders, alerts)."""
+    return list(MailOutbox.select().order_by(MailOutbox.id.desc()).limit(limit))
 
 
 def order_by_public_id(public_id: str) -> Order | None:

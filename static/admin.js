@@ -1,21 +1,33 @@
-// The console's few behaviours: confirm before a form that moves money or access, and a back link.
+// The console's few behaviours: confirm (naming the amount) before a form that moves money or access,
+// one request per click, and a back link. htmx (static/vendor/) does the in-place updates.
 "use strict";
 
+// Capture phase: the question comes before htmx (listening on the form itself) sends anything.
 document.addEventListener("submit", (event) => {
   const form = event.target;
-  const question = form.getAttribute("data-confirm");
+  const template = form.getAttribute("data-confirm");
+  const amount = form.elements.namedItem("amount");
+  const question = template && template.split("{amount}").join(amount ? amount.value : "");
   if (question && !window.confirm(question)) {
     event.preventDefault();
+    event.stopPropagation();
     return;
   }
   // One click, one request: a second press while the first is in flight is ignored.
   if (form.dataset.sent === "1") {
     event.preventDefault();
+    event.stopPropagation();
     return;
   }
   if (form.method.toLowerCase() === "post") {
     form.dataset.sent = "1";
   }
+}, true);
+
+// A panel htmx replaced brings fresh forms; a form htmx sent but kept may be sent again.
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.target.closest && event.target.closest("form");
+  if (form) delete form.dataset.sent;
 });
 
 document.addEventListener("click", (event) => {

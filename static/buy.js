@@ -1,4 +1,5 @@
-// The purchase page: place an order, show its QR code, poll until the license arrives.
+// The purchase page: place an order, show its QR code with a countdown, poll until the license arrives,
+// and bring back licenses this browser already bought. Without JavaScript the forms post to the server.
 "use strict";
 
 (function () {
@@ -6,6 +7,7 @@
   if (!root) return;
   const $ = (id) => document.getElementById(id);
   const catalogue = JSON.parse($("error-catalogue").textContent);
+  const TOKEN = "lbpay.buyer_token";
   const ACTIONS = {
     retry: ["请重试。", "Please try again."],
     retry_later: ["请稍后重试。", "Please try again later."],
@@ -14,17 +16,44 @@
     fix_request: ["请检查输入。", "Please check what you entered."],
     none: ["", ""],
   };
+  // Codes that are news, not failures: shown calmly, never in red.
+  const CALM = { payment_cancelled: true, payment_failed: true, already_licensed: true };
+  // The server's reasons for a refused field, in the learner's words (the detail is shown as well).
+  const FIELDS = { email: ["邮箱格式不正确，例如 name@example.com。", "The e-mail address is not valid, e.g. name@example.com."] };
   let order = null;
   let timer = null;
+  let ticker = null;
+  let mailedTo = "";
 
   function say(zh, en) {
     $("status").textContent = en ? zh + " · " + en : zh;
   }
 
+  function hideProblems() {
+    for (const id of ["error", "notice"]) {
+      $(id).hidden = true;
+      $(id).dataset.code = "";
+    }
+    $("email-problem").hidden = true;
+    $("email").removeAttribute("aria-invalid");
+  }
+
   function showError(err, retryAfter) {
     const known = catalogue[err.code] || {};
-    $("error-zh").textContent = err.message_zh || known.zh || "出错了";
-    $("error-en").textContent = err.message_en || known.en || "Something went wrong";
+    const zh = err.message_zh || known.zh || "出错了";
+    const en = err.message_en || known.en || "Something went wrong";
+    if (CALM[err.code]) {
+      $("error").hidden = true;
+      $("notice-zh").textContent = zh;
+      $("notice-en").textContent = en;
+      $("notice").hidden = false;
+      $("notice").dataset.code = err.code;
+      return;
+    }
+    $("error-zh").textContent = zh;
+    $("error-en").textContent = en;
+    $("error-detail").textContent = err.detail || "";
+    $("error-detail").hidden = !err.detail;
     const action = ACTIONS[err.action || known.action] || ACTIONS.none;
     let hint = action[0] + " " + action[1];
     if (retryAfter) hint += " (" + retryAfter + " s)";
@@ -32,11 +61,13 @@
     $("error-action").textContent = hint.trim();
     $("error").hidden = false;
     $("error").dataset.code = err.code || "";
-  }
-
-  function clearError() {
-    $("error").hidden = true;
-    $("error").dataset.code = "";
+    const field = err.detail && Object.keys(FIELDS).find((name) => err.detail.indexOf(name) === 0);
+    if (field) {  // name the field and its rule next to it
+      $(field + "-problem").textContent = FIELDS[field].join(" ");
+      $(field + "-problem").hidden = false;
+      $(field).setAttribute("aria-invalid", "true");
+      $(field).focus();
+    }
   }
 
   async function api(method, path, body, token) {
@@ -52,34 +83,66 @@
 
   let shownCodeUrl = null;
 
+  function onPhone() {
+    return window.matchMedia("(max-width: 40rem)").matches
+      || /Mobi|Android|iPhone|iPad|MicroMessenger/i.test(navigator.userAgent);
+  }
+
+  function countdown() {
+    if (!order || !order.expires_at) return;
+    const left = Math.max(0, Math.floor((new Date(order.expires_at) - Date.now()) / 1000));
+    const mm = String(Math.floor(left / 60)).padStart(2, "0");
+    const ss = String(left % 60).padStart(2, "0");
+    $("countdown").textContent = mm + ":" + ss;
+    $("countdown").dataset.seconds = String(left);
+  }
+
   function showQr(view) {
-    $("qr").innerHTML = view.qr_svg;  // our own server-made SVG
+    // An image, not inline SVG: a phone can long-press and save it, then scan it from the album.
+    const svg = view.qr_svg || "";
+    $("qr").src = "data:image/svg+xml;base64," + btoa(unescape(encodeURIComponent(svg)));
     shownCodeUrl = view.code_url;
     $("qr").dataset.codeUrl = view.code_url || "";
     $("order-id").textContent = view.order_id;
+    $("amount").textContent = "¥" + (view.amount_fen / 100).toFixed(2);
     const link = $("sandbox-pay");
     if (link && view.code_url) {
       const pr = new URL(view.code_url.replace("weixin://", "https://")).searchParams.get("pr");
       link.href = "/sandbox/pay/" + encodeURIComponent(pr);
     }
+    $("phone-help").hidden = !onPhone();
     $("qr-box").hidden = false;
     $("start").hidden = true;
+    clearInterval(ticker);
+    countdown();
+    ticker = setInterval(countdown, 1000);
   }
 
-  function showLicense(license) {
-    $("license").value = license.key;
-    $("license-expiry").textContent = license.plan === "one_time"
+  function expiry(license) {
+    // A one-time course is bought for good; its key says so with an expiry a century away.
+    const centuryish = new Date(license.expires_at) - Date.now() > 50 * 365 * 86400 * 1000;
+    return license.plan === "one_time" || centuryish
       ? "永久 · Lifetime"
       : new Date(license.expires_at).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" });
+  }
+
+  function showLicense(license, orderId) {
+    $("license").value = license.key;
+    $("license-order").textContent = orderId || license.order_id || "";
+    $("license-expiry").textContent = expiry(license);
+    $("mailed").hidden = !mailedTo;
+    $("mailed-to").textContent = mailedTo;
+    $("mailed-to-en").textContent = mailedTo;
     $("license-box").hidden = false;
     $("qr-box").hidden = true;
+    clearInterval(ticker);
   }
 
   function render(view) {
-    if (view.error) showError(view.error); else clearError();
+    if (view.error) showError(view.error); else hideProblems();
     if (view.status === "fulfilled" && view.license) {
       say("支付成功", "Paid");
-      showLicense(view.license);
+      showLicense(view.license, view.order_id);
     } else if (view.status === "pending") {
       say("等待支付…", "Waiting for payment…");
       // A code_url lives 2 hours; the server replaces it before then and the page shows the new one.
@@ -87,7 +150,8 @@
     } else if (view.status === "closed") {
       say("订单已关闭", "Order closed");
       $("qr-box").hidden = true;
-      $("start").hidden = false;  // the error asks for a new order: offer the button again
+      clearInterval(ticker);
+      $("start").hidden = false;  // offer a new order at once
     } else if (view.status === "refunded" || view.status === "partially_refunded") {
       say("已退款", "Refunded");
     } else {
@@ -109,30 +173,49 @@
     timer = setTimeout(poll, delay);
   }
 
+  // A learner who paid before (this browser keeps the buyer token) gets the license back at once.
+  async function restore() {
+    const token = window.localStorage.getItem(TOKEN);
+    if (!token) return false;
+    const r = await api("GET", "/api/v1/me/licenses", null, token);
+    if (r.status === 401) window.localStorage.removeItem(TOKEN);
+    if (!r.ok || !r.data) return false;
+    const mine = r.data.licenses.filter((l) => l.course_id === root.dataset.course && l.state === "active");
+    if (!mine.length) return false;
+    showLicense(mine[mine.length - 1]);
+    say("你已购买本课程", "You already own this course");
+    return true;
+  }
+
   $("start").addEventListener("submit", async (event) => {
     event.preventDefault();
-    clearError();
+    hideProblems();
     $("pay").disabled = true;
     say("正在下单…", "Placing the order…");
     const body = { course_id: root.dataset.course };
     const email = $("email").value.trim();
     if (email) body.email = email;
-    const saved = window.localStorage.getItem("lbpay.buyer_token");
+    const saved = window.localStorage.getItem(TOKEN);
     if (saved) body.buyer_token = saved;
     let r = await api("POST", "/api/v1/orders", body);
     if (r.status === 401 && saved) {  // a token from another server: start afresh
-      window.localStorage.removeItem("lbpay.buyer_token");
+      window.localStorage.removeItem(TOKEN);
       delete body.buyer_token;
       r = await api("POST", "/api/v1/orders", body);
     }
     $("pay").disabled = false;
     if (!r.ok) {
       say("", "");
-      showError((r.data && r.data.error) || { code: "internal_error" }, r.retryAfter);
+      const err = (r.data && r.data.error) || { code: "internal_error" };
+      if (err.code === "already_licensed" && !(await restore()) && r.data.license) {
+        showLicense(r.data.license);
+      }
+      showError(err, r.retryAfter);
       return;
     }
     order = r.data;
-    window.localStorage.setItem("lbpay.buyer_token", order.buyer_token);
+    mailedTo = email;
+    window.localStorage.setItem(TOKEN, order.buyer_token);
     showQr(order);
     render(order);
     timer = setTimeout(poll, order.poll_after_ms || 1000);
@@ -144,6 +227,15 @@
     const r = await api("POST", "/api/v1/orders/" + encodeURIComponent(order.order_id) + "/cancel", {}, order.order_token);
     if (r.ok) render(r.data); else showError(r.data.error, r.retryAfter);
     if (!r.ok) timer = setTimeout(poll, 1000);
+  });
+
+  $("resend-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const address = $("resend-email").value.trim();
+    const r = await api("POST", "/api/v1/licenses/resend", { email: address });
+    $("resend-done").hidden = !r.ok;
+    if (!r.ok) showError((r.data && r.data.error) || { code: "internal_error" }, r.retryAfter);
+    else hideProblems();
   });
 
   // Sandbox only (the server sets it): show one catalogued error as a learner would meet it.
@@ -162,4 +254,6 @@
     }
     say("已复制", "Copied");
   });
+
+  restore();
 })();

@@ -93,12 +93,14 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_COURSES) -> Iterator[RunningServer]:
+def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_COURSES,
+                        settings: dict[str, str] | None = None) -> Iterator[RunningServer]:
     """As `make run` does it: `lbpay init`, the courses, then gunicorn with the embedded sandbox."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env.update(LBPAY_INSTANCE_PATH=str(folder / "instance"), LBPAY_PUBLIC_BASE_URL=base, PYTHONUNBUFFERED="1")
+    env.update({"LBPAY_" + name: value for name, value in (settings or {}).items()})
     log = folder / "server.log"
     with log.open("ab") as out:
         for args in (("init",), *commands):

@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from conftest import Shop
 
 import models
-from billing.admin_users import create_admin, enrol_totp
+from billing.admin_users import UNKNOWN_DEVICES_RULE, create_admin, enrol_totp
 
 EMAIL = "creator@example.com"
 PASSWORD = "correct horse battery staple"
@@ -296,7 +296,7 @@ def test_learner_and_course_text_is_escaped_in_every_page(console: Console) -> N
         assert "<script>alert(1)" not in text and 'hx-get="/x' not in text and "<img src=x" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
     assert "&lt;img src=x onerror=alert(1)&gt;@x.io" in pages[0]
-    assert "<script" not in re.sub(r'<script src="/static/admin\.js" defer></script>', "", pages[0])
+    assert "<script" not in re.sub(r'<script src="/static/(vendor/htmx\.min|admin)\.js" defer></script>', "", pages[0])
 
 
 # --- finding and fixing orders --------------------------------------------------------------
@@ -548,3 +548,123 @@ def test_a_large_trail_is_walked_in_full_by_the_job_and_incrementally_by_the_das
     assert broken["whole"] is False and broken["bad"] == oldest.id
     with models.db.connection_context():
         assert reports.chain_status()["bad"] == oldest.id
+
+
+# --- HEAD, CSRF on the sign-in forms, lockout, odd filters (issue 15) -----------------------
+
+def _head_body() -> dict[str, str]:
+    """A form that would change something on every admin POST route, if HEAD ran the POST branch."""
+    return {"reason": "head attack", "amount": "0.01", "price": "0.01", "title": "HEAD 改价", "plan": "one_time",
+            "id": "head-course", "course": "cpp-primer-5th", "email": EMAIL, "password": PASSWORD,
+            "active": "on", "code": "123456", "revoke": "on"}
+
+
+def test_head_with_a_form_body_changes_nothing_on_any_admin_route(console: Console) -> None:
+    """HEAD is GET: a HEAD carrying a form (and even a valid CSRF token) never signs in or changes data."""
+    order = paid_order(console.shop)
+    with models.db.connection_context():
+        events = models.AuditEvent.select().count()
+        price = models.Course.get_by_id("cpp-primer-5th").price_fen
+        orders = models.Order.select().count()
+    posts = [r for r in console.shop.app.url_map.iter_rules() if r.rule.startswith("/admin") and "POST" in r.methods]
+    assert len(posts) >= 11 and {"admin.login", "admin.login_totp", "admin.comp"} <= {r.endpoint for r in posts}
+    stranger = Console(console.shop)
+    for who in (console, stranger):
+        token = who.token("/admin/" if who is console else "/admin/login")
+        for rule in posts:
+            path = _sample(rule).replace("ord_nothing", order["order_id"])
+            response = who.session.head(who.url(path), data={**_head_body(), "csrf_token": token},
+                                        allow_redirects=False, timeout=15)
+            assert response.status_code in (200, 303, 404, 405), (path, response.status_code)
+    assert not stranger.signed_in()
+    with models.db.connection_context():
+        assert models.AuditEvent.select().count() == events
+        assert models.Course.get_by_id("cpp-primer-5th").price_fen == price
+        assert models.Course.get_or_none(models.Course.id == "head-course") is None
+        assert models.Order.select().count() == orders
+    assert console.shop.poll(order)["license"]["state"] == "active"
+
+
+def test_every_unsafe_method_needs_the_csrf_token(console: Console) -> None:
+    for method in ("PUT", "PATCH", "DELETE"):
+        response = console.session.request(method, console.url("/admin/courses/new"), allow_redirects=False,
+                                           data={"id": "x", "title": "x", "price": "1"}, timeout=15)
+        assert response.status_code == 400, method
+
+
+def test_the_sign_in_forms_refuse_a_post_without_a_csrf_token(shop: Shop) -> None:
+    """Login CSRF: a foreign page must not sign the creator's browser in (or into the attacker's account)."""
+    shop.app.config["SESSION_COOKIE_SECURE"] = False
+    with models.db.connection_context():
+        create_admin(shop_of(shop), EMAIL, PASSWORD)
+        totp = pyotp.parse_uri(enrol_totp(shop_of(shop), EMAIL))
+    c = Console(shop)
+    for extra in ({}, {"csrf_token": "forged"}):
+        refused = c.session.post(c.url("/admin/login"), data={"email": EMAIL, "password": PASSWORD, **extra},
+                                 allow_redirects=False, timeout=15)
+        assert refused.status_code == 400
+    assert c.login().headers["Location"].endswith("/admin/login/totp")
+    for extra in ({}, {"csrf_token": "forged"}):
+        refused = c.session.post(c.url("/admin/login/totp"), data={"code": totp.at(shop.clock()), **extra},
+                                 allow_redirects=False, timeout=15)
+        assert refused.status_code == 400
+    assert not c.signed_in()
+    ok = c.session.post(c.url("/admin/login/totp"), allow_redirects=False, timeout=15,
+                        data={"code": totp.at(shop.clock()), "csrf_token": c.token("/admin/login/totp")})
+    assert ok.status_code == 303 and c.signed_in()
+
+
+def _from(console: Console, address: str) -> Console:
+    console.session.headers["X-Forwarded-For"] = address
+    return console
+
+
+@pytest.fixture
+def behind_one_proxy(tmp_path: Path, keys: Any, sandbox: Any, clock: Any) -> Any:
+    """The live shop behind one proxy hop, so each test client can speak from its own address."""
+    from conftest import start_shop
+
+    clock.freeze()  # no refill between attempts, however slow the hashing
+    started = start_shop(tmp_path, keys, sandbox, clock, PROXY_HOPS=1)
+    started.app.config["SESSION_COOKIE_SECURE"] = False
+    with models.db.connection_context():
+        create_admin(shop_of(started), EMAIL, PASSWORD)
+    yield started
+    started.server.stop()
+
+
+def test_wrong_passwords_from_another_address_do_not_lock_the_creator_out(behind_one_proxy: Shop) -> None:
+    shop = behind_one_proxy
+    attacker = _from(Console(shop), "203.0.113.7")
+    assert [attacker.login(password=f"guess-{n}").status_code for n in range(11)] == [401] * 10 + [429]
+    creator = _from(Console(shop), "198.51.100.20")
+    assert creator.login().status_code == 303
+
+
+def test_a_browser_that_signed_in_before_is_not_locked_out_by_a_distributed_attack(behind_one_proxy: Shop) -> None:
+    shop = behind_one_proxy
+    known = _from(Console(shop), "198.51.100.20")
+    assert known.login().status_code == 303
+    assert known.post("/admin/logout").status_code == 303
+    # Guesses spread over many addresses: each address stays under its own limits ...
+    statuses = [_from(Console(shop), f"203.0.113.{n // 5}").login(password=f"guess-{n}").status_code
+                for n in range(60)]
+    # (the known browser's own first sign-in, before it had a cookie, took one attempt of the account's)
+    assert statuses.count(401) == UNKNOWN_DEVICES_RULE.capacity - 1 and statuses[-1] == 429
+    # ... so the account is closed to browsers it never saw, even at the creator's own address,
+    assert _from(Console(shop), "198.51.100.20").login().status_code == 429
+    # but the browser holding the signed device cookie still signs in.
+    assert known.login().status_code == 303
+    # A forged device cookie is no key: it counts as an unknown browser.
+    forger = _from(Console(shop), "192.0.2.9")
+    forger.session.cookies.set("lbpay_device", known.session.cookies.get("lbpay_device") + "x", path="/admin")
+    assert forger.login().status_code == 429
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1999-12-31", "2026-02-30"])
+def test_an_odd_date_filter_is_a_clear_400(console: Console, day: str) -> None:
+    for path in ("/admin/orders", "/admin/export/orders.csv", "/admin/export/refunds.csv"):
+        for name in ("since", "until"):
+            response = console.get(path, params={name: day})
+            assert response.status_code == 400, (path, name, response.status_code)
+            assert "YYYY-MM-DD" in response.text or "dates run from" in response.text

@@ -30,8 +30,9 @@ def start_command() -> list[str]:
 
 def test_the_dockerfile_builds_a_pinned_slim_gunicorn_image_whose_entrypoint_drops_root() -> None:
     instructions = dockerfile()
-    keyword, base = instructions[0]
-    assert keyword == "FROM" and re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
+    # The image is the last stage (an earlier one may only fetch static files, e.g. htmx from npm).
+    keyword, base = [(k, rest) for k, rest in instructions if k == "FROM"][-1]
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
     # Root only inside the entrypoint, which hands over to the service user (uid 10001).
     assert not [rest for keyword, rest in instructions if keyword == "USER"]
     assert docker_env()["LBPAY_RUN_UID"] == "10001"
@@ -41,6 +42,12 @@ def test_the_dockerfile_builds_a_pinned_slim_gunicorn_image_whose_entrypoint_dro
     assert command[:2] == ["gunicorn", "app:create_app()"]
     assert "--threads" in command and int(command[command.index("--threads") + 1]) > 1
     assert command[command.index("--bind") + 1] == "0.0.0.0:8080"
+    for keyword, rest in instructions:
+        if keyword == "COPY" and not rest.startswith("--from="):
+            *sources, _ = rest.split()
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: no such file"
+                assert not source.endswith((".pem", ".db", ".env")), f"COPY {source} would bake a secret in"
     assert docker_env()["LBPAY_DATABASE_URL"].startswith("sqlite:////data/")
 
 

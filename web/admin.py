@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from flask import (
 )
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, licenses, refunds, reports
@@ -38,7 +40,12 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 OPEN_ENDPOINTS = ("admin.login", "admin.login_totp")
 TOTP_PENDING_SECONDS = 300
-UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# A browser that completed a sign-in keeps this signed cookie: its later attempts are throttled on
+# their own, so strangers' wrong passwords cannot lock the creator out (THREATS #65).
+DEVICE_COOKIE = "lbpay_device"
+DEVICE_DAYS = 365
+# Every method that may change something needs the CSRF token; HEAD is answered as GET is.
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 class Admin(UserMixin):
@@ -85,10 +92,16 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.jinja_env.filters["yuan"] = reports.yuan
     app.jinja_env.filters["shanghai"] = _shanghai
+    app.jinja_env.filters["status_label"] = reports.status_label
+
+    @app.context_processor
+    def _mode() -> dict[str, Any]:
+        # Every console page says when it shows the simulator's play money.
+        return {"sandbox_mode": _sandbox()}
 
     @app.before_request
     def _csrf_for_state_changes() -> None:
-        if request.method not in UNSAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/")):
+        if request.method in SAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/")):
             return
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
             abort(400)
@@ -105,6 +118,16 @@ def _shanghai(value: dt.datetime | None, seconds: bool = True) -> str:
         return ""
     return value.astimezone(reports.SHANGHAI).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
+
+
+def _sandbox() -> bool:
+    """True when the shop runs against the WeChat Pay simulator: its figures are not money."""
+    return bool(current_app.config.get("WECHATPAY_MODE") == "sandbox")
+
+
+def _htmx() -> bool:
+    """True for a request htmx made to update part of a page (the page itself is the fallback)."""
+    return request.headers.get("HX-Request") == "true"
 
 
 def _actor() -> str:
@@ -163,25 +186,47 @@ def _throttled(exc: admin_users.Throttled) -> tuple[str, int, dict[str, str]]:
     return page, 429, {"Retry-After": str(exc.retry_after)}
 
 
+def _devices() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="lbpay admin device")
+
+
+def _known_device(email: str) -> str | None:
+    """The id of this browser when its signed cookie says it signed in to this account before."""
+    try:
+        claim = _devices().loads(request.cookies.get(DEVICE_COOKIE, ""))
+    except BadSignature:
+        return None
+    if not isinstance(claim, dict) or claim.get("e") != admin_users.normalise_email(email):
+        return None
+    device = claim.get("d")
+    return device if isinstance(device, str) and device else None
+
+
 def _complete_login(user: AdminUser, target: str | None) -> BaseResponse:
+    device = _known_device(user.email)
     # A fresh session at sign-in: nothing an attacker planted in the old one survives.
     session.clear()
     login_user(Admin(user))
     session.permanent = True
     session["seen"] = current_shop().now().timestamp()
-    admin_users.signed_in(current_shop(), user, request.remote_addr)
-    return redirect(_safe_next(target), 303)
+    admin_users.signed_in(current_shop(), user, request.remote_addr, device)
+    response = redirect(_safe_next(target), 303)
+    response.set_cookie(DEVICE_COOKIE, _devices().dumps({"e": user.email, "d": device or secrets.token_urlsafe(12)}),
+                        max_age=DEVICE_DAYS * 86400, httponly=True, samesite="Lax", path="/admin",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     target = request.values.get("next")
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD alike
         return render_template("admin/login.html", next=target)
     email = request.form.get("email", "")[:254]
     password = request.form.get("password", "")[:1024]
     try:
-        user = admin_users.check_password(current_shop(), email, password, request.remote_addr)
+        user = admin_users.check_password(current_shop(), email, password, request.remote_addr,
+                                          _known_device(email))
     except admin_users.Throttled as exc:
         return _throttled(exc)
     if user is None:
@@ -204,10 +249,11 @@ def login_totp() -> Any:
     if user is None or current_shop().now().timestamp() - since > TOTP_PENDING_SECONDS:
         session.clear()
         return redirect(url_for("admin.login"), 303)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD alike
         return render_template("admin/totp.html")
     try:
-        ok = admin_users.check_totp(current_shop(), user, request.form.get("code", "")[:16], request.remote_addr)
+        ok = admin_users.check_totp(current_shop(), user, request.form.get("code", "")[:16], request.remote_addr,
+                                    _known_device(user.email))
     except admin_users.Throttled as exc:
         return _throttled(exc)
     if not ok:
@@ -227,7 +273,7 @@ def logout() -> BaseResponse:
 
 @bp.get("/")
 def dashboard() -> str:
-    return render_template("admin/dashboard.html", d=reports.dashboard(current_shop().now()))
+    return render_template("admin/dashboard.html", d=reports.dashboard(current_shop().now(), sandbox=_sandbox()))
 
 
 def _int(value: str | None, default: int) -> int:
@@ -241,7 +287,8 @@ def orders() -> str:
                             since=reports.parse_day(a.get("since")), until=reports.parse_day(a.get("until")),
                             page=_int(a.get("page"), 1))
     rows, total = reports.search_orders(f)
-    if len(rows) == 1 and total == 1 and f.q and f.page == 1:
+    # Typing narrows the list in place (htmx); only a submitted search jumps to its one match.
+    if len(rows) == 1 and total == 1 and f.q and f.page == 1 and not _htmx():
         return redirect(url_for("admin.order", public_id=rows[0].public_id), 303)  # type: ignore[return-value]
     pages = max(1, -(-total // reports.PAGE_SIZE))
     args = {k: v for k, v in a.items() if k != "page"}
@@ -287,7 +334,7 @@ def refund(public_id: str) -> BaseResponse:
     made = refunds.request_refund(current_shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
                                   revoke_license=request.form.get("revoke") == "on", actor=_actor(),
                                   ip=request.remote_addr)
-    flash(f"退款 {made.out_refund_no}: {made.status}")
+    flash(f"退款 Refund {made.out_refund_no}: {reports.status_label(made.status)}")
     return redirect(url_for("admin.order", public_id=public_id), 303)
 
 
@@ -329,7 +376,7 @@ def resend(public_id: str) -> BaseResponse:
 @bp.route("/comp", methods=["GET", "POST"])
 def comp() -> Any:
     courses = all_courses()
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD alike
         return render_template("admin/comp.html", courses=courses)
     email = request.form.get("email", "").strip() or None
     made = licenses.comp_license(current_shop(), course_id=request.form.get("course", ""), email=email,
@@ -351,7 +398,7 @@ def course_form(course_id: str | None = None) -> Any:
     course = course_by_id(course_id) if course_id else None
     if course_id and course is None:
         abort(404)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD alike
         return render_template("admin/course_form.html", course=course, plans=PLANS)
     form = request.form
     period = form.get("period_days", "").strip()
@@ -377,13 +424,18 @@ def _csv_response(data: bytes, name: str) -> Response:
         "Content-Disposition": f'attachment; filename="{name}"', "Content-Type": "text/csv; charset=utf-8"})
 
 
+def _export_name(what: str, since: dt.date | None, until: dt.date | None) -> str:
+    # Sandbox exports are labelled in their very name: play money never lands in the books unnoticed.
+    return f"{'sandbox-' if _sandbox() else ''}{what}-{since or 'all'}-{until or 'now'}.csv"
+
+
 @bp.get("/export/orders.csv")
 def export_orders() -> Response:
     since, until = reports.parse_day(request.args.get("since")), reports.parse_day(request.args.get("until"))
-    return _csv_response(reports.orders_csv(since, until), f"orders-{since or 'all'}-{until or 'now'}.csv")
+    return _csv_response(reports.orders_csv(since, until, sandbox=_sandbox()), _export_name("orders", since, until))
 
 
 @bp.get("/export/refunds.csv")
 def export_refunds() -> Response:
     since, until = reports.parse_day(request.args.get("since")), reports.parse_day(request.args.get("until"))
-    return _csv_response(reports.refunds_csv(since, until), f"refunds-{since or 'all'}-{until or 'now'}.csv")
+    return _csv_response(reports.refunds_csv(since, until, sandbox=_sandbox()), _export_name("refunds", since, until))

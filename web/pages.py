@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
-from billing import CATALOGUE, error_body
+from billing import CATALOGUE, BillingError, error_body, learners
 from billing.courses import course_for_sale, courses_for_sale
-from billing.orders import COURSE_ID
+from billing.orders import COURSE_ID, cancel_order, order_for_token, order_view, place_order
+from billing.reconcile import check_on_poll
+
+from . import current_shop
 
 bp = Blueprint("pages", __name__)
 
@@ -27,20 +34,104 @@ def index() -> str:
     return render_template("index.html", courses=courses)
 
 
+def _course_or_404(course_id: str) -> Any:
+    course = course_for_sale(course_id) if COURSE_ID.match(course_id) else None
+    if course is None:
+        raise BillingError("course_not_found")
+    return course
+
+
+def _sandbox() -> bool:
+    return bool(current_app.config["WECHATPAY_MODE"] == "sandbox")
+
+
+@bp.errorhandler(BillingError)
+def _billing_error(exc: BillingError) -> tuple[str, int]:
+    """A refusal on the pages without JavaScript: the catalogue's words, the server's reason, the way on."""
+    course = course_for_sale(request.view_args["course_id"]) if request.view_args and \
+        COURSE_ID.match(str(request.view_args.get("course_id", ""))) else None
+    if course is None or exc.code == "course_not_found":
+        return render_template("error.html", status=exc.status, text=CATALOGUE[exc.code], detail=exc.detail), exc.status
+    return render_template("buy_order.html", course=course, problem=CATALOGUE[exc.code], code=exc.code,
+                           detail=exc.detail, license=(exc.extra or {}).get("license")), exc.status
+
+
 @bp.get("/buy/<course_id>")
 def buy(course_id: str) -> str | tuple[str, int]:
-    course = None
-    if COURSE_ID.match(course_id):
-        course = course_for_sale(course_id)
-    if course is None:
-        return render_template("error.html", status=404, text=CATALOGUE["course_not_found"]), 404
-    sandbox = current_app.config["WECHATPAY_MODE"] == "sandbox"
+    course = _course_or_404(course_id)
+    sandbox = _sandbox()
     # Sandbox only: ?demo_error=<code> shows how a catalogued error reads on this page (tests, demos).
     demo_error = request.args.get("demo_error") if sandbox else None
     return render_template("buy.html", course=course, sandbox=sandbox,
                            demo_error=demo_error if demo_error in CATALOGUE else None,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
                                    for code, t in CATALOGUE.items()})
+
+
+# --- the same purchase without JavaScript: forms, a session cookie holding the tokens, meta refresh ---
+
+_KEEP_ORDERS = 5
+
+
+def _order_tokens() -> dict[str, str]:
+    tokens = session.get("orders")
+    return dict(tokens) if isinstance(tokens, dict) else {}
+
+
+@bp.post("/buy/<course_id>")
+def buy_start(course_id: str) -> BaseResponse:
+    course = _course_or_404(course_id)
+    email = (request.form.get("email") or "").strip() or None
+    placed = place_order(current_shop(), course_id=course.id, email=email, buyer_token=session.get("buyer_token"),
+                         ip=request.remote_addr)
+    tokens = _order_tokens()
+    tokens[placed.order.public_id] = placed.order_token
+    session["orders"] = dict(list(tokens.items())[-_KEEP_ORDERS:])
+    session["buyer_token"] = placed.buyer_token
+    if email:
+        session["mailed_to"] = email
+    return redirect(url_for("pages.buy_order", course_id=course.id, order_id=placed.order.public_id), 303)
+
+
+@bp.get("/buy/<course_id>/orders/<order_id>")
+def buy_order(course_id: str, order_id: str) -> str:
+    course = _course_or_404(course_id)
+    order = check_on_poll(current_shop(), order_for_token(order_id, _order_tokens().get(order_id)))
+    view = order_view(current_shop(), order)
+    qr = order.qr_svg if view["status"] == "pending" else None
+    return render_template("buy_order.html", course=course, view=view, qr_svg=qr, sandbox=_sandbox(),
+                           mailed_to=session.get("mailed_to"), license=view["license"])
+
+
+@bp.post("/buy/<course_id>/orders/<order_id>/cancel")
+def buy_cancel(course_id: str, order_id: str) -> BaseResponse:
+    _course_or_404(course_id)
+    order = order_for_token(order_id, _order_tokens().get(order_id))
+    cancel_order(current_shop(), order, ip=request.remote_addr)
+    return redirect(url_for("pages.buy_order", course_id=course_id, order_id=order_id), 303)
+
+
+@bp.post("/buy/<course_id>/resend")
+def buy_resend(course_id: str) -> tuple[str, int]:
+    course = _course_or_404(course_id)
+    learners.request_resend(current_shop(), request.form.get("email", ""), ip=request.remote_addr)
+    # The same answer whether or not the address bought anything (the API's privacy rule).
+    return render_template("buy_order.html", course=course, resent=True), 202
+
+
+@bp.app_template_filter("b64")
+def _b64(text: str) -> str:
+    """Base64 of a text, for a data: URI (the QR code as an image a phone can save)."""
+    return base64.b64encode(text.encode()).decode()
+
+
+@bp.app_template_filter("shanghai_iso")
+def _shanghai_iso(value: str | None) -> str:
+    """An API time (RFC 3339, UTC) as a learner in China reads it."""
+    if not value:
+        return ""
+    at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
 
 
 _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "bad_request",
