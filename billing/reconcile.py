@@ -119,9 +119,12 @@ def reconcile(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     # license" cannot persist: a failed signing rolls the payment back to pending, and the
     # query below fulfils it on the next pass.
     summary = {"queried": 0, "fulfilled": 0, "closed": 0, "flagged": 0, "errors": 0}
-    pending = (Order.select().where((Order.status == "pending") & (Order.flag.is_null())
-                                    & (Order.created_at <= now - QUERY_AFTER))
-               .order_by(Order.last_queried_at.asc(nulls="first"), Order.id).limit(BATCH))
+    # Read the batch to the end before the first write: a SELECT still being stepped keeps its
+    # snapshot, and once another connection commits, SQLite refuses to upgrade that stale
+    # snapshot to a write ("database is locked", without waiting) and the whole pass dies.
+    pending = list(Order.select().where((Order.status == "pending") & (Order.flag.is_null())
+                                        & (Order.created_at <= now - QUERY_AFTER))
+                   .order_by(Order.last_queried_at.asc(nulls="first"), Order.id).limit(BATCH))
     for order in pending:
         try:
             if order.expires_at <= now:

@@ -68,14 +68,28 @@ def run_job(shop: Shop, job: Job | str, holder: str) -> dict[str, Any] | None:
     except Exception:
         log.exception("job %s failed", name)
         summary = {"error": "failed; see the log"}
+        _drop_open_reads()
     finally:
-        with write_transaction():
-            JobRun.update(finished_at=shop.now(), ok=ok, summary=json.dumps(summary, default=str)).where(
-                JobRun.id == run.id).execute()
-        release_lease(name, holder)
+        try:
+            with write_transaction():
+                JobRun.update(finished_at=shop.now(), ok=ok, summary=json.dumps(summary, default=str)).where(
+                    JobRun.id == run.id).execute()
+        finally:
+            release_lease(name, holder)
     if ok and any(summary.values()):
         log.info("job %s: %s", name, summary)
     return summary
+
+
+def _drop_open_reads() -> None:
+    """Reconnect this thread: a job that failed may have left a statement open on an old snapshot.
+
+    SQLite refuses to turn a stale snapshot into a write, so recording the failed run's end on that
+    connection would fail too, and /readyz would see a job that never finished.
+    """
+    if not db.is_closed() and not db.in_transaction():
+        db.close()
+        db.connect()
 
 
 class Scheduler:
