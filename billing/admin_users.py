@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import math
 import re
-from dataclasses import dataclass
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from models import AdminUser, LoginBucket
+from models import AdminUser
 
-from . import audit
+from . import audit, limits
+from .addresses import is_email_address
 from .errors import BillingError
 from .shop import Shop
 from database import write_transaction
 
-ADMIN_EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,189}$")
 MIN_PASSWORD = 10
 ISSUER = "Learning Buddy Pay"
 
 # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile: t=3, m=64 MiB, p=4).
 _hasher = PasswordHasher()
-
-
-@dataclass(frozen=True)
-class BucketRule:
-    """A bucket of ``capacity`` attempts that refills at one attempt every ``refill_seconds``."""
-
-    capacity: int
-    refill_seconds: float
-
-
-ACCOUNT_RULE = BucketRule(capacity=10, refill_seconds=60)
-ADDRESS_RULE = BucketRule(capacity=30, refill_seconds=20)
 
 
 class Throttled(Exception):
@@ -73,7 +58,7 @@ def password_matches(stored_hash: str | None, password: str) -> bool:
 def create_admin(shop: Shop, email: str, password: str, *, actor: str = "cli") -> AdminUser:
     """Create an admin account, or set a new password (ending every session) for an existing one."""
     email = normalise_email(email)
-    if len(email) > 254 or not ADMIN_EMAIL.match(email):
+    if not is_email_address(email):
         raise BillingError("bad_request", "not an e-mail address")
     if len(password) < MIN_PASSWORD:
         raise BillingError("bad_request", f"the password needs at least {MIN_PASSWORD} characters")
@@ -105,48 +90,25 @@ def enrol_totp(shop: Shop, email: str, *, actor: str = "cli") -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
 
 
-def _take(key: str, rule: BucketRule, now: dt.datetime) -> float:
-    """Take one token from a bucket; return 0 when taken, else seconds until one is back."""
-    bucket = LoginBucket.get_or_none(LoginBucket.key == key)
-    tokens = float(rule.capacity)
-    if bucket is not None:
-        elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
-        tokens = min(rule.capacity, bucket.tokens + elapsed / rule.refill_seconds)
-    if tokens < 1:
-        return (1 - tokens) * rule.refill_seconds
-    LoginBucket.insert(key=key, tokens=tokens - 1, updated_at=now).on_conflict(
-        conflict_target=[LoginBucket.key],
-        update={LoginBucket.tokens: tokens - 1, LoginBucket.updated_at: now}).execute()
-    return 0.0
+def sign_in_limits(email: str, address: str | None) -> list[tuple[str, limits.Rule]]:
+    """The limits one sign-in attempt counts against: its account and its client address."""
+    return [(limits.key("sign-in-account", normalise_email(email)[:254]), limits.SIGN_IN_PER_ACCOUNT),
+            (limits.key("sign-in-ip", (address or "unknown")[:64]), limits.SIGN_IN_PER_CLIENT)]
 
 
 def take_attempt(shop: Shop, email: str, address: str | None) -> None:
     """Spend one sign-in attempt for the account and for the address, or raise ``Throttled``."""
-    now = shop.now()
-    keys = [("account:" + normalise_email(email)[:254], ACCOUNT_RULE),
-            ("ip:" + (address or "unknown")[:64], ADDRESS_RULE)]
     with write_transaction():
-        # Look at both buckets before taking from either, so a refused attempt costs nothing.
-        waits = [_wait(key, rule, now) for key, rule in keys]
-        if max(waits) > 0:
-            raise Throttled(max(1, math.ceil(max(waits))))
-        for key, rule in keys:
-            _take(key, rule, now)
-
-
-def _wait(key: str, rule: BucketRule, now: dt.datetime) -> float:
-    bucket = LoginBucket.get_or_none(LoginBucket.key == key)
-    if bucket is None:
-        return 0.0
-    tokens = min(rule.capacity, bucket.tokens + max(0.0, (now - bucket.updated_at).total_seconds())
-                 / rule.refill_seconds)
-    return 0.0 if tokens >= 1 else (1 - tokens) * rule.refill_seconds
+        # Both limits are looked at before either is taken from, so a refused attempt costs nothing.
+        wait = limits.take_all(sign_in_limits(email, address), shop.now())
+    if wait > 0:
+        raise Throttled(limits.retry_after(wait))
 
 
 def forgive_account(email: str) -> None:
-    """Refill the account's bucket after a complete sign-in."""
+    """Refill the account's limit after a complete sign-in."""
     with write_transaction():
-        LoginBucket.delete().where(LoginBucket.key == "account:" + normalise_email(email)[:254]).execute()
+        limits.forgive(sign_in_limits(email, None)[0][0])
 
 
 def check_password(shop: Shop, email: str, password: str, address: str | None) -> AdminUser | None:

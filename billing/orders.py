@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hmac
+import json
 import logging
 import re
 import secrets
@@ -17,7 +19,8 @@ from peewee import OperationalError
 from models import Buyer, Course, License, Order, db
 from wechatpay.errors import ApiError, WeChatPayError
 
-from . import audit
+from . import audit, limits
+from .addresses import is_email_address
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
 from .shop import Shop, hash_token, iso_utc, new_out_trade_no, token_matches
@@ -26,7 +29,6 @@ from database import write_transaction
 log = logging.getLogger(__name__)
 
 COURSE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 CLOSE_ERRORS = {"expired": "order_expired", "cancelled": "payment_cancelled"}
 FLAG_ERRORS = {"AMOUNT_MISMATCH": "amount_mismatch", "LATE_PAYMENT": "late_payment",
                "MERCHANT_MISMATCH": "amount_mismatch", "TRANSACTION_REUSED": "amount_mismatch"}
@@ -114,51 +116,76 @@ def _valid_license_for(buyer: Buyer, course: Course, now: Any) -> License | None
             .order_by(License.expires_at.desc()).first())
 
 
+IDEMPOTENCY_KEY_MIN, IDEMPOTENCY_KEY_MAX = 16, 200
+
+
+def request_fingerprint(buyer: Buyer | None, course_id: str, email: str | None) -> str:
+    """Who sent a keyed request (its buyer, or nobody yet) and what it asked: 32 hex characters each."""
+    who = hash_token("idem-who:" + (buyer.public_id if buyer is not None else "-"))[:32]
+    what = hash_token("idem-what:" + json.dumps([course_id, email]))[:32]
+    return who + what
+
+
+def client_key(shop: Shop, address: str | None) -> str:
+    """Name a client address in the order table without storing it (keyed with the server secret)."""
+    return shop.derive_token("client", address or "-")[:32]
+
+
 def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
                 idempotency_key: str | None = None, ip: str | None = None) -> PlacedOrder:
     """Create an order and its WeChat Pay Native order, or give back the one this request already made.
 
-    The same ``Idempotency-Key`` gets the same order; a buyer with a pending, unexpired order for
-    the course gets that order; a buyer who holds a valid license for a one-time course gets
-    ``already_licensed`` instead of a second charge.
+    The same ``Idempotency-Key`` from the same buyer with the same body gets the same order (from
+    anyone else: ``idempotency_key_conflict``, no token); a buyer with a pending, unexpired order
+    for the course gets that order; a buyer who holds a valid license for a one-time course gets
+    ``already_licensed`` instead of a second charge. New orders are limited per client address
+    and pending orders per address and per buyer (429 with the seconds to wait). WeChat is called
+    outside any transaction; the order, its buyer, its audit events and the limit's count are
+    written in one.
     """
     course = find_course_for_sale(course_id)
-    if email is not None and (not isinstance(email, str) or len(email) > 254 or not EMAIL.match(email)):
+    if email is not None and not is_email_address(email):
         raise BillingError("bad_request", "email is not a valid address")
-    if idempotency_key is not None and not 8 <= len(idempotency_key) <= 200:
-        raise BillingError("bad_request", "Idempotency-Key must be 8 to 200 characters")
+    if idempotency_key is not None and not IDEMPOTENCY_KEY_MIN <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+        raise BillingError("bad_request", f"Idempotency-Key must be {IDEMPOTENCY_KEY_MIN} to "
+                                          f"{IDEMPOTENCY_KEY_MAX} characters (a random UUID will do)")
     buyer = _buyer_for(buyer_token)
     key_hash = hash_token("idem:" + idempotency_key) if idempotency_key else None
+    fingerprint = request_fingerprint(buyer, course.id, email)
     now = shop.now()
-    with write_transaction():
-        order = _existing_order(shop, course, buyer, key_hash, now)
-        if order is None:
-            if buyer is None:
-                public_id = "buy_" + secrets.token_urlsafe(16)
-                buyer = Buyer.create(public_id=public_id, email=email, created_at=now,
-                                     token_hash=hash_token("bt_" + shop.derive_token("buyer", public_id)))
-            public_id = "ord_" + secrets.token_urlsafe(16)
-            order = Order.create(
-                public_id=public_id, out_trade_no=new_out_trade_no(now),
-                course=course, buyer=buyer, email=email, description=course.title[:127],
-                amount_fen=course.price_fen, currency=course.currency, status="pending",
-                token_hash=hash_token(shop.derive_token("order", public_id)),
-                created_at=now, expires_at=now + shop.order_ttl, idempotency_key=key_hash)
-            audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
-                         detail={"course": course.id, "amount_fen": course.price_fen})
-    if order.code_url is None:
-        _create_at_wechat(shop, order)
+    order = _existing_order(shop, course, buyer, key_hash, fingerprint, now)
+    if order is None:
+        client = client_key(shop, ip)
+        _refuse_if_over_limits(ip, client, buyer, now)
+        order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now)
+    elif order.code_url is None:
+        _create_at_wechat(shop, order)  # made before orders were written only after WeChat answered
     return placed(shop, order)
 
 
+def _replayed(order: Order, fingerprint: str, buyer: Buyer | None) -> Order:
+    """The order a keyed request made before, if this is the same request from the same buyer."""
+    stored = order.idempotency_request
+    if stored is None:  # placed before keys were bound: only its own buyer may replay it
+        same_who, same_what = buyer is not None and buyer.id == order.buyer_id, True
+    else:
+        same_who = hmac.compare_digest(stored[:32], fingerprint[:32])
+        same_what = hmac.compare_digest(stored[32:], fingerprint[32:])
+    if not same_who:
+        raise BillingError("idempotency_key_conflict")
+    if not same_what:
+        raise BillingError("idempotency_key_reused")
+    return order
+
+
 def _existing_order(shop: Shop, course: Course, buyer: Buyer | None, key_hash: str | None,
-                    now: Any) -> Order | None:
+                    fingerprint: str, now: Any) -> Order | None:
     if key_hash is not None:
         order = Order.get_or_none(Order.idempotency_key == key_hash)
         if order is not None:
-            if order.course_id != course.id or (buyer is not None and order.buyer_id != buyer.id):
+            if order.idempotency_request is None and order.course_id != course.id:
                 raise BillingError("idempotency_key_reused")
-            return order
+            return _replayed(order, fingerprint, buyer)
     if buyer is None:
         return None
     if course.plan == "one_time":
@@ -170,6 +197,64 @@ def _existing_order(shop: Shop, course: Course, buyer: Buyer | None, key_hash: s
                                  & (Order.status == "pending") & Order.flag.is_null()
                                  & (Order.expires_at > now + dt.timedelta(minutes=2)))
             .order_by(Order.id.desc()).first())
+
+
+def _refuse_if_over_limits(ip: str | None, client: str, buyer: Buyer | None, now: dt.datetime) -> None:
+    """Refuse before WeChat is called: too many new orders, or too many unpaid ones, from this client or buyer."""
+    limits.refuse_if_over("orders", ip, limits.ORDERS_PER_CLIENT, now)
+    _refuse_if_many_pending(Order.client_key == client, limits.PENDING_ORDERS_PER_CLIENT, now, "address")
+    if buyer is not None:
+        _refuse_if_many_pending(Order.buyer == buyer.id, limits.PENDING_ORDERS_PER_BUYER, now, "buyer")
+
+
+def _refuse_if_many_pending(whose: Any, cap: int, now: dt.datetime, name: str) -> None:
+    expiring = [row.expires_at for row in Order.select(Order.expires_at).where(
+        whose & (Order.status == "pending") & (Order.expires_at > now)).order_by(Order.expires_at).limit(cap)]
+    if len(expiring) >= cap:
+        # The earliest of them expires first: then one more may be placed.
+        wait = (expiring[0] - now).total_seconds()
+        raise BillingError("too_many_pending_orders", f"{cap} unpaid orders from this {name}",
+                           retry_after=limits.retry_after(wait))
+
+
+def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,
+               fingerprint: str, ip: str | None, client: str, now: dt.datetime) -> Order:
+    public_id, out_trade_no = "ord_" + secrets.token_urlsafe(16), new_out_trade_no(now)
+    expires_at, description = now + shop.order_ttl, course.title[:127]
+    try:
+        code_url = shop.wechat.create_native_order(
+            out_trade_no=out_trade_no, description=description, amount_fen=course.price_fen,
+            notify_url=shop.notify_url, time_expire=expires_at)
+    except ApiError as exc:
+        _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no)
+        raise BillingError("wechat_unavailable", exc.code, retry_after=10) from exc
+    except WeChatPayError as exc:
+        _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no)
+        raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=10) from exc
+    svg = qr_svg(code_url)
+    with write_transaction():
+        if key_hash is not None:
+            # Another request with this key won the race; the WeChat order just made is never shown.
+            earlier = Order.get_or_none(Order.idempotency_key == key_hash)
+            if earlier is not None:
+                return _replayed(earlier, fingerprint, buyer)
+        wait = limits.take(limits.key("orders", ip), limits.ORDERS_PER_CLIENT, now)
+        if wait > 0:
+            raise limits.refused("order", wait)
+        if buyer is None:
+            buyer_id = "buy_" + secrets.token_urlsafe(16)
+            buyer = Buyer.create(public_id=buyer_id, email=email, created_at=now,
+                                 token_hash=hash_token("bt_" + shop.derive_token("buyer", buyer_id)))
+        order = Order.create(
+            public_id=public_id, out_trade_no=out_trade_no, course=course, buyer=buyer, email=email,
+            description=description, amount_fen=course.price_fen, currency=course.currency, status="pending",
+            token_hash=hash_token(shop.derive_token("order", public_id)), created_at=now, expires_at=expires_at,
+            idempotency_key=key_hash, idempotency_request=fingerprint if key_hash else None,
+            client_key=client, code_url=code_url, qr_svg=svg)
+        created = audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
+                               detail={"course": course.id, "amount_fen": course.price_fen})
+        audit.record("order.wechat_created", at=now, order=order, after=created)
+    return order
 
 
 def _create_at_wechat(shop: Shop, order: Order) -> None:
@@ -196,11 +281,15 @@ def _create_at_wechat(shop: Shop, order: Order) -> None:
     order.code_url, order.qr_svg = code_url, svg
 
 
-def _record_wechat_failure(shop: Shop, order: Order, call: str, exc: Exception) -> None:
+def _record_wechat_failure(shop: Shop, order: Order | None, call: str, exc: Exception,
+                           out_trade_no: str | None = None) -> None:
     detail: dict[str, Any] = {"call": call, "error": type(exc).__name__}
     if isinstance(exc, ApiError):
         detail.update(status=exc.status, code=exc.code)
-    log.warning("WeChat Pay %s failed for order %s: %s", call, order.public_id, detail)
+    if order is None:  # a new order is written only once WeChat has it
+        detail["out_trade_no"] = out_trade_no
+    log.warning("WeChat Pay %s failed for order %s: %s", call,
+                order.public_id if order is not None else out_trade_no, detail)
     try:
         with write_transaction():
             audit.record("wechat.call_failed", at=shop.now(), order=order, detail=detail)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
 from typing import Any
 
 from models import Order
 from wechatpay.errors import ApiError, WeChatPayError
 
-from . import audit
+from . import audit, limits
 from .payments import sync_with_wechat
 from .shop import Shop
 from database import write_transaction
@@ -41,27 +39,8 @@ def claim_query(order: Order, now: dt.datetime, every: dt.timedelta = QUERY_EVER
             & (Order.last_queried_at.is_null() | (Order.last_queried_at <= now - every))).execute())
 
 
-class QueryBudget:
-    """A token bucket bounding how many queries per second status polls may send to WeChat."""
-
-    def __init__(self, rate: float = 20.0, burst: float = 40.0) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return True
-            return False
-
-
-POLL_BUDGET = QueryBudget()
+# How often this process's status polls may ask WeChat, whoever polls: memory only, a poll never writes for it.
+POLL_BUDGET = limits.LocalBucket(limits.POLL_QUERIES_PER_PROCESS)
 
 
 def check_on_poll(shop: Shop, order: Order, *, after: dt.timedelta = dt.timedelta(seconds=3)) -> Order:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import ipaddress
 import logging
 import re
 import time
@@ -105,6 +106,34 @@ def metrics() -> Response:
     return response
 
 
+def address_source(settings: Config) -> str:
+    """Say where client addresses (every per-address limit's key) come from, for the start-up log."""
+    if settings.proxy_hops:
+        source = f"X-Forwarded-For, trusting {settings.proxy_hops} proxy hop(s) (LBPAY_PROXY_HOPS)"
+    else:
+        source = "the connection itself; X-Forwarded-For is ignored (LBPAY_PROXY_HOPS=0)"
+    if settings.client_ip_header:
+        source = f"the {settings.client_ip_header} header when present (LBPAY_CLIENT_IP_HEADER), else {source}"
+    return source
+
+
+class ClientAddressHeader:
+    """WSGI middleware: the client address is the one the edge proxy put in a named header (``Fly-Client-IP``)."""
+
+    def __init__(self, app: Any, header: str) -> None:
+        self.app = app
+        self.environ_key = "HTTP_" + header.upper().replace("-", "_")
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        value = environ.get(self.environ_key, "").strip()
+        if value:
+            try:
+                environ["REMOTE_ADDR"] = str(ipaddress.ip_address(value))
+            except ValueError:
+                pass  # not an address: keep what the connection (or the trusted hops) said
+        return self.app(environ, start_response)
+
+
 def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs: bool) -> None:
     """Install the ops blueprint, JSON request logs, the proxy fix and live-mode transport security."""
     app.extensions["lbpay.started_at"] = dt.datetime.now(UTC)
@@ -112,10 +141,13 @@ def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs:
     register_secrets(secrets)
     if json_logs:
         configure_logging(settings.log_level)
+    if settings.client_ip_header:
+        app.wsgi_app = ClientAddressHeader(app.wsgi_app, settings.client_ip_header)  # type: ignore[method-assign]
     if settings.proxy_hops:
         # Fly's edge and Caddy each add one hop; trusting more would let a client choose its own address.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore[method-assign]
                                 x_proto=settings.proxy_hops)
+    logging.getLogger("lbpay").info("client addresses: %s", address_source(settings))
     if settings.live:
         app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True)
 
