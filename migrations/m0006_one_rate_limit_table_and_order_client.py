@@ -15,8 +15,8 @@ from migrations import column_names
 
 
 def apply(database: Database, migrator: SchemaMigrator) -> None:
-    for old in ("rate_window", "login_bucket"):
-        database.execute_sql(f'DROP TABLE IF EXISTS "{old}"')
+    database.execute_sql('DROP TABLE IF EXISTS "rate_window"')
+    database.execute_sql('DROP TABLE IF EXISTS "login_bucket"')
     columns = column_names(database, "order")
     if "idempotency_request" not in columns:
         migrate(migrator.add_column("order", "idempotency_request", CharField(max_length=64, null=True)))
