@@ -52,7 +52,7 @@ def test_a_buyer_who_holds_a_license_for_a_one_time_course_is_not_charged_again(
     assert body["license"]["key"] == licensed["license"]["key"]
 
 
-def test_wechat_down_then_up_the_retry_reuses_the_same_out_trade_no(shop: Shop) -> None:
+def test_wechat_down_then_up_the_retry_makes_one_order_and_one_payable_code(shop: Shop) -> None:
     shop.sandbox.control("POST", "faults", {"api": {"fail_next": 3, "status": 500, "code": "SYSTEM_ERROR"}})
     down = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-retry-0001-abcdefg"})
     assert down.status_code == 503 and down.headers["Retry-After"].isdigit()

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from conftest import Shop, start_shop
+from test_openapi import check
 
 import models
 from billing import limits
@@ -42,6 +43,7 @@ def test_a_replayed_idempotency_key_from_anyone_else_gets_409_and_no_token(shop:
         assert refused.json()["error"]["code"] == "idempotency_key_conflict"
         assert "order_token" not in refused.text and "buyer_token" not in refused.text
         assert first.json()["order_token"] not in refused.text
+        check(refused, "/orders", "post")
     other_body = post_order(shop, body, KEY)
     assert other_body.status_code == 422 and "order_token" not in other_body.text
     again = post_order(shop, {"course_id": "rust-monthly", "buyer_token": mine["buyer_token"]}, KEY)
@@ -70,6 +72,7 @@ def test_order_creation_is_limited_per_client_address_before_wechat_is_called(sh
     assert native_orders(shop) == limits.ORDERS_PER_CLIENT.count
     refused = post_order(shop, COURSE)
     assert refused.json()["error"]["code"] == "rate_limited"
+    check(refused, "/orders", "post")
     wait = int(refused.headers["Retry-After"])
     assert wait == round(limits.ORDERS_PER_CLIENT.step)  # exactly when the next one is let through
     shop.clock.advance(wait - 1)
@@ -93,6 +96,7 @@ def test_pending_orders_are_limited_per_buyer_until_one_expires(shop: Shop) -> N
         assert post_order(shop, {"course_id": f"course-{n}", "buyer_token": buyer}).status_code == 201
     refused = post_order(shop, {"course_id": f"course-{cap}", "buyer_token": buyer})
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_pending_orders"
+    check(refused, "/orders", "post")
     # Retry-After says when the first of them expires (30 minutes after it was placed).
     assert int(refused.headers["Retry-After"]) == 30 * 60 - 10 * (cap - 1)
     assert post_order(shop, {"course_id": f"course-{cap}"}).status_code == 201  # another buyer is not limited
