@@ -14,13 +14,14 @@ status polls of this process may ask WeChat), so every limit answers "wait this 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from models import RateLimit
+from models import RateLimit, db
 
 from .errors import BillingError
 from database import write_transaction
@@ -79,10 +80,16 @@ def _epoch(now: dt.datetime) -> float:
     return now.timestamp()
 
 
+@functools.cache
+def _due_sql(param: str) -> str:
+    return f'SELECT "due" FROM "{RateLimit._meta.table_name}" WHERE "key" = {param}'
+
+
 def wait_for(limit_key: str, rule: Rule, now: dt.datetime) -> float:
     """Seconds until ``limit_key`` may make one more request (0: now), without taking it."""
-    row = RateLimit.get_or_none(RateLimit.key == limit_key)
-    return decide(None if row is None else row.due, _epoch(now), rule)[1]
+    # On every status poll: one parameterised primary-key read, no ORM query building (a third of a poll).
+    row = db.execute_sql(_due_sql(db.obj.param), (limit_key,)).fetchone()
+    return decide(None if row is None else float(row[0]), _epoch(now), rule)[1]
 
 
 def take(limit_key: str, rule: Rule, now: dt.datetime) -> float:
@@ -125,7 +132,7 @@ def retry_after(wait: float) -> int:
 
 def refused(what: str, wait: float) -> BillingError:
     """The 429 for a refused request, saying when to try again."""
-    return BillingError("rate_limited", f"too many {what} requests", retry_after=retry_after(wait))
+    return BillingError("rate_limited", f"too many requests: {what}", retry_after=retry_after(wait))
 
 
 def throttle(name: str, client: str | None, rule: Rule, now: dt.datetime) -> None:

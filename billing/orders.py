@@ -307,7 +307,7 @@ def order_for_token(public_id: str, token: str | None) -> Order:
 
 def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: bool = True) -> dict[str, Any]:
     """Return what the extension sees of an order (a model row or a row read by ``poll_order``)."""
-    if license is None and look_up_license:
+    if license is None and look_up_license and order.status != "pending":  # a pending order has none yet
         license = License.get_or_none(License.order == order.id)
     error = None
     if order.flag in FLAG_ERRORS:

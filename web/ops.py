@@ -168,11 +168,15 @@ def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs:
         if settings.live:
             # HTTPS is enforced at the edge; this tells browsers never to try plain HTTP again.
             response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        # A successful status poll is the bulk of all traffic and says nothing new: DEBUG, not INFO.
+        level = logging.DEBUG if response.status_code == 200 and request.endpoint == "api.get_order" else logging.INFO
+        if not log.isEnabledFor(level):
+            return response
         took = (time.monotonic() - g.get("request_started", time.monotonic())) * 1000
         # The message names the route, not the path, so an id in the path never meets the scrubber's
         # "long base64 run" rule; the path itself is a field of its own.
         route = request.url_rule.rule if request.url_rule is not None else "-"
-        log.info("%s %s %s", request.method, route, response.status_code,
+        log.log(level, "%s %s %s", request.method, route, response.status_code,
                  extra={"method": request.method, "path": request.path, "status": response.status_code,
                         "duration_ms": round(took, 1), "ip": request.remote_addr,
                         "request_id": rid})
