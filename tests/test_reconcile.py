@@ -188,7 +188,12 @@ def test_the_job_finishes_over_20_pending_orders_while_another_thread_keeps_comm
     # ("database is locked") as soon as another connection commits; the job must still do its work.
     from database import write_transaction
 
-    orders = [shop.order() for _ in range(20)]
+    from billing.limits import ORDERS_PER_CLIENT
+
+    orders = []
+    for _ in range(20):  # one learner's address may place one order per step
+        orders.append(shop.order())
+        shop.clock.advance(ORDERS_PER_CLIENT.step)
     shop.clock.advance(30)
     stop = threading.Event()
     commits = [0]
