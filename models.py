@@ -111,6 +111,12 @@ class Order(BaseModel):
     idempotency_key = CharField(max_length=64, null=True, unique=True)  # SHA-256 of the client's key
     # Made while the shop ran against the WeChat Pay simulator: never revenue (migration m0006).
     sandbox = BooleanField(default=False)
+    # Who sent the keyed request and what it asked (billing.orders.request_fingerprint): a replay
+    # by anyone else, or of another body, is refused.
+    idempotency_request = CharField(max_length=64, null=True)
+    # The client address that placed it, keyed with the server secret (never the address itself),
+    # so that pending orders per address can be limited.
+    client_key = CharField(max_length=32, null=True, index=True)
 
 
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).
@@ -199,14 +205,6 @@ class AdminUser(BaseModel):
     last_login_at = UTCDateTimeField(null=True)
 
 
-class LoginBucket(BaseModel):
-    """A token bucket for sign-in attempts, per account or per client address, shared by all workers."""
-
-    key = CharField(primary_key=True, max_length=300)  # "account:<email>" or "ip:<address>"
-    tokens = FloatField()
-    updated_at = UTCDateTimeField()
-
-
 class Refund(BaseModel):
     """One refund of part or all of a paid order through WeChat Pay's refund API."""
 
@@ -243,12 +241,11 @@ class MailOutbox(BaseModel):
     dedupe_key = CharField(max_length=200, null=True, unique=True)
 
 
-class RateWindow(BaseModel):
-    """How many requests one key (a client address, a hashed e-mail) made in the current fixed window."""
+class RateLimit(BaseModel):
+    """Every rate limit's state: per key (a limit and its subject), when its bucket is full again (billing.limits)."""
 
     key = CharField(primary_key=True, max_length=200)
-    window_start = UTCDateTimeField()
-    count = IntegerField(default=0)
+    due = FloatField()  # seconds since the epoch, UTC
 
 
 class WeChatCallStat(BaseModel):
@@ -312,7 +309,7 @@ class BillCheck(BaseModel):
 
 
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent, Lease, JobRun,
-                                     AdminUser, LoginBucket, Refund, MailOutbox, RateWindow,
+                                     AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
                                      BillCheck]
 

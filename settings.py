@@ -186,6 +186,7 @@ class Config:
     log_level: str
     metrics_token: str | None
     proxy_hops: int
+    client_ip_header: str | None
     ready_reconcile_minutes: int
     backup_dir: Path | None
     backup_keep: int
@@ -271,7 +272,10 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         reconcile_seconds=read.integer("RECONCILE_SECONDS", 60, 1, 3600),
         log_level=read.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         metrics_token=metrics_token,
-        proxy_hops=read.integer("PROXY_HOPS", 1, 0, 5),
+        # No proxy is trusted unless one is named: a client could otherwise pick its own address
+        # in X-Forwarded-For and refill every per-address limit.
+        proxy_hops=read.integer("PROXY_HOPS", 0, 0, 5),
+        client_ip_header=_client_ip_header(read),
         ready_reconcile_minutes=read.integer("READY_RECONCILE_MINUTES", 10, 2, 1440),
         backup_dir=Path(d) if (d := read.text("BACKUP_DIR")) else None,
         backup_keep=read.integer("BACKUP_KEEP", 14, 1, 365),
@@ -289,6 +293,15 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
     if read.problems:
         raise ConfigError(read.problems)
     return config
+
+
+def _client_ip_header(read: Reader) -> str | None:
+    """A header the edge proxy sets to the client's address (``Fly-Client-IP``), trusted only when named."""
+    name = read.text("CLIENT_IP_HEADER")
+    if name is not None and not name.replace("-", "").isalnum():
+        read.problem("CLIENT_IP_HEADER", "must be a header name", name, "Fly-Client-IP")
+        return None
+    return name
 
 
 def _apiv3_key(read: Reader, name: str, required: bool = False) -> bytes | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import itertools
 import json
 import os
 import platform
@@ -51,7 +52,9 @@ def env_float(name: str, default: float) -> float:
 CFG = {
     "workers": env_int("BENCH_WORKERS", 2),
     "threads": env_int("BENCH_THREADS", 8),
-    "connections": env_int("BENCH_CONNECTIONS", 32),
+    "connections": env_int("BENCH_CONNECTIONS", 16),
+    "poll_fulfilled": env_int("BENCH_POLL_FULFILLED", 300),
+    "poll_pending": env_int("BENCH_POLL_PENDING", 100),
     "poll_seconds": env_float("BENCH_POLL_SECONDS", 4),
     "rounds": env_int("BENCH_ROUNDS", 2),
     "orders": env_int("BENCH_ORDERS", 200),
@@ -128,12 +131,9 @@ class Server:
                "--graceful-timeout", "5", "--backlog", "2048"]
         if tls:
             cmd += ["--certfile", tls["tls_cert"], "--keyfile", tls["tls_key"]]
-        if name != "shop":
-            # gunicorn.conf.py (read from the working folder) starts our scheduler in each worker:
-            # only our app has one, so the other servers get an empty settings file instead.
-            plain = WORK / "plain.gunicorn.conf.py"
-            plain.write_text("")
-            cmd += ["--config", str(plain)]
+        if not app.startswith("servers:shop"):
+            # The repository's gunicorn.conf.py starts our scheduler in each worker: only our app has one.
+            cmd += ["--config", "/dev/null"]
         self.process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log,
                                         stderr=subprocess.STDOUT)
 
@@ -182,10 +182,13 @@ class Server:
 
 # --- load generators -----------------------------------------------------------------------
 
-def wrk(url: str, targets: list[tuple[str, str]], seconds: float, connections: int) -> dict[str, Any]:
-    """Run wrk for ``seconds`` over GET requests to (path, bearer token) targets; latency in microseconds."""
+def wrk(url: str, targets: list[tuple[str, str, str]], seconds: float, connections: int) -> dict[str, Any]:
+    """Run wrk for ``seconds`` over GET requests to (path, bearer token, client address) targets; latency in µs.
+
+    The address goes out as ``X-Forwarded-For``, as the one proxy in front of the shop would add it.
+    """
     script = WORK / "poll.lua"
-    rows = ",\n".join(f'{{"{p}", "Bearer {t}"}}' for p, t in targets)
+    rows = ",\n".join(f'{{"{p}", "Bearer {t}", "{a}"}}' for p, t, a in targets)
     script.write_text(f"""
 local targets = {{
 {rows}
@@ -193,7 +196,7 @@ local targets = {{
 local i = math.random(#targets)
 request = function()
   i = i % #targets + 1
-  return wrk.format("GET", targets[i][1], {{["Authorization"] = targets[i][2]}})
+  return wrk.format("GET", targets[i][1], {{["Authorization"] = targets[i][2], ["X-Forwarded-For"] = targets[i][3]}})
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -216,6 +219,12 @@ class Client:
     def __init__(self, shop_url: str, sandbox_url: str, ca: str) -> None:
         self.shop_url, self.sandbox_url, self.ca = shop_url, sandbox_url, ca
         self.local = threading.local()
+        self.learners = itertools.count(1)
+
+    def next_address(self) -> str:
+        """A client address of its own for each learner (the shop trusts one proxy hop, as deployed)."""
+        n = next(self.learners)
+        return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
     @property
     def session(self) -> requests.Session:
@@ -224,15 +233,17 @@ class Client:
         return self.local.session
 
     def order(self, email: str | None = None) -> tuple[dict[str, Any], float, dict[str, str]]:
+        address = self.next_address()
         started = time.perf_counter()
         body: dict[str, Any] = {"course_id": "cpp-primer-5th"}
         if email:
             body["email"] = email
-        r = self.session.post(self.shop_url + "/api/v1/orders", json=body, timeout=30)
+        r = self.session.post(self.shop_url + "/api/v1/orders", json=body, timeout=30,
+                              headers={"X-Forwarded-For": address})
         elapsed = time.perf_counter() - started
         if r.status_code != 201:
             raise RuntimeError(f"order: {r.status_code} {r.text[:200]}")
-        return r.json(), elapsed, dict(r.headers)
+        return {**r.json(), "client_address": address}, elapsed, dict(r.headers)
 
     def pay(self, out_trade_no: str) -> None:
         r = self.session.post(f"{self.sandbox_url}/control/orders/{out_trade_no}/pay", json={"result": "success"},
@@ -242,7 +253,8 @@ class Client:
 
     def poll(self, order: dict[str, Any]) -> dict[str, Any]:
         r = self.session.get(f"{self.shop_url}/api/v1/orders/{order['order_id']}", timeout=30,
-                             headers={"Authorization": "Bearer " + order["order_token"]})
+                             headers={"Authorization": "Bearer " + order["order_token"],
+                                      "X-Forwarded-For": order.get("client_address", "10.255.255.255")})
         if r.status_code != 200:
             raise RuntimeError(f"poll: {r.status_code} {r.text[:200]}")
         return r.json()
@@ -611,7 +623,8 @@ def scale_phase(workspace: Workspace, sandbox_url: str, result: dict[str, Any]) 
         meta_file.write_text(json.dumps({"secret": secret, **made}))
         say(f"generated in {made['seconds']} s: {made['counts']}, {made['bytes'] / 1e6:.0f} MB")
     meta = json.loads(meta_file.read_text())
-    settings = workspace.shop_settings(database, sandbox_url, LBPAY_SECRET_KEY=meta["secret"], LBPAY_SCHEDULER="off")
+    settings = workspace.shop_settings(database, sandbox_url, LBPAY_SECRET_KEY=meta["secret"], LBPAY_SCHEDULER="off",
+                                       LBPAY_PROXY_HOPS="1")
     lbpay(settings, "init")
     port = free_port()
     server = Server("shop-scale", "servers:shop()", port, settings, workers=CFG["workers"], threads=CFG["threads"])
@@ -625,7 +638,8 @@ def scale_phase(workspace: Workspace, sandbox_url: str, result: dict[str, Any]) 
                       license_keys=None, notify_url="", token_secret=mo.token_secret(meta["secret"]))  # type: ignore[arg-type]
         sample = meta["sample"]
         ids = sample["fulfilled"][:2000] + sample["closed"][:2000]
-        targets = [(f"/api/v1/orders/{i}", derive.derive_token("order", i)) for i in ids]
+        targets = [(f"/api/v1/orders/{i}", derive.derive_token("order", i), f"10.9.{n >> 8 & 255}.{n & 255}")
+                   for n, i in enumerate(ids)]
         # Poll only orders that are final: a generated pending order is unknown to the sandbox.
         # A few connections: this is about the time of one poll on big tables, not about queueing.
         polls = wrk(server.url, targets, CFG["poll_seconds"], env_int("BENCH_SCALE_CONNECTIONS", 4))
@@ -705,7 +719,8 @@ def main() -> None:
     shop_url = f"http://127.0.0.1:{ports['shop']}"
     sandbox_url = f"https://127.0.0.1:{ports['sandbox']}"
     database = run_dir / "lbpay.db"
-    settings = workspace.shop_settings(database, sandbox_url)
+    # One proxy hop in front, as deployed (fly.toml, deploy/): learners' addresses arrive in X-Forwarded-For.
+    settings = workspace.shop_settings(database, sandbox_url, LBPAY_PROXY_HOPS="1")
     os.environ.update({"NO_PROXY": "127.0.0.1,localhost"})
     lbpay(settings, "init")
     lbpay(settings, "courses", "add", "cpp-primer-5th", "--title", "C++ Primer 第5版", "--price-fen", "9900")
@@ -729,15 +744,18 @@ def main() -> None:
         rnd = random.Random(1)
 
         if "polls" in PHASES:
-            say("status polls: 100 orders, half fulfilled; wrk on the bare endpoint and on ours, alternating")
-            orders = [client.order()[0] for _ in range(100)]
-            for o in orders[:50]:
-                client.pay(o["out_trade_no"])
-            for o in orders[:50]:
+            paid, unpaid = CFG["poll_fulfilled"], CFG["poll_pending"]
+            say(f"status polls: {paid} fulfilled + {unpaid} pending orders, each polled from its own address "
+                "through one proxy hop; wrk on the bare endpoint and on ours, alternating")
+            with ThreadPoolExecutor(4) as pool:
+                orders = list(pool.map(lambda _: client.order()[0], range(paid + unpaid)))
+                list(pool.map(lambda o: client.pay(o["out_trade_no"]), orders[:paid]))
+            for o in orders[:paid]:
                 deadline = time.time() + 30
                 while not client.poll(o).get("license") and time.time() < deadline:
                     time.sleep(0.1)
-            targets = [(f"/api/v1/orders/{o['order_id']}", o["order_token"]) for o in orders]
+            rnd.shuffle(orders)
+            targets = [(f"/api/v1/orders/{o['order_id']}", o["order_token"], o["client_address"]) for o in orders]
             runs: dict[str, list[dict[str, Any]]] = {"bare": [], "shop": []}
             for _ in range(CFG["rounds"]):
                 for name, server in (("bare", bare), ("shop", shop)):

@@ -2,45 +2,26 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import math
 import re
-from dataclasses import dataclass
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from models import AdminUser, LoginBucket
+from models import AdminUser
 
-from . import audit
+from . import audit, limits
+from .addresses import is_email_address
 from .errors import BillingError
 from .shop import Shop
 from database import write_transaction
 
-ADMIN_EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,189}$")
 MIN_PASSWORD = 10
 ISSUER = "Learning Buddy Pay"
 
 # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile: t=3, m=64 MiB, p=4).
 _hasher = PasswordHasher()
-
-
-@dataclass(frozen=True)
-class BucketRule:
-    """A bucket of ``capacity`` attempts that refills at one attempt every ``refill_seconds``."""
-
-    capacity: int
-    refill_seconds: float
-
-
-# One account from one address, or from one known browser (a device that signed in before).
-ACCOUNT_RULE = BucketRule(capacity=10, refill_seconds=60)
-ADDRESS_RULE = BucketRule(capacity=30, refill_seconds=20)
-# Every unknown browser of one account together: slows guessing spread over many addresses, and
-# locks out only browsers that never signed in, never the creator's own (THREATS #65).
-UNKNOWN_DEVICES_RULE = BucketRule(capacity=50, refill_seconds=30)
 
 
 class Throttled(Exception):
@@ -77,7 +58,7 @@ def password_matches(stored_hash: str | None, password: str) -> bool:
 def create_admin(shop: Shop, email: str, password: str, *, actor: str = "cli") -> AdminUser:
     """Create an admin account, or set a new password (ending every session) for an existing one."""
     email = normalise_email(email)
-    if len(email) > 254 or not ADMIN_EMAIL.match(email):
+    if not is_email_address(email):
         raise BillingError("bad_request", "not an e-mail address")
     if len(password) < MIN_PASSWORD:
         raise BillingError("bad_request", f"the password needs at least {MIN_PASSWORD} characters")
@@ -109,64 +90,37 @@ def enrol_totp(shop: Shop, email: str, *, actor: str = "cli") -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
 
 
-def _take(key: str, rule: BucketRule, now: dt.datetime) -> float:
-    """Take one token from a bucket; return 0 when taken, else seconds until one is back."""
-    bucket = LoginBucket.get_or_none(LoginBucket.key == key)
-    tokens = float(rule.capacity)
-    if bucket is not None:
-        elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
-        tokens = min(rule.capacity, bucket.tokens + elapsed / rule.refill_seconds)
-    if tokens < 1:
-        return (1 - tokens) * rule.refill_seconds
-    LoginBucket.insert(key=key, tokens=tokens - 1, updated_at=now).on_conflict(
-        conflict_target=[LoginBucket.key],
-        update={LoginBucket.tokens: tokens - 1, LoginBucket.updated_at: now}).execute()
-    return 0.0
+def sign_in_limits(email: str, address: str | None, device: str | None = None) -> list[tuple[str, limits.Rule]]:
+    """The limits one sign-in attempt counts against.
 
-
-def _attempt_keys(email: str, address: str | None, device: str | None) -> list[tuple[str, BucketRule]]:
-    """The buckets one attempt spends: a known device's own, or those of the address and the account."""
+    A browser that signed in to this account before (``device``, from its signed cookie) counts
+    only against itself, so failures elsewhere cannot lock the creator out (THREATS #65). Any other
+    attempt counts against the account from its address, the address, and every unknown browser
+    of the account together (slowing guesses spread over many addresses).
+    """
     account = normalise_email(email)[:254]
     if device:
-        return [("device:" + device[:64], ACCOUNT_RULE)]
+        return [(limits.key("sign-in-device", device[:64]), limits.SIGN_IN_PER_ACCOUNT)]
     where = (address or "unknown")[:64]
-    return [("account-ip:" + account + "|" + where, ACCOUNT_RULE), ("ip:" + where, ADDRESS_RULE),
-            ("account:" + account, UNKNOWN_DEVICES_RULE)]
+    return [(limits.key("sign-in-account-ip", account, where), limits.SIGN_IN_PER_ACCOUNT),
+            (limits.key("sign-in-ip", where), limits.SIGN_IN_PER_CLIENT),
+            (limits.key("sign-in-account", account), limits.SIGN_IN_UNKNOWN_DEVICES)]
 
 
 def take_attempt(shop: Shop, email: str, address: str | None, device: str | None = None) -> None:
-    """Spend one sign-in attempt from these buckets, or raise ``Throttled``.
-
-    ``device`` is the id of a browser that signed in to this very account before (the web layer
-    checks its signed cookie): its attempts count only against itself, so failures elsewhere
-    cannot lock it out.
-    """
-    now = shop.now()
-    keys = _attempt_keys(email, address, device)
+    """Spend one sign-in attempt from each of its limits, or raise ``Throttled``."""
     with write_transaction():
-        # Look at both buckets before taking from either, so a refused attempt costs nothing.
-        waits = [_wait(key, rule, now) for key, rule in keys]
-        if max(waits) > 0:
-            raise Throttled(max(1, math.ceil(max(waits))))
-        for key, rule in keys:
-            _take(key, rule, now)
-
-
-def _wait(key: str, rule: BucketRule, now: dt.datetime) -> float:
-    bucket = LoginBucket.get_or_none(LoginBucket.key == key)
-    if bucket is None:
-        return 0.0
-    tokens = min(rule.capacity, bucket.tokens + max(0.0, (now - bucket.updated_at).total_seconds())
-                 / rule.refill_seconds)
-    return 0.0 if tokens >= 1 else (1 - tokens) * rule.refill_seconds
+        # Every limit is looked at before any is taken from, so a refused attempt costs nothing.
+        wait = limits.take_all(sign_in_limits(email, address, device), shop.now())
+    if wait > 0:
+        raise Throttled(limits.retry_after(wait))
 
 
 def forgive_account(email: str, address: str | None, device: str | None) -> None:
-    """Refill the buckets of this browser and address for the account after a complete sign-in."""
-    keys = [key for key, _ in _attempt_keys(email, address, device) + _attempt_keys(email, address, None)
-            if not key.startswith(("ip:", "account:"))]
+    """Refill this browser's and this address's limits for the account after a complete sign-in."""
     with write_transaction():
-        LoginBucket.delete().where(LoginBucket.key.in_(keys)).execute()
+        for key, _ in sign_in_limits(email, address, device) + sign_in_limits(email, address, None)[:1]:
+            limits.forgive(key)
 
 
 def check_password(shop: Shop, email: str, password: str, address: str | None,

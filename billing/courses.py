@@ -7,6 +7,7 @@ from typing import Any
 from models import Course
 
 from . import audit
+from .addresses import has_control_characters
 from .errors import BillingError
 from .orders import COURSE_ID
 from .shop import Shop
@@ -24,6 +25,9 @@ def save_course(shop: Shop, *, course_id: str, title: str, price_fen: Any, plan:
     title = title.strip()
     if not 1 <= len(title) <= 127:
         raise BillingError("bad_request", "title must be 1 to 127 characters")
+    if has_control_characters(title):
+        # A line break in a title became a line break in every purchase mail's Subject header.
+        raise BillingError("bad_request", "title must be one line without control characters")
     if type(price_fen) is not int or not 1 <= price_fen <= 100_000_000:
         raise BillingError("bad_request", "price must be a whole number of fen from 1 to 100000000")
     if plan not in PLANS:

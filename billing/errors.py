@@ -87,6 +87,18 @@ CATALOGUE: dict[str, ErrorText] = {
         "This Idempotency-Key was already used for a different request.",
         "fix_request",
     ),
+    "idempotency_key_conflict": ErrorText(
+        409,
+        "该幂等键属于另一位购买者的请求。",
+        "This Idempotency-Key belongs to another buyer's request; use a fresh random key.",
+        "fix_request",
+    ),
+    "too_many_pending_orders": ErrorText(
+        429,
+        "未支付的订单过多，请先完成或取消已有订单，或稍后再试。",
+        "Too many unpaid orders; pay or cancel one first, or try again later.",
+        "retry_later",
+    ),
     # The learner's side: payment outcomes, license delivery and lookup.
     "payment_failed": ErrorText(
         200,

@@ -4,80 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from peewee import fn
 
 from licensing import sign_revocations
-from models import Buyer, Course, License, Order, RateWindow
+from models import Buyer, Course, License, Order
 
-from . import audit
+from . import audit, limits
 from .errors import BillingError
 from .mail import Mailer, enqueue_mail, license_lines, render
-from .orders import EMAIL
+from .addresses import is_email_address
 from .shop import Shop, hash_token, iso_utc, token_matches
 from database import write_transaction
 
 LICENSE_ID_MAX = 36
-
-
-@dataclass(frozen=True)
-class Limit:
-    """At most ``count`` requests per ``seconds`` for one key."""
-
-    count: int
-    seconds: int
-
-
-RESEND_PER_ADDRESS = Limit(3, 3600)  # beyond this, silently dropped
-RESEND_PER_CLIENT = Limit(10, 600)  # beyond this, 429
-STATUS_PER_CLIENT = Limit(120, 60)
-ORDER_MISSES_PER_CLIENT = Limit(30, 60)  # wrong order ids or tokens; a real extension makes none
-REVOCATIONS_PER_CLIENT = Limit(60, 60)
-
-
-# --- rate limits shared by every worker ----------------------------------------------------
-
-def count_request(key: str, limit: Limit, now: dt.datetime) -> int | None:
-    """Count one request for ``key`` in its fixed window; return seconds to wait when over the limit, else None.
-
-    Call inside a write transaction; the row per key is reused, so the table stays as small as its keys.
-    """
-    window = dt.timedelta(seconds=limit.seconds)
-    row = RateWindow.get_or_none(RateWindow.key == key)
-    if row is None:
-        RateWindow.create(key=key, window_start=now, count=1)
-        return None
-    if row.window_start + window <= now:
-        RateWindow.update(window_start=now, count=1).where(RateWindow.key == key).execute()
-        return None
-    if row.count >= limit.count:
-        return max(1, int((row.window_start + window - now).total_seconds() + 0.999))
-    RateWindow.update(count=RateWindow.count + 1).where(RateWindow.key == key).execute()
-    return None
-
-
-def throttle(name: str, client: str | None, limit: Limit, now: dt.datetime) -> None:
-    """Raise ``rate_limited`` (with seconds to wait) when this client exceeded the limit named ``name``."""
-    with write_transaction():
-        wait = count_request(f"{name}:{client or '-'}"[:200], limit, now)
-    if wait is not None:
-        raise BillingError("rate_limited", f"too many {name} requests", retry_after=wait)
-
-
-def refuse_if_over(name: str, client: str | None, limit: Limit, now: dt.datetime) -> None:
-    """Raise ``rate_limited`` while this client is over the limit named ``name``, without counting."""
-    row = RateWindow.get_or_none(RateWindow.key == f"{name}:{client or '-'}"[:200])
-    window = dt.timedelta(seconds=limit.seconds)
-    if row is not None and row.count >= limit.count and row.window_start + window > now:
-        wait = max(1, int((row.window_start + window - now).total_seconds() + 0.999))
-        raise BillingError("rate_limited", f"too many {name} requests", retry_after=wait)
-
-
-def forget_old_windows(now: dt.datetime, older_than: dt.timedelta = dt.timedelta(days=1)) -> int:
-    """Delete rate windows nobody used lately; call inside a write transaction."""
-    return int(RateWindow.delete().where(RateWindow.window_start < now - older_than).execute())
 
 
 # --- the buyer and their purchases --------------------------------------------------------
@@ -189,14 +130,14 @@ def address_key(address: str) -> str:
 
 def request_resend(shop: Shop, address: Any, ip: str | None) -> bool:
     """Mail every license bought with ``address``; return whether a mail was queued (never shown to the asker)."""
-    if not isinstance(address, str) or len(address) > 254 or not EMAIL.match(address.strip()):
+    if not isinstance(address, str) or not is_email_address(address.strip()):
         raise BillingError("bad_request", "email is not a valid address")
     address = address.strip()
     now = shop.now()
     with write_transaction():
-        wait = count_request(f"resend-ip:{ip or '-'}", RESEND_PER_CLIENT, now)
-        if wait is None:
-            if count_request(address_key(address), RESEND_PER_ADDRESS, now) is not None:
+        wait = limits.take(limits.key("resend-ip", ip), limits.RESEND_PER_CLIENT, now)
+        if not wait:
+            if limits.take(address_key(address), limits.RESEND_PER_ADDRESS, now):
                 return False  # silently dropped: the answer must not tell this apart
             rows = (License.select(License, Order).join(Order)
                     .where(fn.LOWER(Order.email) == address.lower()))
@@ -210,7 +151,7 @@ def request_resend(shop: Shop, address: Any, ip: str | None) -> bool:
             audit.record("license.resent", at=now, actor="learner", ip=ip,
                          detail={"licenses": [lic.license_id for lic in licenses]})
             return True
-    raise BillingError("rate_limited", "too many resend requests from this address", retry_after=wait)
+    raise limits.refused("resend", wait)
 
 
 # --- subscriptions: a reminder before the access ends --------------------------------------
@@ -242,7 +183,7 @@ def remind_renewals(shop: Shop, now: dt.datetime) -> dict[str, Any]:
                 audit.record("mail.renewal_reminder", at=now, order=lic.order,
                              detail={"license": lic.license_id, "expires_at": iso_utc(lic.expires_at)})
                 queued += 1
-        forget_old_windows(now)
+        limits.forget_idle(now)
     return {"reminders": queued}
 
 

@@ -12,7 +12,7 @@ from models import Course, License, Order
 from . import audit
 from .content import max_downloads_of
 from .errors import BillingError
-from .orders import EMAIL
+from .addresses import is_email_address
 from .mail import enqueue_license_mail, enqueue_mail, license_lines, license_mail
 from .payments import apply_transaction, issue_license_for
 from .shop import Shop, hash_token
@@ -122,7 +122,7 @@ def comp_license(shop: Shop, *, course_id: str, email: str | None, reason: str, 
     course = Course.get_or_none(Course.id == course_id) if isinstance(course_id, str) else None
     if course is None:
         raise BillingError("course_not_found")
-    if email is not None and (len(email) > 254 or not EMAIL.match(email)):
+    if email is not None and not is_email_address(email):
         raise BillingError("bad_request", "email is not a valid address")
     now = shop.now()
     with write_transaction():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hmac
+import json
 import logging
 import re
 import secrets
@@ -18,7 +20,8 @@ from models import Buyer, Course, License, Order, db
 from wechatpay.errors import ApiError, WeChatPayError
 from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
-from . import audit
+from . import audit, limits
+from .addresses import is_email_address
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
 from .shop import Shop, hash_token, iso_utc, new_out_trade_no, token_matches
@@ -27,7 +30,6 @@ from database import write_transaction
 log = logging.getLogger(__name__)
 
 COURSE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 CLOSE_ERRORS = {"expired": "order_expired", "cancelled": "payment_cancelled"}
 # A code_url can be scanned for 2 hours after WeChat issued it; a fresh one is asked for before that.
 CODE_URL_LIFETIME = dt.timedelta(hours=2)
@@ -118,51 +120,76 @@ def _valid_license_for(buyer: Buyer, course: Course, now: Any) -> License | None
             .order_by(License.expires_at.desc()).first())
 
 
+IDEMPOTENCY_KEY_MIN, IDEMPOTENCY_KEY_MAX = 16, 200
+
+
+def request_fingerprint(buyer: Buyer | None, course_id: str, email: str | None) -> str:
+    """Who sent a keyed request (its buyer, or nobody yet) and what it asked: 32 hex characters each."""
+    who = hash_token("idem-who:" + (buyer.public_id if buyer is not None else "-"))[:32]
+    what = hash_token("idem-what:" + json.dumps([course_id, email]))[:32]
+    return who + what
+
+
+def client_key(shop: Shop, address: str | None) -> str:
+    """Name a client address in the order table without storing it (keyed with the server secret)."""
+    return shop.derive_token("client", address or "-")[:32]
+
+
 def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
                 idempotency_key: str | None = None, ip: str | None = None) -> PlacedOrder:
     """Create an order and its WeChat Pay Native order, or give back the one this request already made.
 
-    The same ``Idempotency-Key`` gets the same order; a buyer with a pending, unexpired order for
-    the course gets that order; a buyer who holds a valid license for a one-time course gets
-    ``already_licensed`` instead of a second charge.
+    The same ``Idempotency-Key`` from the same buyer with the same body gets the same order (from
+    anyone else: ``idempotency_key_conflict``, no token); a buyer with a pending, unexpired order
+    for the course gets that order; a buyer who holds a valid license for a one-time course gets
+    ``already_licensed`` instead of a second charge. New orders are limited per client address
+    and pending orders per address and per buyer (429 with the seconds to wait). WeChat is called
+    outside any transaction; the order, its buyer, its audit events and the limit's count are
+    written in one.
     """
     course = find_course_for_sale(course_id)
-    if email is not None and (not isinstance(email, str) or len(email) > 254 or not EMAIL.match(email)):
+    if email is not None and not is_email_address(email):
         raise BillingError("bad_request", "email is not a valid address")
-    if idempotency_key is not None and not 8 <= len(idempotency_key) <= 200:
-        raise BillingError("bad_request", "Idempotency-Key must be 8 to 200 characters")
+    if idempotency_key is not None and not IDEMPOTENCY_KEY_MIN <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+        raise BillingError("bad_request", f"Idempotency-Key must be {IDEMPOTENCY_KEY_MIN} to "
+                                          f"{IDEMPOTENCY_KEY_MAX} characters (a random UUID will do)")
     buyer = _buyer_for(buyer_token)
     key_hash = hash_token("idem:" + idempotency_key) if idempotency_key else None
+    fingerprint = request_fingerprint(buyer, course.id, email)
     now = shop.now()
-    with write_transaction():
-        order = _existing_order(shop, course, buyer, key_hash, now)
-        if order is None:
-            if buyer is None:
-                public_id = "buy_" + secrets.token_urlsafe(16)
-                buyer = Buyer.create(public_id=public_id, email=email, created_at=now,
-                                     token_hash=hash_token("bt_" + shop.derive_token("buyer", public_id)))
-            public_id = "ord_" + secrets.token_urlsafe(16)
-            order = Order.create(
-                public_id=public_id, out_trade_no=new_out_trade_no(now),
-                course=course, buyer=buyer, email=email, description=wechat_description(course.title, course.id),
-                amount_fen=course.price_fen, currency=course.currency, status="pending",
-                token_hash=hash_token(shop.derive_token("order", public_id)),
-                created_at=now, expires_at=now + shop.order_ttl, idempotency_key=key_hash, sandbox=not shop.config.live)
-            audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
-                         detail={"course": course.id, "amount_fen": course.price_fen})
-    if order.code_url is None:
-        _create_at_wechat(shop, order)
+    order = _existing_order(shop, course, buyer, key_hash, fingerprint, now)
+    if order is None:
+        client = client_key(shop, ip)
+        _refuse_if_over_limits(ip, client, buyer, now)
+        order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now)
+    elif order.code_url is None:
+        _create_at_wechat(shop, order)  # made before orders were written only after WeChat answered
     return placed(shop, order)
 
 
+def _replayed(order: Order, fingerprint: str, buyer: Buyer | None) -> Order:
+    """The order a keyed request made before, if this is the same request from the same buyer."""
+    stored = order.idempotency_request
+    if stored is None:  # placed before keys were bound: only its own buyer may replay it
+        same_who, same_what = buyer is not None and buyer.id == order.buyer_id, True
+    else:
+        same_who = hmac.compare_digest(stored[:32], fingerprint[:32])
+        same_what = hmac.compare_digest(stored[32:], fingerprint[32:])
+    if not same_who:
+        raise BillingError("idempotency_key_conflict")
+    if not same_what:
+        raise BillingError("idempotency_key_reused")
+    return order
+
+
 def _existing_order(shop: Shop, course: Course, buyer: Buyer | None, key_hash: str | None,
-                    now: Any) -> Order | None:
+                    fingerprint: str, now: Any) -> Order | None:
     if key_hash is not None:
         order = Order.get_or_none(Order.idempotency_key == key_hash)
         if order is not None:
-            if order.course_id != course.id or (buyer is not None and order.buyer_id != buyer.id):
+            if order.idempotency_request is None and order.course_id != course.id:
                 raise BillingError("idempotency_key_reused")
-            return order
+            return _replayed(order, fingerprint, buyer)
     if buyer is None:
         return None
     if course.plan == "one_time":
@@ -197,6 +224,62 @@ def wechat_failure(exc: WeChatPayError, retry_after: int) -> BillingError:
         return BillingError("shop_setup_error", exc.code)
     code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
     return BillingError("wechat_unavailable", code, retry_after=retry_after)
+
+
+def _refuse_if_over_limits(ip: str | None, client: str, buyer: Buyer | None, now: dt.datetime) -> None:
+    """Refuse before WeChat is called: too many new orders, or too many unpaid ones, from this client or buyer."""
+    limits.refuse_if_over("orders", ip, limits.ORDERS_PER_CLIENT, now)
+    _refuse_if_many_pending(Order.client_key == client, limits.PENDING_ORDERS_PER_CLIENT, now, "address")
+    if buyer is not None:
+        _refuse_if_many_pending(Order.buyer == buyer.id, limits.PENDING_ORDERS_PER_BUYER, now, "buyer")
+
+
+def _refuse_if_many_pending(whose: Any, cap: int, now: dt.datetime, name: str) -> None:
+    expiring = [row.expires_at for row in Order.select(Order.expires_at).where(
+        whose & (Order.status == "pending") & (Order.expires_at > now)).order_by(Order.expires_at).limit(cap)]
+    if len(expiring) >= cap:
+        # The earliest of them expires first: then one more may be placed.
+        wait = (expiring[0] - now).total_seconds()
+        raise BillingError("too_many_pending_orders", f"{cap} unpaid orders from this {name}",
+                           retry_after=limits.retry_after(wait))
+
+
+def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,
+               fingerprint: str, ip: str | None, client: str, now: dt.datetime) -> Order:
+    public_id, out_trade_no = "ord_" + secrets.token_urlsafe(16), new_out_trade_no(now)
+    expires_at, description = now + shop.order_ttl, wechat_description(course.title, course.id)
+    try:
+        # The same parameters, time_expire included, are what a code_url refresh sends again.
+        code_url = shop.wechat.create_native_order(
+            out_trade_no=out_trade_no, description=description, amount_fen=course.price_fen,
+            notify_url=shop.notify_url, time_expire=expires_at)
+    except WeChatPayError as exc:
+        _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no)
+        raise wechat_failure(exc, 10) from exc
+    svg = qr_svg(code_url)
+    with write_transaction():
+        if key_hash is not None:
+            # Another request with this key won the race; the WeChat order just made is never shown.
+            earlier = Order.get_or_none(Order.idempotency_key == key_hash)
+            if earlier is not None:
+                return _replayed(earlier, fingerprint, buyer)
+        wait = limits.take(limits.key("orders", ip), limits.ORDERS_PER_CLIENT, now)
+        if wait > 0:
+            raise limits.refused("order", wait)
+        if buyer is None:
+            buyer_id = "buy_" + secrets.token_urlsafe(16)
+            buyer = Buyer.create(public_id=buyer_id, email=email, created_at=now,
+                                 token_hash=hash_token("bt_" + shop.derive_token("buyer", buyer_id)))
+        order = Order.create(
+            public_id=public_id, out_trade_no=out_trade_no, course=course, buyer=buyer, email=email,
+            description=description, amount_fen=course.price_fen, currency=course.currency, status="pending",
+            token_hash=hash_token(shop.derive_token("order", public_id)), created_at=now, expires_at=expires_at,
+            idempotency_key=key_hash, idempotency_request=fingerprint if key_hash else None,
+            client_key=client, code_url=code_url, code_url_at=now, qr_svg=svg, sandbox=not shop.config.live)
+        created = audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
+                               detail={"course": course.id, "amount_fen": course.price_fen})
+        audit.record("order.wechat_created", at=now, order=order, after=created)
+    return order
 
 
 def _create_at_wechat(shop: Shop, order: Order) -> None:
@@ -251,11 +334,15 @@ def refresh_code_url(shop: Shop, order: Any) -> bool:
     return bool(changed)
 
 
-def _record_wechat_failure(shop: Shop, order: Order, call: str, exc: Exception) -> None:
+def _record_wechat_failure(shop: Shop, order: Order | None, call: str, exc: Exception,
+                           out_trade_no: str | None = None) -> None:
     detail: dict[str, Any] = {"call": call, "error": type(exc).__name__}
     if isinstance(exc, ApiError):
         detail.update(status=exc.status, code=exc.code)
-    log.warning("WeChat Pay %s failed for order %s: %s", call, order.public_id, detail)
+    if order is None:  # a new order is written only once WeChat has it
+        detail["out_trade_no"] = out_trade_no
+    log.warning("WeChat Pay %s failed for order %s: %s", call,
+                order.public_id if order is not None else out_trade_no, detail)
     try:
         with write_transaction():
             audit.record("wechat.call_failed", at=shop.now(), order=order, detail=detail)
@@ -273,7 +360,7 @@ def order_for_token(public_id: str, token: str | None) -> Order:
 
 def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: bool = True) -> dict[str, Any]:
     """Return what the extension sees of an order (a model row or a row read by ``poll_order``)."""
-    if license is None and look_up_license:
+    if license is None and look_up_license and order.status != "pending":  # a pending order has none yet
         license = License.get_or_none(License.order == order.id)
     error = None
     if order.flag in FLAG_ERRORS:

@@ -14,6 +14,8 @@ from billing.mail import enqueue_mail
 from billing.shop import Shop
 from database import write_transaction
 
+from .metrics import flush_calls
+
 log = logging.getLogger(__name__)
 
 MAIL_EVERY = dt.timedelta(hours=1)
@@ -79,6 +81,7 @@ UNLICENSED_LOOKBACK = dt.timedelta(days=2)
 def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Raise an alert for each new thing the creator must see; return how many were raised."""
     raised = 0
+    flush_calls(shop)  # "failing since" includes this process's latest calls
 
     def alert(kind: str, message: str, key: str) -> bool:
         return raise_alert(kind, message, now=now, key=key, to=shop.config.alert_email) is not None

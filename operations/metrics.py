@@ -2,8 +2,8 @@
 
 Orders, notifications, licenses, job runs and the mail outbox are rows already: their counts are
 exact whichever process answers the scrape. The one thing that is not a row anyway, a call to
-WeChat Pay, is counted with one UPSERT into ``WeChatCallStat`` per call (bucketed by latency), which
-costs far less than the call itself and survives restarts and any number of gunicorn workers.
+WeChat Pay, is tallied in memory (bucketed by latency) and added to ``WeChatCallStat`` every few
+seconds by each process, so it costs a caller no write and still adds up over gunicorn workers.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from typing import Any, Callable, Iterable
@@ -20,6 +21,7 @@ from peewee import fn
 from models import JobRun, License, Notification, Order, OutsideService, WeChatCallStat
 from wechatpay.errors import ApiError, MalformedError, TransportError, VerificationError
 
+from billing.shop import Shop
 from database import write_transaction
 
 log = logging.getLogger(__name__)
@@ -59,28 +61,72 @@ def outcome_of(exc: BaseException | None) -> str:
     return "error"
 
 
-def record_call(endpoint: str, outcome: str, seconds: float, now: dt.datetime) -> None:
-    """Count one WeChat Pay call and note whether WeChat answered; never fails the caller."""
-    reached = outcome not in ("transport", "api_error_5xx")
-    try:
-        with write_transaction():
-            (WeChatCallStat.insert(endpoint=endpoint, outcome=outcome, le=_bucket(seconds), calls=1,
-                                   seconds=seconds)
-             .on_conflict(conflict_target=[WeChatCallStat.endpoint, WeChatCallStat.outcome, WeChatCallStat.le],
-                          update={WeChatCallStat.calls: WeChatCallStat.calls + 1,
-                                  WeChatCallStat.seconds: WeChatCallStat.seconds + seconds})
-             .execute())
-            if reached:
-                fields: dict[Any, Any] = {OutsideService.failing_since: None, OutsideService.last_ok_at: now}
-                row = {"name": WECHAT, "failing_since": None, "last_ok_at": now}
+class CallTally:
+    """WeChat Pay calls counted in memory and written to the database now and then, never on the caller's path.
+
+    A call used to cost its own write transaction (one of three per order). Now the tally is
+    written by ``flush``: every few seconds by this process's scheduler, and before ``/metrics``
+    or the alerts job reads the table, so what they show is at most a few seconds behind.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+        self._last_ok: dt.datetime | None = None
+        self._failing_from: dt.datetime | None = None
+        self._last_failure: dt.datetime | None = None
+
+    def add(self, endpoint: str, outcome: str, seconds: float, now: dt.datetime) -> None:
+        """Count one call and whether WeChat answered it (a transport error or a 5xx is "not reached")."""
+        with self._lock:
+            tally = self._calls[(endpoint, outcome, _bucket(seconds))]
+            tally[0] += 1
+            tally[1] += seconds
+            if outcome not in ("transport", "api_error_5xx"):
+                self._last_ok, self._failing_from = now, None
             else:
-                fields = {OutsideService.failing_since: fn.COALESCE(OutsideService.failing_since, now),
-                          OutsideService.last_failure_at: now}
-                row = {"name": WECHAT, "failing_since": now, "last_failure_at": now}
-            (OutsideService.insert(**row)
-             .on_conflict(conflict_target=[OutsideService.name], update=fields).execute())
-    except Exception:  # a metric must never cost a payment
-        log.warning("could not record a WeChat Pay call metric", exc_info=True)
+                self._failing_from = self._failing_from or now
+                self._last_failure = now
+
+    def _take(self) -> tuple[dict[tuple[str, str, str], list[float]], dt.datetime | None,
+                             dt.datetime | None, dt.datetime | None]:
+        with self._lock:
+            taken = (dict(self._calls), self._last_ok, self._failing_from, self._last_failure)
+            self._calls.clear()
+            self._last_ok = self._failing_from = self._last_failure = None
+        return taken
+
+    def flush(self) -> int:
+        """Write what was counted since the last flush in one transaction; return how many calls. Never raises."""
+        calls, last_ok, failing_from, last_failure = self._take()
+        if not calls:
+            return 0
+        try:
+            with write_transaction():
+                for (endpoint, outcome, le), (count, seconds) in calls.items():
+                    (WeChatCallStat.insert(endpoint=endpoint, outcome=outcome, le=le, calls=int(count),
+                                           seconds=seconds)
+                     .on_conflict(conflict_target=[WeChatCallStat.endpoint, WeChatCallStat.outcome,
+                                                   WeChatCallStat.le],
+                                  update={WeChatCallStat.calls: WeChatCallStat.calls + int(count),
+                                          WeChatCallStat.seconds: WeChatCallStat.seconds + seconds})
+                     .execute())
+                if last_ok is not None:
+                    (OutsideService.insert(name=WECHAT, failing_since=None, last_ok_at=last_ok)
+                     .on_conflict(conflict_target=[OutsideService.name],
+                                  update={OutsideService.failing_since: None,
+                                          OutsideService.last_ok_at: last_ok}).execute())
+                if failing_from is not None:
+                    (OutsideService.insert(name=WECHAT, failing_since=failing_from, last_failure_at=last_failure)
+                     .on_conflict(conflict_target=[OutsideService.name],
+                                  update={OutsideService.failing_since: fn.COALESCE(OutsideService.failing_since,
+                                                                                    failing_from),
+                                          OutsideService.last_failure_at: last_failure}).execute())
+        except Exception:  # a metric must never cost a payment, nor stop a job
+            log.warning("could not record %d WeChat Pay call metrics", sum(int(c) for c, _ in calls.values()),
+                        exc_info=True)
+            return 0
+        return sum(int(c) for c, _ in calls.values())
 
 
 class CountedWeChat:
@@ -95,6 +141,7 @@ class CountedWeChat:
         self._client = client
         self._clock = clock
         self._alert_to = alert_to
+        self.tally = CallTally()
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -111,7 +158,7 @@ class CountedWeChat:
                 raise
             finally:
                 outcome = outcome_of(failure)
-                record_call(name, outcome, time.monotonic() - started, self._clock())
+                self.tally.add(name, outcome, time.monotonic() - started, self._clock())
                 if outcome == "config_error" and isinstance(failure, ApiError):
                     self._config_alert(name, failure)
 
@@ -130,6 +177,11 @@ class CountedWeChat:
                         to=self._alert_to())
         except Exception:  # an alert must never cost the caller its answer
             log.warning("could not raise the wechat_config alert", exc_info=True)
+
+
+def flush_calls(shop: Shop) -> int:
+    """Write this process's tally of WeChat Pay calls for ``shop`` (before reading the table, and every few seconds)."""
+    return shop.wechat.tally.flush() if isinstance(shop.wechat, CountedWeChat) else 0
 
 
 # --- exposition -----------------------------------------------------------------------------

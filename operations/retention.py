@@ -24,7 +24,7 @@ def _doomed(cutoff: dt.datetime) -> dict[str, Any]:
                                                    | (Notification.headers != PURGED_HEADERS)))
     orders = Order.select().where((Order.created_at < cutoff)
                                   & (Order.email.is_null(False) | Order.payer_openid.is_null(False)
-                                     | Order.qr_svg.is_null(False)))
+                                     | Order.qr_svg.is_null(False) | Order.client_key.is_null(False)))
     # A buyer's e-mail goes once none of their orders is younger than the cutoff.
     recent_buyers = Order.select(Order.buyer).where((Order.created_at >= cutoff) & Order.buyer.is_null(False))
     buyers = Buyer.select().where((Buyer.created_at < cutoff) & Buyer.email.is_null(False)
@@ -44,7 +44,7 @@ def purge(shop: Shop, now: dt.datetime, *, days: int | None = None, dry_run: boo
             return counts
         Notification.update(body=PURGED_BODY, headers=PURGED_HEADERS).where(
             Notification.id.in_(doomed["notifications"].select(Notification.id))).execute()
-        Order.update(email=None, payer_openid=None, qr_svg=None).where(
+        Order.update(email=None, payer_openid=None, qr_svg=None, client_key=None).where(
             Order.id.in_(doomed["orders"].select(Order.id))).execute()
         Buyer.update(email=None).where(Buyer.id.in_(doomed["buyers"].select(Buyer.id))).execute()
         audit.record("retention.purged", at=now, actor=actor,

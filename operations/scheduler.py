@@ -18,8 +18,10 @@ from database import write_transaction
 from models import JobRun, Lease, db
 
 from .jobs import Job, job_table
+from .metrics import flush_calls
 
 log = logging.getLogger(__name__)
+CALL_TALLY_SECONDS = 5
 
 
 def holder_id() -> str:
@@ -68,14 +70,29 @@ def run_job(shop: Shop, job: Job | str, holder: str) -> dict[str, Any] | None:
     except Exception:
         log.exception("job %s failed", name)
         summary = {"error": "failed; see the log"}
+        _drop_open_reads()
     finally:
-        with write_transaction():
-            JobRun.update(finished_at=shop.now(), ok=ok, summary=json.dumps(summary, default=str)).where(
-                JobRun.id == run.id).execute()
-        release_lease(name, holder)
+        try:
+            with write_transaction():
+                JobRun.update(finished_at=shop.now(), ok=ok, summary=json.dumps(summary, default=str)).where(
+                    JobRun.id == run.id).execute()
+        finally:
+            release_lease(name, holder)
+            flush_calls(shop)  # the job's WeChat calls, also when it ran once from the command line
     if ok and any(summary.values()):
         log.info("job %s: %s", name, summary)
     return summary
+
+
+def _drop_open_reads() -> None:
+    """Reconnect this thread: a job that failed may have left a statement open on an old snapshot.
+
+    SQLite refuses to turn a stale snapshot into a write, so recording the failed run's end on that
+    connection would fail too, and /readyz would see a job that never finished.
+    """
+    if not db.is_closed() and not db.in_transaction():
+        db.close()
+        db.connect()
 
 
 class Scheduler:
@@ -98,10 +115,16 @@ class Scheduler:
         with self._lock:
             self.last_beat = self.shop.now()
 
+    def _flush(self) -> None:
+        with db.connection_context():
+            flush_calls(self.shop)
+
     def start(self) -> None:
         for name, spec in self.jobs.items():
             self.scheduler.add_job(self._tick, "interval", seconds=spec.interval, args=[name], id=name,
                                    next_run_time=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))
+        # Not a leased job: every process writes its own tally of WeChat calls.
+        self.scheduler.add_job(self._flush, "interval", seconds=CALL_TALLY_SECONDS, id="flush_wechat_calls")
         self.scheduler.start()
         log.info("scheduler started as %s with jobs %s", self.holder, sorted(self.jobs))
 

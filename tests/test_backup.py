@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import os
 import sqlite3
 import subprocess
@@ -43,16 +44,26 @@ def order_ids(database: Path) -> set[str]:
         connection.close()
 
 
+@pytest.fixture
+def shop_settings() -> dict[str, Any]:
+    """One proxy hop in front, so the buyers below can each come from an address of their own."""
+    return {"PROXY_HOPS": "1"}
+
+
 def test_a_backup_taken_under_load_restores_every_committed_order(shop: Shop, tmp_path: Path) -> None:
     live = tmp_path / "lbpay.db"
     committed: list[tuple[float, str]] = []
     stop = threading.Event()
     errors: list[str] = []
 
+    learners = itertools.count(1)
+
     def buy() -> None:
         session = requests.Session()
         while not stop.is_set():
-            response = session.post(shop.url + "/api/v1/orders", json={"course_id": "cpp-primer-5th"}, timeout=15)
+            n = next(learners)  # every order a learner of its own (orders are limited per address)
+            response = session.post(shop.url + "/api/v1/orders", json={"course_id": "cpp-primer-5th"}, timeout=15,
+                                    headers={"X-Forwarded-For": f"10.7.{n >> 8 & 255}.{n & 255}"})
             if response.status_code != 201:
                 errors.append(response.text)
                 continue

@@ -119,7 +119,7 @@ def test_init_upgrades_a_database_of_the_first_release_and_keeps_its_sales(tmp_p
     server = LiveServer(app)
     try:
         placed = requests.post(server.url + "/api/v1/orders", json={"course_id": "cpp-primer-5th"},
-                               headers={"Idempotency-Key": "retry-safe-1"}, timeout=15)
+                               headers={"Idempotency-Key": "retry-safe-1-abcdefgh"}, timeout=15)
     finally:
         server.stop()
     assert placed.status_code == 201, placed.text

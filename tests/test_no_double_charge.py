@@ -16,8 +16,8 @@ def native_orders(shop: Shop) -> list[dict]:
 
 
 def test_the_same_idempotency_key_gets_the_same_answer(shop: Shop) -> None:
-    first = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-1234567890"})
-    again = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-1234567890"})
+    first = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-1234567890-abcdef"})
+    again = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-1234567890-abcdef"})
     assert first.status_code == again.status_code == 201
     a, b = first.json(), again.json()
     for name in ("order_id", "order_token", "buyer_token", "code_url", "out_trade_no", "amount_fen"):
@@ -27,8 +27,8 @@ def test_the_same_idempotency_key_gets_the_same_answer(shop: Shop) -> None:
 
 
 def test_an_idempotency_key_reused_for_another_course_is_refused(shop: Shop) -> None:
-    assert shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-abcdefgh"}).status_code == 201
-    other = shop.post("/api/v1/orders", {"course_id": "rust-monthly"}, headers={"Idempotency-Key": "k-abcdefgh"})
+    assert shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-abcdefgh-12345678"}).status_code == 201
+    other = shop.post("/api/v1/orders", {"course_id": "rust-monthly"}, headers={"Idempotency-Key": "k-abcdefgh-12345678"})
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency_key_reused"
 
@@ -52,12 +52,12 @@ def test_a_buyer_who_holds_a_license_for_a_one_time_course_is_not_charged_again(
     assert body["license"]["key"] == licensed["license"]["key"]
 
 
-def test_wechat_down_then_up_the_retry_reuses_the_same_out_trade_no(shop: Shop) -> None:
+def test_wechat_down_then_up_the_retry_makes_one_order_and_one_payable_code(shop: Shop) -> None:
     shop.sandbox.control("POST", "faults", {"api": {"fail_next": 3, "status": 500, "code": "SYSTEM_ERROR"}})
-    down = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-retry-0001"})
+    down = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-retry-0001-abcdefg"})
     assert down.status_code == 503 and down.headers["Retry-After"].isdigit()
     assert down.json()["error"]["code"] == "wechat_unavailable"
-    up = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-retry-0001"})
+    up = shop.post("/api/v1/orders", COURSE, headers={"Idempotency-Key": "k-retry-0001-abcdefg"})
     assert up.status_code == 201, up.text
     attempts = native_orders(shop)
     assert len(attempts) == 4  # three refused tries, then the one that worked

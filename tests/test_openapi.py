@@ -78,8 +78,8 @@ def test_the_no_double_charge_answers_match_the_spec(shop: Shop) -> None:
     shop.wait_for_status(first, "fulfilled")
     check(shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "buyer_token": first["buyer_token"]}),
           "/orders", "post")
-    shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers={"Idempotency-Key": "k-openapi-1"})
-    check(shop.post("/api/v1/orders", {"course_id": "rust-monthly"}, headers={"Idempotency-Key": "k-openapi-1"}),
+    shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers={"Idempotency-Key": "k-openapi-1-abcdefgh"})
+    check(shop.post("/api/v1/orders", {"course_id": "rust-monthly"}, headers={"Idempotency-Key": "k-openapi-1-abcdefgh"}),
           "/orders", "post")
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeClock, LiveServer, Shop, live_config, sqlite_only
+from conftest import FakeClock, LiveServer, Shop, live_config, sqlite_only, start_shop
 
 import models
 from app import create_app
@@ -155,8 +157,15 @@ def test_metrics_count_calls_made_by_every_worker(shop: Shop, tmp_path, keys, sa
         for url in (shop.url, server.url, server.url):
             assert requests.post(url + "/api/v1/orders", json={"course_id": "cpp-primer-5th"},
                                  timeout=15).status_code == 201
-        for url in (shop.url, server.url):
-            text = requests.get(url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).text
+        scrapes = []
+        # Each worker adds its tally to the table every 5 s and before it answers a scrape; here
+        # the first scrape of each stands in for those 5 s, the second shows what every worker did.
+        for _ in range(2):
+            for url in (shop.url, server.url):
+                scrapes.append(requests.get(url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"},
+                                            timeout=5).text)
+        assert sample(scrapes[0], "lbpay_wechat_api_calls_total", endpoint="create_native_order", outcome="ok") == 1
+        for text in scrapes[2:]:
             assert sample(text, "lbpay_wechat_api_calls_total", endpoint="create_native_order", outcome="ok") == 3
             assert sample(text, "lbpay_orders", status="pending") == 3
     finally:
@@ -173,14 +182,46 @@ def test_wechat_failures_are_counted_and_mark_it_failing(shop: Shop) -> None:
     assert sample(text, "lbpay_wechat_failing_since_seconds") > 0
 
 
-def test_the_proxy_hop_sets_the_client_address_and_https(shop: Shop, caplog) -> None:
+def logged_ip(shop: Shop, caplog, headers: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
     caplog.set_level("INFO", logger="lbpay.request")
-    response = shop.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
-                                              "X-Forwarded-Proto": "https", "X-Request-Id": "req-from-edge-1"})
-    assert response.headers["X-Request-Id"] == "req-from-edge-1"
-    line = [r for r in caplog.records if getattr(r, "request_id", None) == "req-from-edge-1"][-1]
-    assert line.ip == "198.51.100.7"  # one hop trusted: the address the edge saw, not what the client wrote
-    assert line.status == 200 and line.path == "/healthz"
+    rid = "req-" + uuid.uuid4().hex
+    response = shop.get("/healthz", headers={**headers, "X-Request-Id": rid})
+    assert response.headers["X-Request-Id"] == rid and response.status_code == 200
+    line = [r for r in caplog.records if getattr(r, "request_id", None) == rid][-1]
+    assert line.path == "/healthz"
+    return str(line.ip)
+
+
+SPOOFED = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7", "X-Forwarded-Proto": "https"}
+
+
+def test_by_default_no_proxy_is_trusted(shop: Shop, caplog) -> None:  # type: ignore[no-untyped-def]
+    assert logged_ip(shop, caplog, SPOOFED) == "127.0.0.1"  # a client cannot name its own address
+
+
+def test_the_proxy_hop_sets_the_client_address_and_https(tmp_path: Path, keys, sandbox, clock,  # type: ignore[no-untyped-def]
+                                                          caplog) -> None:
+    caplog.set_level("INFO", logger="lbpay")
+    shop = start_shop(tmp_path, keys, sandbox, clock, PROXY_HOPS="1")
+    try:
+        assert "X-Forwarded-For, trusting 1 proxy hop" in caplog.text  # start-up says where addresses come from
+        # One hop trusted: the address the edge saw, not what the client wrote.
+        assert logged_ip(shop, caplog, SPOOFED) == "198.51.100.7"
+    finally:
+        shop.server.stop()
+
+
+def test_on_fly_the_client_ip_header_names_the_client(tmp_path: Path, keys, sandbox, clock,  # type: ignore[no-untyped-def]
+                                                      caplog) -> None:
+    caplog.set_level("INFO", logger="lbpay")
+    shop = start_shop(tmp_path, keys, sandbox, clock, PROXY_HOPS="1", CLIENT_IP_HEADER="Fly-Client-IP")
+    try:
+        assert "the Fly-Client-IP header when present" in caplog.text
+        assert logged_ip(shop, caplog, {**SPOOFED, "Fly-Client-IP": "2001:db8::7"}) == "2001:db8::7"
+        assert logged_ip(shop, caplog, {**SPOOFED, "Fly-Client-IP": "not an address"}) == "198.51.100.7"
+        assert logged_ip(shop, caplog, SPOOFED) == "198.51.100.7"  # Fly's own checks come without it
+    finally:
+        shop.server.stop()
 
 
 def test_live_mode_sends_hsts_and_never_redirects_api_or_notify(shop: Shop) -> None:

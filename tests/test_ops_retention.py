@@ -51,6 +51,8 @@ def test_purge_forgets_personal_data_after_the_period_and_keeps_the_money_record
     assert after["body"] == ""
     assert after["money"] == before["money"]
     assert len(events) == 1 and events[0]["days"] == 400
+    with models.db.connection_context():  # the keyed client address goes with the rest
+        assert models.Order.get().client_key is None
 
 
 def test_purge_dry_run_on_the_command_line_shows_what_would_go(shop: Shop, tmp_path: Path) -> None:

@@ -147,7 +147,8 @@ from database import open_database
 from operations.jobs import Job
 from operations.scheduler import holder_id, run_job
 models.db.initialize(open_database("sqlite:///" + {db!r}, "/"))
-class Clock:
+class Clock:  # as much of a shop as run_job needs
+    wechat = None
     def now(self): return dt.datetime.now(dt.timezone.utc)
 def slow(shop, now):
     time.sleep(0.15)
@@ -180,3 +181,70 @@ def test_three_processes_never_run_a_job_at_the_same_time(tmp_path: Path) -> Non
     assert len(runs) >= 6 and len(holders) >= 2, (len(runs), holders)
     for earlier, later in zip(runs, runs[1:]):
         assert earlier.finished_at <= later.started_at, "two processes ran the job at once"
+
+
+def test_the_job_finishes_over_20_pending_orders_while_another_thread_keeps_committing(shop: Shop) -> None:
+    # THREATS #38/#60: iterating a live SELECT while writing makes SQLite refuse the stale snapshot
+    # ("database is locked") as soon as another connection commits; the job must still do its work.
+    from database import write_transaction
+
+    from billing.limits import ORDERS_PER_CLIENT
+
+    orders = []
+    for _ in range(20):  # one learner's address may place one order per step
+        orders.append(shop.order())
+        shop.clock.advance(ORDERS_PER_CLIENT.step)
+    shop.clock.advance(30)
+    stop = threading.Event()
+    commits = [0]
+
+    def keep_committing() -> None:
+        with models.db.connection_context():
+            while not stop.is_set():
+                with write_transaction():
+                    models.OutsideService.insert(name=f"busy-{commits[0] % 3}").on_conflict_replace().execute()
+                commits[0] += 1
+
+    writer = threading.Thread(target=keep_committing)
+    writer.start()
+    try:
+        summary = run_reconcile(shop)
+    finally:
+        stop.set()
+        writer.join()
+    assert commits[0] > 0
+    assert "error" not in summary and summary["queried"] == 20, summary
+    with models.db.connection_context():
+        run = models.JobRun.get(models.JobRun.name == "reconcile")
+        assert run.ok and run.finished_at is not None
+        queried = models.Order.select().where(models.Order.last_queried_at.is_null(False)).count()
+    assert queried == len(orders)
+
+
+def test_a_job_that_fails_holding_a_stale_read_still_records_its_end(shop: Shop) -> None:
+    # The failure mode of #60 for any job: it dies with a SELECT half read (an old snapshot) after
+    # another connection committed; recording the run's end must not fail on that snapshot too.
+    from database import write_transaction
+    from operations.jobs import Job
+
+    orders = [shop.order() for _ in range(3)]
+
+    def commit_elsewhere() -> None:
+        with models.db.connection_context(), write_transaction():
+            models.OutsideService.insert(name="elsewhere").on_conflict_replace().execute()
+
+    def broken(shop_: object, now: object) -> dict:
+        rows = iter(models.Order.select())
+        next(rows)  # the statement stays open, holding its snapshot
+        writer = threading.Thread(target=commit_elsewhere)
+        writer.start()
+        writer.join()
+        raise RuntimeError("boom, with a read still open")
+
+    with models.db.connection_context():
+        summary = run_job(shop.app.extensions["lbpay.shop"], Job("broken", 60, broken), holder_id())
+        run = models.JobRun.get(models.JobRun.name == "broken")
+        lease = models.Lease.get_or_none(models.Lease.name == "broken")
+    assert summary == {"error": "failed; see the log"} and len(orders) == 3
+    assert run.finished_at is not None and not run.ok
+    assert lease is None

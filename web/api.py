@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, Response, jsonify, request
 
-from billing import CATALOGUE, BillingError, error_body, learners
+from billing import CATALOGUE, BillingError, error_body, learners, limits
 from billing.orders import (
     cancel_order,
     order_for_token,
@@ -78,12 +78,12 @@ def create_order() -> tuple[Response, int]:
 def _guessing_guard(lookup: Callable[[], Any]) -> Any:
     """Run an order lookup; a client that keeps missing (guessing ids or tokens) is refused for a while."""
     client, now = request.remote_addr, current_shop().now()
-    learners.refuse_if_over("order_misses", client, learners.ORDER_MISSES_PER_CLIENT, now)
+    limits.refuse_if_over("order_misses", client, limits.ORDER_MISSES_PER_CLIENT, now)
     try:
         return lookup()
     except BillingError as exc:
         if exc.code == "order_not_found":
-            learners.throttle("order_misses", client, learners.ORDER_MISSES_PER_CLIENT, now)
+            limits.throttle("order_misses", client, limits.ORDER_MISSES_PER_CLIENT, now)
         raise
 
 
@@ -133,11 +133,11 @@ def resend_licenses() -> tuple[Response, int]:
 
 @bp.get("/licenses/<license_id>/status")
 def license_status(license_id: str) -> Response:
-    learners.throttle("status", request.remote_addr, learners.STATUS_PER_CLIENT, current_shop().now())
+    limits.throttle("status", request.remote_addr, limits.STATUS_PER_CLIENT, current_shop().now())
     return jsonify(learners.license_status(current_shop(), license_id))
 
 
 @bp.get("/revocations")
 def revocations() -> Response:
-    learners.throttle("revocations", request.remote_addr, learners.REVOCATIONS_PER_CLIENT, current_shop().now())
+    limits.throttle("revocations", request.remote_addr, limits.REVOCATIONS_PER_CLIENT, current_shop().now())
     return Response(learners.revocation_list(current_shop()) + "\n", mimetype="text/plain")

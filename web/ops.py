@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import ipaddress
 import logging
 import re
 import time
@@ -15,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from operations.health import database_writable, last_success
 from operations.logs import configure_logging, register_secrets, request_id
-from operations.metrics import render_client_metrics, render_metrics, wechat_setup
+from operations.metrics import flush_calls, render_client_metrics, render_metrics, wechat_setup
 from settings import Config
 
 from . import current_shop
@@ -101,10 +102,39 @@ def metrics() -> Response:
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     now = current_shop().now()
+    flush_calls(current_shop())  # this process's WeChat calls of the last few seconds count too
     response = Response(render_metrics(now) + render_client_metrics(current_shop().wechat), mimetype="text/plain")
     response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def address_source(settings: Config) -> str:
+    """Say where client addresses (every per-address limit's key) come from, for the start-up log."""
+    if settings.proxy_hops:
+        source = f"X-Forwarded-For, trusting {settings.proxy_hops} proxy hop(s) (LBPAY_PROXY_HOPS)"
+    else:
+        source = "the connection itself; X-Forwarded-For is ignored (LBPAY_PROXY_HOPS=0)"
+    if settings.client_ip_header:
+        source = f"the {settings.client_ip_header} header when present (LBPAY_CLIENT_IP_HEADER), else {source}"
+    return source
+
+
+class ClientAddressHeader:
+    """WSGI middleware: the client address is the one the edge proxy put in a named header (``Fly-Client-IP``)."""
+
+    def __init__(self, app: Any, header: str) -> None:
+        self.app = app
+        self.environ_key = "HTTP_" + header.upper().replace("-", "_")
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        value = environ.get(self.environ_key, "").strip()
+        if value:
+            try:
+                environ["REMOTE_ADDR"] = str(ipaddress.ip_address(value))
+            except ValueError:
+                pass  # not an address: keep what the connection (or the trusted hops) said
+        return self.app(environ, start_response)
 
 
 def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs: bool) -> None:
@@ -114,10 +144,13 @@ def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs:
     register_secrets(secrets)
     if json_logs:
         configure_logging(settings.log_level)
+    if settings.client_ip_header:
+        app.wsgi_app = ClientAddressHeader(app.wsgi_app, settings.client_ip_header)  # type: ignore[method-assign]
     if settings.proxy_hops:
         # Fly's edge and Caddy each add one hop; trusting more would let a client choose its own address.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore[method-assign]
                                 x_proto=settings.proxy_hops)
+    logging.getLogger("lbpay").info("client addresses: %s", address_source(settings))
     if settings.live:
         app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True)
 
@@ -137,11 +170,15 @@ def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs:
         if settings.live:
             # HTTPS is enforced at the edge; this tells browsers never to try plain HTTP again.
             response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        # A successful status poll is the bulk of all traffic and says nothing new: DEBUG, not INFO.
+        level = logging.DEBUG if response.status_code == 200 and request.endpoint == "api.get_order" else logging.INFO
+        if not log.isEnabledFor(level):
+            return response
         took = (time.monotonic() - g.get("request_started", time.monotonic())) * 1000
         # The message names the route, not the path, so an id in the path never meets the scrubber's
         # "long base64 run" rule; the path itself is a field of its own.
         route = request.url_rule.rule if request.url_rule is not None else "-"
-        log.info("%s %s %s", request.method, route, response.status_code,
+        log.log(level, "%s %s %s", request.method, route, response.status_code,
                  extra={"method": request.method, "path": request.path, "status": response.status_code,
                         "duration_ms": round(took, 1), "ip": request.remote_addr,
                         "request_id": rid})

@@ -168,6 +168,8 @@ class AppProcess:
             "LICENSE_KEY_FILE": str(material.license_key_file),
             "SCHEDULER": "on",
             "RECONCILE_SECONDS": str(reconcile_seconds),
+            # One proxy hop, as deployed: each buyer's own address arrives in X-Forwarded-For.
+            "PROXY_HOPS": "1",
             **(settings or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -243,6 +245,7 @@ class Buyer:
     app_url: str
     sandbox: SandboxProcess
     key: str
+    address: str = "10.0.0.1"  # the learner's own client address (per-address limits apply to it)
     retries_creation: bool = False
     polls: bool = True
     comes_back_after: float = 30.0  # seconds after paying that a buyer who does not poll looks again
@@ -257,7 +260,8 @@ class Buyer:
     def _create(self) -> requests.Response | None:
         try:
             return requests.post(self.app_url + "/api/v1/orders", json={"course_id": COURSE},
-                                 headers={"Idempotency-Key": self.key}, timeout=20)
+                                 headers={"Idempotency-Key": self.key, "X-Forwarded-For": self.address},
+                                 timeout=20)
         except requests.RequestException as exc:
             self.problems.append(f"create: {type(exc).__name__}")
             return None
@@ -317,7 +321,8 @@ class Buyer:
     def poll(self, order: dict[str, Any]) -> dict[str, Any] | None:
         try:
             response = requests.get(f"{self.app_url}/api/v1/orders/{order['order_id']}",
-                                    headers={"Authorization": f"Bearer {order['order_token']}"}, timeout=20)
+                                    headers={"Authorization": f"Bearer {order['order_token']}",
+                                             "X-Forwarded-For": self.address}, timeout=20)
         except requests.RequestException as exc:
             self.problems.append(f"poll: {type(exc).__name__}")
             return None

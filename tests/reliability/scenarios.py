@@ -102,7 +102,9 @@ class Bench:
         deadline = time.monotonic() + self.size.patience
         for i in range(count + walkaways):
             self.count += 1
-            made.append(Buyer(app_url=self.app.url, sandbox=self.sandbox, key=f"rel-{scenario}-{self.count:05d}",
+            made.append(Buyer(app_url=self.app.url, sandbox=self.sandbox,
+                              key=f"reliability-{scenario}-{self.count:05d}",
+                              address=f"10.{self.count >> 16 & 255}.{self.count >> 8 & 255}.{self.count & 255}",
                               retries_creation=i < round(count * retrying_share), polls=i < count,
                               deadline=deadline))
         return made
