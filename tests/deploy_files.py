@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def dockerfile() -> list[tuple[str, str]]:
-    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    """The image's instructions (the Dockerfile's last stage) as (KEYWORD, arguments), lines joined."""
     text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
     instructions = []
     for line in text.splitlines():
@@ -20,7 +20,9 @@ def dockerfile() -> list[tuple[str, str]]:
         if line and not line.startswith("#"):
             keyword, _, rest = line.partition(" ")
             instructions.append((keyword.upper(), rest.strip()))
-    return instructions
+    # An earlier stage only builds files for the image (htmx from npm); the image is the last one.
+    last = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last:]
 
 
 def docker_env() -> dict[str, str]:
