@@ -32,6 +32,8 @@ def open_database(url: str, instance_path: str, busy_timeout_ms: int = 10000) ->
         path = url[len("sqlite:///"):]
         if path != ":memory:" and not os.path.isabs(path):
             path = os.path.join(instance_path, path)
+        if path != ":memory:":
+            make_private(path)
         return QueuedSqliteDatabase(path, timeout=busy_timeout_ms / 1000, pragmas={
             "journal_mode": "wal", "foreign_keys": 1, "busy_timeout": busy_timeout_ms, "synchronous": "normal"})
     if url.startswith(("postgresql://", "postgres://")):
@@ -39,6 +41,25 @@ def open_database(url: str, instance_path: str, busy_timeout_ms: int = 10000) ->
 
         return connect(url)
     raise ConfigError([Problem("LBPAY_DATABASE_URL", "must start with sqlite:/// or postgresql://", url)])
+
+
+def make_private(path: str) -> None:
+    """Create the database file readable by its owner only (SQLite gives its -wal and -shm the same mode).
+
+    It holds buyers' e-mail addresses, tokens' hashes and the audit trail; an existing file that
+    others could read is narrowed to 0600 too.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for companion in (path + "-wal", path + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(companion).st_mode & 0o077:
+                os.chmod(companion, 0o600)
 
 
 # Any constant: the key of the PostgreSQL advisory lock that serialises our write transactions.
