@@ -19,7 +19,8 @@ def test_schemathesis_with_every_check_finds_nothing(shop: Shop, tmp_path: Path)
     """Every answer matches openapi.yaml: statuses, bodies, headers; 405s keep Allow; bad input gets a 4xx."""
     started = time.monotonic()
     done = subprocess.run(
-        [SCHEMATHESIS, "run", str(ROOT / "openapi.yaml"), "--url", shop.url + "/api/v1", "--checks", "all",
+        [SCHEMATHESIS, "--config-file", str(ROOT / "tests" / "schemathesis.toml"), "run", str(ROOT / "openapi.yaml"),
+         "--url", shop.url + "/api/v1", "--checks", "all",
          "--max-examples", str(EXAMPLES), "--seed", "20261126", "--workers", "2", "--request-timeout", "20",
          "--phases", "examples,coverage,fuzzing", "--no-shrink", "--suppress-health-check", "all",
          "--report", "ndjson", "--report-dir", str(tmp_path / "report")],
