@@ -227,8 +227,9 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
     live = mode == "live"
     why = "in live mode"
 
+    before = len(read.problems)
     secret_key = read.secret("SECRET_KEY")
-    if secret_key is None and live:
+    if secret_key is None and live and len(read.problems) == before:  # (a refused _FILE is reported once)
         read.problem("SECRET_KEY", "required in live mode (a long random string)",
                      example="$(python3 -c 'import secrets; print(secrets.token_hex(32))')")
     base = read.text("PUBLIC_BASE_URL", None if live else "http://127.0.0.1:5000")
