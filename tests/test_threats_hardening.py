@@ -139,3 +139,16 @@ def test_53_private_keys_readable_by_the_group_are_refused(tmp_path: Path, keys:
     with pytest.raises(ConfigError) as refused:
         create_app(config)
     assert f"chmod 600 {config[setting]}" in str(refused.value) and "LBPAY_" + setting in str(refused.value)
+
+
+def test_caddy_reads_whole_requests_before_gunicorn_does(tmp_path: Path) -> None:
+    """Slow clients stall gunicorn's threads: deploy/Caddyfile buffers every body the app would accept."""
+    import re
+
+    caddy = (Path(__file__).parent.parent / "deploy" / "Caddyfile").read_text()
+    limit = create_app({"INSTANCE_PATH": str(tmp_path), "SCHEDULER": "off"}).config["MAX_CONTENT_LENGTH"]
+    kib = {name: int(value) * 1024 for name, value in
+           re.findall(r"^\s*(request_buffers|max_size)\s+(\d+)KiB\s*$", caddy, re.M)}
+    assert kib == {"request_buffers": limit, "max_size": limit}, caddy
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "buffering proxy in front" in readme
