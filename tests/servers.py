@@ -111,7 +111,7 @@ def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_C
     out = log.open("ab")
     process = subprocess.Popen(
         [GUNICORN, "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-         "--access-logfile", "-", "--graceful-timeout", "5"],
+         "--graceful-timeout", "5"],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = RunningServer(base, log, process)
     try:
