@@ -98,6 +98,13 @@ test-postgres: $(VENV)/.test
 	$(PY) -m pip install --quiet -e '.[postgres]'
 	PY=$(PY) sh deploy/test-postgres.sh
 
+# Two app servers (gunicorn, scheduler on in both) on one PostgreSQL, a crowd of buyers through both:
+# one license per payment, jobs never run twice at once, nothing lost. `make test-postgres` runs it too.
+.PHONY: test-two-servers
+test-two-servers: $(VENV)/.test
+	$(PY) -m pip install --quiet -e '.[postgres]'
+	PY=$(PY) sh deploy/test-postgres.sh tests/test_two_servers.py
+
 typecheck: $(VENV)/.test
 	$(PY) -m mypy
 
