@@ -32,8 +32,6 @@ def open_database(url: str, instance_path: str, busy_timeout_ms: int = 10000) ->
         path = url[len("sqlite:///"):]
         if path != ":memory:" and not os.path.isabs(path):
             path = os.path.join(instance_path, path)
-        if path != ":memory:":
-            make_private(path)
         return QueuedSqliteDatabase(path, timeout=busy_timeout_ms / 1000, pragmas={
             "journal_mode": "wal", "foreign_keys": 1, "busy_timeout": busy_timeout_ms, "synchronous": "normal"})
     if url.startswith(("postgresql://", "postgres://")):
@@ -47,19 +45,17 @@ def make_private(path: str) -> None:
     """Create the database file readable by its owner only (SQLite gives its -wal and -shm the same mode).
 
     It holds buyers' e-mail addresses, tokens' hashes and the audit trail; an existing file that
-    others could read is narrowed to 0600 too.
+    others could read is narrowed to 0600 too. An existing file is never opened here: closing any
+    descriptor of a SQLite file drops every lock this process's connections hold on it.
     """
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    for companion in (path + "-wal", path + "-shm"):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for name in (path, path + "-wal", path + "-shm"):
         with contextlib.suppress(FileNotFoundError):
-            if os.stat(companion).st_mode & 0o077:
-                os.chmod(companion, 0o600)
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
 
 
 # Any constant: the key of the PostgreSQL advisory lock that serialises our write transactions.
@@ -160,6 +156,15 @@ class QueuedSqliteDatabase(SqliteDatabase):
     def __init__(self, database: str, **kwargs: Any) -> None:
         super().__init__(database, **kwargs)
         self.writers = WriterQueue(patience=float(kwargs.get("timeout", 10.0)))
+        self.private = False
+
+    def _connect(self) -> Any:
+        # The file comes into being (or is narrowed) private before SQLite first opens it, and only
+        # when someone connects: a command that never touches the database leaves no empty file.
+        if not self.private and self.database != ":memory:":
+            make_private(self.database)
+            self.private = True
+        return super()._connect()
 
 
 _DEFAULT_WRITERS = WriterQueue()  # for a database opened without open_database (a test's own file)

@@ -212,6 +212,7 @@ def test_restore_refuses_a_backup_whose_schema_is_not_ours(shop: Shop, tmp_path:
 def test_the_database_and_its_wal_are_private_to_the_service(tmp_path: Path) -> None:
     """issue 15: the database holds buyers' addresses and the audit trail: mode 0600 from the first write."""
     database = tmp_path / "fresh" / "lbpay.db"
+    database.parent.mkdir()
     old_umask = os.umask(0o022)
     try:
         assert lbpay(tmp_path, database, "init").returncode == 0
