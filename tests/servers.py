@@ -69,6 +69,17 @@ def loopback_certificate(folder: Path) -> tuple[Path, Path]:
             write_secret(folder / "tls_key.pem", private_pem(key)))
 
 
+def wait_for(condition: Any, timeout: float = 30) -> Any:
+    """Call ``condition`` until it returns something true or ``timeout`` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    return condition()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

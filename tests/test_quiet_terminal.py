@@ -9,10 +9,9 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
 
 import requests
-from servers import LBPAY, free_port
+from servers import LBPAY, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,16 +20,6 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONUNBUFFERED="1", **extra)
     return env
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def mail_runs_reporting_one_waiting(database: Path) -> int:
@@ -51,7 +40,7 @@ def test_make_run_is_quiet_and_useful(tmp_path: Path) -> None:
                                 start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(base), "make run to serve", timeout=90)
+        assert wait_for(lambda: _answers(base), timeout=90), log.read_text()[-3000:]
         banner = log.read_text()
         for line in (f"{base}/buy/cpp-primer-5th", f"{base}/admin", f"{base}/sandbox/",
                      f"make admin EMAIL=you@example.com PORT={port}",
@@ -71,7 +60,7 @@ def test_make_run_is_quiet_and_useful(tmp_path: Path) -> None:
         assert paid.status_code == 200, paid.text
         database = tmp_path / "instance" / "lbpay.db"
         # Two mail passes (10 s apart) that each found the same waiting mail.
-        wait_for(lambda: mail_runs_reporting_one_waiting(database) >= 2, "two mail passes", timeout=60)
+        assert wait_for(lambda: mail_runs_reporting_one_waiting(database) >= 2, timeout=60), "two mail passes"
     finally:
         os.killpg(make.pid, signal.SIGTERM)
         make.wait(timeout=30)
