@@ -8,6 +8,8 @@ KIT_NPM := clients/vscode/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 5000
 export LBPAY_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
+# What to repeat after `make admin` so it names the same address as this `make run`.
+ADDRESS_ARGS := $(if $(filter-out 127.0.0.1,$(HOST)), HOST=$(HOST))$(if $(filter-out 5000,$(PORT)), PORT=$(PORT))
 
 .PHONY: run test test-fast system-deps typecheck clean static-vendor
 # htmx for the console, from the npm registry at the exact version in package-lock.json, served
@@ -59,11 +61,26 @@ run: $(VENV)/.runtime $(VENDOR)
 	@echo "  Learning Buddy Pay (sandbox mode: no merchant account needed)"
 	@echo "  Buy the demo course:   $(LBPAY_PUBLIC_BASE_URL)/buy/cpp-primer-5th"
 	@echo "  All courses:           $(LBPAY_PUBLIC_BASE_URL)/"
+	@echo "  Creator's console:     $(LBPAY_PUBLIC_BASE_URL)/admin"
 	@echo "  Extension API:         $(LBPAY_PUBLIC_BASE_URL)/api/v1/courses"
 	@echo "  WeChat Pay sandbox:    $(LBPAY_PUBLIC_BASE_URL)/sandbox/"
 	@echo
+	@echo "  A console account, in another terminal:  make admin EMAIL=you@example.com$(ADDRESS_ARGS)"
+	@echo "    (or: $(if $(ADDRESS_ARGS),LBPAY_PUBLIC_BASE_URL=$(LBPAY_PUBLIC_BASE_URL) )$(LBPAY) admin create you@example.com)"
+	@echo "  Every tool lives in $(VENV)/, nothing is installed system-wide: $(LBPAY) --help lists the"
+	@echo "  commands; . $(VENV)/bin/activate puts lbpay on your PATH for this shell."
+	@echo "  One log line per request below; Ctrl-C stops the server."
+	@echo
 	$(VENV)/bin/gunicorn "app:create_app()" --bind $(HOST):$(PORT) --workers 1 --threads 8 \
-	  --access-logfile - --graceful-timeout 20
+	  --graceful-timeout 20
+
+# A console account for /admin: asks for the password (or PASSWORD_FILE=…); the printed sign-in
+# address is this Makefile's LBPAY_PUBLIC_BASE_URL, the same one `make run` serves (same HOST/PORT).
+.PHONY: admin
+admin: $(VENV)/.runtime
+	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com$(ADDRESS_ARGS)"; exit 2; }
+	@$(LBPAY) init >/dev/null
+	$(LBPAY) admin create "$(EMAIL)" $(if $(PASSWORD_FILE),--password-file "$(PASSWORD_FILE)")
 
 test: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
 	$(PY) -m mypy
@@ -104,6 +121,13 @@ reliability: $(VENV)/.test
 .PHONY: test-postgres
 test-postgres: $(VENV)/.test
 	PY=$(PY) sh deploy/test-postgres.sh
+
+# Two app servers (gunicorn, scheduler on in both) on one PostgreSQL, a crowd of buyers through both:
+# one license per payment, jobs never run twice at once, nothing lost. `make test-postgres` runs it too.
+.PHONY: test-two-servers
+test-two-servers: $(VENV)/.test
+	$(PY) -m pip install --quiet -e '.[postgres]'
+	PY=$(PY) sh deploy/test-postgres.sh tests/test_two_servers.py
 
 typecheck: $(VENV)/.test
 	$(PY) -m mypy

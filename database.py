@@ -41,6 +41,23 @@ def open_database(url: str, instance_path: str, busy_timeout_ms: int = 10000) ->
     raise ConfigError([Problem("LBPAY_DATABASE_URL", "must start with sqlite:/// or postgresql://", url)])
 
 
+def make_private(path: str) -> None:
+    """Create the database file readable by its owner only (SQLite gives its -wal and -shm the same mode).
+
+    It holds buyers' e-mail addresses, tokens' hashes and the audit trail; an existing file that
+    others could read is narrowed to 0600 too. An existing file is never opened here: closing any
+    descriptor of a SQLite file drops every lock this process's connections hold on it.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for name in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+
+
 # Any constant: the key of the PostgreSQL advisory lock that serialises our write transactions.
 WRITE_LOCK_KEY = 0x4C425041  # "LBPA"
 
@@ -139,6 +156,15 @@ class QueuedSqliteDatabase(SqliteDatabase):
     def __init__(self, database: str, **kwargs: Any) -> None:
         super().__init__(database, **kwargs)
         self.writers = WriterQueue(patience=float(kwargs.get("timeout", 10.0)))
+        self.private = False
+
+    def _connect(self) -> Any:
+        # The file comes into being (or is narrowed) private before SQLite first opens it, and only
+        # when someone connects: a command that never touches the database leaves no empty file.
+        if not self.private and self.database != ":memory:":
+            make_private(self.database)
+            self.private = True
+        return super()._connect()
 
 
 _DEFAULT_WRITERS = WriterQueue()  # for a database opened without open_database (a test's own file)

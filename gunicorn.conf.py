@@ -6,10 +6,15 @@ import sys
 
 def on_starting(server):  # noqa: ANN001, ANN201  (gunicorn's hook signature)
     """Check every setting before any worker starts: one list of problems, no traceback."""
-    from settings import ConfigError, load_config, values_from
+    from settings import ConfigError, bind_problems, load_config, values_from
 
     try:
-        load_config(values_from(os.environ), os.path.join(os.getcwd(), "instance"))
+        config = load_config(values_from(os.environ), os.path.join(os.getcwd(), "instance"))
+        # Sandbox mode answers loopback only unless LBPAY_SANDBOX_PUBLIC says otherwise; the bind
+        # addresses are known here, not in the app.
+        problems = bind_problems(config, list(server.cfg.bind))
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         sys.exit(2)

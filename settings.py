@@ -9,6 +9,7 @@ ours, so any layer may import it for the type.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,7 @@ class Config:
     retention_days: int
     archive_sandbox_orders: bool = False
     scheduler: bool = True
+    sandbox_public: bool = False  # sandbox mode only: serve the simulator to other machines too
     testing: bool = False
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
 
@@ -223,11 +225,13 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
     instance = Path(read.text("INSTANCE_PATH") or default_instance)
     has_mchid = read.text("WECHATPAY_MCHID") is not None
     mode = read.choice("WECHATPAY_MODE", "live" if has_mchid else "sandbox", ("sandbox", "live"))
+    unclear = read.text("WECHATPAY_MODE") is None and not has_mchid and _mode_must_be_explicit(read)
     live = mode == "live"
     why = "in live mode"
 
+    before = len(read.problems)
     secret_key = read.secret("SECRET_KEY")
-    if secret_key is None and live:
+    if secret_key is None and live and len(read.problems) == before:  # (a refused _FILE is reported once)
         read.problem("SECRET_KEY", "required in live mode (a long random string)",
                      example="$(python3 -c 'import secrets; print(secrets.token_hex(32))')")
     base = read.text("PUBLIC_BASE_URL", None if live else "http://127.0.0.1:5000")
@@ -235,10 +239,22 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         read.problem("PUBLIC_BASE_URL", f"required {why}", example="https://pay.example.com")
         base = "https://invalid.example"
     public_base = read.url("PUBLIC_BASE_URL", base, live)
+    sandbox_public = read.flag("SANDBOX_PUBLIC", False)
+    if not live and not unclear and not sandbox_public and not is_loopback(urlsplit(public_base).hostname):
+        read.problem("PUBLIC_BASE_URL", "must be a loopback address in sandbox mode (its simulator pays for "
+                     "anything); to show the demo to other machines set LBPAY_SANDBOX_PUBLIC=on", public_base,
+                     "http://127.0.0.1:5000")
     busy_ms = read.integer("DB_BUSY_TIMEOUT_MS", 10000, 100, 60000)
 
     license_key_file = read.text("LICENSE_KEY_FILE")
     keys_dir = Path(read.text("LICENSE_KEYS_DIR") or instance / "license-keys")
+    if not live:
+        # The simulator pays for anything: a real signing key here would sign free licenses.
+        for name in ("LICENSE_KEY_FILE", "LICENSE_KEYS_DIR"):
+            if read.text(name) is not None and not unclear:
+                read.problem(name, "is never loaded in sandbox mode (sandbox licenses are signed with a "
+                             "throwaway key in the instance folder); unset it, or set LBPAY_WECHATPAY_MODE=live")
+        license_key_file, keys_dir = None, instance / "license-keys"
     if live and license_key_file is None and not (keys_dir / "active.pem").exists():
         read.problem("LICENSE_KEY_FILE", f"required {why} (the license signing key, RSA-2048 PEM)",
                      example="/run/secrets/license_key.pem")
@@ -283,6 +299,7 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         retention_days=read.integer("RETENTION_DAYS", 400, 30, 3650),
         archive_sandbox_orders=read.flag("ARCHIVE_SANDBOX_ORDERS", False),
         scheduler=read.flag("SCHEDULER", True),
+        sandbox_public=sandbox_public,
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
     )
@@ -302,6 +319,53 @@ def _client_ip_header(read: Reader) -> str | None:
         read.problem("CLIENT_IP_HEADER", "must be a header name", name, "Fly-Client-IP")
         return None
     return name
+
+
+def _mode_must_be_explicit(read: Reader) -> bool:
+    """Refuse to guess sandbox mode when a production-like setting says someone meant real money."""
+    hints = []
+    base = read.text("PUBLIC_BASE_URL") or ""
+    if base.lower().startswith("https://"):
+        hints.append("LBPAY_PUBLIC_BASE_URL is https://")
+    for name in ("LICENSE_KEY_FILE", "LICENSE_KEYS_DIR", "SECRET_KEY", "SECRET_KEY_FILE"):
+        if read.text(name) is not None:
+            hints.append(PREFIX + name + " is set")
+    if hints:
+        read.problem("WECHATPAY_MODE", "must be set to live or sandbox when " + " and ".join(hints)
+                     + " (without it the service would start as a sandbox whose simulator pays for anything)",
+                     example="live")
+    return bool(hints)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for an address (or localhost name) that only this machine can reach."""
+    if host is None:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_problems(config: Config, binds: list[str]) -> list[Problem]:
+    """Problems with the addresses a sandbox-mode server listens on: loopback only unless told otherwise."""
+    if config.live or config.sandbox_public:
+        return []
+    public = []
+    for bind in binds:
+        if bind.startswith(("unix:", "fd://")):
+            continue  # a socket file or inherited descriptor is reachable only from this machine
+        host = bind.rsplit(":", 1)[0] if bind.count(":") == 1 or bind.startswith("[") else bind
+        if not is_loopback(host or "0.0.0.0"):
+            public.append(bind)
+    if not public:
+        return []
+    return [Problem(PREFIX + "SANDBOX_PUBLIC", "sandbox mode serves only loopback addresses (its simulator pays for "
+                    f"anything) but the server binds {', '.join(public)}; bind 127.0.0.1, or set "
+                    "LBPAY_SANDBOX_PUBLIC=on to show the demo to other machines", example="on")]
 
 
 def _apiv3_key(read: Reader, name: str, required: bool = False) -> bytes | None:

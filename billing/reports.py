@@ -305,6 +305,9 @@ class OrderFilter:
 def search_orders(f: OrderFilter) -> tuple[list[Order], int]:
     """Return one page of orders matching the filter, newest first, and how many match."""
     query = Order.select()
+    if "\x00" in f.q + f.course:
+        # No stored id, address or course holds NUL, and PostgreSQL refuses it in any query.
+        return [], 0
     q = f.q.strip()[:100]
     if q:
         # Each id the learner may quote is looked up through its own index; no scan of all orders.

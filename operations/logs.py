@@ -119,6 +119,9 @@ def configure_logging(level: str = "INFO") -> logging.Handler:
         if getattr(handler, "lbpay_json", False):
             handler.setLevel(level)
             return handler
+    # APScheduler says "Running job …" and "… executed successfully" at INFO for every tick of every
+    # job; our own scheduler logs what a job did. Its warnings (a missed run) still come through.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     handler = _CurrentStderr()
     handler.lbpay_json = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter())

@@ -51,8 +51,13 @@ def release_lease(name: str, holder: str) -> None:
         Lease.delete().where((Lease.name == name) & (Lease.holder == holder)).execute()
 
 
-def run_job(shop: Shop, job: Job | str, holder: str) -> dict[str, Any] | None:
-    """Run one job if this holder gets its lease; return its summary, or None when another holds it."""
+def run_job(shop: Shop, job: Job | str, holder: str,
+            last_logged: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """Run one job if this holder gets its lease; return its summary, or None when another holds it.
+
+    With ``last_logged`` (the scheduler's memory of what each job last said) a summary is logged
+    only when it differs from the previous one: "1 mail waits without SMTP" once, not every 10 s.
+    """
     spec = job if isinstance(job, Job) else job_table(shop)[job]
     name = spec.name
     now = shop.now()
@@ -79,8 +84,11 @@ def run_job(shop: Shop, job: Job | str, holder: str) -> dict[str, Any] | None:
         finally:
             release_lease(name, holder)
             flush_calls(shop)  # the job's WeChat calls, also when it ran once from the command line
-    if ok and any(summary.values()):
+    said = json.dumps(summary, sort_keys=True, default=str)
+    if ok and any(summary.values()) and (last_logged is None or last_logged.get(name) != said):
         log.info("job %s: %s", name, summary)
+    if last_logged is not None:
+        last_logged[name] = said
     return summary
 
 
@@ -108,10 +116,11 @@ class Scheduler:
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.last_beat: dt.datetime | None = None
         self._lock = threading.Lock()
+        self._last_logged: dict[str, str] = {}  # one entry per job, written only by that job's tick
 
     def _tick(self, name: str) -> None:
         with db.connection_context():
-            run_job(self.shop, self.jobs[name], self.holder)
+            run_job(self.shop, self.jobs[name], self.holder, self._last_logged)
         with self._lock:
             self.last_beat = self.shop.now()
 

@@ -69,6 +69,17 @@ def loopback_certificate(folder: Path) -> tuple[Path, Path]:
             write_secret(folder / "tls_key.pem", private_pem(key)))
 
 
+def wait_for(condition: Any, timeout: float = 30) -> Any:
+    """Call ``condition`` until it returns something true or ``timeout`` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    return condition()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,7 +124,7 @@ def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_C
     out = log.open("ab")
     process = subprocess.Popen(
         [GUNICORN, "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-         "--access-logfile", "-", "--graceful-timeout", "5"],
+         "--graceful-timeout", "5"],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = RunningServer(base, log, process)
     try:

@@ -191,3 +191,58 @@ def test_a_failed_daily_backup_raises_an_alert(shop: Shop, tmp_path: Path) -> No
 def with_config(core: Any, **changes: Any) -> Any:
     """The same shop with some settings changed, as a start with those LBPAY_* variables would give."""
     return dataclasses.replace(core, config=dataclasses.replace(core.config, **changes))
+
+
+@pytest.mark.parametrize("addition, words", [
+    ('CREATE TRIGGER steal AFTER INSERT ON license BEGIN UPDATE course SET price_fen = 1; END',
+     "trigger steal"),
+    ('CREATE VIEW everything AS SELECT * FROM "order"', "view everything"),
+    ('CREATE TABLE stash (x TEXT)', "table stash"),
+    ('ALTER TABLE course ADD COLUMN hook TEXT', "table course columns hook"),
+])
+def test_restore_refuses_a_backup_whose_schema_is_not_ours(shop: Shop, tmp_path: Path, addition: str,
+                                                           words: str) -> None:
+    """issue 15: a backup is compared with the schema our migrations make before it replaces anything."""
+    live = tmp_path / "lbpay.db"
+    shop.order()
+    tampered = tmp_path / "tampered.sqlite3"
+    assert lbpay(tmp_path, live, "backup", str(tampered)).returncode == 0
+    connection = sqlite3.connect(str(tampered))
+    connection.execute(addition)
+    connection.commit()
+    connection.close()
+    before = order_ids(live)
+    result = lbpay(tmp_path, live, "restore", str(tampered), "--yes")
+    assert result.returncode != 0
+    assert "refusing to restore" in result.stderr and "never made" in result.stderr and words in result.stderr
+    assert order_ids(live) == before
+    with sqlite3.connect(str(live)) as check:
+        assert check.execute("SELECT COUNT(*) FROM sqlite_master WHERE type IN ('trigger', 'view')").fetchone() == (0,)
+
+
+def test_the_database_and_its_wal_are_private_to_the_service(tmp_path: Path) -> None:
+    """issue 15: the database holds buyers' addresses and the audit trail: mode 0600 from the first write."""
+    database = tmp_path / "fresh" / "lbpay.db"
+    database.parent.mkdir()
+    old_umask = os.umask(0o022)
+    try:
+        assert lbpay(tmp_path, database, "init").returncode == 0
+    finally:
+        os.umask(old_umask)
+    assert database.stat().st_mode & 0o777 == 0o600
+    # While a connection is open the WAL and shared-memory files exist: SQLite gives them the file's mode.
+    from database import open_database
+
+    opened = open_database(f"sqlite:///{database}", str(tmp_path))
+    opened.connect()
+    try:
+        opened.execute_sql("INSERT INTO course (id, title, price_fen, currency, plan, active, created_at) "
+                           "VALUES ('c', 't', 1, 'CNY', 'one_time', 1, '2026-01-01 00:00:00')")
+        for path in (Path(f"{database}-wal"), Path(f"{database}-shm")):
+            assert path.stat().st_mode & 0o777 == 0o600, path
+    finally:
+        opened.close()
+    # A database made before this rule is narrowed at the next start.
+    database.chmod(0o644)
+    assert lbpay(tmp_path, database, "courses", "list").returncode == 0
+    assert database.stat().st_mode & 0o777 == 0o600

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 from conftest import LiveServer, Sandbox, live_config, sqlite_only
+from servers import wait_for
 from reliability.harness import COURSE, AppProcess, Material, SandboxProcess, free_port, make_material
 
 import models
@@ -77,16 +78,6 @@ def poll(app: AppProcess, order: dict[str, Any]) -> dict[str, Any] | None:
     except requests.ConnectionError:
         return None
     return dict(response.json()) if response.status_code == 200 else None
-
-
-def wait_for(condition: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    return condition()
 
 
 def deliveries(bench: CrashBench, order: dict[str, Any]) -> list[dict[str, Any]]:

@@ -58,7 +58,7 @@ def test_readyz_checks_database_keys_scheduler_and_reconciliation(shop: Shop, cl
 
     # Eleven minutes later with no reconciliation run, the service is not ready…
     clock.advance(11 * 60)
-    stale = shop.get("/readyz")
+    stale = shop.get("/readyz", token=TOKEN)
     assert stale.status_code == 503
     assert stale.json()["checks"]["reconcile"] == {"ok": False, "detail": "never ran"}
 
@@ -70,20 +70,35 @@ def test_readyz_checks_database_keys_scheduler_and_reconciliation(shop: Shop, cl
     assert shop.get("/readyz").status_code == 200
 
 
+def test_readyz_tells_anonymous_callers_only_ready_or_not(shop: Shop) -> None:
+    """issue 15: the license kid, key counts and error texts are for the holder of the metrics token."""
+    kid = shop.app.extensions["lbpay.shop"].license_keys.active.kid
+    for token in (None, "not-the-metrics-token-0000000000"):
+        anonymous = shop.get("/readyz", token=token)
+        assert anonymous.status_code == 200
+        assert anonymous.json() == {"status": "ready", "checks": {name: {"ok": True} for name in
+                                                                  ("database", "keys", "scheduler", "reconcile")}}
+        assert kid not in anonymous.text and "APIv3" not in anonymous.text
+    operator = shop.get("/readyz", token=TOKEN)
+    assert kid in operator.json()["checks"]["keys"]["detail"]
+
+
 @sqlite_only
 def test_readyz_is_not_ready_while_the_database_refuses_writes(tmp_path, keys, sandbox, clock) -> None:
     import sqlite3
 
     import requests
 
-    app = create_app({**live_config(tmp_path, keys, sandbox.url), "CLOCK": clock, "DB_BUSY_TIMEOUT_MS": 200})
+    app = create_app({**live_config(tmp_path, keys, sandbox.url), "CLOCK": clock, "DB_BUSY_TIMEOUT_MS": 200,
+                      "METRICS_TOKEN": TOKEN})
     with models.db.connection_context():
         models.create_tables()
     server = LiveServer(app)
     holder = sqlite3.connect(str(tmp_path / "lbpay.db"), timeout=1)
     try:
         holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
-        busy = requests.get(server.url + "/readyz", timeout=10)
+        anonymous = requests.get(server.url + "/readyz", timeout=10)
+        busy = requests.get(server.url + "/readyz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
         holder.rollback()
         after = requests.get(server.url + "/readyz", timeout=10)
     finally:
@@ -92,6 +107,9 @@ def test_readyz_is_not_ready_while_the_database_refuses_writes(tmp_path, keys, s
     assert busy.status_code == 503
     assert busy.json()["checks"]["database"]["ok"] is False
     assert "locked" in busy.json()["checks"]["database"]["detail"]
+    # Anyone may see that it is not ready, never the database's error text.
+    assert anonymous.status_code == 503 and anonymous.json()["checks"]["database"] == {"ok": False}
+    assert "locked" not in anonymous.text
     assert after.status_code == 200
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHOP_ORIGIN, LiveServer, Shop, live_config, database_url_for
+from conftest import SHOP_ORIGIN, LiveServer, Shop, live_config
 
 import models
 from app import create_app
@@ -29,11 +29,11 @@ def shop_settings() -> dict[str, Any]:
     return {"WECHATPAY_APIV3_KEY_NEXT": NEXT_APIV3_KEY.decode()}
 
 
-def lbpay(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command line against the shop's database, keys folder and mounted license key."""
+def lbpay(shop: Shop, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command line with the shop's own live settings: its database, keys folder and mounted license key."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
-    env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "instance"), LBPAY_DATABASE_URL=database_url_for(tmp_path),
-               LBPAY_LICENSE_KEY_FILE=str(tmp_path / "license_key.pem"))
+    settings = live_config(tmp_path, shop.keys, shop.sandbox.url)
+    env.update({"LBPAY_" + name: str(value) for name, value in settings.items()})
     return subprocess.run([*LBPAY, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
@@ -68,7 +68,7 @@ def test_after_rotation_new_licenses_carry_the_new_kid_and_old_ones_still_verify
     first = buy(shop.url, shop.sandbox, shop.session)
     first_kid = shop.app.extensions["lbpay.shop"].license_keys.active.kid
 
-    rotated = lbpay(tmp_path, "keys", "rotate")
+    rotated = lbpay(shop, tmp_path, "keys", "rotate")
     assert rotated.returncode == 0, rotated.stderr
     assert "kill -HUP" in rotated.stdout
     # The running process signs with the old key until it reloads.
@@ -91,7 +91,7 @@ def test_after_rotation_new_licenses_carry_the_new_kid_and_old_ones_still_verify
     for view in (first, second):
         assert verify_license(view["license"]["key"], public, now).status == "valid"
 
-    listing = lbpay(tmp_path, "keys", "list").stdout.splitlines()
+    listing = lbpay(shop, tmp_path, "keys", "list").stdout.splitlines()
     assert f"{active['kid']}\tactive\t1 licenses" in listing
     assert f"{first_kid}\tretired\t1 licenses" in listing
     with models.db.connection_context():
@@ -100,7 +100,7 @@ def test_after_rotation_new_licenses_carry_the_new_kid_and_old_ones_still_verify
 
 def test_rotated_keys_keep_only_one_private_key_and_public_halves(shop: Shop, tmp_path: Path) -> None:
     for _ in range(2):
-        assert lbpay(tmp_path, "keys", "rotate").returncode == 0
+        assert lbpay(shop, tmp_path, "keys", "rotate").returncode == 0
     folder = tmp_path / "instance" / "license-keys"
     assert (folder / "active.pem").stat().st_mode & 0o777 == 0o600
     retired = sorted((folder / "retired").glob("*.pem"))
@@ -121,7 +121,7 @@ def test_rotated_keys_keep_only_one_private_key_and_public_halves(shop: Shop, tm
 
 
 def test_startup_refuses_a_rotated_key_readable_by_others(shop: Shop, tmp_path: Path) -> None:
-    assert lbpay(tmp_path, "keys", "rotate").returncode == 0
+    assert lbpay(shop, tmp_path, "keys", "rotate").returncode == 0
     active = tmp_path / "instance" / "license-keys" / "active.pem"
     active.chmod(0o644)
     with pytest.raises(ConfigError) as refused:

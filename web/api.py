@@ -39,7 +39,10 @@ def _billing_error(exc: BillingError) -> Response:
 
 
 def _json_object() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser's stack: not a body we would ever accept
+        raise BillingError("bad_request", "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BillingError("bad_request", "the body must be a JSON object")
     return data

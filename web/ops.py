@@ -85,19 +85,30 @@ def readyz() -> tuple[Response, int]:
         "wechat_config": wechat_setup(current_shop().wechat),
     }
     ready = all(ok for ok, _ in checks.values())
+    # The details name the signing key, count keys and quote database errors: for the operator only.
+    detailed = _holds_metrics_token()
     body = {"status": "ready" if ready else "not_ready",
-            "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in checks.items()}}
-    return jsonify(body), 200 if ready else 503
+            "checks": {name: {"ok": ok, "detail": detail} if detailed else {"ok": ok}
+                       for name, (ok, detail) in checks.items()}}
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response, 200 if ready else 503
+
+
+def _holds_metrics_token() -> bool:
+    """True when the request carries ``Authorization: Bearer <LBPAY_METRICS_TOKEN>`` (and a token is set)."""
+    token = _settings().metrics_token
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), (token or "").encode())
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus metrics for the holder of ``LBPAY_METRICS_TOKEN``; 404 when no token is set."""
-    token = _settings().metrics_token
-    if not token:
+    if not _settings().metrics_token:
         abort(404)
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+    if not _holds_metrics_token():
         response = Response("unauthorized\n", status=401, mimetype="text/plain")
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -147,14 +147,21 @@ def register_error_pages(app: Flask) -> None:
     """Answer errors as JSON under /api and for WeChat, as a bilingual page elsewhere."""
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
+    def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        if request.path.startswith("/wechatpay/"):
-            return jsonify(code="FAIL", message=exc.name), status
         code = _STATUS_CODES.get(status, "bad_request")
-        if request.path.startswith("/api/"):
-            return jsonify(error_body(code)), status
-        return render_template("error.html", status=status, text=CATALOGUE[code]), status
+        if request.path.startswith("/wechatpay/"):
+            response = jsonify(code="FAIL", message=exc.name)
+        elif request.path.startswith("/api/"):
+            response = jsonify(error_body(code))
+        else:
+            response = Response(render_template("error.html", status=status, text=CATALOGUE[code]),
+                                mimetype="text/html")
+        response.status_code = status
+        # The exception's own headers say what the body cannot: Allow on a 405 (RFC 9110), and so on.
+        response.headers.extend([(name, value) for name, value in exc.get_headers()
+                                 if name.lower() != "content-type"])
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response | str, int]:
