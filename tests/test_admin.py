@@ -20,7 +20,8 @@ from argon2 import PasswordHasher
 from conftest import Shop
 
 import models
-from billing.admin_users import UNKNOWN_DEVICES_RULE, create_admin, enrol_totp
+from billing.admin_users import create_admin, enrol_totp
+from billing.limits import SIGN_IN_UNKNOWN_DEVICES
 
 EMAIL = "creator@example.com"
 PASSWORD = "correct horse battery staple"
@@ -650,7 +651,7 @@ def test_a_browser_that_signed_in_before_is_not_locked_out_by_a_distributed_atta
     statuses = [_from(Console(shop), f"203.0.113.{n // 5}").login(password=f"guess-{n}").status_code
                 for n in range(60)]
     # (the known browser's own first sign-in, before it had a cookie, took one attempt of the account's)
-    assert statuses.count(401) == UNKNOWN_DEVICES_RULE.capacity - 1 and statuses[-1] == 429
+    assert statuses.count(401) == SIGN_IN_UNKNOWN_DEVICES.count - 1 and statuses[-1] == 429
     # ... so the account is closed to browsers it never saw, even at the creator's own address,
     assert _from(Console(shop), "198.51.100.20").login().status_code == 429
     # but the browser holding the signed device cookie still signs in.
