@@ -34,6 +34,11 @@ const crypto = require('node:crypto');
  */
 
 const DEFAULT_TIMEOUT_MS = 10000;
+/**
+ * What Node's fetch (undici) names in `cause` when the connection dropped under a request: a reused
+ * keep-alive connection the server had closed (gunicorn after 2 s idle) while a busy host did not notice.
+ */
+const DROPPED_CONNECTION = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 const DEFAULT_POLL_MS = 1000;
 const MAX_WAIT_MS = 30 * 60 * 1000;
 
@@ -88,6 +93,15 @@ function sleep(ms, signal) {
 }
 
 /**
+ * Whether fetch failed because the connection dropped (not an answer, an abort or a timeout).
+ * @param {unknown} err
+ */
+function droppedConnection(err) {
+  const cause = err instanceof TypeError ? /** @type {{cause?: {code?: unknown}}} */ (err).cause : undefined;
+  return typeof cause?.code === 'string' && DROPPED_CONNECTION.has(cause.code);
+}
+
+/**
  * One signal that aborts when the caller's does or when `timeoutMs` passes.
  * @param {AbortSignal|undefined} signal
  * @param {number} timeoutMs
@@ -127,10 +141,17 @@ class PayClient {
     const headers = { Accept: text ? 'text/plain' : 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers.Authorization = `Bearer ${token}`;
-    const response = await this.fetch(`${this.baseUrl}/api/v1${path}`, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-      signal: withTimeout(signal, this.timeoutMs),
-    });
+    const url = `${this.baseUrl}/api/v1${path}`;
+    const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: withTimeout(signal, this.timeoutMs) };
+    let response;
+    try {
+      response = await this.fetch(url, init);
+    } catch (err) {
+      // A GET changes nothing, so it goes again at once (on a new connection); a POST may have arrived.
+      if (method !== 'GET' || !droppedConnection(err)) throw err;
+      response = await this.fetch(url, init);
+    }
     if (response.ok) return text ? response.text() : response.json();
     const retryAfter = Number.parseInt(response.headers.get('Retry-After') || '', 10);
     let detail;
