@@ -4,8 +4,9 @@
 //   const { PayClient, verifyLicense } = require('./index.js');
 //   const pay = new PayClient({ baseUrl: 'https://pay.example.com' });
 //   const order = await pay.createOrder({ courseId: 'cpp-primer-5th', buyerToken });
-//   // show order.qr_svg, keep order.buyer_token in the extension's secret storage
-//   const done = await pay.waitForLicense(order, { signal });
+//   // show order.qr_svg, keep order.buyer_token in the extension's secret storage; while it waits, show
+//   // each poll's qr_svg instead (the server renews the code before WeChat's 2 hours run out)
+//   const done = await pay.waitForLicense(order, { signal, onUpdate: (view) => view.qr_svg && draw(view.qr_svg) });
 //   if (done.license) verifyLicense(done.license.key, publicKeyPem, { courseId: 'cpp-primer-5th' });
 //   verifyRevocations(await pay.revocations(), publicKeyPem);  // refused once older than 7 days
 'use strict';
