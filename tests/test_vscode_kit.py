@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -84,7 +85,8 @@ def test_the_kit_passes_its_node_tests_against_the_live_server(built: Path, serv
     files = sorted(str(p.relative_to(KIT)) for p in (KIT / "test").glob("*.test.js"))
     report = node_tests(files, node_env(server, folder), server)
     for name in ("the license reaches onLicense", "cancel closes the order", "WeChat down",
-                 "an expired order", "a revoked license is refused", "a missing or unreadable expiresAt"):
+                 "an expired order", "a revoked license is refused", "a missing or unreadable expiresAt",
+                 "is the one the panel shows"):
         assert name in report, report
 
 
@@ -200,6 +202,15 @@ def test_the_panel_page_draws_every_state_in_chromium(built: Path, server: Runni
         assert "后过期" in countdown and "QR expires in" in countdown
         assert page.get_attribute("#status", "data-status") == "pending"
         shot(page, "vscode-qr.png")
+
+        # A poll that brings a replaced code_url (the server renews it before WeChat's 2 hours) redraws the QR.
+        renewed = requests.post(server.base + "/api/v1/orders", json={"course_id": "cpp-primer-5th"},
+                                timeout=10).json()["qr_svg"]
+        assert renewed != order["qr_svg"]
+        page.evaluate("(s) => window.postMessage(s, '*')", {**waiting, "order": {**waiting["order"], "qr_svg": renewed}})
+        drawn = "data:image/svg+xml;base64," + base64.b64encode(renewed.encode()).decode()
+        page.wait_for_function("(src) => { const qr = document.getElementById('qr'); "
+                               "return qr.src === src && qr.naturalWidth > 0; }", arg=drawn)
         page.click("#cancel")
         assert page.evaluate("window.__sent.at(-1)") == {"type": "cancel"}
 

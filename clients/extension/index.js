@@ -4,8 +4,9 @@
 //   const { PayClient, verifyLicense } = require('./index.js');
 //   const pay = new PayClient({ baseUrl: 'https://pay.example.com' });
 //   const order = await pay.createOrder({ courseId: 'cpp-primer-5th', buyerToken });
-//   // show order.qr_svg, keep order.buyer_token in the extension's secret storage
-//   const done = await pay.waitForLicense(order, { signal });
+//   // show order.qr_svg, keep order.buyer_token in the extension's secret storage; while it waits, show
+//   // each poll's qr_svg instead (the server renews the code before WeChat's 2 hours run out)
+//   const done = await pay.waitForLicense(order, { signal, onUpdate: (view) => view.qr_svg && draw(view.qr_svg) });
 //   if (done.license) verifyLicense(done.license.key, publicKeyPem, { courseId: 'cpp-primer-5th' });
 //   verifyRevocations(await pay.revocations(), publicKeyPem);  // refused once older than 7 days
 'use strict';
@@ -19,7 +20,7 @@ const crypto = require('node:crypto');
  * @typedef {{code: string, message_zh: string, message_en: string, action: ErrorAction, detail?: string}} ErrorDetail
  * @typedef {{id: string, key: string, expires_at: string, state: 'active'|'expired'|'revoked'}} OrderLicense
  * @typedef {{order_id: string, status: string, course_id: string, amount_fen: number, currency: 'CNY',
- *            code_url: string|null, created_at: string, expires_at: string, paid_at: string|null,
+ *            code_url: string|null, qr_svg: string|null, created_at: string, expires_at: string, paid_at: string|null,
  *            out_trade_no: string, transaction_id: string|null, license: OrderLicense|null,
  *            error: ErrorDetail|null, final: boolean, poll_after_ms: number|null}} Order
  * @typedef {Order & {qr_svg: string, order_token: string, buyer_token: string}} PlacedOrder
@@ -34,6 +35,11 @@ const crypto = require('node:crypto');
  */
 
 const DEFAULT_TIMEOUT_MS = 10000;
+/**
+ * What Node's fetch (undici) names in `cause` when the connection dropped under a request: a reused
+ * keep-alive connection the server had closed (gunicorn after 2 s idle) while a busy host did not notice.
+ */
+const DROPPED_CONNECTION = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 const DEFAULT_POLL_MS = 1000;
 const MAX_WAIT_MS = 30 * 60 * 1000;
 
@@ -88,6 +94,15 @@ function sleep(ms, signal) {
 }
 
 /**
+ * Whether fetch failed because the connection dropped (not an answer, an abort or a timeout).
+ * @param {unknown} err
+ */
+function droppedConnection(err) {
+  const cause = err instanceof TypeError ? /** @type {{cause?: {code?: unknown}}} */ (err).cause : undefined;
+  return typeof cause?.code === 'string' && DROPPED_CONNECTION.has(cause.code);
+}
+
+/**
  * One signal that aborts when the caller's does or when `timeoutMs` passes.
  * @param {AbortSignal|undefined} signal
  * @param {number} timeoutMs
@@ -127,10 +142,17 @@ class PayClient {
     const headers = { Accept: text ? 'text/plain' : 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers.Authorization = `Bearer ${token}`;
-    const response = await this.fetch(`${this.baseUrl}/api/v1${path}`, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-      signal: withTimeout(signal, this.timeoutMs),
-    });
+    const url = `${this.baseUrl}/api/v1${path}`;
+    const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: withTimeout(signal, this.timeoutMs) };
+    let response;
+    try {
+      response = await this.fetch(url, init);
+    } catch (err) {
+      // A GET changes nothing, so it goes again at once (on a new connection); a POST may have arrived.
+      if (method !== 'GET' || !droppedConnection(err)) throw err;
+      response = await this.fetch(url, init);
+    }
     if (response.ok) return text ? response.text() : response.json();
     const retryAfter = Number.parseInt(response.headers.get('Retry-After') || '', 10);
     let detail;

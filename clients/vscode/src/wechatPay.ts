@@ -158,7 +158,7 @@ export class WeChatPayPanel {
     }
     await this.purchases.remember(order.buyer_token);
     this.placed = { order_id: order.order_id, order_token: order.order_token };
-    const shown = { order_id: order.order_id, amount_fen: order.amount_fen, qr_svg: order.qr_svg,
+    let shown = { order_id: order.order_id, amount_fen: order.amount_fen, qr_svg: order.qr_svg,
       expires_at: order.expires_at, status: order.status };
     this.show({ phase: 'waiting', order: shown });
     const waiting = new AbortController();
@@ -167,7 +167,10 @@ export class WeChatPayPanel {
       const done = await this.client.waitForLicense(order, {
         signal: waiting.signal,
         onUpdate: (view) => {
-          if (!view.final) this.show({ order: { ...shown, status: view.status }, error: view.error ? describeError(view.error.code, view.error) : null });
+          if (view.final) return;
+          // The server replaces the code_url before WeChat's 2 hours run out: show the QR it holds now.
+          shown = { ...shown, status: view.status, qr_svg: view.qr_svg ?? shown.qr_svg };
+          this.show({ order: shown, error: view.error ? describeError(view.error.code, view.error) : null });
         },
       });
       this.waiting = null;

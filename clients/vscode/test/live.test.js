@@ -17,6 +17,13 @@ async function sandbox(method, path, body) {
   assert.ok(response.ok, `${method} ${path}: ${response.status} ${await response.text()}`);
 }
 
+/** The sandbox's own view of an order: its current code_url and the phone page that pays it. */
+async function sandboxOrder(no) {
+  const response = await fetch(`${BASE}/sandbox/control/orders/${no}`);
+  assert.equal(response.status, 200, await response.clone().text());
+  return response.json();
+}
+
 /** A fresh extension: context, keyring from the server, the kit registered, licenses it was handed. */
 async function extension(overrides = {}) {
   const context = fakeContext();
@@ -146,6 +153,36 @@ test('an expired order ends the wait with order_expired and a new order', { skip
   assert.match(failed.error.message_zh, /过期/);
   assert.equal(ext.licenses.length, 0);
   ext.api.dispose();
+});
+
+test('a QR code the server replaces before its two hours is the one the panel shows, and it pays', { skip, timeout: 90000 }, async (t) => {
+  const { ext, panel, waiting } = await startBuying();
+  t.after(() => ext.api.dispose());  // a failed wait must not leave the panel polling
+  // See what the panel's own polls answer, passing every call through to the server unchanged.
+  const polls = [];
+  const getOrder = ext.api.client.getOrder.bind(ext.api.client);
+  ext.api.client.getOrder = async (...args) => {
+    const view = await getOrder(...args);
+    polls.push(view);
+    return view;
+  };
+  const id = waiting.order.order_id;
+  const before = await sandboxOrder(await outTradeNo(ext, id));
+  await creator('age-qr', id);  // the code is now 101 minutes old on the server's side
+
+  const redrawn = await panel.waitFor((s) => s.phase === 'waiting' && s.order.qr_svg !== waiting.order.qr_svg);
+  const now = await sandboxOrder(before.out_trade_no);
+  assert.notEqual(now.code_url, before.code_url, 'WeChat was asked for a current code_url');
+  const poll = polls.find((view) => view.code_url === now.code_url);
+  assert.ok(poll, `no poll answered the current code_url: ${JSON.stringify(polls.map((v) => v.code_url))}`);
+  assert.equal(redrawn.order.qr_svg, poll.qr_svg, 'the panel draws the QR of the current code_url');
+  assert.deepEqual([redrawn.order.order_id, redrawn.order.status, redrawn.order.expires_at], [id, 'pending', waiting.order.expires_at]);
+
+  // The learner scans what the panel now shows: that code pays, and the license arrives.
+  const scanned = await fetch(now.pay_page, { method: 'POST', body: new URLSearchParams({ result: 'success' }) });
+  assert.equal(scanned.status, 200, await scanned.text());
+  await panel.waitFor((s) => s.phase === 'licensed');
+  assert.equal(ext.licenses.length, 1);
 });
 
 test('a revoked license is refused on restore and never reaches onLicense', { skip, timeout: 60000 }, async () => {
