@@ -118,8 +118,13 @@ def take_attempt(shop: Shop, email: str, address: str | None, device: str | None
 
 def forgive_account(email: str, address: str | None, device: str | None) -> None:
     """Refill this browser's and this address's limits for the account after a complete sign-in."""
+    # This browser's own limit and the account's from this address; never the address's or the
+    # unknown browsers' limits, which others' failures fill.
+    mine = [sign_in_limits(email, address, None)[0][0]]
+    if device:
+        mine.append(sign_in_limits(email, address, device)[0][0])
     with write_transaction():
-        for key, _ in sign_in_limits(email, address, device) + sign_in_limits(email, address, None)[:1]:
+        for key in mine:
             limits.forgive(key)
 
 

@@ -77,7 +77,7 @@ def test_readyz_tells_anonymous_callers_only_ready_or_not(shop: Shop) -> None:
         anonymous = shop.get("/readyz", token=token)
         assert anonymous.status_code == 200
         assert anonymous.json() == {"status": "ready", "checks": {name: {"ok": True} for name in
-                                                                  ("database", "keys", "scheduler", "reconcile")}}
+                                                                  ("database", "keys", "scheduler", "reconcile", "wechat_config")}}
         assert kid not in anonymous.text and "APIv3" not in anonymous.text
     operator = shop.get("/readyz", token=TOKEN)
     assert kid in operator.json()["checks"]["keys"]["detail"]
