@@ -8,7 +8,9 @@ import hmac
 import json
 from typing import Any
 
-from models import AuditEvent, Order
+from models import AuditEvent, Order, db
+
+from . import rows
 
 GENESIS = "0" * 64
 
@@ -24,24 +26,29 @@ def _event_hash(prev_hash: str, at: dt.datetime, actor: str, action: str,
 
 
 def record(action: str, *, at: dt.datetime, actor: str = "system", order: Order | None = None,
-           detail: dict[str, Any] | None = None, ip: str | None = None,
-           after: AuditEvent | None = None) -> AuditEvent:
-    """Append one event; call it inside the write transaction of the change it describes.
+           detail: dict[str, Any] | None = None, ip: str | None = None, after: str | None = None) -> str:
+    """Append one event and return its hash; call it inside the write transaction of the change it describes.
 
-    ``after`` is the event this transaction appended last, which saves reading it back.
+    ``after`` is the hash of the event this transaction appended last, which saves reading it back.
+    Otherwise the newest hash is read here, inside the write lock, so writers in any process chain
+    one after another and never fork the trail.
     """
     if after is not None:
-        prev_hash = after.hash
+        prev_hash = after
     else:
-        last = AuditEvent.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).first()
-        prev_hash = last.hash if last else GENESIS
+        last = db.execute_sql(_LAST_HASH_SQL).fetchone()
+        prev_hash = last[0] if last else GENESIS
     # Microsecond precision is what the column keeps, so hash exactly that.
     at = at.astimezone(dt.timezone.utc)
     text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     order_id = order.id if order is not None else None
     digest = _event_hash(prev_hash, at, actor, action, order_id, text, ip)
-    return AuditEvent.create(at=at, actor=actor, action=action, order=order_id, detail=text,
-                             ip=ip, prev_hash=prev_hash, hash=digest)
+    rows.insert(AuditEvent, {"at": at, "actor": actor, "action": action, "order": order_id, "detail": text,
+                             "ip": ip, "prev_hash": prev_hash, "hash": digest})
+    return digest
+
+
+_LAST_HASH_SQL = f'SELECT "hash" FROM "{AuditEvent._meta.table_name}" ORDER BY "id" DESC LIMIT 1'
 
 
 def verify_chain(after: tuple[int, str] | None = None) -> tuple[bool, int, int | None]:
