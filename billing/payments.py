@@ -386,12 +386,11 @@ def fulfil(p: Payment, order: Order, verdict: Verdict) -> str:
 
 def fulfilled(p: Payment, order: Order) -> str:
     """Write what follows a claimed payment: two chained audit events, the license, its mail, the notification."""
-    paid = audit.record("order.paid", at=p.now, actor="wechat", order=order, ip=p.ip,
-                        detail={**p.facts, "amount_fen": p.tx["amount"]["total"]})
     issued = issue_license_for(p.shop, order, p.now, p.draft)
-    audit.record("license.issued", at=p.now, order=order, after=paid,
-                 detail={"license": issued.license_id, "kid": issued.kid,
-                         "expires_at": issued.expires_at.isoformat()})
+    audit.record_all([
+        audit.Event("order.paid", p.now, "wechat", order, {**p.facts, "amount_fen": p.tx["amount"]["total"]}, p.ip),
+        audit.Event("license.issued", p.now, "system", order, {
+            "license": issued.license_id, "kid": issued.kid, "expires_at": issued.expires_at.isoformat()})])
     enqueue_license_mail(order, p.now)
     p.keep("fulfilled", order)
     return "fulfilled"
