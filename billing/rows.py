@@ -110,10 +110,14 @@ def select_list(model: type[Model], alias: str) -> str:
 
 
 def instance(model: type[Model], row: tuple[Any, ...], **related: Model) -> tuple[Any, tuple[Any, ...]]:
-    """Build a model instance from the start of ``row`` (laid out by ``select_list``); return it and the rest."""
+    """Build a model instance from the start of ``row`` (laid out by ``select_list``); return it and the rest.
+
+    ``related`` gives the objects of foreign keys read in the same row (the order's course).
+    The instance is filled the way Peewee fills one it read itself, without a setattr per field.
+    """
     columns = _columns(model)
-    data = {name: field.python_value(value) for (name, field), value in zip(columns, row)}
-    data.update(related)
-    built = model(__no_default__=1, **data)
-    built._dirty.clear()
+    built: Any = object.__new__(model)
+    built.__data__ = {name: field.python_value(value) for (name, field), value in zip(columns, row)}
+    built._dirty = set()
+    built.__rel__ = dict(related)
     return built, row[len(columns):]
