@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,10 +11,6 @@ from typing import Any, Callable
 from flask import Flask, jsonify, request
 
 from workspace import Workspace
-
-# Scratch: the interpreter's thread switch interval for every server the bench starts (default 5 ms).
-if "BENCH_SWITCH_INTERVAL" in os.environ:
-    sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
 
 # What a status poll answers, in size and shape, so the baseline pays the same JSON encoding.
 CONSTANT = {
