@@ -434,7 +434,7 @@ def notify_open_loop(port: int, notes: list[tuple[bytes, dict[str, str]]], rate:
 
 def primitives_floor(workspace: Workspace, notes: list[tuple[bytes, dict[str, str]]], count: int) -> dict[str, Any]:
     """What one notification cannot avoid, each primitive timed alone: RSA verify, AES-GCM decrypt,
-    RSA signing of a license, one SQLite write transaction (WAL, synchronous NORMAL, as ours)."""
+    RSA signing of a license, one SQLite write transaction (WAL, synchronous NORMAL, as ours); best of three."""
     import sqlite3
 
     from licensing import load_signing_key
@@ -480,9 +480,16 @@ def primitives_floor(workspace: Workspace, notes: list[tuple[bytes, dict[str, st
 
     each: dict[str, float] = {}
     for name, run in (("verify", verify), ("decrypt", decrypt), ("sign", sign), ("transaction", transact)):
-        started = time.perf_counter()
-        run()
-        each[name + "_us"] = (time.perf_counter() - started) / count * 1e6
+        # Best of three: on a shared machine a single pass takes whatever the neighbours leave it,
+        # and the floor is what the primitives cost, not what the machine happened to be doing.
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - started)
+            conn.execute("UPDATE payment SET status='pending', transaction_id=NULL")
+            conn.execute("DELETE FROM license")
+        each[name + "_us"] = best / count * 1e6
     conn.close()
     total_us = sum(each.values())
     return {"count": count, **each, "total_us": total_us, "rps": 1e6 / total_us}
@@ -571,7 +578,7 @@ def notify_phase(workspace: Workspace, database: Path, shop: Server, make: Calla
     try:
         sdk_orders(sdk_db, [], 9900)
         sdk.wait("/", timeout=60)
-        per_run = max(400, int(CFG["notify_seconds"] * 400))
+        per_run = max(400, int(CFG["notify_seconds"] * 1000))  # enough that neither server runs out in the window
         closed: dict[str, list[dict[str, Any]]] = {"ours": [], "sdk": []}
         for round_ in range(CFG["notify_rounds"]):
             say(f"notifications round {round_ + 1}: signing {per_run}, then ours and the SDK handler on the same bytes")
