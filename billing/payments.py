@@ -298,8 +298,8 @@ def _order_with_course(out_trade_no: str) -> Order | None:
     if found is None:
         return None
     course, _ = rows.instance(Course, found[len(Order._meta.sorted_fields):])
-    order, _ = rows.instance(Order, found, course=course)
-    return order  # type: ignore[no-any-return]
+    order: Order = rows.instance(Order, found, course=course)[0]
+    return order
 
 
 def _flag(order: Order, flag: str, reason: str, **fields: Any) -> None:
