@@ -246,10 +246,21 @@ class Client:
         return {**r.json(), "client_address": address}, elapsed, dict(r.headers)
 
     def pay(self, out_trade_no: str) -> None:
-        r = self.session.post(f"{self.sandbox_url}/control/orders/{out_trade_no}/pay", json={"result": "success"},
-                              timeout=30, verify=self.ca)
-        if r.status_code != 200:
+        for attempt in range(3):
+            try:
+                r = self.session.post(f"{self.sandbox_url}/control/orders/{out_trade_no}/pay",
+                                      json={"result": "success"}, timeout=30, verify=self.ca)
+            except requests.ConnectionError:
+                # The sandbox (one worker, TLS) drops a connection now and then on a loaded machine;
+                # the payment may have happened, which the retry's 409 then shows. The delay counts.
+                self.local.session = requests.Session()
+                time.sleep(0.1)
+                continue
+            if r.status_code == 200 or (attempt and r.status_code == 409
+                                        and r.json().get("order", {}).get("trade_state") == "SUCCESS"):
+                return
             raise RuntimeError(f"pay: {r.status_code} {r.text[:200]}")
+        raise RuntimeError(f"pay: the sandbox dropped the connection three times for {out_trade_no}")
 
     def poll(self, order: dict[str, Any]) -> dict[str, Any]:
         r = self.session.get(f"{self.shop_url}/api/v1/orders/{order['order_id']}", timeout=30,
@@ -351,9 +362,25 @@ def post_notification(conn: http.client.HTTPConnection, note: tuple[bytes, dict[
     return response.status
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time so far of these processes (all their threads)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def notify_closed_loop(port: int, notes: list[tuple[bytes, dict[str, str]]], seconds: float,
-                       senders: int = 8) -> dict[str, Any]:
-    """As many notifications as the server takes, ``senders`` at a time, for ``seconds``."""
+                       senders: int = 8, server: Server | None = None) -> dict[str, Any]:
+    """As many notifications as the server takes, ``senders`` at a time, for ``seconds``.
+
+    With ``server``, also the CPU its workers spent per notification: on a machine shared with
+    other work that says more than the rate, which depends on how much CPU the server was given.
+    """
+    pids = server.worker_pids() if server is not None else []
+    cpu_before = cpu_seconds(pids)
     lock = threading.Lock()
     queue = iter(notes)
     latencies: list[float] = []
@@ -381,8 +408,10 @@ def notify_closed_loop(port: int, notes: list[tuple[bytes, dict[str, str]]], sec
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
+    cpu_ms = (cpu_seconds(pids) - cpu_before) / max(len(latencies), 1) * 1e3 if pids else float("nan")
     return {"count": len(latencies), "rps": len(latencies) / elapsed, "p50_ms": pct(latencies, 50) * 1e3,
-            "p99_ms": pct(latencies, 99) * 1e3, "failures": failures[0], "exhausted": len(latencies) >= len(notes)}
+            "p99_ms": pct(latencies, 99) * 1e3, "failures": failures[0], "exhausted": len(latencies) >= len(notes),
+            "server_cpu_ms": cpu_ms}
 
 
 def notify_open_loop(port: int, notes: list[tuple[bytes, dict[str, str]]], rate: int) -> dict[str, Any]:
@@ -417,7 +446,7 @@ def notify_open_loop(port: int, notes: list[tuple[bytes, dict[str, str]]], rate:
 
 def primitives_floor(workspace: Workspace, notes: list[tuple[bytes, dict[str, str]]], count: int) -> dict[str, Any]:
     """What one notification cannot avoid, each primitive timed alone: RSA verify, AES-GCM decrypt,
-    RSA signing of a license, one SQLite write transaction (WAL, synchronous NORMAL, as ours)."""
+    RSA signing of a license, one SQLite write transaction (WAL, synchronous NORMAL, as ours); best of three."""
     import sqlite3
 
     from licensing import load_signing_key
@@ -463,9 +492,16 @@ def primitives_floor(workspace: Workspace, notes: list[tuple[bytes, dict[str, st
 
     each: dict[str, float] = {}
     for name, run in (("verify", verify), ("decrypt", decrypt), ("sign", sign), ("transaction", transact)):
-        started = time.perf_counter()
-        run()
-        each[name + "_us"] = (time.perf_counter() - started) / count * 1e6
+        # Best of three: on a shared machine a single pass takes whatever the neighbours leave it,
+        # and the floor is what the primitives cost, not what the machine happened to be doing.
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - started)
+            conn.execute("UPDATE payment SET status='pending', transaction_id=NULL")
+            conn.execute("DELETE FROM license")
+        each[name + "_us"] = best / count * 1e6
     conn.close()
     total_us = sum(each.values())
     return {"count": count, **each, "total_us": total_us, "rps": 1e6 / total_us}
@@ -494,30 +530,41 @@ def in_process_rate(workspace: Workspace, notes_for: Callable[[list[str]], list[
         from billing.courses import save_course
 
         save_course(shop, course_id="cpp-primer-5th", title="C++ Primer 第5版", price_fen=9900)
-    notes = notes_for(pending_orders(database, count, "floor"))
+    notes = notes_for(pending_orders(database, 2 * count, "floor"))
+    import cProfile
+    import io
     import logging
+    import pstats
 
     logging.disable(logging.INFO)  # the servers do not log to a terminal either; keep the loop quiet
     models.db.connect(reuse_if_open=True)
-    profiler = None
-    if profile_to is not None:
-        from pyinstrument import Profiler
 
-        profiler = Profiler(interval=0.0005)
-        profiler.start()
-    started = time.perf_counter()
-    for body, headers in notes:
-        answer = receive_transaction_notification(shop, body, headers, ip="127.0.0.1")
-        assert answer.status == 204, answer
-    elapsed = time.perf_counter() - started
-    if profiler is not None and profile_to is not None:
-        profiler.stop()
-        profile_to.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+    def loop(batch: list[tuple[bytes, dict[str, str]]]) -> None:
+        for body, headers in batch:
+            answer = receive_transaction_notification(shop, body, headers, ip="127.0.0.1")
+            assert answer.status == 204, answer
+
+    # Timed without a profiler (it would inflate the figure), then a second batch profiled.
+    started, cpu_started = time.perf_counter(), time.process_time()
+    loop(notes[:count])
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if profile_to is not None:
+        profiler = cProfile.Profile()
+        profiler.runcall(loop, notes[count:])
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("tottime").print_stats(25)
+        profile_to.write_text(f"our notification path in-process, {count} notifications under cProfile "
+                              f"(unprofiled: {elapsed / count * 1e3:.2f} ms wall, {cpu / count * 1e3:.2f} ms CPU each)\n"
+                              + text.getvalue().replace(str(ROOT) + "/", ""))
+    else:
+        loop(notes[count:])
     licenses = models.License.select().count()
     models.db.close()
     logging.disable(logging.NOTSET)
-    assert licenses == count, licenses
-    return {"count": count, "rps": count / elapsed, "ms_each": elapsed / count * 1e3}
+    assert licenses == 2 * count, licenses
+    return {"count": count, "rps": count / elapsed, "ms_each": elapsed / count * 1e3, "cpu_ms_each": cpu / count * 1e3}
 
 
 def sdk_orders(database: Path, out_trade_nos: list[str], amount: int) -> None:
@@ -532,8 +579,9 @@ def sdk_orders(database: Path, out_trade_nos: list[str], amount: int) -> None:
     conn.close()
 
 
-def notify_phase(workspace: Workspace, database: Path, shop_port: int, make: Callable[..., Any]) -> dict[str, Any]:
+def notify_phase(workspace: Workspace, database: Path, shop: Server, make: Callable[..., Any]) -> dict[str, Any]:
     """Ours and the SDK handler on the same notification bytes, alternating; open loop; the floor; a profile."""
+    load_before = os.getloadavg()[0]
     sdk_db = WORK / "run" / "sdk.db"
     sdk_port = free_port()
     sdk = Server("sdk", "servers:sdk()", sdk_port,
@@ -542,19 +590,19 @@ def notify_phase(workspace: Workspace, database: Path, shop_port: int, make: Cal
     try:
         sdk_orders(sdk_db, [], 9900)
         sdk.wait("/", timeout=60)
-        per_run = max(400, int(CFG["notify_seconds"] * 400))
+        per_run = max(400, int(CFG["notify_seconds"] * 1000))  # enough that neither server runs out in the window
         closed: dict[str, list[dict[str, Any]]] = {"ours": [], "sdk": []}
         for round_ in range(CFG["notify_rounds"]):
             say(f"notifications round {round_ + 1}: signing {per_run}, then ours and the SDK handler on the same bytes")
             nos = pending_orders(database, per_run, f"n{round_}c")
             sdk_orders(sdk_db, nos, 9900)
             notes = make(nos)
-            first, second = (("ours", shop_port), ("sdk", sdk_port))[:: 1 if round_ % 2 == 0 else -1]
-            for name, port in (first, second):
-                closed[name].append(notify_closed_loop(port, notes, CFG["notify_seconds"]))
+            first, second = (("ours", shop), ("sdk", sdk))[:: 1 if round_ % 2 == 0 else -1]
+            for name, server in (first, second):
+                closed[name].append(notify_closed_loop(server.port, notes, CFG["notify_seconds"], server=server))
         rate_count = int(CFG["notify_rate"] * CFG["notify_seconds"])
         say(f"notifications: {CFG['notify_rate']}/s for {CFG['notify_seconds']} s, open loop")
-        opened = notify_open_loop(shop_port, make(pending_orders(database, rate_count, "nopen")), CFG["notify_rate"])
+        opened = notify_open_loop(shop.port, make(pending_orders(database, rate_count, "nopen")), CFG["notify_rate"])
     finally:
         sdk.stop()
     say("notifications: the primitives, each alone; our path in-process with a profile")
@@ -562,7 +610,7 @@ def notify_phase(workspace: Workspace, database: Path, shop_port: int, make: Cal
                              CFG["floor_count"])
     in_process = in_process_rate(workspace, make, CFG["floor_count"], profile_to=WORK / "notify-profile.txt")
     return {"closed": closed, "open": opened, "floor": floor, "in_process": in_process,
-            "profile": str(WORK / "notify-profile.txt")}
+            "profile": str(WORK / "notify-profile.txt"), "load_average": [load_before, os.getloadavg()[0]]}
 
 
 def verify_side_by_side(workspace: Workspace, notes: list[tuple[bytes, dict[str, str]]], count: int) -> dict[str, Any]:
@@ -807,7 +855,7 @@ def main() -> None:
         if "notify" in PHASES or "verify" in PHASES:
             make = lambda nos: signed_notifications(workspace, nos, 9900)  # noqa: E731
         if "notify" in PHASES:
-            result["notify"] = notify_phase(workspace, database, ports["shop"], make)
+            result["notify"] = notify_phase(workspace, database, shop, make)
 
         result["rss_mb"] = {"shop": shop.peak_rss_mb(), "bare": bare.peak_rss_mb()}
 
@@ -861,12 +909,16 @@ def report(result: dict[str, Any]) -> None:
         notes["notify_vs_sdk_ratio"] = (
             f"ours {'/'.join(f'{v:.0f}' for v in ours)}/s (p99 {max(r['p99_ms'] for r in n['closed']['ours']):.0f} ms) "
             f"vs SDK {'/'.join(f'{v:.0f}' for v in peer)}/s (p99 {max(r['p99_ms'] for r in n['closed']['sdk']):.0f} ms), "
-            "same bytes, 8 senders")
+            "same bytes, 8 senders; server CPU per notification: ours "
+            + "/".join(f"{r['server_cpu_ms']:.2f}" for r in n["closed"]["ours"]) + " ms, SDK "
+            + "/".join(f"{r['server_cpu_ms']:.2f}" for r in n["closed"]["sdk"]) + " ms")
         f = n["floor"]
         figures["notify_floor_ratio"] = ours_rps / f["rps"]
         notes["notify_floor_ratio"] = (f"floor {f['rps']:.0f}/s = verify {f['verify_us']:.0f} + decrypt "
                                        f"{f['decrypt_us']:.0f} + sign {f['sign_us']:.0f} + transaction "
-                                       f"{f['transaction_us']:.0f} µs; ours in-process {n['in_process']['ms_each']:.2f} ms")
+                                       f"{f['transaction_us']:.0f} µs; ours in-process {n['in_process']['ms_each']:.2f} ms "
+                                       f"({n['in_process'].get('cpu_ms_each', float('nan')):.2f} ms CPU); load average "
+                                       + "/".join(f"{v:.1f}" for v in n.get("load_average", [])))
         figures["notify_p99_ms_at_150rps"] = n["open"]["p99_ms"]
         notes["notify_p99_ms_at_150rps"] = (f"{n['open']['count']} at {n['open']['rate']}/s, p50 "
                                             f"{n['open']['p50_ms']:.1f} ms, {n['open']['failures']} failed")

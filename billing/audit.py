@@ -6,9 +6,12 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from models import AuditEvent, Order
+from models import AuditEvent, Order, db
+
+from . import rows
 
 GENESIS = "0" * 64
 
@@ -23,25 +26,47 @@ def _event_hash(prev_hash: str, at: dt.datetime, actor: str, action: str,
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def record(action: str, *, at: dt.datetime, actor: str = "system", order: Order | None = None,
-           detail: dict[str, Any] | None = None, ip: str | None = None,
-           after: AuditEvent | None = None) -> AuditEvent:
-    """Append one event; call it inside the write transaction of the change it describes.
+@dataclass(frozen=True)
+class Event:
+    """One audit event to append: what happened, when, by whom, to which order, with what detail."""
 
-    ``after`` is the event this transaction appended last, which saves reading it back.
+    action: str
+    at: dt.datetime
+    actor: str = "system"
+    order: Order | None = None
+    detail: dict[str, Any] | None = None
+    ip: str | None = None
+
+
+def record(action: str, *, at: dt.datetime, actor: str = "system", order: Order | None = None,
+           detail: dict[str, Any] | None = None, ip: str | None = None) -> str:
+    """Append one event and return its hash; call it inside the write transaction of the change it describes."""
+    return record_all([Event(action, at, actor, order, detail, ip)])
+
+
+def record_all(events: list[Event]) -> str:
+    """Append events in this order, each chained to the one before, in one statement; return the last hash.
+
+    The newest hash is read here, inside the write lock, so writers in any process chain one
+    after another and never fork the trail.
     """
-    if after is not None:
-        prev_hash = after.hash
-    else:
-        last = AuditEvent.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).first()
-        prev_hash = last.hash if last else GENESIS
-    # Microsecond precision is what the column keeps, so hash exactly that.
-    at = at.astimezone(dt.timezone.utc)
-    text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    order_id = order.id if order is not None else None
-    digest = _event_hash(prev_hash, at, actor, action, order_id, text, ip)
-    return AuditEvent.create(at=at, actor=actor, action=action, order=order_id, detail=text,
-                             ip=ip, prev_hash=prev_hash, hash=digest)
+    last = db.execute_sql(_LAST_HASH_SQL).fetchone()
+    prev_hash = last[0] if last else GENESIS
+    new_rows = []
+    for event in events:
+        # Microsecond precision is what the column keeps, so hash exactly that.
+        at = event.at.astimezone(dt.timezone.utc)
+        text = json.dumps(event.detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        order_id = event.order.id if event.order is not None else None
+        digest = _event_hash(prev_hash, at, event.actor, event.action, order_id, text, event.ip)
+        new_rows.append({"at": at, "actor": event.actor, "action": event.action, "order": order_id, "detail": text,
+                         "ip": event.ip, "prev_hash": prev_hash, "hash": digest})
+        prev_hash = digest
+    rows.insert_all(AuditEvent, new_rows)
+    return prev_hash
+
+
+_LAST_HASH_SQL = f'SELECT "hash" FROM "{AuditEvent._meta.table_name}" ORDER BY "id" DESC LIMIT 1'
 
 
 def verify_chain(after: tuple[int, str] | None = None) -> tuple[bool, int, int | None]:

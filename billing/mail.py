@@ -18,6 +18,7 @@ from peewee import IntegrityError
 
 from models import License, MailOutbox, Order, db
 
+from . import rows
 from .shop import Shop, iso_utc
 from database import write_transaction
 
@@ -185,16 +186,22 @@ def license_mail(line: dict[str, str], plan: str) -> tuple[str, str, str]:
 LICENSE_MAIL_PREFIX = "license:"
 
 
-def enqueue_license_mail(order: Order, now: dt.datetime) -> MailOutbox | None:
+def enqueue_license_mail(order: Order, now: dt.datetime) -> bool:
     """Queue the license mail of a fulfilled order that gave an address, in the fulfilment transaction.
 
     Nothing is rendered here: the mail job renders it when it sends (``render_queued_license``), so
     neither the time it takes nor a title that cannot be rendered can hold up or fail a payment.
+    One prepared insert that a mail already queued for the order turns into nothing: this runs
+    inside every fulfilment's write lock. Returns whether a mail was queued.
     """
     if not order.email:
-        return None
-    return enqueue_mail(to=order.email, subject="", text="", kind="license", now=now,
-                        dedupe_key=LICENSE_MAIL_PREFIX + order.public_id)
+        return False
+    if any(c in order.email for c in "\r\n"):
+        raise ValueError("a header must not contain a line break")
+    return rows.insert(MailOutbox, {"to": order.email, "subject": "", "text": "", "html": None, "kind": "license",
+                                    "created_at": now, "next_attempt_at": now,
+                                    "dedupe_key": LICENSE_MAIL_PREFIX + order.public_id},
+                       unless_exists="dedupe_key") is not None
 
 
 def plain_license_mail(license: License) -> tuple[str, str, None]:

@@ -276,9 +276,9 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
             token_hash=hash_token(shop.derive_token("order", public_id)), created_at=now, expires_at=expires_at,
             idempotency_key=key_hash, idempotency_request=fingerprint if key_hash else None,
             client_key=client, code_url=code_url, code_url_at=now, qr_svg=svg, sandbox=not shop.config.live)
-        created = audit.record("order.created", at=now, actor="buyer", order=order, ip=ip,
-                               detail={"course": course.id, "amount_fen": course.price_fen})
-        audit.record("order.wechat_created", at=now, order=order, after=created)
+        audit.record_all([audit.Event("order.created", now, "buyer", order,
+                                      {"course": course.id, "amount_fen": course.price_fen}, ip),
+                          audit.Event("order.wechat_created", now, "system", order, None, None)])
     return order
 
 

@@ -8,6 +8,7 @@ body hash and the reason are kept, and no more than a few per client and per hou
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -18,16 +19,16 @@ from typing import Any, Callable, Mapping
 from peewee import IntegrityError
 
 from licensing import issue_license
-from models import AuditEvent, Course, License, Notification, Order
+from models import AuditEvent, Course, License, Notification, Order, db
 from wechatpay.errors import DecryptError, MalformedError, VerificationError
 from wechatpay.notify import Notification as WeChatNotification
 from wechatpay.notify import parse_notification
 
-from . import audit
-from database import crash_point
+from database import crash_point, write_transaction
+
+from . import audit, rows
 from .mail import enqueue_license_mail
 from .shop import LIFETIME, Shop
-from database import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,14 @@ def _kept_headers(headers: Mapping[str, str], limit: int | None = None) -> dict[
 
 
 def keep_notification(received: Received, result: str, *, order: Order | None = None, reason: str = "",
-                      out_trade_no: str | None = None) -> Notification:
+                      out_trade_no: str | None = None) -> int | None:
     """Store an authentic notification in full with what came of it; call inside the transaction it caused."""
-    return Notification.create(
-        kind=received.kind, received_at=received.at, headers=json.dumps(_kept_headers(received.headers)),
-        body=received.body.decode("utf-8", "replace"), result=result, reason=reason[:200] or None,
-        event_id=(received.event_id or "")[:64] or None, event_type=(received.event_type or "")[:32] or None,
-        out_trade_no=out_trade_no if out_trade_no is not None else (order.out_trade_no if order else None),
-        order=order)
+    return rows.insert(Notification, {
+        "kind": received.kind, "received_at": received.at, "headers": json.dumps(_kept_headers(received.headers)),
+        "body": received.body.decode("utf-8", "replace"), "result": result, "reason": reason[:200] or None,
+        "event_id": (received.event_id or "")[:64] or None, "event_type": (received.event_type or "")[:32] or None,
+        "out_trade_no": out_trade_no if out_trade_no is not None else (order.out_trade_no if order else None),
+        "order": order})
 
 
 def _refusals_since(since: dt.datetime, ip: str | None = None, *, per_client: bool = False) -> int:
@@ -116,9 +117,9 @@ def refuse_unverified(received: Received, result: str, reason: str, ip: str | No
 def refuse_authentic(received: Received, result: str, reason: str, ip: str | None) -> None:
     """Keep a signed notification we cannot act on, in full, with the reason and its audit event."""
     with write_transaction():
-        row = keep_notification(received, result, reason=reason)
+        row_id = keep_notification(received, result, reason=reason)
         audit.record("notification.rejected", at=received.at, actor="wechat", ip=ip,
-                     detail={"notification": row.id, "result": result, "reason": reason[:200]})
+                     detail={"notification": row_id, "result": result, "reason": reason[:200]})
 
 
 def open_notification(shop: Shop, kind: str, body: bytes, headers: Mapping[str, str], ip: str | None,
@@ -261,13 +262,19 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     payment = Payment(shop=shop, tx=_checked(tx), source=source, now=shop.now(), received=received, ip=ip)
     payment.facts = {"source": source, "transaction_id": tx.get("transaction_id"), "trade_state": tx["trade_state"]}
     order = _order_with_course(tx["out_trade_no"])
-    if judge_payment(tx, order, shop.mchid, shop.appid).outcome == "fulfil" and order is not None:
+    verdict = judge_payment(tx, order, shop.mchid, shop.appid)
+    if verdict.outcome == "fulfil" and order is not None:
         payment.draft = draft_license(shop, order, payment.now)  # the slow part, before the write lock
     try:
         with write_transaction():
-            order = _order_with_course(tx["out_trade_no"])
-            verdict = judge_payment(tx, order, shop.mchid, shop.appid)
-            result = OUTCOMES[verdict.outcome](payment, order, verdict)
+            if verdict.outcome == "fulfil" and order is not None and _claim(payment, order):
+                # Still pending and unpaid when written: the verdict read before the lock holds
+                # (amount and currency never change), so nothing needs reading again.
+                result = fulfilled(payment, order)
+            else:  # not payable when read, or it moved on since: judge what is there now
+                order = _order_with_course(tx["out_trade_no"])
+                verdict = judge_payment(tx, order, shop.mchid, shop.appid)
+                result = OUTCOMES[verdict.outcome](payment, order, verdict)
             if result == "fulfilled":
                 crash_point("fulfil.before_commit")
     except IntegrityError:
@@ -279,8 +286,20 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     return result
 
 
+@functools.cache
+def _order_sql(param: str) -> str:
+    return (f'SELECT {rows.select_list(Order, "o")}, {rows.select_list(Course, "c")} FROM "order" AS o '
+            f'JOIN "course" AS c ON c."id" = o."course_id" WHERE o."out_trade_no" = {param}')
+
+
 def _order_with_course(out_trade_no: str) -> Order | None:
-    return (Order.select(Order, Course).join(Course).where(Order.out_trade_no == out_trade_no).first())
+    """The order a transaction names, with its course, in one prepared query."""
+    found = db.execute_sql(_order_sql(db.obj.param), (out_trade_no,)).fetchone()
+    if found is None:
+        return None
+    course, _ = rows.instance(Course, found[len(Order._meta.sorted_fields):])
+    order: Order = rows.instance(Order, found, course=course)[0]
+    return order
 
 
 def _flag(order: Order, flag: str, reason: str, **fields: Any) -> None:
@@ -351,19 +370,27 @@ def late_payment(p: Payment, order: Order, verdict: Verdict) -> str:
     return "late_payment"
 
 
+def _claim(p: Payment, order: Order) -> bool:
+    """The compare-and-set: mark the order paid only if it is still pending and unpaid as written."""
+    return rows.update(Order, {"status": "fulfilled", **p.paid_fields()},
+                       {"id": order.id, "status": "pending", "transaction_id": None}) == 1
+
+
 def fulfil(p: Payment, order: Order, verdict: Verdict) -> str:
     """Mark a pending order paid and issue its license, only if it is still pending when written."""
-    changed = (Order.update(status="fulfilled", **p.paid_fields())
-               .where((Order.id == order.id) & (Order.status == "pending")).execute())
-    if changed != 1:  # the order moved on since it was read (the write lock makes this rare)
+    if not _claim(p, order):  # the order moved on since it was read (the write lock makes this rare)
         p.keep("duplicate", order)
         return "duplicate"
-    paid = audit.record("order.paid", at=p.now, actor="wechat", order=order, ip=p.ip,
-                        detail={**p.facts, "amount_fen": p.tx["amount"]["total"]})
+    return fulfilled(p, order)
+
+
+def fulfilled(p: Payment, order: Order) -> str:
+    """Write what follows a claimed payment: two chained audit events, the license, its mail, the notification."""
     issued = issue_license_for(p.shop, order, p.now, p.draft)
-    audit.record("license.issued", at=p.now, order=order, after=paid,
-                 detail={"license": issued.license_id, "kid": issued.kid,
-                         "expires_at": issued.expires_at.isoformat()})
+    audit.record_all([
+        audit.Event("order.paid", p.now, "wechat", order, {**p.facts, "amount_fen": p.tx["amount"]["total"]}, p.ip),
+        audit.Event("license.issued", p.now, "system", order, {
+            "license": issued.license_id, "kid": issued.kid, "expires_at": issued.expires_at.isoformat()})])
     enqueue_license_mail(order, p.now)
     p.keep("fulfilled", order)
     return "fulfilled"
@@ -421,7 +448,7 @@ def draft_license(shop: Shop, order: Order, now: dt.datetime) -> LicenseDraft:
     return LicenseDraft(order_id=order.id, license_id=license_id, expires_at=expires_at, kid=key.kid, text=text)
 
 
-def issue_license_for(shop: Shop, order: Order, now: dt.datetime, draft: LicenseDraft | None = None) -> License:
+def issue_license_for(shop: Shop, order: Order, now: dt.datetime, draft: LicenseDraft | None = None) -> LicenseDraft:
     """Store the license for a paid order, signing it afresh unless ``draft`` still fits; call inside its transaction."""
     course = order.course
     if draft is not None:
@@ -431,10 +458,10 @@ def issue_license_for(shop: Shop, order: Order, now: dt.datetime, draft: License
             draft = None  # a renewal or a key rotation moved on since the draft was made
     if draft is None:
         draft = draft_license(shop, order, now)
-    license: License = License.create(license_id=draft.license_id, order=order, course=course, buyer=order.buyer_id,
-                                       key=draft.text, kid=draft.kid, plan=course.plan, issued_at=now,
-                                       expires_at=draft.expires_at)
-    return license
+    rows.insert(License, {"license_id": draft.license_id, "order": order.id, "course": course.id,
+                          "buyer": order.buyer_id, "key": draft.text, "kid": draft.kid, "plan": course.plan,
+                          "issued_at": now, "expires_at": draft.expires_at})
+    return draft
 
 
 def _flag_reused_transaction(p: Payment) -> str:

@@ -403,7 +403,7 @@ def test_the_database_itself_refuses_a_second_license_for_one_order(shop: Shop) 
         with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
             raw.execute("INSERT INTO license (license_id, order_id, course_id, buyer_id, key, kid, plan, issued_at, "
                         "expires_at, downloads) SELECT 'another', order_id, course_id, buyer_id, key, kid, plan, "
-                        "issued_at, expires_at, 0 FROM license")
+                        "issued_at, expires_at, downloads FROM license")
     finally:
         raw.close()
     assert db_counts()["licenses"] == 1 and bought["license"]

@@ -1,4 +1,4 @@
-"""WeChat Pay's notifications (payments and refunds): kept raw, verified, then handed to billing."""
+"""WeChat Pay's notifications (payments and refunds): read off the request and handed to billing to verify."""
 
 from __future__ import annotations
 
@@ -25,16 +25,22 @@ def fail(status: int, message: str) -> Response:
 
 
 def _receive(handler: Callable[..., NotifyAnswer]) -> Response:
+    headers = {}
     for name in SIGNED_HEADERS:
-        if len(request.headers.getlist(name)) > 1:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        if "," in value:
+            # WSGI keeps one value per name, so a header sent twice arrives joined by a comma,
+            # which none of these headers ever holds.
             return fail(400, f"header {name} given more than once")
+        headers[name] = value
     body = request.get_data(cache=False)
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(body) >= limit:
         # A chunked body is cut at the limit without a word (werkzeug's stream stops there):
         # one that reaches it is over it as far as we can tell, and is refused unread.
         return fail(413, "body too large")
-    headers = {name: request.headers[name] for name in SIGNED_HEADERS if name in request.headers}
     answer = handler(current_shop(), body, headers, ip=request.remote_addr)
     if answer.status == 204:
         return Response(status=204)
