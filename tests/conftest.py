@@ -16,7 +16,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
 from servers import chromium, loopback_certificate, private_pem, public_pem, write_secret
 from werkzeug.serving import make_server
 
@@ -372,6 +374,79 @@ def db_counts() -> dict[str, int]:
         return {"licenses": models.License.select().count(),
                 "paid": models.Order.select().where(models.Order.transaction_id.is_null(False)).count(),
                 "flagged": models.Order.select().where(models.Order.flag.is_null(False)).count()}
+
+
+# --- In process, flaskr style: no socket, no child process -------------------------------------------
+# Real servers stay where the network is the point (TLS to the sandbox, gunicorn, Chromium, crashes,
+# notifications the sandbox delivers); the rest runs through Flask's test client and click's runner.
+
+
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget every LBPAY_* variable of the shell that started pytest (`make` exports one), for this test."""
+    for name in list(os.environ):
+        if name.startswith("LBPAY_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def app_settings() -> dict[str, Any]:
+    """Extra settings for the ``app`` fixture; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app_settings: dict[str, Any]) -> Flask:
+    """Our app as `lbpay` builds it with nothing configured (sandbox mode), its instance folder in tmp_path."""
+    clean_environment(monkeypatch)
+    return create_app({"INSTANCE_PATH": str(tmp_path / "instance"), **app_settings}, command_line=True)
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    """Flask's test client for ``app``: requests without a socket."""
+    return app.test_client()
+
+
+class Lbpay(CliRunner):
+    """`lbpay` commands run in this process by click's runner, as the entry point runs them.
+
+    ``make_app`` builds the app each command loads (the test's app, or a new one per command as a new
+    process would build it); the variables in ``env`` (and no other LBPAY_*) are set while it runs.
+    An exception that would be a traceback in a terminal is raised in the test, never swallowed.
+    """
+
+    def __init__(self, make_app: Callable[[], Flask] | None = None, env: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.make_app, self.env = make_app, env or {}
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        from flask.cli import ScriptInfo
+
+        from cli import cli
+
+        env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("LBPAY_")}
+        env.update(self.env)
+        extra: dict[str, Any] = {} if self.make_app is None else {"obj": ScriptInfo(create_app=self.make_app)}
+        bound = models.db.obj
+        try:
+            return self.invoke(cli, list(args), input=input, env=env, prog_name="lbpay", catch_exceptions=False,
+                               **extra)
+        finally:
+            # A command's own app rebinds the models; a live server of the same test keeps its database.
+            if bound is not None:
+                models.db.initialize(bound)
+
+
+@pytest.fixture
+def runner(app: Flask) -> Lbpay:
+    """`lbpay` commands against the test's ``app`` (click's runner, like ``app.test_cli_runner()``)."""
+    return Lbpay(lambda: app)
+
+
+def command_line(instance: Path, **settings: str) -> Lbpay:
+    """`lbpay` as a creator runs it with these LBPAY_* settings: each command builds its own app, like a new process."""
+    env = {"LBPAY_INSTANCE_PATH": str(instance), **{"LBPAY_" + k: v for k, v in settings.items()}}
+    return Lbpay(env=env)
 
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
