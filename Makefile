@@ -55,9 +55,12 @@ run: $(VENV)/.runtime
 	$(VENV)/bin/gunicorn "app:create_app()" --bind $(HOST):$(PORT) --workers 1 --threads 8 \
 	  --access-logfile - --graceful-timeout 20
 
+# Whole test files go to TEST_WORKERS processes (pytest-xdist), the longest first; a file's
+# module fixtures (the reliability run, the kit's build, Chromium) stay within one worker.
+TEST_WORKERS ?= 4
 test: $(VENV)/.test system-deps $(KIT_NPM)
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Refresh the screenshots in docs/screenshots from the browser tests.
 .PHONY: screenshots

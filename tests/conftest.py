@@ -449,4 +449,18 @@ def command_line(instance: Path, **settings: str) -> Lbpay:
     return Lbpay(env=env)
 
 
+# The modules that wait longest (real processes, Node, Chromium, timed faults) start first: `make
+# test` hands whole files to its workers in this order (--dist loadfile --no-loadscope-reorder), so
+# none of them is left running alone at the end.
+LONGEST_FIRST = ("test_reliability.py", "test_vscode_kit.py", "test_crash_safety.py", "test_learner_client.py",
+                 "test_admin.py", "test_browser.py", "test_admin_browser.py", "test_deploy_files.py",
+                 "test_fly_start.py", "test_licensing.py", "test_sandbox.py", "test_notify_path.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the modules of LONGEST_FIRST first, in that order; the rest keep theirs."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
+
+
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import itertools
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -69,10 +71,27 @@ def loopback_certificate(folder: Path) -> tuple[Path, Path]:
             write_secret(folder / "tls_key.pem", private_pem(key)))
 
 
+# Ports for servers that bind later, maybe more than once (a restart): taken below the kernel's
+# ephemeral range (32768 and up), which every bind to port 0 and every outgoing connection draws
+# from, and from a band of its own for each pytest-xdist worker, so that between our check and the
+# server's bind nobody else in this run is handed the same port.
+PORT_BAND = 1500
+_ports = itertools.count(random.randrange(PORT_BAND))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on now and no other worker of this run will hand out."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    base = 20000 + (worker % 8) * PORT_BAND
+    for _ in range(PORT_BAND):
+        port = base + next(_ports) % PORT_BAND
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # someone else's server
+            return port
+    raise RuntimeError(f"no free loopback port in {base}-{base + PORT_BAND - 1}")
 
 
 @dataclass

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import json
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -104,8 +106,17 @@ class Bench:
             self.count += 1
             made.append(Buyer(app_url=self.app.url, sandbox=self.sandbox, key=f"rel-{scenario}-{self.count:05d}",
                               retries_creation=i < round(count * retrying_share), polls=i < count,
-                              deadline=deadline))
+                              deadline=deadline, issued=self.issued))
         return made
+
+    def issued(self, out_trade_nos: list[str]) -> bool:
+        """Whether the database holds a license for any of these orders (read directly, never through a poll)."""
+        marks = ",".join("?" * len(out_trade_nos))
+        with contextlib.closing(sqlite3.connect(str(self.app.db_file), timeout=10)) as connection:
+            found = connection.execute(
+                f'SELECT COUNT(*) FROM license JOIN "order" ON license.order_id = "order".id '  # noqa: S608
+                f'WHERE "order".out_trade_no IN ({marks})', out_trade_nos).fetchone()[0]
+        return bool(found)
 
     def close(self) -> None:
         self.app.stop()
