@@ -119,14 +119,17 @@ def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_C
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env.update(LBPAY_INSTANCE_PATH=str(folder / "instance"), LBPAY_PUBLIC_BASE_URL=base, PYTHONUNBUFFERED="1")
     log = folder / "server.log"
+    # The commands run in this process (click's runner: the same app, without a Python start-up each);
+    # gunicorn below is the real process.
+    from conftest import command_line
+
+    lbpay = command_line(folder / "instance", PUBLIC_BASE_URL=base)
     with log.open("ab") as out:
         for args in (("init",), *commands):
-            out.write(("$ lbpay " + " ".join(args) + "\n").encode())
-            out.flush()
-            done = subprocess.run([*LBPAY, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=60)
-            if done.returncode != 0:
-                raise RuntimeError(f"lbpay {' '.join(args)} exited {done.returncode}:\n{log.read_text(errors='replace')}")
+            done = lbpay(*args)
+            out.write(("$ lbpay " + " ".join(args) + "\n" + done.output).encode())
+            if done.exit_code != 0:
+                raise RuntimeError(f"lbpay {' '.join(args)} exited {done.exit_code}:\n{log.read_text(errors='replace')}")
     out = log.open("ab")
     process = subprocess.Popen(
         [GUNICORN, "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",

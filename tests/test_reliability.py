@@ -16,9 +16,9 @@ pytestmark = sqlite_only
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[list[Row], list[str]]:
-    """Run every scenario once (about 80 s) and show the table."""
+    """Run every scenario once, on two benches side by side, and show the table."""
     folder: Path = tmp_path_factory.mktemp("reliability")
-    rows, missed = run(folder, SHORT, report=lambda line: None)
+    rows, missed = run(folder, SHORT, report=lambda line: None, benches=2)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line("\n" + table(rows))
