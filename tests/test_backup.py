@@ -71,10 +71,10 @@ def test_a_backup_taken_under_load_restores_every_committed_order(shop: Shop, tm
     for worker in workers:
         worker.start()
     try:
-        time.sleep(1.0)
+        assert wait_until(lambda: len(committed) >= 5 or bool(errors)), "the load did not get going"
         started = time.monotonic()
         result = lbpay_process(tmp_path, live, "backup", str(tmp_path / "backup.sqlite3"))
-        time.sleep(0.5)
+        wait_until(lambda: any(at > started for at, _ in committed) or bool(errors))
     finally:
         stop.set()
         for worker in workers:
@@ -110,6 +110,16 @@ def test_a_backup_taken_under_load_restores_every_committed_order(shop: Shop, tm
         connection.close()
     verify = lbpay(tmp_path, target, "audit", "verify")
     assert verify.exit_code == 0, verify.stderr
+
+
+def wait_until(condition: Any, timeout: float = 60) -> bool:
+    """Wait for a condition (not for a time: a busy machine only makes it slower); return whether it came true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def corrupt_middle(path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Lbpay, command_line
+from flask import Flask
 
 VECTORS = Path(__file__).parent / "vectors" / "learning-buddy-license"
 LBPAY = [sys.executable, "-c", "from cli import main; main()"]
@@ -68,17 +69,16 @@ def test_the_extensions_sample_license_verifies_but_has_expired(tmp_path: Path) 
     assert "Traceback" not in result.stderr
 
 
-def test_a_license_we_issue_verifies_with_our_own_keys(lbpay: Lbpay, tmp_path: Path) -> None:
-    lbpay("init")
+def test_a_license_we_issue_verifies_with_our_own_keys(app: Flask, runner: Lbpay) -> None:
     from licensing import issue_license, load_signing_key
 
-    key = load_signing_key(tmp_path / "instance" / "license_key.pem")
+    key = load_signing_key(Path(app.instance_path) / "license_key.pem")
     now = dt.datetime.now(dt.timezone.utc)
     text = issue_license(key, license_id="0b7f5e9a-8d1c-4e2a-9f3b-1c2d3e4f5a6b", course_id="cpp-primer-5th",
                          order_id="ord_x", plan="one_time", created_at=now, expires_at=now + dt.timedelta(days=1))
-    valid = lbpay("license", "verify", text)
+    valid = runner("license", "verify", text)
     assert valid.exit_code == 0, valid.output
     assert valid.stdout.strip().splitlines()[-1] == "valid"
     flipped = text[:10] + ("A" if text[10] != "A" else "B") + text[11:]
-    invalid = lbpay("license", "verify", flipped)
+    invalid = runner("license", "verify", flipped)
     assert invalid.exit_code == 1 and "invalid" in invalid.stdout
