@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -82,11 +83,52 @@ def browser() -> Iterator[Any]:
         pytest.fail(str(exc))
 
 
+class ModelsBinding:
+    """Who uses the models' one database binding (``models.db``, one per process).
+
+    Requests to our app on a live server share it; an `lbpay` command run in this process rebinds it
+    to its own app's database, so it waits for those requests to finish and holds them off meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._requests = 0
+        self._command = False
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._command)
+            self._requests += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._requests -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def command(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._command and self._requests == 0)
+            self._command = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._command = False
+                self._changed.notify_all()
+
+
+MODELS_BINDING = ModelsBinding()
+
+
 class LiveServer:
     """A WSGI app served by werkzeug's threaded server on a loopback port, in a thread."""
 
     def __init__(self, app: Any, ssl_context: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.uses_models = "lbpay.shop" in getattr(app, "extensions", {})  # our app, not the sandbox
         self.server = make_server("127.0.0.1", 0, self._dispatch, threaded=True, ssl_context=ssl_context)
         self.server.daemon_threads = True
         scheme = "https" if ssl_context else "http"
@@ -96,7 +138,16 @@ class LiveServer:
         self.thread.start()
 
     def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        return self.app(environ, start_response)
+        if not self.uses_models:
+            return self.app(environ, start_response)
+        with MODELS_BINDING.request():
+            # The whole body is made here, so the request is over when the binding is let go.
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -427,14 +478,15 @@ class Lbpay(CliRunner):
         env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("LBPAY_")}
         env.update(self.env)
         extra: dict[str, Any] = {} if self.make_app is None else {"obj": ScriptInfo(create_app=self.make_app)}
-        bound = models.db.obj
-        try:
-            return self.invoke(cli, list(args), input=input, env=env, prog_name="lbpay", catch_exceptions=False,
-                               **extra)
-        finally:
-            # A command's own app rebinds the models; a live server of the same test keeps its database.
-            if bound is not None:
-                models.db.initialize(bound)
+        with MODELS_BINDING.command():
+            bound = models.db.obj
+            try:
+                return self.invoke(cli, list(args), input=input, env=env, prog_name="lbpay",
+                                   catch_exceptions=False, **extra)
+            finally:
+                # A command's own app rebinds the models; a live server of the same test keeps its database.
+                if bound is not None:
+                    models.db.initialize(bound)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def lbpay(tmp_path: Path, database: Path, *args: str) -> Result:
 
 
 def lbpay_process(tmp_path: Path, database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`lbpay` in a process of its own, beside the server's threads, as a creator runs it on a live shop."""
+    """`lbpay` in a process of its own, as a creator runs it on a shop that keeps taking payments."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "cli-instance"), LBPAY_DATABASE_URL=f"sqlite:///{database}")
     return subprocess.run([*LBPAY, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -95,8 +95,8 @@ def test_a_backup_taken_under_load_restores_every_committed_order(shop: Shop, tm
     # Restore into a fresh place, as a creator would on a new machine.
     target = tmp_path / "restored" / "lbpay.db"
     target.parent.mkdir()
-    restored = lbpay(tmp_path, target, "restore", str(backup), "--yes")
-    assert restored.exit_code == 0, restored.stderr
+    restored = lbpay_process(tmp_path, target, "restore", str(backup), "--yes")
+    assert restored.returncode == 0, restored.stderr
     assert before <= order_ids(target)
     connection = sqlite3.connect(str(target))
     try:
@@ -108,8 +108,8 @@ def test_a_backup_taken_under_load_restores_every_committed_order(shop: Shop, tm
         assert unlicensed == 0
     finally:
         connection.close()
-    verify = lbpay(tmp_path, target, "audit", "verify")
-    assert verify.exit_code == 0, verify.stderr
+    verify = lbpay_process(tmp_path, target, "audit", "verify")
+    assert verify.returncode == 0, verify.stderr
 
 
 def wait_until(condition: Any, timeout: float = 60) -> bool:
