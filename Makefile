@@ -82,9 +82,13 @@ admin: $(VENV)/.runtime
 	@$(LBPAY) init >/dev/null
 	$(LBPAY) admin create "$(EMAIL)" $(if $(PASSWORD_FILE),--password-file "$(PASSWORD_FILE)")
 
+
+# Whole test files go to TEST_WORKERS processes (pytest-xdist), the longest first; a file's
+# module fixtures (the reliability run, the kit's build, Chromium) stay within one worker.
+TEST_WORKERS ?= 4
 test: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Refresh the screenshots in docs/screenshots from the browser tests.
 .PHONY: screenshots

@@ -133,9 +133,12 @@ def courses_add(course_id: str, title: str, price_fen: int, period_days: int | N
     """Add a course, or update the one with this id."""
     shop = _shop()
     with models.db.connection_context():
-        course = save_course(shop, course_id=course_id, title=title, price_fen=price_fen,
-                             plan="subscription" if subscription else "one_time", period_days=period_days,
-                             actor="cli")
+        try:
+            course = save_course(shop, course_id=course_id, title=title, price_fen=price_fen,
+                                 plan="subscription" if subscription else "one_time", period_days=period_days,
+                                 actor="cli")
+        except BillingError as exc:
+            raise click.ClickException(exc.detail or exc.code) from None
     click.echo(f"{course.id}\t{course.title}\t{course.price_fen} fen\t{course.plan}")
 
 

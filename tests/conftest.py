@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -16,7 +17,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
 from servers import chromium, loopback_certificate, private_pem, public_pem, write_secret
 from werkzeug.serving import make_server
 
@@ -80,11 +83,52 @@ def browser() -> Iterator[Any]:
         pytest.fail(str(exc))
 
 
+class ModelsBinding:
+    """Who uses the models' one database binding (``models.db``, one per process).
+
+    Requests to our app on a live server share it; an `lbpay` command run in this process rebinds it
+    to its own app's database, so it waits for those requests to finish and holds them off meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._requests = 0
+        self._command = False
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._command)
+            self._requests += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._requests -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def command(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._command and self._requests == 0)
+            self._command = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._command = False
+                self._changed.notify_all()
+
+
+MODELS_BINDING = ModelsBinding()
+
+
 class LiveServer:
     """A WSGI app served by werkzeug's threaded server on a loopback port, in a thread."""
 
     def __init__(self, app: Any, ssl_context: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.uses_models = "lbpay.shop" in getattr(app, "extensions", {})  # our app, not the sandbox
         self.server = make_server("127.0.0.1", 0, self._dispatch, threaded=True, ssl_context=ssl_context)
         self.server.daemon_threads = True
         scheme = "https" if ssl_context else "http"
@@ -94,7 +138,16 @@ class LiveServer:
         self.thread.start()
 
     def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        return self.app(environ, start_response)
+        if not self.uses_models:
+            return self.app(environ, start_response)
+        with MODELS_BINDING.request():
+            # The whole body is made here, so the request is over when the binding is let go.
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -387,4 +440,99 @@ def db_counts() -> dict[str, int]:
                 "flagged": models.Order.select().where(models.Order.flag.is_null(False)).count()}
 
 
+# --- In process, flaskr style: no socket, no child process -------------------------------------------
+# Real servers stay where the network is the point (TLS to the sandbox, gunicorn, Chromium, crashes,
+# notifications the sandbox delivers); the rest runs through Flask's test client and click's runner.
+
+
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget every LBPAY_* variable of the shell that started pytest (`make` exports one), for this test."""
+    for name in list(os.environ):
+        if name.startswith("LBPAY_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def app_settings() -> dict[str, Any]:
+    """Extra settings for the ``app`` fixture; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app_settings: dict[str, Any]) -> Flask:
+    """Our app as `lbpay` builds it with nothing configured (sandbox mode), its instance folder in tmp_path."""
+    clean_environment(monkeypatch)
+    return create_app({"INSTANCE_PATH": str(tmp_path / "instance"), **app_settings}, command_line=True)
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    """Flask's test client for ``app``: requests without a socket."""
+    return app.test_client()
+
+
+class Lbpay(CliRunner):
+    """`lbpay` commands run in this process by click's runner, as the entry point runs them.
+
+    ``make_app`` builds the app each command loads (the test's app, or a new one per command as a new
+    process would build it); the variables in ``env`` (and no other LBPAY_*) are set while it runs.
+    An exception that would be a traceback in a terminal is raised in the test, never swallowed.
+    """
+
+    def __init__(self, make_app: Callable[[], Flask] | None = None, env: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.make_app, self.env = make_app, env or {}
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        from flask.cli import ScriptInfo
+
+        from cli import cli
+
+        env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("LBPAY_")}
+        env.update(self.env)
+        extra: dict[str, Any] = {} if self.make_app is None else {"obj": ScriptInfo(create_app=self.make_app)}
+        with MODELS_BINDING.command():
+            bound = models.db.obj
+            try:
+                return self.invoke(cli, list(args), input=input, env=env, prog_name="lbpay",
+                                   catch_exceptions=False, **extra)
+            finally:
+                # A command's own app rebinds the models; a live server of the same test keeps its database.
+                if bound is not None:
+                    models.db.initialize(bound)
+
+
+@pytest.fixture
+def runner(app: Flask) -> Lbpay:
+    """`lbpay` commands against the test's ``app`` (click's runner, like ``app.test_cli_runner()``)."""
+    return Lbpay(lambda: app)
+
+
+def command_line(instance: Path, **settings: str) -> Lbpay:
+    """`lbpay` as a creator runs it with these LBPAY_* settings: each command builds its own app, like a new process."""
+    env = {"LBPAY_INSTANCE_PATH": str(instance), **{"LBPAY_" + k: v for k, v in settings.items()}}
+    return Lbpay(env=env)
+
+
+# The modules that wait longest (real processes, Node, Chromium, timed faults) start first: `make
+# test` hands whole files to its workers in this order (--dist loadfile --no-loadscope-reorder), so
+# none of them is left running alone at the end.
+LONGEST_FIRST = ("test_reliability.py", "test_vscode_kit.py", "test_crash_safety.py", "test_learner_client.py",
+                 "test_admin.py", "test_browser.py", "test_admin_browser.py", "test_deploy_files.py",
+                 "test_fly_start.py", "test_licensing.py", "test_sandbox.py", "test_notify_path.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the modules of LONGEST_FIRST first, in that order; the rest keep theirs."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
+
+
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave the two-server PostgreSQL test out of a SQLite run (`make test-postgres` runs it): not a skip."""
+    if collection_path.name == "test_two_servers.py" and not TEST_DATABASE_URL:
+        return True
+    return None

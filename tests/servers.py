@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import itertools
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -80,10 +82,27 @@ def wait_for(condition: Any, timeout: float = 30) -> Any:
     return condition()
 
 
+# Ports for servers that bind later, maybe more than once (a restart): taken below the kernel's
+# ephemeral range (32768 and up), which every bind to port 0 and every outgoing connection draws
+# from, and from a band of its own for each pytest-xdist worker, so that between our check and the
+# server's bind nobody else in this run is handed the same port.
+PORT_BAND = 1500
+_ports = itertools.count(random.randrange(PORT_BAND))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on now and no other worker of this run will hand out."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    base = 20000 + (worker % 8) * PORT_BAND
+    for _ in range(PORT_BAND):
+        port = base + next(_ports) % PORT_BAND
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # someone else's server
+            return port
+    raise RuntimeError(f"no free loopback port in {base}-{base + PORT_BAND - 1}")
 
 
 @dataclass
@@ -113,14 +132,17 @@ def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_C
     env.update(LBPAY_INSTANCE_PATH=str(folder / "instance"), LBPAY_PUBLIC_BASE_URL=base, PYTHONUNBUFFERED="1")
     env.update({"LBPAY_" + name: value for name, value in (settings or {}).items()})
     log = folder / "server.log"
+    # The commands run in this process (click's runner: the same app, without a Python start-up each);
+    # gunicorn below is the real process.
+    from conftest import command_line
+
+    lbpay = command_line(folder / "instance", PUBLIC_BASE_URL=base)
     with log.open("ab") as out:
         for args in (("init",), *commands):
-            out.write(("$ lbpay " + " ".join(args) + "\n").encode())
-            out.flush()
-            done = subprocess.run([*LBPAY, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=60)
-            if done.returncode != 0:
-                raise RuntimeError(f"lbpay {' '.join(args)} exited {done.returncode}:\n{log.read_text(errors='replace')}")
+            done = lbpay(*args)
+            out.write(("$ lbpay " + " ".join(args) + "\n" + done.output).encode())
+            if done.exit_code != 0:
+                raise RuntimeError(f"lbpay {' '.join(args)} exited {done.exit_code}:\n{log.read_text(errors='replace')}")
     out = log.open("ab")
     process = subprocess.Popen(
         [GUNICORN, "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",

@@ -1,4 +1,4 @@
-"""The lbpay command line, run as a creator runs it: a real process, a real database file."""
+"""The lbpay command line as a creator runs it: each command builds its own app on a real database file."""
 
 from __future__ import annotations
 
@@ -9,40 +9,35 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Lbpay, command_line
+from flask import Flask
 
 VECTORS = Path(__file__).parent / "vectors" / "learning-buddy-license"
 LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 
 
 @pytest.fixture
-def run(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
-    env["LBPAY_INSTANCE_PATH"] = str(tmp_path / "instance")
-
-    def run_(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*LBPAY, *args], env=env, cwd=Path(__file__).parent.parent,
-                              capture_output=True, text=True, timeout=60)
-
-    return run_
+def lbpay(tmp_path: Path) -> Lbpay:
+    return command_line(tmp_path / "instance")
 
 
-def test_init_is_safe_to_run_twice_and_never_replaces_the_license_key(run, tmp_path: Path) -> None:
-    assert run("init").returncode == 0
+def test_init_is_safe_to_run_twice_and_never_replaces_the_license_key(lbpay: Lbpay, tmp_path: Path) -> None:
+    assert lbpay("init").exit_code == 0
     key = tmp_path / "instance" / "license_key.pem"
     first = key.read_bytes()
     assert key.stat().st_mode & 0o777 == 0o600
-    assert run("init").returncode == 0
+    assert lbpay("init").exit_code == 0
     assert key.read_bytes() == first
 
 
-def test_courses_are_added_and_listed(run) -> None:
-    run("init")
-    added = run("courses", "add", "cpp-primer-5th", "--title", "C++ Primer 第5版", "--price-fen", "9900")
-    assert added.returncode == 0, added.stderr
-    sub = run("courses", "add", "rust-monthly", "--title", "Rust", "--price-fen", "2900",
-              "--subscription", "--period-days", "30")
-    assert sub.returncode == 0, sub.stderr
-    listing = run("courses", "list").stdout.splitlines()
+def test_courses_are_added_and_listed(lbpay: Lbpay) -> None:
+    lbpay("init")
+    added = lbpay("courses", "add", "cpp-primer-5th", "--title", "C++ Primer 第5版", "--price-fen", "9900")
+    assert added.exit_code == 0, added.stderr
+    sub = lbpay("courses", "add", "rust-monthly", "--title", "Rust", "--price-fen", "2900",
+                "--subscription", "--period-days", "30")
+    assert sub.exit_code == 0, sub.stderr
+    listing = lbpay("courses", "list").stdout.splitlines()
     assert listing == ["cpp-primer-5th\tC++ Primer 第5版\t9900 fen\tone_time\tlifetime\tactive",
                        "rust-monthly\tRust\t2900 fen\tsubscription\t30d\tactive"]
 
@@ -53,33 +48,37 @@ def test_courses_are_added_and_listed(run) -> None:
     (["courses", "add", "ok-id", "--title", "T", "--price-fen", "9.9"], "price-fen"),
     (["courses", "add", "ok-id", "--title", "T", "--price-fen", "100", "--subscription"], "period"),
 ])
-def test_a_bad_course_is_refused_with_the_reason(run, args: list[str], words: str) -> None:
-    run("init")
-    result = run(*args)
-    assert result.returncode != 0
-    assert words in result.stderr + result.stdout
-    assert run("courses", "list").stdout == ""
+def test_a_bad_course_is_refused_with_the_reason(lbpay: Lbpay, args: list[str], words: str) -> None:
+    lbpay("init")
+    result = lbpay(*args)  # an uncaught exception (a traceback in a terminal) fails the test here
+    assert result.exit_code != 0
+    assert words in result.stderr
+    assert lbpay("courses", "list").stdout == ""
 
 
-def test_the_extensions_sample_license_verifies_but_has_expired(run) -> None:
-    result = run("license", "verify", str(VECTORS / "test-license-valid.txt"),
-                 "--public-key-file", str(VECTORS / "public-key.txt"))
-    assert result.returncode == 1
+def test_the_extensions_sample_license_verifies_but_has_expired(tmp_path: Path) -> None:
+    """The entry point itself, in a real process: its output and its exit code 1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
+    env["LBPAY_INSTANCE_PATH"] = str(tmp_path / "instance")
+    result = subprocess.run([*LBPAY, "license", "verify", str(VECTORS / "test-license-valid.txt"),
+                             "--public-key-file", str(VECTORS / "public-key.txt")],
+                            env=env, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "expired"
     assert '"expiresAt": "2026-11-09T14:50:01.340Z"' in result.stdout
+    assert "Traceback" not in result.stderr
 
 
-def test_a_license_we_issue_verifies_with_our_own_keys(run, tmp_path: Path) -> None:
-    run("init")
+def test_a_license_we_issue_verifies_with_our_own_keys(app: Flask, runner: Lbpay) -> None:
     from licensing import issue_license, load_signing_key
 
-    key = load_signing_key(tmp_path / "instance" / "license_key.pem")
+    key = load_signing_key(Path(app.instance_path) / "license_key.pem")
     now = dt.datetime.now(dt.timezone.utc)
     text = issue_license(key, license_id="0b7f5e9a-8d1c-4e2a-9f3b-1c2d3e4f5a6b", course_id="cpp-primer-5th",
                          order_id="ord_x", plan="one_time", created_at=now, expires_at=now + dt.timedelta(days=1))
-    valid = run("license", "verify", text)
-    assert valid.returncode == 0, valid.stdout + valid.stderr
+    valid = runner("license", "verify", text)
+    assert valid.exit_code == 0, valid.output
     assert valid.stdout.strip().splitlines()[-1] == "valid"
     flipped = text[:10] + ("A" if text[10] != "A" else "B") + text[11:]
-    invalid = run("license", "verify", flipped)
-    assert invalid.returncode == 1 and "invalid" in invalid.stdout
+    invalid = runner("license", "verify", flipped)
+    assert invalid.exit_code == 1 and "invalid" in invalid.stdout

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Keys, live_config
+from flask import Flask
 
 from app import create_app
+from licensing import key_id, load_signing_key
 from settings import ConfigError
 
 
@@ -83,18 +86,18 @@ def test_a_secret_file_others_can_read_is_refused_with_the_fix(config: dict, tmp
         create_app(config)
 
 
-def test_with_nothing_configured_it_runs_in_sandbox_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LBPAY_"):
-            monkeypatch.delenv(name)
-    app = create_app({"INSTANCE_PATH": str(tmp_path), "SCHEDULER": "off"})
+def test_with_nothing_configured_it_runs_in_sandbox_mode(app: Flask, client: Any) -> None:
+    key = Path(app.instance_path) / "license_key.pem"
     assert app.config["WECHATPAY_MODE"] == "sandbox"
-    assert (tmp_path / "license_key.pem").stat().st_mode & 0o777 == 0o600
+    assert key.stat().st_mode & 0o777 == 0o600
     assert app.extensions["lbpay.shop"].notify_url == "https://127.0.0.1:5000/wechatpay/notify/transaction"
+    # It publishes the license key it made.
+    [published] = client.get("/api/v1/license-keys").get_json()["keys"]
+    assert published["kid"] == key_id(load_signing_key(key).public_key)
     # A second start reuses the same keys instead of making new ones.
-    before = (tmp_path / "license_key.pem").read_bytes()
-    create_app({"INSTANCE_PATH": str(tmp_path), "SCHEDULER": "off"})
-    assert (tmp_path / "license_key.pem").read_bytes() == before
+    before = key.read_bytes()
+    create_app({"INSTANCE_PATH": app.instance_path, "SCHEDULER": "off"})
+    assert key.read_bytes() == before
 
 
 def test_certificate_mode_is_used_without_a_public_key(config: dict) -> None:

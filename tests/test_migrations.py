@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import requests
-from conftest import LiveServer, live_config, sqlite_only
+from click.testing import Result
+from conftest import command_line, live_config, sqlite_only
 from peewee import SqliteDatabase
 
 import migrations
@@ -20,16 +17,12 @@ from app import create_app
 
 pytestmark = sqlite_only  # compares SQLite files; on PostgreSQL `lbpay init` runs in every test
 
-ROOT = Path(__file__).parent.parent
-LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 UTC = dt.timezone.utc
 BASELINE = importlib.import_module("migrations.m0001_baseline")
 
 
-def lbpay(tmp_path: Path, database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
-    env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "instance"), LBPAY_DATABASE_URL=f"sqlite:///{database}")
-    return subprocess.run([*LBPAY, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+def lbpay(tmp_path: Path, database: Path, *args: str) -> Result:
+    return command_line(tmp_path / "instance", DATABASE_URL=f"sqlite:///{database}")(*args)
 
 
 def schema(path: Path) -> dict[str, set[str]]:
@@ -71,13 +64,13 @@ def test_migration_numbers_run_without_gaps_and_each_says_what_it_does() -> None
 def test_init_builds_an_empty_database_to_the_models_schema(tmp_path: Path, reference: Path) -> None:
     database = tmp_path / "fresh.db"
     first = lbpay(tmp_path, database, "init")
-    assert first.returncode == 0, first.stderr
+    assert first.exit_code == 0, first.stderr
     latest = len(migrations.all_migrations())
     assert f"schema version {latest}" in first.stdout
     assert schema(database) == schema(reference), "a model changed without a migration"
     assert unique_columns(reference) <= unique_columns(database)
     again = lbpay(tmp_path, database, "init")
-    assert again.returncode == 0 and "applied" not in again.stdout
+    assert again.exit_code == 0 and "applied" not in again.stdout
 
 
 def seed_first_release(path: Path) -> None:
@@ -104,7 +97,7 @@ def test_init_upgrades_a_database_of_the_first_release_and_keeps_its_sales(tmp_p
     database = tmp_path / "lbpay.db"
     seed_first_release(database)
     result = lbpay(tmp_path, database, "init")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "applied migrations 2, 3, 4" in result.stdout
     assert schema(database) == schema(reference)
 
@@ -116,12 +109,9 @@ def test_init_upgrades_a_database_of_the_first_release_and_keeps_its_sales(tmp_p
         versions = [(v.version, v.name) for v in migrations.SchemaVersion.select().order_by(
             migrations.SchemaVersion.version)]
     assert versions[0] == (1, "baseline (found in place)")
-    server = LiveServer(app)
-    try:
-        placed = requests.post(server.url + "/api/v1/orders", json={"course_id": "cpp-primer-5th"},
-                               headers={"Idempotency-Key": "retry-safe-1-abcdefgh"}, timeout=15)
-    finally:
-        server.stop()
+    # Our app in process; its order goes to the sandbox over TLS.
+    placed = app.test_client().post("/api/v1/orders", json={"course_id": "cpp-primer-5th"},
+                                    headers={"Idempotency-Key": "retry-safe-1-abcdefgh"})
     assert placed.status_code == 201, placed.text
 
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import FakeClock, Shop, database_url_for
+from conftest import FakeClock, Shop, command_line, database_url_for
 
 import models
 from operations.retention import purge
 
-ROOT = Path(__file__).parent.parent
 EMAIL = "learner@example.com"
 
 
@@ -57,9 +53,6 @@ def test_purge_forgets_personal_data_after_the_period_and_keeps_the_money_record
 
 def test_purge_dry_run_on_the_command_line_shows_what_would_go(shop: Shop, tmp_path: Path) -> None:
     shop.order(email=EMAIL)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
-    env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "cli"), LBPAY_DATABASE_URL=database_url_for(tmp_path))
-    result = subprocess.run([sys.executable, "-c", "from cli import main; main()", "purge", "--dry-run"], env=env,
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = command_line(tmp_path / "cli", DATABASE_URL=database_url_for(tmp_path))("purge", "--dry-run")
+    assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("would purge (older than 400 days): 0 notification bodies")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHOP_ORIGIN, LiveServer, Shop, live_config
+from click.testing import Result
+from conftest import SHOP_ORIGIN, LiveServer, Shop, command_line, live_config
 
 import models
 from app import create_app
@@ -18,8 +16,6 @@ from licensing import verify_license
 from wechatpay.crypto import load_public_key
 from settings import ConfigError
 
-ROOT = Path(__file__).parent.parent
-LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 UTC = dt.timezone.utc
 NEXT_APIV3_KEY = b"TheNewApiV3KeyAfterTheSwitch0042"
 
@@ -29,12 +25,10 @@ def shop_settings() -> dict[str, Any]:
     return {"WECHATPAY_APIV3_KEY_NEXT": NEXT_APIV3_KEY.decode()}
 
 
-def lbpay(shop: Shop, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def lbpay(shop: Shop, tmp_path: Path, *args: str) -> Result:
     """Run the command line with the shop's own live settings: its database, keys folder and mounted license key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     settings = live_config(tmp_path, shop.keys, shop.sandbox.url)
-    env.update({"LBPAY_" + name: str(value) for name, value in settings.items()})
-    return subprocess.run([*LBPAY, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return command_line(Path(settings.pop("INSTANCE_PATH")), **settings)(*args)
 
 
 def buy(url: str, sandbox: Any, session: Any, course: str = "cpp-primer-5th") -> dict[str, Any]:
@@ -69,7 +63,7 @@ def test_after_rotation_new_licenses_carry_the_new_kid_and_old_ones_still_verify
     first_kid = shop.app.extensions["lbpay.shop"].license_keys.active.kid
 
     rotated = lbpay(shop, tmp_path, "keys", "rotate")
-    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.exit_code == 0, rotated.stderr
     assert "kill -HUP" in rotated.stdout
     # The running process signs with the old key until it reloads.
     assert published_keys(shop.url, shop.session)[0]["kid"] == first_kid
@@ -100,7 +94,7 @@ def test_after_rotation_new_licenses_carry_the_new_kid_and_old_ones_still_verify
 
 def test_rotated_keys_keep_only_one_private_key_and_public_halves(shop: Shop, tmp_path: Path) -> None:
     for _ in range(2):
-        assert lbpay(shop, tmp_path, "keys", "rotate").returncode == 0
+        assert lbpay(shop, tmp_path, "keys", "rotate").exit_code == 0
     folder = tmp_path / "instance" / "license-keys"
     assert (folder / "active.pem").stat().st_mode & 0o777 == 0o600
     retired = sorted((folder / "retired").glob("*.pem"))
@@ -121,7 +115,7 @@ def test_rotated_keys_keep_only_one_private_key_and_public_halves(shop: Shop, tm
 
 
 def test_startup_refuses_a_rotated_key_readable_by_others(shop: Shop, tmp_path: Path) -> None:
-    assert lbpay(shop, tmp_path, "keys", "rotate").returncode == 0
+    assert lbpay(shop, tmp_path, "keys", "rotate").exit_code == 0
     active = tmp_path / "instance" / "license-keys" / "active.pem"
     active.chmod(0o644)
     with pytest.raises(ConfigError) as refused:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import clean_environment, command_line
+
 from settings import ConfigError, load_config
 
 ROOT = Path(__file__).parent.parent
@@ -45,27 +47,32 @@ def test_check_config_lists_every_problem_with_no_traceback_and_exits_2(tmp_path
 
 
 def test_check_config_never_prints_a_secret(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", "from cli import main; main()", "check-config"],
-                          env=clean_env(tmp_path, WECHATPAY_MODE="live", WECHATPAY_APIV3_KEY="s3cret-but-short"),
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "exactly 32 bytes" in done.stderr
-    assert "s3cret-but-short" not in done.stderr
+    done = command_line(tmp_path / "instance", WECHATPAY_MODE="live", WECHATPAY_APIV3_KEY="s3cret-but-short")(
+        "check-config")
+    assert done.exit_code == 2 and "exactly 32 bytes" in done.stderr
+    assert "s3cret-but-short" not in done.output
 
 
 def test_check_config_says_what_will_run_when_all_is_well(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", "from cli import main; main()", "check-config"],
-                          env=clean_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = command_line(tmp_path / "instance")("check-config")
+    assert done.exit_code == 0, done.stderr
     assert "settings ok: sandbox mode" in done.stdout
 
 
-def test_every_cli_command_reports_a_bad_setting_the_same_way(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", "from cli import main; main()", "courses", "list"],
-                          env=clean_env(tmp_path, ORDER_TTL_MINUTES="0"), cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 2
-    assert "LBPAY_ORDER_TTL_MINUTES: must be between 5 and 1440" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_every_cli_command_reports_a_bad_setting_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The entry point's own handler, called in this process (the check-config test above runs it as a process)."""
+    from cli import main
+
+    clean_environment(monkeypatch)
+    monkeypatch.setenv("LBPAY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("LBPAY_ORDER_TTL_MINUTES", "0")
+    with pytest.raises(SystemExit) as exited:
+        main(["courses", "list"])
+    assert exited.value.code == 2
+    written = capsys.readouterr()
+    assert "LBPAY_ORDER_TTL_MINUTES: must be between 5 and 1440" in written.err
+    assert "Traceback" not in written.err + written.out
 
 
 def test_gunicorn_refuses_bad_settings_before_any_worker_starts(tmp_path: Path) -> None:
