@@ -20,6 +20,7 @@ from models import AuditEvent, JobRun, License, MailOutbox, Notification, Order,
 from .audit import last_event, verify_chain
 from .errors import BillingError
 from .licenses import COMP_PREFIX
+from .mail import render_queued_license
 from .refunds import refunds_needing_attention
 
 log = logging.getLogger(__name__)
@@ -399,8 +400,14 @@ def refunds_csv(since: dt.date | None, until: dt.date | None, sandbox: bool = Fa
 
 
 def outbox(limit: int = 50) -> list[MailOutbox]:
-    """The newest mails of the outbox, sent or waiting (license mails, reminders, alerts)."""
-    return list(MailOutbox.select().order_by(MailOutbox.id.desc()).limit(limit))
+    """The newest mails of the outbox, sent or waiting (license mails, reminders, alerts), as they read when sent."""
+    mails = list(MailOutbox.select().order_by(MailOutbox.id.desc()).limit(limit))
+    for mail in mails:
+        # A license mail waits unrendered until the mail job sends it: show it as it will go out (not stored).
+        rendered = render_queued_license(mail)
+        if rendered is not None:
+            mail.subject, mail.text, mail.html = rendered[0][:200], rendered[1], rendered[2]
+    return mails
 
 
 def order_by_public_id(public_id: str) -> Order | None:

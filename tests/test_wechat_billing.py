@@ -8,6 +8,7 @@ the daily trade bill compared with our ledger.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -173,13 +174,21 @@ def test_the_gray_phase_with_both_keys_then_public_key_only_after_the_switch(
     sandbox = make_sandbox(keys, tls, sandboxes, key_phase="gray")
     (tmp_path / "both").mkdir()
     (tmp_path / "public").mkdir()
-    shop = start_shop(tmp_path / "both", keys, sandbox, clock)  # public-key settings: VERIFY defaults to both
+    # Public-key settings: VERIFY defaults to both. One proxy hop, so that the 21 orders below come from
+    # 21 learners, each from an address of their own (orders are limited per address).
+    shop = start_shop(tmp_path / "both", keys, sandbox, clock, PROXY_HOPS="1")
+    learners = itertools.count(1)
+
+    def next_learner() -> Shop:
+        shop.session.headers["X-Forwarded-For"] = f"198.51.100.{next(learners)}"
+        return shop
+
     try:
         verifier = shop_of(shop).verifier
         assert verifier.mode == "both"
-        orders = [paid(shop) for _ in range(10)]
+        orders = [paid(next_learner()) for _ in range(10)]
         shop.poll(orders[0])
-        cancelled = shop.order("rust-monthly")
+        cancelled = next_learner().order("rust-monthly")
         assert shop.post(f"/api/v1/orders/{cancelled['order_id']}/cancel",
                          token=cancelled["order_token"]).status_code == 200
         with models.db.connection_context():
@@ -188,7 +197,7 @@ def test_the_gray_phase_with_both_keys_then_public_key_only_after_the_switch(
         assert refund.status in ("PROCESSING", "SUCCESS")
 
         sandbox.control("POST", "keys", {"switch": True})
-        orders += [paid(shop) for _ in range(10)]
+        orders += [paid(next_learner()) for _ in range(10)]
         shop.poll(orders[-1])
     finally:
         shop.server.stop()
@@ -330,8 +339,9 @@ def test_a_wrong_public_key_id_is_a_configuration_error_in_readyz_metrics_and_al
                       METRICS_TOKEN="metrics-token-0123456789")
     try:
         answer = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"})
-        ready = shop.get("/readyz")
-        metrics = shop.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"}).text
+        operator = {"Authorization": "Bearer metrics-token-0123456789"}  # /readyz details are the operator's
+        ready = shop.get("/readyz", headers=operator)
+        metrics = shop.get("/metrics", headers=operator).text
         clock.advance(11 * 60)
         with models.db.connection_context():
             look_for_trouble(shop_of(shop), shop_of(shop).now())

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, error_body, learners
+from billing.content import ContentError
 from billing.courses import course_for_sale, courses_for_sale
 from billing.orders import COURSE_ID, cancel_order, order_for_token, order_view, place_order
 from billing.reconcile import check_on_poll
@@ -154,6 +155,9 @@ def register_error_pages(app: Flask) -> None:
             response = jsonify(code="FAIL", message=exc.name)
         elif request.path.startswith("/api/"):
             response = jsonify(error_body(code))
+        elif request.path.startswith("/provider/"):  # the provider's own shape: {"error": {"code", "message"}}
+            refusal = ContentError("not_found" if status == 404 else "bad_request", exc.name.lower())
+            response = jsonify(refusal.body())
         else:
             response = Response(render_template("error.html", status=status, text=CATALOGUE[code]),
                                 mimetype="text/html")
