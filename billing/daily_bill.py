@@ -143,7 +143,7 @@ def check_bill(shop: Shop, bill_date: dt.date, now: dt.datetime) -> dict[str, An
     client's other errors for the caller (the job) to report.
     """
     try:
-        bill = shop.wechat.trade_bill(bill_date)  # type: ignore[attr-defined]
+        bill = shop.wechat.trade_bill(bill_date)
     except BillNotReady:
         return {"date": bill_date.isoformat(), "state": "not_ready"}
     except NoBill:

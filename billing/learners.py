@@ -13,7 +13,7 @@ from models import Buyer, Course, License, Order
 
 from . import audit, limits
 from .errors import BillingError
-from .mail import Mailer, enqueue_mail, license_lines, render
+from .mail import enqueue_mail, license_lines, render
 from .addresses import is_email_address
 from .shop import Shop, hash_token, iso_utc, token_matches
 from database import write_transaction
@@ -158,7 +158,7 @@ def request_resend(shop: Shop, address: Any, ip: str | None) -> bool:
 
 def remind_renewals(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Queue one reminder per subscription expiry that falls within the reminder window."""
-    mailer: Mailer | None = getattr(shop, "mailer", None)
+    mailer = shop.mailer
     days = mailer.renewal_reminder_days if mailer else 7
     base = mailer.public_base_url if mailer else ""
     queued = 0

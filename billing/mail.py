@@ -300,7 +300,7 @@ def _is_permanent(exc: BaseException) -> bool:
 
 def send_due_mail(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Send the mails that are due; a failure backs off that mail, and a dead server backs off the batch."""
-    mailer: Mailer | None = getattr(shop, "mailer", None)
+    mailer = shop.mailer
     if mailer is None or mailer.smtp is None:
         waiting = MailOutbox.select().where(MailOutbox.sent_at.is_null()
                                             & MailOutbox.next_attempt_at.is_null(False)).count()

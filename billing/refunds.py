@@ -100,7 +100,7 @@ def submit_refund(shop: Shop, refund: Refund) -> Refund:
     """Send (or re-send, with the same out_refund_no) one refund request to WeChat Pay."""
     order = refund.order
     try:
-        answer = shop.wechat.create_refund(  # type: ignore[attr-defined]
+        answer = shop.wechat.create_refund(
             out_refund_no=refund.out_refund_no, out_trade_no=order.out_trade_no,
             refund_fen=refund.amount_fen, total_fen=order.amount_fen, reason=refund.reason,
             notify_url=refund_notify_url(shop))
@@ -307,7 +307,7 @@ def receive_refund_notification(shop: Shop, body: bytes, headers: Mapping[str, s
 
 def sync_refund(shop: Shop, refund: Refund) -> str:
     """Ask WeChat Pay about one refund and settle it by the answer."""
-    answer = shop.wechat.query_refund(refund.out_refund_no)  # type: ignore[attr-defined]
+    answer = shop.wechat.query_refund(refund.out_refund_no)
     return settle_refund(shop, answer, source="query")
 
 

@@ -9,9 +9,14 @@ import hmac
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from licensing import KeyRing
+from wechatpay.bills import TradeBill
+from wechatpay.verifier import Verifier
+
+if TYPE_CHECKING:  # billing.mail builds on this module
+    from .mail import Mailer
 from settings import Config, default_config
 
 UTC = dt.timezone.utc
@@ -30,13 +35,26 @@ class WeChatPayApi(Protocol):
 
     def close_order(self, out_trade_no: str) -> None: ...
 
+    def create_refund(self, *, out_refund_no: str, out_trade_no: str, refund_fen: int, total_fen: int,
+                      reason: str | None, notify_url: str) -> dict[str, Any]: ...
+
+    def query_refund(self, out_refund_no: str) -> dict[str, Any]: ...
+
+    def trade_bill(self, bill_date: dt.date, *, compressed: bool = True) -> TradeBill: ...
+
+    # What the last answers told: the Date header's offset from our clock, and whether WeChat
+    # accepted the Wechatpay-Serial we send (a refused public-key id is a configuration error).
+    last_clock_skew: float | None
+    serial_status: str
+    serial_problem: str | None
+
 
 @dataclass
 class Shop:
     """The merchant's identity, keys and clients that every billing function works with."""
 
     wechat: WeChatPayApi
-    verifier: Any
+    verifier: Verifier
     apiv3_keys: Sequence[bytes]
     mchid: str
     appid: str
@@ -46,7 +64,7 @@ class Shop:
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC))
     poll_after_ms: int = 500
     token_secret: bytes = b""
-    mailer: Any = None  # billing.mail.Mailer: SMTP server, sender, link base (None: mail stays queued)
+    mailer: Mailer | None = None  # SMTP server, sender, link base (None: mail stays queued)
     config: Config = field(default_factory=default_config)
 
     def __post_init__(self) -> None:

@@ -118,7 +118,7 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         raised += alert("wechat_unreachable", f"Calls to WeChat Pay have failed since "
                               f"{service.failing_since:%Y-%m-%d %H:%M} UTC.",
                               f"wechat_down:{service.failing_since.isoformat()}")
-    skew = getattr(shop.wechat, "last_clock_skew", None)
+    skew = shop.wechat.last_clock_skew
     if isinstance(skew, (int, float)) and abs(skew) > CLOCK_SKEW_LIMIT:
         raised += alert("clock_skew", f"This server's clock is {skew:+.0f} s off WeChat Pay's (Date header). "
                               "Signatures are refused beyond 300 s: check NTP.",

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from billing import daily_bill, learners, mail, reconcile, refunds, reports
 from billing.shop import Shop
 from wechatpay.errors import WeChatPayError
+from wechatpay.verifier import PlatformVerifier
 
 from . import alerts, backups, retention
 
@@ -49,7 +50,7 @@ BILL_JOB = "bill_compare"
 
 def refresh_platform_certificates(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Download the platform certificates in certificate or both mode; nothing to do in public-key mode."""
-    store = getattr(shop.verifier, "certificates", None)
+    store = shop.verifier.certificates if isinstance(shop.verifier, PlatformVerifier) else None
     if store is None:
         return {}
     return {"certificates": store.refresh(), "serials": store.serials()}
