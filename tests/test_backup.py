@@ -223,14 +223,14 @@ def test_restore_refuses_a_backup_whose_schema_is_not_ours(shop: Shop, tmp_path:
     live = tmp_path / "lbpay.db"
     shop.order()
     tampered = tmp_path / "tampered.sqlite3"
-    assert lbpay(tmp_path, live, "backup", str(tampered)).returncode == 0
+    assert lbpay(tmp_path, live, "backup", str(tampered)).exit_code == 0
     connection = sqlite3.connect(str(tampered))
     connection.execute(addition)
     connection.commit()
     connection.close()
     before = order_ids(live)
     result = lbpay(tmp_path, live, "restore", str(tampered), "--yes")
-    assert result.returncode != 0
+    assert result.exit_code != 0
     assert "refusing to restore" in result.stderr and "never made" in result.stderr and words in result.stderr
     assert order_ids(live) == before
     with sqlite3.connect(str(live)) as check:
@@ -243,7 +243,7 @@ def test_the_database_and_its_wal_are_private_to_the_service(tmp_path: Path) -> 
     database.parent.mkdir()
     old_umask = os.umask(0o022)
     try:
-        assert lbpay(tmp_path, database, "init").returncode == 0
+        assert lbpay(tmp_path, database, "init").exit_code == 0
     finally:
         os.umask(old_umask)
     assert database.stat().st_mode & 0o777 == 0o600
@@ -261,5 +261,5 @@ def test_the_database_and_its_wal_are_private_to_the_service(tmp_path: Path) -> 
         opened.close()
     # A database made before this rule is narrowed at the next start.
     database.chmod(0o644)
-    assert lbpay(tmp_path, database, "courses", "list").returncode == 0
+    assert lbpay(tmp_path, database, "courses", "list").exit_code == 0
     assert database.stat().st_mode & 0o777 == 0o600
