@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import subprocess
-import sys
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ import pyotp
 import pytest
 import requests
 from argon2 import PasswordHasher
-from conftest import Shop
+from conftest import Shop, command_line
 
 import models
 from billing.admin_users import create_admin, enrol_totp
@@ -25,8 +23,6 @@ from billing.limits import SIGN_IN_UNKNOWN_DEVICES
 
 EMAIL = "creator@example.com"
 PASSWORD = "correct horse battery staple"
-ROOT = Path(__file__).resolve().parent.parent
-LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -438,12 +434,12 @@ def test_csv_exports_are_utf8_with_a_bom_and_defuse_formulas(console: Console) -
 
 @pytest.fixture
 def run(tmp_path: Path) -> Any:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
-    env["LBPAY_INSTANCE_PATH"] = str(tmp_path / "instance")
+    """`lbpay` in this process, each command building its own app as a new process would."""
+    lbpay = command_line(tmp_path / "instance")
 
     def run_(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*LBPAY, *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=60, input=stdin)
+        result = lbpay(*args, input=stdin)
+        return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
     return run_
 
