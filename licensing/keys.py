@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -69,22 +70,28 @@ class SigningKey:
     @classmethod
     def from_pem(cls, pem: bytes) -> SigningKey:
         """Parse an unencrypted PEM RSA-2048 private key (PKCS#8 or PKCS#1); raise ValueError otherwise."""
-        try:
-            key = serialization.load_pem_private_key(pem, password=None)
-        except TypeError as exc:  # raised for a password-protected key
-            raise ValueError("the private key is encrypted; store it unencrypted with mode 0600") from exc
-        except UnsupportedAlgorithm as exc:
-            raise ValueError(f"unsupported key type: {exc}") from exc
-        if not isinstance(key, RSAPrivateKey):
-            raise ValueError(f"not an RSA private key ({type(key).__name__})")
-        if key.key_size != KEY_BITS:
-            raise ValueError(f"RSA key is {key.key_size} bits; license keys must be {KEY_BITS} bits")
-        public = key.public_key()
-        return cls(kid=key_id(public), private_key=key, public_key=public)
+        return _signing_key_from_pem(pem)
 
     def public_pem(self) -> str:
         """Return the public half as SPKI PEM text."""
         return public_key_pem(self.public_key)
+
+
+@functools.lru_cache(maxsize=16)
+def _signing_key_from_pem(pem: bytes) -> SigningKey:
+    """Parse and validate once per process: validating an RSA key costs tens of milliseconds."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError as exc:  # raised for a password-protected key
+        raise ValueError("the private key is encrypted; store it unencrypted with mode 0600") from exc
+    except UnsupportedAlgorithm as exc:
+        raise ValueError(f"unsupported key type: {exc}") from exc
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError(f"not an RSA private key ({type(key).__name__})")
+    if key.key_size != KEY_BITS:
+        raise ValueError(f"RSA key is {key.key_size} bits; license keys must be {KEY_BITS} bits")
+    public = key.public_key()
+    return SigningKey(kid=key_id(public), private_key=key, public_key=public)
 
 
 def generate_private_key_pem() -> bytes:

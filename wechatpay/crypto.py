@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import secrets
 import string
 
@@ -23,8 +24,13 @@ def make_nonce(length: int = 32) -> str:
     return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(length))
 
 
+@functools.lru_cache(maxsize=16)
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
-    """Parse a PEM RSA private key (PKCS#8 or PKCS#1); raise ValueError otherwise."""
+    """Parse a PEM RSA private key (PKCS#8 or PKCS#1); raise ValueError otherwise.
+
+    Parsing validates the key, which costs tens of milliseconds: the same PEM is parsed once per
+    process (a gunicorn worker and its CLI or test apps), and the key object is immutable.
+    """
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("not an RSA private key")
