@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -102,17 +103,25 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
 
 
 def ensure_file(path: Path, make: Callable[[], bytes]) -> bytes:
-    """Return a local-only secret file's contents, creating it (mode 0600) when absent."""
+    """Return a local-only secret file's contents, creating it (mode 0600) when absent.
+
+    The file appears whole or not at all (written aside, then linked into place), so a process
+    starting beside the one that creates it never reads it half written.
+    """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = make()
+        fd, aside = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")  # mode 0600
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first
-        else:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                f.write(make())
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+        finally:
+            os.unlink(aside)
     return path.read_bytes()
 
 

@@ -126,8 +126,13 @@ def public_key_verifier(keys: Keys) -> PublicKeyVerifier:
     return PublicKeyVerifier(PUBLIC_KEY_ID, keys.platform.public_key())
 
 
+# One payable-until time for every order of the run: placing an order again must send identical
+# parameters, and "now + 3 h" computed per call changes when a second boundary passes between calls.
+EXPIRE = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(hours=3)
+
+
 def place(client: WeChatPayClient, out_trade_no: str, description: str = "C++ Primer 第5版", **kw: Any) -> str:
-    expire = kw.pop("time_expire", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3))
+    expire = kw.pop("time_expire", EXPIRE)
     return client.create_native_order(out_trade_no=out_trade_no, description=description, amount_fen=9900,
                                       notify_url=NOTIFY_URL, time_expire=expire, **kw)
 
