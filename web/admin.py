@@ -32,8 +32,9 @@ from wechatpay.errors import ApiError, WeChatPayError
 
 from . import current_shop
 
-if TYPE_CHECKING:  # names for type hints; the rows themselves come from billing
-    from models import AdminUser, Order
+if TYPE_CHECKING:  # names for type hints, as billing hands the rows out
+    from billing.admin_users import AdminUser
+    from billing.reports import Order
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
