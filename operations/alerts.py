@@ -92,7 +92,7 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         key = f"flag:{order.public_id}:{order.flag}"
         if key not in known:
             raised += alert("payment_flagged", f"Order {order.public_id} is flagged {order.flag}: "
-                                  f"{order.flag_detail or ''}".strip(), key)
+                            f"{order.flag_detail or ''}".strip(), key)
 
     unlicensed = list(Order.select().join(License, JOIN.LEFT_OUTER, on=(License.order == Order.id))
                       # Only payments of the last two days: an indexed range on paid_at, not every order
@@ -103,24 +103,24 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
                       .limit(200))
     for order in unlicensed:
         raised += alert("paid_unlicensed", f"Order {order.public_id} was paid at {order.paid_at:%Y-%m-%d %H:%M} "
-                              "UTC and still has no license.",
-                              f"unlicensed:{order.public_id}")
+                        "UTC and still has no license.",
+                        f"unlicensed:{order.public_id}")
 
     failures = (Notification.select().where((Notification.received_at > now - FAILING_WINDOW)
                                             & Notification.result.in_(VERIFICATION_FAILURES)).count())
     if failures >= FAILING_THRESHOLD:
         raised += alert("notify_failing", f"{failures} notifications failed verification or decryption in "
-                              "the last 15 minutes. Check LBPAY_WECHATPAY_APIV3_KEY and the WeChat Pay public "
-                              "key or certificates.", f"notify_failing:{now:%Y%m%d%H}")
+                        "the last 15 minutes. Check LBPAY_WECHATPAY_APIV3_KEY and the WeChat Pay public "
+                        "key or certificates.", f"notify_failing:{now:%Y%m%d%H}")
 
     service = OutsideService.get_or_none(OutsideService.name == "wechat")
     if service is not None and service.failing_since is not None and service.failing_since <= now - WECHAT_DOWN_AFTER:
         raised += alert("wechat_unreachable", f"Calls to WeChat Pay have failed since "
-                              f"{service.failing_since:%Y-%m-%d %H:%M} UTC.",
-                              f"wechat_down:{service.failing_since.isoformat()}")
+                        f"{service.failing_since:%Y-%m-%d %H:%M} UTC.",
+                        f"wechat_down:{service.failing_since.isoformat()}")
     skew = shop.wechat.last_clock_skew
     if isinstance(skew, (int, float)) and abs(skew) > CLOCK_SKEW_LIMIT:
         raised += alert("clock_skew", f"This server's clock is {skew:+.0f} s off WeChat Pay's (Date header). "
-                              "Signatures are refused beyond 300 s: check NTP.",
-                              f"clock_skew:{now:%Y%m%d%H}")
+                        "Signatures are refused beyond 300 s: check NTP.",
+                        f"clock_skew:{now:%Y%m%d%H}")
     return {"raised": raised}
