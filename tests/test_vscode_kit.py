@@ -295,10 +295,10 @@ def open_panel_page(browser: Any, built: Path, theme: str | None) -> Any:
     """The panel's page in Chromium as VS Code hosts it: the theme's variables on <html>, acquireVsCodeApi."""
     page = browser.new_page(viewport={"width": 520, "height": 760}, locale="zh-CN")
     page.add_init_script(CSP_PROBE)
-    if theme is not None:
-        # VS Code puts the variables on <html> in a style attribute before the page's own scripts run.
-        page.add_init_script(f"document.documentElement.setAttribute('style', {json.dumps(theme_variables(theme))});")
     html = page_html(built)
+    if theme is not None:
+        # VS Code puts the theme's variables on the page's <html> element as its style attribute.
+        html = html.replace('<html lang="zh-CN">', f'<html lang="zh-CN" style="{theme_variables(theme)}">', 1)
     page.route("https://webview.test/", lambda route: route.fulfill(body=html, content_type="text/html"))
     page.goto("https://webview.test/")
     page.wait_for_function("window.__sent.length > 0")
@@ -347,7 +347,10 @@ def test_the_panel_page_draws_every_state_in_chromium(built: Path, server: Runni
         assert page.text_content("#price") == "¥99.00"
         shot(page, "vscode-buy.png")
         page.click("#buy")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy"}
+        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": ""}
+        page.fill("#email", "learner@example.com")
+        page.click("#buy")
+        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "learner@example.com"}
 
         post(waiting)
         page.wait_for_function("document.getElementById('qr').naturalWidth > 0")
