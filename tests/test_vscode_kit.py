@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -508,3 +510,115 @@ def test_apply_sh_puts_the_kit_into_an_extension_that_tsc_compiles(built: Path, 
               f"const kit = require({json.dumps(str(ext / 'out' / 'lbpay' / 'index.js'))});"
               f"process.stdout.write(JSON.stringify(kit.loadKeyring({json.dumps(str(ext))})));")
     assert json.loads(run([node(), "-e", script], KIT)) == keyring
+
+
+# --- pictures of "My courses" and an opened paid file ----------------------------------------------
+
+# Light+ and Dark+ workbench and token colours, for an HTML picture of what the fake vscode holds.
+WORKBENCH = {
+    "light": {"sidebar": "#f3f3f3", "sidebar-fg": "#616161", "editor": "#ffffff", "editor-fg": "#000000",
+              "tab": "#ececec", "title": "#dddddd", "activity": "#2c2c2c", "desc": "#717171", "lines": "#237893",
+              "keyword": "#0000ff", "string": "#a31515", "preprocessor": "#0000ff", "comment": "#008000",
+              "type": "#267f99", "number": "#098658", "lock": "#a1260d", "select": "#e4e6f1"},
+    "dark": {"sidebar": "#252526", "sidebar-fg": "#cccccc", "editor": "#1e1e1e", "editor-fg": "#d4d4d4",
+             "tab": "#2d2d2d", "title": "#3c3c3c", "activity": "#333333", "desc": "#a8a8a8", "lines": "#858585",
+             "keyword": "#569cd6", "string": "#ce9178", "preprocessor": "#c586c0", "comment": "#6a9955",
+             "type": "#4ec9b0", "number": "#b5cea8", "lock": "#f48771", "select": "#37373d"},
+}
+ICONS = {  # small line drawings in the spirit of the codicons the kit names
+    "lock": '<rect x="3" y="7" width="10" height="7" rx="1"/><path d="M5 7V5a3 3 0 0 1 6 0v2"/>',
+    "book": '<path d="M2 3h5a1 1 0 0 1 1 1v9a1 1 0 0 0-1-1H2zM14 3H9a1 1 0 0 0-1 1v9a1 1 0 0 1 1-1h5z"/>',
+    "folder": '<path d="M1.5 3.5h5l1.5 1.5h6.5v8h-13z"/>',
+    "file": '<path d="M3.5 1.5h6l3 3v10h-9z"/><path d="M9.5 1.5v3h3"/>',
+}
+CPP_TOKENS = re.compile(r'(?P<comment>//[^\n]*)|(?P<preprocessor>#\w+)|(?P<string>"(?:[^"\\]|\\.)*"|<[\w.]+>)'
+                        r'|(?P<keyword>\b(?:int|return|void|const|auto|namespace|using)\b)|(?P<type>\bstd\b)|(?P<number>\b\d+\b)')
+
+
+def highlight(code: str) -> str:
+    """C++ source as HTML spans with the token classes a theme colours (keywords, strings, …)."""
+    out, last = [], 0
+    for m in CPP_TOKENS.finditer(code):
+        out.append(html.escape(code[last:m.start()]))
+        out.append(f'<span class="{m.lastgroup}">{html.escape(m.group())}</span>')
+        last = m.end()
+    out.append(html.escape(code[last:]))
+    return "".join(out)
+
+
+def workbench_html(snapshot: dict[str, Any], theme: str) -> str:
+    c = WORKBENCH[theme]
+    rows = []
+    for row in snapshot["rows"]:
+        icon = row["icon"] or ("folder" if row["folder"] else "file")
+        chevron = "›" if row["folder"] else ""
+        locked = row["icon"] == "lock"
+        rows.append(
+            f'<div class="row{" locked" if locked else ""}" style="padding-left:{8 + 14 * row["level"]}px">'
+            f'<span class="chev">{chevron}</span><svg viewBox="0 0 16 16" class="icon {icon}">{ICONS.get(icon, ICONS["file"])}</svg>'
+            f'<span class="label">{html.escape(row["label"])}</span>'
+            f'<span class="desc">{html.escape(row["description"] or "")}</span></div>')
+    lines = snapshot["file"]["text"].rstrip("\n").split("\n")
+    numbers = "\n".join(str(i + 1) for i in range(len(lines)))
+    uri = snapshot["file"]["uri"]
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><style>
+  body {{ margin: 0; font: 13px system-ui, "Noto Sans CJK SC", sans-serif; background: {c['editor']}; }}
+  .title {{ background: {c['title']}; color: {c['sidebar-fg']}; text-align: center; padding: 6px; font-size: 12px; }}
+  .window {{ display: grid; grid-template-columns: 48px 340px 1fr; height: 520px; }}
+  .activity {{ background: {c['activity']}; }}
+  .sidebar {{ background: {c['sidebar']}; color: {c['sidebar-fg']}; overflow: hidden; }}
+  .header {{ font-size: 11px; font-weight: 600; padding: 10px 12px 6px; letter-spacing: .04em; }}
+  .row {{ display: flex; align-items: center; height: 22px; gap: 4px; white-space: nowrap; }}
+  .row:nth-child(5) {{ background: {c['select']}; }}
+  .chev {{ width: 10px; display: inline-block; transform: rotate(90deg); }}
+  .icon {{ width: 16px; height: 16px; fill: none; stroke: currentColor; stroke-width: 1.2; flex: none; }}
+  .icon.lock {{ color: {c['lock']}; }}
+  .desc {{ color: {c['desc']}; font-size: 12px; margin-left: 6px; }}
+  .editor {{ background: {c['editor']}; color: {c['editor-fg']}; }}
+  .tabs {{ background: {c['tab']}; display: flex; }}
+  .tab {{ background: {c['editor']}; color: {c['editor-fg']}; padding: 8px 14px; border-top: 1px solid #007acc; }}
+  .crumbs {{ color: {c['desc']}; padding: 4px 14px; font-size: 12px; }}
+  .code {{ display: grid; grid-template-columns: 40px 1fr; font: 14px/20px "DejaVu Sans Mono", monospace; padding-top: 6px; }}
+  .code pre {{ margin: 0; }}
+  .numbers {{ color: {c['lines']}; text-align: right; padding-right: 14px; }}
+  .keyword {{ color: {c['keyword']}; }} .string {{ color: {c['string']}; }} .preprocessor {{ color: {c['preprocessor']}; }}
+  .comment {{ color: {c['comment']}; }} .type {{ color: {c['type']}; }} .number {{ color: {c['number']}; }}
+  .note {{ color: {c['desc']}; background: {c['editor']}; font-size: 11px; padding: 6px 12px; }}
+</style></head><body>
+<div class="title">hello.cpp — {html.escape(uri)} (只读 · read-only)</div>
+<div class="window">
+  <div class="activity"></div>
+  <div class="sidebar" id="tree"><div class="header">{html.escape(snapshot['view']['title'].upper())}</div>{''.join(rows)}</div>
+  <div class="editor" id="file">
+    <div class="tabs"><div class="tab">hello.cpp</div></div>
+    <div class="crumbs">{html.escape(uri)}</div>
+    <div class="code"><pre class="numbers">{numbers}</pre><pre>{highlight(snapshot['file']['text'])}</pre></div>
+  </div>
+</div>
+<div class="note">HTML picture of what the kit handed the test's fake vscode (its TreeItems and the file it read through
+learningbuddy:), in Light+/Dark+ colours: not a screenshot of VS Code itself.</div>
+</body></html>"""
+
+
+@pytest.mark.browser
+def test_pictures_of_my_courses_and_an_opened_paid_file(built: Path, server: RunningServer, folder: Path,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "snapshot.json"
+    run([node(), "test/snapshot.live.js", str(out)], KIT, env=node_env(server, folder))
+    snapshot = json.loads(out.read_text())
+    rows = {row["id"]: row for row in snapshot["rows"]}
+    # What the learner sees after buying C++ Primer: it is open, Rust's paid lessons are locked with "Buy".
+    assert rows["cpp-primer-5th"]["icon"] == "book" and rows["rust-monthly"]["icon"] == "lock"
+    assert rows["cpp-primer-5th/ch01/hello.cpp"]["command"] == "vscode.open"
+    assert rows["rust-monthly/lesson1/main.rs"]["icon"] == "lock"
+    assert rows["rust-monthly/lesson1/main.rs"]["command"] == "lbpay.buyWithWeChatPay"
+    assert rows["rust-monthly/free/intro.md"]["command"] == "vscode.open"
+    assert snapshot["file"]["text"].encode() == COURSE_FILES["cpp-primer-5th/ch01/hello.cpp"]
+    with chromium() as browser:
+        for theme in WORKBENCH:
+            page = browser.new_page(viewport={"width": 980, "height": 580}, locale="zh-CN")
+            page.set_content(workbench_html(snapshot, theme))
+            assert "你好, C++ Primer!" in page.text_content("#file")
+            assert page.locator("#tree .row.locked").count() == sum(1 for r in snapshot["rows"] if r["icon"] == "lock")
+            shot(page, f"vscode-courses-and-file-{theme}.png")
+            page.close()
