@@ -463,55 +463,6 @@ def test_the_panel_takes_its_colours_from_the_theme_with_readable_text(built: Pa
             page.close()
 
 
-# --- apply.sh on a stand-in extension of ours ---------------------------------------------------
-
-def guide_wiring() -> str:
-    """The `src/lbpayWiring.ts` block of INTEGRATION.md, exactly as a creator would paste it."""
-    text = (KIT / "INTEGRATION.md").read_text()
-    start = text.index("```ts\n// src/lbpayWiring.ts\n") + len("```ts\n")
-    return text[start:text.index("```", start)]
-
-
-def test_apply_sh_puts_the_kit_into_an_extension_that_tsc_compiles(built: Path, tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from servers import public_pem
-
-    from licensing import key_id
-
-    ext = tmp_path / "extension"
-    shutil.copytree(ROOT / "tests" / "vscode_standin", ext, ignore=shutil.ignore_patterns("out"))
-    (ext / "node_modules").symlink_to(KIT / "node_modules")
-    # What `lbpay keys export DIR` writes: the active key as public-key.txt, and the keyring.
-    keys = tmp_path / "keys" / "licence-keys"
-    keys.mkdir(parents=True)
-    pairs = [rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key() for _ in range(2)]
-    (keys / "public-key.txt").write_bytes(public_pem(pairs[0]))
-    keyring = {"keys": [{"kid": key_id(k), "pem": public_pem(k).decode(), "active": i == 0} for i, k in enumerate(pairs)]}
-    (keys / "keyring.json").write_text(json.dumps(keyring))
-
-    for _ in range(2):  # a second run changes nothing more
-        printed = run(["sh", str(KIT / "apply.sh"), str(ext), str(tmp_path / "keys")], ROOT)
-    assert "Still by hand" in printed and "activate()" in printed
-    package = json.loads((ext / "package.json").read_text())
-    assert [c["command"] for c in package["contributes"]["commands"]] == [
-        "standin.openLicenseManager", "lbpay.buyWithWeChatPay", "lbpay.myPurchases"]
-    assert package["contributes"]["commands"][1]["title"] == "Buy with WeChat Pay · 微信支付购买"
-    assert "licence-keys/keyring.json" in package["files"] and "dependencies" not in package
-    assert json.loads((ext / "tsconfig.json").read_text())["compilerOptions"]["allowJs"] is True
-    assert not (ext / "licence-keys" / "private-key.txt").exists()
-    assert (ext / "licence-keys" / "public-key.txt").read_bytes() == public_pem(pairs[0])
-
-    (ext / "src" / "lbpayWiring.ts").write_text(guide_wiring())
-    run([str(KIT / "node_modules" / ".bin" / "tsc"), "-p", str(ext)], ext)
-    for compiled in ("extension.js", "lbpayWiring.js", "lbpay/index.js", "lbpay/payClient.js"):
-        assert (ext / "out" / compiled).is_file(), compiled
-    # The compiled extension reads the keyring it now ships.
-    script = ("require('./test/harness.js');"
-              f"const kit = require({json.dumps(str(ext / 'out' / 'lbpay' / 'index.js'))});"
-              f"process.stdout.write(JSON.stringify(kit.loadKeyring({json.dumps(str(ext))})));")
-    assert json.loads(run([node(), "-e", script], KIT)) == keyring
-
-
 # --- pictures of "My courses" and an opened paid file ----------------------------------------------
 
 # Light+ and Dark+ workbench and token colours, for an HTML picture of what the fake vscode holds.
