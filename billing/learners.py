@@ -13,7 +13,7 @@ from models import Buyer, Course, License, Order
 
 from . import audit, limits
 from .errors import BillingError
-from .mail import enqueue_mail, license_lines, render
+from .mail import enqueue_mail, extension_of, license_lines, render
 from .addresses import is_email_address
 from .shop import Shop, hash_token, iso_utc, token_matches
 from database import write_transaction
@@ -144,7 +144,7 @@ def request_resend(shop: Shop, address: Any, ip: str | None) -> bool:
             licenses = current_licenses(rows)
             if not licenses:
                 return False
-            lines = license_lines(licenses)
+            lines = license_lines(licenses, extension_of(shop))
             text, html = render("resend", licenses=lines)
             enqueue_mail(to=licenses[-1].order.email, subject="您的 Learning Buddy 许可证 · Your Learning Buddy licenses",
                          text=text, html=html, kind="resend", now=now)
@@ -173,7 +173,7 @@ def remind_renewals(shop: Shop, now: dt.datetime) -> dict[str, Any]:
             address = lic.order.email or (lic.buyer.email if lic.buyer_id else None)
             if not address:
                 continue
-            line = license_lines([lic])[0]
+            line = license_lines([lic], extension_of(shop))[0]
             text, html = render("renewal", license=line, renew_url=f"{base}/buy/{lic.course_id}",
                                 days_left=max(1, (lic.expires_at - now).days))
             subject = f"订阅即将到期 · Your subscription ends soon: {lic.course.title}"
