@@ -190,10 +190,14 @@ def extension_of(shop: Shop) -> str:
     return shop.mailer.vscode_extension_id if shop.mailer is not None else DEFAULT_VSCODE_EXTENSION_ID
 
 
+def header_text(text: str) -> str:
+    """Text for a mail header: control characters become spaces, as a header must not break."""
+    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
+
+
 def license_subject(course_title: str) -> str:
-    """The subject of a license mail; a title's control characters become spaces, as a header must not break."""
-    title = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in course_title)
-    return f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {title}"
+    """The subject of a license mail, the course's title made safe for a header."""
+    return f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {header_text(course_title)}"
 
 
 def license_mail(line: dict[str, str], plan: str) -> tuple[str, str, str]:
