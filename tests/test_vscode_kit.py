@@ -165,6 +165,20 @@ def test_the_kit_explains_every_error_code_of_the_server(built: Path) -> None:
                     for code, t in CATALOGUE.items()}
 
 
+def test_the_kit_explains_every_refusal_of_the_content_provider(built: Path) -> None:
+    """Each /provider refusal (billing/content.py) has the kit's words in both languages and a next step."""
+    from billing.content import ERRORS
+
+    script = "const p = require('./out/provider.js'); process.stdout.write(JSON.stringify(p.CONTENT_ERRORS));"
+    words = json.loads(run([node(), "-e", script], KIT))
+    assert set(ERRORS) | {"offline", "not_configured", "server_error"} == set(words)
+    for code, text in words.items():
+        assert text["zh"] and text["en"] and text["action"] in (
+            "buy", "enter_key", "restore", "retry", "refresh", "contact_support", "none"), code
+    # Never a message that blames something else (the extension's own old words for any failure).
+    assert not any("Podman" in t["en"] or "Podman" in t["zh"] for t in words.values())
+
+
 def test_the_kit_keeps_the_extension_client_as_its_only_client(built: Path) -> None:
     package = json.loads((KIT / "package.json").read_text())
     assert not package.get("dependencies")

@@ -50,7 +50,7 @@ async function bought(courseId = CPP, email = undefined) {
 
 /** How many paid downloads the server counted for a key. */
 async function downloads(key, courseId = CPP) {
-  const answer = await fetch(`${BASE}/provider/licenses/${key}`, { headers: { 'X-Course-Id': courseId } });
+  const answer = await fetch(`${BASE}/provider/licenses`, { headers: { 'X-Course-Id': courseId, Authorization: `Bearer ${key}` } });
   assert.equal(answer.status, 200, await answer.clone().text());
   return (await answer.json()).downloads;
 }
@@ -271,7 +271,8 @@ function plainText(raw) {
 test('restore on a new machine by e-mail: "Already bought?" mails the license, and it activates there', { skip, timeout: 120000 }, async (t) => {
   const email = `restore-${Date.now()}@example.com`;
   const { key, licenseId } = await bought(CPP, email);
-  const { api, tree } = await extension(t);  // a new machine: nothing stored
+  const ext = await extension(t);  // a new machine: nothing stored
+  const { api, tree } = ext;
   const panel = api.open('purchases').panel;
   panel.click({ type: 'ready' });
   assert.deepEqual((await panel.waitFor((s) => s.phase === 'purchases')).purchases, []);
@@ -282,20 +283,33 @@ test('restore on a new machine by e-mail: "Already bought?" mails the license, a
   assert.equal(sent.restore.email, email);
   assert.equal(sent.error, null);
 
-  // The mail the server sends to that address (after the purchase's own), with the key on a line of its own.
+  // The mail the server sends to that address (after the purchase's own): the key on a line of its own,
+  // and the "Open in VS Code" link to this extension's URI handler.
   const mail = plainText(await mailTo(email, 'Someone (we hope you) asked'));
   const line = mail.split(/\r?\n/).find((l) => l.trim() === key);
   assert.ok(line, `the key is not on a line of the mail:\n${mail}`);
+  const link = mail.match(/vscode:\/\/\S+/g)?.find((l) => l.startsWith(`vscode://${ext.context.extension.id}/activate?key=`));
+  assert.ok(link, `no Open in VS Code link for ${ext.context.extension.id} in the mail:\n${mail}`);
 
-  // The learner copies it from the mail (with its line break) into "Enter license key".
-  answers.inputs.push(`${line}\n`);
-  panel.click({ type: 'enterKey' });
-  const deadline = Date.now() + 20000;
-  while (!(await api.licenses.get(CPP)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  // One click on the link (VS Code hands it to the extension's handler): the license is stored and opens files.
+  answers.choices.push(undefined);
+  await uriHandlers[0].handleUri(vscode.Uri.parse(link));
   assert.equal((await api.licenses.get(CPP)).payload.id, licenseId);
   const course = (await tree.rows(1)).find((r) => r.node.id === CPP).item;
   assert.equal(course.iconPath.id, 'book');
   assert.deepEqual(await vscode.workspace.fs.readFile(uri(CPP, 'ch01/hello.cpp')), onDisk(CPP, 'ch01/hello.cpp'));
+
+  // Or, on yet another machine, the key copied from the mail (with its line break) into "Enter license key".
+  api.dispose();
+  const third = await extension(t);
+  const again = third.api.open('restore').panel;
+  again.click({ type: 'ready' });
+  await again.waitFor((s) => s.phase === 'restore');
+  answers.inputs.push(`${line}\n`);
+  again.click({ type: 'enterKey' });
+  const deadline = Date.now() + 20000;
+  while (!(await third.api.licenses.get(CPP)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await third.api.licenses.get(CPP)).payload.id, licenseId);
 });
 
 test('"My purchases" shows the course title, "永久 · Lifetime", the key to copy, and "Open course"', { skip, timeout: 60000 }, async (t) => {

@@ -153,7 +153,7 @@ const vscode = {
     registerCommand(id, handler) {
       if (commands.has(id)) throw new Error(`command ${id} already registered`);
       commands.set(id, handler);
-      return { dispose: () => commands.delete(id) };
+      return { dispose: () => { if (commands.get(id) === handler) commands.delete(id); } };
     },
     async executeCommand(id, ...args) {
       if (id === 'vscode.open') {
@@ -188,7 +188,7 @@ const vscode = {
     registerUriHandler(handler) {
       if (uriHandlers.length) throw new Error('a URI handler is already registered for this extension');
       uriHandlers.push(handler);
-      return { dispose: () => { uriHandlers.splice(uriHandlers.indexOf(handler), 1); } };
+      return { dispose: () => { if (uriHandlers.includes(handler)) uriHandlers.splice(uriHandlers.indexOf(handler), 1); } };
     },
     async showInputBox(options) {
       shown.push({ level: 'input', options });
@@ -203,7 +203,7 @@ const vscode = {
       if (fileSystems.has(scheme)) throw new Error(`a provider for ${scheme} is already registered`);
       fileSystems.set(scheme, provider);
       provider.__options = options;
-      return { dispose: () => fileSystems.delete(scheme) };
+      return { dispose: () => { if (fileSystems.get(scheme) === provider) fileSystems.delete(scheme); } };
     },
     fs: {
       readFile: (uri) => providerFor(uri).readFile(uri),
