@@ -9,6 +9,7 @@ from peewee import (
     AutoField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseProxy,
     DateField,
     DateTimeField,
@@ -122,6 +123,9 @@ class Order(BaseModel):
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_paid_at_amount" ON "order" ("paid_at", "amount_fen")'))
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_email_lower" ON "order" (lower("email"))'))
+# The dashboard's flagged orders, newest first: a few hundred entries, not a walk down every order (m0012).
+Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_flagged_created" ON "order" ("created_at") '
+                    'WHERE "flag" IS NOT NULL'))
 
 
 class License(BaseModel):
@@ -308,10 +312,51 @@ class BillCheck(BaseModel):
     differences = IntegerField(default=0)
 
 
+class DailyFigures(BaseModel):
+    """What the dashboard shows for one Shanghai day, one course and one book (billing.rollup keeps it).
+
+    ``paid_fen`` and ``refunded_fen`` count by the day money moved (payment, refund settled);
+    the order counts by the day the order was created: the funnel (comps left out) and how many of
+    that day's orders are in each status now (comps included).
+    """
+
+    day = DateField()
+    course = CharField(max_length=64)
+    sandbox = BooleanField(default=False)
+    paid_fen = IntegerField(default=0)
+    refunded_fen = IntegerField(default=0)
+    created = IntegerField(default=0)
+    paid = IntegerField(default=0)
+    licensed = IntegerField(default=0)
+    cancelled = IntegerField(default=0)
+    expired = IntegerField(default=0)
+    now_pending = IntegerField(default=0)
+    now_paid = IntegerField(default=0)
+    now_fulfilled = IntegerField(default=0)
+    now_partially_refunded = IntegerField(default=0)
+    now_refunded = IntegerField(default=0)
+    now_closed = IntegerField(default=0)
+
+    class Meta:
+        table_name = "daily_figures"
+        primary_key = CompositeKey("day", "course", "sandbox")
+
+
+class RollupMark(BaseModel):
+    """How far a rollup has read the audit trail: every event up to ``event_id`` is counted in it."""
+
+    name = CharField(primary_key=True, max_length=32)
+    event_id = IntegerField(default=0)
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "rollup_mark"
+
+
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
-                                     BillCheck]
+                                     BillCheck, DailyFigures, RollupMark]
 
 
 def create_tables() -> None:
