@@ -27,8 +27,6 @@ log = logging.getLogger("lbpay.request")
 UTC = dt.timezone.utc
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 SCHEDULER_STALE = dt.timedelta(minutes=3)
-# (status, endpoint) of requests logged at DEBUG: the hot paths' ordinary answers.
-_QUIET = frozenset({(200, "api.get_order"), (204, "notify.transaction"), (204, "notify.refund")})
 
 
 def _settings() -> Config:
@@ -183,9 +181,8 @@ def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs:
         if settings.live:
             # HTTPS is enforced at the edge; this tells browsers never to try plain HTTP again.
             response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-        # A successful status poll is the bulk of all traffic and says nothing new: DEBUG, not INFO. So is
-        # an accepted notification: its row and audit events are the record, and "order … fulfilled" says it.
-        level = logging.DEBUG if (response.status_code, request.endpoint) in _QUIET else logging.INFO
+        # A successful status poll is the bulk of all traffic and says nothing new: DEBUG, not INFO.
+        level = logging.DEBUG if response.status_code == 200 and request.endpoint == "api.get_order" else logging.INFO
         if not log.isEnabledFor(level):
             return response
         took = (time.monotonic() - g.get("request_started", time.monotonic())) * 1000
