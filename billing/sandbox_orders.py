@@ -14,6 +14,7 @@ from .shop import Shop
 from database import write_transaction
 
 ARCHIVED = "sandbox.archived"
+_ARCHIVED_LITERAL = SQL("'sandbox.archived'")  # ARCHIVED as SQL text, for audit_event's partial index
 
 
 class SandboxOrdersInLiveDatabase(Exception):
@@ -32,8 +33,7 @@ class SandboxOrders:
 def _archived_up_to() -> int:
     """The newest order id a ``sandbox.archived`` event covers (0 when none)."""
     # A literal, not a parameter: it is what lets the planner use the partial index for this action.
-    event = (AuditEvent.select().where(AuditEvent.action == SQL(f"'{ARCHIVED}'")).order_by(AuditEvent.id.desc())
-             .first())
+    event = AuditEvent.select().where(AuditEvent.action == _ARCHIVED_LITERAL).order_by(AuditEvent.id.desc()).first()
     return int(json.loads(event.detail).get("up_to_order_id", 0)) if event is not None else 0
 
 

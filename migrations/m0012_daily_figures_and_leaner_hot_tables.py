@@ -59,9 +59,10 @@ def apply(database: Database, migrator: SchemaMigrator) -> None:
                          'WHERE "flag" IS NOT NULL')
     with database.bind_ctx([_DailyFigures, _RollupMark]):
         database.create_tables([_DailyFigures, _RollupMark], safe=True)
-    for index in ("audit_event_at", "audit_event_action", "audit_event_hash", "notification_event_id",
-                  "notification_out_trade_no", "license_course_id"):
-        database.execute_sql(f'DROP INDEX IF EXISTS "{index}"')
+    for statement in ('DROP INDEX IF EXISTS "audit_event_at"', 'DROP INDEX IF EXISTS "audit_event_action"',
+                      'DROP INDEX IF EXISTS "audit_event_hash"', 'DROP INDEX IF EXISTS "notification_event_id"',
+                      'DROP INDEX IF EXISTS "notification_out_trade_no"', 'DROP INDEX IF EXISTS "license_course_id"'):
+        database.execute_sql(statement)
     database.execute_sql('CREATE INDEX IF NOT EXISTS "audit_event_rejected_at" ON "audit_event" ("at") '
                          "WHERE \"action\" = 'notification.rejected'")
     database.execute_sql('CREATE INDEX IF NOT EXISTS "audit_event_archived" ON "audit_event" ("id") '
