@@ -9,6 +9,7 @@ from peewee import (
     AutoField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseProxy,
     DateField,
     DateTimeField,
@@ -122,6 +123,9 @@ class Order(BaseModel):
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_paid_at_amount" ON "order" ("paid_at", "amount_fen")'))
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_email_lower" ON "order" (lower("email"))'))
+# The dashboard's flagged orders, newest first: a few hundred entries, not a walk down every order (m0012).
+Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_flagged_created" ON "order" ("created_at") '
+                    'WHERE "flag" IS NOT NULL'))
 
 
 class License(BaseModel):
@@ -130,7 +134,7 @@ class License(BaseModel):
     id = AutoField()
     license_id = CharField(max_length=36, index=True)
     order = ForeignKeyField(Order, backref="licenses", unique=True, on_delete="RESTRICT")
-    course = ForeignKeyField(Course, on_delete="RESTRICT")
+    course = ForeignKeyField(Course, on_delete="RESTRICT", index=False)  # looked up with buyer, by buyer's index
     buyer = ForeignKeyField(Buyer, null=True, on_delete="RESTRICT")
     key = TextField()
     kid = CharField(max_length=16)
@@ -152,9 +156,9 @@ class Notification(BaseModel):
     body = TextField()
     result = CharField(max_length=24, default="received")
     reason = CharField(max_length=200, null=True)
-    event_id = CharField(max_length=64, null=True, index=True)
+    event_id = CharField(max_length=64, null=True)  # kept, never looked up: no index (m0012)
     event_type = CharField(max_length=32, null=True)
-    out_trade_no = CharField(max_length=32, null=True, index=True)
+    out_trade_no = CharField(max_length=32, null=True)  # the order page finds them by ``order``
     order = ForeignKeyField(Order, backref="notifications", null=True, on_delete="SET NULL")
 
 
@@ -162,14 +166,25 @@ class AuditEvent(BaseModel):
     """An append-only record of a state change, chained by hash to the one before."""
 
     id = AutoField()
-    at = UTCDateTimeField(index=True)
+    # Every payment appends two events, so the table keeps only the indexes a query uses (m0012): the
+    # order's, and two partial ones below for the only actions anything looks up. The chain itself
+    # is walked by id; ``hash`` needs no index (the walk checks every link, a UNIQUE never could).
+    at = UTCDateTimeField()
     actor = CharField(max_length=120)
-    action = CharField(max_length=64, index=True)
+    action = CharField(max_length=64)
     order = ForeignKeyField(Order, backref="audit_events", null=True, on_delete="RESTRICT")
     detail = TextField(default="{}")
     ip = CharField(max_length=64, null=True)
     prev_hash = CharField(max_length=64)
-    hash = CharField(max_length=64, unique=True)
+    hash = CharField(max_length=64)
+
+
+# Only these actions are ever looked up; write them as literals (AuditEvent.action == SQL("'…'")) so
+# the planner can match the partial index.
+AuditEvent.add_index(SQL('CREATE INDEX IF NOT EXISTS "audit_event_rejected_at" ON "audit_event" ("at") '
+                         "WHERE \"action\" = 'notification.rejected'"))
+AuditEvent.add_index(SQL('CREATE INDEX IF NOT EXISTS "audit_event_archived" ON "audit_event" ("id") '
+                         "WHERE \"action\" = 'sandbox.archived'"))
 
 
 class Lease(BaseModel):
@@ -308,10 +323,51 @@ class BillCheck(BaseModel):
     differences = IntegerField(default=0)
 
 
+class DailyFigures(BaseModel):
+    """What the dashboard shows for one Shanghai day, one course and one book (billing.rollup keeps it).
+
+    ``paid_fen`` and ``refunded_fen`` count by the day money moved (payment, refund settled);
+    the order counts by the day the order was created: the funnel (comps left out) and how many of
+    that day's orders are in each status now (comps included).
+    """
+
+    day = DateField()
+    course = CharField(max_length=64)
+    sandbox = BooleanField(default=False)
+    paid_fen = IntegerField(default=0)
+    refunded_fen = IntegerField(default=0)
+    created = IntegerField(default=0)
+    paid = IntegerField(default=0)
+    licensed = IntegerField(default=0)
+    cancelled = IntegerField(default=0)
+    expired = IntegerField(default=0)
+    now_pending = IntegerField(default=0)
+    now_paid = IntegerField(default=0)
+    now_fulfilled = IntegerField(default=0)
+    now_partially_refunded = IntegerField(default=0)
+    now_refunded = IntegerField(default=0)
+    now_closed = IntegerField(default=0)
+
+    class Meta:
+        table_name = "daily_figures"
+        primary_key = CompositeKey("day", "course", "sandbox")
+
+
+class RollupMark(BaseModel):
+    """How far a rollup has read the audit trail: every event up to ``event_id`` is counted in it."""
+
+    name = CharField(primary_key=True, max_length=32)
+    event_id = IntegerField(default=0)
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "rollup_mark"
+
+
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
-                                     BillCheck]
+                                     BillCheck, DailyFigures, RollupMark]
 
 
 def create_tables() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import hmac
 import json
 import logging
@@ -418,6 +419,22 @@ def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: 
     }
 
 
+def final_answer_tag(shop: Shop, order: Any, license: Any) -> str | None:
+    """An entity tag for the poll answer of a final order (None while it is still pending or paid).
+
+    A final order's answer changes only when a refund, a revoke or an expiry changes a column it is
+    made of, so the tag is a digest of those columns (and of the license's state now): a client
+    that sends it back in ``If-None-Match`` gets a bodiless 304 while nothing changed.
+    """
+    if order.status in ("pending", "paid") and order.flag is None:
+        return None
+    values = [getattr(order, c) for c in _ORDER_COLUMNS if c not in _UNSHOWN_WHEN_FINAL]
+    if license is not None:
+        values += [getattr(license, c) for c in _LICENSE_COLUMNS]
+        values.append(license.expires_at <= shop.now())
+    return hashlib.sha256(repr(values).encode()).hexdigest()[:32]
+
+
 def poll_after_ms(shop: Shop, order: Any) -> int:
     """Poll briskly while a learner is likely to be paying, then ease off."""
     young = shop.now() - order.created_at < dt.timedelta(minutes=5)
@@ -429,6 +446,8 @@ _ORDER_COLUMNS = ("id", "public_id", "token_hash", "status", "course_id", "amoun
                   "code_url", "code_url_at", "qr_svg", "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
                   "flag", "close_reason", "trade_state", "last_queried_at")
 _LICENSE_COLUMNS = ("license_id", "key", "expires_at", "plan", "revoked_at")
+# Read for a poll, but not part of a final order's answer (or, for the token, not for the tag).
+_UNSHOWN_WHEN_FINAL = frozenset({"token_hash", "code_url", "code_url_at", "qr_svg", "last_queried_at"})
 
 
 @functools.cache

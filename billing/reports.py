@@ -17,6 +17,7 @@ from peewee import JOIN, fn
 
 from models import AuditEvent, JobRun, License, MailOutbox, Notification, Order, Refund
 
+from . import rollup
 from .audit import last_event, verify_chain
 from .errors import BillingError
 from .licenses import COMP_PREFIX
@@ -88,24 +89,6 @@ def parse_day(text: str | None) -> dt.date | None:
     return day
 
 
-def _paid_sum(since: dt.datetime, until: dt.datetime, sandbox: bool = False) -> int:
-    # paid_at is set only by a payment (or a 0-fen comp), so the (paid_at, amount_fen) index covers it.
-    # One book at a time: the simulator's orders are never live revenue, nor live orders sandbox play.
-    total = (Order.select(fn.COALESCE(fn.SUM(Order.amount_fen), 0))
-             .where((Order.paid_at >= since) & (Order.paid_at < until) & (Order.sandbox == sandbox))
-             .scalar())
-    return int(total or 0)
-
-
-def _refund_sum(since: dt.datetime, until: dt.datetime, sandbox: bool = False) -> int:
-    # A refund counts only once WeChat says SUCCESS; PROCESSING is money still on its way.
-    total = (Refund.select(fn.COALESCE(fn.SUM(Refund.amount_fen), 0)).join(Order)
-             .where((Refund.status == "SUCCESS") & (Refund.settled_at >= since) & (Refund.settled_at < until)
-                    & (Order.sandbox == sandbox))
-             .scalar())
-    return int(total or 0)
-
-
 @dataclass(frozen=True)
 class Attention:
     """One thing the creator should look at."""
@@ -138,23 +121,23 @@ def needs_attention(now: dt.datetime) -> list[Attention]:
 
 
 def dashboard(now: dt.datetime, sandbox: bool = False) -> dict[str, Any]:
-    """The dashboard's figures for one book (live, or the simulator's), with days counted in Asia/Shanghai."""
+    """The dashboard's figures for one book (live, or the simulator's), with days counted in Asia/Shanghai.
+
+    Sales, the funnel and the status counts come from ``daily_figures`` (billing.rollup), never
+    from a scan of the order table.
+    """
     today = now.astimezone(SHANGHAI).date()
-    paid, refunded = [], []
-    for back in range(29, -1, -1):  # one indexed range sum per Shanghai day; the totals add them up
-        day = today - dt.timedelta(days=back)
-        start, stop = shanghai_day_start(day), shanghai_day_start(day + dt.timedelta(days=1))
-        paid.append((day, _paid_sum(start, stop, sandbox)))
-        refunded.append(_refund_sum(start, stop, sandbox))
-    sales = {label: {"paid_fen": sum(fen for _, fen in paid[-days:]), "refunded_fen": sum(refunded[-days:])}
-             for label, days in (("today", 1), ("7 days", 7), ("30 days", 30))}
+    first, week = today - dt.timedelta(days=29), today - dt.timedelta(days=6)
+    kept = rollup.figures(first, today, sandbox)
+    days = [first + dt.timedelta(days=n) for n in range(30)]
+    paid = [(day, kept.day_total(day, "paid_fen")) for day in days]
+    refunded = [kept.day_total(day, "refunded_fen") for day in days]
+    sales = {label: {"paid_fen": sum(fen for _, fen in paid[-n:]), "refunded_fen": sum(refunded[-n:])}
+             for label, n in (("today", 1), ("7 days", 7), ("30 days", 30))}
     daily = [(day, fen - back) for (day, fen), back in zip(paid, refunded)]
-    by_status = dict(Order.select(Order.status, fn.COUNT(Order.id)).where(Order.sandbox == sandbox)
-                     .group_by(Order.status).tuples())
-    week = today - dt.timedelta(days=6)
-    return {"sales": sales, "by_status": {s: by_status.get(s, 0) for s in STATUSES},
+    return {"sales": sales, "by_status": kept.by_status,
             "daily": daily, "chart": revenue_chart(daily), "attention": needs_attention(now),
-            "chain": chain_status(), "funnel": funnel(week, today, sandbox),
+            "chain": chain_status(), "funnel": _funnel_of(kept, week, today),
             "recent": list(Order.select().where(Order.sandbox == sandbox)
                            .order_by(Order.created_at.desc(), Order.id.desc()).limit(8)),
             "refunds": list(Refund.select(Refund, Order).join(Order).where(Order.sandbox == sandbox)
@@ -183,25 +166,16 @@ class FunnelRow:
 
 def funnel(since: dt.date, until: dt.date, sandbox: bool = False) -> dict[str, Any]:
     """Orders created per Shanghai day and course → paid → licensed, cancelled, expired (comps left out)."""
-    start, stop = shanghai_day_start(since), shanghai_day_start(until + dt.timedelta(days=1))
-    licensed = License.select(License.order).where(License.order == Order.id)
-    query = (Order.select(Order.created_at, Order.course, Order.paid_at, Order.close_reason,
-                          fn.EXISTS(licensed).alias("has_license"))
-             .where((Order.created_at >= start) & (Order.created_at < stop) & (Order.sandbox == sandbox)
-                    & ~Order.out_trade_no.startswith(COMP_PREFIX)))
-    rows: dict[tuple[dt.date, str], FunnelRow] = {}
-    for order in query.iterator():
-        day = order.created_at.astimezone(SHANGHAI).date()
-        row = rows.setdefault((day, order.course_id), FunnelRow(day, order.course_id))
-        row.created += 1
-        row.paid += order.paid_at is not None
-        row.licensed += bool(order.has_license)
-        row.cancelled += order.close_reason == "cancelled"
-        row.expired += order.close_reason == "expired"
-    ordered = [rows[key] for key in sorted(rows, key=lambda k: (k[0], k[1]), reverse=True)]
+    return _funnel_of(rollup.figures(since, until, sandbox), since, until)
+
+
+def _funnel_of(kept: rollup.Figures, since: dt.date, until: dt.date) -> dict[str, Any]:
+    ordered = [FunnelRow(day, course, *(counts[name] for name in rollup.FUNNEL))
+               for (day, course), counts in sorted(kept.rows.items(), reverse=True)
+               if since <= day <= until and counts["created"]]
     total = FunnelRow(None, "")
     for row in ordered:
-        for name in ("created", "paid", "licensed", "cancelled", "expired"):
+        for name in rollup.FUNNEL:
             setattr(total, name, getattr(total, name) + getattr(row, name))
     return {"since": since, "until": until, "rows": ordered, "total": total}
 

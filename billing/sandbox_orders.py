@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from peewee import fn
+from peewee import SQL, fn
 
 from models import AuditEvent, Order, db
 
@@ -14,6 +14,7 @@ from .shop import Shop
 from database import write_transaction
 
 ARCHIVED = "sandbox.archived"
+_ARCHIVED_LITERAL = SQL("'sandbox.archived'")  # ARCHIVED as SQL text, for audit_event's partial index
 
 
 class SandboxOrdersInLiveDatabase(Exception):
@@ -31,7 +32,8 @@ class SandboxOrders:
 
 def _archived_up_to() -> int:
     """The newest order id a ``sandbox.archived`` event covers (0 when none)."""
-    event = AuditEvent.select().where(AuditEvent.action == ARCHIVED).order_by(AuditEvent.id.desc()).first()
+    # A literal, not a parameter: it is what lets the planner use the partial index for this action.
+    event = AuditEvent.select().where(AuditEvent.action == _ARCHIVED_LITERAL).order_by(AuditEvent.id.desc()).first()
     return int(json.loads(event.detail).get("up_to_order_id", 0)) if event is not None else 0
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from billing import daily_bill, learners, mail, reconcile, refunds, reports
+from billing import daily_bill, learners, mail, reconcile, refunds, reports, rollup
 from billing.shop import Shop
 from wechatpay.errors import WeChatPayError
 from wechatpay.verifier import PlatformVerifier
@@ -33,6 +33,8 @@ def job_table(shop: Shop) -> dict[str, Job]:
         Job("mail", 10, mail.mail_job),
         Job("renewal_reminders", 3600, learners.renewal_reminder_job),
         Job("audit_verify", 3600, reports.verify_audit_trail),
+        # The dashboard recounts in memory whatever this has not stored yet: a minute's worth at most.
+        Job("rollup", 60, rollup.rollup_job),
         Job("alerts", 60, alerts.look_for_trouble),
         Job("backup", 3600, backups.daily_backup),
         Job("retention", 6 * 3600, retention.purge_old_personal_data),

@@ -57,9 +57,20 @@ def redact_known(text: str) -> str:
 def redact(text: str) -> str:
     """Replace every known secret and every secret-shaped string in ``text``."""
     text = redact_known(text)
-    for pattern in _PATTERNS:
-        text = pattern.sub(_keep_label, text)
+    # Each pattern runs only where it could match: the word it cannot match without is there (case
+    # folded, as re's IGNORECASE folds), or the text is long enough for a base64 run. Same result;
+    # a log line's short fields (method, status, address, request id) skip the regexes altogether.
+    folded = text.casefold()
+    for pattern, words in zip(_PATTERNS, _NEEDED):
+        if (any(word in folded for word in words) if words else len(text) >= _BASE64_RUN):
+            text = pattern.sub(_keep_label, text)
     return text
+
+
+# What each of _PATTERNS cannot match without; the last (base64 runs) needs _BASE64_RUN characters.
+_NEEDED: list[tuple[str, ...]] = [("-----begin ",), ("bearer",),
+                                  ("signature", "nonce_str", "token", "secret", "password", "key"), ()]
+_BASE64_RUN = 40
 
 
 def redact_path(path: str) -> str:

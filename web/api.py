@@ -10,6 +10,7 @@ from billing import CATALOGUE, BillingError, error_body, learners, limits
 from billing.orders import (
     cancel_order,
     email_notice,
+    final_answer_tag,
     order_for_token,
     order_view,
     place_order,
@@ -100,7 +101,15 @@ def get_order(order_id: str) -> Response:
         checked = order_for_token(order_id, _bearer())  # a new code_url (the old one nears its 2 hours)
     if checked is not order:  # WeChat was asked just now: show what it said
         return jsonify(order_view(current_shop(), checked))
-    return jsonify(order_view(current_shop(), order, license, look_up_license=False))
+    tag = final_answer_tag(current_shop(), order, license)
+    if tag is not None and request.if_none_match.contains(tag):
+        unchanged = Response(status=304)  # what the client holds is still the answer: no body
+        unchanged.set_etag(tag)
+        return unchanged
+    response = jsonify(order_view(current_shop(), order, license, look_up_license=False))
+    if tag is not None:
+        response.set_etag(tag)
+    return response
 
 
 @bp.post("/orders/<order_id>/cancel")
