@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -183,6 +184,13 @@ def test_three_processes_never_run_a_job_at_the_same_time(tmp_path: Path) -> Non
         assert earlier.finished_at <= later.started_at, "two processes ran the job at once"
 
 
+def touch_outside_service(name: str) -> None:
+    """A write that changes a row every time (SQLite and PostgreSQL alike): another connection's commit."""
+    now = dt.datetime.now(dt.timezone.utc)
+    models.OutsideService.insert(name=name, last_ok_at=now).on_conflict(
+        conflict_target=[models.OutsideService.name], update={models.OutsideService.last_ok_at: now}).execute()
+
+
 def test_the_job_finishes_over_20_pending_orders_while_another_thread_keeps_committing(shop: Shop) -> None:
     # THREATS #38/#60: iterating a live SELECT while writing makes SQLite refuse the stale snapshot
     # ("database is locked") as soon as another connection commits; the job must still do its work.
@@ -202,7 +210,7 @@ def test_the_job_finishes_over_20_pending_orders_while_another_thread_keeps_comm
         with models.db.connection_context():
             while not stop.is_set():
                 with write_transaction():
-                    models.OutsideService.insert(name=f"busy-{commits[0] % 3}").on_conflict_replace().execute()
+                    touch_outside_service(f"busy-{commits[0] % 3}")
                 commits[0] += 1
 
     writer = threading.Thread(target=keep_committing)
@@ -231,7 +239,7 @@ def test_a_job_that_fails_holding_a_stale_read_still_records_its_end(shop: Shop)
 
     def commit_elsewhere() -> None:
         with models.db.connection_context(), write_transaction():
-            models.OutsideService.insert(name="elsewhere").on_conflict_replace().execute()
+            touch_outside_service("elsewhere")
 
     def broken(shop_: object, now: object) -> dict:
         rows = iter(models.Order.select())

@@ -41,7 +41,8 @@ class Crossing(Buyer):
     def _create(self) -> requests.Response | None:
         try:
             return requests.post(next(self._next) + "/api/v1/orders", json={"course_id": COURSE},
-                                 headers={"Idempotency-Key": self.key}, timeout=20)
+                                 headers={"Idempotency-Key": self.key, "X-Forwarded-For": self.address},
+                                 timeout=20)
         except requests.RequestException as exc:
             self.problems.append(f"create: {type(exc).__name__}")
             return None
@@ -92,7 +93,10 @@ def test_two_servers_on_one_postgresql_license_every_payment_once(pair: Pair) ->
 
     servers = [pair.a.url, pair.b.url]
     deadline = time.monotonic() + 120
-    crowd = [Crossing(app_url=pair.b.url, sandbox=pair.sandbox, key=f"two-crowd-{n:03d}", deadline=deadline,
+    # Each learner from an address of their own (the per-address order limit is not what this tests),
+    # with an Idempotency-Key as long as the server asks (16 characters at least).
+    crowd = [Crossing(app_url=pair.b.url, sandbox=pair.sandbox, key=f"two-servers-crowd-{n:03d}",
+                      address=f"10.13.1.{n + 1}", deadline=deadline,
                       retries_creation=n % 5 == 0, create_on=servers[n % 2:] + servers[:n % 2])
              for n in range(CROWD)]
     # Notifications arrive three times at once at A while B answers the polls.
@@ -102,7 +106,8 @@ def test_two_servers_on_one_postgresql_license_every_payment_once(pair: Pair) ->
     pair.sandbox.calm()
     pair.sandbox.arm({"notify": {"mode": "drop"}})
     deadline = time.monotonic() + 120
-    quiet = [Crossing(app_url=pair.b.url, sandbox=pair.sandbox, key=f"two-quiet-{n:03d}", deadline=deadline,
+    quiet = [Crossing(app_url=pair.b.url, sandbox=pair.sandbox, key=f"two-servers-quiet-{n:03d}",
+                      address=f"10.13.2.{n + 1}", deadline=deadline,
                       polls=n >= WALKAWAYS, comes_back_after=12, create_on=servers[n % 2:] + servers[:n % 2])
              for n in range(WALKAWAYS * 2)]
     _buy_all(quiet)
