@@ -12,12 +12,13 @@ from __future__ import annotations
 from peewee import Database, SqliteDatabase
 from playhouse.migrate import SchemaMigrator
 
-COLUMNS = (("rate_limit", "due"), ("wechat_call_stat", "seconds"))
+CHANGES = (("rate_limit", 'ALTER TABLE "rate_limit" ALTER COLUMN "due" TYPE DOUBLE PRECISION'),
+           ("wechat_call_stat", 'ALTER TABLE "wechat_call_stat" ALTER COLUMN "seconds" TYPE DOUBLE PRECISION'))
 
 
 def apply(database: Database, migrator: SchemaMigrator) -> None:
     if isinstance(database, SqliteDatabase):
         return
-    for table, column in COLUMNS:
-        if database.table_exists(table):
-            database.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE DOUBLE PRECISION')
+    for table, statement in CHANGES:
+        if database.table_exists(table):  # made by create_tables after an earlier migration, if at all
+            database.execute_sql(statement)

@@ -531,8 +531,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 
+# Files that test what only PostgreSQL does (two servers on one database, READ COMMITTED races).
+POSTGRESQL_ONLY = ("test_two_servers.py", "test_postgres_limits.py")
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Leave the two-server PostgreSQL test out of a SQLite run (`make test-postgres` runs it): not a skip."""
-    if collection_path.name == "test_two_servers.py" and not TEST_DATABASE_URL:
+    """Leave the PostgreSQL-only tests out of a SQLite run (`make test-postgres` runs them): not a skip."""
+    if collection_path.name in POSTGRESQL_ONLY and not TEST_DATABASE_URL:
         return True
     return None
