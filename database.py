@@ -44,7 +44,11 @@ def open_database(url: str, instance_path: str, busy_timeout_ms: int = 10000) ->
     if url.startswith(("postgresql://", "postgres://")):
         from playhouse.db_url import parse
 
-        return CurrentSchemaPostgresqlDatabase(**parse(url))
+        # The same patience as SQLite's busy timeout: a writer waiting longer for the write lock (or
+        # any lock) gives up with "lock timeout", a 503 to retry, instead of hanging every request.
+        settings = parse(url)
+        settings["options"] = f"{settings.get('options', '')} -c lock_timeout={int(busy_timeout_ms)}".strip()
+        return CurrentSchemaPostgresqlDatabase(**settings)
     raise ConfigError([Problem("LBPAY_DATABASE_URL", "must start with sqlite:/// or postgresql://", url)])
 
 
