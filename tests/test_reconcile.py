@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from conftest import Shop, db_counts
+from conftest import Shop, database_url_for, db_counts
 
 import models
 from operations.scheduler import holder_id, run_job
@@ -147,7 +147,7 @@ import models
 from database import open_database
 from operations.jobs import Job
 from operations.scheduler import holder_id, run_job
-models.db.initialize(open_database("sqlite:///" + {db!r}, "/"))
+models.db.initialize(open_database({url!r}, "/"))
 class Clock:  # as much of a shop as run_job needs
     wechat = None
     def now(self): return dt.datetime.now(dt.timezone.utc)
@@ -166,11 +166,11 @@ while time.monotonic() < deadline:
 def test_three_processes_never_run_a_job_at_the_same_time(tmp_path: Path) -> None:
     from database import open_database
 
-    db_file = tmp_path / "lease.db"
-    models.db.initialize(open_database(f"sqlite:///{db_file}", "/"))
+    url = database_url_for(tmp_path)  # a SQLite file, or a PostgreSQL schema (two servers' leases)
+    models.db.initialize(open_database(url, "/"))
     with models.db.connection_context():
         models.create_tables()
-    script = LEASE_SCRIPT.format(root=str(Path(__file__).parent.parent), db=str(db_file))
+    script = LEASE_SCRIPT.format(root=str(Path(__file__).parent.parent), url=url)
     procs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
              for _ in range(3)]
     for p in procs:
