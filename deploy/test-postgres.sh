@@ -1,6 +1,7 @@
 #!/bin/sh
-# Run the test suite against a real PostgreSQL: the server LBPAY_TEST_DATABASE_URL names (CI's
-# service container), else Debian's package started on loopback and stopped afterwards.
+# Run the whole test suite (the browser tests too) against a real PostgreSQL: the server
+# LBPAY_TEST_DATABASE_URL names (CI's service container), else Debian's package started on
+# loopback and stopped afterwards.
 # Used by `make test-postgres`; needs root to install the package (or an installed PostgreSQL).
 # Whole files go to TEST_WORKERS processes (pytest-xdist), the longest first, as in `make test`; each
 # worker gets a database of its own on the server (tests/conftest.py), each test a schema in it.
@@ -10,7 +11,7 @@ PORT=${PGPORT_FOR_TESTS:-54329}
 WORKERS=${TEST_WORKERS:-4}
 
 if [ -n "${LBPAY_TEST_DATABASE_URL:-}" ]; then
-  exec "$PY" -m pytest -q -m "not browser" -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"
+  exec "$PY" -m pytest -q -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"
 fi
 
 if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
@@ -32,4 +33,4 @@ trap 'as_owner "$BIN/pg_ctl" -D "$DATA" -m fast stop >/dev/null; rm -rf "$DATA"'
 "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U lbpay lbpay_test
 
 LBPAY_TEST_DATABASE_URL="postgresql://lbpay@127.0.0.1:$PORT/lbpay_test" \
-  "$PY" -m pytest -q -m "not browser" -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"
+  "$PY" -m pytest -q -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"

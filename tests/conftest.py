@@ -245,6 +245,7 @@ TEST_DATABASE_URL = os.environ.get("LBPAY_TEST_DATABASE_URL")
 sqlite_only = pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="SQLite-only: runs in `make test`")
 _RUN = uuid.uuid4().hex[:8]  # schemas of an earlier run on the same server are never reused
 _WORKER_DATABASES: dict[str, str] = {}
+_WORKER_DATABASES_LOCK = threading.Lock()  # benches of one test ask from threads of their own
 
 
 def _worker_database_url() -> str:
@@ -253,24 +254,31 @@ def _worker_database_url() -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         return TEST_DATABASE_URL
-    if worker not in _WORKER_DATABASES:
-        from urllib.parse import urlsplit, urlunsplit
-
-        import psycopg2
-
-        parts = urlsplit(TEST_DATABASE_URL)
-        name = f"{parts.path.lstrip('/')}_{worker}"
-        connection = psycopg2.connect(TEST_DATABASE_URL)
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if cursor.fetchone() is None:
-                    cursor.execute(f'CREATE DATABASE "{name}"')  # noqa: S608  (the worker's name, gw0…)
-        finally:
-            connection.close()
-        _WORKER_DATABASES[worker] = urlunsplit(parts._replace(path="/" + name))
+    with _WORKER_DATABASES_LOCK:
+        if worker not in _WORKER_DATABASES:
+            _WORKER_DATABASES[worker] = _make_database(worker)
     return _WORKER_DATABASES[worker]
+
+
+def _make_database(worker: str) -> str:
+    """Create the database of one xdist worker on TEST_DATABASE_URL's server (if missing); return its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+
+    assert TEST_DATABASE_URL
+    parts = urlsplit(TEST_DATABASE_URL)
+    name = f"{parts.path.lstrip('/')}_{worker}"
+    connection = psycopg2.connect(TEST_DATABASE_URL)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{name}"')  # noqa: S608  (the worker's name, gw0…)
+    finally:
+        connection.close()
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 def database_url_for(tmp_path: Path) -> str:
