@@ -131,7 +131,7 @@ test-postgres: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
 .PHONY: test-two-servers
 test-two-servers: $(VENV)/.test
 	$(PY) -m pip install --quiet -e '.[postgres]'
-	PY=$(PY) TEST_WORKERS=2 sh deploy/test-postgres.sh tests/test_two_servers.py tests/test_postgres_limits.py
+	PY=$(PY) TEST_WORKERS=2 sh deploy/test-postgres.sh tests/test_two_servers.py tests/test_postgres.py
 
 typecheck: $(VENV)/.test
 	$(PY) -m mypy

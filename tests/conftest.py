@@ -589,7 +589,7 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 
 # Files that test what only PostgreSQL does (two servers on one database, READ COMMITTED races).
-POSTGRESQL_ONLY = ("test_two_servers.py", "test_postgres_limits.py")
+POSTGRESQL_ONLY = ("test_two_servers.py", "test_postgres.py")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -1,7 +1,9 @@
-"""What only PostgreSQL can show about the rate limits: two transactions at once under READ COMMITTED.
+"""What only PostgreSQL can show: two transactions at once under READ COMMITTED, and its own schema.
 
 SQLite lets one writer at a time in; PostgreSQL lets both go until they meet on a row. A take must
-then see the other's take, not the bucket as it was when its statement began. `make test-postgres`
+then see the other's take, not the bucket as it was when its statement began. The migrations must
+build, on PostgreSQL too, the tables, columns and column types the models describe (test_migrations
+compares SQLite files, whose columns have no types worth the name). `make test-postgres`
 runs this file; a SQLite run leaves it out (conftest.pytest_ignore_collect), as test_two_servers.py.
 """
 
@@ -100,3 +102,52 @@ def test_migration_13_turns_a_databases_4_byte_floats_into_doubles(empty: None) 
     with models.db.atomic():
         waits = [take("orders:192.0.2.8", Rule(10, 60), NOW) for _ in range(11)]
     assert waits == [0.0] * 10 + [pytest.approx(6.0, abs=1e-6)]
+
+
+def columns_of(schema: str) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """(table, column) → (type, nullable, default) of one schema, schema_version aside."""
+    rows = models.db.execute_sql(
+        "SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')"
+        " FROM information_schema.columns WHERE table_schema = %s AND table_name <> 'schema_version'", (schema,))
+    return {(table, column): (kind, nullable, default.replace(schema + ".", ""))
+            for table, column, kind, nullable, default in rows.fetchall()}
+
+
+def current_schema() -> str:
+    return str(models.db.execute_sql("SELECT current_schema()").fetchone()[0])
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Iterator[dict[tuple[str, str], tuple[str, str, str]]]:
+    """The schema the models describe today, made directly by create_tables() in a schema of its own."""
+    from database import open_database
+
+    opened = open_database(database_url_for(tmp_path / "reference"), str(tmp_path))
+    models.db.initialize(opened)
+    with models.db.connection_context():
+        models.create_tables()
+        yield columns_of(current_schema())
+    opened.close()
+
+
+def test_the_migrations_build_the_models_schema_with_the_models_types(
+        tmp_path: Path, reference: dict[tuple[str, str], tuple[str, str, str]]) -> None:
+    import migrations
+    from database import open_database
+
+    opened = open_database(database_url_for(tmp_path / "migrated"), str(tmp_path))
+    models.db.initialize(opened)
+    with models.db.connection_context():
+        assert migrations.migrate()[-1] == migrations.latest_version()
+        built = columns_of(current_schema())
+        assert migrations.migrate() == []  # and a second `lbpay init` finds nothing to do
+    opened.close()
+    assert set(built) == set(reference), "a model changed without a migration"
+    differing = {column: (built[column], reference[column]) for column in reference if built[column] != reference[column]}
+    # Known and harmless: columns added to tables that already had rows keep what their migration gave them.
+    assert differing == {
+        # m0004 added it to buyers already there, then filled it: nullable in the database, never empty
+        ("buyer", "public_id"): (("character varying", "YES", ""), ("character varying", "NO", "")),
+        # m0008 gave existing orders a default (live); the model sets the value on every new order
+        ("order", "sandbox"): (("boolean", "NO", "false"), ("boolean", "NO", "")),
+    }
