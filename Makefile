@@ -123,15 +123,15 @@ reliability: $(VENV)/.test
 # The suite against a real PostgreSQL: Debian's package on loopback, or the server that
 # LBPAY_TEST_DATABASE_URL names (CI's service container); separate from `make test`.
 .PHONY: test-postgres
-test-postgres: $(VENV)/.test
-	PY=$(PY) sh deploy/test-postgres.sh
+test-postgres: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
+	PY=$(PY) TEST_WORKERS=$(TEST_WORKERS) sh deploy/test-postgres.sh
 
 # Two app servers (gunicorn, scheduler on in both) on one PostgreSQL, a crowd of buyers through both:
 # one license per payment, jobs never run twice at once, nothing lost. `make test-postgres` runs it too.
 .PHONY: test-two-servers
 test-two-servers: $(VENV)/.test
 	$(PY) -m pip install --quiet -e '.[postgres]'
-	PY=$(PY) sh deploy/test-postgres.sh tests/test_two_servers.py
+	PY=$(PY) TEST_WORKERS=2 sh deploy/test-postgres.sh tests/test_two_servers.py tests/test_postgres.py
 
 # The clients' copy of the server's contract: the generated part of clients/vscode/src/errors.ts from
 # billing/errors.py and openapi.yaml (tests/test_contract.py fails in `make test` when it is stale).

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, TypeVar
 
-from peewee import Database, OperationalError, SqliteDatabase, _transaction
+from peewee import Database, OperationalError, PostgresqlDatabase, SqliteDatabase, _transaction
 
 from models import db
 from settings import ConfigError, Problem
@@ -43,10 +43,44 @@ def open_database(url: str, instance_path: str, busy_timeout_ms: int = 10000) ->
             "journal_mode": "wal", "foreign_keys": 1, "busy_timeout": busy_timeout_ms, "synchronous": "normal",
             "wal_autocheckpoint": 0})
     if url.startswith(("postgresql://", "postgres://")):
-        from playhouse.db_url import connect
+        from playhouse.db_url import parse
 
-        return connect(url)
+        # The same patience as SQLite's busy timeout: a writer waiting longer for the write lock (or
+        # any lock) gives up with "lock timeout", a 503 to retry, instead of hanging every request.
+        settings = parse(url)
+        settings["options"] = f"{settings.get('options', '')} -c lock_timeout={int(busy_timeout_ms)}".strip()
+        return CurrentSchemaPostgresqlDatabase(**settings)
     raise ConfigError([Problem("LBPAY_DATABASE_URL", "must start with sqlite:/// or postgresql://", url)])
+
+
+class CurrentSchemaPostgresqlDatabase(PostgresqlDatabase):
+    """PostgreSQL whose catalogue look-ups (tables, columns, indexes) read the schema it works in.
+
+    peewee looks in "public" unless told otherwise, while every statement goes to the first schema
+    of the connection's search_path: a database kept in a schema of its own (a shared server, each
+    test of `make test-postgres`) looked empty to the migrations, which then applied everything again.
+    """
+
+    def _schema(self, schema: str | None) -> str:
+        return schema or str(self.execute_sql("SELECT current_schema()").fetchone()[0])
+
+    def get_tables(self, schema: str | None = None) -> Any:
+        return super().get_tables(self._schema(schema))
+
+    def get_views(self, schema: str | None = None) -> Any:
+        return super().get_views(self._schema(schema))
+
+    def get_indexes(self, table: str, schema: str | None = None) -> Any:
+        return super().get_indexes(table, self._schema(schema))
+
+    def get_columns(self, table: str, schema: str | None = None) -> Any:
+        return super().get_columns(table, self._schema(schema))
+
+    def get_primary_keys(self, table: str, schema: str | None = None) -> Any:
+        return super().get_primary_keys(table, self._schema(schema))
+
+    def get_foreign_keys(self, table: str, schema: str | None = None) -> Any:
+        return super().get_foreign_keys(table, self._schema(schema))
 
 
 # Write transactions of one process between two WAL checkpoints (a payment is 10-15 pages, so

@@ -13,7 +13,7 @@ from peewee import (
     DatabaseProxy,
     DateField,
     DateTimeField,
-    FloatField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -260,7 +260,9 @@ class RateLimit(BaseModel):
     """Every rate limit's state: per key (a limit and its subject), when its bucket is full again (billing.limits)."""
 
     key = CharField(primary_key=True, max_length=200)
-    due = FloatField()  # seconds since the epoch, UTC
+    # Seconds since the epoch, UTC: a double everywhere (peewee's FloatField is PostgreSQL's 4-byte REAL,
+    # 128 s apart at today's epoch, so no limit ever filled there).
+    due = DoubleField()
 
 
 class WeChatCallStat(BaseModel):
@@ -270,7 +272,7 @@ class WeChatCallStat(BaseModel):
     outcome = CharField(max_length=24)
     le = CharField(max_length=8)  # the bucket's upper bound in seconds, "+Inf" for the last
     calls = IntegerField(default=0)
-    seconds = FloatField(default=0.0)
+    seconds = DoubleField(default=0.0)
 
     class Meta:
         table_name = "wechat_call_stat"

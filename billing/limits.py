@@ -3,9 +3,10 @@
 The algorithm is a token bucket kept as a single number per key (GCRA): ``due``, the moment the
 bucket will be full again. A rule lets ``count`` requests through at once and refills evenly over
 ``seconds``; a request is let through while ``due - now`` stays within the burst. One row per key
-in ``RateLimit`` (a float, no counters to reset), so checking costs one primary-key read and
-taking one UPSERT; a row whose ``due`` has passed means the same as no row and is deleted by the
-renewal-reminder job.
+in ``RateLimit`` (a double, no counters to reset), so checking costs one primary-key read and
+taking one conditional UPSERT that decides and writes at once (atomic on PostgreSQL under READ
+COMMITTED as well as on SQLite); a row whose ``due`` has passed means the same as no row and is
+deleted by the renewal-reminder job.
 
 The same function decides for the one limit that lives in memory (``LocalBucket``: how often
 status polls of this process may ask WeChat), so every limit answers "wait this long" alike.
@@ -19,7 +20,9 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
+
+from peewee import SqliteDatabase
 
 from models import RateLimit, db
 
@@ -86,6 +89,24 @@ def _due_sql(param: str) -> str:
     return f'SELECT "due" FROM "{RateLimit._meta.table_name}" WHERE "key" = {param}'
 
 
+@functools.cache
+def _take_sql(param: str, greatest: str) -> str:
+    """One statement that takes a request from a key's bucket if it has one and returns the new due.
+
+    ``decide`` written in SQL (the same float arithmetic, in the same order): no row means a full
+    bucket, so the row is made with ``now + step``; else the row is moved on only where ``decide``
+    would let the request through, and nothing is returned where it would not. PostgreSQL locks the
+    row it updates and evaluates the WHERE against the newest committed version (a worker racing
+    for the same key waits for the first to commit, then sees its due), so two transactions under
+    READ COMMITTED can never both take the last request, with or without the write lock around.
+    """
+    table = f'"{RateLimit._meta.table_name}"'
+    after = f'{greatest}({table}."due", {param}) + {param}'
+    return (f'INSERT INTO {table} ("key", "due") VALUES ({param}, {param}) '
+            f'ON CONFLICT ("key") DO UPDATE SET "due" = {after} '
+            f'WHERE {after} - {param} - {param} <= 1e-9 RETURNING "due"')
+
+
 def wait_for(limit_key: str, rule: Rule, now: dt.datetime) -> float:
     """Seconds until ``limit_key`` may make one more request (0: now), without taking it."""
     # On every status poll: one parameterised primary-key read, no ORM query building (a third of a poll).
@@ -95,25 +116,43 @@ def wait_for(limit_key: str, rule: Rule, now: dt.datetime) -> float:
 
 def take(limit_key: str, rule: Rule, now: dt.datetime) -> float:
     """Take one request for ``limit_key``; return 0 when taken, else seconds to wait. Call inside a write transaction."""
-    return take_all([(limit_key, rule)], now)
+    at = _epoch(now)
+    for _ in range(3):
+        if _take_one(limit_key, rule, at):
+            return 0.0
+        wait = wait_for(limit_key, rule, now)
+        if wait > 0:
+            return wait
+        # The bucket was refilled between the two statements (a sign-in forgiven): take again.
+    return rule.step
+
+
+def _take_one(limit_key: str, rule: Rule, at: float) -> bool:
+    """Take one request for ``limit_key`` at ``at`` in one statement; whether it was taken."""
+    database = db.obj
+    greatest = "MAX" if isinstance(database, SqliteDatabase) else "GREATEST"
+    sql = _take_sql(database.param, greatest)
+    params = (limit_key, at + rule.step, at, rule.step, at, rule.step, at, rule.seconds)
+    return bool(database.execute_sql(sql, params).fetchall())
 
 
 def take_all(checks: Iterable[tuple[str, Rule]], now: dt.datetime) -> float:
     """Take one request from each key only if every key has one; else take none and return the longest wait.
 
-    Call inside a write transaction, so that no other worker takes between the look and the take.
+    Call inside a write transaction. Each key is taken in one statement (``_take_one``), in the order
+    of the keys so that two workers never wait for each other's rows crosswise; a key refused undoes
+    the takes before it (a savepoint), so a refused attempt costs nothing.
     """
-    checks = list(checks)
-    rows = {row.key: row.due for row in RateLimit.select().where(RateLimit.key.in_([k for k, _ in checks]))}
+    checks = sorted(checks, key=lambda check: check[0])
+    if len(checks) == 1:
+        return take(checks[0][0], checks[0][1], now)
     at = _epoch(now)
-    decided = [(k, *decide(rows.get(k), at, rule)) for k, rule in checks]
-    longest = max((wait for _, _, wait in decided), default=0.0)
-    if longest > 0:
-        return longest
-    for limit_key, due, _ in decided:
-        RateLimit.insert(key=limit_key, due=due).on_conflict(
-            conflict_target=[RateLimit.key], update={RateLimit.due: due}).execute()
-    return 0.0
+    with db.atomic() as savepoint:
+        if all(_take_one(limit_key, rule, at) for limit_key, rule in checks):
+            return 0.0
+        savepoint.rollback()
+    rows = {row.key: row.due for row in RateLimit.select().where(RateLimit.key.in_([k for k, _ in checks]))}
+    return max((decide(rows.get(k), at, rule)[1] for k, rule in checks), default=0.0) or checks[0][1].step
 
 
 def forgive(limit_key: str) -> None:
@@ -138,10 +177,22 @@ def refused(what: str, wait: float) -> BillingError:
 
 def throttle(name: str, client: str | None, rule: Rule, now: dt.datetime) -> None:
     """Count one request of ``client`` against the limit ``name``, or raise ``rate_limited`` with the wait."""
-    with write_transaction():
+    with _limit_transaction():
         wait = take(key(name, client), rule, now)
     if wait > 0:
         raise refused(name, wait)
+
+
+def _limit_transaction() -> Any:
+    """The transaction of a take on its own: SQLite's writer turn; on PostgreSQL a plain one.
+
+    ``take`` is one atomic statement (its row lock is all it needs), so on PostgreSQL a status
+    poll's limit does not queue behind every order and payment for the write lock, and two
+    servers' polls only wait for each other when they are the same client.
+    """
+    if isinstance(db.obj, SqliteDatabase):
+        return write_transaction()
+    return db.atomic()
 
 
 def refuse_if_over(name: str, client: str | None, rule: Rule, now: dt.datetime) -> None:

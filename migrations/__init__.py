@@ -102,7 +102,10 @@ def migration_lock(database: Database) -> Iterator[None]:
         finally:
             os.close(fd)  # closing releases the lock
         return
+    # Another machine's migrations may take longer than a writer's lock timeout: wait for them.
+    database.execute_sql("SET lock_timeout = 0")
     database.execute_sql("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+    database.execute_sql("RESET lock_timeout")
     try:
         yield
     finally:

@@ -238,9 +238,47 @@ def sandbox(keys: Keys, tls: Tls) -> Iterator[Sandbox]:
     server.stop()
 
 
-# `make test-postgres` sets this to a PostgreSQL server on loopback; each test then gets a fresh schema.
+# `make test-postgres` sets this to a PostgreSQL server on loopback. Each xdist worker gets a database
+# of its own (PostgreSQL's advisory locks, our write lock among them, are per database: workers sharing
+# one would queue behind each other's tests), and each test a fresh schema in it.
 TEST_DATABASE_URL = os.environ.get("LBPAY_TEST_DATABASE_URL")
 sqlite_only = pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="SQLite-only: runs in `make test`")
+_RUN = uuid.uuid4().hex[:8]  # schemas of an earlier run on the same server are never reused
+_WORKER_DATABASES: dict[str, str] = {}
+_WORKER_DATABASES_LOCK = threading.Lock()  # benches of one test ask from threads of their own
+
+
+def _worker_database_url() -> str:
+    """TEST_DATABASE_URL, or under xdist its database with the worker's name appended (made once)."""
+    assert TEST_DATABASE_URL
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return TEST_DATABASE_URL
+    with _WORKER_DATABASES_LOCK:
+        if worker not in _WORKER_DATABASES:
+            _WORKER_DATABASES[worker] = _make_database(worker)
+    return _WORKER_DATABASES[worker]
+
+
+def _make_database(worker: str) -> str:
+    """Create the database of one xdist worker on TEST_DATABASE_URL's server (if missing); return its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+
+    assert TEST_DATABASE_URL
+    parts = urlsplit(TEST_DATABASE_URL)
+    name = f"{parts.path.lstrip('/')}_{worker}"
+    connection = psycopg2.connect(TEST_DATABASE_URL)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{name}"')  # noqa: S608  (the worker's name, gw0…)
+    finally:
+        connection.close()
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 def database_url_for(tmp_path: Path) -> str:
@@ -251,15 +289,34 @@ def database_url_for(tmp_path: Path) -> str:
 
     import psycopg2
 
-    schema = "t_" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
-    connection = psycopg2.connect(TEST_DATABASE_URL)
+    url = _worker_database_url()
+    schema = "t_" + hashlib.sha1(f"{_RUN}:{tmp_path}".encode()).hexdigest()[:16]
+    connection = psycopg2.connect(url)
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # noqa: S608  (a hex name we made)
     finally:
         connection.close()
-    return f"{TEST_DATABASE_URL}?options=-csearch_path%3D{schema}"
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+def another_writer(url: str) -> Any:
+    """A connection of another process that takes the write lock (it holds it until rolled back)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        holder = sqlite3.connect(url[len("sqlite:///"):], timeout=1)
+        holder.execute("BEGIN IMMEDIATE")
+        return holder
+    import psycopg2
+
+    from database import WRITE_LOCK_KEY
+
+    holder = psycopg2.connect(url)
+    holder.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+    return holder
 
 
 def live_config(tmp_path: Path, keys: Keys, sandbox_url: str, **overrides: Any) -> dict[str, Any]:
@@ -531,8 +588,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 
+# Files that test what only PostgreSQL does (two servers on one database, READ COMMITTED races).
+POSTGRESQL_ONLY = ("test_two_servers.py", "test_postgres.py")
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Leave the two-server PostgreSQL test out of a SQLite run (`make test-postgres` runs it): not a skip."""
-    if collection_path.name == "test_two_servers.py" and not TEST_DATABASE_URL:
+    """Leave the PostgreSQL-only tests out of a SQLite run (`make test-postgres` runs them): not a skip."""
+    if collection_path.name in POSTGRESQL_ONLY and not TEST_DATABASE_URL:
         return True
     return None

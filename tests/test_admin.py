@@ -185,6 +185,7 @@ def test_login_brute_force_is_throttled_before_the_password_hash(shop: Shop,
 
 def test_one_address_is_throttled_across_many_accounts(shop: Shop) -> None:
     shop.app.config["SESSION_COOKIE_SECURE"] = False
+    shop.clock.freeze()  # no refill between attempts (one each 20 s), however slow a busy machine answers
     stuffer = Console(shop)
     statuses = [stuffer.login(email=f"user{n}@example.com", password="123456").status_code for n in range(31)]
     assert statuses[:30] == [401] * 30
@@ -644,6 +645,7 @@ def test_a_browser_that_signed_in_before_is_not_locked_out_by_a_distributed_atta
     assert known.login().status_code == 303
     assert known.post("/admin/logout").status_code == 303
     # Guesses spread over many addresses: each address stays under its own limits ...
+    shop.clock.freeze()  # the account's limit refills one each 30 s: no refill while 60 guesses are made
     statuses = [_from(Console(shop), f"203.0.113.{n // 5}").login(password=f"guess-{n}").status_code
                 for n in range(60)]
     # (the known browser's own first sign-in, before it had a cookie, took one attempt of the account's)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import requests
-from conftest import LiveServer, Sandbox, live_config, sqlite_only
+from conftest import LiveServer, Sandbox, another_writer, database_url_for, live_config
 from servers import wait_for
 from reliability.harness import COURSE, AppProcess, Material, SandboxProcess, free_port, make_material
 
@@ -21,9 +20,6 @@ from database import open_database
 from billing.audit import verify_chain
 from licensing import verify_license
 from wechatpay.crypto import load_public_key
-
-# The harness runs its servers on a SQLite file of its own; PostgreSQL runs skip it.
-pytestmark = sqlite_only
 
 UTC = dt.timezone.utc
 CRASH_STEPS = ("notify.after_store", "fulfil.before_commit", "fulfil.after_commit")
@@ -39,8 +35,9 @@ class CrashBench:
         self.apps: list[AppProcess] = []
 
     def app(self, folder: Path, crash_at: str, **settings: str) -> AppProcess:
+        # The run's database: a SQLite file in the app's folder, or a PostgreSQL schema of its own.
         app = AppProcess(self.material, folder, self.port, self.sandbox.url, workers=2, threads=4,
-                         settings={"SCHEDULER": "off", **settings})
+                         settings={"SCHEDULER": "off", "DATABASE_URL": database_url_for(folder), **settings})
         app.prepare()
         app.start(crash_at=crash_at)
         self.apps.append(app)
@@ -95,7 +92,7 @@ def assert_one_verified_license(app: AppProcess, order: dict[str, Any]) -> None:
 
 def ledger(app: AppProcess, order: dict[str, Any]) -> dict[str, Any]:
     """What the database holds for one order, and whether the audit chain is whole."""
-    models.db.initialize(open_database(f"sqlite:///{app.db_file}", "/"))
+    models.db.initialize(open_database(app.settings["DATABASE_URL"], "/"))
     with models.db.connection_context():
         row = models.Order.get(models.Order.out_trade_no == order["out_trade_no"])
         events = [e.action for e in models.AuditEvent.select().where(models.AuditEvent.order == row.id)]
@@ -173,15 +170,14 @@ def test_a_notification_waiting_on_a_locked_database_answers_503_and_the_retry_s
     try:
         order = requests.post(server.url + "/api/v1/orders", json={"course_id": COURSE}, timeout=15).json()
         note = make_notification(order)
-        holder = sqlite3.connect(tmp_path / "lbpay.db", isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")  # another writer that keeps the lock past busy_timeout
+        holder = another_writer(app.extensions["lbpay.shop"].config.database_url)  # past busy_timeout
         try:
             started = time.monotonic()
             locked = requests.post(server.url + "/wechatpay/notify/transaction", data=note.body,
                                    headers=note.headers, timeout=15)
             took = time.monotonic() - started
         finally:
-            holder.execute("ROLLBACK")
+            holder.rollback()
             holder.close()
         assert locked.status_code == 503 and locked.json()["code"] == "FAIL"
         assert 0.25 < took < 5, took

@@ -111,7 +111,8 @@ def refund_in_full(shop: Shop, order_id: str) -> None:
                                 reason="learner asked", revoke_license=True, actor="test")
     if refund.status == "PROCESSING":
         settled = shop.sandbox.control("POST", f"refunds/{refund.out_refund_no}/settle", {"status": "SUCCESS"})
-        assert settled.status_code == 200, settled.text
+        # 409 "already SUCCESS": the sandbox settled it by itself first (50 ms later; a busy machine is slower).
+        assert settled.status_code == 200 or "already SUCCESS" in settled.text, settled.text
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with models.db.connection_context():

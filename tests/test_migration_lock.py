@@ -1,19 +1,21 @@
-"""Two machines starting at once both run `lbpay init` on one fresh database: each migration is applied once."""
+"""Two machines starting at once both run `lbpay init` on one fresh database: each migration is applied once.
+
+SQLite's file lock, or PostgreSQL's advisory lock when the run has a PostgreSQL server (its database in a
+schema of its own, where the migrations must find their own tables again).
+"""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import sqlite_only
+from conftest import database_url_for
 
 import migrations
-
-pytestmark = sqlite_only  # the PostgreSQL run takes the advisory lock in every test's `lbpay init`
+import models
 
 ROOT = Path(__file__).parent.parent
 
@@ -33,11 +35,13 @@ cli(args=["init"])
 """
 
 
-def test_concurrent_inits_on_one_fresh_sqlite_file_all_succeed_and_migrate_once(tmp_path: Path) -> None:
-    database = tmp_path / "volume" / "lbpay.db"
-    database.parent.mkdir()
+def test_concurrent_inits_on_one_fresh_database_all_succeed_and_migrate_once(tmp_path: Path) -> None:
+    from database import open_database
+
+    (tmp_path / "volume").mkdir()
+    url = database_url_for(tmp_path / "volume")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
-    env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "volume"), LBPAY_DATABASE_URL=f"sqlite:///{database}")
+    env.update(LBPAY_INSTANCE_PATH=str(tmp_path / "volume"), LBPAY_DATABASE_URL=url)
     go = tmp_path / "go"
     count = 3
     processes = [subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path / f"ready-{i}"), str(go)],
@@ -59,8 +63,11 @@ def test_concurrent_inits_on_one_fresh_sqlite_file_all_succeed_and_migrate_once(
     for code, out, err in results:
         assert code == 0, err[-3000:]
         assert "database ready" in out, out
-    with sqlite3.connect(database) as connection:
-        versions = [row[0] for row in connection.execute("SELECT version FROM schema_version ORDER BY version")]
+    database = open_database(url, str(tmp_path / "volume"))
+    models.db.initialize(database)
+    with models.db.connection_context():
+        versions = sorted(migrations.applied_versions(database))
+    database.close()
     assert versions == list(range(1, migrations.latest_version() + 1))
     # Exactly one process applied the migrations; the others found them done.
     appliers = [out for _, out, _ in results if "applied migrations" in out]

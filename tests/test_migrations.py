@@ -15,7 +15,8 @@ import migrations
 import models
 from app import create_app
 
-pytestmark = sqlite_only  # compares SQLite files; on PostgreSQL `lbpay init` runs in every test
+# The tests that compare SQLite files are SQLite's; tests/test_postgres.py compares PostgreSQL's schemas,
+# and on PostgreSQL `lbpay init` runs in every test.
 
 UTC = dt.timezone.utc
 BASELINE = importlib.import_module("migrations.m0001_baseline")
@@ -61,6 +62,7 @@ def test_migration_numbers_run_without_gaps_and_each_says_what_it_does() -> None
     assert all(m.module.__doc__ and m.module.__doc__.strip() for m in found)
 
 
+@sqlite_only
 def test_init_builds_an_empty_database_to_the_models_schema(tmp_path: Path, reference: Path) -> None:
     database = tmp_path / "fresh.db"
     first = lbpay(tmp_path, database, "init")
@@ -92,6 +94,7 @@ def seed_first_release(path: Path) -> None:
     database.close()
 
 
+@sqlite_only
 def test_init_upgrades_a_database_of_the_first_release_and_keeps_its_sales(tmp_path: Path, reference: Path,
                                                                            keys, sandbox, clock) -> None:
     database = tmp_path / "lbpay.db"
@@ -115,6 +118,7 @@ def test_init_upgrades_a_database_of_the_first_release_and_keeps_its_sales(tmp_p
     assert placed.status_code == 201, placed.text
 
 
+@sqlite_only
 @pytest.mark.parametrize("previous", range(1, len(migrations.all_migrations())))
 def test_each_migration_upgrades_the_schema_before_it(tmp_path: Path, reference: Path, previous: int) -> None:
     path = tmp_path / "stepwise.db"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from conftest import Shop, db_counts
+from conftest import Shop, database_url_for, db_counts
 
 import models
 from operations.scheduler import holder_id, run_job
@@ -146,7 +147,7 @@ import models
 from database import open_database
 from operations.jobs import Job
 from operations.scheduler import holder_id, run_job
-models.db.initialize(open_database("sqlite:///" + {db!r}, "/"))
+models.db.initialize(open_database({url!r}, "/"))
 class Clock:  # as much of a shop as run_job needs
     wechat = None
     def now(self): return dt.datetime.now(dt.timezone.utc)
@@ -165,11 +166,11 @@ while time.monotonic() < deadline:
 def test_three_processes_never_run_a_job_at_the_same_time(tmp_path: Path) -> None:
     from database import open_database
 
-    db_file = tmp_path / "lease.db"
-    models.db.initialize(open_database(f"sqlite:///{db_file}", "/"))
+    url = database_url_for(tmp_path)  # a SQLite file, or a PostgreSQL schema (two servers' leases)
+    models.db.initialize(open_database(url, "/"))
     with models.db.connection_context():
         models.create_tables()
-    script = LEASE_SCRIPT.format(root=str(Path(__file__).parent.parent), db=str(db_file))
+    script = LEASE_SCRIPT.format(root=str(Path(__file__).parent.parent), url=url)
     procs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
              for _ in range(3)]
     for p in procs:
@@ -181,6 +182,13 @@ def test_three_processes_never_run_a_job_at_the_same_time(tmp_path: Path) -> Non
     assert len(runs) >= 6 and len(holders) >= 2, (len(runs), holders)
     for earlier, later in zip(runs, runs[1:]):
         assert earlier.finished_at <= later.started_at, "two processes ran the job at once"
+
+
+def touch_outside_service(name: str) -> None:
+    """A write that changes a row every time (SQLite and PostgreSQL alike): another connection's commit."""
+    now = dt.datetime.now(dt.timezone.utc)
+    models.OutsideService.insert(name=name, last_ok_at=now).on_conflict(
+        conflict_target=[models.OutsideService.name], update={models.OutsideService.last_ok_at: now}).execute()
 
 
 def test_the_job_finishes_over_20_pending_orders_while_another_thread_keeps_committing(shop: Shop) -> None:
@@ -202,7 +210,7 @@ def test_the_job_finishes_over_20_pending_orders_while_another_thread_keeps_comm
         with models.db.connection_context():
             while not stop.is_set():
                 with write_transaction():
-                    models.OutsideService.insert(name=f"busy-{commits[0] % 3}").on_conflict_replace().execute()
+                    touch_outside_service(f"busy-{commits[0] % 3}")
                 commits[0] += 1
 
     writer = threading.Thread(target=keep_committing)
@@ -231,7 +239,7 @@ def test_a_job_that_fails_holding_a_stale_read_still_records_its_end(shop: Shop)
 
     def commit_elsewhere() -> None:
         with models.db.connection_context(), write_transaction():
-            models.OutsideService.insert(name="elsewhere").on_conflict_replace().execute()
+            touch_outside_service("elsewhere")
 
     def broken(shop_: object, now: object) -> dict:
         rows = iter(models.Order.select())

@@ -7,18 +7,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Sandbox, sqlite_only
+from conftest import Sandbox, database_url_for
 from reliability.scenarios import SCENARIOS, SHORT, Row, run, table
-
-# The harness runs its servers on a SQLite file of its own; PostgreSQL runs skip it.
-pytestmark = sqlite_only
 
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[list[Row], list[str]]:
     """Run every scenario once, on two benches side by side, and show the table."""
     folder: Path = tmp_path_factory.mktemp("reliability")
-    rows, missed = run(folder, SHORT, report=lambda line: None, benches=2)
+    # Each bench on the run's database: a SQLite file in its folder, or a PostgreSQL schema of its own.
+    rows, missed = run(folder, SHORT, report=lambda line: None, benches=2, database_url=database_url_for)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line("\n" + table(rows))

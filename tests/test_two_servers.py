@@ -41,7 +41,8 @@ class Crossing(Buyer):
     def _create(self) -> requests.Response | None:
         try:
             return requests.post(next(self._next) + "/api/v1/orders", json={"course_id": COURSE},
-                                 headers={"Idempotency-Key": self.key}, timeout=20)
+                                 headers={"Idempotency-Key": self.key, "X-Forwarded-For": self.address},
+                                 timeout=20)
         except requests.RequestException as exc:
             self.problems.append(f"create: {type(exc).__name__}")
             return None
@@ -92,7 +93,10 @@ def test_two_servers_on_one_postgresql_license_every_payment_once(pair: Pair) ->
 
     servers = [pair.a.url, pair.b.url]
     deadline = time.monotonic() + 120
-    crowd = [Crossing(app_url=pair.b.url, sandbox=pair.sandbox, key=f"two-crowd-{n:03d}", deadline=deadline,
+    # Each learner from an address of their own (the per-address order limit is not what this tests),
+    # with an Idempotency-Key as long as the server asks (16 characters at least).
+    crowd = [Crossing(app_url=pair.b.url, sandbox=pair.sandbox, key=f"two-servers-crowd-{n:03d}",
+                      address=f"10.13.1.{n + 1}", deadline=deadline,
                       retries_creation=n % 5 == 0, create_on=servers[n % 2:] + servers[:n % 2])
              for n in range(CROWD)]
     # Notifications arrive three times at once at A while B answers the polls.
@@ -102,7 +106,8 @@ def test_two_servers_on_one_postgresql_license_every_payment_once(pair: Pair) ->
     pair.sandbox.calm()
     pair.sandbox.arm({"notify": {"mode": "drop"}})
     deadline = time.monotonic() + 120
-    quiet = [Crossing(app_url=pair.b.url, sandbox=pair.sandbox, key=f"two-quiet-{n:03d}", deadline=deadline,
+    quiet = [Crossing(app_url=pair.b.url, sandbox=pair.sandbox, key=f"two-servers-quiet-{n:03d}",
+                      address=f"10.13.2.{n + 1}", deadline=deadline,
                       polls=n >= WALKAWAYS, comes_back_after=12, create_on=servers[n % 2:] + servers[:n % 2])
              for n in range(WALKAWAYS * 2)]
     _buy_all(quiet)
@@ -148,3 +153,42 @@ def test_two_servers_on_one_postgresql_license_every_payment_once(pair: Pair) ->
     for name, job_runs in by_job.items():
         for before, after in zip(job_runs, job_runs[1:]):
             assert before.finished_at is not None and before.finished_at <= after.started_at, (name, before, after)
+
+
+@pytest.mark.timeout(200)
+def test_twenty_requests_racing_through_two_servers_for_ten_tokens_get_exactly_ten(pair: Pair) -> None:
+    """One address's resend limit (10, one more each minute) holds when 20 requests race through four workers.
+
+    The resend limit, because its step (60 s) outlasts any race on a busy machine, so exactly 10 is
+    the only right answer; the order limit refills every 6 s, which 20 orders to WeChat can take.
+    """
+    from database import open_database
+
+    from billing.limits import RESEND_PER_CLIENT
+
+    racers = RESEND_PER_CLIENT.count * 2
+    servers = [pair.a.url, pair.b.url]
+    start = threading.Barrier(racers)
+    answers: list[requests.Response] = []
+
+    def ask(n: int) -> None:
+        start.wait()
+        answers.append(requests.post(servers[n % 2] + "/api/v1/licenses/resend",
+                                     json={"email": f"racer{n}@example.com"},
+                                     headers={"X-Forwarded-For": "10.13.3.1"}, timeout=60))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [202] * RESEND_PER_CLIENT.count + [429] * RESEND_PER_CLIENT.count, statuses
+    assert all(r.json()["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+               for r in answers if r.status_code == 429)
+    models.db.initialize(open_database(pair.database_url, "/"))
+    with models.db.connection_context():
+        (row,) = models.RateLimit.select().where(models.RateLimit.key.startswith("resend-ip:"))
+    # The bucket holds exactly ten takes: full burst spent, due one window ahead of the first take.
+    assert row.due - time.time() == pytest.approx(RESEND_PER_CLIENT.seconds, abs=30)

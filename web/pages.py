@@ -187,7 +187,8 @@ def register_error_pages(app: Flask) -> None:
     def _unexpected(exc: Exception) -> tuple[Response | str, int]:
         from peewee import OperationalError
 
-        if isinstance(exc, OperationalError) and "locked" in str(exc):
+        # SQLite's "database is locked", PostgreSQL's "canceling statement due to lock timeout".
+        if isinstance(exc, OperationalError) and ("locked" in str(exc) or "lock timeout" in str(exc)):
             app.logger.warning("database busy: %s", exc)
             code, status = "service_busy", 503
         else:

@@ -82,12 +82,15 @@ def table(rows: list[Row]) -> str:
 class Bench:
     """One sandbox process and one gunicorn app on one database, shared by the scenarios of a run."""
 
-    def __init__(self, folder: Path, size: Size) -> None:
+    def __init__(self, folder: Path, size: Size, database_url: str | None = None) -> None:
         self.folder, self.size = folder, size
         self.material: Material = make_material(folder / "keys")
         port = free_port()
         self.sandbox = SandboxProcess(self.material, port)
-        self.app = AppProcess(self.material, folder / "app", port, self.sandbox.url)
+        # A SQLite file in the app's folder, unless the run gives a database (PostgreSQL) of its own.
+        self.app = AppProcess(self.material, folder / "app", port, self.sandbox.url,
+                              settings={"DATABASE_URL": database_url} if database_url else None)
+        self.database_url = self.app.settings["DATABASE_URL"]
         self.app.prepare()
         self.app.start()
         self.license_keys = self._license_keys()
@@ -114,8 +117,15 @@ class Bench:
 
     def issued(self, out_trade_nos: list[str]) -> bool:
         """Whether the database holds a license for any of these orders (read directly, never through a poll)."""
+        if not self.database_url.startswith("sqlite:///"):
+            import psycopg2
+
+            with contextlib.closing(psycopg2.connect(self.database_url)) as connection, connection.cursor() as cursor:
+                cursor.execute('SELECT COUNT(*) FROM license JOIN "order" ON license.order_id = "order".id '
+                               'WHERE "order".out_trade_no = ANY(%s)', (out_trade_nos,))
+                return bool(cursor.fetchone()[0])
         marks = ",".join("?" * len(out_trade_nos))
-        with contextlib.closing(sqlite3.connect(str(self.app.db_file), timeout=10)) as connection:
+        with contextlib.closing(sqlite3.connect(self.database_url[len("sqlite:///"):], timeout=10)) as connection:
             found = connection.execute(
                 f'SELECT COUNT(*) FROM license JOIN "order" ON license.order_id = "order".id '  # noqa: S608
                 f'WHERE "order".out_trade_no IN ({marks})', out_trade_nos).fetchone()[0]
@@ -190,7 +200,7 @@ class Bench:
         from database import open_database
 
         with COUNTING:
-            models.db.initialize(open_database(f"sqlite:///{self.app.db_file}", "/"))
+            models.db.initialize(open_database(self.database_url, "/"))
             with models.db.connection_context():
                 yield
 
@@ -330,11 +340,12 @@ SCENARIOS: list[Callable[[Bench], Row]] = [
 
 
 def run(folder: Path, size: Size, report: Callable[[str], None] = print,
-        benches: int = 1) -> tuple[list[Row], list[str]]:
+        benches: int = 1, database_url: Callable[[Path], str] | None = None) -> tuple[list[Row], list[str]]:
     """Run every scenario; return the rows (in SCENARIOS order) and every missed goal.
 
     With ``benches`` > 1 the scenarios are dealt out to that many benches that run side by side, each
     with its own sandbox, app and database, so one scenario's fault never reaches another's buyers.
+    ``database_url`` gives each bench's database from its folder (default: a SQLite file in it).
     """
     groups = [SCENARIOS[i::benches] for i in range(benches)]
     outcomes: dict[int, tuple[dict[str, Row], list[str]]] = {}
@@ -342,7 +353,9 @@ def run(folder: Path, size: Size, report: Callable[[str], None] = print,
 
     def one(index: int) -> None:
         try:
-            outcomes[index] = _run_bench(folder / f"bench-{index}", size, groups[index], report)
+            bench_folder = folder / f"bench-{index}"
+            url = database_url(bench_folder) if database_url else None
+            outcomes[index] = _run_bench(bench_folder, size, groups[index], report, url)
         except BaseException as exc:  # re-raised below, in the caller's thread
             failures.append(exc)
 
@@ -362,9 +375,9 @@ def run(folder: Path, size: Size, report: Callable[[str], None] = print,
 
 
 def _run_bench(folder: Path, size: Size, scenarios: list[Callable[[Bench], Row]],
-               report: Callable[[str], None]) -> tuple[dict[str, Row], list[str]]:
+               report: Callable[[str], None], database_url: str | None = None) -> tuple[dict[str, Row], list[str]]:
     """Run some scenarios one after another on one bench; return their rows and the bench's whole-run misses."""
-    bench = Bench(folder, size)
+    bench = Bench(folder, size, database_url)
     rows: dict[str, Row] = {}
     try:
         for scenario in scenarios:
