@@ -369,14 +369,32 @@ def replica_group() -> None:
 @click.argument("dest", type=click.Path(dir_okay=False))
 def replica_config(dest: str) -> None:
     """Write Litestream's settings for LBPAY_REPLICA_* to DEST (mode 0600: it holds the storage's key)."""
-    config = load_config(values_from(os.environ), str(Path("instance").resolve()))
-    if config.replica is None:
-        raise click.ClickException("LBPAY_REPLICA_URL is not set")
+    _write_litestream_config(_replica_settings(), dest)
+
+
+@replica_group.command("prepare", with_appcontext=False)
+@click.argument("dest", type=click.Path(dir_okay=False))
+def replica_prepare(dest: str) -> None:
+    """Before the server starts: write Litestream's settings to DEST, and fill an empty volume from the replica."""
+    config = _replica_settings()
+    _write_litestream_config(config, dest)
+    _restore_from_replica(config, if_missing=True)
+
+
+def _write_litestream_config(config: Config, dest: str) -> None:
     try:
         write_litestream_config(config, Path(dest))
     except ReplicaError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"litestream settings written to {dest}: the database and its sealed keys to {config.replica.url}")
+    url = config.replica.url if config.replica is not None else ""
+    click.echo(f"litestream settings written to {dest}: the database and its sealed keys to {url}")
+
+
+def _replica_settings() -> Config:
+    config = load_config(values_from(os.environ), str(Path("instance").resolve()))
+    if config.replica is None:
+        raise click.ClickException("LBPAY_REPLICA_URL is not set")
+    return config
 
 
 @cli.command("purge")

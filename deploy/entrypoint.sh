@@ -9,9 +9,9 @@
 #  3. Secret files (fly.toml [[files]]) arrive with whatever owner and mode Fly gives them: they
 #     are copied into a directory only the service user can read, each copy mode 0600, and the
 #     LBPAY_*_FILE settings name the copies.
-#  4. With LBPAY_REPLICA_URL set (an S3-compatible bucket: Tigris on Fly), Litestream's settings are
-#     written beside the secrets, and a volume without the database is filled from the replica
-#     first (`lbpay restore --from-replica --if-missing`: nothing to do on a shop's very first start).
+#  4. With LBPAY_REPLICA_URL set (an S3-compatible bucket: Tigris on Fly), `lbpay replica prepare`
+#     writes Litestream's settings beside the secrets and fills a volume without the database from
+#     the replica (as `lbpay restore --from-replica` does; on a shop's very first start there is none).
 #  5. `lbpay init` migrates (one process at a time: the migration takes a lock), then the command
 #     replaces this shell, so gunicorn gets Fly's kill_signal directly. With a replica, gunicorn runs
 #     under `litestream replicate -exec`, which passes the signal on, replicates until gunicorn has
@@ -87,9 +87,7 @@ if [ -n "${LBPAY_REPLICA_URL:-}" ] && [ "${RELEASE_COMMAND:-}" != 1 ]; then
   # shellcheck disable=SC2086
   install -d -m 0700 $owner "$secrets_dir"
   # shellcheck disable=SC2086
-  $as_service lbpay replica config "$litestream_config" >&2
-  # shellcheck disable=SC2086
-  $as_service lbpay restore --from-replica --if-missing >&2
+  $as_service lbpay replica prepare "$litestream_config" >&2
   replicate=1
 fi
 
