@@ -255,19 +255,12 @@ def _place(config: Config, files: dict[str, bytes]) -> list[Path]:
 
 # --- restoring onto an empty volume -----------------------------------------------------------
 
-def litestream_environment(environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
-    """The environment Litestream runs in: ours without AWS_CA_BUNDLE.
-
-    Litestream's S3 client refuses to start at all when AWS_CA_BUNDLE is set ("unable to add
-    custom RootCAs"); the storage's own certificate is checked against the system's CAs anyway.
-    """
-    return {k: v for k, v in (os.environ if environ is None else environ).items() if k != "AWS_CA_BUNDLE"}
-
-
 def _litestream(args: list[str], timeout: float = RESTORE_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    # Without AWS_CA_BUNDLE (as the entrypoint runs it): Litestream's S3 client refuses to start at
+    # all when it is set ("unable to add custom RootCAs"); the system's CAs check the storage anyway.
     try:
-        done = subprocess.run([litestream_program(), *args], capture_output=True, text=True, timeout=timeout,
-                              env=litestream_environment())
+        done = subprocess.run(["env", "-u", "AWS_CA_BUNDLE", litestream_program(), *args], capture_output=True,
+                              text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ReplicaError(f"litestream {args[0]} took longer than {timeout:.0f} s") from None
     if done.returncode != 0:
