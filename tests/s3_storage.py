@@ -14,7 +14,8 @@ import uuid
 from typing import Iterator
 
 import requests
-from moto.server import ThreadedMotoServer
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, ThreadedMotoServer, create_backend_app
+from werkzeug.serving import make_server
 
 ACCESS_KEY_ID = "lbpay-test-access-key"
 SECRET_ACCESS_KEY = "lbpay-test-secret-" + uuid.uuid4().hex
@@ -90,11 +91,28 @@ class Gate:
         self.listener.close()
 
 
+class QuietRequests(MotoRequestHandler):
+    """moto's request handler without a log line per request (Litestream makes many)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class QuietMotoServer(ThreadedMotoServer):
+    """moto's threaded server, serving with ``QuietRequests``."""
+
+    def _server_entry(self) -> None:
+        self._server = make_server(self._ip_address, self._port, DomainDispatcherApplication(create_backend_app),
+                                   True, request_handler=QuietRequests)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 class S3Storage:
     """moto's S3-compatible server on loopback behind a ``Gate``; buckets made on demand."""
 
     def __init__(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server = QuietMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.direct = f"http://{host}:{port}"

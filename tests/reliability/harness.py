@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +174,15 @@ class AppProcess:
             **(settings or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.replicated = False
+
+    def replicate_to(self, settings: dict[str, str]) -> None:
+        """From the next start on, run through the image's entrypoint with these LBPAY_REPLICA_* settings."""
+        self.settings.update({k.removeprefix("LBPAY_"): v for k, v in settings.items()})
+        self.settings.update(SECRETS_FROM=str(self.folder / "no-mounted-secrets"),
+                             SECRETS_DIR=str(self.folder / "secrets"),
+                             RUN_UID=str(os.geteuid()), RUN_GID=str(os.getegid()))
+        self.replicated = True
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         values = {**self.settings, **(extra or {})}
@@ -182,10 +192,10 @@ class AppProcess:
     def prepare(self) -> None:
         """Create the tables from the models and put the course on sale, in a process of its own."""
         script = (
-            "import models; from app import create_app; from billing.courses import save_course\n"
+            "import migrations, models; from app import create_app; from billing.courses import save_course\n"
             "app = create_app()\n"
             "with models.db.connection_context():\n"
-            "    models.create_tables()\n"
+            "    migrations.migrate()  # as `lbpay init` does: the volume-loss scenario starts it through the entrypoint\n"
             f"    save_course(app.extensions['lbpay.shop'], course_id={COURSE!r}, title='C++ Primer 第5版',"
             f" price_fen={PRICE_FEN})\n")
         result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=self.env({"SCHEDULER": "off"}),
@@ -195,13 +205,31 @@ class AppProcess:
     def start(self, crash_at: str | None = None) -> None:
         """Start gunicorn and wait until it answers; ``crash_at`` sets LBPAY_CRASH_AT."""
         extra = {"CRASH_AT": crash_at} if crash_at else {}
+        server = ["app:create_app()", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                  "--threads", str(self.threads), "--graceful-timeout", "5", "--timeout", "60", "--log-level", "warning"]
+        # With a replica, as the image starts it: the entrypoint restores a lost volume, then runs
+        # gunicorn under `litestream replicate -exec`.
+        command = ([str(ROOT / "deploy" / "entrypoint.sh"), "gunicorn", *server] if self.replicated
+                   else [sys.executable, "-m", "gunicorn", *server])
+        env = self.env(extra)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "app:create_app()", "--bind", f"127.0.0.1:{self.port}",
-                 "--workers", str(self.workers), "--threads", str(self.threads), "--graceful-timeout", "5",
-                 "--timeout", "60", "--log-level", "warning"],
-                cwd=ROOT, env=self.env(extra), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_until_up(self.url + "/api/v1/courses", True, self.process, self.log)
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        _wait_until_up(self.url + "/api/v1/courses", True, self.process, self.log, timeout=90 if self.replicated else 30)
+
+    def replicated_since(self, moment: dt.datetime) -> bool:
+        """Whether Litestream has uploaded the database and its sealed keys as they were at ``moment``."""
+        from operations.replica import litestream_status, synced_at
+
+        seen = {Path(e["path"]).name: synced_at(e) for e in litestream_status(self.folder / "litestream.sock") or []}
+        return all((seen.get(name) or moment) > moment for name in (self.db_file.name, self.db_file.stem + "-keys.db"))
+
+    def lose_volume(self) -> None:
+        """Everything the app kept on disk gone (the log aside), as when a volume is lost."""
+        for path in self.folder.iterdir():
+            if path != self.log:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
     def worker_pids(self) -> set[int]:
         assert self.process is not None
