@@ -348,3 +348,34 @@ def test_a_restore_from_the_replica_never_overwrites_a_database(tmp_path: Path, 
     done = lbpay("restore", "--from-replica")
     assert done.exit_code == 1 and "exists; a restore from the replica fills an empty volume only" in done.stderr
     assert lbpay("restore", "--from-replica", "--if-missing").exit_code == 0
+
+
+def test_the_replica_job_alerts_once_when_litestream_has_not_uploaded_for_too_long(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import migrations
+    import models
+    from app import create_app
+    from conftest import clean_environment
+    from operations.alerts import recent_alerts
+    from operations.jobs import job_table
+    from operations.metrics import render_metrics
+    from operations.replica import check_replica
+
+    clean_environment(monkeypatch)
+    app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "REPLICA_MAX_LAG_SECONDS": "60",
+                      **{k.removeprefix("LBPAY_"): v for k, v in
+                         {"LBPAY_REPLICA_URL": "s3://bucket/shop", "LBPAY_REPLICA_ACCESS_KEY_ID": "key",
+                          "LBPAY_REPLICA_SECRET_ACCESS_KEY": "secret", "LBPAY_REPLICA_KEY": SEAL_KEY}.items()}},
+                     command_line=True)
+    shop = app.extensions["lbpay.shop"]
+    assert job_table(shop)["replica"].interval == 15
+    now = dt.datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    with models.db.connection_context():
+        migrations.migrate()
+        # No Litestream answers on the socket: the lag counts from the first look.
+        assert check_replica(shop, now) == {"sealed": 1}
+        assert "lbpay_replica_lag_seconds 30\n" in render_metrics(now + dt.timedelta(seconds=30))
+        assert check_replica(shop, now + dt.timedelta(seconds=60)) == {}
+        assert check_replica(shop, now + dt.timedelta(seconds=61)) == {"stalled": True}
+        check_replica(shop, now + dt.timedelta(seconds=120))
+        assert [a.kind for a in recent_alerts()] == ["replica_stalled"]  # one alert for one stall
