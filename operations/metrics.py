@@ -272,7 +272,8 @@ def _replica(out: Exposition, now: dt.datetime) -> None:
     service = OutsideService.get_or_none(OutsideService.name == "replica")
     if service is None:
         return
-    since = service.last_ok_at or service.failing_since
+    # As the replica job counts it: from the last upload, or from the first look that found no Litestream.
+    since = max((t for t in (service.last_ok_at, service.failing_since) if t is not None), default=None)
     out.family("lbpay_replica_lag_seconds", "gauge",
                "Seconds since Litestream last brought the off-machine replica up to date.")
     out.sample("lbpay_replica_lag_seconds", max(0.0, round((now - since).total_seconds(), 3)) if since else 0)

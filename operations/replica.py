@@ -406,10 +406,17 @@ def job_interval(replica: ReplicaSettings) -> float:
 
 def lag_of(service: OutsideService | None, now: dt.datetime) -> float | None:
     """Seconds since the replica was last known up to date (None when nothing was ever recorded)."""
+    since = lag_since(service)
+    return None if since is None else max(0.0, (now - since).total_seconds())
+
+
+def lag_since(service: OutsideService | None) -> dt.datetime | None:
+    """Since when the replica may be behind: Litestream's last upload, or the first look that found no
+    Litestream answering since (a restart after a long stop counts from then, not from before the stop)."""
     if service is None:
         return None
-    since = service.last_ok_at or service.failing_since
-    return None if since is None else max(0.0, (now - since).total_seconds())
+    known = [t for t in (service.last_ok_at, service.failing_since) if t is not None]
+    return max(known) if known else None
 
 
 def check_replica(shop: Shop, now: dt.datetime) -> dict[str, Any]:
@@ -430,9 +437,8 @@ def check_replica(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         elif uploaded is None and service.failing_since is None:
             service.failing_since, service.last_failure_at = now, now
         service.save()
-    lag = lag_of(service, now) or 0.0
-    if lag > config.replica.max_lag_seconds:
-        since = service.last_ok_at or service.failing_since
+    lag, since = lag_of(service, now) or 0.0, lag_since(service)
+    if lag > config.replica.max_lag_seconds and since is not None:
         summary["stalled"] = True
         raise_alert("replica_stalled",
                     f"The off-machine replica ({config.replica.url}) has not been brought up to date since "
