@@ -11,7 +11,6 @@ import contextlib
 import socket
 import threading
 import uuid
-from typing import Iterator
 
 import requests
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, ThreadedMotoServer, create_backend_app
@@ -126,20 +125,6 @@ class S3Storage:
         assert response.status_code == 200, response.text
         return name
 
-    def keys(self, bucket: str, prefix: str = "") -> list[str]:
-        """The object keys in a bucket under ``prefix`` (read past the gate)."""
-        response = requests.get(f"{self.direct}/{bucket}", params={"list-type": "2", "prefix": prefix}, timeout=10)
-        assert response.status_code == 200, response.text
-        import xml.etree.ElementTree as ET
-
-        tree = ET.fromstring(response.content)
-        return [e.text or "" for e in tree.iter() if e.tag.endswith("}Key") or e.tag == "Key"]
-
-    def object(self, bucket: str, key: str) -> bytes:
-        response = requests.get(f"{self.direct}/{bucket}/{key}", timeout=10)
-        assert response.status_code == 200, response.text
-        return response.content
-
     def settings(self, bucket: str, path: str, seal_key: str) -> dict[str, str]:
         """The LBPAY_REPLICA_* settings that point a shop at ``s3://bucket/path`` here."""
         return {"LBPAY_REPLICA_URL": f"s3://{bucket}/{path}", "LBPAY_REPLICA_ENDPOINT": self.endpoint,
@@ -150,11 +135,3 @@ class S3Storage:
         self.gate.close()
         self.server.stop()
 
-
-@contextlib.contextmanager
-def s3_storage() -> Iterator[S3Storage]:
-    storage = S3Storage()
-    try:
-        yield storage
-    finally:
-        storage.close()

@@ -57,7 +57,6 @@ def storage() -> Iterator[S3Storage]:
 def replicated(keys: Keys, sandbox: Sandbox, tls: Tls, storage: S3Storage) -> Iterator[Callable[..., FlyMachine]]:
     """Fly-shaped machines whose shop replicates to a bucket of the local storage."""
     bases: list[Path] = []
-    running: list[FlyMachine] = []
 
     def make(bucket: str, path: str = "shop", seal_key: str | None = None, **env: str) -> FlyMachine:
         base = Path(tempfile.mkdtemp(prefix="lbpay-replica-"))
@@ -68,7 +67,6 @@ def replicated(keys: Keys, sandbox: Sandbox, tls: Tls, storage: S3Storage) -> It
         machine.env.update(LBPAY_RUN_UID=str(machine.uid), LBPAY_RUN_GID=str(machine.uid))
         machine.env.update(storage.settings(bucket, path, seal_key or SEAL_KEY))
         machine.env.update(LBPAY_METRICS_TOKEN=METRICS_TOKEN, **env)
-        running.append(machine)
         return machine
 
     try:
