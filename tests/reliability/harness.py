@@ -189,13 +189,18 @@ class AppProcess:
         return _child_env({"LBPAY_" + k: v for k, v in values.items()}
                           | {"REQUESTS_CA_BUNDLE": str(self.material.tls_cert_file)})
 
-    def prepare(self) -> None:
-        """Create the tables from the models and put the course on sale, in a process of its own."""
+    def prepare(self, migrated: bool = False) -> None:
+        """Create the tables (from the models, or ``migrated`` as `lbpay init` does) and put the course on sale.
+
+        The volume-loss scenario's server starts through the entrypoint, whose `lbpay init` migrates:
+        its database must have been made by the migrations.
+        """
+        create = "migrations.migrate()" if migrated else "models.create_tables()"
         script = (
             "import migrations, models; from app import create_app; from billing.courses import save_course\n"
             "app = create_app()\n"
             "with models.db.connection_context():\n"
-            "    migrations.migrate()  # as `lbpay init` does: the volume-loss scenario starts it through the entrypoint\n"
+            f"    {create}\n"
             f"    save_course(app.extensions['lbpay.shop'], course_id={COURSE!r}, title='C++ Primer 第5版',"
             f" price_fen={PRICE_FEN})\n")
         result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=self.env({"SCHEDULER": "off"}),

@@ -88,7 +88,7 @@ class Bench:
         port = free_port()
         self.sandbox = SandboxProcess(self.material, port)
         self.app = AppProcess(self.material, folder / "app", port, self.sandbox.url)
-        self.app.prepare()
+        self.app.prepare(migrated=True)
         self.app.start()
         self.license_keys = self._license_keys()
         self.count = 0
