@@ -323,7 +323,7 @@ def backup_command(dest: str) -> None:
 def restore_command(src: str | None, from_replica: bool, if_missing: bool, yes: bool) -> None:
     """Put a backup FILE in place of the database, or fill an empty volume --from-replica; stop the server first."""
     if from_replica == (src is not None):
-        raise click.UsageError("give a backup FILE or --from-replica, not both")
+        raise click.UsageError("give either a backup FILE or --from-replica")
     if from_replica:
         _restore_from_replica(load_config(values_from(os.environ), str(Path("instance").resolve())), if_missing)
         return
