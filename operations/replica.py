@@ -354,13 +354,15 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def litestream_status(socket_file: Path) -> list[dict[str, Any]] | None:
-    """What a running Litestream says of each database (path, status, last_sync_at); None when it does not answer."""
-    connection = _UnixHTTPConnection(str(socket_file), timeout=STATUS_TIMEOUT)
+def _control(socket_file: Path, method: str, path: str, body: dict[str, Any] | None = None,
+             timeout: float = STATUS_TIMEOUT) -> Any:
+    """One request to Litestream's control socket; its JSON answer, or None when it does not answer well."""
+    connection = _UnixHTTPConnection(str(socket_file), timeout=timeout)
     try:
-        connection.request("GET", "/list")
+        payload = None if body is None else json.dumps(body)
+        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
         response = connection.getresponse()
-        body = response.read()
+        answer = response.read()
     except OSError:
         return None
     finally:
@@ -368,10 +370,24 @@ def litestream_status(socket_file: Path) -> list[dict[str, Any]] | None:
     if response.status != 200:
         return None
     try:
-        listed = json.loads(body)["databases"]
-    except (ValueError, KeyError, TypeError):
+        return json.loads(answer)
+    except ValueError:
         return None
+
+
+def litestream_status(socket_file: Path) -> list[dict[str, Any]] | None:
+    """What a running Litestream says of each database (path, status, last_sync_at); None when it does not answer."""
+    answer = _control(socket_file, "GET", "/list")
+    listed = answer.get("databases") if isinstance(answer, dict) else None
     return [entry for entry in listed if isinstance(entry, dict)] if isinstance(listed, list) else None
+
+
+def upload_now(socket_file: Path, database: Path, timeout: int = 30) -> bool:
+    """Ask a running Litestream to upload ``database`` now; True once it confirms the replica holds its last transaction."""
+    answer = _control(socket_file, "POST", "/sync", {"path": str(database), "wait": True, "timeout": timeout},
+                      timeout=timeout + 5)
+    return (isinstance(answer, dict) and answer.get("status") in ("synced", "no_change")
+            and answer.get("txid") == answer.get("replicated_txid"))
 
 
 def synced_at(entry: dict[str, Any]) -> dt.datetime | None:

@@ -223,12 +223,13 @@ class AppProcess:
                                             start_new_session=True)
         _wait_until_up(self.url + "/api/v1/courses", True, self.process, self.log, timeout=90 if self.replicated else 30)
 
-    def replicated_since(self, moment: dt.datetime) -> bool:
-        """Whether Litestream has uploaded the database and its sealed keys as they were at ``moment``."""
-        from operations.replica import litestream_status, synced_at
+    def replicated(self) -> bool:
+        """Whether Litestream confirms the replica holds the last transaction of the database and its sealed keys."""
+        from operations.replica import upload_now
 
-        seen = {Path(e["path"]).name: synced_at(e) for e in litestream_status(self.folder / "litestream.sock") or []}
-        return all((seen.get(name) or moment) > moment for name in (self.db_file.name, self.db_file.stem + "-keys.db"))
+        socket_file = self.folder / "litestream.sock"
+        return all(upload_now(socket_file, path) for path in (self.db_file, self.db_file.with_name(
+            self.db_file.stem + "-keys.db")))
 
     def lose_volume(self) -> None:
         """Everything the app kept on disk gone (the log aside), as when a volume is lost."""
