@@ -223,7 +223,7 @@ class AppProcess:
                                             start_new_session=True)
         _wait_until_up(self.url + "/api/v1/courses", True, self.process, self.log, timeout=90 if self.replicated else 30)
 
-    def replicated(self) -> bool:
+    def replica_is_current(self) -> bool:
         """Whether Litestream confirms the replica holds the last transaction of the database and its sealed keys."""
         from operations.replica import upload_now
 

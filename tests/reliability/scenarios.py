@@ -347,7 +347,7 @@ def volume_lost(bench: Bench) -> Row:
         buyers = bench.buyers("volume", bench.size.buyers)
         _together((buyers, False))
         deadline = time.monotonic() + 60  # the last second's sales go up with Litestream's next upload
-        while not bench.app.replicated() and time.monotonic() < deadline:
+        while not bench.app.replica_is_current() and time.monotonic() < deadline:
             time.sleep(0.2)
         bench.app.kill()
         bench.app.lose_volume()
