@@ -21,7 +21,7 @@ from werkzeug.serving import run_simple
 
 import migrations
 import models
-from app import create_app, sandbox_config, sandbox_keys
+from app import SANDBOX_MCHID, create_app, sandbox_config, sandbox_keys
 from billing import BillingError, Shop
 from billing.admin_users import create_admin, enrol_totp
 from billing.audit import verify_chain
@@ -32,9 +32,10 @@ from licensing import export_public_keys, verify_license
 from operations.alerts import recent_alerts
 from operations.backups import BackupError, check_backup, make_backup, restore_backup
 from operations.key_files import rotate
+from operations.replica import ReplicaError, litestream_program, restore_from_replica, seal_keys, write_litestream_config
 from operations.retention import purge
 from operations.scheduler import Scheduler, holder_id, run_job
-from settings import ConfigError, load_config, values_from
+from settings import Config, ConfigError, Problem, load_config, values_from
 from wechatpay.crypto import load_public_key
 
 UTC = dt.timezone.utc
@@ -74,12 +75,18 @@ def check_config_command() -> None:
     """Read every setting once and report every problem at once (exit 2), or say what will run."""
     try:
         config = load_config(values_from(os.environ), str(Path("instance").resolve()))
+        if config.replica is not None:
+            try:
+                litestream_program()
+            except ReplicaError as exc:
+                raise ConfigError([Problem("LBPAY_REPLICA_URL", str(exc))]) from None
         create_app(command_line=True)  # also parses the keys and mail settings
     except ConfigError as exc:
         click.echo(exc.report(), err=True)
         sys.exit(2)
+    replica = f", replica {config.replica.url}" if config.replica is not None else ", no off-machine replica"
     click.echo(f"settings ok: {config.mode} mode, public URL {config.public_base_url}, "
-               f"database {config.database_url.split('?')[0]}")
+               f"database {config.database_url.split('?')[0]}{replica}")
 
 
 @cli.command("init")
@@ -90,6 +97,9 @@ def init_command() -> None:
         version = max(migrations.applied_versions(models.db.obj))
     done = f"applied migrations {', '.join(map(str, applied))}; " if applied else ""
     click.echo(f"database ready ({done}schema version {version})")
+    shop = _shop()
+    if shop.config.replica is not None and seal_keys(shop.config, shop.mchid, shop.now()):
+        click.echo("license keys sealed for the replica")
 
 
 @cli.command("reconcile")
@@ -303,11 +313,39 @@ def backup_command(dest: str) -> None:
     click.echo(f"backup written to {facts['path']}: {facts['orders']} orders, {facts['bytes']} bytes")
 
 
-@cli.command("restore")
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@cli.command("restore", with_appcontext=False)
+@click.argument("src", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--from-replica", is_flag=True, help="restore the database and the license keys from "
+              "LBPAY_REPLICA_URL onto an empty volume")
+@click.option("--if-missing", is_flag=True, help="with --from-replica: do nothing (exit 0) when the database "
+              "exists or no replica has been written yet (the entrypoint's start)")
 @click.option("--yes", is_flag=True, help="do not ask; the replaced database is kept beside it anyway")
-def restore_command(src: str, yes: bool) -> None:
-    """Check a backup and put it in place of the database; stop the server first."""
+def restore_command(src: str | None, from_replica: bool, if_missing: bool, yes: bool) -> None:
+    """Put a backup FILE in place of the database, or fill an empty volume --from-replica; stop the server first."""
+    if from_replica == (src is not None):
+        raise click.UsageError("give either a backup FILE or --from-replica")
+    if from_replica:
+        _restore_from_replica(load_config(values_from(os.environ), str(Path("instance").resolve())), if_missing)
+        return
+    assert src is not None
+    with create_app(command_line=True).app_context():
+        _restore_backup(src, yes)
+
+
+def _restore_from_replica(config: Config, if_missing: bool) -> None:
+    mchid = config.wechat.mchid if config.wechat is not None else SANDBOX_MCHID
+    try:
+        done = restore_from_replica(config, mchid, only_if_missing=if_missing)
+    except ReplicaError as exc:
+        raise click.ClickException(f"refusing to restore: {exc}") from None
+    if not done["restored"]:
+        click.echo(f"nothing restored: {done['reason']}")
+        return
+    click.echo(f"restored {done['orders']} orders and {done['key_files']} key files from the replica "
+               f"{done['url']} into {done['database']}")
+
+
+def _restore_backup(src: str, yes: bool) -> None:
     try:
         facts = check_backup(Path(src))
     except BackupError as exc:
@@ -320,6 +358,43 @@ def restore_command(src: str, yes: bool) -> None:
         raise click.ClickException(f"refusing to restore: {exc}") from None
     kept = f"; the previous database is kept at {done['previous_kept_at']}" if done["previous_kept_at"] else ""
     click.echo(f"restored {done['orders']} orders from {src}{kept}")
+
+
+@cli.group("replica")
+def replica_group() -> None:
+    """The off-machine replica (Litestream to S3-compatible storage)."""
+
+
+@replica_group.command("config", with_appcontext=False)
+@click.argument("dest", type=click.Path(dir_okay=False))
+def replica_config(dest: str) -> None:
+    """Write Litestream's settings for LBPAY_REPLICA_* to DEST (mode 0600: it holds the storage's key)."""
+    _write_litestream_config(_replica_settings(), dest)
+
+
+@replica_group.command("prepare", with_appcontext=False)
+@click.argument("dest", type=click.Path(dir_okay=False))
+def replica_prepare(dest: str) -> None:
+    """Before the server starts: write Litestream's settings to DEST, and fill an empty volume from the replica."""
+    config = _replica_settings()
+    _write_litestream_config(config, dest)
+    _restore_from_replica(config, if_missing=True)
+
+
+def _write_litestream_config(config: Config, dest: str) -> None:
+    try:
+        write_litestream_config(config, Path(dest))
+    except ReplicaError as exc:
+        raise click.ClickException(str(exc)) from None
+    url = config.replica.url if config.replica is not None else ""
+    click.echo(f"litestream settings written to {dest}: the database and its sealed keys to {url}")
+
+
+def _replica_settings() -> Config:
+    config = load_config(values_from(os.environ), str(Path("instance").resolve()))
+    if config.replica is None:
+        raise click.ClickException("LBPAY_REPLICA_URL is not set")
+    return config
 
 
 @cli.command("purge")
@@ -361,6 +436,9 @@ def keys_rotate() -> None:
     with models.db.connection_context():
         new = rotate(keys_dir, shop.license_keys, now=shop.now())
     click.echo(f"new license key {new.kid} is active in {keys_dir}; the previous keys verify old licenses.")
+    if shop.config.replica is not None:
+        seal_keys(shop.config, shop.mchid, shop.now())  # the replica has the new key within a second
+        click.echo("the new key is sealed for the replica too.")
     click.echo("Reload the server (gunicorn: kill -HUP <pid>; Fly: fly apps restart) to sign with it.")
 
 

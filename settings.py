@@ -169,6 +169,21 @@ _EXTENSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}\.[A-Za-z0-9][A-Za-z0-
 
 
 @dataclass(frozen=True)
+class ReplicaSettings:
+    """Where Litestream copies the SQLite database off the machine (S3-compatible storage) and how the keys are sealed."""
+
+    url: str  # s3://bucket/path, as the creator wrote it
+    bucket: str
+    path: str
+    endpoint: str | None  # None: Amazon S3 itself
+    region: str
+    access_key_id: str
+    secret_access_key: str
+    seal_key: bytes  # 32 bytes: AES-256-GCM for the license keys and the shop's marker in the replica
+    max_lag_seconds: int
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting of one running service, parsed and checked."""
 
@@ -201,6 +216,7 @@ class Config:
     retention_days: int
     archive_sandbox_orders: bool = False
     vscode_extension_id: str = DEFAULT_VSCODE_EXTENSION_ID  # <publisher>.<name>: the mail's vscode:// link
+    replica: ReplicaSettings | None = None  # None: no off-machine replica (LBPAY_REPLICA_URL unset)
     scheduler: bool = True
     sandbox_public: bool = False  # sandbox mode only: serve the simulator to other machines too
     testing: bool = False
@@ -214,6 +230,8 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value, for the log filter that must never print one."""
         found: list[str] = [s for s in (self.secret_key, self.metrics_token, self.smtp_url) if s]
+        if self.replica is not None:
+            found += [self.replica.secret_access_key, self.replica.seal_key.hex()]
         if self.wechat is not None:
             found += [key.decode() for key in self.wechat.apiv3_keys]
         return found
@@ -306,6 +324,7 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         retention_days=read.integer("RETENTION_DAYS", 400, 30, 3650),
         archive_sandbox_orders=read.flag("ARCHIVE_SANDBOX_ORDERS", False),
         vscode_extension_id=_vscode_extension_id(read),
+        replica=_replica_settings(read),
         scheduler=read.flag("SCHEDULER", True),
         sandbox_public=sandbox_public,
         testing=bool(read.raw("TESTING")),
@@ -315,6 +334,9 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
             config.database_url.startswith("sqlite:") and not config.database_url.startswith("sqlite:///")):
         read.problem("DATABASE_URL", "must start with sqlite:/// or postgresql://", config.database_url,
                      "sqlite:////data/lbpay.db")
+    if config.replica is not None and not config.database_url.startswith("sqlite:"):
+        read.problem("REPLICA_URL", "replicates a SQLite database only; on PostgreSQL use the provider's backups "
+                     "and point-in-time recovery", config.replica.url)
     if read.problems:
         raise ConfigError(read.problems)
     return config
@@ -327,6 +349,67 @@ def _vscode_extension_id(read: Reader) -> str:
                      value, DEFAULT_VSCODE_EXTENSION_ID)
         return DEFAULT_VSCODE_EXTENSION_ID
     return value
+
+
+def _replica_settings(read: Reader) -> ReplicaSettings | None:
+    """The off-machine replica (Litestream to S3-compatible storage), when LBPAY_REPLICA_URL names one."""
+    url = read.text("REPLICA_URL")
+    names = ("REPLICA_ENDPOINT", "REPLICA_REGION", "REPLICA_ACCESS_KEY_ID", "REPLICA_ACCESS_KEY_ID_FILE",
+             "REPLICA_SECRET_ACCESS_KEY", "REPLICA_SECRET_ACCESS_KEY_FILE", "REPLICA_KEY", "REPLICA_KEY_FILE")
+    if url is None:
+        for name in names:
+            if read.text(name) is not None:
+                read.problem(name, "is set but LBPAY_REPLICA_URL is not: nothing would be replicated",
+                             example=None)
+        return None
+    parts = urlsplit(url)
+    bucket, path = parts.netloc, parts.path.strip("/")
+    if parts.scheme != "s3" or not bucket or parts.query or parts.fragment or "@" in bucket:
+        read.problem("REPLICA_URL", "must be s3://BUCKET/PATH (any S3-compatible storage: Tigris, R2, S3, MinIO)",
+                     url, "s3://my-bucket/lbpay")
+    endpoint = read.text("REPLICA_ENDPOINT")
+    if endpoint is not None:
+        where = urlsplit(endpoint)
+        # Plain http only to this machine (a local test server): the storage's key travels with each request.
+        if (where.scheme not in ("http", "https") or not where.netloc or where.query or where.fragment
+                or (where.scheme == "http" and not is_loopback(where.hostname))):
+            read.problem("REPLICA_ENDPOINT", "must be an https:// URL of the S3-compatible storage", endpoint,
+                         "https://fly.storage.tigris.dev")
+        endpoint = endpoint.rstrip("/")
+    before = len(read.problems)
+    key_id = read.secret("REPLICA_ACCESS_KEY_ID")
+    secret = read.secret("REPLICA_SECRET_ACCESS_KEY")
+    if len(read.problems) == before:
+        for name, value in (("REPLICA_ACCESS_KEY_ID", key_id), ("REPLICA_SECRET_ACCESS_KEY", secret)):
+            if value is None:
+                read.problem(name, "required with LBPAY_REPLICA_URL (the storage's access key pair, as "
+                             "`fly storage create` prints it; or as a file with LBPAY_" + name + "_FILE)")
+    seal_key = _seal_key(read)
+    return ReplicaSettings(
+        url=url, bucket=bucket, path=path or "lbpay", endpoint=endpoint,
+        region=read.text("REPLICA_REGION") or ("auto" if endpoint else "us-east-1"),
+        access_key_id=key_id or "", secret_access_key=secret or "", seal_key=seal_key,
+        max_lag_seconds=read.integer("REPLICA_MAX_LAG_SECONDS", 300, 2, 86400))
+
+
+def _seal_key(read: Reader) -> bytes:
+    """The key that seals the license keys and the shop's marker in the replica: 32 random bytes as 64 hex digits."""
+    before = len(read.problems)
+    value = read.secret("REPLICA_KEY")
+    if value is None:
+        if len(read.problems) == before:
+            read.problem("REPLICA_KEY", "required with LBPAY_REPLICA_URL (it encrypts the license keys in the "
+                         "replica; keep it with the other secrets, never on the volume)",
+                         example="$(openssl rand -hex 32)")
+        return bytes(32)
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        read.problem("REPLICA_KEY", "must be 64 hex digits (32 random bytes)", example="$(openssl rand -hex 32)")
+        return bytes(32)
+    return key
 
 
 def _client_ip_header(read: Reader) -> str | None:

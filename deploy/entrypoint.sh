@@ -9,8 +9,13 @@
 #  3. Secret files (fly.toml [[files]]) arrive with whatever owner and mode Fly gives them: they
 #     are copied into a directory only the service user can read, each copy mode 0600, and the
 #     LBPAY_*_FILE settings name the copies.
-#  4. `lbpay init` migrates (one process at a time: the migration takes a lock), then the command
-#     replaces this shell, so gunicorn gets Fly's kill_signal directly.
+#  4. With LBPAY_REPLICA_URL set (an S3-compatible bucket: Tigris on Fly), `lbpay replica prepare`
+#     writes Litestream's settings beside the secrets and fills a volume without the database from
+#     the replica (as `lbpay restore --from-replica` does; on a shop's very first start there is none).
+#  5. `lbpay init` migrates (one process at a time: the migration takes a lock), then the command
+#     replaces this shell, so gunicorn gets Fly's kill_signal directly. With a replica, gunicorn runs
+#     under `litestream replicate -exec`, which passes the signal on, replicates until gunicorn has
+#     stopped, and then stops too.
 #
 # Every path and the user can be moved by an environment variable, so tests/test_fly_start.py
 # runs this same file outside a container.
@@ -76,9 +81,32 @@ if [ -d "$secrets_from" ]; then
   say "copied $copied secret file(s) from $secrets_from to $secrets_dir (mode 0600)"
 fi
 
+replicate=""
+if [ -n "${LBPAY_REPLICA_URL:-}" ] && [ "${RELEASE_COMMAND:-}" != 1 ]; then
+  litestream_config="$secrets_dir/litestream.yml"
+  # shellcheck disable=SC2086
+  install -d -m 0700 $owner "$secrets_dir"
+  # shellcheck disable=SC2086
+  $as_service lbpay replica prepare "$litestream_config" >&2
+  replicate=1
+fi
+
 if [ "${RELEASE_COMMAND:-}" != 1 ]; then
   # shellcheck disable=SC2086
   $as_service lbpay init
+fi
+
+if [ -n "$replicate" ] && [ "${1##*/}" = gunicorn ]; then
+  # The server runs under Litestream; one-off commands (`lbpay courses add`) write to the volume
+  # and the next start replicates what they wrote. The command goes to -exec as one string, each
+  # word single-quoted. AWS_CA_BUNDLE is left out: Litestream's S3 client refuses to start with it.
+  command=""
+  for word in "$@"; do
+    command="$command '$(printf '%s' "$word" | sed "s/'/'\\\\''/g")'"
+  done
+  say "replicating the database to $LBPAY_REPLICA_URL while the server runs"
+  # shellcheck disable=SC2086
+  exec env -u AWS_CA_BUNDLE $as_service litestream replicate -config "$litestream_config" -exec "$command"
 fi
 # shellcheck disable=SC2086
 exec $as_service "$@"

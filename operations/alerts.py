@@ -33,6 +33,7 @@ TITLES = {
     "notify_failing": "WeChat Pay notifications keep failing verification",
     "wechat_unreachable": "WeChat Pay has not answered for 10 minutes",
     "backup_failed": "The daily backup failed",
+    "replica_stalled": "The off-machine replica has fallen behind",
     "clock_skew": "This server's clock disagrees with WeChat Pay's",
     "wechat_config": "WeChat Pay refuses the shop's request or settings",
     "bill_differences": "WeChat Pay's daily bill differs from your orders",

@@ -67,8 +67,9 @@ def _check(path: Path) -> dict[str, Any]:
         connection.close()
 
 
-# Objects SQLite makes by itself: statistics, AUTOINCREMENT counters, UNIQUE and PRIMARY KEY indexes.
-_SQLITE_OWN = ("sqlite_",)
+# Objects SQLite makes by itself (statistics, AUTOINCREMENT counters, UNIQUE and PRIMARY KEY indexes),
+# and the two small tables Litestream keeps in a database it replicates (its lock and its sequence).
+_SQLITE_OWN = ("sqlite_", "_litestream_")
 
 
 def schema_of(connection: sqlite3.Connection) -> dict[tuple[str, str], set[str]]:

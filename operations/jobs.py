@@ -11,7 +11,7 @@ from billing.shop import Shop
 from wechatpay.errors import WeChatPayError
 from wechatpay.verifier import PlatformVerifier
 
-from . import alerts, backups, retention
+from . import alerts, backups, replica, retention
 
 JobFunction = Callable[[Shop, dt.datetime], dict[str, Any]]
 
@@ -27,7 +27,7 @@ class Job:
 
 def job_table(shop: Shop) -> dict[str, Job]:
     """Every job this service runs, with the intervals its settings ask for."""
-    jobs = (
+    jobs: tuple[Job, ...] = (
         Job("reconcile", shop.config.reconcile_seconds if shop.config else 60, reconcile.reconcile),
         Job("refunds.reconcile", 60, refunds.reconcile_refunds),
         Job("mail", 10, mail.mail_job),
@@ -43,6 +43,9 @@ def job_table(shop: Shop) -> dict[str, Job]:
         # Hourly, so yesterday's bill is compared soon after WeChat publishes it (after 10:00 Beijing time).
         Job(BILL_JOB, 3600, check_daily_bills),
     )
+    if shop.config is not None and shop.config.replica is not None:
+        # Litestream's last upload, looked at a few times within the lag the creator allows.
+        jobs += (Job("replica", replica.job_interval(shop.config.replica), replica.check_replica),)
     return {job.name: job for job in jobs}
 
 

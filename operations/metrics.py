@@ -259,10 +259,27 @@ def render_metrics(now: dt.datetime) -> str:
     _jobs(out, now)
     _outbox(out)
 
+    _replica(out, now)
+
     out.family("lbpay_licenses", "gauge", "Licenses issued, by signing key id.")
     for kid, count in License.select(License.kid, fn.COUNT(License.id)).group_by(License.kid).tuples():
         out.sample("lbpay_licenses", count, kid=kid)
     return out.text()
+
+
+def _replica(out: Exposition, now: dt.datetime) -> None:
+    """The off-machine replica's lag, as the replica job last saw Litestream's uploads (absent without one)."""
+    service = OutsideService.get_or_none(OutsideService.name == "replica")
+    if service is None:
+        return
+    # As the replica job counts it: from the last upload, or from the first look that found no Litestream.
+    since = max((t for t in (service.last_ok_at, service.failing_since) if t is not None), default=None)
+    out.family("lbpay_replica_lag_seconds", "gauge",
+               "Seconds since Litestream last brought the off-machine replica up to date.")
+    out.sample("lbpay_replica_lag_seconds", max(0.0, round((now - since).total_seconds(), 3)) if since else 0)
+    out.family("lbpay_replica_last_sync_seconds", "gauge",
+               "Unix time Litestream last brought the off-machine replica up to date (0: not yet).")
+    out.sample("lbpay_replica_last_sync_seconds", service.last_ok_at.timestamp() if service.last_ok_at else 0)
 
 
 def _wechat_calls(out: Exposition) -> None:

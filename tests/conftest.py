@@ -575,7 +575,7 @@ def command_line(instance: Path, **settings: str) -> Lbpay:
 # test` hands whole files to its workers in this order (--dist loadfile --no-loadscope-reorder), so
 # none of them is left running alone at the end.
 LONGEST_FIRST = ("test_reliability.py", "test_vscode_kit.py", "test_crash_safety.py", "test_learner_client.py",
-                 "test_admin.py", "test_browser.py", "test_admin_browser.py", "test_deploy_files.py",
+                 "test_admin.py", "test_replica.py", "test_browser.py", "test_admin_browser.py", "test_deploy_files.py",
                  "test_fly_start.py", "test_licensing.py", "test_sandbox.py", "test_notify_path.py")
 
 

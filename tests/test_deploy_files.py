@@ -128,8 +128,11 @@ def test_the_entrypoint_migrates_before_the_command_copies_secrets_0600_and_skip
     assert script.startswith("#!/bin/sh\n") and "set -eu" in script
     lines = [line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")]
     init = lines.index("$as_service lbpay init")
-    (final,) = [i for i, line in enumerate(lines) if line.startswith("exec ")]
-    assert init < final and lines[final] == 'exec $as_service "$@"'
+    replicated, final = [i for i, line in enumerate(lines) if line.startswith("exec ")]
+    assert init < replicated < final and lines[final] == 'exec $as_service "$@"'
+    # With a replica the server (only) runs under Litestream, after the volume was prepared from it.
+    assert lines[replicated].startswith("exec env -u AWS_CA_BUNDLE $as_service litestream replicate -config")
+    assert lines.index('$as_service lbpay replica prepare "$litestream_config" >&2') < init
     assert 'if [ "${RELEASE_COMMAND:-}" = 1 ]; then' in lines and "postgres://* | postgresql://*) ;;" in lines
     assert any(line.startswith("install -m 0600 $owner") for line in lines)
     assert "install -d -m 0700 $owner \"$secrets_dir\"" in lines

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,19 +174,33 @@ class AppProcess:
             **(settings or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.replicated = False
+
+    def replicate_to(self, settings: dict[str, str]) -> None:
+        """From the next start on, run through the image's entrypoint with these LBPAY_REPLICA_* settings."""
+        self.settings.update({k.removeprefix("LBPAY_"): v for k, v in settings.items()})
+        self.settings.update(SECRETS_FROM=str(self.folder / "no-mounted-secrets"),
+                             SECRETS_DIR=str(self.folder / "secrets"),
+                             RUN_UID=str(os.geteuid()), RUN_GID=str(os.getegid()))
+        self.replicated = True
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         values = {**self.settings, **(extra or {})}
         return _child_env({"LBPAY_" + k: v for k, v in values.items()}
                           | {"REQUESTS_CA_BUNDLE": str(self.material.tls_cert_file)})
 
-    def prepare(self) -> None:
-        """Create the tables from the models and put the course on sale, in a process of its own."""
+    def prepare(self, migrated: bool = False) -> None:
+        """Create the tables (from the models, or ``migrated`` as `lbpay init` does) and put the course on sale.
+
+        The volume-loss scenario's server starts through the entrypoint, whose `lbpay init` migrates:
+        its database must have been made by the migrations.
+        """
+        create = "migrations.migrate()" if migrated else "models.create_tables()"
         script = (
-            "import models; from app import create_app; from billing.courses import save_course\n"
+            "import migrations, models; from app import create_app; from billing.courses import save_course\n"
             "app = create_app()\n"
             "with models.db.connection_context():\n"
-            "    models.create_tables()\n"
+            f"    {create}\n"
             f"    save_course(app.extensions['lbpay.shop'], course_id={COURSE!r}, title='C++ Primer 第5版',"
             f" price_fen={PRICE_FEN})\n")
         result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=self.env({"SCHEDULER": "off"}),
@@ -195,13 +210,32 @@ class AppProcess:
     def start(self, crash_at: str | None = None) -> None:
         """Start gunicorn and wait until it answers; ``crash_at`` sets LBPAY_CRASH_AT."""
         extra = {"CRASH_AT": crash_at} if crash_at else {}
+        server = ["app:create_app()", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                  "--threads", str(self.threads), "--graceful-timeout", "5", "--timeout", "60", "--log-level", "warning"]
+        # With a replica, as the image starts it: the entrypoint restores a lost volume, then runs
+        # gunicorn under `litestream replicate -exec`.
+        command = ([str(ROOT / "deploy" / "entrypoint.sh"), "gunicorn", *server] if self.replicated
+                   else [sys.executable, "-m", "gunicorn", *server])
+        env = self.env(extra)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "app:create_app()", "--bind", f"127.0.0.1:{self.port}",
-                 "--workers", str(self.workers), "--threads", str(self.threads), "--graceful-timeout", "5",
-                 "--timeout", "60", "--log-level", "warning"],
-                cwd=ROOT, env=self.env(extra), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_until_up(self.url + "/api/v1/courses", True, self.process, self.log)
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        _wait_until_up(self.url + "/api/v1/courses", True, self.process, self.log, timeout=90 if self.replicated else 30)
+
+    def replica_is_current(self) -> bool:
+        """Whether Litestream confirms the replica holds the last transaction of the database and its sealed keys."""
+        from operations.replica import upload_now
+
+        socket_file = self.folder / "litestream.sock"
+        return all(upload_now(socket_file, path) for path in (self.db_file, self.db_file.with_name(
+            self.db_file.stem + "-keys.db")))
+
+    def lose_volume(self) -> None:
+        """Everything the app kept on disk gone (the log aside), as when a volume is lost."""
+        for path in self.folder.iterdir():
+            if path != self.log:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
     def worker_pids(self) -> set[int]:
         assert self.process is not None

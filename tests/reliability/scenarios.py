@@ -91,7 +91,7 @@ class Bench:
         self.app = AppProcess(self.material, folder / "app", port, self.sandbox.url,
                               settings={"DATABASE_URL": database_url} if database_url else None)
         self.database_url = self.app.settings["DATABASE_URL"]
-        self.app.prepare()
+        self.app.prepare(migrated=True)
         self.app.start()
         self.license_keys = self._license_keys()
         self.count = 0
@@ -335,8 +335,53 @@ def server_killed(bench: Bench) -> Row:
     return row
 
 
+def volume_lost(bench: Bench) -> Row:
+    """The server runs under Litestream (through the image's entrypoint); the volume is lost after a sale.
+
+    The whole run so far replicates to S3-compatible storage on loopback (moto); buyers buy; once
+    Litestream confirms the replica holds the last sale the server is SIGKILLed and every file it kept is deleted;
+    the entrypoint restores the empty volume from the replica and the server starts again. Then every
+    buyer's order must answer with the very license the buyer holds. It runs last on its bench: the
+    app stays stopped afterwards, and the whole-run checks read the restored database.
+    """
+    import secrets
+
+    from s3_storage import S3Storage
+
+    started = time.monotonic()
+    storage = S3Storage()
+    try:
+        bench.app.stop()
+        bench.app.replicate_to(storage.settings(storage.bucket(), "shop", secrets.token_hex(32)))
+        bench.app.start()
+        buyers = bench.buyers("volume", bench.size.buyers)
+        _together((buyers, False))
+        deadline = time.monotonic() + 60  # the last second's sales go up with Litestream's next upload
+        while not bench.app.replica_is_current() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        bench.app.kill()
+        bench.app.lose_volume()
+        bench.app.start()
+        row = bench.tally("volume lost, restored from the replica", buyers, True, started)
+        differ = 0
+        for buyer in buyers:
+            order = next((o for o in buyer.orders.values() if o["order_id"] == buyer.license_order), None)
+            view = buyer.poll(order) if order is not None else None
+            if buyer.license is not None and (view is None or (view.get("license") or {}).get("key")
+                                              != buyer.license["key"]):
+                differ += 1
+        row.lost += differ
+        row.notes.append(f"after the restore {len(buyers) - differ}/{len(buyers)} buyers' orders answer with "
+                         "their license")
+        bench.app.stop()  # while the storage still answers: Litestream's last upload on the way out succeeds
+    finally:
+        bench.app.kill()
+        storage.close()
+    return row
+
+
 SCENARIOS: list[Callable[[Bench], Row]] = [
-    notifications_dropped, notifications_duplicated, wechat_500, wechat_hangs, crowd, server_killed]
+    notifications_dropped, notifications_duplicated, wechat_500, wechat_hangs, crowd, server_killed, volume_lost]
 
 
 def run(folder: Path, size: Size, report: Callable[[str], None] = print,
