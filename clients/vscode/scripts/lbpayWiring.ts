@@ -1,0 +1,84 @@
+// src/lbpayWiring.ts
+// Learning Buddy Pay in this extension: written by the kit's apply.sh, which rewrites it on every run and
+// keeps only the two constants below (or takes them from --server and --course). Edit nothing else here.
+import type * as vscode from 'vscode';
+import type { Keyring, LicenseCheck, LicensePayload, WeChatPay } from './lbpay';
+
+/** The Learning Buddy Pay server (https://, no trailing slash); the .invalid default reaches nothing. */
+export const LBPAY_SERVER = 'https://your-lbpay-server.invalid';
+/** The course this extension sells. */
+export const COURSE_ID = 'cpp-primer-5th';
+/** What CourseContentProviderClient asks for catalog, structure, licenses and files. */
+export const PROVIDER_URL = `${LBPAY_SERVER}/provider`;
+
+/** What the kit needs of the extension's license store (its CourseContentProtectionManager). */
+export interface LicenseHost {
+  addLicense(key: string, courseId?: string): Promise<boolean>;
+  recheckStoredLicenses?(): Promise<string[]>;
+}
+
+type Kit = typeof import('./lbpay');
+let kit: Kit | null = null;
+let keyring: Keyring | null = null;
+let pay: WeChatPay | null = null;
+
+/**
+ * The one call in activate(): the buy and "my purchases" panel, "My courses", the learningbuddy: files, the
+ * mail's activation link and "Enter license key". Never throws: without a keyring or a server address the
+ * buy command says "not configured" and the rest of the extension works as before.
+ */
+export function wireLearningBuddyPay(context: vscode.ExtensionContext, host: LicenseHost): WeChatPay | null {
+  try {
+    // Loaded here, not imported above, so that nothing of the kit can stop the extension's own start.
+    kit = require('./lbpay') as Kit;
+    try {
+      keyring = kit.loadKeyring(context.extensionPath);
+    } catch {
+      keyring = null;
+    }
+    pay = kit.registerWeChatPay(context, {
+      baseUrl: LBPAY_SERVER.endsWith('.invalid') ? undefined : LBPAY_SERVER,
+      courseId: COURSE_ID,
+      keyring,
+      onLicense: async (key: string, payload: LicensePayload) => {
+        if (!(await host.addLicense(key, payload.courseId))) throw new Error('the extension refused the license');
+      },
+    });
+    if (!pay.configured) console.warn('Learning Buddy Pay is not configured:', pay.problems.join('; '));
+    if (host.recheckStoredLicenses) {
+      host.recheckStoredLicenses().then(
+        (dropped) => { if (dropped.length) console.log('Learning Buddy Pay dropped stored licenses:', dropped); },
+        (err: unknown) => console.error('Learning Buddy Pay could not re-check stored licenses:', err));
+    }
+    return pay;
+  } catch (err) {
+    console.error('Learning Buddy Pay could not start:', err);
+    return null;
+  }
+}
+
+/**
+ * The offline check of a key (the key chosen by kid, typ "license", course, expiry and the signed revocation
+ * list), for when the server cannot be reached and for stored licenses; null when the kit cannot tell
+ * (not wired or no keyring shipped), so that nothing is dropped or unlocked on that account.
+ */
+export async function checkLicenseOffline(key: string, courseId?: string): Promise<LicenseCheck | null> {
+  if (!kit || !keyring) return null;
+  const revocations = pay && pay.revocations ? await pay.revocations.ensureFresh() : null;
+  return kit.verifyLicense(key.trim(), keyring, { courseId, revocations });
+}
+
+/** What a license says of itself and the server said of it: course, plan, signing key, kind and order. */
+export function licenseFacts(key: string, answer: Record<string, unknown> = {}): {
+  courseId?: string; plan?: string; kid?: string; typ?: string; orderId?: string;
+} {
+  const signed = kit && keyring ? kit.checkLicense(key.trim(), keyring).payload : null;
+  const text = (value: unknown): string | undefined => (typeof value === 'string' && value ? value : undefined);
+  return {
+    courseId: text(answer.course_id) ?? text(answer.courseId) ?? text(signed?.courseId),
+    plan: text(answer.plan) ?? text(signed?.plan),
+    kid: text(signed?.kid),
+    typ: text(signed?.typ),
+    orderId: text(signed?.orderId),
+  };
+}
