@@ -8,6 +8,7 @@ server has not revoked (nor refunded). Paid files served are counted per license
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +218,14 @@ def grant_for(shop: Shop, text: str | None, course_id: str) -> Grant:
     return grant
 
 
+def _signed_instant(payload: dict[str, Any], name: str) -> dt.datetime | None:
+    """An instant the license itself carries (``createdAt``: a re-signed, shortened key has its own)."""
+    try:
+        return dt.datetime.fromisoformat(str(payload.get(name)).replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    except ValueError:
+        return None
+
+
 def license_report(shop: Shop, text: str, course_id: str | None) -> dict[str, Any]:
     """What ``/provider/licenses/<key>`` says of a license for a course; ``license_not_found`` if not ours."""
     try:
@@ -226,9 +235,16 @@ def license_report(shop: Shop, text: str, course_id: str | None) -> dict[str, An
             raise ContentError("license_not_found") from None
         raise
     limit = max_downloads_of(payload)
+    created, expires = iso_utc(_signed_instant(payload, "createdAt") or row.issued_at), iso_utc(row.expires_at)
+    permissions = payload.get("contentPermissions")
+    if not (isinstance(permissions, list) and all(isinstance(p, str) for p in permissions)):
+        permissions = ["all_chapters"]
+    # Ours in camelCase; the extension's addLicense reads the same facts as created_at, expires_at and
+    # content_permissions, so both spellings are answered (one fact, two names).
     return {"valid": True, "state": "active", "id": row.license_id, "courseId": row.course_id,
-            "expiresAt": iso_utc(row.expires_at), "plan": row.plan, "downloads": row.downloads,
-            "maxDownloads": limit}
+            "createdAt": created, "expiresAt": expires, "plan": row.plan, "downloads": row.downloads,
+            "maxDownloads": limit, "contentPermissions": permissions,
+            "created_at": created, "expires_at": expires, "content_permissions": permissions}
 
 
 def count_download(shop: Shop, grant: Grant) -> None:

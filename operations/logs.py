@@ -21,9 +21,14 @@ _PATTERNS = [
     # Credentials in headers: Bearer tokens and WeChat Pay's Authorization parameters.
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
     re.compile(r'(?i)(signature|nonce_str|token|secret|password|key)(["\']?\s*[=:]\s*["\']?)[^"\'\s,}]+'),
-    # A license (base64 JSON | base64 signature) or any long base64 run: never a thing to log whole.
-    re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}(\|[A-Za-z0-9+/_-]{40,}={0,2})?"),
+    # A license (base64 JSON | base64 signature) or any long base64 run: never a thing to log whole,
+    # nor in pieces when a URL escapes its "/", "+", "=" or "|" (an access log line of a request path).
+    re.compile(r"(?:[A-Za-z0-9+/_-]|%2[BbFf]){40,}(?:=|%3[Dd]){0,2}"
+               r"((?:\||%7[Cc])(?:[A-Za-z0-9+/_-]|%2[BbFf]){40,}(?:=|%3[Dd]){0,2})?"),
 ]
+# A signed document in a URL path: base64 of a JSON object ("{\"" encodes as eyJ) to the end of its run,
+# with its "|signature" if any. Paths are otherwise ids and words, so only this shape is taken out.
+_DOCUMENT_IN_PATH = re.compile(r"eyJ(?:[A-Za-z0-9+/=_-]|%2[BbFf]|%3[Dd])*(?:(?:\||%7[Cc])(?:[A-Za-z0-9+/=_-]|%2[BbFf]|%3[Dd])*)?")
 _lock = threading.Lock()
 _known_secrets: set[str] = set()
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
@@ -57,8 +62,14 @@ def redact(text: str) -> str:
     return text
 
 
-# Fields whose values are ours and shaped like ids (a URL path holds order ids, never a token:
-# tokens travel in headers), so only registered secrets are taken out of them.
+def redact_path(path: str) -> str:
+    """A URL path for the log: its ids stay readable; registered secrets and any signed document
+    (a license key sent as ``/provider/licenses/<key>``) are replaced."""
+    return _DOCUMENT_IN_PATH.sub(REDACTED, redact_known(path))
+
+
+# Fields whose values are ours and shaped like ids (a URL path holds order ids, and a license key
+# only from an old client: keys and tokens belong in headers), so they keep ids but lose documents.
 _ID_FIELDS = frozenset({"path"})
 
 
@@ -87,7 +98,7 @@ class JsonFormatter(logging.Formatter):
                 if isinstance(value, (int, float, bool, type(None))):
                     entry[name] = value
                 else:
-                    entry[name] = redact_known(str(value)) if name in _ID_FIELDS else redact(str(value))
+                    entry[name] = redact_path(str(value)) if name in _ID_FIELDS else redact(str(value))
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)

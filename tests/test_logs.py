@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import APIV3_KEY, Shop, pem_private
 
-from operations.logs import JsonFormatter, NoQueryParameters, redact, register_secrets
+from operations.logs import JsonFormatter, NoQueryParameters, redact, redact_path, register_secrets
 
 TOKEN = "metrics-token-that-is-secret-42"
 EMAIL = "learner.private@example.com"
@@ -92,6 +92,9 @@ def test_a_whole_purchase_logs_json_lines_with_request_ids_and_no_secret(shop: S
     'WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="n0nc3",signature="c2lnbmF0dXJl",serial_no="1"',
     "order_token=Zm9vYmFyYmF6cXV4cXV1eA",
     "eyJpZCI6IjEyMzQ1Njc4LTEyMzQtMTIzNC0xMjM0LTEyMzQ1Njc4OWFiYyJ9|c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl",
+    # The same in an access log line, its "|", "/" and "+" escaped by the client.
+    '"GET /provider/licenses/eyJpZCI6IjEyMzQ1Njc4LTEyMzQtMTIzNC0xMjM0LTEyMzQ1Njc4OWFiYyJ9%7Cc2lnbmF0dXJlc2ln'
+    'bmF0dXJl%2Fc2lnbmF0dXJlc2lnbmF0dXJl%2Bc2lnbmF0dXJlc2lnbmF0dXJl%3D%3D HTTP/1.1" 200 -',
 ])
 def test_secret_shaped_text_is_redacted(text: str) -> None:
     cleaned = redact(text)
@@ -104,6 +107,16 @@ def test_a_registered_secret_is_redacted_wherever_it_appears() -> None:
     register_secrets(["short", "a-very-particular-secret-value"])
     assert redact("x=a-very-particular-secret-value;") == "x=[redacted];"
     assert redact("a short word") == "a short word"  # too short to be a secret worth hunting
+
+
+def test_a_signed_document_in_a_path_is_redacted_and_ids_survive() -> None:
+    key = "eyJpZCI6IjEyMzQ1Njc4LTEy/MzQtMTIzNC0xMjM0LTEyMzQ1Njc4OWFiYyJ9|c2lnbmF0dXJlc2lnbmF0dXJl+c2lnbmF0dXJl=="
+    assert redact_path(f"/provider/licenses/{key}") == "/provider/licenses/[redacted]"
+    escaped = key.replace("/", "%2F").replace("|", "%7C").replace("+", "%2B").replace("=", "%3D")
+    assert redact_path(f"/provider/licences/{escaped}") == "/provider/licences/[redacted]"
+    for path in ("/api/v1/orders/ord_fLYknbm8YgDwUAEFiE28Hw", "/provider/content/cpp-primer-5th/ch1/lesson.md",
+                 "/api/v1/licenses/6f1c1f4e-3d43-4e43-9b1f-3c1f0b0e2a11/status"):
+        assert redact_path(path) == path
 
 
 def test_business_words_survive_redaction() -> None:

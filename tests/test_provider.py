@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import http.client
 import json
 import os
@@ -150,9 +151,72 @@ def test_a_license_for_the_course_opens_its_paid_files(shop: Shop) -> None:
     assert response.headers["ETag"] and response.headers["Accept-Ranges"] == "bytes"
     state = shop.get(f"/provider/licenses/{quote(key, safe='')}", headers={"X-Course-Id": "cpp-primer-5th"})
     assert state.status_code == 200
-    assert state.json() | {"expiresAt": None} == {
+    dates = {"expiresAt": None, "createdAt": None, "expires_at": None, "created_at": None}
+    assert state.json() | dates == {
         "valid": True, "state": "active", "id": payload_of(key)["id"], "courseId": "cpp-primer-5th",
-        "expiresAt": None, "plan": "one_time", "downloads": 1, "maxDownloads": None}
+        "plan": "one_time", "downloads": 1, "maxDownloads": None,
+        "contentPermissions": ["all_chapters"], "content_permissions": ["all_chapters"], **dates}
+
+
+def test_the_license_state_speaks_the_extensions_snake_case_names(shop: Shop) -> None:
+    """The extension's addLicense reads created_at, expires_at and content_permissions (issue 18, item 5)."""
+    key = buy(shop, "rust-monthly")["license"]["key"]
+    signed = payload_of(key)
+
+    state = shop.get(f"/provider/licenses/{quote(key, safe='')}", headers={"X-Course-Id": "rust-monthly"}).json()
+
+    def instant(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    for ours, theirs in (("createdAt", "created_at"), ("expiresAt", "expires_at")):
+        assert state[ours] == state[theirs]
+        assert instant(state[theirs]) == instant(signed[ours]).replace(microsecond=0)  # to the second
+    assert instant(state["expires_at"]) - instant(state["created_at"]) == dt.timedelta(days=30)
+    assert state["content_permissions"] == state["contentPermissions"] == signed["contentPermissions"]
+
+
+def test_the_license_key_may_travel_in_a_header_instead_of_the_url(shop: Shop) -> None:
+    key = buy(shop)["license"]["key"]
+    rust_key = buy(shop, "rust-monthly")["license"]["key"]
+    by_path = shop.get(f"/provider/licenses/{quote(key, safe='')}", headers={"X-Course-Id": "cpp-primer-5th"})
+
+    def by_header(**headers: str) -> requests.Response:
+        return shop.session.get(f"{shop.url}/provider/licenses", headers=headers, timeout=15)
+
+    bearer = by_header(Authorization=f"Bearer {key}", **{"X-Course-Id": "cpp-primer-5th"})
+    named = by_header(**{"X-License-Key": key, "X-Course-Id": "cpp-primer-5th"})
+    assert bearer.status_code == named.status_code == 200
+    assert bearer.json() | {"downloads": 0} == named.json() | {"downloads": 0} == by_path.json() | {"downloads": 0}
+
+    no_key = by_header(**{"X-Course-Id": "cpp-primer-5th"})
+    assert no_key.status_code == 401 and error_code(no_key) == "no_license"
+    basic = by_header(Authorization="Basic eDp5")
+    assert basic.status_code == 401 and error_code(basic) == "no_license"
+    two = by_header(Authorization=f"Bearer {key}", **{"X-License-Key": rust_key})
+    assert two.status_code == 401 and error_code(two) == "invalid_license"
+    assert "different keys" in two.json()["error"]["message"]
+    other = by_header(Authorization=f"Bearer {rust_key}", **{"X-Course-Id": "cpp-primer-5th"})
+    assert other.status_code == 403 and error_code(other) == "wrong_course"
+    unknown = by_header(**{"X-License-Key": "not-a-license"})
+    assert unknown.status_code == 404 and error_code(unknown) == "license_not_found"
+
+
+def test_a_license_key_in_the_path_never_reaches_the_request_log(shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 24: the path field was exempt from redaction, so GET /provider/licenses/<key> logged the key."""
+    key = buy(shop)["license"]["key"]
+    data, signature = key.split("|")
+    capsys.readouterr()
+
+    assert shop.get(f"/provider/licenses/{quote(key, safe='')}").status_code == 200
+    assert shop.get(f"/provider/licenses/{key}").status_code == 200
+    assert shop.get(f"/provider/licences/{quote(key, safe='')}").status_code == 404  # a typo'd route
+
+    written = capsys.readouterr().err
+    logged = [json.loads(line) for line in written.splitlines() if line.startswith("{")]
+    paths = [e["path"] for e in logged if e["logger"] == "lbpay.request"]
+    assert paths == ["/provider/licenses/[redacted]"] * 2 + ["/provider/licences/[redacted]"]
+    for secret in (key, data, signature, data[:40], signature[:40], data[-24:], signature[-20:]):
+        assert secret not in written
 
 
 def test_no_license_is_401(shop: Shop) -> None:
@@ -346,6 +410,13 @@ def test_provider_answers_match_the_spec(shop: Shop) -> None:
     check(shop.get(f"/provider/licenses/{key}", headers={"X-Course-Id": "cpp-primer-5th"}), licenses, "get")
     check(shop.get(f"/provider/licenses/{key}", headers={"X-Course-Id": "rust-monthly"}), licenses, "get")
     check(shop.get("/provider/licenses/nothing"), licenses, "get")
+    by_header = "/provider/licenses"
+    check(shop.get(by_header, headers={"X-License-Key": key, "X-Course-Id": "cpp-primer-5th"}), by_header, "get")
+    check(shop.get(by_header, token=key, headers={"X-Course-Id": "cpp-primer-5th"}), by_header, "get")
+    check(shop.get(by_header, token=rust_key, headers={"X-Course-Id": "cpp-primer-5th"}), by_header, "get")
+    check(shop.get(by_header, token=key, headers={"X-License-Key": rust_key}), by_header, "get")
+    check(shop.get(by_header), by_header, "get")
+    check(shop.get(by_header, headers={"X-License-Key": "nothing"}), by_header, "get")
     content = "/provider/content/{course_id}/{path}"
     check(fetch(shop, "cpp-primer-5th", "ch1/lesson.md"), content, "get")
     check(fetch(shop, "cpp-primer-5th", "ch1/lesson.md", rust_key), content, "get")

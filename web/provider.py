@@ -62,6 +62,20 @@ def structure(course_id: str) -> Response:
     return jsonify(content.course_structure(_content_dir(), course_id))
 
 
+@bp.get("/licenses")
+def license_state_by_header() -> Response:
+    """The same answer as below, the key in ``Authorization: Bearer`` or ``X-License-Key``, never in a URL."""
+    named = request.headers.get("X-License-Key", "").strip() or None
+    bearer = _bearer()
+    if named is not None and bearer is not None and named != bearer:
+        # Two credentials that disagree authenticate nothing: a 401, as for a key that does not verify.
+        raise ContentError("invalid_license", "Authorization and X-License-Key name different keys")
+    key = named or bearer
+    if key is None:
+        raise ContentError("no_license", "send Authorization: Bearer <license key> or X-License-Key")
+    return jsonify(content.license_report(current_shop(), key, _course_header(None)))
+
+
 @bp.get("/licenses/<path:key>")
 def license_state(key: str) -> Response:
     return jsonify(content.license_report(current_shop(), key, _course_header(None)))

@@ -1,23 +1,69 @@
 // The purchase panel's page: it only draws the state the extension posts and posts back what was clicked.
+// Every colour comes from the VS Code theme (--vscode-* variables), so text reads in light, dark and high
+// contrast themes alike; the fallbacks are Light+'s values.
 import { ACTION_TEXT, ErrorAction, ShownError } from './errors';
 
 /** Everything the page draws; the extension posts a fresh one on every change. */
 export interface PanelState {
-  phase: 'loading' | 'ready' | 'placing' | 'waiting' | 'licensed' | 'failed' | 'purchases';
+  phase: 'loading' | 'ready' | 'placing' | 'waiting' | 'licensed' | 'failed' | 'purchases' | 'restore';
   course: { id: string; title: string; price_fen: number; plan: string; period_days: number | null } | null;
-  order: { order_id: string; amount_fen: number; qr_svg: string; expires_at: string; status: string } | null;
+  order: { order_id: string; amount_fen: number; qr_svg: string; expires_at: string; status: string; email_given?: boolean } | null;
   error: ShownError | null;
-  license: { id: string; expires_at: string } | null;
+  license: { id: string; course_id: string; course_title: string; expires_at: string; lifetime: boolean } | null;
   purchases: {
-    order_id: string; course_id: string; amount_fen: number; status: string; created_at: string;
-    license: { id: string; state: string; expires_at: string } | null;
+    order_id: string; course_id: string; course_title: string; amount_fen: number; status: string; created_at: string;
+    license: { id: string; state: string; expires_at: string; key: string | null; lifetime: boolean } | null;
   }[] | null;
+  /** "Already bought?": the e-mail asked for and whether the request went out. */
+  restore: { sent: boolean; email: string } | null;
+  /** A short confirmation (e.g. "copied"). */
+  notice: { zh: string; en: string } | null;
 }
 
 /** What the page can ask of the extension. */
 export type PageMessage =
-  | { type: 'ready' } | { type: 'buy' } | { type: 'cancel' } | { type: 'purchases' } | { type: 'back' }
-  | { type: 'restore'; licenseId: string };
+  | { type: 'ready' } | { type: 'buy'; email?: string } | { type: 'cancel' } | { type: 'purchases' } | { type: 'back' }
+  | { type: 'restore'; licenseId: string } | { type: 'alreadyBought' } | { type: 'resend'; email: string }
+  | { type: 'enterKey' } | { type: 'copy'; licenseId: string } | { type: 'openCourse'; courseId: string };
+
+/** The page's CSS: theme variables only (fallbacks: Light+), text on its own background at 4.5:1 or more. */
+export const PAGE_CSS = `
+  body { font-family: var(--vscode-font-family, system-ui), "Noto Sans CJK SC", sans-serif; font-size: var(--vscode-font-size, 13px);
+         color: var(--vscode-foreground, #616161); background: var(--vscode-editor-background, #ffffff);
+         padding: 20px; max-width: 600px; margin: 0 auto; line-height: 1.5; }
+  h1 { font-size: 1.3em; margin: 0 0 4px; }
+  h2 { font-size: 1.1em; }
+  .en { color: var(--vscode-descriptionForeground, #717171); font-size: .92em; }
+  .status .en, .error .en, .ok .en, .note .en, .notice .en, button .en { color: inherit; }
+  .price { font-size: 1.6em; font-weight: 600; margin: 12px 0; }
+  .qr { text-align: center; margin: 16px 0; }
+  .qr img { width: 220px; height: 220px; background: #ffffff; padding: 8px; border: 1px solid var(--vscode-panel-border, #80808059); }
+  .status, .note, .notice { margin: 10px 0; padding: 8px 12px; border-radius: 4px; color: var(--vscode-foreground, #616161);
+           background: var(--vscode-textBlockQuote-background, #f2f2f2);
+           border-left: 4px solid var(--vscode-textBlockQuote-border, #007acc80); }
+  .error { border: 1px solid var(--vscode-inputValidation-errorBorder, #be1100); border-left-width: 4px;
+           background: var(--vscode-inputValidation-errorBackground, #f2dede);
+           color: var(--vscode-inputValidation-errorForeground, var(--vscode-foreground, #616161)); padding: 10px 12px; margin: 12px 0; }
+  .ok { border: 1px solid var(--vscode-inputValidation-infoBorder, #007acc); border-left-width: 4px;
+        background: var(--vscode-inputValidation-infoBackground, #d6ecf2);
+        color: var(--vscode-inputValidation-infoForeground, var(--vscode-foreground, #616161)); padding: 10px 12px; margin: 12px 0; }
+  button { font: inherit; padding: 6px 14px; margin: 6px 6px 0 0; cursor: pointer; border-radius: 2px;
+           border: 1px solid var(--vscode-button-border, transparent);
+           background: var(--vscode-button-secondaryBackground, #5f6a79); color: var(--vscode-button-secondaryForeground, #ffffff); }
+  button.primary { background: var(--vscode-button-background, #007acc); color: var(--vscode-button-foreground, #ffffff); }
+  button:focus-visible, input:focus, textarea:focus { outline: 1px solid var(--vscode-focusBorder, #0090f1); outline-offset: 1px; }
+  input, textarea { font: inherit; padding: 4px 6px; box-sizing: border-box; width: 100%;
+           background: var(--vscode-input-background, #ffffff); color: var(--vscode-input-foreground, var(--vscode-foreground, #616161));
+           border: 1px solid var(--vscode-input-border, var(--vscode-panel-border, #cecece)); }
+  textarea.key { font-family: var(--vscode-editor-font-family, monospace); font-size: .85em; height: 4.2em; resize: vertical;
+           word-break: break-all; margin-top: 4px; }
+  label { display: block; margin: 12px 0 4px; }
+  .lifetime { font-weight: 600; }
+  table { border-collapse: collapse; width: 100%; margin-top: 8px; }
+  .row { border-bottom: 1px solid var(--vscode-panel-border, #80808059); padding: 10px 0; }
+  .row .title { font-weight: 600; }
+  [hidden] { display: none !important; }
+`;
 
 /** The page's HTML: no remote resources, scripts only with this load's nonce, the QR as an image. */
 export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: string }): string {
@@ -29,24 +75,7 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src ${cspSource} data:; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}';">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <title>微信支付购买 · Buy with WeChat Pay</title>
-<style nonce="${nonce}">
-  body { font-family: var(--vscode-font-family, system-ui), "Noto Sans CJK SC", sans-serif; color: var(--vscode-foreground, #1f2328);
-         background: var(--vscode-editor-background, #fff); padding: 20px; max-width: 560px; margin: 0 auto; }
-  h1 { font-size: 1.3em; margin: 0 0 4px; }
-  .en { color: var(--vscode-descriptionForeground, #59636e); font-size: .9em; }
-  .price { font-size: 1.6em; font-weight: 600; margin: 12px 0; }
-  .qr { text-align: center; margin: 16px 0; }
-  .qr img { width: 220px; height: 220px; background: #fff; padding: 8px; border: 1px solid #d0d7de; }
-  .status { margin: 10px 0; padding: 8px 12px; border-radius: 6px; background: var(--vscode-textBlockQuote-background, #f6f8fa); }
-  .error { border-left: 4px solid #cf222e; background: #ffebe9; color: #1f2328; padding: 10px 12px; margin: 12px 0; }
-  .ok { border-left: 4px solid #1a7f37; background: #dafbe1; color: #1f2328; padding: 10px 12px; margin: 12px 0; }
-  button { font: inherit; padding: 6px 14px; margin: 6px 6px 0 0; cursor: pointer; border-radius: 4px; border: 1px solid #d0d7de;
-           background: var(--vscode-button-secondaryBackground, #f6f8fa); color: var(--vscode-button-secondaryForeground, #1f2328); }
-  button.primary { background: #07c160; border-color: #07c160; color: #fff; }
-  table { border-collapse: collapse; width: 100%; margin-top: 8px; font-size: .92em; }
-  td, th { border-bottom: 1px solid #d0d7de; padding: 6px 4px; text-align: left; }
-  [hidden] { display: none !important; }
-</style>
+<style nonce="${nonce}">${PAGE_CSS}</style>
 </head>
 <body>
 <div id="app" data-phase="loading"><p>加载中… <span class="en">Loading…</span></p></div>
@@ -68,7 +97,8 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
   const el = (tag, attrs, children) => {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === 'onclick') node.addEventListener('click', v); else node.setAttribute(k, v);
+      if (k === 'onclick') node.addEventListener('click', v); else if (k === 'onsubmit') node.addEventListener('submit', v);
+      else node.setAttribute(k, v);
     }
     for (const child of [].concat(children || [])) node.append(child);
     return node;
@@ -77,8 +107,11 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
   const yuan = (fen) => '¥' + (fen / 100).toFixed(2);
   const send = (message) => vscode.postMessage(message);
   const button = (id, zh, en, message, primary) =>
-    el('button', { id, class: primary ? 'primary' : '', onclick: () => send(message) }, zh + ' · ' + en);
+    el('button', { id, type: 'button', class: primary ? 'primary' : '', onclick: () => send(typeof message === 'function' ? message() : message) }, zh + ' · ' + en);
   const shanghai = (iso) => new Date(iso).toLocaleString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false });
+  const until = (lifetime, iso) => lifetime
+    ? el('span', { class: 'lifetime' }, '永久 · Lifetime')
+    : el('span', {}, '有效期至 Valid until ' + shanghai(iso) + ' (Asia/Shanghai)');
 
   function countdown(expiresAt) {
     const left = Math.max(0, Math.floor((Date.parse(expiresAt) - Date.now()) / 1000));
@@ -92,27 +125,57 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
     if (!course) return [];
     const plan = course.plan === 'subscription'
       ? both('订阅 · 每 ' + course.period_days + ' 天', 'subscription, every ' + course.period_days + ' days')
-      : both('一次购买，长期有效', 'one-time purchase');
+      : both('一次购买，永久有效', 'one-time purchase, lifetime access');
     return [el('h1', { id: 'course-title' }, course.title), el('div', { class: 'en' }, plan),
             el('div', { class: 'price', id: 'price' }, yuan(course.price_fen))];
   }
 
   function errorBox(error) {
     const action = ACTIONS[error.action] || ACTIONS.none;
-    return el('div', { class: 'error', id: 'error', 'data-code': error.code, 'data-action': error.action }, [
+    return el('div', { class: 'error', id: 'error', role: 'alert', 'data-code': error.code, 'data-action': error.action }, [
       el('div', { id: 'error-zh' }, error.message_zh),
       el('div', { class: 'en', id: 'error-en' }, error.message_en),
       el('div', { id: 'error-action' }, [el('strong', {}, '下一步：'), action.zh, ' ', el('span', { class: 'en' }, 'Next: ' + action.en)]),
     ]);
   }
 
+  const mailboxNote = () => el('div', { class: 'note', id: 'mailbox-note' }, both(
+    '如果这个邮箱以前买过这门课，许可证已经发到邮箱，无需再次付款。',
+    'If this e-mail bought it before, your license is in your mailbox — no need to pay again.'));
+
+  function restoreForm() {
+    const r = state.restore || { sent: false, email: '' };
+    const parts = [el('h2', {}, both('已购买？', 'Already bought?'))];
+    if (r.sent) {
+      parts.push(el('div', { class: 'ok', id: 'restore-sent' }, [
+        el('div', {}, '如果 ' + r.email + ' 买过课程，许可证邮件几分钟内就到（也请看看垃圾邮件）。点邮件中的「在 VS Code 中打开」即可激活，或复制密钥后点下面的按钮。'),
+        el('div', { class: 'en' }, 'If ' + r.email + ' bought a course, the license mail arrives within minutes (check spam too). Click "Open in VS Code" in it to activate, or copy the key and use the button below.'),
+      ]));
+    } else {
+      parts.push(el('p', {}, both('输入购买时填写的邮箱，我们把许可证发给你。', 'Enter the e-mail you bought with and we mail you the licenses.')));
+      const input = el('input', { id: 'restore-email', type: 'email', required: 'required', autocomplete: 'email',
+        value: r.email || '', 'aria-label': '邮箱 E-mail' });
+      parts.push(el('form', { id: 'restore-form', onsubmit: (e) => { e.preventDefault(); send({ type: 'resend', email: input.value }); } }, [
+        el('label', { for: 'restore-email' }, both('邮箱', 'E-mail')), input,
+        el('button', { id: 'resend', type: 'submit', class: 'primary' }, '发送许可证 · Mail my licenses'),
+      ]));
+    }
+    if (state.error) parts.push(errorBox(state.error));
+    parts.push(button('enter-key', '输入许可证密钥', 'Enter license key', { type: 'enterKey' }, r.sent));
+    parts.push(button('back', '返回', 'Back', { type: 'back' }));
+    return parts;
+  }
+
   function render() {
     const app = document.getElementById('app');
     app.setAttribute('data-phase', state.phase);
-    const parts = [...courseHeader(state.course)];
+    const parts = state.phase === 'restore' || state.phase === 'purchases' ? [] : [...courseHeader(state.course)];
     if (state.phase === 'loading') parts.push(el('p', {}, both('加载中…', 'Loading…')));
     if (state.phase === 'ready') {
-      parts.push(button('buy', '微信支付购买', 'Buy with WeChat Pay', { type: 'buy' }, true));
+      const email = el('input', { id: 'email', type: 'email', autocomplete: 'email', 'aria-label': '邮箱（可选）E-mail (optional)' });
+      parts.push(el('label', { for: 'email' }, both('邮箱（可选，用于接收许可证）', 'E-mail (optional, to receive the license)')), email);
+      parts.push(button('buy', '微信支付购买', 'Buy with WeChat Pay', () => ({ type: 'buy', email: email.value }), true));
+      parts.push(button('already-bought', '已购买？', 'Already bought?', { type: 'alreadyBought' }));
       parts.push(button('purchases', '我的购买', 'My purchases', { type: 'purchases' }));
     }
     if (state.phase === 'placing') parts.push(el('div', { class: 'status', id: 'status' }, both('正在下单…', 'Placing the order…')));
@@ -120,6 +183,7 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
       const o = state.order;
       const image = 'data:image/svg+xml;base64,' + btoa(unescape(encodeURIComponent(o.qr_svg)));
       const words = STATUS[o.status] || [o.status, o.status];
+      if (o.email_given) parts.push(mailboxNote());
       parts.push(el('p', {}, both('请使用微信扫一扫支付 ' + yuan(o.amount_fen), 'Scan with WeChat to pay ' + yuan(o.amount_fen))));
       parts.push(el('div', { class: 'qr' }, el('img', { id: 'qr', alt: '微信支付二维码 WeChat Pay QR code', src: image })));
       parts.push(el('div', { id: 'countdown' }, countdown(o.expires_at)));
@@ -129,10 +193,12 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
       parts.push(button('cancel', '取消订单', 'Cancel order', { type: 'cancel' }));
     }
     if (state.phase === 'licensed' && state.license) {
+      const l = state.license;
       parts.push(el('div', { class: 'ok', id: 'licensed' }, [
-        el('div', {}, '许可证已激活，课程已解锁。'), el('div', { class: 'en' }, 'Your license is active; the course is unlocked.'),
-        el('div', { class: 'en' }, '有效期至 Valid until ' + shanghai(state.license.expires_at) + ' (Asia/Shanghai)'),
+        el('div', {}, '许可证已激活，「' + l.course_title + '」已解锁。'), el('div', { class: 'en' }, 'Your license is active; "' + l.course_title + '" is unlocked.'),
+        el('div', { id: 'license-until' }, until(l.lifetime, l.expires_at)),
       ]));
+      parts.push(button('open-course', '打开课程', 'Open course', { type: 'openCourse', courseId: l.course_id }, true));
       parts.push(button('purchases', '我的购买', 'My purchases', { type: 'purchases' }));
     }
     if (state.phase === 'failed' && state.error) {
@@ -149,18 +215,34 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
       const rows = (state.purchases || []).map((p) => {
         const lic = p.license;
         const words = lic ? (LICENSE_STATE[lic.state] || [lic.state, lic.state]) : ['—', ''];
-        const restore = lic && lic.state === 'active'
-          ? el('button', { class: 'restore', 'data-license': lic.id, onclick: () => send({ type: 'restore', licenseId: lic.id }) }, '恢复 · Restore')
-          : '';
-        return el('tr', { 'data-order': p.order_id }, [el('td', {}, p.course_id), el('td', {}, yuan(p.amount_fen)),
-          el('td', {}, shanghai(p.created_at)), el('td', { class: 'state' }, both(words[0], words[1])), el('td', {}, restore)]);
+        const children = [
+          el('div', { class: 'title' }, p.course_title),
+          el('div', {}, [yuan(p.amount_fen) + ' · ' + shanghai(p.created_at) + ' · ', el('span', { class: 'state' }, both(words[0], words[1]))]),
+        ];
+        if (lic && lic.state === 'active') {
+          children.push(el('div', { class: 'until' }, until(lic.lifetime, lic.expires_at)));
+          if (lic.key) {
+            children.push(el('label', { for: 'key-' + lic.id }, both('许可证密钥', 'License key')));
+            children.push(el('textarea', { id: 'key-' + lic.id, class: 'key', readonly: 'readonly', rows: '3' }, lic.key));
+            children.push(el('button', { type: 'button', class: 'copy', 'data-license': lic.id,
+              onclick: () => send({ type: 'copy', licenseId: lic.id }) }, '复制密钥 · Copy key'));
+          }
+          children.push(el('button', { type: 'button', class: 'restore primary', 'data-license': lic.id,
+            onclick: () => send({ type: 'restore', licenseId: lic.id }) }, '在本机激活 · Activate here'));
+          children.push(el('button', { type: 'button', class: 'open-course', 'data-course': p.course_id,
+            onclick: () => send({ type: 'openCourse', courseId: p.course_id }) }, '打开课程 · Open course'));
+        }
+        return el('div', { class: 'row', 'data-order': p.order_id }, children);
       });
-      parts.push(rows.length ? el('table', { id: 'purchases-table' }, [
-        el('tr', {}, ['课程 Course', '金额 Amount', '时间 Time', '许可证 License', ''].map((h) => el('th', {}, h))), ...rows])
-        : el('p', { id: 'no-purchases' }, both('这台电脑上还没有购买记录。', 'No purchases on this machine yet.')));
+      parts.push(rows.length ? el('div', { id: 'purchases-list' }, rows)
+        : el('p', { id: 'no-purchases' }, both('这台电脑上还没有购买记录。换了电脑？用「已购买？」通过邮箱找回。',
+          'No purchases on this machine yet. New computer? Use "Already bought?" to restore by e-mail.')));
       if (state.error) parts.push(errorBox(state.error));
+      parts.push(button('already-bought', '已购买？', 'Already bought?', { type: 'alreadyBought' }));
       parts.push(button('back', '返回', 'Back', { type: 'back' }));
     }
+    if (state.phase === 'restore') parts.push(...restoreForm());
+    if (state.notice) parts.push(el('div', { class: 'notice', id: 'notice', role: 'status' }, both(state.notice.zh, state.notice.en)));
     app.replaceChildren(...parts);
   }
 
