@@ -1,7 +1,9 @@
 // src/lbpayWiring.ts
 // Learning Buddy Pay in this extension: written by the kit's apply.sh, which rewrites it on every run and
 // keeps only the two constants below (or takes them from --server and --course). Edit nothing else here.
-import type * as vscode from 'vscode';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as vscode from 'vscode';
 import type { Keyring, LicenseCheck, LicensePayload, WeChatPay } from './lbpay';
 
 /** The Learning Buddy Pay server (https://, no trailing slash); the .invalid default reaches nothing. */
@@ -22,39 +24,55 @@ let kit: Kit | null = null;
 let keyring: Keyring | null = null;
 let pay: WeChatPay | null = null;
 
+/** The kit's commands that must answer even when nothing else of it can start. */
+const KIT_COMMANDS = ['lbpay.buyWithWeChatPay', 'lbpay.myPurchases', 'lbpay.enterLicenseKey', 'lbpay.openCourse',
+  'lbpay.refreshCourses'];
+const NOT_CONFIGURED = '微信支付尚未配置（缺少服务器地址或许可证公钥），暂时无法购买或激活。请联系课程作者。'
+  + ' · WeChat Pay is not configured yet (no server address or license keys), so buying and activating are off.'
+  + ' Contact the course author.';
+
 /**
  * The one call in activate(): the buy and "my purchases" panel, "My courses", the learningbuddy: files, the
  * mail's activation link and "Enter license key". Never throws: without a keyring or a server address the
- * buy command says "not configured" and the rest of the extension works as before.
+ * kit's commands say "not configured" and the rest of the extension works as before.
  */
 export function wireLearningBuddyPay(context: vscode.ExtensionContext, host: LicenseHost): WeChatPay | null {
-  try {
-    // Loaded here, not imported above, so that nothing of the kit can stop the extension's own start.
-    kit = require('./lbpay') as Kit;
-    try {
-      keyring = kit.loadKeyring(context.extensionPath);
-    } catch {
-      keyring = null;
+  const notConfigured = (why: string): null => {
+    console.warn(`Learning Buddy Pay is not configured (${why}): run the kit's apply.sh with --server and the exported keys`);
+    for (const command of KIT_COMMANDS) {
+      context.subscriptions.push(vscode.commands.registerCommand(command, () => {
+        void vscode.window.showErrorMessage(NOT_CONFIGURED);
+      }));
     }
-    pay = kit.registerWeChatPay(context, {
-      baseUrl: LBPAY_SERVER.endsWith('.invalid') ? undefined : LBPAY_SERVER,
-      courseId: COURSE_ID,
-      keyring,
-      onLicense: async (key: string, payload: LicensePayload) => {
-        if (!(await host.addLicense(key, payload.courseId))) throw new Error('the extension refused the license');
-      },
-    });
-    if (!pay.configured) console.warn('Learning Buddy Pay is not configured:', pay.problems.join('; '));
-    if (host.recheckStoredLicenses) {
-      host.recheckStoredLicenses().then(
-        (dropped) => { if (dropped.length) console.log('Learning Buddy Pay dropped stored licenses:', dropped); },
-        (err: unknown) => console.error('Learning Buddy Pay could not re-check stored licenses:', err));
-    }
-    return pay;
-  } catch (err) {
-    console.error('Learning Buddy Pay could not start:', err);
     return null;
+  };
+  // The kit is loaded here, not imported above, so that nothing of it can stop the extension's own start; and
+  // not at all while the build has no server or keys (the extension's own tests activate it that way).
+  if (LBPAY_SERVER.endsWith('.invalid')) return notConfigured('no server address');
+  const keyFile = path.join(context.extensionPath, 'licence-keys', 'keyring.json');
+  if (!fs.existsSync(keyFile)) return notConfigured(`no ${keyFile}`);
+  try {
+    kit = require('./lbpay') as Kit;
+    keyring = kit.loadKeyring(keyFile);
+  } catch (err) {
+    kit = null;
+    return notConfigured(err instanceof Error ? err.message : String(err));
   }
+  pay = kit.registerWeChatPay(context, {
+    baseUrl: LBPAY_SERVER,
+    courseId: COURSE_ID,
+    keyring,
+    onLicense: async (key: string, payload: LicensePayload) => {
+      if (!(await host.addLicense(key, payload.courseId))) throw new Error('the extension refused the license');
+    },
+  });
+  if (!pay.configured) console.warn('Learning Buddy Pay is not configured:', pay.problems.join('; '));
+  if (host.recheckStoredLicenses) {
+    host.recheckStoredLicenses().then(
+      (dropped) => { if (dropped.length) console.log('Learning Buddy Pay dropped stored licenses:', dropped); },
+      (err: unknown) => console.error('Learning Buddy Pay could not re-check stored licenses:', err));
+  }
+  return pay;
 }
 
 /**
