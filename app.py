@@ -157,7 +157,8 @@ def _mailer(config: Config) -> Mailer:
     if problems:
         raise ConfigError(problems)
     return Mailer(smtp=smtp, mail_from=mail_from, public_base_url=config.public_base_url,
-                  renewal_reminder_days=config.renewal_reminder_days)
+                  renewal_reminder_days=config.renewal_reminder_days,
+                  vscode_extension_id=config.vscode_extension_id)
 
 
 def _license_keys(config: Config) -> KeyRing:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -162,6 +163,11 @@ class WeChatSettings:
     read_timeout: int
 
 
+# The extension whose URI handler the license mail's "Open in VS Code" link opens (publisher.name).
+DEFAULT_VSCODE_EXTENSION_ID = "learning-primer-buddy-dev.learning-primer-buddy"
+_EXTENSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}\.[A-Za-z0-9][A-Za-z0-9-]{0,99}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting of one running service, parsed and checked."""
@@ -194,6 +200,7 @@ class Config:
     alert_email: str | None
     retention_days: int
     archive_sandbox_orders: bool = False
+    vscode_extension_id: str = DEFAULT_VSCODE_EXTENSION_ID  # <publisher>.<name>: the mail's vscode:// link
     scheduler: bool = True
     sandbox_public: bool = False  # sandbox mode only: serve the simulator to other machines too
     testing: bool = False
@@ -298,6 +305,7 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         alert_email=read.text("ALERT_EMAIL"),
         retention_days=read.integer("RETENTION_DAYS", 400, 30, 3650),
         archive_sandbox_orders=read.flag("ARCHIVE_SANDBOX_ORDERS", False),
+        vscode_extension_id=_vscode_extension_id(read),
         scheduler=read.flag("SCHEDULER", True),
         sandbox_public=sandbox_public,
         testing=bool(read.raw("TESTING")),
@@ -310,6 +318,15 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
     if read.problems:
         raise ConfigError(read.problems)
     return config
+
+
+def _vscode_extension_id(read: Reader) -> str:
+    value = read.text("VSCODE_EXTENSION_ID", DEFAULT_VSCODE_EXTENSION_ID) or DEFAULT_VSCODE_EXTENSION_ID
+    if not _EXTENSION_ID.fullmatch(value):
+        read.problem("VSCODE_EXTENSION_ID", "must be the extension's <publisher>.<name> (letters, digits, '-')",
+                     value, DEFAULT_VSCODE_EXTENSION_ID)
+        return DEFAULT_VSCODE_EXTENSION_ID
+    return value
 
 
 def _client_ip_header(read: Reader) -> str | None:

@@ -13,7 +13,7 @@ from models import Buyer, Course, License, Order
 
 from . import audit, limits
 from .errors import BillingError
-from .mail import enqueue_mail, license_lines, render
+from .mail import enqueue_mail, extension_of, header_text, license_lines, render
 from .addresses import is_email_address
 from .shop import Shop, hash_token, iso_utc, token_matches
 from database import write_transaction
@@ -144,14 +144,46 @@ def request_resend(shop: Shop, address: Any, ip: str | None) -> bool:
             licenses = current_licenses(rows)
             if not licenses:
                 return False
-            lines = license_lines(licenses)
-            text, html = render("resend", licenses=lines)
+            lines = license_lines(licenses, extension_of(shop))
+            text, html = render("resend", licenses=lines, on_order=False, subscription=False)
             enqueue_mail(to=licenses[-1].order.email, subject="您的 Learning Buddy 许可证 · Your Learning Buddy licenses",
                          text=text, html=html, kind="resend", now=now)
             audit.record("license.resent", at=now, actor="learner", ip=ip,
                          detail={"licenses": [lic.license_id for lic in licenses]})
             return True
     raise limits.refused("resend", wait)
+
+
+def active_licenses_of_address(address: str, course: Course, now: dt.datetime) -> list[License]:
+    """The licenses of ``course`` bought with ``address`` (any case) whose latest key opens it now."""
+    ids = [row.license_id for row in License.select(License.license_id).join(Order)
+           .where((fn.LOWER(Order.email) == address.lower()) & (License.course == course.id)).distinct()]
+    if not ids:
+        return []
+    rows = License.select(License, Order).join(Order).where(License.license_id.in_(ids))
+    return [lic for lic in current_licenses(rows)
+            if lic.revoked_at is None and lic.expires_at > now and lic.order.status != "refunded"]
+
+
+def mail_owned_licenses(shop: Shop, order: Order, course: Course, address: str, now: dt.datetime,
+                        ip: str | None) -> bool:
+    """Inside the new order's transaction: if ``address`` already holds an active license for the
+    course, queue that license to it now, so the learner need not pay again.
+
+    The order is placed either way and its answer never says which happened (no ownership oracle);
+    the mails draw on the address's resend budget, so placing orders cannot flood a mailbox.
+    Returns whether a mail was queued.
+    """
+    licenses = active_licenses_of_address(address, course, now)
+    if not licenses or limits.take(address_key(address), limits.RESEND_PER_ADDRESS, now):
+        return False
+    text, html = render("resend", licenses=license_lines(licenses, extension_of(shop)), on_order=True,
+                        subscription=course.plan == "subscription")
+    enqueue_mail(to=address, subject=f"您已拥有本课程 · You already own this course: {header_text(course.title)}"[:200],
+                 text=text, html=html, kind="owned", now=now)
+    audit.record("license.mailed_on_order", at=now, actor="learner", order=order, ip=ip,
+                 detail={"licenses": [lic.license_id for lic in licenses]})
+    return True
 
 
 # --- subscriptions: a reminder before the access ends --------------------------------------
@@ -173,7 +205,7 @@ def remind_renewals(shop: Shop, now: dt.datetime) -> dict[str, Any]:
             address = lic.order.email or (lic.buyer.email if lic.buyer_id else None)
             if not address:
                 continue
-            line = license_lines([lic])[0]
+            line = license_lines([lic], extension_of(shop))[0]
             text, html = render("renewal", license=line, renew_url=f"{base}/buy/{lic.course_id}",
                                 days_left=max(1, (lic.expires_at - now).days))
             subject = f"订阅即将到期 · Your subscription ends soon: {lic.course.title}"

@@ -13,7 +13,7 @@ from . import audit
 from .content import max_downloads_of
 from .errors import BillingError
 from .addresses import is_email_address
-from .mail import enqueue_license_mail, enqueue_mail, license_lines, license_mail
+from .mail import enqueue_license_mail, enqueue_mail, extension_of, license_lines, license_mail
 from .payments import apply_transaction, issue_license_for
 from .shop import Shop, hash_token
 from database import write_transaction
@@ -177,7 +177,7 @@ def resend_license_mail(shop: Shop, order: Order, *, actor: str, ip: str | None 
         raise BillingError("bad_request", "the order has no e-mail address")
     if license.revoked_at is not None:
         raise BillingError("bad_request", "the license is revoked; reinstate it first")
-    lines = license_lines([license])
+    lines = license_lines([license], extension_of(shop))
     subject, text, html = license_mail(lines[0], license.plan)
     now = shop.now()
     with write_transaction():

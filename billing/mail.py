@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from peewee import IntegrityError
@@ -20,6 +20,7 @@ from models import License, MailOutbox, Order, db
 
 from . import rows
 from .shop import Shop, iso_utc
+from settings import DEFAULT_VSCODE_EXTENSION_ID
 from database import write_transaction
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class Mailer:
     mail_from: str
     public_base_url: str
     renewal_reminder_days: int = 7
+    vscode_extension_id: str = DEFAULT_VSCODE_EXTENSION_ID
 
 
 # --- writing to the outbox ----------------------------------------------------------------
@@ -153,28 +155,49 @@ def shanghai(value: dt.datetime) -> str:
     return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") + " (北京时间 Beijing time)"
 
 
+def open_in_vscode_url(extension_id: str, key: str) -> str:
+    """The link that hands a license to the extension's URI handler: ``vscode://<id>/activate?key=…``.
+
+    Every character of the key outside [A-Za-z0-9_.~-] is percent-encoded ("+", "/", "=", "|"), so the
+    handler's query parser gives back exactly the key.
+    """
+    return f"vscode://{extension_id}/activate?key={quote(key, safe='')}"
+
+
 def license_line(*, course_id: str, course_title: str, license_id: str, order_id: str, out_trade_no: str,
-                 expires_at: dt.datetime, key: str) -> dict[str, str]:
-    """What a mail says about one license: course, ids, expiry and the key on one line."""
+                 expires_at: dt.datetime, key: str,
+                 extension_id: str = DEFAULT_VSCODE_EXTENSION_ID) -> dict[str, str]:
+    """What a mail says about one license: course, ids, expiry, the key on one line and its VS Code link."""
     # A one-time course's key expires a century on (shop.LIFETIME): the learner reads "for good".
     lifetime = expires_at - dt.datetime.now(dt.timezone.utc) > dt.timedelta(days=50 * 365)
     return {"course_id": course_id, "course_title": course_title, "license_id": license_id,
             "order_id": order_id, "out_trade_no": out_trade_no,
             "expires_at": "永久 · Lifetime" if lifetime else shanghai(expires_at),
-            "expires_at_utc": iso_utc(expires_at) or "", "key": key}
+            "expires_at_utc": iso_utc(expires_at) or "", "key": key,
+            "open_url": open_in_vscode_url(extension_id, key)}
 
 
-def license_lines(licenses: list[License]) -> list[dict[str, str]]:
+def license_lines(licenses: list[License],
+                  extension_id: str = DEFAULT_VSCODE_EXTENSION_ID) -> list[dict[str, str]]:
     """The mail lines of stored licenses."""
     return [license_line(course_id=lic.course_id, course_title=lic.course.title, license_id=lic.license_id,
                          order_id=lic.order.public_id, out_trade_no=lic.order.out_trade_no,
-                         expires_at=lic.expires_at, key=lic.key) for lic in licenses]
+                         expires_at=lic.expires_at, key=lic.key, extension_id=extension_id) for lic in licenses]
+
+
+def extension_of(shop: Shop) -> str:
+    """The extension id the shop's mails link to."""
+    return shop.mailer.vscode_extension_id if shop.mailer is not None else DEFAULT_VSCODE_EXTENSION_ID
+
+
+def header_text(text: str) -> str:
+    """Text for a mail header: control characters become spaces, as a header must not break."""
+    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 def license_subject(course_title: str) -> str:
-    """The subject of a license mail; a title's control characters become spaces, as a header must not break."""
-    title = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in course_title)
-    return f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {title}"
+    """The subject of a license mail, the course's title made safe for a header."""
+    return f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {header_text(course_title)}"
 
 
 def license_mail(line: dict[str, str], plan: str) -> tuple[str, str, str]:
@@ -204,15 +227,18 @@ def enqueue_license_mail(order: Order, now: dt.datetime) -> bool:
                        unless_exists="dedupe_key") is not None
 
 
-def plain_license_mail(license: License) -> tuple[str, str, None]:
+def plain_license_mail(license: License,
+                       extension_id: str = DEFAULT_VSCODE_EXTENSION_ID) -> tuple[str, str, None]:
     """A license mail built without templates or the course title: what goes out when rendering fails."""
     text = (f"Learning Buddy license / 许可证\n\nCourse: {license.course_id}\nLicense id: {license.license_id}\n"
             f"Order: {license.order.public_id}\nValid until: {iso_utc(license.expires_at)}\n\n"
+            f"在 VS Code 中打开 · Open in VS Code:\n{open_in_vscode_url(extension_id, license.key)}\n\n"
             f"Your license key (one line):\n{license.key}\n")
     return license_subject(license.course_id), text, None
 
 
-def render_queued_license(mail: MailOutbox) -> tuple[str, str, str | None] | None:
+def render_queued_license(mail: MailOutbox,
+                          extension_id: str = DEFAULT_VSCODE_EXTENSION_ID) -> tuple[str, str, str | None] | None:
     """Subject, text and HTML of a license mail queued unrendered; None when it is not one or was rendered."""
     if mail.kind != "license" or mail.text or not (mail.dedupe_key or "").startswith(LICENSE_MAIL_PREFIX):
         return None
@@ -221,10 +247,10 @@ def render_queued_license(mail: MailOutbox) -> tuple[str, str, str | None] | Non
     if license is None:
         return None
     try:
-        return license_mail(license_lines([license])[0], license.plan)
+        return license_mail(license_lines([license], extension_id)[0], license.plan)
     except Exception:  # noqa: BLE001 - a broken template or odd title must still let the key go out
         log.exception("license mail %s did not render; sending the plain form", mail.id)
-        return plain_license_mail(license)
+        return plain_license_mail(license, extension_id)
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -249,7 +275,7 @@ def as_message(mail: MailOutbox, mail_from: str) -> EmailMessage:
     return message
 
 
-def _claim(now: dt.datetime) -> list[MailOutbox]:
+def _claim(now: dt.datetime, extension_id: str) -> list[MailOutbox]:
     """Take the due mails (compare-and-set on ``next_attempt_at``) so no other sender takes them too."""
     claimed = []
     with write_transaction():
@@ -261,7 +287,7 @@ def _claim(now: dt.datetime) -> list[MailOutbox]:
                      .where((MailOutbox.id == mail.id) & (MailOutbox.next_attempt_at == mail.next_attempt_at)
                             & MailOutbox.sent_at.is_null()).execute())
             if taken:
-                rendered = render_queued_license(mail)
+                rendered = render_queued_license(mail, extension_id)
                 if rendered is not None:
                     mail.subject, mail.text, mail.html = rendered[0][:200], rendered[1], rendered[2]
                     MailOutbox.update(subject=mail.subject, text=mail.text, html=mail.html).where(
@@ -305,7 +331,7 @@ def send_due_mail(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         waiting = MailOutbox.select().where(MailOutbox.sent_at.is_null()
                                             & MailOutbox.next_attempt_at.is_null(False)).count()
         return {"sent": 0, "waiting_without_smtp": waiting}
-    mails = _claim(now)
+    mails = _claim(now, mailer.vscode_extension_id)
     if not mails:
         return {"sent": 0}
     sent = failed = 0

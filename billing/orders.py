@@ -20,7 +20,7 @@ from models import Buyer, Course, License, Order, db
 from wechatpay.errors import ApiError, WeChatPayError
 from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
-from . import audit, limits
+from . import audit, learners, limits
 from .addresses import is_email_address
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
@@ -36,6 +36,23 @@ CODE_URL_LIFETIME = dt.timedelta(hours=2)
 CODE_URL_REFRESH_AFTER = dt.timedelta(minutes=100)
 FLAG_ERRORS = {"AMOUNT_MISMATCH": "amount_mismatch", "LATE_PAYMENT": "late_payment",
                "MERCHANT_MISMATCH": "amount_mismatch", "TRANSACTION_REUSED": "amount_mismatch"}
+
+
+# What every answer to an order placed with an e-mail says, whether or not that address owns the
+# course (an owner gets the license by mail at once: ``learners.mail_owned_licenses``).
+EMAIL_NOTICE = {
+    "one_time": {"zh": "如果这个邮箱以前买过本课程，许可证已发到邮箱，无需再次付款。",
+                 "en": "If this e-mail bought this course before, your license is in your mailbox — "
+                       "no need to pay again."},
+    "subscription": {"zh": "如果这个邮箱的订阅仍有效，许可证已发到邮箱；只有想续期时才需要付款。",
+                     "en": "If this e-mail's subscription is still active, your license is in your mailbox — "
+                           "pay only to extend it."},
+}
+
+
+def email_notice(plan: str, email: str | None) -> dict[str, str] | None:
+    """The words shown with an order placed with an e-mail (None without one)."""
+    return dict(EMAIL_NOTICE.get(plan, EMAIL_NOTICE["one_time"])) if email else None
 
 
 @dataclass(frozen=True)
@@ -279,6 +296,8 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
         audit.record_all([audit.Event("order.created", now, "buyer", order,
                                       {"course": course.id, "amount_fen": course.price_fen}, ip),
                           audit.Event("order.wechat_created", now, "system", order, None, None)])
+        if email is not None:
+            learners.mail_owned_licenses(shop, order, course, email, now, ip)
     return order
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from conftest import FakeClock, Keys, Sandbox, Shop
@@ -186,3 +187,49 @@ def test_the_app_refuses_a_bad_mail_setting_by_name(tmp_path: Path) -> None:
         create_app({**base, "SMTP_URL": "smtp://mail.example.com"})
     with pytest.raises(ConfigError, match="LBPAY_RENEWAL_REMINDER_DAYS"):
         create_app({**base, "RENEWAL_REMINDER_DAYS": "0"})
+
+
+# --- one click from the mail into VS Code (issue 18, item 2) -----------------------------------------
+
+def vscode_link(key: str, extension: str = "learning-primer-buddy-dev.learning-primer-buddy") -> str:
+    return f"vscode://{extension}/activate?key={quote(key, safe='')}"
+
+
+def test_the_license_mail_opens_the_license_in_vscode_with_one_click(mail_shop: Shop, smtp: SmtpServer) -> None:
+    key = buy(mail_shop, email="learner@example.com")["license"]["key"]
+    run(mail_shop, "mail")
+    [message] = smtp.inbox.wait_for(1)
+
+    text, html = plain_text(message), html_text(message)
+    assert vscode_link(key) in text.splitlines(), "the link stands alone on its line, so a mail reader links it"
+    assert key in text.splitlines(), "and the key, for pasting"
+    assert "在 VS Code 中打开 · Open in VS Code" in text
+    link = vscode_link(key).replace("&", "&amp;")
+    assert f'<a class="open-in-vscode" href="{link}"' in html
+    assert "在 VS Code 中打开 · Open in VS Code</a>" in html
+    # The key survives the trip: what the handler reads back from the link is the key.
+    query = parse_qs(urlsplit(vscode_link(key)).query)
+    assert query == {"key": [key]}
+
+
+def test_the_extension_id_in_the_link_is_a_setting(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock,
+                                                   smtp: SmtpServer) -> None:
+    shop = start_shop(tmp_path, keys, sandbox, clock, SMTP_URL=smtp.url, MAIL_FROM="courses@learning-buddy.test",
+                      VSCODE_EXTENSION_ID="acme-learning.cpp-course")
+    try:
+        key = buy(shop, email="learner@example.com")["license"]["key"]
+        assert shop.post("/api/v1/licenses/resend", {"email": "learner@example.com"}).status_code == 202
+        run(shop, "mail")
+        messages = smtp.inbox.wait_for(2)
+        assert len(messages) == 2
+        for message in messages:  # the license mail and the one asked for again
+            assert vscode_link(key, "acme-learning.cpp-course") in plain_text(message).splitlines()
+            assert "learning-primer-buddy-dev" not in plain_text(message)
+    finally:
+        shop.server.stop()
+
+
+@pytest.mark.parametrize("value", ["no-publisher", "a.b.c", "acme/../x.y", "acme.x y", ".name", "publisher."])
+def test_a_malformed_extension_id_is_refused_by_name(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="LBPAY_VSCODE_EXTENSION_ID"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "SCHEDULER": "off", "VSCODE_EXTENSION_ID": value})

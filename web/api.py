@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from billing import CATALOGUE, BillingError, error_body, learners, limits
 from billing.orders import (
     cancel_order,
+    email_notice,
     order_for_token,
     order_view,
     place_order,
@@ -74,7 +75,8 @@ def create_order() -> tuple[Response, int]:
                          idempotency_key=request.headers.get("Idempotency-Key"))
     view = order_view(current_shop(), placed.order)
     view.update(qr_svg=placed.order.qr_svg, order_token=placed.order_token,
-                buyer_token=placed.buyer_token)
+                buyer_token=placed.buyer_token,
+                email_notice=email_notice(placed.order.course.plan, placed.order.email))
     return jsonify(view), 201
 
 
