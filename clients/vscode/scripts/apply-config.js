@@ -66,6 +66,8 @@ editJson('package.json', (pkg) => {
   merge(pkg.activationEvents = pkg.activationEvents || [], wanted.activationEvents.filter((e) => !e.startsWith('onCommand:')
     && !e.startsWith('onView:')), (a, b) => a === b);
   if (Array.isArray(pkg.files)) merge(pkg.files, ['licence-keys/keyring.json'], (a, b) => a === b);
+  // The kit adds no runtime dependency; an empty list is only noise for vsce.
+  if (pkg.dependencies && Object.keys(pkg.dependencies).length === 0) delete pkg.dependencies;
 });
 
 editJson('tsconfig.json', (tsconfig) => {

@@ -151,8 +151,9 @@ const EDITS = {
       f.lines[perms] = f.lines[perms].replace(/\s*$/, ',');
       f.insert(perms + 1, `${pind}// ${MARK}: keep the course, plan, signing key, kind and order the license names.`,
         `${pind}...licenseFacts(licenseKey, licenseData),`);
-      const failed = f.find('License verification failed through Course Content Provider', 'the refusal branch', at);
-      const find = f.indent(failed);
+      const valid = f.find(/if \(verificationResult\.valid\)/, 'the check of verificationResult.valid', at);
+      const failed = f.find(/^\s*\} else \{\s*$/, 'the branch for a refused license', valid);
+      const find = f.indent(failed) + '    ';
       f.insert(failed + 1,
         `${find}// ${MARK}: the server answered no (wrong course, revoked, unknown key), and that is final;`,
         `${find}// only a server that cannot be reached leaves the decision to the offline check below.`,
