@@ -141,6 +141,12 @@ test-two-servers: $(VENV)/.test
 	$(PY) -m pip install --quiet -e '.[postgres]'
 	PY=$(PY) sh deploy/test-postgres.sh tests/test_two_servers.py
 
+# The clients' copy of the server's contract: the generated part of clients/vscode/src/errors.ts from
+# billing/errors.py and openapi.yaml (tests/test_contract.py fails in `make test` when it is stale).
+.PHONY: contract
+contract: $(VENV)/.runtime
+	$(PY) clients/contract.py
+
 typecheck: $(VENV)/.test
 	$(PY) -m mypy
 

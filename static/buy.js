@@ -113,28 +113,43 @@
     $("phone-help").hidden = !onPhone();
     $("qr-box").hidden = false;
     $("start").hidden = true;
+    $("resend").hidden = true;  // one thing at a time: paying
     clearInterval(ticker);
     countdown();
     ticker = setInterval(countdown, 1000);
   }
 
-  function expiry(license) {
+  function lifetime(license) {
     // A one-time course is bought for good; its key says so with an expiry a century away.
     const centuryish = new Date(license.expires_at) - Date.now() > 50 * 365 * 86400 * 1000;
-    return license.plan === "one_time" || centuryish
+    return license.plan === "one_time" || centuryish;
+  }
+
+  function expiry(license) {
+    return lifetime(license)
       ? "永久 · Lifetime"
       : new Date(license.expires_at).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" });
+  }
+
+  function showEmailNotice(notice) {
+    $("email-notice").hidden = !notice;
+    $("email-notice-zh").textContent = notice ? notice.zh : "";
+    $("email-notice-en").textContent = notice ? notice.en : "";
   }
 
   function showLicense(license, orderId) {
     $("license").value = license.key;
     $("license-order").textContent = orderId || license.order_id || "";
     $("license-expiry").textContent = expiry(license);
+    $("label-until").hidden = lifetime(license);
+    $("label-lifetime").hidden = !lifetime(license);
     $("mailed").hidden = !mailedTo;
     $("mailed-to").textContent = mailedTo;
     $("mailed-to-en").textContent = mailedTo;
     $("license-box").hidden = false;
     $("qr-box").hidden = true;
+    $("resend").hidden = true;
+    showEmailNotice(null);
     clearInterval(ticker);
   }
 
@@ -151,7 +166,9 @@
       say("订单已关闭", "Order closed");
       $("qr-box").hidden = true;
       clearInterval(ticker);
-      $("start").hidden = false;  // offer a new order at once
+      showEmailNotice(null);
+      $("start").hidden = false;  // offer a new order at once, the way back by e-mail too
+      $("resend").hidden = false;
     } else if (view.status === "refunded" || view.status === "partially_refunded") {
       say("已退款", "Refunded");
     } else {
@@ -216,6 +233,7 @@
     order = r.data;
     mailedTo = email;
     window.localStorage.setItem(TOKEN, order.buyer_token);
+    showEmailNotice(order.email_notice);
     showQr(order);
     render(order);
     timer = setTimeout(poll, order.poll_after_ms || 1000);

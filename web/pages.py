@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from billing import CATALOGUE, BillingError, error_body, learners
 from billing.content import ContentError
 from billing.courses import course_for_sale, courses_for_sale
-from billing.orders import COURSE_ID, cancel_order, order_for_token, order_view, place_order
+from billing.orders import COURSE_ID, cancel_order, email_notice, order_for_token, order_view, place_order
 from billing.reconcile import check_on_poll
 
 from . import current_shop
@@ -91,6 +91,8 @@ def buy_start(course_id: str) -> BaseResponse:
     session["buyer_token"] = placed.buyer_token
     if email:
         session["mailed_to"] = email
+    else:
+        session.pop("mailed_to", None)
     return redirect(url_for("pages.buy_order", course_id=course.id, order_id=placed.order.public_id), 303)
 
 
@@ -100,8 +102,10 @@ def buy_order(course_id: str, order_id: str) -> str:
     order = check_on_poll(current_shop(), order_for_token(order_id, _order_tokens().get(order_id)))
     view = order_view(current_shop(), order)
     qr = order.qr_svg if view["status"] == "pending" else None
+    mailed_to = session.get("mailed_to")
+    notice = email_notice(course.plan, mailed_to) if view["status"] == "pending" else None
     return render_template("buy_order.html", course=course, view=view, qr_svg=qr, sandbox=_sandbox(),
-                           mailed_to=session.get("mailed_to"), license=view["license"])
+                           mailed_to=mailed_to, license=view["license"], email_notice=notice)
 
 
 @bp.post("/buy/<course_id>/orders/<order_id>/cancel")
@@ -124,6 +128,18 @@ def buy_resend(course_id: str) -> tuple[str, int]:
 def _b64(text: str) -> str:
     """Base64 of a text, for a data: URI (the QR code as an image a phone can save)."""
     return base64.b64encode(text.encode()).decode()
+
+
+@bp.app_template_test("lifetime")
+def _lifetime(license: dict[str, Any]) -> bool:
+    """A license bought for good: a one-time plan, or a key that ends a century on (shop.LIFETIME)."""
+    if license.get("plan") == "one_time":
+        return True
+    ends = license.get("expires_at")
+    if not ends:
+        return False
+    at = dt.datetime.fromisoformat(str(ends).replace("Z", "+00:00"))
+    return at - dt.datetime.now(dt.timezone.utc) > dt.timedelta(days=50 * 365)
 
 
 @bp.app_template_filter("shanghai_iso")

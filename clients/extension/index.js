@@ -18,12 +18,14 @@ const crypto = require('node:crypto');
  *            plan: 'one_time'|'subscription', period_days: number|null}} Course
  * @typedef {'retry'|'retry_later'|'new_order'|'contact_support'|'fix_request'|'none'} ErrorAction
  * @typedef {{code: string, message_zh: string, message_en: string, action: ErrorAction, detail?: string}} ErrorDetail
- * @typedef {{id: string, key: string, expires_at: string, state: 'active'|'expired'|'revoked'}} OrderLicense
+ * @typedef {{id: string, key: string, expires_at: string, plan: 'one_time'|'subscription',
+ *            state: 'active'|'expired'|'revoked'}} OrderLicense
  * @typedef {{order_id: string, status: string, course_id: string, amount_fen: number, currency: 'CNY',
  *            code_url: string|null, qr_svg: string|null, created_at: string, expires_at: string, paid_at: string|null,
  *            out_trade_no: string, transaction_id: string|null, license: OrderLicense|null,
  *            error: ErrorDetail|null, final: boolean, poll_after_ms: number|null}} Order
- * @typedef {Order & {qr_svg: string, order_token: string, buyer_token: string}} PlacedOrder
+ * @typedef {Order & {qr_svg: string, order_token: string, buyer_token: string,
+ *            email_notice: {zh: string, en: string}|null}} PlacedOrder
  * @typedef {{order_id: string, course_id: string, amount_fen: number, currency: 'CNY', status: string,
  *            created_at: string, paid_at: string|null, transaction_id: string|null, out_trade_no: string,
  *            license: {id: string, state: string, expires_at: string}|null}} HistoryOrder

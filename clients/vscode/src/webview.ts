@@ -39,7 +39,7 @@ export const PAGE_CSS = `
   .qr { text-align: center; margin: 16px 0; }
   .qr img { width: 220px; height: 220px; background: #ffffff; padding: 8px; border: 1px solid var(--vscode-panel-border, #80808059); }
   .status, .note, .notice { margin: 10px 0; padding: 8px 12px; border-radius: 4px; color: var(--vscode-foreground, #616161);
-           background: var(--vscode-textBlockQuote-background, #f2f2f2);
+           background: var(--vscode-textBlockQuote-background, transparent);
            border-left: 4px solid var(--vscode-textBlockQuote-border, #007acc80); }
   .error { border: 1px solid var(--vscode-inputValidation-errorBorder, #be1100); border-left-width: 4px;
            background: var(--vscode-inputValidation-errorBackground, #f2dede);
@@ -49,7 +49,7 @@ export const PAGE_CSS = `
         color: var(--vscode-inputValidation-infoForeground, var(--vscode-foreground, #616161)); padding: 10px 12px; margin: 12px 0; }
   button { font: inherit; padding: 6px 14px; margin: 6px 6px 0 0; cursor: pointer; border-radius: 2px;
            border: 1px solid var(--vscode-button-border, transparent);
-           background: var(--vscode-button-secondaryBackground, #5f6a79); color: var(--vscode-button-secondaryForeground, #ffffff); }
+           background: var(--vscode-button-secondaryBackground, var(--vscode-button-background, #5f6a79)); color: var(--vscode-button-secondaryForeground, #ffffff); }
   button.primary { background: var(--vscode-button-background, #007acc); color: var(--vscode-button-foreground, #ffffff); }
   button:focus-visible, input:focus, textarea:focus { outline: 1px solid var(--vscode-focusBorder, #0090f1); outline-offset: 1px; }
   input, textarea { font: inherit; padding: 4px 6px; box-sizing: border-box; width: 100%;

@@ -99,6 +99,7 @@ export function registerWeChatPay(context: vscode.ExtensionContext, options: WeC
 
   const activator = new Activator({ keyring, client, licenses, revocations, courseIds, onLicense: options.onLicense });
   let current: WeChatPayPanel | null = null;
+  let disposed = false;
   const configured = Boolean(client && keyring && mainCourse);
   const extensionId = context.extension?.id ?? 'publisher.extension';
 
@@ -213,6 +214,8 @@ export function registerWeChatPay(context: vscode.ExtensionContext, options: WeC
     },
     activationUri: (key: string) => activationUri(extensionId, key),
     dispose: () => {
+      if (disposed) return;
+      disposed = true;
       if (current) current.dispose();
       disposables.forEach((d) => d.dispose());
       content.dispose();
