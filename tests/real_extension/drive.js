@@ -260,11 +260,11 @@ async function main() {
   assert.ok((await read(PAID)).equals(onDisk(PAID)), 'the paid file opens on machine C');
   say(`learningbuddy:/${COURSE}/${PAID} opens on machine C`);
 
-  title('a restart of machine C re-checks the stored license and keeps it');
-  await boot('machine-c');
-  await new Promise((r) => setTimeout(r, 1500));
+  title('the re-check of stored licenses keeps a good one');
+  const again = new CourseContentProtectionManager(running.context);
+  assert.deepEqual(await again.recheckStoredLicenses(), []);
   assert.deepEqual(stored(running.context).map((l) => l.id), [kept.id]);
-  say('kept: the license verifies under the shipped keyring, for its course, and is not on the revocation list');
+  say('recheckStoredLicenses() on machine C: nothing dropped (it verifies under the shipped keyring, for its course, not revoked)');
 
   title('a license stored before it was revoked is dropped at the next start');
   const machineD = path.join(WORK, 'machine-d');
