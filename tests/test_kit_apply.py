@@ -112,6 +112,7 @@ def test_the_printed_patch_makes_the_changes_the_guide_asks_for_and_applies(appl
     for change in ("wireLearningBuddyPay(context, protectionManager);",  # the one call in activate()
                    "licenseKey = licenseKey.trim();",                    # trimmed keys
                    "...licenseFacts(licenseKey, licenseData),",          # courseId, kid, typ, plan kept
+                   "void shareWithKit(licenseInfo.key);",                # a key it takes in opens the kit's files
                    "courseId?: string;", "kid?: string;", "typ?: string;", "plan?: string;",
                    "if (verificationResult.status) {",                   # no offline fallback after a 403
                    "const check = await checkLicenseOffline(licenseKey, courseId);",

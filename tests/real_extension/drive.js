@@ -109,6 +109,8 @@ async function boot(machine) {
 }
 
 const stored = (context) => context.globalState.get('validLicenses', []);
+/** The extension's own CourseContentProtectionManager, from the modules the running extension loaded. */
+const theirManager = (context) => new (require(path.join(EXT, 'out', 'courseContentProtectionManager.js')).CourseContentProtectionManager)(context);
 const fileSystem = () => {
   const provider = fake.fileSystems.get('learningbuddy');
   assert.ok(provider, 'the kit registered no learningbuddy: file system');
@@ -209,9 +211,8 @@ async function main() {
   assert.equal(wrong.outcome.code, 'wrong_course');
   assert.equal(wrong.message.level, 'error');
   say(`Enter license key (a ${OTHER_COURSE} key, pasted with spaces): ${wrong.outcome.code}: "${wrong.message.text}"`);
-  const { CourseContentProtectionManager } = require(path.join(EXT, 'out', 'courseContentProtectionManager.js'));
   const probe = fake.extensionContext(EXT, path.join(WORK, 'probe'), EXTENSION_ID);
-  const theirs = new CourseContentProtectionManager(probe);
+  const theirs = theirManager(probe);
   assert.equal(await theirs.addLicense(other.key), false, 'the extension\'s own addLicense took a key for another course');
   say('the extension\'s own addLicense: false (the server said wrong_course, and no offline fallback overrules it)');
   assert.equal(await theirs.addLicense(`\n  ${key}  \n`), true, 'the extension\'s own addLicense refused its own key with spaces');
@@ -261,10 +262,20 @@ async function main() {
   say(`learningbuddy:/${COURSE}/${PAID} opens on machine C`);
 
   title('the re-check of stored licenses keeps a good one');
-  const again = new CourseContentProtectionManager(running.context);
+  const again = theirManager(running.context);
   assert.deepEqual(await again.recheckStoredLicenses(), []);
   assert.deepEqual(stored(running.context).map((l) => l.id), [kept.id]);
   say('recheckStoredLicenses() on machine C: nothing dropped (it verifies under the shipped keyring, for its course, not revoked)');
+
+  title('machine E: a key taken in by the extension\'s own addLicense (its License Manager page) opens the kit\'s files');
+  await boot('machine-e');
+  const pasted = theirManager(running.context);
+  assert.equal(await pasted.addLicense(` ${key}\n`), true);
+  for (let i = 0; i < 100 && !JSON.parse((await running.context.secrets.get('lbpay.licenses')) || '{}')[COURSE]; i += 1) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok((await read(PAID)).equals(onDisk(PAID)), 'the paid file opens with the key the extension took in');
+  say(`addLicense of the pasted key: true; learningbuddy:/${COURSE}/${PAID} opens on machine E`);
 
   title('a license stored before it was revoked is dropped at the next start');
   const machineD = path.join(WORK, 'machine-d');

@@ -132,7 +132,7 @@ const EDITS = {
     function imports(f) {
       if (f.lines.some((l) => l.includes("from './lbpayWiring'"))) return false;
       const at = f.find(/^import \{ LicenseInfo \} from '\.\/license\/types';/, 'the LicenseInfo import');
-      f.insert(at + 1, "import { checkLicenseOffline, licenseFacts } from './lbpayWiring';");
+      f.insert(at + 1, "import { checkLicenseOffline, licenseFacts, shareWithKit } from './lbpayWiring';");
       return true;
     },
     function addLicense(f) {
@@ -160,6 +160,16 @@ const EDITS = {
         `${find}if (verificationResult.status) {`,
         `${find}    return false;`,
         `${find}}`);
+      // Every license it keeps opens the kit's files too (a key pasted in the extension's own page).
+      let kept = 0;
+      for (let i = at; i <= f.blockEnd(at, 'addLicense'); i += 1) {
+        if (/^\s*this\.saveLicenses\(\);\s*$/.test(f.lines[i])) {
+          f.insert(i + 1, `${f.indent(i)}void shareWithKit(licenseInfo.key); // ${MARK}: its files open with this key too`);
+          kept += 1;
+          i += 1;
+        }
+      }
+      if (kept === 0) throw new Error('cannot find where addLicense saves a license');
       let calls = 0;
       for (let i = at; i <= f.blockEnd(at, 'addLicense'); i += 1) {
         if (f.lines[i].includes('this.verifyLicenseLocally(licenseKey)')) {

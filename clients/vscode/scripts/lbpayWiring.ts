@@ -16,6 +16,7 @@ export const PROVIDER_URL = `${LBPAY_SERVER}/provider`;
 /** What the kit needs of the extension's license store (its CourseContentProtectionManager). */
 export interface LicenseHost {
   addLicense(key: string, courseId?: string): Promise<boolean>;
+  getValidLicenses?(): { key: string }[];
   recheckStoredLicenses?(): Promise<string[]>;
 }
 
@@ -67,12 +68,22 @@ export function wireLearningBuddyPay(context: vscode.ExtensionContext, host: Lic
     },
   });
   if (!pay.configured) console.warn('Learning Buddy Pay is not configured:', pay.problems.join('; '));
-  if (host.recheckStoredLicenses) {
-    host.recheckStoredLicenses().then(
-      (dropped) => { if (dropped.length) console.log('Learning Buddy Pay dropped stored licenses:', dropped); },
-      (err: unknown) => console.error('Learning Buddy Pay could not re-check stored licenses:', err));
-  }
+  // At every start: drop the stored licenses that no longer verify, hand the others to the kit's files.
+  void (async () => {
+    const dropped = host.recheckStoredLicenses ? await host.recheckStoredLicenses() : [];
+    if (dropped.length) console.log('Learning Buddy Pay dropped stored licenses:', dropped);
+    for (const license of host.getValidLicenses ? host.getValidLicenses() : []) await shareWithKit(license.key);
+  })().catch((err: unknown) => console.error('Learning Buddy Pay could not re-check stored licenses:', err));
   return pay;
+}
+
+/** Give the kit's file system a key the extension took in itself (its own paste box): the course's files open. */
+export async function shareWithKit(key: string): Promise<void> {
+  if (!kit || !keyring || !pay) return;
+  const payload = kit.checkLicense(key.trim(), keyring).payload;
+  if (!payload || typeof payload.courseId !== 'string' || !kit.checkLicense(key.trim(), keyring, { courseId: payload.courseId }).ok) return;
+  const held = await pay.licenses.get(payload.courseId);
+  if (!held || held.key !== key.trim()) await pay.licenses.store(payload.courseId, key.trim());
 }
 
 /**
