@@ -174,7 +174,10 @@ def mail_owned_licenses(shop: Shop, order: Order, course: Course, address: str, 
     the mails draw on the address's resend budget, so placing orders cannot flood a mailbox.
     Returns whether a mail was queued.
     """
-    licenses = active_licenses_of_address(address, course, now)
+    # A buyer placing this order who holds the license already (their own token) has it on this
+    # device; only someone else with the address, a new device, needs the mail.
+    licenses = [lic for lic in active_licenses_of_address(address, course, now)
+                if order.buyer_id not in (lic.buyer_id, lic.order.buyer_id)]
     if not licenses or limits.take(address_key(address), limits.RESEND_PER_ADDRESS, now):
         return False
     text, html = render("resend", licenses=license_lines(licenses, extension_of(shop)), on_order=True,

@@ -121,6 +121,15 @@ def test_an_expired_subscription_is_not_mailed_and_an_active_one_says_pay_only_t
     assert later.status_code == 201 and queued_to(OWNER) == []
 
 
+def test_a_subscriber_renewing_on_the_same_device_gets_no_extra_mail(mail_shop: Shop) -> None:
+    """Their own buyer token shows they hold the license here already: only a new device is mailed."""
+    first = owned(mail_shop, "rust-monthly")
+    renewal = mail_shop.post("/api/v1/orders", {"course_id": "rust-monthly", "email": OWNER,
+                                                "buyer_token": first["buyer_token"]})
+    assert renewal.status_code == 201 and renewal.json()["email_notice"] is not None
+    assert queued_to(OWNER) == [] and audit_actions("license.mailed_on_order") == []
+
+
 def test_orders_cannot_flood_an_owners_mailbox(mail_shop: Shop) -> None:
     """The mails share the address's resend budget: placing orders is no way round it."""
     owned(mail_shop)
