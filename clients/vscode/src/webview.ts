@@ -7,7 +7,9 @@ import { ACTION_TEXT, ErrorAction, ShownError } from './errors';
 export interface PanelState {
   phase: 'loading' | 'ready' | 'placing' | 'waiting' | 'licensed' | 'failed' | 'purchases' | 'restore';
   course: { id: string; title: string; price_fen: number; plan: string; period_days: number | null } | null;
-  order: { order_id: string; amount_fen: number; qr_svg: string; expires_at: string; status: string; email_given?: boolean } | null;
+  order: { order_id: string; amount_fen: number; qr_svg: string; expires_at: string; status: string;
+    /** An e-mail was given: the server's words (or, from an older server, the kit's) about a license already owned. */
+    email_given?: boolean; email_notice?: { zh: string; en: string } | null } | null;
   error: ShownError | null;
   license: { id: string; course_id: string; course_title: string; expires_at: string; lifetime: boolean } | null;
   purchases: {
@@ -139,7 +141,7 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
     ]);
   }
 
-  const mailboxNote = () => el('div', { class: 'note', id: 'mailbox-note' }, both(
+  const mailboxNote = (notice) => el('div', { class: 'note', id: 'mailbox-note' }, notice ? both(notice.zh, notice.en) : both(
     '如果这个邮箱以前买过这门课，许可证已经发到邮箱，无需再次付款。',
     'If this e-mail bought it before, your license is in your mailbox — no need to pay again.'));
 
@@ -183,7 +185,7 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
       const o = state.order;
       const image = 'data:image/svg+xml;base64,' + btoa(unescape(encodeURIComponent(o.qr_svg)));
       const words = STATUS[o.status] || [o.status, o.status];
-      if (o.email_given) parts.push(mailboxNote());
+      if (o.email_given || o.email_notice) parts.push(mailboxNote(o.email_notice));
       parts.push(el('p', {}, both('请使用微信扫一扫支付 ' + yuan(o.amount_fen), 'Scan with WeChat to pay ' + yuan(o.amount_fen))));
       parts.push(el('div', { class: 'qr' }, el('img', { id: 'qr', alt: '微信支付二维码 WeChat Pay QR code', src: image })));
       parts.push(el('div', { id: 'countdown' }, countdown(o.expires_at)));

@@ -361,7 +361,8 @@ export class WeChatPayPanel {
     await this.deps.purchases.remember(order.buyer_token);
     this.placed = { order_id: order.order_id, order_token: order.order_token };
     let shown = { order_id: order.order_id, amount_fen: order.amount_fen, qr_svg: order.qr_svg,
-      expires_at: order.expires_at, status: order.status, email_given: given !== undefined };
+      expires_at: order.expires_at, status: order.status, email_given: given !== undefined,
+      email_notice: order.email_notice ?? null };
     this.show({ phase: 'waiting', order: shown });
     const waiting = new AbortController();
     this.waiting = waiting;

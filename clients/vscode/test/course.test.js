@@ -369,3 +369,17 @@ test('without a server address or keyring, activation does not throw: buying say
     noKeys.dispose();
   }
 });
+
+test('an e-mail given when buying: the panel says a license it already bought is in that mailbox', { skip, timeout: 60000 }, async (t) => {
+  const { api } = await extension(t);
+  const panel = api.open('buy').panel;
+  panel.click({ type: 'ready' });
+  await panel.waitFor((s) => s.phase === 'ready');
+  panel.click({ type: 'buy', email: ` notice-${Date.now()}@example.com ` });
+  const waiting = await panel.waitFor((s) => s.phase === 'waiting');
+  assert.equal(waiting.order.email_given, true);
+  assert.ok(waiting.order.email_notice && waiting.order.email_notice.zh && waiting.order.email_notice.en,
+    `the server's notice: ${JSON.stringify(waiting.order.email_notice)}`);
+  panel.click({ type: 'cancel' });
+  await panel.waitFor((s) => s.phase === 'failed');
+});
