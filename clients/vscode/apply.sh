@@ -73,7 +73,8 @@ Still by hand (clients/vscode/INTEGRATION.md):
        $0 --print-patch $EXT | git -C $EXT apply
   6. "Purchase License" page: a button that runs lbpay.buyWithWeChatPay (optional).
   7. git rm licence-keys/private-key.txt and rotate: that key signed nothing of ours, trust nothing it signed.
-  8. Build and check: npm ci && npx tsc -p . && npx jest && npx @vscode/vsce ls
+  8. Build and check: npm ci && npx tsc -p . && npx tsc -p .; then npx jest (the tests that passed
+     before pass) and npx @vscode/vsce ls
 DONE
 [ -n "$KEYS" ] || [ -f "$EXT/licence-keys/keyring.json" ] || \
   echo "  Keys: none yet, so buying says \"not configured\": run 'lbpay keys export DIR' on the server, then apply.sh again with DIR."
