@@ -107,6 +107,14 @@ $(KIT_NPM): clients/vscode/package-lock.json clients/vscode/package.json
 test-vscode: $(VENV)/.test system-deps $(KIT_NPM)
 	$(PY) -m pytest -q tests/test_vscode_kit.py
 
+# The kit on the real extension (terminail/learning-buddy, learning-primer-buddy/): its jest suite before and
+# after, apply.sh and the printed patch, npm ci, its tsc twice, vsce ls, and a headless drive of the compiled
+# extension against our server in sandbox mode (tests/real_extension/run.py). EXT: a git directory or checkout
+# of it, or the folder; without EXT it prints how to get one (CI has no copy of it).
+.PHONY: test-real-extension
+test-real-extension: $(VENV)/.test $(KIT_NPM)
+	@if [ -z "$(EXT)" ]; then $(PY) tests/real_extension/run.py; else $(PY) tests/real_extension/run.py "$(EXT)"; fi
+
 .PHONY: test-client
 test-client: $(VENV)/.test system-deps
 	$(PY) -m pytest -q tests/test_learner_client.py

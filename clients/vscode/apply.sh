@@ -1,54 +1,53 @@
 #!/bin/sh
 # Put the WeChat Pay kit into a checkout of the Learning Buddy extension (learning-primer-buddy).
 #
-# usage: clients/vscode/apply.sh EXTENSION_DIR [KEYS_DIR]
+# usage: clients/vscode/apply.sh [--server URL] [--course ID] EXTENSION_DIR [KEYS_DIR]
+#        clients/vscode/apply.sh --print-patch EXTENSION_DIR
 #   EXTENSION_DIR  the extension's folder (its package.json, tsconfig.json and src/)
 #   KEYS_DIR       what `lbpay keys export KEYS_DIR` wrote (licence-keys/public-key.txt and keyring.json)
+#   --server URL   the Learning Buddy Pay server (https://...); kept from the last run when not given
+#   --course ID    the course the extension sells; kept from the last run when not given
+#   --print-patch  change nothing; print, as a unified diff to review and apply, the edits INTEGRATION.md
+#                  asks of the extension's own code (`... --print-patch EXT | git -C EXT apply`)
 #
-# Does the mechanical part: copies the kit into src/lbpay/, adds its two commands to package.json,
-# lets tsc take the kit's JavaScript client (allowJs), ships the exported keys and drops the
-# extension's committed private key. Prints what remains by hand (INTEGRATION.md explains each step).
+# Does the mechanical part, the same on every run (a second run changes nothing more): the kit as
+# src/lbpay/, src/lbpayWiring.ts, the kit's commands and view in package.json, tsconfig.json that
+# compiles src/ only, the exported keys. Prints what remains (INTEGRATION.md explains each step).
 set -eu
 
 KIT=$(cd "$(dirname "$0")" && pwd)
-EXT=${1:?usage: apply.sh EXTENSION_DIR [KEYS_DIR]}
+SERVER=
+COURSE=
+PRINT_PATCH=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --server) SERVER=${2:?--server needs a URL}; shift 2 ;;
+    --course) COURSE=${2:?--course needs a course id}; shift 2 ;;
+    --print-patch) PRINT_PATCH=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --*) echo "apply.sh: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+EXT=${1:?usage: apply.sh [--server URL] [--course ID] EXTENSION_DIR [KEYS_DIR] | apply.sh --print-patch EXTENSION_DIR}
 KEYS=${2:-}
-[ -f "$EXT/package.json" ] && [ -d "$EXT/src" ] || { echo "apply.sh: $EXT has no package.json and src/" >&2; exit 2; }
+[ -f "$EXT/package.json" ] && [ -f "$EXT/tsconfig.json" ] && [ -d "$EXT/src" ] || {
+  echo "apply.sh: $EXT has no package.json, tsconfig.json and src/" >&2; exit 2; }
 command -v node >/dev/null || { echo "apply.sh: node is needed to edit package.json" >&2; exit 2; }
 
-# 1. The kit's sources and the one API client, as src/lbpay/.
+if [ -n "$PRINT_PATCH" ]; then
+  exec node "$KIT/scripts/extension-patch.js" "$EXT"
+fi
+
+# 1. The kit's sources and the one API client, as src/lbpay/ (replaced whole: nothing stale stays).
+rm -rf "$EXT/src/lbpay"
 mkdir -p "$EXT/src/lbpay"
 cp "$KIT"/src/*.ts "$EXT/src/lbpay/"
 sh "$KIT/scripts/client.sh" "$KIT/../extension/index.js" "$EXT/src/lbpay/payClient.js"
 
-# 2. package.json: the commands, and the keyring in the published files; tsconfig.json: allowJs.
-node - "$EXT" <<'NODE'
-const fs = require('fs');
-const path = require('path');
-const dir = process.argv[2];
-const edit = (file, change) => {
-  const full = path.join(dir, file);
-  const json = JSON.parse(fs.readFileSync(full, 'utf8'));
-  change(json);
-  fs.writeFileSync(full, JSON.stringify(json, null, 2) + '\n');
-};
-edit('package.json', (pkg) => {
-  pkg.contributes = pkg.contributes || {};
-  const commands = pkg.contributes.commands = pkg.contributes.commands || [];
-  for (const [command, title, icon] of [
-    ['lbpay.buyWithWeChatPay', 'Buy with WeChat Pay · 微信支付购买', '$(credit-card)'],
-    ['lbpay.myPurchases', 'My purchases · 我的购买', '$(history)'],
-  ]) {
-    if (!commands.some((c) => c.command === command)) commands.push({ command, title, icon });
-  }
-  if (Array.isArray(pkg.files) && !pkg.files.includes('licence-keys/keyring.json')) pkg.files.push('licence-keys/keyring.json');
-  if (pkg.dependencies && Object.keys(pkg.dependencies).length === 0) delete pkg.dependencies;
-});
-edit('tsconfig.json', (ts) => {
-  ts.compilerOptions = ts.compilerOptions || {};
-  ts.compilerOptions.allowJs = true;
-});
-NODE
+# 2. package.json (commands, "My courses", onUri/onFileSystem, the keyring in `files`), tsconfig.json
+#    (allowJs for payClient.js, `include` src/ so no other .js of the folder is compiled) and src/lbpayWiring.ts.
+CONFIG=$(node "$KIT/scripts/apply-config.js" "$KIT" "$EXT" "$SERVER" "$COURSE")
 
 # 3. Our public keys replace the extension's pair (whose private half is public in its repository).
 if [ -n "$KEYS" ]; then
@@ -60,18 +59,24 @@ if [ -n "$KEYS" ]; then
 fi
 rm -f "$EXT/licence-keys/private-key.txt"
 
+value() { printf '%s' "$CONFIG" | node -e "process.stdout.write(String(JSON.parse(require('fs').readFileSync(0, 'utf8'))['$1']))"; }
 cat <<DONE
 Applied the WeChat Pay kit to $EXT:
   src/lbpay/            the kit (index.ts, wechatPay.ts, license.ts, ...) and payClient.js
-  package.json          commands lbpay.buyWithWeChatPay and lbpay.myPurchases
-  tsconfig.json         allowJs (tsc compiles src/lbpay/payClient.js into out/)
+  src/lbpayWiring.ts    server $(value server), course $(value course)
+  package.json          the kit's commands, "My courses · 我的课程", onUri and onFileSystem
+  tsconfig.json         allowJs, include src/ only
   licence-keys/         ${KEYS:+public-key.txt and keyring.json from $KEYS; }private-key.txt removed
-Still by hand (clients/vscode/INTEGRATION.md, steps 4-9):
-  4. activate(): call registerWeChatPay(...) with your server, course and onLicense (step 4).
-  5. "Purchase License" page: a button that runs lbpay.buyWithWeChatPay (step 5).
-  6. addLicense(): trim the key and keep courseId, kid and typ of the payload (step 6).
-  7. Every license check: verifyLicense with the keyring and the revocation list (step 7).
-  8. courseContentProviderClient.ts: point providerBaseUrl at https://<your server>/provider (step 8).
-  9. git rm licence-keys/private-key.txt and rotate: that key signed nothing of ours, trust nothing it signed.
-${KEYS:+}$( [ -n "$KEYS" ] || echo "  Keys: run 'lbpay keys export DIR' on the server, then apply.sh again with DIR." )
+Still by hand (clients/vscode/INTEGRATION.md):
+  5. Review and apply the changes to your own code (the one call in activate(), trimmed keys, the facts a
+     license names kept, no offline fallback after the server said no, stored licenses re-checked):
+       $0 --print-patch $EXT | git -C $EXT apply
+  6. "Purchase License" page: a button that runs lbpay.buyWithWeChatPay (optional).
+  7. git rm licence-keys/private-key.txt and rotate: that key signed nothing of ours, trust nothing it signed.
+  8. Build and check: npm ci && npx tsc -p . && npx tsc -p .; then npx jest (the tests that passed
+     before pass) and npx @vscode/vsce ls
 DONE
+[ -n "$KEYS" ] || [ -f "$EXT/licence-keys/keyring.json" ] || \
+  echo "  Keys: none yet, so buying says \"not configured\": run 'lbpay keys export DIR' on the server, then apply.sh again with DIR."
+[ "$(value unconfigured)" = false ] || \
+  echo "  Server: none yet, so buying says \"not configured\": run apply.sh again with --server https://<your server>."
