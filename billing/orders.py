@@ -11,12 +11,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import qrcode
 from peewee import OperationalError
 
-from models import Buyer, Course, License, Order, db
+from models import Buyer, Course, License, Order, OrderAttempt, db
 from wechatpay.errors import ApiError, WeChatPayError
 from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
@@ -244,17 +244,51 @@ def _refuse_if_many_pending(whose: Any, cap: int, now: dt.datetime, name: str) -
                            retry_after=limits.retry_after(wait))
 
 
+def _earlier_attempt(key_hash: str | None, fingerprint: str, now: dt.datetime) -> OrderAttempt | None:
+    """The unconfirmed attempt this keyed request made before, if its order may still be placed."""
+    if key_hash is None:
+        return None
+    attempt = OrderAttempt.get_or_none(OrderAttempt.idempotency_key == key_hash)
+    if attempt is None:
+        return None
+    if not hmac.compare_digest(attempt.idempotency_request[:32], fingerprint[:32]):
+        raise BillingError("idempotency_key_conflict")
+    if not hmac.compare_digest(attempt.idempotency_request[32:], fingerprint[32:]):
+        raise BillingError("idempotency_key_reused")
+    # Too near its time_expire to be worth paying: a new attempt (WeChat refuses payment after it anyway).
+    return attempt if attempt.expires_at > now + dt.timedelta(minutes=2) else None
+
+
+def _keep_attempt(shop: Shop, key_hash: str | None, fingerprint: str, out_trade_no: str,
+                  expires_at: dt.datetime, now: dt.datetime, exc: WeChatPayError) -> None:
+    """Record a failed Native call, and for a keyed request the attempt its retry must send again."""
+    if key_hash is None:
+        _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no)
+        return
+    # WeChat may have made the order before failing (a 500, a timeout): its retry must send the same
+    # out_trade_no and time_expire, or one purchase attempt becomes two WeChat orders.
+    attempt = {OrderAttempt.idempotency_request: fingerprint, OrderAttempt.out_trade_no: out_trade_no,
+               OrderAttempt.expires_at: expires_at, OrderAttempt.created_at: now}
+    _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no, also=lambda: (
+        OrderAttempt.insert({OrderAttempt.idempotency_key: key_hash, **attempt})
+        .on_conflict(conflict_target=[OrderAttempt.idempotency_key], update=attempt).execute()))
+
+
 def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,
                fingerprint: str, ip: str | None, client: str, now: dt.datetime) -> Order:
-    public_id, out_trade_no = "ord_" + secrets.token_urlsafe(16), new_out_trade_no(now)
-    expires_at, description = now + shop.order_ttl, wechat_description(course.title, course.id)
+    public_id, description = "ord_" + secrets.token_urlsafe(16), wechat_description(course.title, course.id)
+    attempt = _earlier_attempt(key_hash, fingerprint, now)
+    if attempt is not None:  # the retry of a keyed request WeChat did not confirm: the very same order
+        out_trade_no, expires_at = attempt.out_trade_no, attempt.expires_at
+    else:
+        out_trade_no, expires_at = new_out_trade_no(now), now + shop.order_ttl
     try:
         # The same parameters, time_expire included, are what a code_url refresh sends again.
         code_url = shop.wechat.create_native_order(
             out_trade_no=out_trade_no, description=description, amount_fen=course.price_fen,
             notify_url=shop.notify_url, time_expire=expires_at)
     except WeChatPayError as exc:
-        _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no)
+        _keep_attempt(shop, key_hash, fingerprint, out_trade_no, expires_at, now, exc)
         raise wechat_failure(exc, 10) from exc
     svg = qr_svg(code_url)
     with write_transaction():
@@ -263,6 +297,8 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
             earlier = Order.get_or_none(Order.idempotency_key == key_hash)
             if earlier is not None:
                 return _replayed(earlier, fingerprint, buyer)
+            if attempt is not None:
+                OrderAttempt.delete().where(OrderAttempt.idempotency_key == key_hash).execute()
         wait = limits.take(limits.key("orders", ip), limits.ORDERS_PER_CLIENT, now)
         if wait > 0:
             raise limits.refused("order", wait)
@@ -335,7 +371,7 @@ def refresh_code_url(shop: Shop, order: Any) -> bool:
 
 
 def _record_wechat_failure(shop: Shop, order: Order | None, call: str, exc: Exception,
-                           out_trade_no: str | None = None) -> None:
+                           out_trade_no: str | None = None, also: Callable[[], Any] | None = None) -> None:
     detail: dict[str, Any] = {"call": call, "error": type(exc).__name__}
     if isinstance(exc, ApiError):
         detail.update(status=exc.status, code=exc.code)
@@ -346,6 +382,8 @@ def _record_wechat_failure(shop: Shop, order: Order | None, call: str, exc: Exce
     try:
         with write_transaction():
             audit.record("wechat.call_failed", at=shop.now(), order=order, detail=detail)
+            if also is not None:
+                also()
     except OperationalError:
         log.exception("could not record the failed WeChat call")
 

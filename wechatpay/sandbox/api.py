@@ -106,6 +106,8 @@ def _after_api_call(response: Response) -> Response:
     if fault is not None and fault.hang:
         # The call has had its effect; only the answer is late (what a client timeout really faces).
         state.stopping.wait(fault.hang)
+    if fault is not None and fault.fail_after is not None and 200 <= response.status_code < 300:
+        response = json_response(fault.fail_after.body(), fault.fail_after.status)
     request_id = secrets.token_hex(16).upper()
     response.headers["Request-ID"] = request_id
     # WeChat's servers date their answers by their own clock; a merchant compares it with its own.

@@ -125,6 +125,8 @@ class ApiFaultPlan:
     """The faults that apply to one API call."""
 
     fail: Refusal | None = None
+    # The call takes effect, and only then is its answer replaced by this error (a 500 after the order was made).
+    fail_after: Refusal | None = None
     hang: float = 0.0
     unsigned: bool = False
     probe: bool = False
@@ -138,6 +140,7 @@ class Faults:
     fail_status: int = 500
     fail_code: str = "SYSTEM_ERROR"
     fail_message: str | None = None
+    fail_after_effect: bool = False
     hang_next: int = 0
     hang_seconds: float = 0.0
     unsigned_next: int = 0
@@ -162,7 +165,7 @@ class Faults:
         unknown = set(payload) - {"api", "notify"}
         unknown |= {f"api.{k}" for k in set(api) - {
             "fail_next", "status", "code", "message", "hang_next", "seconds", "unsigned_next", "paths",
-            "fail_for", "hang_for", "probe_next"}}
+            "fail_for", "hang_for", "probe_next", "after_effect"}}
         unknown |= {f"notify.{k}" for k in set(notify) - {
             "mode", "copies", "delay", "probe_next", "tamper_next", "what"}}
         if unknown:
@@ -179,6 +182,10 @@ class Faults:
             raise ValueError("api.status must be an error status (400-599)")
         self.fail_code = str(api.get("code", self.fail_code))
         self.fail_message = api.get("message", self.fail_message)
+        after_effect = api.get("after_effect", self.fail_after_effect)
+        if not isinstance(after_effect, bool):
+            raise ValueError("api.after_effect must be true or false")
+        self.fail_after_effect = after_effect
         self.hang_next = _count(api, "hang_next", self.hang_next)
         self.hang_seconds = _number(api, "seconds", self.hang_seconds)
         self.unsigned_next = _count(api, "unsigned_next", self.unsigned_next)
@@ -212,6 +219,8 @@ class Faults:
             self.fail_next -= 1
             message = self.fail_message or DEFAULT_MESSAGES.get(self.fail_code, self.fail_code)
             plan.fail = Refusal(self.fail_status, self.fail_code, message)
+        if plan.fail is not None and self.fail_after_effect:
+            plan.fail, plan.fail_after = None, plan.fail
         if now < self.hang_until:
             plan.hang = self.hang_seconds
         elif self.hang_next > 0:
@@ -239,6 +248,7 @@ class Faults:
         return {
             "api": {
                 "fail_next": self.fail_next, "status": self.fail_status, "code": self.fail_code,
+                "after_effect": self.fail_after_effect,
                 "hang_next": self.hang_next, "seconds": self.hang_seconds,
                 "unsigned_next": self.unsigned_next, "probe_next": self.api_probe_next,
                 "paths": list(self.api_paths),
