@@ -12,12 +12,160 @@ import uuid
 from typing import Any
 
 from conftest import FakeClock, Shop
+from test_admin import Console, console  # noqa: F401  (the console fixture)
 from test_wechat_billing import order_row, paid, shop_of, wait_until
 
 import models
 from operations.scheduler import holder_id, run_job
 
 NATIVE = "/v3/pay/transactions/native"
+REFUND_URL = "https://shop.test/wechatpay/notify/refund"  # as configured in 商户平台
+
+
+def refunds_of(order: dict[str, Any]) -> list[models.Refund]:
+    with models.db.connection_context():
+        row = models.Order.get(models.Order.public_id == order["order_id"])
+        return list(models.Refund.select().where(models.Refund.order == row.id).order_by(models.Refund.id))
+
+
+def refund_in(console: Console, order: dict[str, Any], amount: str) -> models.Refund:
+    answer = console.post(f"/admin/orders/{order['order_id']}/refund", {"amount": amount, "reason": "学员申请退款"})
+    assert answer.status_code == 303, answer.text
+    return refunds_of(order)[-1]
+
+
+def refund_status(refund: models.Refund) -> str:
+    with models.db.connection_context():
+        return str(models.Refund.get_by_id(refund.id).status)
+
+
+def run(shop: Shop, job: str) -> Any:
+    with models.db.connection_context():
+        return run_job(shop_of(shop), job, holder_id())
+
+
+# --- 1. refunds settled anywhere ------------------------------------------------------------------
+
+
+def test_an_abnormal_refund_is_asked_about_until_it_succeeds_and_then_takes_the_license_back(
+        console: Console, clock: FakeClock) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    made = refund_in(console, order, "99.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    assert shop.poll(order)["license"]["state"] == "active"
+
+    # The creator resolves it in 商户平台; its notification is lost. Only asking again finds it.
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "SUCCESS"})
+    clock.advance(11 * 60)
+    summary = run(shop, "refunds.reconcile")
+
+    assert summary["checked"] == 1 and summary["settled"] == 1, summary
+    view = shop.poll(order)
+    assert view["status"] == "refunded" and view["license"]["state"] == "revoked"
+    with models.db.connection_context():
+        row = models.Refund.get_by_id(made.id)
+        at_wechat = shop.sandbox.control("GET", f"refunds/{made.out_refund_no}").json()
+    assert row.status == "SUCCESS" and row.success_time == at_wechat["success_time"]
+
+
+def test_the_console_applies_an_abnormal_refund_to_the_merchants_bank_card(console: Console) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    made = refund_in(console, order, "10.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    page = console.page(f"/admin/orders/{order['order_id']}")
+    assert "apply-abnormal" in page
+
+    answer = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
+
+    assert answer.status_code == 303, answer.text
+    assert refund_status(made) == "PROCESSING"
+    assert shop.sandbox.control("GET", f"refunds/{made.out_refund_no}").json()["status"] == "PROCESSING"
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "SUCCESS"})
+    assert wait_until(lambda: refund_status(made) == "SUCCESS")
+    assert shop.poll(order)["status"] == "partially_refunded"
+    with models.db.connection_context():
+        actions = [e.action for e in models.AuditEvent.select().order_by(models.AuditEvent.id)]
+    assert {"refund.abnormal", "refund.abnormal_applied", "refund.resumed", "refund.succeeded"} <= set(actions)
+    # Only an abnormal refund can be applied: a second try is refused with a reason.
+    again = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
+    assert again.status_code == 409
+
+
+def test_a_refund_to_the_users_bank_card_sends_the_card_encrypted_and_never_keeps_it(shop: Shop) -> None:
+    from billing.refunds import apply_abnormal_refund, request_refund
+
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    with models.db.connection_context():
+        made = request_refund(shop_of(shop), order_row(order), amount_fen=500, reason="卡被冻结",
+                              revoke_license=False, actor="admin:t")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    with models.db.connection_context():
+        outcome = apply_abnormal_refund(shop_of(shop), made, kind="USER_BANK_CARD", actor="admin:t",
+                                        bank_type="ICBC_DEBIT", bank_account="6222020000000000001",
+                                        real_name="张三")
+        kept = " ".join(e.detail or "" for e in models.AuditEvent.select())
+    assert outcome == "processing" and refund_status(made) == "PROCESSING"
+    assert "6222020000000000001" not in kept and "张三" not in kept
+
+
+def test_a_refund_made_by_hand_in_the_merchant_platform_is_adopted_and_withdraws_the_license(
+        shop: Shop) -> None:
+    shop.sandbox.state.config.refund_notify_url = REFUND_URL
+    order = paid(shop)
+    made = shop.sandbox.control("POST", f"orders/{order['out_trade_no']}/refund", {"refund": 9900})
+    assert made.status_code == 201, made.text
+
+    view = shop.wait_for_status(order, "refunded")
+
+    assert view["status"] == "refunded" and view["license"]["state"] == "revoked"
+    [row] = refunds_of(order)
+    assert (row.out_refund_no, row.amount_fen, row.status, row.actor) == (
+        made.json()["out_refund_no"], 9900, "SUCCESS", "wechat")
+    assert row.success_time is not None and row.settled_at is not None
+    with models.db.connection_context():
+        actions = [e.action for e in models.AuditEvent.select()]
+    assert "refund.adopted" in actions and "refund.unknown" not in actions
+
+
+def test_a_partial_refund_made_by_hand_keeps_the_license_as_our_own_partial_refund_would(shop: Shop) -> None:
+    shop.sandbox.state.config.refund_notify_url = REFUND_URL
+    order = paid(shop)
+    shop.sandbox.control("POST", f"orders/{order['out_trade_no']}/refund", {"refund": 1000})
+    view = shop.wait_for_status(order, "partially_refunded")
+    assert view["status"] == "partially_refunded" and view["license"]["state"] == "active"
+
+
+def test_a_refund_made_elsewhere_that_does_not_fit_the_order_flags_it_with_an_alert(
+        shop: Shop, make_notification: Any) -> None:
+    from operations.alerts import look_for_trouble
+
+    order = paid(shop)
+    resource = {"mchid": "1230000109", "out_trade_no": order["out_trade_no"],
+                "transaction_id": order["transaction_id"], "out_refund_no": "MPNOTOURS0001",
+                "refund_id": "50300000000000000000000000001", "refund_status": "SUCCESS",
+                "success_time": "2026-11-26T10:00:00+08:00",
+                "amount": {"total": 9900, "refund": 9901, "payer_total": 9900, "payer_refund": 9901}}
+    note = make_notification(transaction=resource, event_type="REFUND.SUCCESS", associated_data="refund")
+    answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers,
+                               timeout=15)
+    assert answer.status_code == 204
+
+    row = order_row(order)
+    assert row.flag == "REFUND_UNMATCHED" and "MPNOTOURS0001" in (row.flag_detail or "")
+    assert refunds_of(order) == []
+    with models.db.connection_context():
+        look_for_trouble(shop_of(shop), shop_of(shop).now())
+        alerts = list(models.Alert.select().where(models.Alert.kind == "payment_flagged"))
+    assert len(alerts) == 1 and "REFUND_UNMATCHED" in alerts[0].message
 
 
 def keyed(shop: Shop, key: str, course_id: str = "cpp-primer-5th") -> Any:

@@ -313,6 +313,34 @@ class WeChatPayClient:
         path = f"/v3/refund/domestic/refunds/{_segment(out_refund_no)}"
         return self._call("GET", path).json_object()
 
+    def apply_abnormal_refund(
+        self,
+        *,
+        refund_id: str,
+        out_refund_no: str,
+        kind: str,
+        bank_type: str | None = None,
+        bank_account: str | None = None,
+        real_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Resolve an ABNORMAL refund: ``USER_BANK_CARD`` (to the user's card) or ``MERCHANT_BANK_CARD``.
+
+        For the user's card, ``bank_account`` and ``real_name`` are encrypted with the WeChat Pay
+        public key whose id goes out as ``Wechatpay-Serial``; the refund then goes PROCESSING → SUCCESS.
+        """
+        payload: dict[str, Any] = {"out_refund_no": out_refund_no, "type": kind}
+        if kind == "USER_BANK_CARD":
+            key = self._verifier.public_key_for(self._public_key_id) if self._public_key_id else None
+            if key is None or not (bank_type and bank_account and real_name):
+                raise ValueError("a refund to the user's bank card needs the WeChat Pay public key, "
+                                 "bank_type, bank_account and real_name")
+            payload.update(bank_type=bank_type, bank_account=crypto.encrypt_sensitive(key, bank_account),
+                           real_name=crypto.encrypt_sensitive(key, real_name))
+        elif kind != "MERCHANT_BANK_CARD":
+            raise ValueError("kind must be USER_BANK_CARD or MERCHANT_BANK_CARD")
+        path = f"/v3/refund/domestic/refunds/{_segment(refund_id)}/apply-abnormal-refund"
+        return self._call("POST", path, body=payload).json_object()
+
     # --- platform certificates ------------------------------------------------------------
 
     def download_certificates(self) -> list[x509.Certificate]:

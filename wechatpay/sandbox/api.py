@@ -186,6 +186,19 @@ def query_refund(out_refund_no: str) -> Response:
     return json_response(state.refund_view(state.refund(out_refund_no)))
 
 
+@bp.post("/v3/refund/domestic/refunds/<refund_id>/apply-abnormal-refund")
+def apply_abnormal_refund(refund_id: str) -> Response:
+    data = rules.parse_json_object(request.get_data())
+    if data.get("type") == "USER_BANK_CARD":
+        # The card number and the name travel encrypted with WeChat Pay's public key (RSA-OAEP).
+        for name in ("bank_type", "bank_account", "real_name"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise param_error(name, "退款至用户银行卡时必填 (required for USER_BANK_CARD)")
+        if not request.headers.get("Wechatpay-Serial"):
+            raise param_error("Wechatpay-Serial", "加密字段须带Wechatpay-Serial", location="header")
+    return json_response(sandbox().apply_abnormal_refund(refund_id, data.get("out_refund_no"), data.get("type")))
+
+
 @bp.get("/v3/certificates")
 def certificates() -> Response:
     """Every platform certificate, a rotated-in one included (WeChat lists a new one before it signs)."""

@@ -96,6 +96,15 @@ def settle_refund(out_refund_no: str) -> Response:
     return json_response(view)
 
 
+@bp.post("/orders/<out_trade_no>/refund")
+def refund_by_hand(out_trade_no: str) -> Response:
+    """A refund made by hand in 商户平台: ``{"refund": fen}``; its number is WeChat's, not the merchant server's."""
+    fen = _payload().get("refund")
+    if isinstance(fen, bool) or not isinstance(fen, int) or fen < 1:
+        raise _bad("refund must be a positive number of fen")
+    return json_response(sandbox().refund_by_hand(out_trade_no, fen), 201)
+
+
 @bp.post("/notifications/<out_trade_no>/resend")
 def resend_notification(out_trade_no: str) -> Response:
     try:

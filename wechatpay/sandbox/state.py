@@ -536,6 +536,35 @@ class SandboxState:
             )
         return view
 
+    def refund_by_hand(self, out_trade_no: str, refund_fen: int, reason: str | None = None) -> dict[str, Any]:
+        """A refund the merchant makes in 商户平台: WeChat numbers it, and tells the platform-configured URL."""
+        with self.lock:
+            order = self.order(out_trade_no)
+            request = RefundRequest(out_refund_no="MP" + _digits(26), transaction_id=order.transaction_id,
+                                    out_trade_no=None, reason=reason, notify_url=None, refund=refund_fen,
+                                    total=order.total, currency="CNY")
+        return self.create_refund(request)
+
+    def apply_abnormal_refund(self, refund_id: str, out_refund_no: Any, kind: Any) -> dict[str, Any]:
+        """Resolve an ABNORMAL refund (to the user's or the merchant's bank card): it goes PROCESSING, then SUCCESS."""
+        with self.lock:
+            refund = self.refunds_by_id().get(refund_id)
+            if refund is None:
+                raise Refusal(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+            if out_refund_no != refund.out_refund_no:
+                raise Refusal(400, "PARAM_ERROR", "商户退款单号与微信退款单号不匹配")
+            if kind not in ("USER_BANK_CARD", "MERCHANT_BANK_CARD"):
+                raise Refusal(400, "PARAM_ERROR", "type只能是USER_BANK_CARD或MERCHANT_BANK_CARD")
+            if refund.status != "ABNORMAL":
+                raise Refusal(400, "INVALID_REQUEST", "退款单状态不是退款异常，无需处理")
+            refund.status = "PROCESSING"
+            view = self.refund_view(refund)
+        if self.config.refund_delay is not None:
+            self.courier.call_later(
+                self.config.refund_delay, lambda: self.settle_refund(refund.out_refund_no, "SUCCESS", automatic=True)
+            )
+        return view
+
     def refunds_by_id(self) -> dict[str, Refund]:
         return {r.refund_id: r for r in self.refunds.values()}
 
@@ -552,8 +581,8 @@ class SandboxState:
             raise ValueError("status must be SUCCESS, CLOSED or ABNORMAL")
         with self.lock:
             refund = self.refund(out_refund_no)
-            if refund.status in ("SUCCESS", "CLOSED"):
-                if automatic:
+            if refund.status in ("SUCCESS", "CLOSED") or (automatic and refund.status == "ABNORMAL"):
+                if automatic:  # an abnormal refund waits for the merchant (apply-abnormal-refund)
                     return self.refund_view(refund)
                 raise ValueError(f"refund is already {refund.status}")
             refund.status = status
