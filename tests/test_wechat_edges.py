@@ -8,12 +8,15 @@ the daily bill's rules, the sandbox's leftovers, and one out_trade_no per purcha
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
-from conftest import FakeClock, Shop
+import pytest
+from conftest import FakeClock, Keys, Shop, Tls, live_config, start_shop
 from test_admin import Console, console  # noqa: F401  (the console fixture)
-from test_wechat_billing import order_row, paid, shop_of, wait_until
+from test_wechat_billing import make_sandbox, order_row, paid, sandboxes, shop_of, wait_until  # noqa: F401
 
 import models
 from operations.scheduler import holder_id, run_job
@@ -208,3 +211,50 @@ def test_an_unconfirmed_attempt_is_not_someone_elses_to_replay(shop: Shop) -> No
     assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
     with models.db.connection_context():
         assert models.Order.select().count() == 0
+
+
+# --- 2. public-key-only merchants -----------------------------------------------------------------
+
+
+def test_verify_defaults_to_public_key_when_only_the_public_key_is_given_and_both_stays_explicit(
+        tmp_path: Path, keys: Keys) -> None:
+    from settings import load_config
+
+    given = live_config(tmp_path, keys, "https://127.0.0.1:9")
+    assert load_config(given, str(tmp_path)).wechat.verify == "public_key"
+    assert load_config({**given, "WECHATPAY_VERIFY": "both"}, str(tmp_path)).wechat.verify == "both"
+    without = {k: v for k, v in given.items() if not k.startswith("WECHATPAY_PUBLIC_KEY")}
+    assert load_config(without, str(tmp_path)).wechat.verify == "certificate"
+
+
+def test_a_merchant_without_certificates_verifies_by_public_key_and_the_12_hour_job_asks_nothing(
+        tmp_path: Path, keys: Keys, tls: Tls, clock: FakeClock, sandboxes: list[Any]) -> None:
+    sandbox = make_sandbox(keys, tls, sandboxes, certificates=False)
+    assert sandbox.control("GET", "keys").json()["certificate_serials"] == []
+    shop = start_shop(tmp_path, keys, sandbox, clock)
+    try:
+        summary = run(shop, "wechat_certificates")
+        order = paid(shop)
+    finally:
+        shop.server.stop()
+    assert summary == {}
+    assert order["status"] == "fulfilled"
+    assert "/v3/certificates" not in [r["path"] for r in sandbox.requests_log()]
+
+
+def test_in_both_mode_no_certificates_at_wechat_is_an_answer_not_a_failing_job(
+        tmp_path: Path, keys: Keys, tls: Tls, clock: FakeClock, sandboxes: list[Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    sandbox = make_sandbox(keys, tls, sandboxes, certificates=False)
+    shop = start_shop(tmp_path, keys, sandbox, clock, WECHATPAY_VERIFY="both")
+    try:
+        with caplog.at_level(logging.WARNING):
+            summary = run(shop, "wechat_certificates")
+        order = paid(shop)
+    finally:
+        shop.server.stop()
+    assert summary == {"certificates": 0, "serials": [], "state": "no_certificates"}
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for an answer WeChat gives every new merchant"
+    assert order["status"] == "fulfilled"
+    [asked] = [r for r in sandbox.requests_log() if r["path"] == "/v3/certificates"]
+    assert (asked["status"], asked["code"]) == (404, "RESOURCE_NOT_EXISTS")

@@ -27,6 +27,7 @@ from .errors import (
     BillNotReady,
     MalformedError,
     NoBill,
+    NoCertificates,
     TransportError,
     VerificationError,
     WeChatPayError,
@@ -140,6 +141,11 @@ def _mentions_serial(error: ApiError) -> bool:
     """Tell whether a 4xx answer is about the Wechatpay-Serial header we sent."""
     text = (error.message + " " + json.dumps(error.detail, ensure_ascii=False)).lower()
     return "wechatpay-serial" in text or "serial" in text or "序列号" in text or "公钥" in text
+
+
+def _no_certificates(error: ApiError) -> bool:
+    """Tell whether WeChat answered /v3/certificates with "this merchant has none" (证书不存在, 无可用的平台证书)."""
+    return error.status == 404 or "证书不存在" in error.message or "无可用的平台证书" in error.message
 
 
 def _api_error(status: int, body: bytes) -> ApiError:
@@ -345,7 +351,12 @@ class WeChatPayClient:
 
     def download_certificates(self) -> list[x509.Certificate]:
         """Download and decrypt the platform certificates, verifying the answer even on first use."""
-        answer = self._call("GET", "/v3/certificates", verify=False)
+        try:
+            answer = self._call("GET", "/v3/certificates", verify=False)
+        except ApiError as exc:
+            if _no_certificates(exc):
+                raise NoCertificates(exc.status, exc.code, exc.message, exc.detail, kind="rejected") from exc
+            raise
         certificates = decrypt_certificates(answer.body, self._apiv3_keys)
         # Bootstrap: a certificate we can only have got from a body encrypted with our APIv3 key
         # may vouch for the answer that carried it, but only when the verifier doesn't know the serial.

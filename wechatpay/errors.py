@@ -130,6 +130,14 @@ class NoBill(ApiError):
     """
 
 
+class NoCertificates(ApiError):
+    """WeChat issues this merchant no platform certificates (404 RESOURCE_NOT_EXISTS 证书不存在): public key only.
+
+    Every merchant registered since late 2024 gets this answer; it means "verify by the WeChat
+    Pay public key", not an outage.
+    """
+
+
 class BillIntegrityError(WeChatPayError):
     """A downloaded bill does not match the ``hash_value`` WeChat announced, or does not decompress."""
 

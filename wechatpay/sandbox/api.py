@@ -203,6 +203,9 @@ def apply_abnormal_refund(refund_id: str) -> Response:
 def certificates() -> Response:
     """Every platform certificate, a rotated-in one included (WeChat lists a new one before it signs)."""
     state = sandbox()
+    if not state.config.certificates:
+        # What WeChat answers every merchant registered since late 2024 (public key only).
+        raise Refusal(404, "RESOURCE_NOT_EXISTS", "证书不存在")
     with state.lock:
         held = list(state.identity.certificates)
     entries = []

@@ -187,8 +187,8 @@ def _keys(state: SandboxState) -> dict[str, Any]:
             "phase": state.key_phase,
             "switch": state.switch_on,
             "public_key_id": identity.public_key_id,
-            "certificate_serial": identity.certificate_serial,
-            "certificate_serials": [c.serial for c in identity.certificates],
+            "certificate_serial": identity.certificate_serial if state.config.certificates else None,
+            "certificate_serials": [c.serial for c in identity.certificates] if state.config.certificates else [],
         }
 
 
