@@ -347,21 +347,30 @@ def refresh_code_url(shop: Shop, order: Any) -> bool:
 
     Returns True when a new code_url was stored. Only one caller wins the compare-and-set
     on ``code_url_at``; a failure leaves the old code in place (and the next poll tries again).
+    WeChat may give back the same code_url (undocumented): it still dies 2 hours after it was
+    first issued, so its issue time is kept and WeChat is asked again at issue + 2 hours.
     """
     now = shop.now()
     issued = order.code_url_at
     if (order.status != "pending" or order.code_url is None or issued is None
-            or now - issued < CODE_URL_REFRESH_AFTER or order.expires_at <= now):
+            or now - issued < CODE_URL_REFRESH_AFTER or order.expires_at <= now
+            or (order.code_url_retry_at is not None and now < order.code_url_retry_at)):
         return False
+    stored = Order.get_by_id(order.id)
     try:
         # The stored row, not the poll's few columns: the same parameters as the first time, to the byte.
-        code_url = _place_at_wechat(shop, Order.get_by_id(order.id))
+        code_url = _place_at_wechat(shop, stored)
     except WeChatPayError as exc:
         log.warning("could not refresh the code_url of %s: %s", order.public_id, exc)
         return False
+    if code_url == stored.code_url and now < issued + CODE_URL_LIFETIME:
+        with write_transaction():
+            Order.update(code_url_retry_at=issued + CODE_URL_LIFETIME).where(
+                (Order.id == order.id) & (Order.code_url_at == issued)).execute()
+        return False
     svg = qr_svg(code_url)
     with write_transaction():
-        changed = (Order.update(code_url=code_url, qr_svg=svg, code_url_at=now)
+        changed = (Order.update(code_url=code_url, qr_svg=svg, code_url_at=now, code_url_retry_at=None)
                    .where((Order.id == order.id) & (Order.code_url_at == issued) & (Order.status == "pending"))
                    .execute())
         if changed:
@@ -445,7 +454,7 @@ def poll_after_ms(shop: Shop, order: Any) -> int:
 
 # A status poll is the hottest path: one parameterised query, no ORM query building.
 _ORDER_COLUMNS = ("id", "public_id", "token_hash", "status", "course_id", "amount_fen", "currency",
-                  "code_url", "code_url_at", "qr_svg", "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
+                  "code_url", "code_url_at", "code_url_retry_at", "qr_svg", "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
                   "flag", "close_reason", "trade_state", "last_queried_at")
 _LICENSE_COLUMNS = ("license_id", "key", "expires_at", "plan", "revoked_at")
 

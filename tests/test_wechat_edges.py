@@ -25,6 +25,11 @@ NATIVE = "/v3/pay/transactions/native"
 REFUND_URL = "https://shop.test/wechatpay/notify/refund"  # as configured in 商户平台
 
 
+@pytest.fixture
+def shop_settings() -> dict[str, Any]:
+    return {"ORDER_TTL_MINUTES": "180"}  # orders that outlive a code_url's 2 hours
+
+
 def refunds_of(order: dict[str, Any]) -> list[models.Refund]:
     with models.db.connection_context():
         row = models.Order.get(models.Order.public_id == order["order_id"])
@@ -258,3 +263,33 @@ def test_in_both_mode_no_certificates_at_wechat_is_an_answer_not_a_failing_job(
     assert order["status"] == "fulfilled"
     [asked] = [r for r in sandbox.requests_log() if r["path"] == "/v3/certificates"]
     assert (asked["status"], asked["code"]) == (404, "RESOURCE_NOT_EXISTS")
+
+
+# --- 3. a code_url WeChat gives back unchanged keeps its issue time ----------------------------------
+
+
+def native_calls(shop: Shop) -> int:
+    return len([r for r in shop.sandbox.requests_log() if r["path"] == NATIVE])
+
+
+def test_a_code_url_given_back_unchanged_keeps_its_issue_time_and_is_asked_for_again_at_120_minutes(
+        shop: Shop, clock: FakeClock) -> None:
+    shop.sandbox.control("POST", "settings", {"code_url_reuse": True})
+    order = shop.order()
+    issued = order_row(order).code_url_at
+
+    clock.advance(101 * 60)  # near its 2 hours by our clock; WeChat (the sandbox's own clock) gives it back
+    view = shop.poll(order)
+    assert view["code_url"] == order["code_url"] and native_calls(shop) == 2
+    assert order_row(order).code_url_at == issued, "the same URL dies 2 hours after it was first issued"
+
+    clock.advance(60)
+    shop.poll(order)
+    assert native_calls(shop) == 2, "not asked again on every poll"
+
+    clock.advance(19 * 60)  # 121 minutes after issue: the URL is dead whatever WeChat said at 101
+    shop.sandbox.control("POST", "settings", {"code_url_reuse": False})
+    view = shop.poll(order)
+    assert native_calls(shop) == 3 and view["code_url"] != order["code_url"]
+    row = order_row(order)
+    assert row.code_url_at > issued + dt.timedelta(minutes=120) and row.code_url_retry_at is None

@@ -220,12 +220,21 @@ def activate_certificate() -> Response:
 
 @bp.post("/settings")
 def change_settings() -> Response:
-    """Compress time for tests: ``{"code_url_lifetime": seconds, "bill_ready_after": seconds}``."""
+    """Compress time for tests: ``{"code_url_lifetime": seconds, "bill_ready_after": seconds}``.
+
+    ``{"code_url_reuse": true}``: an identical repeat of an unpaid order gives back the same
+    code_url while it lives (WeChat documents neither this nor the opposite).
+    """
     payload = _payload()
-    unknown = set(payload) - {"code_url_lifetime", "bill_ready_after"}
+    unknown = set(payload) - {"code_url_lifetime", "bill_ready_after", "code_url_reuse"}
     if unknown:
         raise _bad("unknown keys: " + ", ".join(sorted(unknown)))
     state = sandbox()
+    if "code_url_reuse" in payload:
+        if not isinstance(payload["code_url_reuse"], bool):
+            raise _bad("code_url_reuse must be true or false")
+        with state.lock:
+            state.code_url_reuse = payload["code_url_reuse"]
     for name in ("code_url_lifetime", "bill_ready_after"):
         if name in payload:
             value = payload[name]
@@ -237,7 +246,8 @@ def change_settings() -> Response:
         for name in ("code_url_lifetime", "bill_ready_after"):
             if name in payload:
                 setattr(state, name, float(payload[name]))
-        return json_response({"code_url_lifetime": state.code_url_lifetime, "bill_ready_after": state.bill_ready_after})
+        return json_response({"code_url_lifetime": state.code_url_lifetime, "bill_ready_after": state.bill_ready_after,
+                              "code_url_reuse": state.code_url_reuse})
 
 
 @bp.post("/bills/plants")

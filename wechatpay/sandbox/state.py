@@ -298,6 +298,7 @@ class SandboxState:
         self.switch_on = False
         self._gray_sends = 0
         self.code_url_lifetime = config.code_url_lifetime
+        self.code_url_reuse = False
         self.bill_ready_after = config.bill_ready_after
         # Differences planted into the next trade bills (see sandbox/bills.py), and issued download tokens.
         self.bill_plants: list[dict[str, Any]] = []
@@ -365,7 +366,9 @@ class SandboxState:
                 if existing.request.fingerprint != req.fingerprint:
                     raise Refusal(400, "INVALID_REQUEST", "商户订单号重复，且请求参数与原订单不一致")
                 # An identical repeat hands out a current code_url; the earlier ones live out their own 2 h.
-                self._issue_code(existing, now)
+                # (Whether WeChat gives back the same one while it lives is undocumented: code_url_reuse.)
+                if not (self.code_url_reuse and now < existing.code_issued_at + self.code_url_lifetime):
+                    self._issue_code(existing, now)
                 return existing
             if req.time_expire is None:
                 payable_until = now + DEFAULT_PAYABLE
