@@ -164,6 +164,8 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
         order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now)
     elif order.code_url is None:
         _create_at_wechat(shop, order)  # made before orders were written only after WeChat answered
+        if order.code_url is None:  # WeChat's state settled it (paid meanwhile): show what it is now
+            order = Order.get_by_id(order.id)
     return placed(shop, order)
 
 
@@ -323,13 +325,18 @@ def _create_at_wechat(shop: Shop, order: Order) -> None:
         code_url = _place_at_wechat(shop, order)
     except ApiError as exc:
         _record_wechat_failure(shop, order, "create_native_order", exc)
-        if exc.kind == "rejected":
-            # WeChat refuses the order itself (paid, closed…): its state, not an error code, says which.
-            sync_with_wechat(shop, order, source="create")
+        if not exc.retryable:
+            # WeChat refuses the order itself (paid: "201 商户订单号重复", never a v3 ORDERPAID; closed…):
+            # its state, not an error code, says which.
+            try:
+                sync_with_wechat(shop, order, source="create")
+            except WeChatPayError:
+                raise wechat_failure(exc, 10) from exc
             if Order.get_by_id(order.id).status != "pending":
                 order.code_url = None
                 return
-            raise BillingError("order_closed", exc.code) from exc
+            if exc.kind == "rejected":
+                raise BillingError("order_closed", exc.code) from exc
         raise wechat_failure(exc, 10) from exc
     except WeChatPayError as exc:
         _record_wechat_failure(shop, order, "create_native_order", exc)

@@ -293,3 +293,55 @@ def test_a_code_url_given_back_unchanged_keeps_its_issue_time_and_is_asked_for_a
     assert native_calls(shop) == 3 and view["code_url"] != order["code_url"]
     row = order_row(order)
     assert row.code_url_at > issued + dt.timedelta(minutes=120) and row.code_url_retry_at is None
+
+
+# --- 4. non-transient Native errors ----------------------------------------------------------------
+
+
+def alerts_of(kind: str) -> list[models.Alert]:
+    with models.db.connection_context():
+        return list(models.Alert.select().where(models.Alert.kind == kind))
+
+
+def test_trade_error_tells_the_learner_plainly_with_no_retry_hint_and_alerts_once(shop: Shop) -> None:
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 2, "status": 403, "code": "TRADE_ERROR",
+                                                    "message": "交易错误，请查看详细信息", "paths": NATIVE}})
+    first = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"})
+    second = shop.post("/api/v1/orders", {"course_id": "rust-monthly"})
+
+    for answer in (first, second):
+        error = answer.json()["error"]
+        assert error["code"] == "shop_setup_error" and error["action"] == "contact_support", answer.text
+        assert "Retry-After" not in answer.headers and "try again shortly" not in error["message_en"]
+    [alert] = alerts_of("wechat_config")
+    assert "TRADE_ERROR" in alert.message
+    natives = [r for r in shop.sandbox.requests_log() if r["path"] == NATIVE]
+    assert len(natives) == 2, "a refusal is not retried"
+
+
+def test_an_unknown_403_of_native_ordering_is_not_called_an_outage_either(shop: Shop) -> None:
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 1, "status": 403, "code": "SOMETHING_NEW",
+                                                    "paths": NATIVE}})
+    answer = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"})
+    assert answer.json()["error"]["code"] == "shop_setup_error" and "Retry-After" not in answer.headers
+    assert len(alerts_of("wechat_config")) == 1
+
+
+# --- 7. the sandbox's leftovers, and what our side makes of the v3 answers ---------------------------
+
+
+def test_placing_a_paid_order_again_asks_wechat_before_believing_its_refusal(shop: Shop) -> None:
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
+    key = "legacy-" + uuid.uuid4().hex
+    order = keyed(shop, key).json()
+    shop.sandbox.pay(order["out_trade_no"])
+    with models.db.connection_context():  # an order written before WeChat answered (older releases)
+        models.Order.update(code_url=None).where(models.Order.public_id == order["order_id"]).execute()
+
+    again = keyed(shop, key)
+
+    # WeChat refuses the number (INVALID_REQUEST, never the v2 ORDERPAID): the query says it was paid.
+    assert again.status_code == 201, again.text
+    assert again.json()["status"] == "fulfilled"
+    refused = [r for r in shop.sandbox.requests_log() if r["path"] == NATIVE][-1]
+    assert (refused["status"], refused["code"]) == (400, "INVALID_REQUEST")
