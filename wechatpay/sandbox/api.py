@@ -84,10 +84,13 @@ def _before_api_call() -> Response | None:
         merchant_serial=config.merchant_serial,
         now=state.now(),
     )
+    # Production answers a request that breaks the APIv3 header rules with INVALID_REQUEST.
     if "application/json" not in request.headers.get("Accept", ""):
-        raise param_error("Accept", "Accept请求头必须是application/json", location="header")
+        raise Refusal(400, "INVALID_REQUEST", "Accept请求头必须是application/json (Accept must be application/json)",
+                      {"field": "Accept", "location": "header"})
     if not request.headers.get("User-Agent"):
-        raise param_error("User-Agent", "请求必须带User-Agent", location="header")
+        raise Refusal(400, "INVALID_REQUEST", "请求必须带User-Agent (a User-Agent is required)",
+                      {"field": "User-Agent", "location": "header"})
     wanted = request.headers.get("Wechatpay-Serial")
     if wanted and not state.identity.knows_serial(wanted):
         if wanted.startswith("PUB_KEY_ID_"):

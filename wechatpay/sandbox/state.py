@@ -360,7 +360,8 @@ class SandboxState:
             existing = self.orders.get(req.out_trade_no)
             if existing is not None:
                 if existing.paid:
-                    raise Refusal(400, "ORDERPAID", "该订单已支付")
+                    # Not ORDERPAID (a v2 code): v3 merchants report this answer for a number already used.
+                    raise Refusal(400, "INVALID_REQUEST", "201 商户订单号重复")
                 if existing.trade_state == "CLOSED":
                     raise Refusal(400, "ORDER_CLOSED", "订单已关闭")
                 if existing.request.fingerprint != req.fingerprint:
