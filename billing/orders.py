@@ -494,30 +494,31 @@ def poll_order(shop: Shop, public_id: str, token: str | None) -> tuple[SimpleNam
     return order, license
 
 
+# WeChat advises closing an order no sooner than 5 minutes after it was made (建议…最短5分钟).
+CLOSE_AT_WECHAT_AFTER = dt.timedelta(minutes=5)
+
+
 def cancel_order(shop: Shop, order: Order, ip: str | None = None) -> Order:
-    """Close a pending order at WeChat Pay and here, after asking WeChat whether it was paid.
+    """Cancel a pending order here once WeChat says it is unpaid; close it at WeChat when that is allowed.
 
     A close is never proof of "not paid" (v3 documents no answer for closing a paid order),
-    so the order is queried first and WeChat's ``trade_state`` decides; a payment that
-    still lands after the close arrives as a late payment and is flagged.
+    so the order is queried first and WeChat's ``trade_state`` decides. The order is closed
+    here at once; at WeChat only 5 minutes after creation (now, or later by the reconcile
+    job), so a refused early close never tells the learner WeChat is down. A payment that
+    still lands in between arrives as a late payment and is flagged.
     """
     if order.status == "closed":
         return order
     if order.status != "pending":
         raise BillingError("order_already_paid")
-    try:
-        if order.code_url is not None:
+    if order.code_url is not None:
+        try:
             sync_with_wechat(shop, order, source="cancel")
-            if Order.get_by_id(order.id).status != "pending":
-                raise BillingError("order_already_paid")
-        shop.wechat.close_order(order.out_trade_no)
-    except ApiError as exc:
-        if exc.code != "ORDER_CLOSED":
-            _record_wechat_failure(shop, order, "close_order", exc)
+        except WeChatPayError as exc:
+            _record_wechat_failure(shop, order, "query_by_out_trade_no", exc)
             raise wechat_failure(exc, 5) from exc
-    except WeChatPayError as exc:
-        _record_wechat_failure(shop, order, "close_order", exc)
-        raise wechat_failure(exc, 5) from exc
+        if Order.get_by_id(order.id).status != "pending":
+            raise BillingError("order_already_paid")
     now = shop.now()
     with write_transaction():
         changed = (Order.update(status="closed", closed_at=now, close_reason="cancelled")
@@ -527,4 +528,22 @@ def cancel_order(shop: Shop, order: Order, ip: str | None = None) -> Order:
     fresh = Order.get_by_id(order.id)
     if fresh.status not in ("closed",):
         raise BillingError("order_already_paid")
-    return fresh
+    if changed and now - fresh.created_at >= CLOSE_AT_WECHAT_AFTER:
+        close_at_wechat(shop, fresh)  # a failure is left to the reconcile job
+    return Order.get_by_id(order.id)
+
+
+def close_at_wechat(shop: Shop, order: Order) -> bool:
+    """Close an order we closed here at WeChat too, and note when; False when WeChat did not confirm it."""
+    try:
+        shop.wechat.close_order(order.out_trade_no)
+    except ApiError as exc:
+        if exc.code != "ORDER_CLOSED":
+            _record_wechat_failure(shop, order, "close_order", exc)
+            return False
+    except WeChatPayError as exc:
+        _record_wechat_failure(shop, order, "close_order", exc)
+        return False
+    with write_transaction():
+        Order.update(wechat_closed_at=shop.now()).where(Order.id == order.id).execute()
+    return True

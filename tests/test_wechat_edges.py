@@ -345,3 +345,55 @@ def test_placing_a_paid_order_again_asks_wechat_before_believing_its_refusal(sho
     assert again.json()["status"] == "fulfilled"
     refused = [r for r in shop.sandbox.requests_log() if r["path"] == NATIVE][-1]
     assert (refused["status"], refused["code"]) == (400, "INVALID_REQUEST")
+
+
+# --- 5. cancel here at once, close at WeChat no sooner than 5 minutes after creation ------------------
+
+
+def closes(shop: Shop) -> list[dict[str, Any]]:
+    return [r for r in shop.sandbox.requests_log() if r["path"].endswith("/close")]
+
+
+def test_a_cancel_within_five_minutes_closes_here_at_once_and_at_wechat_by_the_job_later(
+        shop: Shop, clock: FakeClock) -> None:
+    order = shop.order()
+    clock.advance(30)
+    answer = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "closed" and answer.json()["error"]["code"] == "payment_cancelled"
+    assert closes(shop) == [], "WeChat advises closing no sooner than 5 minutes after creation"
+    assert order_row(order).wechat_closed_at is None
+
+    clock.advance(60)
+    run(shop, "reconcile")
+    assert closes(shop) == []
+    clock.advance(4 * 60)  # 5.5 minutes after creation
+    run(shop, "reconcile")
+    run(shop, "reconcile")
+
+    assert len(closes(shop)) == 1 and closes(shop)[0]["status"] == 204
+    at_wechat = shop.sandbox.control("GET", f"orders/{order['out_trade_no']}").json()
+    assert at_wechat["trade_state"] == "CLOSED"
+    assert order_row(order).wechat_closed_at is not None
+
+
+def test_a_cancel_after_five_minutes_closes_at_wechat_at_once(shop: Shop, clock: FakeClock) -> None:
+    order = shop.order()
+    clock.advance(6 * 60)
+    assert shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"]).status_code == 200
+    assert len(closes(shop)) == 1 and order_row(order).wechat_closed_at is not None
+
+
+def test_a_payment_after_the_cancel_and_before_the_close_is_still_flagged(shop: Shop, clock: FakeClock) -> None:
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
+    order = shop.order()
+    assert shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"]).status_code == 200
+    shop.sandbox.pay(order["out_trade_no"])  # the QR is still open at WeChat: the learner pays anyway
+
+    clock.advance(5 * 60 + 1)
+    run(shop, "reconcile")
+
+    row = order_row(order)
+    assert (row.status, row.flag, row.close_reason) == ("closed", "LATE_PAYMENT", "cancelled")
+    assert closes(shop) == [], "a paid order is not closed; the creator refunds it"
