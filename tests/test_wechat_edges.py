@@ -16,9 +16,21 @@ from typing import Any
 import pytest
 from conftest import FakeClock, Keys, Shop, Tls, live_config, start_shop
 from test_admin import Console, console  # noqa: F401  (the console fixture)
-from test_wechat_billing import make_sandbox, order_row, paid, sandboxes, shop_of, wait_until  # noqa: F401
+from test_wechat_billing import (  # noqa: F401  (sandboxes: a fixture)
+    CHINA,
+    beijing_today,
+    differences,
+    make_sandbox,
+    order_row,
+    paid,
+    sandboxes,
+    shop_of,
+    wait_until,
+)
 
 import models
+from billing.refunds import request_refund
+from operations.jobs import check_daily_bills
 from operations.scheduler import holder_id, run_job
 
 NATIVE = "/v3/pay/transactions/native"
@@ -397,3 +409,129 @@ def test_a_payment_after_the_cancel_and_before_the_close_is_still_flagged(shop: 
     row = order_row(order)
     assert (row.status, row.flag, row.close_reason) == ("closed", "LATE_PAYMENT", "cancelled")
     assert closes(shop) == [], "a paid order is not closed; the creator refunds it"
+
+
+# --- 6. the daily bill's rules ---------------------------------------------------------------------
+
+
+def noon_after(day: dt.date, days: int = 1) -> dt.datetime:
+    """Noon Beijing time ``days`` after ``day``: well after WeChat publishes that day's bill."""
+    return dt.datetime.combine(day + dt.timedelta(days=days), dt.time(12), CHINA).astimezone(dt.timezone.utc)
+
+
+def bill_checked(day: dt.date) -> bool:
+    with models.db.connection_context():
+        return models.BillCheck.get_or_none(models.BillCheck.bill_date == day) is not None
+
+
+def check(shop: Shop, day: dt.date, now: dt.datetime) -> dict[str, Any]:
+    with models.db.connection_context():
+        return check_daily_bills(shop_of(shop), now, days=[day])
+
+
+def test_no_bill_after_ten_for_a_day_with_our_payments_is_not_ready_not_empty_for_good(shop: Shop) -> None:
+    shop.sandbox.control("POST", "settings", {"bill_ready_after": -86400})
+    paid(shop)
+    today = beijing_today()
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 1, "status": 400, "code": "NO_STATEMENT_EXIST",
+                                                    "message": "请求的账单文件不存在",
+                                                    "paths": "/v3/bill/tradebill"}})
+
+    first = check(shop, today, noon_after(today))
+    assert first["not_ready"] == [today.isoformat()] and first["checked"] == []
+    assert not bill_checked(today) and differences() == []
+
+    again = check(shop, today, noon_after(today))  # WeChat has the bill now
+    assert again["checked"] == [today.isoformat()] and again["differences"] == 0 and bill_checked(today)
+
+
+def test_a_day_whose_bill_never_comes_is_compared_with_nothing_after_a_day_and_says_so(shop: Shop) -> None:
+    order = paid(shop)
+    today = beijing_today()
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 1, "status": 400, "code": "NO_STATEMENT_EXIST",
+                                                    "paths": "/v3/bill/tradebill"}})
+    late = check(shop, today, noon_after(today, days=2))
+    assert late["checked"] == [today.isoformat()]
+    assert differences() == [("unknown_to_wechat", order["out_trade_no"], None)]
+
+
+def test_refunds_are_dated_by_wechats_success_time_not_by_when_we_learned_of_them(
+        shop: Shop, clock: FakeClock) -> None:
+    shop.sandbox.config.refund_delay = None
+    shop.sandbox.control("POST", "settings", {"bill_ready_after": -86400})
+    order = paid(shop)
+    today = beijing_today()
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
+    clock.advance(-86400)  # we ask, and learn of the refund, on what our clock calls yesterday
+    with models.db.connection_context():
+        made = request_refund(shop_of(shop), order_row(order), amount_fen=500, reason="对账测试",
+                              revoke_license=False, actor="admin:t")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "SUCCESS"})  # WeChat: today
+    clock.advance(120)
+    run(shop, "refunds.reconcile")
+    clock.advance(86400 - 120)
+    with models.db.connection_context():
+        row = models.Refund.get_by_id(made.id)
+    assert row.status == "SUCCESS" and row.settled_at.astimezone(CHINA).date() == today - dt.timedelta(days=1)
+
+    summary = check(shop, today - dt.timedelta(days=1), noon_after(today))
+    summary_today = check(shop, today, noon_after(today))
+
+    assert summary["differences"] == 0 and summary_today["differences"] == 0
+    assert differences() == []
+
+
+def test_a_refund_still_processing_here_but_successful_in_the_bill_is_settled_not_kept_as_a_difference(
+        shop: Shop) -> None:
+    shop.sandbox.config.refund_delay = None
+    shop.sandbox.control("POST", "settings", {"bill_ready_after": -86400})
+    order = paid(shop)
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
+    with models.db.connection_context():
+        made = request_refund(shop_of(shop), order_row(order), amount_fen=9900, reason="对账测试",
+                              revoke_license=False, actor="admin:t")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "SUCCESS"})
+    assert refund_status(made) == "PROCESSING"
+
+    summary = check(shop, beijing_today(), noon_after(beijing_today()))
+
+    assert summary["differences"] == 0 and differences() == []
+    assert refund_status(made) == "SUCCESS" and shop.poll(order)["status"] == "refunded"
+
+
+def test_a_refund_in_the_bill_we_never_issued_for_our_order_is_adopted(shop: Shop) -> None:
+    shop.sandbox.control("POST", "settings", {"bill_ready_after": -86400})
+    order = paid(shop)
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})  # its notification is lost
+    made = shop.sandbox.control("POST", f"orders/{order['out_trade_no']}/refund", {"refund": 9900}).json()
+    assert wait_until(lambda: shop.sandbox.control("GET", f"refunds/{made['out_refund_no']}").json()["status"]
+                      == "SUCCESS")
+
+    summary = check(shop, beijing_today(), noon_after(beijing_today()))
+
+    assert summary["differences"] == 0 and differences() == []
+    [row] = refunds_of(order)
+    assert (row.out_refund_no, row.status) == (made["out_refund_no"], "SUCCESS")
+    assert shop.poll(order)["license"]["state"] == "revoked"
+
+
+def test_an_unreadable_line_is_a_difference_of_its_own_and_the_rest_of_the_day_is_compared(shop: Shop) -> None:
+    sandbox = shop.sandbox
+    sandbox.control("POST", "settings", {"bill_ready_after": -86400})
+    a = paid(shop)
+    odd = sandbox.control("POST", "bills/plants", {"kind": "unknown_payment", "total": 100,
+                                                   "description": "课程,`第二部分"})
+    huge = sandbox.control("POST", "bills/plants", {"kind": "unknown_payment", "total": 10 ** 21})
+    assert odd.status_code == huge.status_code == 201, (odd.text, huge.text)
+    sandbox.control("POST", "bills/plants", {"kind": "amount", "out_trade_no": a["out_trade_no"], "total": 100})
+
+    summary = check(shop, beijing_today(), noon_after(beijing_today()))
+
+    assert summary["checked"] == [beijing_today().isoformat()], summary
+    with models.db.connection_context():
+        details = [d.detail for d in models.BillDifference.select().where(
+            models.BillDifference.kind == "unreadable_line")]
+    assert [d for d in differences() if d[0] != "unreadable_line"] == [("amount_differs", a["out_trade_no"], None)]
+    # The line with ",`" in a field, the line of 10^21 fen, and the summary that adds it up.
+    assert len(details) == 3, details
+    assert any("fields" in d for d in details) and any("beyond any real amount" in d for d in details), details

@@ -407,8 +407,11 @@ class WeChatPayClient:
             raise BillIntegrityError("the bill is not UTF-8 text") from exc
 
     def trade_bill(self, bill_date: date, *, compressed: bool = True) -> TradeBill:
-        """Download and parse the day's trade bill (payments and refunds, amounts in fen)."""
-        return parse_trade_bill(self.trade_bill_text(bill_date, compressed=compressed))
+        """Download and parse the day's trade bill (payments and refunds, amounts in fen).
+
+        Read leniently: a line that does not fit is kept in ``unreadable`` and the rest is read.
+        """
+        return parse_trade_bill(self.trade_bill_text(bill_date, compressed=compressed), lenient=True)
 
     def _relative(self, url: str) -> str:
         """Return a WeChat-issued absolute URL as a path on one of our hosts; refuse any other host."""
