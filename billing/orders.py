@@ -280,10 +280,9 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
                fingerprint: str, ip: str | None, client: str, now: dt.datetime) -> Order:
     public_id, description = "ord_" + secrets.token_urlsafe(16), wechat_description(course.title, course.id)
     attempt = _earlier_attempt(key_hash, fingerprint, now)
-    if attempt is not None:  # the retry of a keyed request WeChat did not confirm: the very same order
-        out_trade_no, expires_at = attempt.out_trade_no, attempt.expires_at
-    else:
-        out_trade_no, expires_at = new_out_trade_no(now), now + shop.order_ttl
+    out_trade_no: str = new_out_trade_no(now) if attempt is None else attempt.out_trade_no
+    # The retry of a keyed request WeChat did not confirm sends the very same order (time_expire too).
+    expires_at: dt.datetime = now + shop.order_ttl if attempt is None else attempt.expires_at
     try:
         # The same parameters, time_expire included, are what a code_url refresh sends again.
         code_url = shop.wechat.create_native_order(

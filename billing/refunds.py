@@ -243,11 +243,12 @@ def _adopt(news: RefundNews) -> tuple[Refund | None, bool]:
     order = Order.get_or_none(Order.out_trade_no == out_trade_no) if isinstance(out_trade_no, str) else None
     if order is None or order.transaction_id is None or said.get("mchid", news.shop.mchid) != news.shop.mchid:
         return None, False
-    refund_fen = amount.get("refund") if isinstance(amount, dict) else None
+    amounts: Mapping[str, Any] = amount if isinstance(amount, dict) else {}
+    refund_fen = amounts.get("refund")
     problem = None
     if said.get("transaction_id") not in (None, order.transaction_id):
         problem = f"transaction_id {str(said.get('transaction_id'))[:32]} is not the order's"
-    elif type(refund_fen) is not int or refund_fen < 1 or amount.get("total", order.amount_fen) != order.amount_fen:
+    elif type(refund_fen) is not int or refund_fen < 1 or amounts.get("total", order.amount_fen) != order.amount_fen:
         problem = "the refund's amount does not fit the order"
     elif news.status != "CLOSED" and refund_fen > refundable_fen(order):
         problem = f"{refund_fen} fen is more than the {refundable_fen(order)} fen left to refund"
