@@ -271,9 +271,14 @@ def _keep_attempt(shop: Shop, key_hash: str | None, fingerprint: str, out_trade_
     # out_trade_no and time_expire, or one purchase attempt becomes two WeChat orders.
     attempt = {OrderAttempt.idempotency_request: fingerprint, OrderAttempt.out_trade_no: out_trade_no,
                OrderAttempt.expires_at: expires_at, OrderAttempt.created_at: now}
-    _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no, also=lambda: (
-        OrderAttempt.insert({OrderAttempt.idempotency_key: key_hash, **attempt})
-        .on_conflict(conflict_target=[OrderAttempt.idempotency_key], update=attempt).execute()))
+
+    def keep() -> None:
+        # Attempts past their time_expire can no longer be paid: they go as new ones come.
+        OrderAttempt.delete().where(OrderAttempt.expires_at < now).execute()
+        (OrderAttempt.insert({OrderAttempt.idempotency_key: key_hash, **attempt})
+         .on_conflict(conflict_target=[OrderAttempt.idempotency_key], update=attempt).execute())
+
+    _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no, also=keep)
 
 
 def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,

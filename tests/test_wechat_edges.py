@@ -218,6 +218,22 @@ def test_a_keyed_retry_after_wechat_answered_500_sends_the_same_out_trade_no_and
     assert keyed(shop, key).json()["order_id"] == again.json()["order_id"]
 
 
+def test_an_attempt_past_its_time_expire_is_not_sent_again_and_is_forgotten(shop: Shop, clock: FakeClock) -> None:
+    shop.sandbox.control("POST", "faults", {"api": {"fail_for": 3600, "status": 500, "code": "SYSTEM_ERROR",
+                                                    "paths": NATIVE}})
+    old_key, new_key, abandoned = ("attempt-" + uuid.uuid4().hex for _ in range(3))
+    assert keyed(shop, old_key).status_code == 503
+    with models.db.connection_context():
+        [stale] = models.OrderAttempt.select()
+    assert keyed(shop, abandoned).status_code == 503  # never retried: forgotten with the next failure
+    clock.advance(181 * 60)  # past the attempt's time_expire (orders live 180 minutes here)
+    assert keyed(shop, new_key).status_code == 503
+    assert keyed(shop, old_key).status_code == 503  # a fresh attempt: the stale one cannot be paid any more
+    with models.db.connection_context():
+        kept = {a.idempotency_key: a.out_trade_no for a in models.OrderAttempt.select()}
+    assert len(kept) == 2 and stale.out_trade_no not in kept.values()
+
+
 def test_an_unconfirmed_attempt_is_not_someone_elses_to_replay(shop: Shop) -> None:
     shop.sandbox.control("POST", "faults", {"api": {"fail_next": 3, "status": 500, "code": "SYSTEM_ERROR",
                                                     "paths": NATIVE}})
