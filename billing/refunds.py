@@ -444,10 +444,15 @@ def apply_abnormal_refund(shop: Shop, refund: Refund, *, kind: str, actor: str, 
         answer = shop.wechat.apply_abnormal_refund(
             refund_id=refund.refund_id, out_refund_no=refund.out_refund_no, kind=kind,
             **({k: v.strip() for k, v in card.items() if v} if kind == "USER_BANK_CARD" else {}))
-    except (ApiError, ValueError) as exc:
-        raise BillingError("refund_not_allowed", str(exc)[:200]) from None
-    except WeChatPayError as exc:
-        raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=10) from None
+    except (WeChatPayError, ValueError) as exc:
+        why = f"{exc.code}: {exc.message}" if isinstance(exc, ApiError) else str(exc) or type(exc).__name__
+        with write_transaction():
+            audit.record("wechat.call_failed", at=shop.now(), actor=actor, order=refund.order, ip=ip,
+                         detail={"call": "apply_abnormal_refund", "out_refund_no": refund.out_refund_no,
+                                 "type": kind, "error": why[:200]})
+        if isinstance(exc, WeChatPayError) and (exc.retryable or not isinstance(exc, ApiError)):
+            raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=10) from None
+        raise BillingError("refund_not_allowed", why[:200]) from None
     with write_transaction():
         # Only the kind is kept: the card number and the name are the learner's, never stored.
         audit.record("refund.abnormal_applied", at=shop.now(), actor=actor, order=refund.order, ip=ip,

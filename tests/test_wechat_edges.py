@@ -118,6 +118,26 @@ def test_the_console_applies_an_abnormal_refund_to_the_merchants_bank_card(conso
     assert again.status_code == 409
 
 
+def test_applying_a_refund_wechat_already_resolved_is_refused_with_a_reason_and_an_audit_event(
+        console: Console) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    made = refund_in(console, order, "10.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "SUCCESS"})  # in 商户平台
+
+    answer = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
+
+    assert answer.status_code == 409 and "INVALID_REQUEST" in answer.text
+    assert refund_status(made) == "ABNORMAL"  # unchanged until WeChat's word comes (the job asks)
+    with models.db.connection_context():
+        failed = [e for e in models.AuditEvent.select() if e.action == "wechat.call_failed"]
+    assert len(failed) == 1 and "apply_abnormal_refund" in (failed[0].detail or "")
+
+
 def test_a_refund_to_the_users_bank_card_sends_the_card_encrypted_and_never_keeps_it(shop: Shop) -> None:
     from billing.refunds import apply_abnormal_refund, request_refund
 
