@@ -157,6 +157,26 @@ def test_a_refund_to_the_users_bank_card_sends_the_card_encrypted_and_never_keep
     assert "6222020000000000001" not in kept and "张三" not in kept
 
 
+def test_lbpay_refunds_apply_abnormal_resolves_one_from_the_command_line(shop: Shop) -> None:
+    from conftest import Lbpay
+
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    with models.db.connection_context():
+        made = request_refund(shop_of(shop), order_row(order), amount_fen=500, reason="卡被冻结",
+                              revoke_license=False, actor="admin:t")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    lbpay = Lbpay(lambda: shop.app)
+
+    unknown = lbpay("refunds", "apply-abnormal", "RFNOSUCHREFUND", "--type", "MERCHANT_BANK_CARD")
+    done = lbpay("refunds", "apply-abnormal", made.out_refund_no, "--type", "MERCHANT_BANK_CARD")
+
+    assert unknown.exit_code == 1 and "no refund RFNOSUCHREFUND" in unknown.output
+    assert done.exit_code == 0 and f"{made.out_refund_no}: processing" in done.stdout.splitlines(), done.output
+    assert refund_status(made) == "PROCESSING"
+
+
 def test_a_refund_made_by_hand_in_the_merchant_platform_is_adopted_and_withdraws_the_license(
         shop: Shop) -> None:
     shop.sandbox.state.config.refund_notify_url = REFUND_URL
