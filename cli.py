@@ -460,6 +460,35 @@ def alerts_command(limit: int) -> None:
             click.echo(f"{alert.at:%Y-%m-%d %H:%M}Z\t{alert.kind}\t{mailed}\t{alert.message}")
 
 
+@cli.group("refunds")
+def refunds_group() -> None:
+    """Refunds through WeChat Pay."""
+
+
+@refunds_group.command("apply-abnormal")
+@click.argument("out_refund_no")
+@click.option("--type", "kind", required=True, type=click.Choice(["USER_BANK_CARD", "MERCHANT_BANK_CARD"]),
+              help="to the user's bank card (needs --bank-type, --bank-account, --real-name) or the merchant's")
+@click.option("--bank-type", help="the user's bank, as WeChat names it (e.g. ICBC_DEBIT)")
+@click.option("--bank-account", help="the user's card number (sent encrypted, never stored)")
+@click.option("--real-name", help="the card holder's name (sent encrypted, never stored)")
+def refunds_apply_abnormal(out_refund_no: str, kind: str, bank_type: str | None, bank_account: str | None,
+                           real_name: str | None) -> None:
+    """Resolve an ABNORMAL refund (the user's card frozen or closed) at WeChat Pay."""
+    from billing.refunds import apply_abnormal_refund
+
+    with models.db.connection_context():
+        refund = models.Refund.get_or_none(models.Refund.out_refund_no == out_refund_no)
+        if refund is None:
+            raise click.ClickException(f"no refund {out_refund_no}")
+        try:
+            outcome = apply_abnormal_refund(_shop(), refund, kind=kind, actor="cli", bank_type=bank_type,
+                                            bank_account=bank_account, real_name=real_name)
+        except BillingError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{out_refund_no}: {outcome}")
+
+
 @cli.group("bill")
 def bill_group() -> None:
     """WeChat Pay's daily trade bill, compared with our orders."""

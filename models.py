@@ -97,6 +97,8 @@ class Order(BaseModel):
     token_hash = CharField(max_length=64)
     code_url = CharField(max_length=256, null=True)
     code_url_at = UTCDateTimeField(null=True)  # when WeChat issued code_url: it can be scanned for 2 hours
+    # When to ask for a fresh code_url again after WeChat gave back the same one (m0010).
+    code_url_retry_at = UTCDateTimeField(null=True)
     qr_svg = TextField(null=True)
     transaction_id = CharField(max_length=32, null=True, unique=True)
     trade_state = CharField(max_length=16, null=True)
@@ -118,6 +120,9 @@ class Order(BaseModel):
     # The client address that placed it, keyed with the server secret (never the address itself),
     # so that pending orders per address can be limited.
     client_key = CharField(max_length=32, null=True, index=True)
+    # When WeChat confirmed the close of a cancelled or expired order; a learner's cancel closes
+    # here at once and at WeChat no sooner than 5 minutes after creation (the reconcile job; m0010).
+    wechat_closed_at = UTCDateTimeField(null=True)
 
 
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).
@@ -220,6 +225,20 @@ class AdminUser(BaseModel):
     last_login_at = UTCDateTimeField(null=True)
 
 
+class OrderAttempt(BaseModel):
+    """A keyed purchase attempt that WeChat did not confirm: its retry sends the very same order again.
+
+    Written only when placing the Native order failed (in the transaction that records the
+    failure), read when the same Idempotency-Key comes back, deleted with the order's creation.
+    """
+
+    idempotency_key = CharField(max_length=64, primary_key=True)  # SHA-256 of the client's key
+    idempotency_request = CharField(max_length=64)  # who asked and what (billing.orders.request_fingerprint)
+    out_trade_no = CharField(max_length=32, unique=True)
+    expires_at = UTCDateTimeField()  # the time_expire WeChat was sent
+    created_at = UTCDateTimeField(index=True)
+
+
 class Refund(BaseModel):
     """One refund of part or all of a paid order through WeChat Pay's refund API."""
 
@@ -237,6 +256,8 @@ class Refund(BaseModel):
     created_at = UTCDateTimeField(index=True)
     updated_at = UTCDateTimeField()
     settled_at = UTCDateTimeField(null=True)
+    # WeChat's success_time (RFC 3339): the day the daily bill lists the refund on (m0010).
+    success_time = CharField(max_length=32, null=True)
 
 
 class MailOutbox(BaseModel):
@@ -369,7 +390,7 @@ class RollupMark(BaseModel):
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
-                                     BillCheck, DailyFigures, RollupMark]
+                                     BillCheck, DailyFigures, RollupMark, OrderAttempt]
 
 
 def create_tables() -> None:

@@ -509,7 +509,9 @@ def _wechat_settings(read: Reader) -> WeChatSettings:
             public_pem = Path(public_key_file).read_bytes()
         except OSError as exc:
             read.problem("WECHATPAY_PUBLIC_KEY_FILE", f"cannot read {public_key_file}: {exc.strerror}")
-    verify = read.choice("WECHATPAY_VERIFY", "both" if public_key_id else "certificate", VERIFY_MODES)
+    # Only the public key given: verify by it alone. WeChat issues no platform certificates to new
+    # merchants (GET /v3/certificates answers 证书不存在), so "both" is a migration's explicit choice.
+    verify = read.choice("WECHATPAY_VERIFY", "public_key" if public_key_id else "certificate", VERIFY_MODES)
     if verify != "certificate" and public_key_id is None:
         read.problem("WECHATPAY_VERIFY", f"{verify} needs LBPAY_WECHATPAY_PUBLIC_KEY_FILE and _ID", verify,
                      "certificate")

@@ -9,9 +9,10 @@ from typing import Any
 
 from models import BillCheck, BillDifference, License, Order, Refund
 from wechatpay.bills import TradeBill
-from wechatpay.errors import BillNotReady, NoBill
+from wechatpay.errors import BillNotReady, NoBill, WeChatPayError
 
 from . import audit
+from .refunds import UNSETTLED, settle_refund
 from .shop import Shop
 from database import write_transaction
 
@@ -22,6 +23,11 @@ BEIJING = dt.timezone(dt.timedelta(hours=8))
 PUBLISHED_AFTER = dt.time(10, 0)
 # How many past days the job looks at, so a day missed while the service was down is still checked.
 LOOK_BACK_DAYS = 3
+# "No bill" (NO_STATEMENT_EXIST) means no trade that day *or* not generated yet: for a day we have
+# payments or refunds on, it is "not ready" this long after 10:00; then the day is compared with nothing.
+NO_BILL_GRACE = dt.timedelta(days=1)
+# Refunds a bill lists that we do not hold as settled are asked about, at most this many a check.
+REFUND_QUERIES_PER_CHECK = 50
 
 KINDS = {
     "paid_not_licensed": ("微信已收款，本店未发许可证", "Paid at WeChat, not licensed here"),
@@ -30,6 +36,7 @@ KINDS = {
     "transaction_differs": ("微信订单号不一致", "WeChat transaction ids differ"),
     "refund_missing_here": ("微信已退款，本店没有记录", "Refunded at WeChat, not here"),
     "refund_missing_at_wechat": ("本店已退款，微信账单中没有", "Refunded here, not in WeChat's bill"),
+    "unreadable_line": ("账单行无法读取", "A line of WeChat's bill could not be read"),
 }
 
 
@@ -44,10 +51,12 @@ class Difference:
     out_refund_no: str | None = None
     wechat_fen: int | None = None
     ours_fen: int | None = None
+    line: int | None = None  # the bill's line number, for a line that could not be read
 
     def key(self, bill_date: dt.date) -> str:
         """Identify the difference so that checking the same day again records nothing twice."""
-        return ":".join((bill_date.isoformat(), self.kind, self.out_trade_no or "", self.out_refund_no or ""))[:160]
+        return ":".join((bill_date.isoformat(), self.kind, self.out_trade_no or "", self.out_refund_no or "",
+                         str(self.line or "")))[:160]
 
 
 def beijing_day(moment: dt.datetime) -> dt.date:
@@ -55,21 +64,41 @@ def beijing_day(moment: dt.datetime) -> dt.date:
     return moment.astimezone(BEIJING).date()
 
 
-def published(bill_date: dt.date, now: dt.datetime) -> bool:
-    """Tell whether WeChat should have published the bill of ``bill_date`` by ``now``."""
-    return now >= dt.datetime.combine(bill_date + dt.timedelta(days=1), PUBLISHED_AFTER, BEIJING)
+def published(bill_date: dt.date, now: dt.datetime, grace: dt.timedelta = dt.timedelta(0)) -> bool:
+    """Tell whether WeChat should have published the bill of ``bill_date`` by ``now`` (plus ``grace``)."""
+    return now >= dt.datetime.combine(bill_date + dt.timedelta(days=1), PUBLISHED_AFTER, BEIJING) + grace
 
 
-def _success_day(order: Order) -> dt.date | None:
-    """The Beijing day WeChat says the order was paid (its success_time), else the day we learnt it."""
-    if order.success_time:
+def _day_of(text: str | None, fallback: dt.datetime | None) -> dt.date | None:
+    """The Beijing day of WeChat's RFC 3339 time (success_time), else of the time we learnt it."""
+    if text:
         try:
-            moment = dt.datetime.fromisoformat(order.success_time)
+            moment = dt.datetime.fromisoformat(text)
         except ValueError:
             moment = None
         if moment is not None and moment.tzinfo is not None:
             return beijing_day(moment)
-    return beijing_day(order.paid_at) if order.paid_at is not None else None
+    return beijing_day(fallback) if fallback is not None else None
+
+
+def _refund_day(refund: Refund) -> dt.date | None:
+    """The Beijing day the bill lists a refund on: WeChat's success_time, else when we learnt of it."""
+    return _day_of(refund.success_time, refund.settled_at)
+
+
+def traded_on(bill_date: dt.date) -> bool:
+    """Tell whether we hold a payment or a refund WeChat dates on ``bill_date``."""
+    start, end = _around(bill_date)
+    paid = Order.select().where(Order.transaction_id.is_null(False) & (Order.paid_at >= start) & (Order.paid_at < end))
+    refunds = Refund.select().where((Refund.status == "SUCCESS") & (Refund.settled_at >= start)
+                                    & (Refund.settled_at < end))
+    return (any(_success_day(o) == bill_date for o in paid)
+            or any(_refund_day(r) == bill_date for r in refunds))
+
+
+def _success_day(order: Order) -> dt.date | None:
+    """The Beijing day WeChat says the order was paid (its success_time), else the day we learnt it."""
+    return _day_of(order.success_time, order.paid_at)
 
 
 def _around(bill_date: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -80,7 +109,9 @@ def _around(bill_date: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def compare(bill: TradeBill, bill_date: dt.date) -> list[Difference]:
     """Compare every line of the day's bill with our ledger, and our ledger's day with the bill; read only."""
-    found: list[Difference] = []
+    found: list[Difference] = [
+        Difference("unreadable_line", f"line {bad.line}: {bad.reason} — {bad.text[:60]!r}", line=bad.line)
+        for bad in bill.unreadable]
     billed_orders: set[str] = set()
     for row in bill.payments:
         billed_orders.add(row.out_trade_no)
@@ -116,6 +147,10 @@ def compare(bill: TradeBill, bill_date: dt.date) -> list[Difference]:
         refund = Refund.get_or_none(Refund.out_refund_no == row.out_refund_no)
         facts = dict(out_trade_no=row.out_trade_no, transaction_id=row.transaction_id,
                      out_refund_no=row.out_refund_no, wechat_fen=row.refund_fen)
+        if refund is not None and refund.status in UNSETTLED:
+            # Still settling here (asked just now, WeChat did not answer): the refund job keeps asking,
+            # and a refund stuck for 30 minutes needs attention on its own; not a lasting difference.
+            continue
         if refund is None or refund.status != "SUCCESS":
             state = "we have no such refund" if refund is None else f"our refund is {refund.status}"
             found.append(Difference("refund_missing_here", state,
@@ -126,8 +161,7 @@ def compare(bill: TradeBill, bill_date: dt.date) -> list[Difference]:
     refunded_here = (Refund.select(Refund, Order).join(Order)
                      .where((Refund.status == "SUCCESS") & (Refund.settled_at >= start) & (Refund.settled_at < end)))
     for refund in refunded_here:
-        if (refund.out_refund_no not in billed_refunds and refund.settled_at is not None
-                and beijing_day(refund.settled_at) == bill_date):
+        if refund.out_refund_no not in billed_refunds and _refund_day(refund) == bill_date:
             found.append(Difference("refund_missing_at_wechat", "our refund succeeded; WeChat's bill has no line "
                                     "for it", out_trade_no=refund.order.out_trade_no,
                                     transaction_id=refund.order.transaction_id, out_refund_no=refund.out_refund_no,
@@ -147,13 +181,39 @@ def check_bill(shop: Shop, bill_date: dt.date, now: dt.datetime) -> dict[str, An
     except BillNotReady:
         return {"date": bill_date.isoformat(), "state": "not_ready"}
     except NoBill:
-        if not published(bill_date, now):
+        # "No bill" also means "not generated yet": a day we traded on gets a day's grace after 10:00.
+        if not published(bill_date, now, NO_BILL_GRACE if traded_on(bill_date) else dt.timedelta(0)):
             return {"date": bill_date.isoformat(), "state": "not_ready"}
         bill = TradeBill(rows=(), summary=None)  # published and empty: nothing was paid or refunded that day
+    settle_billed_refunds(shop, bill)
     differences = compare(bill, bill_date)
     new = record(bill_date, differences, now, lines=len(bill.rows))
     return {"date": bill_date.isoformat(), "state": "checked", "lines": len(bill.rows),
             "differences": len(differences), "new": [d.kind for d in new]}
+
+
+def settle_billed_refunds(shop: Shop, bill: TradeBill) -> int:
+    """Ask WeChat about each refund the bill lists that we do not hold as settled, and settle it by the answer.
+
+    A refund still PROCESSING here whose notification was lost, or one made by hand in 商户平台
+    (an out_refund_no we never issued): the one settling path adopts or settles it, so the
+    comparison that follows finds no difference where there is none. Returns how many were asked.
+    """
+    asked = 0
+    for row in bill.refunds:
+        if asked >= REFUND_QUERIES_PER_CHECK or not row.out_refund_no:
+            break
+        refund = Refund.get_or_none(Refund.out_refund_no == row.out_refund_no)
+        if refund is not None and refund.status not in UNSETTLED:
+            continue
+        if refund is None and Order.get_or_none(Order.out_trade_no == row.out_trade_no) is None:
+            continue  # not one of our orders: the comparison reports it
+        asked += 1
+        try:
+            settle_refund(shop, shop.wechat.query_refund(row.out_refund_no), source="bill")
+        except WeChatPayError as exc:
+            log.warning("could not ask WeChat about billed refund %s: %s", row.out_refund_no[:64], exc)
+    return asked
 
 
 def record(bill_date: dt.date, differences: list[Difference], now: dt.datetime, *, lines: int) -> list[Difference]:

@@ -12,12 +12,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import qrcode
 from peewee import OperationalError
 
-from models import Buyer, Course, License, Order, db
+from models import Buyer, Course, License, Order, OrderAttempt, db
 from wechatpay.errors import ApiError, WeChatPayError
 from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
@@ -182,6 +182,8 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
         order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now)
     elif order.code_url is None:
         _create_at_wechat(shop, order)  # made before orders were written only after WeChat answered
+        if order.code_url is None:  # WeChat's state settled it (paid meanwhile): show what it is now
+            order = Order.get_by_id(order.id)
     return placed(shop, order)
 
 
@@ -262,17 +264,55 @@ def _refuse_if_many_pending(whose: Any, cap: int, now: dt.datetime, name: str) -
                            retry_after=limits.retry_after(wait))
 
 
+def _earlier_attempt(key_hash: str | None, fingerprint: str, now: dt.datetime) -> OrderAttempt | None:
+    """The unconfirmed attempt this keyed request made before, if its order may still be placed."""
+    if key_hash is None:
+        return None
+    attempt = OrderAttempt.get_or_none(OrderAttempt.idempotency_key == key_hash)
+    if attempt is None:
+        return None
+    if not hmac.compare_digest(attempt.idempotency_request[:32], fingerprint[:32]):
+        raise BillingError("idempotency_key_conflict")
+    if not hmac.compare_digest(attempt.idempotency_request[32:], fingerprint[32:]):
+        raise BillingError("idempotency_key_reused")
+    # Too near its time_expire to be worth paying: a new attempt (WeChat refuses payment after it anyway).
+    return attempt if attempt.expires_at > now + dt.timedelta(minutes=2) else None
+
+
+def _keep_attempt(shop: Shop, key_hash: str | None, fingerprint: str, out_trade_no: str,
+                  expires_at: dt.datetime, now: dt.datetime, exc: WeChatPayError) -> None:
+    """Record a failed Native call, and for a keyed request the attempt its retry must send again."""
+    if key_hash is None:
+        _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no)
+        return
+    # WeChat may have made the order before failing (a 500, a timeout): its retry must send the same
+    # out_trade_no and time_expire, or one purchase attempt becomes two WeChat orders.
+    attempt = {OrderAttempt.idempotency_request: fingerprint, OrderAttempt.out_trade_no: out_trade_no,
+               OrderAttempt.expires_at: expires_at, OrderAttempt.created_at: now}
+
+    def keep() -> None:
+        # Attempts past their time_expire can no longer be paid: they go as new ones come.
+        OrderAttempt.delete().where(OrderAttempt.expires_at < now).execute()
+        (OrderAttempt.insert({OrderAttempt.idempotency_key: key_hash, **attempt})
+         .on_conflict(conflict_target=[OrderAttempt.idempotency_key], update=attempt).execute())
+
+    _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no, also=keep)
+
+
 def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,
                fingerprint: str, ip: str | None, client: str, now: dt.datetime) -> Order:
-    public_id, out_trade_no = "ord_" + secrets.token_urlsafe(16), new_out_trade_no(now)
-    expires_at, description = now + shop.order_ttl, wechat_description(course.title, course.id)
+    public_id, description = "ord_" + secrets.token_urlsafe(16), wechat_description(course.title, course.id)
+    attempt = _earlier_attempt(key_hash, fingerprint, now)
+    out_trade_no: str = new_out_trade_no(now) if attempt is None else attempt.out_trade_no
+    # The retry of a keyed request WeChat did not confirm sends the very same order (time_expire too).
+    expires_at: dt.datetime = now + shop.order_ttl if attempt is None else attempt.expires_at
     try:
         # The same parameters, time_expire included, are what a code_url refresh sends again.
         code_url = shop.wechat.create_native_order(
             out_trade_no=out_trade_no, description=description, amount_fen=course.price_fen,
             notify_url=shop.notify_url, time_expire=expires_at)
     except WeChatPayError as exc:
-        _record_wechat_failure(shop, None, "create_native_order", exc, out_trade_no)
+        _keep_attempt(shop, key_hash, fingerprint, out_trade_no, expires_at, now, exc)
         raise wechat_failure(exc, 10) from exc
     svg = qr_svg(code_url)
     with write_transaction():
@@ -281,6 +321,8 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
             earlier = Order.get_or_none(Order.idempotency_key == key_hash)
             if earlier is not None:
                 return _replayed(earlier, fingerprint, buyer)
+            if attempt is not None:
+                OrderAttempt.delete().where(OrderAttempt.idempotency_key == key_hash).execute()
         wait = limits.take(limits.key("orders", ip), limits.ORDERS_PER_CLIENT, now)
         if wait > 0:
             raise limits.refused("order", wait)
@@ -307,13 +349,18 @@ def _create_at_wechat(shop: Shop, order: Order) -> None:
         code_url = _place_at_wechat(shop, order)
     except ApiError as exc:
         _record_wechat_failure(shop, order, "create_native_order", exc)
-        if exc.kind == "rejected":
-            # WeChat refuses the order itself (paid, closed…): its state, not an error code, says which.
-            sync_with_wechat(shop, order, source="create")
+        if not exc.retryable:
+            # WeChat refuses the order itself (paid: "201 商户订单号重复", never a v3 ORDERPAID; closed…):
+            # its state, not an error code, says which.
+            try:
+                sync_with_wechat(shop, order, source="create")
+            except WeChatPayError:
+                raise wechat_failure(exc, 10) from exc
             if Order.get_by_id(order.id).status != "pending":
                 order.code_url = None
                 return
-            raise BillingError("order_closed", exc.code) from exc
+            if exc.kind == "rejected":
+                raise BillingError("order_closed", exc.code) from exc
         raise wechat_failure(exc, 10) from exc
     except WeChatPayError as exc:
         _record_wechat_failure(shop, order, "create_native_order", exc)
@@ -331,21 +378,30 @@ def refresh_code_url(shop: Shop, order: Any) -> bool:
 
     Returns True when a new code_url was stored. Only one caller wins the compare-and-set
     on ``code_url_at``; a failure leaves the old code in place (and the next poll tries again).
+    WeChat may give back the same code_url (undocumented): it still dies 2 hours after it was
+    first issued, so its issue time is kept and WeChat is asked again at issue + 2 hours.
     """
     now = shop.now()
     issued = order.code_url_at
     if (order.status != "pending" or order.code_url is None or issued is None
-            or now - issued < CODE_URL_REFRESH_AFTER or order.expires_at <= now):
+            or now - issued < CODE_URL_REFRESH_AFTER or order.expires_at <= now
+            or (order.code_url_retry_at is not None and now < order.code_url_retry_at)):
         return False
+    stored = Order.get_by_id(order.id)
     try:
         # The stored row, not the poll's few columns: the same parameters as the first time, to the byte.
-        code_url = _place_at_wechat(shop, Order.get_by_id(order.id))
+        code_url = _place_at_wechat(shop, stored)
     except WeChatPayError as exc:
         log.warning("could not refresh the code_url of %s: %s", order.public_id, exc)
         return False
+    if code_url == stored.code_url and now < issued + CODE_URL_LIFETIME:
+        with write_transaction():
+            Order.update(code_url_retry_at=issued + CODE_URL_LIFETIME).where(
+                (Order.id == order.id) & (Order.code_url_at == issued)).execute()
+        return False
     svg = qr_svg(code_url)
     with write_transaction():
-        changed = (Order.update(code_url=code_url, qr_svg=svg, code_url_at=now)
+        changed = (Order.update(code_url=code_url, qr_svg=svg, code_url_at=now, code_url_retry_at=None)
                    .where((Order.id == order.id) & (Order.code_url_at == issued) & (Order.status == "pending"))
                    .execute())
         if changed:
@@ -355,7 +411,7 @@ def refresh_code_url(shop: Shop, order: Any) -> bool:
 
 
 def _record_wechat_failure(shop: Shop, order: Order | None, call: str, exc: Exception,
-                           out_trade_no: str | None = None) -> None:
+                           out_trade_no: str | None = None, also: Callable[[], Any] | None = None) -> None:
     detail: dict[str, Any] = {"call": call, "error": type(exc).__name__}
     if isinstance(exc, ApiError):
         detail.update(status=exc.status, code=exc.code)
@@ -366,6 +422,8 @@ def _record_wechat_failure(shop: Shop, order: Order | None, call: str, exc: Exce
     try:
         with write_transaction():
             audit.record("wechat.call_failed", at=shop.now(), order=order, detail=detail)
+            if also is not None:
+                also()
     except OperationalError:
         log.exception("could not record the failed WeChat call")
 
@@ -443,7 +501,7 @@ def poll_after_ms(shop: Shop, order: Any) -> int:
 
 # A status poll is the hottest path: one parameterised query, no ORM query building.
 _ORDER_COLUMNS = ("id", "public_id", "token_hash", "status", "course_id", "amount_fen", "currency",
-                  "code_url", "code_url_at", "qr_svg", "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
+                  "code_url", "code_url_at", "code_url_retry_at", "qr_svg", "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
                   "flag", "close_reason", "trade_state", "last_queried_at")
 _LICENSE_COLUMNS = ("license_id", "key", "expires_at", "plan", "revoked_at")
 # Read for a poll, but not part of a final order's answer (or, for the token, not for the tag).
@@ -478,30 +536,31 @@ def poll_order(shop: Shop, public_id: str, token: str | None) -> tuple[SimpleNam
     return order, license
 
 
+# WeChat advises closing an order no sooner than 5 minutes after it was made (建议…最短5分钟).
+CLOSE_AT_WECHAT_AFTER = dt.timedelta(minutes=5)
+
+
 def cancel_order(shop: Shop, order: Order, ip: str | None = None) -> Order:
-    """Close a pending order at WeChat Pay and here, after asking WeChat whether it was paid.
+    """Cancel a pending order here once WeChat says it is unpaid; close it at WeChat when that is allowed.
 
     A close is never proof of "not paid" (v3 documents no answer for closing a paid order),
-    so the order is queried first and WeChat's ``trade_state`` decides; a payment that
-    still lands after the close arrives as a late payment and is flagged.
+    so the order is queried first and WeChat's ``trade_state`` decides. The order is closed
+    here at once; at WeChat only 5 minutes after creation (now, or later by the reconcile
+    job), so a refused early close never tells the learner WeChat is down. A payment that
+    still lands in between arrives as a late payment and is flagged.
     """
     if order.status == "closed":
         return order
     if order.status != "pending":
         raise BillingError("order_already_paid")
-    try:
-        if order.code_url is not None:
+    if order.code_url is not None:
+        try:
             sync_with_wechat(shop, order, source="cancel")
-            if Order.get_by_id(order.id).status != "pending":
-                raise BillingError("order_already_paid")
-        shop.wechat.close_order(order.out_trade_no)
-    except ApiError as exc:
-        if exc.code != "ORDER_CLOSED":
-            _record_wechat_failure(shop, order, "close_order", exc)
+        except WeChatPayError as exc:
+            _record_wechat_failure(shop, order, "query_by_out_trade_no", exc)
             raise wechat_failure(exc, 5) from exc
-    except WeChatPayError as exc:
-        _record_wechat_failure(shop, order, "close_order", exc)
-        raise wechat_failure(exc, 5) from exc
+        if Order.get_by_id(order.id).status != "pending":
+            raise BillingError("order_already_paid")
     now = shop.now()
     with write_transaction():
         changed = (Order.update(status="closed", closed_at=now, close_reason="cancelled")
@@ -511,4 +570,22 @@ def cancel_order(shop: Shop, order: Order, ip: str | None = None) -> Order:
     fresh = Order.get_by_id(order.id)
     if fresh.status not in ("closed",):
         raise BillingError("order_already_paid")
-    return fresh
+    if changed and now - fresh.created_at >= CLOSE_AT_WECHAT_AFTER:
+        close_at_wechat(shop, fresh)  # a failure is left to the reconcile job
+    return Order.get_by_id(order.id)
+
+
+def close_at_wechat(shop: Shop, order: Order) -> bool:
+    """Close an order we closed here at WeChat too, and note when; False when WeChat did not confirm it."""
+    try:
+        shop.wechat.close_order(order.out_trade_no)
+    except ApiError as exc:
+        if exc.code != "ORDER_CLOSED":
+            _record_wechat_failure(shop, order, "close_order", exc)
+            return False
+    except WeChatPayError as exc:
+        _record_wechat_failure(shop, order, "close_order", exc)
+        return False
+    with write_transaction():
+        Order.update(wechat_closed_at=shop.now()).where(Order.id == order.id).execute()
+    return True

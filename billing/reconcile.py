@@ -86,10 +86,37 @@ def _close_expired(shop: Shop, order: Order, now: dt.datetime, summary: dict[str
         if exc.code != "ORDER_CLOSED":
             raise
     with write_transaction():
-        if Order.update(status="closed", closed_at=now, close_reason="expired").where(
+        if Order.update(status="closed", closed_at=now, close_reason="expired", wechat_closed_at=now).where(
                 (Order.id == order.id) & (Order.status == "pending")).execute():
             audit.record("order.expired", at=now, order=order, detail={"expires_at": order.expires_at.isoformat()})
             summary["closed"] += 1
+
+
+def _close_cancelled(shop: Shop, now: dt.datetime, summary: dict[str, int]) -> None:
+    """Close at WeChat the orders cancelled here in their first 5 minutes, once that is allowed.
+
+    Asked first: a learner who paid the still-open QR after cancelling is a late payment, flagged
+    for the creator (and the paid order is not closed).
+    """
+    from .orders import CLOSE_AT_WECHAT_AFTER, close_at_wechat
+
+    waiting = list(Order.select().where((Order.status == "closed") & Order.wechat_closed_at.is_null()
+                                        & Order.flag.is_null() & Order.close_reason.in_(("cancelled", "expired"))
+                                        & (Order.created_at <= now - CLOSE_AT_WECHAT_AFTER)
+                                        & (Order.closed_at > now - dt.timedelta(days=2)))
+                   .order_by(Order.id).limit(BATCH))
+    for order in waiting:
+        try:
+            if order.code_url is not None:
+                outcome = sync_with_wechat(shop, order, source="reconcile")
+                if outcome != "not_paid":
+                    _count(summary, outcome)
+                    continue
+            if close_at_wechat(shop, order):
+                summary["closed_at_wechat"] = summary.get("closed_at_wechat", 0) + 1
+        except WeChatPayError as exc:
+            summary["errors"] += 1
+            log.warning("reconcile could not close %s at WeChat: %s", order.public_id, exc)
 
 
 def reconcile(shop: Shop, now: dt.datetime) -> dict[str, Any]:
@@ -117,5 +144,6 @@ def reconcile(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         except WeChatPayError as exc:
             summary["errors"] += 1
             log.warning("reconcile could not check %s: %s", order.public_id, exc)
+    _close_cancelled(shop, now, summary)
     # Platform certificates are refreshed by their own job (operations/jobs.py "wechat_certificates").
     return summary

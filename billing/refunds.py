@@ -24,7 +24,14 @@ from database import write_transaction
 log = logging.getLogger(__name__)
 
 OUT_REFUND_NO = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-FINAL = ("SUCCESS", "CLOSED", "ABNORMAL", "FAILED")
+# ABNORMAL is not final: the merchant resolves it (apply-abnormal-refund, or 商户平台), then PROCESSING → SUCCESS.
+FINAL = ("SUCCESS", "CLOSED", "FAILED")
+UNSETTLED = ("PROCESSING", "ABNORMAL")
+# How often the job asks about a refund: briskly while processing, less while it waits on the merchant.
+REQUERY_PROCESSING = dt.timedelta(minutes=1)
+REQUERY_ABNORMAL = dt.timedelta(minutes=10)
+ABNORMAL_TYPES = ("USER_BANK_CARD", "MERCHANT_BANK_CARD")
+ADOPTED_REASON = "made outside this shop (商户平台)"
 # Refunds that hold part of the order's money: only a closed or refused one gives it back.
 HOLDING = ("PROCESSING", "SUCCESS", "ABNORMAL")
 REFUNDABLE = ("fulfilled", "paid", "partially_refunded")
@@ -141,7 +148,7 @@ def _note_retry(shop: Shop, refund: Refund, why: str) -> None:
 class RefundVerdict:
     """What WeChat's word about a refund means for our refund row."""
 
-    outcome: str  # unknown | mismatch | processing | duplicate | ignored | success | ended
+    outcome: str  # unknown | mismatch | processing | resumed | duplicate | ignored | success | abnormal | ended
 
 
 def judge_refund(wechat_refund: Mapping[str, Any], status: str, refund: Refund | None, order: Order | None,
@@ -155,15 +162,16 @@ def judge_refund(wechat_refund: Mapping[str, Any], status: str, refund: Refund |
             or wechat_refund.get("mchid", mchid) != mchid):
         return RefundVerdict("mismatch")
     if status == "PROCESSING":
-        return RefundVerdict("processing")
+        # An abnormal refund the merchant resolved is processing again.
+        return RefundVerdict("resumed" if refund.status == "ABNORMAL" else "processing")
     if refund.status == status:
         return RefundVerdict("duplicate")
     if status not in ("SUCCESS", "CLOSED", "ABNORMAL"):
         return RefundVerdict("ignored")
-    # ABNORMAL may still end in SUCCESS (the creator retries by hand at the merchant platform).
-    if refund.status not in ("PROCESSING", "ABNORMAL"):
+    # ABNORMAL may still end in SUCCESS (the creator resolves it by API or at the merchant platform).
+    if refund.status not in UNSETTLED:
         return RefundVerdict("duplicate")
-    return RefundVerdict("success" if status == "SUCCESS" else "ended")
+    return RefundVerdict({"SUCCESS": "success", "ABNORMAL": "abnormal"}.get(status, "ended"))
 
 
 @dataclass
@@ -205,6 +213,10 @@ def settle_refund(shop: Shop, wechat_refund: Mapping[str, Any], *, source: str,
                       source=source, now=shop.now(), received=received, ip=ip)
     with write_transaction():
         refund = Refund.get_or_none(Refund.out_refund_no == news.out_refund_no)
+        if refund is None:  # made elsewhere (商户平台): adopted when it is one of our orders and fits
+            refund, flagged = _adopt(news)
+            if flagged:
+                return "mismatch"  # the order is flagged for the creator
         order = Order.get_by_id(refund.order_id) if refund is not None else None
         verdict = judge_refund(wechat_refund, status, refund, order, shop.mchid)
         if refund is not None and verdict.outcome not in ("unknown", "mismatch"):
@@ -215,6 +227,56 @@ def settle_refund(shop: Shop, wechat_refund: Mapping[str, Any], *, source: str,
     if result == "success":
         log.info("refund %s succeeded", news.out_refund_no)
     return result
+
+
+def _adopt(news: RefundNews) -> tuple[Refund | None, bool]:
+    """Record a refund of one of our orders made outside this shop, if it fits the order; else flag the order.
+
+    A refund the creator makes by hand in 商户平台 (how complaints are usually settled) carries an
+    out_refund_no we never issued. It is adopted as a refund row, so the one settling path
+    below moves the order and withdraws the license by the same rule as ours; one that does not
+    fit (another amount, more than is left) flags the order for the creator, with an alert.
+    Returns the new row (None when the order is not ours) and whether the order was flagged instead.
+    """
+    said = news.said
+    out_trade_no, amount = said.get("out_trade_no"), said.get("amount")
+    order = Order.get_or_none(Order.out_trade_no == out_trade_no) if isinstance(out_trade_no, str) else None
+    if order is None or order.transaction_id is None or said.get("mchid", news.shop.mchid) != news.shop.mchid:
+        return None, False
+    amounts: Mapping[str, Any] = amount if isinstance(amount, dict) else {}
+    refund_fen = amounts.get("refund")
+    problem = None
+    if said.get("transaction_id") not in (None, order.transaction_id):
+        problem = f"transaction_id {str(said.get('transaction_id'))[:32]} is not the order's"
+    elif type(refund_fen) is not int or refund_fen < 1 or amounts.get("total", order.amount_fen) != order.amount_fen:
+        problem = "the refund's amount does not fit the order"
+    elif news.status != "CLOSED" and refund_fen > refundable_fen(order):
+        problem = f"{refund_fen} fen is more than the {refundable_fen(order)} fen left to refund"
+    if problem is not None:
+        _flag_unmatched(news, order, problem)
+        return None, True
+    assert isinstance(refund_fen, int)
+    full = news.status != "CLOSED" and refund_fen + refunded_fen(order, HOLDING) >= order.amount_fen
+    refund_id = said.get("refund_id")
+    refund = Refund.create(order=order, out_refund_no=news.out_refund_no, amount_fen=refund_fen,
+                           reason=ADOPTED_REASON, revoke_license=full, actor="wechat",
+                           refund_id=refund_id[:32] if isinstance(refund_id, str) else None,
+                           created_at=news.now, updated_at=news.now)
+    audit.record("refund.adopted", at=news.now, actor="wechat", order=order, ip=news.ip,
+                 detail={"source": news.source, "out_refund_no": news.out_refund_no, "amount_fen": refund_fen,
+                         "status": news.status})
+    log.warning("refund %s of order %s was made outside this shop; adopted", news.out_refund_no, order.public_id)
+    return refund, False
+
+
+def _flag_unmatched(news: RefundNews, order: Order, problem: str) -> None:
+    reason = f"refund {news.out_refund_no} made outside this shop: {problem}"[:300]
+    if order.flag is None:  # the alerts job tells the creator of every flagged order
+        Order.update(flag="REFUND_UNMATCHED", flag_detail=reason).where(Order.id == order.id).execute()
+    audit.record("refund.unmatched", at=news.now, actor="wechat", order=order, ip=news.ip,
+                 detail={"source": news.source, "out_refund_no": news.out_refund_no, "problem": problem[:200]})
+    news.keep("mismatch", order)
+    log.error("ALERT: order %s %s", order.public_id, reason)
 
 
 def _unknown_refund(news: RefundNews, refund: Refund | None, order: Order | None) -> str:
@@ -248,12 +310,37 @@ def _refund_ignored(news: RefundNews, refund: Refund, order: Order) -> str:
 
 
 def _settle(news: RefundNews, refund: Refund) -> bool:
-    return bool(Refund.update(status=news.status, updated_at=news.now, settled_at=news.now, detail=None).where(
-        (Refund.id == refund.id) & (Refund.status.in_(("PROCESSING", "ABNORMAL")))).execute())
+    success_time = news.said.get("success_time") if news.status == "SUCCESS" else None
+    return bool(Refund.update(status=news.status, updated_at=news.now, settled_at=news.now, detail=None,
+                              success_time=success_time[:32] if isinstance(success_time, str) else None).where(
+        (Refund.id == refund.id) & (Refund.status.in_(UNSETTLED))).execute())
+
+
+def _refund_abnormal(news: RefundNews, refund: Refund, order: Order) -> str:
+    """ABNORMAL (the user's card frozen or closed): not final; the creator resolves it, the job keeps asking."""
+    if not Refund.update(status="ABNORMAL", updated_at=news.now,
+                         detail="退款异常: apply the refund to a bank card (console) or in 商户平台").where(
+            (Refund.id == refund.id) & (Refund.status == "PROCESSING")).execute():
+        return _refund_duplicate(news, refund, order)
+    audit.record("refund.abnormal", at=news.now, actor="wechat", order=order, ip=news.ip, detail=news.facts(refund))
+    log.error("ALERT: refund %s is ABNORMAL at WeChat; it needs the creator (apply-abnormal-refund)",
+              refund.out_refund_no)
+    news.keep("abnormal", order)
+    return "abnormal"
+
+
+def _refund_resumed(news: RefundNews, refund: Refund, order: Order) -> str:
+    """An abnormal refund the merchant resolved: processing again, until WeChat says SUCCESS."""
+    if Refund.update(status="PROCESSING", updated_at=news.now, detail=None).where(
+            (Refund.id == refund.id) & (Refund.status == "ABNORMAL")).execute():
+        audit.record("refund.resumed", at=news.now, actor="wechat", order=order, ip=news.ip,
+                     detail=news.facts(refund))
+    news.keep("processing", order)
+    return "processing"
 
 
 def _refund_ended(news: RefundNews, refund: Refund, order: Order) -> str:
-    """CLOSED or ABNORMAL: the money did not go back; the order is unchanged and the creator is told."""
+    """CLOSED: the money did not go back; the order is unchanged and the creator is told."""
     if not _settle(news, refund):
         return _refund_duplicate(news, refund, order)
     outcome = news.status.lower()
@@ -283,7 +370,7 @@ def _refund_succeeded(news: RefundNews, refund: Refund, order: Order) -> str:
 REFUND_OUTCOMES: dict[str, Callable[[RefundNews, Any, Any], str]] = {
     "unknown": _unknown_refund, "mismatch": _mismatched_refund, "processing": _refund_processing,
     "duplicate": _refund_duplicate, "ignored": _refund_ignored, "success": _refund_succeeded,
-    "ended": _refund_ended,
+    "ended": _refund_ended, "abnormal": _refund_abnormal, "resumed": _refund_resumed,
 }
 
 
@@ -312,11 +399,12 @@ def sync_refund(shop: Shop, refund: Refund) -> str:
 
 
 def reconcile_refunds(shop: Shop, now: dt.datetime) -> dict[str, Any]:
-    """Settle refunds still PROCESSING a minute after they were asked for; re-send ones WeChat never took."""
+    """Ask about every refund not final yet (PROCESSING each minute, ABNORMAL every 10); re-send ones WeChat never took."""
     summary: dict[str, Any] = {"checked": 0, "settled": 0, "resent": 0, "errors": 0}
-    waiting = (Refund.select().where((Refund.status == "PROCESSING")
-                                     & (Refund.updated_at < now - dt.timedelta(minutes=1)))
-               .order_by(Refund.id).limit(50))
+    waiting = (Refund.select().where(
+        ((Refund.status == "PROCESSING") & (Refund.updated_at < now - REQUERY_PROCESSING))
+        | ((Refund.status == "ABNORMAL") & (Refund.updated_at < now - REQUERY_ABNORMAL)))
+        .order_by(Refund.updated_at, Refund.id).limit(50))
     for refund in list(waiting):
         summary["checked"] += 1
         try:
@@ -324,7 +412,7 @@ def reconcile_refunds(shop: Shop, now: dt.datetime) -> dict[str, Any]:
                 submit_refund(shop, refund)
                 summary["resent"] += 1
                 continue
-            if sync_refund(shop, refund) in ("success", "closed", "abnormal"):
+            if sync_refund(shop, refund) in ("success", "closed"):
                 summary["settled"] += 1
             else:
                 with write_transaction():
@@ -338,6 +426,38 @@ def reconcile_refunds(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         except WeChatPayError:
             summary["errors"] += 1
     return summary
+
+
+def apply_abnormal_refund(shop: Shop, refund: Refund, *, kind: str, actor: str, ip: str | None = None,
+                          bank_type: str | None = None, bank_account: str | None = None,
+                          real_name: str | None = None) -> str:
+    """Resolve an ABNORMAL refund at WeChat: to the user's bank card (its details encrypted) or the merchant's."""
+    if kind not in ABNORMAL_TYPES:
+        raise BillingError("bad_request", "type must be USER_BANK_CARD or MERCHANT_BANK_CARD")
+    refund = Refund.get_by_id(refund.id)
+    if refund.status != "ABNORMAL" or refund.refund_id is None:
+        raise BillingError("refund_not_allowed", f"the refund is {refund.status}, not ABNORMAL")
+    card = {"bank_type": bank_type, "bank_account": bank_account, "real_name": real_name}
+    if kind == "USER_BANK_CARD" and not all(isinstance(v, str) and v.strip() for v in card.values()):
+        raise BillingError("bad_request", "a refund to the user's bank card needs the bank, the card number and the name")
+    try:
+        answer = shop.wechat.apply_abnormal_refund(
+            refund_id=refund.refund_id, out_refund_no=refund.out_refund_no, kind=kind,
+            **({k: v.strip() for k, v in card.items() if v} if kind == "USER_BANK_CARD" else {}))
+    except (WeChatPayError, ValueError) as exc:
+        why = f"{exc.code}: {exc.message}" if isinstance(exc, ApiError) else str(exc) or type(exc).__name__
+        with write_transaction():
+            audit.record("wechat.call_failed", at=shop.now(), actor=actor, order=refund.order, ip=ip,
+                         detail={"call": "apply_abnormal_refund", "out_refund_no": refund.out_refund_no,
+                                 "type": kind, "error": why[:200]})
+        if isinstance(exc, WeChatPayError) and (exc.retryable or not isinstance(exc, ApiError)):
+            raise BillingError("wechat_unavailable", type(exc).__name__, retry_after=10) from None
+        raise BillingError("refund_not_allowed", why[:200]) from None
+    with write_transaction():
+        # Only the kind is kept: the card number and the name are the learner's, never stored.
+        audit.record("refund.abnormal_applied", at=shop.now(), actor=actor, order=refund.order, ip=ip,
+                     detail={"out_refund_no": refund.out_refund_no, "type": kind})
+    return settle_refund(shop, answer, source="apply", ip=ip)
 
 
 def refunds_needing_attention(now: dt.datetime) -> list[Refund]:

@@ -40,6 +40,9 @@ class WeChatPayApi(Protocol):
 
     def query_refund(self, out_refund_no: str) -> dict[str, Any]: ...
 
+    def apply_abnormal_refund(self, *, refund_id: str, out_refund_no: str, kind: str, bank_type: str | None = None,
+                              bank_account: str | None = None, real_name: str | None = None) -> dict[str, Any]: ...
+
     def trade_bill(self, bill_date: dt.date, *, compressed: bool = True) -> TradeBill: ...
 
     # What the last answers told: the Date header's offset from our clock, and whether WeChat

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from billing import daily_bill, learners, mail, reconcile, refunds, reports, rollup
 from billing.shop import Shop
-from wechatpay.errors import WeChatPayError
+from wechatpay.errors import NoCertificates, WeChatPayError
 from wechatpay.verifier import PlatformVerifier
 
 from . import alerts, backups, replica, retention
+
+log = logging.getLogger(__name__)
 
 JobFunction = Callable[[Shop, dt.datetime], dict[str, Any]]
 
@@ -58,7 +61,13 @@ def refresh_platform_certificates(shop: Shop, now: dt.datetime) -> dict[str, Any
     store = shop.verifier.certificates if isinstance(shop.verifier, PlatformVerifier) else None
     if store is None:
         return {}
-    return {"certificates": store.refresh(), "serials": store.serials()}
+    try:
+        return {"certificates": store.refresh(), "serials": store.serials()}
+    except NoCertificates:
+        # Public-key-only merchant in "both" mode: the public key verifies; nothing is wrong.
+        log.warning("WeChat Pay has no platform certificates for this merchant (证书不存在); "
+                    "the public key verifies. LBPAY_WECHATPAY_VERIFY=public_key stops asking.")
+        return {"certificates": 0, "serials": store.serials(), "state": "no_certificates"}
 
 
 def check_daily_bills(shop: Shop, now: dt.datetime, days: list[dt.date] | None = None) -> dict[str, Any]:

@@ -31,7 +31,8 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PAYMENT_TO_LICENSE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 # The calls billing makes; anything else on the client passes through uncounted.
 COUNTED_CALLS = frozenset({"create_native_order", "query_by_out_trade_no", "query_by_transaction_id",
-                           "close_order", "create_refund", "query_refund", "download_certificates",
+                           "close_order", "create_refund", "query_refund", "apply_abnormal_refund",
+                           "download_certificates",
                            "trade_bill"})
 WECHAT = "wechat"
 

@@ -380,11 +380,8 @@ def test_cancelling_is_a_calm_notice_in_both_languages(learner: Learner) -> None
     assert learner.order_status(order)["status"] == "closed"
     shot(page, f"buy-cancelled-{device}.png")
 
-    # The phone no longer offers to pay the closed order.
-    phone = learner.new_phone_page()
-    phone.goto(learner.base + page.get_attribute("#sandbox-pay", "href"))
-    expect(phone.get_by_role("button", name=re.compile("支付 Pay"))).to_have_count(0)
-    expect(phone.locator(".outcome-refused")).to_contain_text("不可支付")
+    # WeChat closes the order 5 minutes after creation at the earliest (the reconcile job); a payment
+    # made on the phone before that is a late payment, flagged for the creator (test_wechat_edges.py).
 
     # The page offers a new order at once.
     page.bring_to_front()
@@ -393,7 +390,7 @@ def test_cancelling_is_a_calm_notice_in_both_languages(learner: Learner) -> None
     assert again["order_id"] != order["order_id"]
     expect(page.locator("#notice")).to_be_hidden()
     expect(page.locator("#status")).to_contain_text("等待支付")
-    learner.problems.assert_none(page, phone)
+    learner.problems.assert_none(page)
 
 
 def test_a_refused_field_names_the_field_and_the_rule(learner: Learner) -> None:

@@ -380,7 +380,10 @@ RF = {"out_trade_no": "LB1", "amount": {"refund": 500}, "mchid": "M"}
     (RF, "SUCCESS", FakeRefund("CLOSED"), "duplicate"),
     (RF, "SUCCESS", FakeRefund("ABNORMAL"), "success"),
     (RF, "CLOSED", FakeRefund(), "ended"),
-    (RF, "ABNORMAL", FakeRefund(), "ended"),
+    # ABNORMAL is not final (issue 24): the creator resolves it, then it goes PROCESSING -> SUCCESS.
+    (RF, "ABNORMAL", FakeRefund(), "abnormal"),
+    (RF, "PROCESSING", FakeRefund("ABNORMAL"), "resumed"),
+    (RF, "CLOSED", FakeRefund("ABNORMAL"), "ended"),
 ])
 def test_the_refund_verdict(said: dict[str, Any], status: str, refund: Any, outcome: str) -> None:
     assert judge_refund(said, status, refund, FakeOrder(out_trade_no="LB1"), "M").outcome == outcome

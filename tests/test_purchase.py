@@ -94,14 +94,16 @@ def test_an_order_with_a_buyer_token_belongs_to_that_buyer(shop: Shop) -> None:
     assert len(buyers) == 1
 
 
-def test_cancelling_closes_the_order_at_wechat_and_here(shop: Shop) -> None:
+def test_cancelling_closes_the_order_here_and_leaves_the_early_close_at_wechat_to_the_job(shop: Shop) -> None:
     order = shop.order()
     response = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "closed"
     assert response.json()["error"]["code"] == "payment_cancelled"
+    # WeChat advises closing no sooner than 5 minutes after creation: the reconcile job does it then
+    # (test_wechat_edges.py); a payment in between is a late payment, flagged.
     state = shop.sandbox.control("GET", f"orders/{order['out_trade_no']}").json()
-    assert state["trade_state"] == "CLOSED"
+    assert state["trade_state"] == "NOTPAY"
     # Cancelling again changes nothing and still answers.
     again = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
     assert again.status_code == 200 and again.json()["status"] == "closed"

@@ -174,9 +174,10 @@ def test_the_gray_phase_with_both_keys_then_public_key_only_after_the_switch(
     sandbox = make_sandbox(keys, tls, sandboxes, key_phase="gray")
     (tmp_path / "both").mkdir()
     (tmp_path / "public").mkdir()
-    # Public-key settings: VERIFY defaults to both. One proxy hop, so that the 21 orders below come from
-    # 21 learners, each from an address of their own (orders are limited per address).
-    shop = start_shop(tmp_path / "both", keys, sandbox, clock, PROXY_HOPS="1")
+    # A merchant moving from certificates to the public key chooses VERIFY=both. One proxy hop, so that
+    # the 21 orders below come from 21 learners, each from an address of their own (orders are limited
+    # per address).
+    shop = start_shop(tmp_path / "both", keys, sandbox, clock, PROXY_HOPS="1", WECHATPAY_VERIFY="both")
     learners = itertools.count(1)
 
     def next_learner() -> Shop:

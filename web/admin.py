@@ -352,6 +352,19 @@ def sync_refund(out_refund_no: str) -> BaseResponse:
     return redirect(url_for("admin.order", public_id=made.order.public_id), 303)
 
 
+@bp.post("/refunds/<out_refund_no>/apply-abnormal")
+def apply_abnormal_refund(out_refund_no: str) -> BaseResponse:
+    made = reports.refund_by_number(out_refund_no)
+    if made is None:
+        abort(404)
+    outcome = refunds.apply_abnormal_refund(
+        current_shop(), made, kind=request.form.get("type", ""), actor=_actor(), ip=request.remote_addr,
+        bank_type=request.form.get("bank_type"), bank_account=request.form.get("bank_account"),
+        real_name=request.form.get("real_name"))
+    flash(f"退款 Refund {out_refund_no}: {outcome}")
+    return redirect(url_for("admin.order", public_id=made.order.public_id), 303)
+
+
 @bp.post("/orders/<public_id>/revoke")
 def revoke(public_id: str) -> BaseResponse:
     licenses.revoke_license(current_shop(), _order(public_id), reason=request.form.get("reason", ""), actor=_actor(),

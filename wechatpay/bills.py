@@ -19,6 +19,8 @@ from .errors import MalformedError
 
 BEIJING = timezone(timedelta(hours=8))
 SUMMARY_FIRST_COLUMN = "总交易单数"
+# No real payment comes near this (10 trillion yuan); beyond it an amount is a broken line, not money.
+MAX_FEN = 10**15
 REFUND_STATE = "REFUND"
 
 # Column names of the ALL bill → our field names.
@@ -116,11 +118,21 @@ class BillSummary:
 
 
 @dataclass(frozen=True)
+class UnreadableLine:
+    """A data line of the bill that does not fit the format: its number (1 = the header), why, and its start."""
+
+    line: int
+    reason: str
+    text: str
+
+
+@dataclass(frozen=True)
 class TradeBill:
-    """A parsed trade bill: every line, and the summary."""
+    """A parsed trade bill: every line, the summary, and (read leniently) the lines that could not be read."""
 
     rows: tuple[BillRow, ...]
     summary: BillSummary | None
+    unreadable: tuple[UnreadableLine, ...] = ()
 
     @property
     def payments(self) -> tuple[BillRow, ...]:
@@ -139,6 +151,8 @@ def yuan_to_fen(text: str, where: str = "amount") -> int:
     fen = value * 100
     if fen != fen.to_integral_value():
         raise MalformedError(f"{where}: {text[:20]!r} has fractions of a fen")
+    if abs(fen) > MAX_FEN:
+        raise MalformedError(f"{where}: {text[:24]!r} is beyond any real amount")
     return int(fen)
 
 
@@ -169,8 +183,12 @@ def _trade_time(text: str, where: str) -> datetime:
     return moment.replace(tzinfo=BEIJING)
 
 
-def parse_trade_bill(text: str) -> TradeBill:
-    """Parse the text of an ALL trade bill; raise MalformedError naming the line that does not fit."""
+def parse_trade_bill(text: str, *, lenient: bool = False) -> TradeBill:
+    """Parse the text of an ALL trade bill; raise MalformedError naming the line that does not fit.
+
+    ``lenient``: a data line (or the summary) that does not fit (a field holding `` ,` ``, an
+    impossible amount) becomes an ``UnreadableLine`` and the rest is read; the header stays strict.
+    """
     lines = [line.rstrip("\r") for line in text.lstrip("\ufeff").split("\n")]
     lines = [line for line in lines if line.strip()]
     if not lines:
@@ -181,24 +199,36 @@ def parse_trade_bill(text: str) -> TradeBill:
         raise MalformedError("the bill header lacks " + ", ".join(missing))
     index = {name: i for i, name in enumerate(header)}
     rows: list[BillRow] = []
+    unreadable: list[UnreadableLine] = []
     summary: BillSummary | None = None
     position = 1
     while position < len(lines):
         line = lines[position]
         where = f"line {position + 1}"
         if line.lstrip("`").startswith(SUMMARY_FIRST_COLUMN):
-            summary = _summary(line, lines[position + 1] if position + 1 < len(lines) else None, position)
+            try:
+                summary = _summary(line, lines[position + 1] if position + 1 < len(lines) else None, position)
+            except MalformedError as exc:
+                if not lenient:
+                    raise
+                unreadable.append(UnreadableLine(position + 2, str(exc)[:200], lines[position + 1][:120]
+                                                 if position + 1 < len(lines) else ""))
             if position + 2 < len(lines):
                 raise MalformedError(f"line {position + 3}: text after the summary")
             break
-        values = _fields(line, where)
-        if len(values) != len(header):
-            raise MalformedError(f"{where}: {len(values)} fields, the header has {len(header)}")
-        rows.append(_row({name: values[i] for name, i in index.items()}, where))
+        try:
+            values = _fields(line, where)
+            if len(values) != len(header):
+                raise MalformedError(f"{where}: {len(values)} fields, the header has {len(header)}")
+            rows.append(_row({name: values[i] for name, i in index.items()}, where))
+        except MalformedError as exc:
+            if not lenient:
+                raise
+            unreadable.append(UnreadableLine(position + 1, str(exc)[:200], line[:120]))
         position += 1
     # 总交易单数 is not checked against the lines: whether WeChat counts refund lines in it is not
     # documented, and the SHA1 hash_value already proves the file is whole.
-    return TradeBill(rows=tuple(rows), summary=summary)
+    return TradeBill(rows=tuple(rows), summary=summary, unreadable=tuple(unreadable))
 
 
 def _row(values: dict[str, str], where: str) -> BillRow:

@@ -27,6 +27,7 @@ from .errors import (
     BillNotReady,
     MalformedError,
     NoBill,
+    NoCertificates,
     TransportError,
     VerificationError,
     WeChatPayError,
@@ -140,6 +141,11 @@ def _mentions_serial(error: ApiError) -> bool:
     """Tell whether a 4xx answer is about the Wechatpay-Serial header we sent."""
     text = (error.message + " " + json.dumps(error.detail, ensure_ascii=False)).lower()
     return "wechatpay-serial" in text or "serial" in text or "序列号" in text or "公钥" in text
+
+
+def _no_certificates(error: ApiError) -> bool:
+    """Tell whether WeChat answered /v3/certificates with "this merchant has none" (证书不存在, 无可用的平台证书)."""
+    return error.status == 404 or "证书不存在" in error.message or "无可用的平台证书" in error.message
 
 
 def _api_error(status: int, body: bytes) -> ApiError:
@@ -313,11 +319,44 @@ class WeChatPayClient:
         path = f"/v3/refund/domestic/refunds/{_segment(out_refund_no)}"
         return self._call("GET", path).json_object()
 
+    def apply_abnormal_refund(
+        self,
+        *,
+        refund_id: str,
+        out_refund_no: str,
+        kind: str,
+        bank_type: str | None = None,
+        bank_account: str | None = None,
+        real_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Resolve an ABNORMAL refund: ``USER_BANK_CARD`` (to the user's card) or ``MERCHANT_BANK_CARD``.
+
+        For the user's card, ``bank_account`` and ``real_name`` are encrypted with the WeChat Pay
+        public key whose id goes out as ``Wechatpay-Serial``; the refund then goes PROCESSING → SUCCESS.
+        """
+        payload: dict[str, Any] = {"out_refund_no": out_refund_no, "type": kind}
+        if kind == "USER_BANK_CARD":
+            key = self._verifier.public_key_for(self._public_key_id) if self._public_key_id else None
+            if key is None or not (bank_type and bank_account and real_name):
+                raise ValueError("a refund to the user's bank card needs the WeChat Pay public key, "
+                                 "bank_type, bank_account and real_name")
+            payload.update(bank_type=bank_type, bank_account=crypto.encrypt_sensitive(key, bank_account),
+                           real_name=crypto.encrypt_sensitive(key, real_name))
+        elif kind != "MERCHANT_BANK_CARD":
+            raise ValueError("kind must be USER_BANK_CARD or MERCHANT_BANK_CARD")
+        path = f"/v3/refund/domestic/refunds/{_segment(refund_id)}/apply-abnormal-refund"
+        return self._call("POST", path, body=payload).json_object()
+
     # --- platform certificates ------------------------------------------------------------
 
     def download_certificates(self) -> list[x509.Certificate]:
         """Download and decrypt the platform certificates, verifying the answer even on first use."""
-        answer = self._call("GET", "/v3/certificates", verify=False)
+        try:
+            answer = self._call("GET", "/v3/certificates", verify=False)
+        except ApiError as exc:
+            if _no_certificates(exc):
+                raise NoCertificates(exc.status, exc.code, exc.message, exc.detail, kind="rejected") from exc
+            raise
         certificates = decrypt_certificates(answer.body, self._apiv3_keys)
         # Bootstrap: a certificate we can only have got from a body encrypted with our APIv3 key
         # may vouch for the answer that carried it, but only when the verifier doesn't know the serial.
@@ -368,8 +407,11 @@ class WeChatPayClient:
             raise BillIntegrityError("the bill is not UTF-8 text") from exc
 
     def trade_bill(self, bill_date: date, *, compressed: bool = True) -> TradeBill:
-        """Download and parse the day's trade bill (payments and refunds, amounts in fen)."""
-        return parse_trade_bill(self.trade_bill_text(bill_date, compressed=compressed))
+        """Download and parse the day's trade bill (payments and refunds, amounts in fen).
+
+        Read leniently: a line that does not fit is kept in ``unreadable`` and the rest is read.
+        """
+        return parse_trade_bill(self.trade_bill_text(bill_date, compressed=compressed), lenient=True)
 
     def _relative(self, url: str) -> str:
         """Return a WeChat-issued absolute URL as a path on one of our hosts; refuse any other host."""

@@ -109,3 +109,10 @@ def aead_encrypt(key: bytes, nonce: str, associated_data: str, plaintext: bytes)
     """Encrypt ``plaintext`` as WeChat Pay does; return base64 of ciphertext followed by tag."""
     data = AESGCM(key).encrypt(nonce.encode(), plaintext, associated_data.encode())
     return base64.b64encode(data).decode("ascii")
+
+
+def encrypt_sensitive(public_key: rsa.RSAPublicKey, text: str) -> str:
+    """Encrypt a sensitive field (a card number, a name) for WeChat Pay: RSA-OAEP with SHA-1, Base64."""
+    ciphertext = public_key.encrypt(
+        text.encode("utf-8"), padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
+    return base64.b64encode(ciphertext).decode("ascii")

@@ -74,10 +74,14 @@ KIND_CONFIG = "config"
 KIND_REJECTED = "rejected"
 
 # Codes that say our request or our merchant setup is wrong: retrying cannot help, the shop must fix it.
+# The 403s of Native下单 (ACCOUNT_ERROR, NO_AUTH, RULE_LIMIT, TRADE_ERROR, OUT_TRADE_NO_USED) are among
+# them: none passes with time, so none may tell a learner "WeChat is down, retry in 10 s".
 CONFIG_CODES = frozenset({
     "PARAM_ERROR", "INVALID_REQUEST", "APPID_MCHID_NOT_MATCH", "MCH_NOT_EXISTS", "SIGN_ERROR",
-    "NO_AUTH", "ACCOUNT_ERROR", "RULE_LIMIT",
+    "NO_AUTH", "ACCOUNT_ERROR", "RULE_LIMIT", "TRADE_ERROR", "OUT_TRADE_NO_USED",
 })
+# 403s that are the state of one order or refund, not of the shop: waiting (or the learner) can change them.
+STATE_403_CODES = frozenset({"NOT_ENOUGH", "USER_ACCOUNT_ABNORMAL"})
 
 
 class ApiError(WeChatPayError):
@@ -108,7 +112,8 @@ class ApiError(WeChatPayError):
         self.detail = detail
         self.retryable = retryable
         if kind is None:
-            kind = KIND_UNAVAILABLE if retryable else KIND_CONFIG if code in CONFIG_CODES else KIND_REJECTED
+            refused = code in CONFIG_CODES or (status == 403 and code not in STATE_403_CODES)
+            kind = KIND_UNAVAILABLE if retryable else KIND_CONFIG if refused else KIND_REJECTED
         self.kind = KIND_CONFIG if about_serial else kind
         self.about_serial = about_serial
 
@@ -127,6 +132,14 @@ class NoBill(ApiError):
 
     Asked too early (before WeChat publishes the day's bills, about 10:00 Beijing time),
     a day with payments can answer this too; the caller decides by the date.
+    """
+
+
+class NoCertificates(ApiError):
+    """WeChat issues this merchant no platform certificates (404 RESOURCE_NOT_EXISTS 证书不存在): public key only.
+
+    Every merchant registered since late 2024 gets this answer; it means "verify by the WeChat
+    Pay public key", not an outage.
     """
 
 

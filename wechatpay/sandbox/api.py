@@ -84,10 +84,13 @@ def _before_api_call() -> Response | None:
         merchant_serial=config.merchant_serial,
         now=state.now(),
     )
+    # Production answers a request that breaks the APIv3 header rules with INVALID_REQUEST.
     if "application/json" not in request.headers.get("Accept", ""):
-        raise param_error("Accept", "Accept请求头必须是application/json", location="header")
+        raise Refusal(400, "INVALID_REQUEST", "Accept请求头必须是application/json (Accept must be application/json)",
+                      {"field": "Accept", "location": "header"})
     if not request.headers.get("User-Agent"):
-        raise param_error("User-Agent", "请求必须带User-Agent", location="header")
+        raise Refusal(400, "INVALID_REQUEST", "请求必须带User-Agent (a User-Agent is required)",
+                      {"field": "User-Agent", "location": "header"})
     wanted = request.headers.get("Wechatpay-Serial")
     if wanted and not state.identity.knows_serial(wanted):
         if wanted.startswith("PUB_KEY_ID_"):
@@ -106,6 +109,8 @@ def _after_api_call(response: Response) -> Response:
     if fault is not None and fault.hang:
         # The call has had its effect; only the answer is late (what a client timeout really faces).
         state.stopping.wait(fault.hang)
+    if fault is not None and fault.fail_after is not None and 200 <= response.status_code < 300:
+        response = json_response(fault.fail_after.body(), fault.fail_after.status)
     request_id = secrets.token_hex(16).upper()
     response.headers["Request-ID"] = request_id
     # WeChat's servers date their answers by their own clock; a merchant compares it with its own.
@@ -184,10 +189,26 @@ def query_refund(out_refund_no: str) -> Response:
     return json_response(state.refund_view(state.refund(out_refund_no)))
 
 
+@bp.post("/v3/refund/domestic/refunds/<refund_id>/apply-abnormal-refund")
+def apply_abnormal_refund(refund_id: str) -> Response:
+    data = rules.parse_json_object(request.get_data())
+    if data.get("type") == "USER_BANK_CARD":
+        # The card number and the name travel encrypted with WeChat Pay's public key (RSA-OAEP).
+        for name in ("bank_type", "bank_account", "real_name"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise param_error(name, "退款至用户银行卡时必填 (required for USER_BANK_CARD)")
+        if not request.headers.get("Wechatpay-Serial"):
+            raise param_error("Wechatpay-Serial", "加密字段须带Wechatpay-Serial", location="header")
+    return json_response(sandbox().apply_abnormal_refund(refund_id, data.get("out_refund_no"), data.get("type")))
+
+
 @bp.get("/v3/certificates")
 def certificates() -> Response:
     """Every platform certificate, a rotated-in one included (WeChat lists a new one before it signs)."""
     state = sandbox()
+    if not state.config.certificates:
+        # What WeChat answers every merchant registered since late 2024 (public key only).
+        raise Refusal(404, "RESOURCE_NOT_EXISTS", "证书不存在")
     with state.lock:
         held = list(state.identity.certificates)
     entries = []

@@ -158,6 +158,8 @@ def plant(state: SandboxState, payload: dict[str, Any]) -> dict[str, Any]:
         entry.update(date=date, total=fen("total"), when=now,
                      out_trade_no=payload.get("out_trade_no") or "LBX" + _digits(16),
                      transaction_id="4200" + date.replace("-", "") + _digits(20))
+        if "description" in payload:  # as written into the bill, unescaped (a ",`" inside breaks the line)
+            entry["description"] = text("description")
     elif kind == "amount":
         entry.update(out_trade_no=text("out_trade_no"), total=fen("total"))
     elif kind == "missing_payment":

@@ -45,6 +45,8 @@ class SandboxConfig:
     code_url_lifetime: float = 2 * 3600
     # When a day's trade bill is published, in seconds after that Beijing day ends (WeChat: about 10:00).
     bill_ready_after: float = 10 * 3600
+    # False: a merchant registered since late 2024, with the public key only (GET /v3/certificates: 证书不存在).
+    certificates: bool = True
 
     def __post_init__(self) -> None:
         if self.key_phase is None:
@@ -53,6 +55,8 @@ class SandboxConfig:
             raise ValueError("key_phase: must be certificate, gray or public_key")
         if self.key_phase != "certificate" and not self.public_key_id:
             raise ValueError("key_phase: gray and public_key need a public_key_id")
+        if not self.certificates and self.key_phase != "public_key":
+            raise ValueError("certificates: a merchant without certificates is in the public_key phase")
         if len(self.apiv3_key) != 32:
             raise ValueError("apiv3_key: must be exactly 32 bytes")
         if self.retry_scale < 0:

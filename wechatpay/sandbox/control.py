@@ -96,6 +96,15 @@ def settle_refund(out_refund_no: str) -> Response:
     return json_response(view)
 
 
+@bp.post("/orders/<out_trade_no>/refund")
+def refund_by_hand(out_trade_no: str) -> Response:
+    """A refund made by hand in 商户平台: ``{"refund": fen}``; its number is WeChat's, not the merchant server's."""
+    fen = _payload().get("refund")
+    if isinstance(fen, bool) or not isinstance(fen, int) or fen < 1:
+        raise _bad("refund must be a positive number of fen")
+    return json_response(sandbox().refund_by_hand(out_trade_no, fen), 201)
+
+
 @bp.post("/notifications/<out_trade_no>/resend")
 def resend_notification(out_trade_no: str) -> Response:
     try:
@@ -178,8 +187,8 @@ def _keys(state: SandboxState) -> dict[str, Any]:
             "phase": state.key_phase,
             "switch": state.switch_on,
             "public_key_id": identity.public_key_id,
-            "certificate_serial": identity.certificate_serial,
-            "certificate_serials": [c.serial for c in identity.certificates],
+            "certificate_serial": identity.certificate_serial if state.config.certificates else None,
+            "certificate_serials": [c.serial for c in identity.certificates] if state.config.certificates else [],
         }
 
 
@@ -211,12 +220,21 @@ def activate_certificate() -> Response:
 
 @bp.post("/settings")
 def change_settings() -> Response:
-    """Compress time for tests: ``{"code_url_lifetime": seconds, "bill_ready_after": seconds}``."""
+    """Compress time for tests: ``{"code_url_lifetime": seconds, "bill_ready_after": seconds}``.
+
+    ``{"code_url_reuse": true}``: an identical repeat of an unpaid order gives back the same
+    code_url while it lives (WeChat documents neither this nor the opposite).
+    """
     payload = _payload()
-    unknown = set(payload) - {"code_url_lifetime", "bill_ready_after"}
+    unknown = set(payload) - {"code_url_lifetime", "bill_ready_after", "code_url_reuse"}
     if unknown:
         raise _bad("unknown keys: " + ", ".join(sorted(unknown)))
     state = sandbox()
+    if "code_url_reuse" in payload:
+        if not isinstance(payload["code_url_reuse"], bool):
+            raise _bad("code_url_reuse must be true or false")
+        with state.lock:
+            state.code_url_reuse = payload["code_url_reuse"]
     for name in ("code_url_lifetime", "bill_ready_after"):
         if name in payload:
             value = payload[name]
@@ -228,7 +246,8 @@ def change_settings() -> Response:
         for name in ("code_url_lifetime", "bill_ready_after"):
             if name in payload:
                 setattr(state, name, float(payload[name]))
-        return json_response({"code_url_lifetime": state.code_url_lifetime, "bill_ready_after": state.bill_ready_after})
+        return json_response({"code_url_lifetime": state.code_url_lifetime, "bill_ready_after": state.bill_ready_after,
+                              "code_url_reuse": state.code_url_reuse})
 
 
 @bp.post("/bills/plants")

@@ -14,7 +14,6 @@ DEFAULT_MESSAGES = {
     "BANK_ERROR": "银行系统异常",
     "ORDER_NOT_EXIST": "订单不存在",
     "RESOURCE_NOT_EXISTS": "资源不存在",
-    "ORDERPAID": "该订单已支付",
     "ORDER_CLOSED": "订单已关闭",
     "NOT_ENOUGH": "基本账户余额不足，请充值后重新发起",
 }

@@ -125,6 +125,8 @@ class ApiFaultPlan:
     """The faults that apply to one API call."""
 
     fail: Refusal | None = None
+    # The call takes effect, and only then is its answer replaced by this error (a 500 after the order was made).
+    fail_after: Refusal | None = None
     hang: float = 0.0
     unsigned: bool = False
     probe: bool = False
@@ -138,6 +140,7 @@ class Faults:
     fail_status: int = 500
     fail_code: str = "SYSTEM_ERROR"
     fail_message: str | None = None
+    fail_after_effect: bool = False
     hang_next: int = 0
     hang_seconds: float = 0.0
     unsigned_next: int = 0
@@ -162,7 +165,7 @@ class Faults:
         unknown = set(payload) - {"api", "notify"}
         unknown |= {f"api.{k}" for k in set(api) - {
             "fail_next", "status", "code", "message", "hang_next", "seconds", "unsigned_next", "paths",
-            "fail_for", "hang_for", "probe_next"}}
+            "fail_for", "hang_for", "probe_next", "after_effect"}}
         unknown |= {f"notify.{k}" for k in set(notify) - {
             "mode", "copies", "delay", "probe_next", "tamper_next", "what"}}
         if unknown:
@@ -179,6 +182,10 @@ class Faults:
             raise ValueError("api.status must be an error status (400-599)")
         self.fail_code = str(api.get("code", self.fail_code))
         self.fail_message = api.get("message", self.fail_message)
+        after_effect = api.get("after_effect", self.fail_after_effect)
+        if not isinstance(after_effect, bool):
+            raise ValueError("api.after_effect must be true or false")
+        self.fail_after_effect = after_effect
         self.hang_next = _count(api, "hang_next", self.hang_next)
         self.hang_seconds = _number(api, "seconds", self.hang_seconds)
         self.unsigned_next = _count(api, "unsigned_next", self.unsigned_next)
@@ -212,6 +219,8 @@ class Faults:
             self.fail_next -= 1
             message = self.fail_message or DEFAULT_MESSAGES.get(self.fail_code, self.fail_code)
             plan.fail = Refusal(self.fail_status, self.fail_code, message)
+        if plan.fail is not None and self.fail_after_effect:
+            plan.fail, plan.fail_after = None, plan.fail
         if now < self.hang_until:
             plan.hang = self.hang_seconds
         elif self.hang_next > 0:
@@ -239,6 +248,7 @@ class Faults:
         return {
             "api": {
                 "fail_next": self.fail_next, "status": self.fail_status, "code": self.fail_code,
+                "after_effect": self.fail_after_effect,
                 "hang_next": self.hang_next, "seconds": self.hang_seconds,
                 "unsigned_next": self.unsigned_next, "probe_next": self.api_probe_next,
                 "paths": list(self.api_paths),
@@ -288,6 +298,7 @@ class SandboxState:
         self.switch_on = False
         self._gray_sends = 0
         self.code_url_lifetime = config.code_url_lifetime
+        self.code_url_reuse = False
         self.bill_ready_after = config.bill_ready_after
         # Differences planted into the next trade bills (see sandbox/bills.py), and issued download tokens.
         self.bill_plants: list[dict[str, Any]] = []
@@ -349,13 +360,16 @@ class SandboxState:
             existing = self.orders.get(req.out_trade_no)
             if existing is not None:
                 if existing.paid:
-                    raise Refusal(400, "ORDERPAID", "该订单已支付")
+                    # Not ORDERPAID (a v2 code): v3 merchants report this answer for a number already used.
+                    raise Refusal(400, "INVALID_REQUEST", "201 商户订单号重复")
                 if existing.trade_state == "CLOSED":
                     raise Refusal(400, "ORDER_CLOSED", "订单已关闭")
                 if existing.request.fingerprint != req.fingerprint:
                     raise Refusal(400, "INVALID_REQUEST", "商户订单号重复，且请求参数与原订单不一致")
                 # An identical repeat hands out a current code_url; the earlier ones live out their own 2 h.
-                self._issue_code(existing, now)
+                # (Whether WeChat gives back the same one while it lives is undocumented: code_url_reuse.)
+                if not (self.code_url_reuse and now < existing.code_issued_at + self.code_url_lifetime):
+                    self._issue_code(existing, now)
                 return existing
             if req.time_expire is None:
                 payable_until = now + DEFAULT_PAYABLE
@@ -526,6 +540,35 @@ class SandboxState:
             )
         return view
 
+    def refund_by_hand(self, out_trade_no: str, refund_fen: int, reason: str | None = None) -> dict[str, Any]:
+        """A refund the merchant makes in 商户平台: WeChat numbers it, and tells the platform-configured URL."""
+        with self.lock:
+            order = self.order(out_trade_no)
+            request = RefundRequest(out_refund_no="MP" + _digits(26), transaction_id=order.transaction_id,
+                                    out_trade_no=None, reason=reason, notify_url=None, refund=refund_fen,
+                                    total=order.total, currency="CNY")
+        return self.create_refund(request)
+
+    def apply_abnormal_refund(self, refund_id: str, out_refund_no: Any, kind: Any) -> dict[str, Any]:
+        """Resolve an ABNORMAL refund (to the user's or the merchant's bank card): it goes PROCESSING, then SUCCESS."""
+        with self.lock:
+            refund = self.refunds_by_id().get(refund_id)
+            if refund is None:
+                raise Refusal(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+            if out_refund_no != refund.out_refund_no:
+                raise Refusal(400, "PARAM_ERROR", "商户退款单号与微信退款单号不匹配")
+            if kind not in ("USER_BANK_CARD", "MERCHANT_BANK_CARD"):
+                raise Refusal(400, "PARAM_ERROR", "type只能是USER_BANK_CARD或MERCHANT_BANK_CARD")
+            if refund.status != "ABNORMAL":
+                raise Refusal(400, "INVALID_REQUEST", "退款单状态不是退款异常，无需处理")
+            refund.status = "PROCESSING"
+            view = self.refund_view(refund)
+        if self.config.refund_delay is not None:
+            self.courier.call_later(
+                self.config.refund_delay, lambda: self.settle_refund(refund.out_refund_no, "SUCCESS", automatic=True)
+            )
+        return view
+
     def refunds_by_id(self) -> dict[str, Refund]:
         return {r.refund_id: r for r in self.refunds.values()}
 
@@ -542,8 +585,8 @@ class SandboxState:
             raise ValueError("status must be SUCCESS, CLOSED or ABNORMAL")
         with self.lock:
             refund = self.refund(out_refund_no)
-            if refund.status in ("SUCCESS", "CLOSED"):
-                if automatic:
+            if refund.status in ("SUCCESS", "CLOSED") or (automatic and refund.status == "ABNORMAL"):
+                if automatic:  # an abnormal refund waits for the merchant (apply-abnormal-refund)
                     return self.refund_view(refund)
                 raise ValueError(f"refund is already {refund.status}")
             refund.status = status
