@@ -132,7 +132,7 @@ def request_fingerprint(buyer: Buyer | None, course_id: str, email: str | None) 
 
 def client_key(shop: Shop, address: str | None) -> str:
     """Name a client address in the order table without storing it (keyed with the server secret)."""
-    return shop.derive_token("client", address or "-")[:32]
+    return shop.derive_token("client", limits.client(address) or "-")[:32]
 
 
 def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
@@ -263,7 +263,7 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
             earlier = Order.get_or_none(Order.idempotency_key == key_hash)
             if earlier is not None:
                 return _replayed(earlier, fingerprint, buyer)
-        wait = limits.take(limits.key("orders", ip), limits.ORDERS_PER_CLIENT, now)
+        wait = limits.take(limits.for_client("orders", ip), limits.ORDERS_PER_CLIENT, now)
         if wait > 0:
             raise limits.refused("order", wait)
         if buyer is None:
