@@ -318,6 +318,25 @@ def test_a_partial_refund_that_keeps_the_license_leaves_the_period(shop: Shop) -
     assert license_state(shop, bought["license"]["id"])["expires_at"] == bought["license"]["expires_at"]
 
 
+def test_a_renewal_refunded_in_two_parts_takes_back_one_period_only(shop: Shop) -> None:
+    # Issue 24: ¥0.01 with "revoke", then the rest, withdrew two periods and revoked a license whose
+    # first period was paid for and never refunded.
+    first = buy(shop, "rust-monthly")
+    second = buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    license_id = first["license"]["id"]
+    thirty = (dt.datetime.fromisoformat(second["license"]["expires_at"].replace("Z", "+00:00"))
+              - dt.timedelta(days=30)).isoformat().replace("+00:00", "Z")
+    settle_refund_of(shop, second["order_id"], amount_fen=1, revoke=True)
+    assert license_state(shop, license_id) == {"id": license_id, "state": "active", "expires_at": thirty}
+    settle_refund_of(shop, second["order_id"], amount_fen=second["amount_fen"] - 1, revoke=False)
+    assert shop.poll(second)["status"] == "refunded"
+    assert license_state(shop, license_id) == {"id": license_id, "state": "active", "expires_at": thirty}
+    assert license_id not in revoked_ids(shop)
+    with models.db.connection_context():
+        shortened = models.AuditEvent.select().where(models.AuditEvent.action == "license.shortened").count()
+    assert shortened == 1
+
+
 # --- one verdict ---------------------------------------------------------------------------
 
 class FakeOrder:
