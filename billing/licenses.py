@@ -7,11 +7,12 @@ import secrets
 from typing import Any
 
 from licensing import issue_license, verify_license
+from wechatpay.errors import WeChatPayError
 from models import AuditEvent, Course, License, Order
 
 from . import audit
 from .content import max_downloads_of
-from .errors import BillingError
+from .errors import BillingError, wechat_unavailable
 from .addresses import is_email_address
 from .mail import enqueue_license_mail, enqueue_mail, license_lines, license_mail
 from .payments import apply_transaction, issue_license_for
@@ -163,7 +164,10 @@ def ask_wechat(shop: Shop, order: Order) -> dict[str, Any]:
     """Return what WeChat Pay says about the order right now."""
     if is_comp(order):
         raise BillingError("bad_request", "a comp was never sent to WeChat Pay")
-    return shop.wechat.query_by_out_trade_no(order.out_trade_no)
+    try:
+        return shop.wechat.query_by_out_trade_no(order.out_trade_no)
+    except WeChatPayError as exc:
+        raise wechat_unavailable(exc) from exc
 
 
 def mark_paid(shop: Shop, order: Order, *, reason: str, actor: str, ip: str | None = None) -> str:

@@ -372,6 +372,23 @@ def test_mark_paid_asks_wechat_first_and_fulfils_only_a_paid_order(console: Cons
     assert "admin.mark_paid" in page and "source=admin" in page
 
 
+def test_wechat_failing_under_the_console_is_a_503_page_with_the_code(console: Console) -> None:
+    # Billing turns the client's errors into wechat_unavailable (web/ imports nothing from wechatpay/).
+    from test_refunds import refund, refunds_of
+
+    shop = console.shop
+    order = paid_order(shop)
+    shop.sandbox.config.refund_delay = None
+    assert refund(console, order, "1.00").status_code == 303
+    [made] = refunds_of(order)
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 100, "status": 500, "code": "SYSTEM_ERROR"}})
+    path = f"/admin/orders/{order['order_id']}"
+    for answer in (console.post(path + "/check"), console.post(path + "/mark-paid", {"reason": "learner wrote in"}),
+                   console.post(f"/admin/refunds/{made.out_refund_no}/sync")):
+        assert answer.status_code == 503, answer.text
+        assert "WeChat Pay is unavailable" in answer.text and "SYSTEM_ERROR" in answer.text
+
+
 # --- courses, dashboard, exports ------------------------------------------------------------
 
 @pytest.mark.parametrize("price", ["0", "-1", "12.345", "1e3", "abc", "0.1+0.2", "NaN", ""])

@@ -33,7 +33,8 @@ def imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("package, banned", [
     ("billing", {"flask", "web", "werkzeug", "operations", "app", "cli"}),
     ("operations", {"flask", "web", "werkzeug", "app", "cli"}),
-    ("web", {"models", "cli"}),
+    # Billing turns WeChat's errors into its own (issue 24): web/ never sees the client's types.
+    ("web", {"models", "cli", "wechatpay"}),
     ("wechatpay", {"flask", "peewee", "models", "billing", "web", "licensing"}),
     ("licensing", {"flask", "peewee", "models", "billing", "web", "wechatpay"}),
 ])
