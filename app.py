@@ -85,7 +85,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
         # Every call to WeChat Pay is counted and timed, for /metrics and the "WeChat unreachable" alert.
         wechat=CountedWeChat(wechat, config.clock, lambda: config.alert_email), verifier=verifier, apiv3_keys=apiv3_keys,
         mchid=mchid, appid=appid, license_keys=_license_keys(config), notify_url=notify_url,
-        order_ttl=config.order_ttl, clock=config.clock,
+        clock=config.clock,
         token_secret=hashlib.sha256(b"lbpay bearer tokens\0" + secret_key.encode()).digest(),
         mailer=_mailer(config), config=config)
     app.extensions["lbpay.shop"] = shop

@@ -247,7 +247,7 @@ def _refuse_if_many_pending(whose: Any, cap: int, now: dt.datetime, name: str) -
 def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,
                fingerprint: str, ip: str | None, client: str, now: dt.datetime) -> Order:
     public_id, out_trade_no = "ord_" + secrets.token_urlsafe(16), new_out_trade_no(now)
-    expires_at, description = now + shop.order_ttl, wechat_description(course.title, course.id)
+    expires_at, description = now + shop.config.order_ttl, wechat_description(course.title, course.id)
     try:
         # The same parameters, time_expire included, are what a code_url refresh sends again.
         code_url = shop.wechat.create_native_order(
