@@ -107,3 +107,76 @@ def test_gunicorn_refuses_a_sandbox_on_every_address_before_binding(tmp_path: Pa
     assert done.returncode == 2, done.stderr
     assert "LBPAY_SANDBOX_PUBLIC" in done.stderr and "0.0.0.0" in done.stderr
     assert "Traceback" not in done.stderr and "Booting worker" not in done.stderr
+
+
+# --- issue 24: the guard in every start path, and in the simulator itself ----------------------
+
+def _lbpay(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
+    env.update({"LBPAY_INSTANCE_PATH": str(tmp_path / "instance"), "LBPAY_SCHEDULER": "off"})
+    env.update({"LBPAY_" + k: v for k, v in settings.items()})
+    # A guard that fails lets the server start and serve until the timeout: the test then fails.
+    return subprocess.run([sys.executable, "-c", "import cli; cli.main()", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("command", [["run", "--host", "0.0.0.0"], ["run", "-h", "::"],
+                                     ["sandbox", "--host", "0.0.0.0"], ["sandbox", "--host", "192.0.2.10"]])
+def test_every_lbpay_start_path_refuses_a_sandbox_on_other_addresses(tmp_path: Path, command: list[str]) -> None:
+    done = _lbpay(tmp_path, *command, "--port", str(free_port()))
+    assert done.returncode == 2, done.stderr
+    assert "LBPAY_SANDBOX_PUBLIC" in done.stderr and "Traceback" not in done.stderr
+    assert "Running on" not in done.stderr + done.stdout
+
+
+def test_flask_run_has_the_same_guard(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
+    env.update({"LBPAY_INSTANCE_PATH": str(tmp_path / "instance"), "LBPAY_SCHEDULER": "off"})
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "run", "--host", "0.0.0.0",
+                           "--port", str(free_port())], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "LBPAY_SANDBOX_PUBLIC" in done.stderr, done.stderr
+    assert "Running on" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_lbpay_sandbox_on_loopback_or_told_public_starts(tmp_path: Path) -> None:
+    # A loopback --host passes the guard; so does another address with LBPAY_SANDBOX_PUBLIC=on.
+    from settings import sandbox_bind_problems
+
+    assert sandbox_bind_problems(["127.0.0.1:8001"], public=False) == []
+    assert sandbox_bind_problems(["0.0.0.0:8001"], public=True) == []
+
+
+@pytest.mark.parametrize("family, address, refused", [
+    ("inet", "0.0.0.0", True), ("inet", "127.0.0.1", False), ("inet6", "::", True), ("inet6", "::1", False),
+    ("unix", "", False),
+])
+def test_an_inherited_socket_is_judged_by_the_address_it_is_bound_to(
+        tmp_path: Path, family: str, address: str, refused: bool) -> None:
+    import socket
+
+    kinds = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "unix": socket.AF_UNIX}
+    with socket.socket(kinds[family], socket.SOCK_STREAM) as listener:
+        listener.bind(str(tmp_path / "s.sock") if family == "unix" else (address, 0))
+        sandbox = load_config(settings_for(tmp_path), str(tmp_path))
+        problems = bind_problems(sandbox, [f"fd://{listener.fileno()}"])
+        assert bool(problems) is refused, problems
+        assert listener.fileno() >= 0  # looked at, never closed
+    assert bind_problems(sandbox, ["fd://987654"]), "a descriptor that is not a socket is refused, not trusted"
+
+
+@pytest.mark.parametrize("peer, public, allowed", [
+    ("127.0.0.1", False, True), ("::1", False, True), ("203.0.113.5", False, False), ("2001:db8::5", False, False),
+    ("203.0.113.5", True, True),
+])
+def test_the_mounted_simulator_answers_only_loopback_peers(tmp_path: Path, peer: str, public: bool,
+                                                           allowed: bool) -> None:
+    extra = {"SANDBOX_PUBLIC": "on"} if public else {}
+    app = create_app(settings_for(tmp_path, WECHATPAY_MODE="sandbox", **extra))
+    client = app.test_client()
+    for path in ("/sandbox/", "/sandbox/mail"):
+        answer = client.get(path, environ_base={"REMOTE_ADDR": peer})
+        if allowed:
+            assert answer.status_code != 403, (path, answer.status_code)
+        else:
+            assert answer.status_code == 403, (path, answer.status_code)
+            assert b"LBPAY_SANDBOX_PUBLIC" in answer.data
