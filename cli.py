@@ -408,9 +408,21 @@ def keys_rotate() -> None:
 
 @keys_group.command("export")
 @click.argument("directory", type=click.Path(file_okay=False))
-def keys_export(directory: str) -> None:
+@click.option("--sandbox-key", is_flag=True,
+              help="sandbox mode only: export the throwaway sandbox key anyway (for a demo, never to ship)")
+def keys_export(directory: str, sandbox_key: bool) -> None:
     """Write the public keys the extension ships: DIR/licence-keys/public-key.txt and keyring.json."""
-    for path in export_public_keys(_shop().license_keys, directory):
+    shop = _shop()
+    if not shop.config.live:
+        # An extension shipped with this key would take every free sandbox license as paid.
+        if not sandbox_key:
+            raise Refused("lbpay keys export: this is sandbox mode, so the key is the sandbox's throwaway key "
+                          "(its simulator pays for anything: every license it signs is free). Export the live "
+                          "server's keys (LBPAY_WECHATPAY_MODE=live) for an extension you ship; for a demo "
+                          "only, add --sandbox-key.")
+        click.echo("WARNING: SANDBOX KEY. These are the sandbox's throwaway keys: never ship them in an "
+                   "extension (every free sandbox license would verify).", err=True)
+    for path in export_public_keys(shop.license_keys, directory):
         click.echo(f"wrote {path}")
 
 

@@ -180,3 +180,18 @@ def test_the_mounted_simulator_answers_only_loopback_peers(tmp_path: Path, peer:
         else:
             assert answer.status_code == 403, (path, answer.status_code)
             assert b"LBPAY_SANDBOX_PUBLIC" in answer.data
+
+
+def test_keys_export_in_sandbox_mode_refuses_without_saying_it_is_the_throwaway_key(tmp_path: Path) -> None:
+    # Issue 24: the sandbox's throwaway key, shipped in an extension, would let every free sandbox
+    # license open paid content. Exporting it takes --sandbox-key, and says what it is.
+    from conftest import command_line
+
+    lbpay = command_line(tmp_path / "instance", WECHATPAY_MODE="sandbox", SCHEDULER="off")
+    lbpay("init")
+    refused = lbpay("keys", "export", str(tmp_path / "out"))
+    assert refused.exit_code == 2 and "throwaway" in refused.output and "--sandbox-key" in refused.output
+    assert not (tmp_path / "out").exists()
+    told = lbpay("keys", "export", "--sandbox-key", str(tmp_path / "out"))
+    assert told.exit_code == 0 and (tmp_path / "out" / "licence-keys" / "keyring.json").exists()
+    assert "SANDBOX" in told.output and "never ship" in told.output
