@@ -328,14 +328,25 @@ def _mode_must_be_explicit(read: Reader) -> bool:
     base = read.text("PUBLIC_BASE_URL") or ""
     if base.lower().startswith("https://"):
         hints.append("LBPAY_PUBLIC_BASE_URL is https://")
-    for name in ("LICENSE_KEY_FILE", "LICENSE_KEYS_DIR", "SECRET_KEY", "SECRET_KEY_FILE"):
+    for name in ("LICENSE_KEY_FILE", "LICENSE_KEYS_DIR", "SECRET_KEY", "SECRET_KEY_FILE", "WECHATPAY_APIV3_KEY",
+                 "WECHATPAY_APIV3_KEY_FILE", "METRICS_TOKEN", "METRICS_TOKEN_FILE", "SMTP_URL_FILE"):
         if read.text(name) is not None:
             hints.append(PREFIX + name + " is set")
+    smtp = read.text("SMTP_URL")
+    if smtp is not None and not is_loopback(_host_of(smtp)):  # a mail server of this machine is a demo's
+        hints.append(PREFIX + "SMTP_URL names another machine")
     if hints:
         read.problem("WECHATPAY_MODE", "must be set to live or sandbox when " + " and ".join(hints)
                      + " (without it the service would start as a sandbox whose simulator pays for anything)",
                      example="live")
     return bool(hints)
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def is_loopback(host: str | None) -> bool:

@@ -26,13 +26,22 @@ def a_license_key(tmp_path: Path) -> str:
     return str(write_secret(tmp_path / "license_key.pem", generate_private_key_pem()))
 
 
-@pytest.mark.parametrize("production_like", ["https_url", "license_key", "secret_key", "secret_key_file"])
+@pytest.mark.parametrize("production_like", ["https_url", "license_key", "secret_key", "secret_key_file",
+                                             "apiv3_key", "apiv3_key_file", "metrics_token", "smtp", "smtp_file"])
 def test_a_production_like_setting_without_a_mode_is_refused(tmp_path: Path, production_like: str) -> None:
+    mail_from = {"MAIL_FROM": "Learning Buddy <pay@example.com>"}
     extra = {
         "https_url": {"PUBLIC_BASE_URL": "https://pay.example.com"},
         "license_key": {"LICENSE_KEY_FILE": a_license_key(tmp_path)},
         "secret_key": {"SECRET_KEY": "a-long-random-production-secret"},
         "secret_key_file": {"SECRET_KEY_FILE": str(write_secret(tmp_path / "secret", b"a-long-random-secret"))},
+        # Issue 24: these too say someone meant a real shop.
+        "apiv3_key": {"WECHATPAY_APIV3_KEY": "k" * 32},
+        "apiv3_key_file": {"WECHATPAY_APIV3_KEY_FILE": str(write_secret(tmp_path / "apiv3", b"k" * 32))},
+        "metrics_token": {"METRICS_TOKEN": "m" * 32},
+        "smtp": {"SMTP_URL": "smtps://pay:secret@smtp.example.com:465", **mail_from},
+        "smtp_file": {"SMTP_URL_FILE": str(write_secret(tmp_path / "smtp", b"smtps://smtp.example.com:465")),
+                      **mail_from},
     }[production_like]
     with pytest.raises(ConfigError) as refused:
         create_app(settings_for(tmp_path, **extra))
@@ -50,6 +59,12 @@ def test_the_same_settings_with_an_explicit_mode_are_read_as_asked(tmp_path: Pat
 def test_nothing_set_is_still_the_sandbox_on_this_machine(tmp_path: Path) -> None:
     config = load_config(settings_for(tmp_path), str(tmp_path))
     assert config.mode == "sandbox" and config.public_base_url == "http://127.0.0.1:5000"
+
+
+def test_a_mail_server_on_this_machine_is_a_demo_setting(tmp_path: Path) -> None:
+    config = load_config(settings_for(tmp_path, SMTP_URL="smtp://127.0.0.1:2525", MAIL_FROM="demo@example.com"),
+                         str(tmp_path))
+    assert config.mode == "sandbox"
 
 
 @pytest.mark.parametrize("setting", ["LICENSE_KEY_FILE", "LICENSE_KEYS_DIR"])
