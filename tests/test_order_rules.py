@@ -83,6 +83,17 @@ def test_a_revoked_license_does_not_count_as_held(shop: Shop) -> None:
     assert answer.status_code == 201, answer.text
 
 
+def test_an_expired_one_time_license_does_not_count_as_held(shop: Shop) -> None:
+    with models.db.connection_context():  # a one-time course sold for a fixed time
+        save_course(core(shop), course_id="exam-pass", title="考试冲刺", price_fen=1900, period_days=30)
+    bought = buy(shop, "exam-pass")
+    held = shop.post("/api/v1/orders", {"course_id": "exam-pass", "buyer_token": bought["buyer_token"]})
+    assert held.status_code == 409 and held.json()["error"]["code"] == "already_licensed"
+    shop.clock.advance(31 * 86400)
+    answer = shop.post("/api/v1/orders", {"course_id": "exam-pass", "buyer_token": bought["buyer_token"]})
+    assert answer.status_code == 201, answer.text
+
+
 # --- refresh_code_url: one order's compare-and-set, never another order's row -----------------
 
 @pytest.mark.parametrize("shop_settings", [{"ORDER_TTL_MINUTES": "180"}])  # orders that outlive their QR code
