@@ -113,3 +113,21 @@ def test_sign_in_attempts_are_limited_per_ipv6_64(proxied: Shop, address: Callab
 ])
 def test_the_one_function_that_names_a_client(given: str | None, counted: str | None) -> None:
     assert limits.client(given) == counted
+
+
+def test_a_valid_order_token_is_answered_after_others_missed_from_the_same_address(proxied: Shop) -> None:
+    # Issue 24: a campus NAT is many learners; one guesser's misses must not lock out a learner whose
+    # token is right (a token is 256 bits: a right one is never a guess).
+    nat = "198.51.100.200"
+    order = proxied.post("/api/v1/orders", COURSE, headers=_from(nat)).json()
+    count = limits.ORDER_MISSES_PER_CLIENT.count
+    misses = [proxied.get("/api/v1/orders/ord_doesnotexist", token="wrong-token", headers=_from(nat)).status_code
+              for _ in range(count + 1)]
+    assert misses[-1] == 429
+    mine = proxied.get(f"/api/v1/orders/{order['order_id']}", token=order["order_token"], headers=_from(nat))
+    assert mine.status_code == 200 and mine.json()["order_id"] == order["order_id"]
+    cancel = proxied.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"],
+                          headers=_from(nat))
+    assert cancel.status_code == 200, cancel.text
+    guess = proxied.get(f"/api/v1/orders/{order['order_id']}", token="wrong-token", headers=_from(nat))
+    assert guess.status_code == 429  # the guesser is still refused
