@@ -6,6 +6,7 @@ flips that condition and this file must then fail.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -86,10 +87,12 @@ def test_a_revoked_license_does_not_count_as_held(shop: Shop) -> None:
 def test_an_expired_one_time_license_does_not_count_as_held(shop: Shop) -> None:
     with models.db.connection_context():  # a one-time course sold for a fixed time
         save_course(core(shop), course_id="exam-pass", title="考试冲刺", price_fen=1900, period_days=30)
+    shop.clock.freeze()
     bought = buy(shop, "exam-pass")
     held = shop.post("/api/v1/orders", {"course_id": "exam-pass", "buyer_token": bought["buyer_token"]})
     assert held.status_code == 409 and held.json()["error"]["code"] == "already_licensed"
-    shop.clock.advance(31 * 86400)
+    ends = dt.datetime.fromisoformat(bought["license"]["expires_at"].replace("Z", "+00:00"))
+    shop.clock.advance((ends - shop.clock()).total_seconds())  # the very instant it ends: no longer held
     answer = shop.post("/api/v1/orders", {"course_id": "exam-pass", "buyer_token": bought["buyer_token"]})
     assert answer.status_code == 201, answer.text
 
