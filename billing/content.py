@@ -2,8 +2,9 @@
 
 A course's files live in ``<content dir>/<course id>/``; those under its ``free/`` folder are served to
 anyone, the rest only to a license that verifies, names that course, has not expired, and that the
-server has not revoked (nor refunded). Paid files served are counted per license key against the
-``limits.maxDownloads`` the license was sold with.
+server has not revoked (nor refunded). Paid files served are counted per license id, across every
+key issued under it (a renewal is a new key, not new downloads), against the ``limits.maxDownloads``
+the license was sold with.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from peewee import fn
 
 from licensing import verify_license
 from models import Course, License, Order
@@ -197,6 +200,13 @@ def _check_license(shop: Shop, text: str, course_id: str | None) -> tuple[Licens
     return row, payload
 
 
+def downloads_of(license_id: str) -> int:
+    """Paid files served under a license id, every key of it together."""
+    total = (License.select(fn.COALESCE(fn.SUM(License.downloads), 0))
+             .where(License.license_id == license_id).scalar())
+    return int(total or 0)
+
+
 def max_downloads_of(payload: dict[str, Any]) -> int | None:
     """The download limit a license was signed with, or None for no limit."""
     limits = payload.get("limits")
@@ -211,9 +221,11 @@ def grant_for(shop: Shop, text: str | None, course_id: str) -> Grant:
     row, payload = _check_license(shop, text, course_id)
     grant = Grant(license_row=row.id, license_id=row.license_id, course_id=row.course_id,
                   max_downloads=max_downloads_of(payload))
-    if grant.max_downloads is not None and row.downloads >= grant.max_downloads:
-        raise ContentError("download_limit_reached", extra={"downloads": row.downloads,
-                                                            "max_downloads": grant.max_downloads})
+    if grant.max_downloads is not None:
+        used = downloads_of(row.license_id)
+        if used >= grant.max_downloads:
+            raise ContentError("download_limit_reached", extra={"downloads": used,
+                                                                "max_downloads": grant.max_downloads})
     return grant
 
 
@@ -227,21 +239,19 @@ def license_report(shop: Shop, text: str, course_id: str | None) -> dict[str, An
         raise
     limit = max_downloads_of(payload)
     return {"valid": True, "state": "active", "id": row.license_id, "courseId": row.course_id,
-            "expiresAt": iso_utc(row.expires_at), "plan": row.plan, "downloads": row.downloads,
+            "expiresAt": iso_utc(row.expires_at), "plan": row.plan, "downloads": downloads_of(row.license_id),
             "maxDownloads": limit}
 
 
 def count_download(shop: Shop, grant: Grant) -> None:
     """Count one paid file served to the license; ``download_limit_reached`` if another request took the last."""
     now = shop.now()
-    with write_transaction():
-        query = License.update(downloads=License.downloads + 1).where(License.id == grant.license_row)
-        if grant.max_downloads is not None:
-            query = query.where(License.downloads < grant.max_downloads)
-        if not query.execute():
+    with write_transaction():  # writers queue: no other request counts between the sum and the update
+        if grant.max_downloads is not None and downloads_of(grant.license_id) >= grant.max_downloads:
             raise ContentError("download_limit_reached", extra={"max_downloads": grant.max_downloads})
+        License.update(downloads=License.downloads + 1).where(License.id == grant.license_row).execute()
         row = License.get_by_id(grant.license_row)
-        if grant.max_downloads is not None and row.downloads == grant.max_downloads:
+        if grant.max_downloads is not None and downloads_of(grant.license_id) == grant.max_downloads:
             audit.record("license.downloads_used_up", at=now, actor="learner", order=row.order,
                          detail={"license": grant.license_id, "max_downloads": grant.max_downloads})
 

@@ -321,6 +321,24 @@ def test_a_course_download_limit_is_signed_into_new_licenses_and_enforced(shop: 
         assert models.AuditEvent.select().where(models.AuditEvent.action == "license.downloads_used_up").count() == 1
 
 
+def test_a_renewal_does_not_reset_the_download_limit(shop: Shop) -> None:
+    # Issue 24: downloads were counted per key, and a renewal is a new key: every renewal (or a second
+    # cheap period) gave the whole limit again. They count per license id, across its keys.
+    with models.db.connection_context():
+        set_download_limit(shop.app.extensions["lbpay.shop"], "rust-monthly", 2, actor="test")
+    first = buy(shop, "rust-monthly")
+    key = first["license"]["key"]
+    assert [fetch(shop, "rust-monthly", "week1/ownership.md", key).status_code for _ in range(2)] == [200, 200]
+    renewed = buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    new_key = renewed["license"]["key"]
+    assert new_key != key and renewed["license"]["id"] == first["license"]["id"]
+    refused = fetch(shop, "rust-monthly", "week1/ownership.md", new_key)
+    assert refused.status_code == 403 and error_code(refused) == "download_limit_reached"
+    state = shop.get(f"/provider/licenses/{new_key}", headers={"X-Course-Id": "rust-monthly"}).json()
+    assert (state["downloads"], state["maxDownloads"]) == (2, 2)
+    assert downloads(first["license"]["id"]) == 2
+
+
 # --- errors are JSON everywhere under /provider ------------------------------------------------------
 
 def test_unknown_provider_paths_answer_json(shop: Shop) -> None:
