@@ -57,6 +57,28 @@ def test_a_pending_order_is_given_back_only_for_its_own_course(shop: Shop, secon
     assert other["course_id"] == second_one_time_course and other["amount_fen"] == 4900
 
 
+def test_a_pending_order_about_to_expire_is_not_given_back(shop: Shop) -> None:
+    # Less than 2 minutes left is too little to scan and pay: the buyer gets a new order instead.
+    shop.clock.freeze()
+    mine = shop.order()
+    ends = dt.datetime.fromisoformat(mine["expires_at"].replace("Z", "+00:00"))
+    shop.clock.advance((ends - dt.timedelta(minutes=2) - shop.clock()).total_seconds() - 1)
+    assert shop.order(buyer_token=mine["buyer_token"])["order_id"] == mine["order_id"]
+    shop.clock.advance(1)  # exactly 2 minutes left
+    assert shop.order(buyer_token=mine["buyer_token"])["order_id"] != mine["order_id"]
+
+
+def test_a_flagged_or_cancelled_pending_order_is_not_given_back(shop: Shop) -> None:
+    mine = shop.order()
+    with models.db.connection_context():
+        models.Order.update(flag="AMOUNT_MISMATCH").where(models.Order.public_id == mine["order_id"]).execute()
+    again = shop.order(buyer_token=mine["buyer_token"])
+    assert again["order_id"] != mine["order_id"]
+    assert shop.post(f"/api/v1/orders/{again['order_id']}/cancel", token=again["order_token"]).status_code == 200
+    third = shop.order(buyer_token=mine["buyer_token"])
+    assert third["order_id"] not in (mine["order_id"], again["order_id"])
+
+
 # --- _valid_license_for: "already licensed" only for this buyer's live license of this course ---
 
 def test_already_licensed_only_for_the_course_bought(shop: Shop, second_one_time_course: str) -> None:
