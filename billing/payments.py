@@ -203,7 +203,7 @@ def _checked(tx: Any) -> dict[str, Any]:
 class Verdict:
     """What a transaction means for an order: an outcome and, for the flagged ones, why."""
 
-    outcome: str  # fulfil | duplicate | not_ours | unknown_order | not_paid | wrong_amount | second_payment | late
+    outcome: str  # fulfil | duplicate | not_ours | unknown_order | not_paid | wrong_amount | second_payment | late | held
     reason: str = ""
 
 
@@ -224,6 +224,8 @@ def judge_payment(tx: Mapping[str, Any], order: Order | None, mchid: str, appid:
         return Verdict("second_payment", f"second payment {tx['transaction_id']} after {order.transaction_id}")
     if order.status != "pending":
         return Verdict("late", f"paid while {order.status}")
+    if order.flag is not None:  # the creator must look first (an underpayment before, say): never fulfil past it
+        return Verdict("held", f"paid in full while flagged {order.flag}")
     return Verdict("fulfil")
 
 
@@ -257,7 +259,7 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     """Act on WeChat's word about one transaction; the single path to a fulfilled order.
 
     Returns what happened: ``fulfilled``, ``duplicate``, ``unknown_order``, ``mismatch``,
-    ``late_payment``, ``second_payment`` or ``not_paid``.
+    ``late_payment``, ``second_payment``, ``held`` or ``not_paid``.
     """
     payment = Payment(shop=shop, tx=_checked(tx), source=source, now=shop.now(), received=received, ip=ip)
     payment.facts = {"source": source, "transaction_id": tx.get("transaction_id"), "trade_state": tx["trade_state"]}
@@ -370,6 +372,16 @@ def late_payment(p: Payment, order: Order, verdict: Verdict) -> str:
     return "late_payment"
 
 
+def held_payment(p: Payment, order: Order, verdict: Verdict) -> str:
+    """Paid in full, but the order is flagged: record the payment, keep the flag, issue nothing."""
+    Order.update(**p.paid_fields()).where(Order.id == order.id).execute()
+    audit.record("payment.held", at=p.now, actor="wechat", order=order, ip=p.ip,
+                 detail={**p.facts, "flag": order.flag})
+    p.keep("held", order, verdict.reason)
+    log.error("ALERT: order %s %s; nothing issued", order.public_id, verdict.reason)
+    return "held"
+
+
 def _claim(p: Payment, order: Order) -> bool:
     """The compare-and-set: mark the order paid only if it is still pending and unpaid as written."""
     return rows.update(Order, {"status": "fulfilled", **p.paid_fields()},
@@ -399,6 +411,7 @@ def fulfilled(p: Payment, order: Order) -> str:
 OUTCOMES: dict[str, Callable[[Payment, Any, Verdict], str]] = {
     "not_ours": not_ours, "unknown_order": unknown_order, "not_paid": not_paid, "wrong_amount": wrong_amount,
     "duplicate": duplicate, "second_payment": second_payment, "late": late_payment, "fulfil": fulfil,
+    "held": held_payment,
 }
 
 

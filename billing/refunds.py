@@ -73,7 +73,8 @@ def request_refund(shop: Shop, order: Order, *, amount_fen: int, reason: str, re
     now = shop.now()
     with write_transaction():
         order = Order.get_by_id(order.id)
-        if order.transaction_id is None or (order.status not in REFUNDABLE and order.flag != "LATE_PAYMENT"):
+        # A flagged order with a payment (late, or held past an underpayment) is refundable too.
+        if order.transaction_id is None or (order.status not in REFUNDABLE and order.flag is None):
             raise BillingError("refund_not_allowed", f"order is {order.status}")
         left = refundable_fen(order)
         if amount_fen > left:

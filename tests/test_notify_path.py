@@ -220,6 +220,34 @@ def settle_refund_of(shop: Shop, order_id: str, amount_fen: int | None = None, r
     raise AssertionError("the refund did not settle")
 
 
+def test_an_underpaid_order_paid_in_full_later_is_held_not_fulfilled(
+        shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
+    # Issue 24: the flag said "the creator must look", and the next full payment fulfilled it anyway.
+    order = shop.order()
+    short = make_notification(order, amount={"total": order["amount_fen"] - 100, "currency": "CNY"})
+    assert shop.notify(short).status_code == 204
+    assert shop.poll(order)["error"]["code"] == "amount_mismatch"
+    full = make_notification(order)
+    assert shop.notify(full).status_code == 204
+    view = shop.poll(order)
+    assert view["status"] == "pending" and view["license"] is None
+    assert view["error"]["code"] == "amount_mismatch" and view["final"] is True
+    with models.db.connection_context():
+        row = models.Order.get(models.Order.public_id == order["order_id"])
+        assert row.flag == "AMOUNT_MISMATCH" and row.transaction_id == full.transaction["transaction_id"]
+        assert models.License.select().count() == 0
+        held = models.AuditEvent.get(models.AuditEvent.action == "payment.held")
+        assert "AMOUNT_MISMATCH" in held.detail
+        [note] = models.Notification.select().where(models.Notification.result == "held")
+    # The creator can give the money back: a held payment is refundable (asked of WeChat, not refused
+    # here; the sandbox never saw these hand-made payments, so its own answer says nothing).
+    from billing.refunds import request_refund
+    with models.db.connection_context():
+        request_refund(core(shop), row, amount_fen=row.amount_fen, reason="underpaid first",
+                       revoke_license=False, actor="test")
+    assert any(r["path"] == "/v3/refund/domestic/refunds" for r in shop.sandbox.requests_log())
+
+
 def test_a_second_payment_after_a_refund_is_flagged_never_silent(
         shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
     order = buy(shop)
@@ -342,6 +370,7 @@ def test_a_renewal_refunded_in_two_parts_takes_back_one_period_only(shop: Shop) 
 class FakeOrder:
     def __init__(self, **fields: Any) -> None:
         self.status, self.transaction_id, self.amount_fen, self.currency = "pending", None, 9900, "CNY"
+        self.flag = None
         self.__dict__.update(fields)
 
 
@@ -365,11 +394,13 @@ TX = {"mchid": "M", "appid": "A", "out_trade_no": "LB1", "trade_state": "SUCCESS
     (TX, FakeOrder(status="fulfilled", transaction_id="T0"), "second_payment"),
     (TX, FakeOrder(status="closed"), "late"),
     (TX, FakeOrder(status="refunded"), "late"),
+    (TX, FakeOrder(flag="AMOUNT_MISMATCH"), "held"),
+    (TX, FakeOrder(flag="MERCHANT_MISMATCH"), "held"),
 ])
 def test_the_payment_verdict(tx: dict[str, Any], order: Any, outcome: str) -> None:
     verdict = judge_payment(tx, order, "M", "A")
     assert verdict.outcome == outcome
-    assert bool(verdict.reason) == (outcome in ("not_ours", "wrong_amount", "second_payment", "late"))
+    assert bool(verdict.reason) == (outcome in ("not_ours", "wrong_amount", "second_payment", "late", "held"))
 
 
 class FakeRefund:
