@@ -9,7 +9,9 @@ the license was sold with.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ from peewee import fn
 from licensing import verify_license
 from models import Course, License, Order
 
-from . import audit
+from . import audit, limits
+from .errors import BillingError
 from .learners import current_licenses
 from .orders import COURSE_ID
 from database import write_transaction
@@ -45,6 +48,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "license_revoked": (403, "The license was revoked."),
     "license_refunded": (403, "The purchase was refunded; the license no longer opens paid content."),
     "download_limit_reached": (403, "The license has used all the downloads it was sold with."),
+    "rate_limited": (429, "Too many requests from this address; try again after Retry-After seconds."),
     "license_not_found": (404, "No license of this server matches this key."),
     "course_not_found": (404, "There is no such course."),
     "not_found": (404, "There is no such file in this course."),
@@ -140,6 +144,33 @@ def course_structure(content_dir: Path, course_id: str) -> dict[str, Any]:
     exercises = [{**f, "type": "exercise", "title": f["name"], "description": ""} for f in folders]
     return {"version": "1", "type": "course", "id": course.id, "title": course.title, "name": course.title,
             "description": course.title, "isFree": False, "exercises": exercises, "files": files}
+
+
+# A walk of a large course takes a third of a second: each process keeps each course's tree a minute.
+STRUCTURE_FRESH_FOR = dt.timedelta(minutes=1)
+_WALKED: dict[tuple[str, str], tuple[dt.datetime, dict[str, Any]]] = {}
+_WALKED_LOCK = threading.Lock()
+_WALKED_MAX = 512
+
+
+def structure_for(shop: Shop, address: str | None, course_id: str) -> dict[str, Any]:
+    """The course's tree for an anonymous client: limited per address, walked at most once a minute."""
+    now = shop.now()
+    try:
+        limits.throttle("structure", address, limits.STRUCTURE_PER_CLIENT, now)
+    except BillingError as exc:
+        raise ContentError("rate_limited", extra={"retry_after": exc.retry_after}) from None
+    key = (str(shop.config.content_dir), course_id)
+    with _WALKED_LOCK:
+        kept = _WALKED.get(key)
+    if kept is not None and now - kept[0] < STRUCTURE_FRESH_FOR:
+        return kept[1]
+    tree = course_structure(shop.config.content_dir, course_id)  # course_not_found is never kept
+    with _WALKED_LOCK:
+        if len(_WALKED) >= _WALKED_MAX:
+            _WALKED.clear()
+        _WALKED[key] = (now, tree)
+    return tree
 
 
 def served_files(content_dir: Path, course_id: str) -> list[dict[str, Any]]:

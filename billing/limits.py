@@ -51,6 +51,7 @@ PENDING_ORDERS_PER_BUYER = 5
 ORDER_MISSES_PER_CLIENT = Rule(30, 60)  # wrong order ids or tokens; a real extension makes none
 STATUS_PER_CLIENT = Rule(120, 60)
 REVOCATIONS_PER_CLIENT = Rule(60, 60)
+STRUCTURE_PER_CLIENT = Rule(60, 60)  # a course's file tree (/provider/courses/<id>/structure)
 RESEND_PER_CLIENT = Rule(10, 600)  # beyond this, 429
 RESEND_PER_ADDRESS = Rule(3, 3600)  # per e-mail address; beyond this, silently dropped
 # The creator's console: sign-in attempts (a password or a TOTP code).
