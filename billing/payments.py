@@ -41,6 +41,10 @@ REFUSALS_KEPT_PER_CLIENT = 20
 REFUSALS_KEPT_PER_HOUR = 500
 REFUSAL_HEADER_CHARS = 512
 HOUR = dt.timedelta(hours=1)
+# A stub is evidence for a month (the creator's look at an attack); then only its day's count stays.
+STUBS_KEPT_FOR = dt.timedelta(days=30)
+STUBS_PRUNED_PER_RUN = 20_000
+BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,18 @@ def _refusals_since(since: dt.datetime, ip: str | None = None, *, per_client: bo
     return int(query.count())
 
 
+def _over_the_caps(since: dt.datetime, ip: str | None) -> bool:
+    return (_refusals_since(since, ip, per_client=True) >= REFUSALS_KEPT_PER_CLIENT
+            or _refusals_since(since) >= REFUSALS_KEPT_PER_HOUR)
+
+
 def refuse_unverified(received: Received, result: str, reason: str, ip: str | None) -> bool:
     """Keep a stub of a notification that failed verification, within the caps; return whether it was kept."""
     since = received.at - HOUR
+    if _over_the_caps(since, ip):  # a read: a flood past the cap never queues for the write lock
+        return False
     with write_transaction():
-        if (_refusals_since(since, ip, per_client=True) >= REFUSALS_KEPT_PER_CLIENT
-                or _refusals_since(since) >= REFUSALS_KEPT_PER_HOUR):
+        if _over_the_caps(since, ip):  # again inside, where no other writer counts meanwhile
             return False
         stub = {**_kept_headers(received.headers, REFUSAL_HEADER_CHARS), "body-size": str(len(received.body)),
                 "body-sha256": hashlib.sha256(received.body).hexdigest()}
@@ -112,6 +122,27 @@ def refuse_unverified(received: Received, result: str, reason: str, ip: str | No
         audit.record("notification.rejected", at=received.at, actor="wechat", ip=ip,
                      detail={"notification": row.id, "result": result, "reason": reason[:200]})
     return True
+
+
+def prune_refused_stubs(now: dt.datetime) -> int:
+    """Delete stubs of unverifiable notifications older than 30 days; one audit event keeps their count per day."""
+    cutoff = now - STUBS_KEPT_FOR
+    with write_transaction():
+        stubs = list(Notification.select(Notification.id, Notification.received_at).where(
+            (Notification.received_at < cutoff) & (Notification.body == "") & Notification.order.is_null()
+            & Notification.event_id.is_null()).order_by(Notification.id).limit(STUBS_PRUNED_PER_RUN))
+        if not stubs:
+            return 0
+        per_day: dict[str, int] = {}
+        for stub in stubs:
+            day = stub.received_at.astimezone(BEIJING).date().isoformat()
+            per_day[day] = per_day.get(day, 0) + 1
+        ids = [stub.id for stub in stubs]
+        for start in range(0, len(ids), 500):
+            Notification.delete().where(Notification.id.in_(ids[start:start + 500])).execute()
+        audit.record("notification.stubs_pruned", at=now,
+                     detail={"per_day": dict(sorted(per_day.items())), "older_than": cutoff.isoformat()})
+    return len(stubs)
 
 
 def refuse_authentic(received: Received, result: str, reason: str, ip: str | None) -> None:

@@ -89,6 +89,50 @@ def test_the_cap_lifts_after_an_hour(shop: Shop, make_notification: Callable[...
     assert len(notifications()) == REFUSALS_KEPT_PER_CLIENT + 1
 
 
+@sqlite_only
+@pytest.mark.parametrize("shop_settings", [{"DB_BUSY_TIMEOUT_MS": "200"}])
+def test_over_the_cap_a_refusal_takes_no_write_lock(
+        shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
+    # Issue 24: every refusal took the write lock to count, even past the cap, so a flood of forged
+    # notifications queued behind (and held up) every real writer.
+    order = shop.order()
+    forged = make_notification(order, signing_key=shop.keys.forger)
+    for _ in range(REFUSALS_KEPT_PER_CLIENT):
+        assert shop.notify(forged).status_code == 401
+    path = urlsplit(core(shop).config.database_url).path
+    holder = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        assert [shop.notify(forged).status_code for _ in range(3)] == [401] * 3
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(notifications()) == REFUSALS_KEPT_PER_CLIENT
+
+
+def test_refused_stubs_are_pruned_after_30_days_with_a_count_per_day(
+        shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
+    from operations.retention import purge_old_personal_data
+
+    order = shop.order()
+    shop.clock.freeze()
+    for _ in range(3):
+        assert shop.notify(make_notification(order, signing_key=shop.keys.forger)).status_code == 401
+    assert shop.notify(make_notification(order)).status_code == 204  # authentic: kept (blanked after a year)
+    day = shop.clock().astimezone(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+    shop.clock.advance(29 * 86400)
+    with models.db.connection_context():
+        purge_old_personal_data(core(shop), shop.clock())
+    assert len(notifications()) == 4, "younger than 30 days: kept"
+    shop.clock.advance(2 * 86400)
+    with models.db.connection_context():
+        summary = purge_old_personal_data(core(shop), shop.clock())
+        event = models.AuditEvent.get(models.AuditEvent.action == "notification.stubs_pruned")
+    assert summary["stubs_pruned"] == 3
+    assert [n.result for n in notifications()] == ["fulfilled"]
+    assert json.loads(event.detail)["per_day"] == {day: 3}
+
+
 def test_an_authentic_notification_is_kept_in_full_with_its_result(
         shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
     order = shop.order()
