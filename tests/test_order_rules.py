@@ -79,6 +79,23 @@ def test_a_flagged_or_cancelled_pending_order_is_not_given_back(shop: Shop) -> N
     assert third["order_id"] not in (mine["order_id"], again["order_id"])
 
 
+def test_the_pending_cap_counts_only_orders_still_pending(shop: Shop) -> None:
+    from billing import limits
+
+    cap = limits.PENDING_ORDERS_PER_BUYER
+    with models.db.connection_context():
+        for n in range(cap + 1):
+            save_course(core(shop), course_id=f"cap-{n}", title=f"Cap {n}", price_fen=100)
+    first = shop.order("cap-0")
+    for n in range(1, cap):
+        assert shop.post("/api/v1/orders", {"course_id": f"cap-{n}", "buyer_token": first["buyer_token"]}).status_code == 201
+    over = shop.post("/api/v1/orders", {"course_id": f"cap-{cap}", "buyer_token": first["buyer_token"]})
+    assert over.status_code == 429 and over.json()["error"]["code"] == "too_many_pending_orders"
+    assert shop.post(f"/api/v1/orders/{first['order_id']}/cancel", token=first["order_token"]).status_code == 200
+    now_free = shop.post("/api/v1/orders", {"course_id": f"cap-{cap}", "buyer_token": first["buyer_token"]})
+    assert now_free.status_code == 201, now_free.text
+
+
 # --- _valid_license_for: "already licensed" only for this buyer's live license of this course ---
 
 def test_already_licensed_only_for_the_course_bought(shop: Shop, second_one_time_course: str) -> None:
