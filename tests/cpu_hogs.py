@@ -26,7 +26,7 @@ def spin(deadline: float, parent: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hogs", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=900.0, help="the longest they run (a bound, not a goal)")
+    parser.add_argument("--seconds", type=float, default=3600.0, help="the longest they run (a bound, not a goal)")
     args = parser.parse_args()
     deadline = time.monotonic() + args.seconds
     hogs = [multiprocessing.Process(target=spin, args=(deadline, os.getpid()), daemon=True) for _ in range(args.hogs)]
