@@ -90,6 +90,14 @@ test: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
 	$(PY) -m mypy
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
+# The same suite with two CPU hogs beside it, as on a developer's busy machine: nothing may race a
+# timer of its own. The hogs stop when this recipe ends, or by themselves after an hour at most.
+.PHONY: test-under-load
+test-under-load: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
+	@$(PY) tests/cpu_hogs.py --hogs 2 --seconds 3600 & hogs=$$!; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder; status=$$?; \
+	kill $$hogs 2>/dev/null; wait $$hogs 2>/dev/null; exit $$status
+
 # Refresh the screenshots in docs/screenshots from the browser tests.
 .PHONY: screenshots
 screenshots: $(VENV)/.test system-deps $(VENDOR)

@@ -26,7 +26,7 @@ from licensing import KeyRing, generate_private_key_pem
 from licensing.keys import KeyFileError
 from operations.key_files import ACTIVE, load_key_ring
 from operations.metrics import CountedWeChat
-from settings import Config, ConfigError, Problem, load_config, values_from
+from settings import Config, ConfigError, Problem, is_loopback, load_config, values_from
 from wechatpay.client import WeChatPayClient
 from wechatpay.crypto import load_private_key, load_public_key
 from wechatpay.verifier import MODE_CERTIFICATE, MODE_PUBLIC_KEY, PlatformVerifier, PublicKeyVerifier
@@ -79,13 +79,13 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
                                  mchid=mchid, appid=appid, merchant_serial=keys["merchant_serial"],
                                  merchant_key=keys["merchant_key"], verifier=verifier, apiv3_keys=apiv3_keys,
                                  public_key_id=SANDBOX_PUBLIC_KEY_ID)
-        _mount_sandbox(app, keys, config.public_base_url)
+        _mount_sandbox(app, keys, config.public_base_url, public=config.sandbox_public)
 
     shop = Shop(
         # Every call to WeChat Pay is counted and timed, for /metrics and the "WeChat unreachable" alert.
         wechat=CountedWeChat(wechat, config.clock, lambda: config.alert_email), verifier=verifier, apiv3_keys=apiv3_keys,
         mchid=mchid, appid=appid, license_keys=_license_keys(config), notify_url=notify_url,
-        order_ttl=config.order_ttl, clock=config.clock,
+        clock=config.clock,
         token_secret=hashlib.sha256(b"lbpay bearer tokens\0" + secret_key.encode()).digest(),
         mailer=_mailer(config), config=config)
     app.extensions["lbpay.shop"] = shop
@@ -219,15 +219,34 @@ def sandbox_config(keys: dict[str, Any], merchant_origin: str) -> Any:
         notify_origin_map={public_https: merchant_origin})
 
 
-def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str) -> None:
+def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str, *, public: bool) -> None:
     from wechatpay.sandbox import create_sandbox_app
 
     sandbox = create_sandbox_app(sandbox_config(keys, public_base))
     app.extensions["lbpay.sandbox"] = sandbox
     # /sandbox/mail is ours (the outbox a newcomer reads), not the simulator's: the longer mount wins.
     ours = _unmounted(app.wsgi_app, SANDBOX_MAIL)
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {SANDBOX_PREFIX: sandbox,  # type: ignore[method-assign]
-                                                       SANDBOX_MAIL: ours})
+    mounts: dict[str, Any] = {SANDBOX_PREFIX: sandbox, SANDBOX_MAIL: ours}
+    if not public:
+        # Whatever start path bound a public address, the simulator (it pays for anything) and the
+        # outbox answer only this machine unless LBPAY_SANDBOX_PUBLIC=on.
+        mounts = {path: _loopback_only(wsgi) for path, wsgi in mounts.items()}
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
+
+
+def _loopback_only(wsgi: Callable[..., Any]) -> Callable[..., Any]:
+    """Answer 403 to a peer that is not this machine (the address the proxy settings name, when trusted)."""
+
+    def call(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if is_loopback(environ.get("REMOTE_ADDR")):
+            return wsgi(environ, start_response)
+        body = ("403: the WeChat Pay sandbox answers only this machine (it pays for anything); "
+                "set LBPAY_SANDBOX_PUBLIC=on to show the demo to other machines\n").encode()
+        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
+
+    return call
 
 
 def _unmounted(wsgi: Callable[..., Any], mount: str) -> Callable[..., Any]:

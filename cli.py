@@ -15,7 +15,8 @@ from typing import Any
 import click
 import qrcode
 from flask import Flask, current_app
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, ScriptInfo
+from flask.cli import run_command as flask_run_command
 from peewee import fn
 from werkzeug.serving import run_simple
 
@@ -35,7 +36,16 @@ from operations.key_files import rotate
 from operations.replica import ReplicaError, litestream_program, restore_from_replica, seal_keys, write_litestream_config
 from operations.retention import purge
 from operations.scheduler import Scheduler, holder_id, run_job
-from settings import Config, ConfigError, Problem, load_config, values_from
+from settings import (
+    Config,
+    ConfigError,
+    Problem,
+    bind_problems,
+    load_config,
+    sandbox_bind_problems,
+    sandbox_public_setting,
+    values_from,
+)
 from wechatpay.crypto import load_public_key
 
 UTC = dt.timezone.utc
@@ -68,6 +78,36 @@ def main(args: list[str] | None = None) -> None:
     except ConfigError as exc:
         click.echo(exc.report(), err=True)
         sys.exit(2)
+
+
+class Refused(click.ClickException):
+    """A start refused for its settings: the report and exit status 2, as for any bad setting."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _run_command(**options: Any) -> None:
+    """Flask's development server, after the same sandbox guard as gunicorn's (issue 24)."""
+    ctx = click.get_current_context()
+    app = ctx.ensure_object(ScriptInfo).load_app()
+    problems = bind_problems(app.extensions["lbpay.shop"].config, [_bind(options["host"], options["port"])])
+    if problems:
+        raise Refused(ConfigError(problems).report())  # a report, not a traceback, under `flask run` too
+    ctx.invoke(flask_run_command, **options)
+
+
+# `lbpay run` (and `flask --app app run`, through the entry point) is Flask's own command with the guard
+# in front: a sandbox on 0.0.0.0 is refused there too.
+run_command = click.Command("run", params=flask_run_command.params, callback=_run_command,
+                            help=flask_run_command.help, short_help=flask_run_command.short_help)
+cli.add_command(run_command)
 
 
 @cli.command("check-config", with_appcontext=False)
@@ -220,6 +260,10 @@ def sandbox_command(host: str, port: int, instance: str, merchant_origin: str) -
 
     from wechatpay.sandbox import create_sandbox_app  # the simulator, never imported by live code
 
+    # It pays for anything: loopback only, unless LBPAY_SANDBOX_PUBLIC=on says to show it to others.
+    problems = sandbox_bind_problems([_bind(host, port)], public=sandbox_public_setting(values_from(os.environ)))
+    if problems:
+        raise ConfigError(problems)
     sandbox = create_sandbox_app(sandbox_config(sandbox_keys(Path(instance)), merchant_origin))
     run_simple(host, port, sandbox, threaded=True)
 
@@ -444,9 +488,21 @@ def keys_rotate() -> None:
 
 @keys_group.command("export")
 @click.argument("directory", type=click.Path(file_okay=False))
-def keys_export(directory: str) -> None:
+@click.option("--sandbox-key", is_flag=True,
+              help="sandbox mode only: export the throwaway sandbox key anyway (for a demo, never to ship)")
+def keys_export(directory: str, sandbox_key: bool) -> None:
     """Write the public keys the extension ships: DIR/licence-keys/public-key.txt and keyring.json."""
-    for path in export_public_keys(_shop().license_keys, directory):
+    shop = _shop()
+    if not shop.config.live:
+        # An extension shipped with this key would take every free sandbox license as paid.
+        if not sandbox_key:
+            raise Refused("lbpay keys export: this is sandbox mode, so the key is the sandbox's throwaway key "
+                          "(its simulator pays for anything: every license it signs is free). Export the live "
+                          "server's keys (LBPAY_WECHATPAY_MODE=live) for an extension you ship; for a demo "
+                          "only, add --sandbox-key.")
+        click.echo("WARNING: SANDBOX KEY. These are the sandbox's throwaway keys: never ship them in an "
+                   "extension (every free sandbox license would verify).", err=True)
+    for path in export_public_keys(shop.license_keys, directory):
         click.echo(f"wrote {path}")
 
 

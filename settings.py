@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
 import os
 import re
 from dataclasses import dataclass, field
@@ -427,14 +428,25 @@ def _mode_must_be_explicit(read: Reader) -> bool:
     base = read.text("PUBLIC_BASE_URL") or ""
     if base.lower().startswith("https://"):
         hints.append("LBPAY_PUBLIC_BASE_URL is https://")
-    for name in ("LICENSE_KEY_FILE", "LICENSE_KEYS_DIR", "SECRET_KEY", "SECRET_KEY_FILE"):
+    for name in ("LICENSE_KEY_FILE", "LICENSE_KEYS_DIR", "SECRET_KEY", "SECRET_KEY_FILE", "WECHATPAY_APIV3_KEY",
+                 "WECHATPAY_APIV3_KEY_FILE", "METRICS_TOKEN", "METRICS_TOKEN_FILE", "SMTP_URL_FILE"):
         if read.text(name) is not None:
             hints.append(PREFIX + name + " is set")
+    smtp = read.text("SMTP_URL")
+    if smtp is not None and not is_loopback(_host_of(smtp)):  # a mail server of this machine is a demo's
+        hints.append(PREFIX + "SMTP_URL names another machine")
     if hints:
         read.problem("WECHATPAY_MODE", "must be set to live or sandbox when " + " and ".join(hints)
                      + " (without it the service would start as a sandbox whose simulator pays for anything)",
                      example="live")
     return bool(hints)
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def is_loopback(host: str | None) -> bool:
@@ -452,20 +464,63 @@ def is_loopback(host: str | None) -> bool:
 
 def bind_problems(config: Config, binds: list[str]) -> list[Problem]:
     """Problems with the addresses a sandbox-mode server listens on: loopback only unless told otherwise."""
-    if config.live or config.sandbox_public:
+    if config.live:
         return []
-    public = []
-    for bind in binds:
-        if bind.startswith(("unix:", "fd://")):
-            continue  # a socket file or inherited descriptor is reachable only from this machine
-        host = bind.rsplit(":", 1)[0] if bind.count(":") == 1 or bind.startswith("[") else bind
-        if not is_loopback(host or "0.0.0.0"):
-            public.append(bind)
-    if not public:
+    return sandbox_bind_problems(binds, public=config.sandbox_public)
+
+
+def sandbox_bind_problems(binds: list[str], *, public: bool) -> list[Problem]:
+    """Problems with where a server holding the payment simulator listens (every start path asks this).
+
+    ``host:port``, ``[v6]:port``, a bare host, ``unix:path`` (this machine only) or ``fd://N``, an
+    inherited socket judged by the address it is bound to.
+    """
+    if public:
+        return []
+    others = [bind for bind in binds if not _bind_is_local(bind)]
+    if not others:
         return []
     return [Problem(PREFIX + "SANDBOX_PUBLIC", "sandbox mode serves only loopback addresses (its simulator pays for "
-                    f"anything) but the server binds {', '.join(public)}; bind 127.0.0.1, or set "
+                    f"anything) but the server binds {', '.join(others)}; bind 127.0.0.1, or set "
                     "LBPAY_SANDBOX_PUBLIC=on to show the demo to other machines", example="on")]
+
+
+def sandbox_public_setting(values: Mapping[str, Any]) -> bool:
+    """Only ``LBPAY_SANDBOX_PUBLIC``, for a start path that runs the simulator without the app (``lbpay sandbox``)."""
+    read = Reader(values)
+    public = read.flag("SANDBOX_PUBLIC", False)
+    if read.problems:
+        raise ConfigError(read.problems)
+    return public
+
+
+def _bind_is_local(bind: str) -> bool:
+    if bind.startswith("unix:"):
+        return True  # a socket file is reachable only from this machine
+    if bind.startswith("fd://"):
+        return _inherited_socket_is_local(bind[len("fd://"):])
+    host = bind.rsplit(":", 1)[0] if bind.count(":") == 1 or bind.startswith("[") else bind
+    return is_loopback(host or "0.0.0.0")
+
+
+def _inherited_socket_is_local(fd: str) -> bool:
+    """Whether the socket on descriptor ``fd`` is a socket file or bound to loopback; anything else is not."""
+    try:
+        copy = os.dup(int(fd))
+    except (ValueError, OSError):
+        return False  # not a descriptor of ours: never trusted
+    try:
+        with socket.socket(fileno=copy) as inherited:  # closes the copy only
+            copy = -1
+            if inherited.family == socket.AF_UNIX:
+                return True
+            name = inherited.getsockname()
+    except OSError:
+        return False  # not a socket
+    finally:
+        if copy >= 0:
+            os.close(copy)
+    return is_loopback(str(name[0]))
 
 
 def _apiv3_key(read: Reader, name: str, required: bool = False) -> bytes | None:

@@ -171,7 +171,7 @@ def generate(path: Path, orders: int, secret_key: str, audit: bool = True, seed:
         public_id = f"ord_bench{order_id:013d}"
         out_trade_no = "LB" + created.strftime("%Y%m%d%H%M%S") + f"{order_id:012d}"
         token_hash = hash_token(shop.derive_token("order", public_id))
-        expires = created + dt.timedelta(minutes=30)
+        expires = created + shop.config.order_ttl
         roll = rnd.random()
         if age < dt.timedelta(minutes=25):
             status = "pending"

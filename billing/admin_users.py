@@ -101,7 +101,7 @@ def sign_in_limits(email: str, address: str | None, device: str | None = None) -
     account = normalise_email(email)[:254]
     if device:
         return [(limits.key("sign-in-device", device[:64]), limits.SIGN_IN_PER_ACCOUNT)]
-    where = (address or "unknown")[:64]
+    where = (limits.client(address) or "unknown")[:64]
     return [(limits.key("sign-in-account-ip", account, where), limits.SIGN_IN_PER_ACCOUNT),
             (limits.key("sign-in-ip", where), limits.SIGN_IN_PER_CLIENT),
             (limits.key("sign-in-account", account), limits.SIGN_IN_UNKNOWN_DEVICES)]

@@ -2,22 +2,27 @@
 
 A course's files live in ``<content dir>/<course id>/``; those under its ``free/`` folder are served to
 anyone, the rest only to a license that verifies, names that course, has not expired, and that the
-server has not revoked (nor refunded). Paid files served are counted per license key against the
-``limits.maxDownloads`` the license was sold with.
+server has not revoked (nor refunded). Paid files served are counted per license id, across every
+key issued under it (a renewal is a new key, not new downloads), against the ``limits.maxDownloads``
+the license was sold with.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peewee import fn
+
 from licensing import verify_license
 from models import Course, License, Order
 
-from . import audit
+from . import audit, limits
+from .errors import BillingError
 from .learners import current_licenses
 from .orders import COURSE_ID
 from database import write_transaction
@@ -43,6 +48,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "license_revoked": (403, "The license was revoked."),
     "license_refunded": (403, "The purchase was refunded; the license no longer opens paid content."),
     "download_limit_reached": (403, "The license has used all the downloads it was sold with."),
+    "rate_limited": (429, "Too many requests from this address; try again after Retry-After seconds."),
     "license_not_found": (404, "No license of this server matches this key."),
     "course_not_found": (404, "There is no such course."),
     "not_found": (404, "There is no such file in this course."),
@@ -140,6 +146,33 @@ def course_structure(content_dir: Path, course_id: str) -> dict[str, Any]:
             "description": course.title, "isFree": False, "exercises": exercises, "files": files}
 
 
+# A walk of a large course takes a third of a second: each process keeps each course's tree a minute.
+STRUCTURE_FRESH_FOR = dt.timedelta(minutes=1)
+_WALKED: dict[tuple[str, str], tuple[dt.datetime, dict[str, Any]]] = {}
+_WALKED_LOCK = threading.Lock()
+_WALKED_MAX = 512
+
+
+def structure_for(shop: Shop, address: str | None, course_id: str) -> dict[str, Any]:
+    """The course's tree for an anonymous client: limited per address, walked at most once a minute."""
+    now = shop.now()
+    try:
+        limits.throttle("structure", address, limits.STRUCTURE_PER_CLIENT, now)
+    except BillingError as exc:
+        raise ContentError("rate_limited", extra={"retry_after": exc.retry_after}) from None
+    key = (str(shop.config.content_dir), course_id)
+    with _WALKED_LOCK:
+        kept = _WALKED.get(key)
+    if kept is not None and now - kept[0] < STRUCTURE_FRESH_FOR:
+        return kept[1]
+    tree = course_structure(shop.config.content_dir, course_id)  # course_not_found is never kept
+    with _WALKED_LOCK:
+        if len(_WALKED) >= _WALKED_MAX:
+            _WALKED.clear()
+        _WALKED[key] = (now, tree)
+    return tree
+
+
 def served_files(content_dir: Path, course_id: str) -> list[dict[str, Any]]:
     """Every file a course serves, flat: path, size, and whether it is free."""
     found: list[dict[str, Any]] = []
@@ -198,6 +231,13 @@ def _check_license(shop: Shop, text: str, course_id: str | None) -> tuple[Licens
     return row, payload
 
 
+def downloads_of(license_id: str) -> int:
+    """Paid files served under a license id, every key of it together."""
+    total = (License.select(fn.COALESCE(fn.SUM(License.downloads), 0))
+             .where(License.license_id == license_id).scalar())
+    return int(total or 0)
+
+
 def max_downloads_of(payload: dict[str, Any]) -> int | None:
     """The download limit a license was signed with, or None for no limit."""
     limits = payload.get("limits")
@@ -212,9 +252,11 @@ def grant_for(shop: Shop, text: str | None, course_id: str) -> Grant:
     row, payload = _check_license(shop, text, course_id)
     grant = Grant(license_row=row.id, license_id=row.license_id, course_id=row.course_id,
                   max_downloads=max_downloads_of(payload))
-    if grant.max_downloads is not None and row.downloads >= grant.max_downloads:
-        raise ContentError("download_limit_reached", extra={"downloads": row.downloads,
-                                                            "max_downloads": grant.max_downloads})
+    if grant.max_downloads is not None:
+        used = downloads_of(row.license_id)
+        if used >= grant.max_downloads:
+            raise ContentError("download_limit_reached", extra={"downloads": used,
+                                                                "max_downloads": grant.max_downloads})
     return grant
 
 
@@ -242,7 +284,7 @@ def license_report(shop: Shop, text: str, course_id: str | None) -> dict[str, An
     # Ours in camelCase; the extension's addLicense reads the same facts as created_at, expires_at and
     # content_permissions, so both spellings are answered (one fact, two names).
     return {"valid": True, "state": "active", "id": row.license_id, "courseId": row.course_id,
-            "createdAt": created, "expiresAt": expires, "plan": row.plan, "downloads": row.downloads,
+            "createdAt": created, "expiresAt": expires, "plan": row.plan, "downloads": downloads_of(row.license_id),
             "maxDownloads": limit, "contentPermissions": permissions,
             "created_at": created, "expires_at": expires, "content_permissions": permissions}
 
@@ -250,14 +292,12 @@ def license_report(shop: Shop, text: str, course_id: str | None) -> dict[str, An
 def count_download(shop: Shop, grant: Grant) -> None:
     """Count one paid file served to the license; ``download_limit_reached`` if another request took the last."""
     now = shop.now()
-    with write_transaction():
-        query = License.update(downloads=License.downloads + 1).where(License.id == grant.license_row)
-        if grant.max_downloads is not None:
-            query = query.where(License.downloads < grant.max_downloads)
-        if not query.execute():
+    with write_transaction():  # writers queue: no other request counts between the sum and the update
+        if grant.max_downloads is not None and downloads_of(grant.license_id) >= grant.max_downloads:
             raise ContentError("download_limit_reached", extra={"max_downloads": grant.max_downloads})
+        License.update(downloads=License.downloads + 1).where(License.id == grant.license_row).execute()
         row = License.get_by_id(grant.license_row)
-        if grant.max_downloads is not None and row.downloads == grant.max_downloads:
+        if grant.max_downloads is not None and downloads_of(grant.license_id) == grant.max_downloads:
             audit.record("license.downloads_used_up", at=now, actor="learner", order=row.order,
                          detail={"license": grant.license_id, "max_downloads": grant.max_downloads})
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wechatpay.errors import ApiError, WeChatPayError
+
 
 @dataclass(frozen=True)
 class ErrorText:
@@ -179,6 +181,12 @@ class BillingError(Exception):
     def status(self) -> int:
         """The HTTP status this error is answered with."""
         return CATALOGUE[self.code].status
+
+
+def wechat_unavailable(exc: WeChatPayError) -> BillingError:
+    """Billing's own error for a failed WeChat Pay call the creator made: the code WeChat gave, or the failure's kind."""
+    detail = f"{exc.code}: {exc.message}" if isinstance(exc, ApiError) else type(exc).__name__
+    return BillingError("wechat_unavailable", detail)
 
 
 def error_body(code: str, detail: str = "") -> dict[str, object]:

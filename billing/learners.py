@@ -135,7 +135,7 @@ def request_resend(shop: Shop, address: Any, ip: str | None) -> bool:
     address = address.strip()
     now = shop.now()
     with write_transaction():
-        wait = limits.take(limits.key("resend-ip", ip), limits.RESEND_PER_CLIENT, now)
+        wait = limits.take(limits.for_client("resend-ip", ip), limits.RESEND_PER_CLIENT, now)
         if not wait:
             if limits.take(address_key(address), limits.RESEND_PER_ADDRESS, now):
                 return False  # silently dropped: the answer must not tell this apart

@@ -7,11 +7,12 @@ import secrets
 from typing import Any
 
 from licensing import issue_license, verify_license
-from models import Course, License, Order
+from wechatpay.errors import WeChatPayError
+from models import AuditEvent, Course, License, Order
 
 from . import audit
 from .content import max_downloads_of
-from .errors import BillingError
+from .errors import BillingError, wechat_unavailable
 from .addresses import is_email_address
 from .mail import enqueue_license_mail, enqueue_mail, extension_of, license_lines, license_mail
 from .payments import apply_transaction, issue_license_for
@@ -49,6 +50,14 @@ def _key_chain(license_id: str) -> list[License]:
     return list(License.select().where(License.license_id == license_id).order_by(License.issued_at, License.id))
 
 
+def _period_withdrawn(order: Order) -> bool:
+    """Whether this order's period was taken back already: every withdrawal records its ``period_of`` event."""
+    # The event is written in the same transaction as the key it changed, so it is the record of it.
+    return AuditEvent.select().where(
+        (AuditEvent.order == order.id) & AuditEvent.action.in_(("license.shortened", "license.revoked"))
+        & AuditEvent.detail.contains('"period_of":')).exists()
+
+
 def withdraw_period(shop: Shop, order: Order, *, reason: str, actor: str, at: dt.datetime,
                     ip: str | None = None) -> str:
     """Take back what one refunded order bought, inside the caller's write transaction.
@@ -56,7 +65,9 @@ def withdraw_period(shop: Shop, order: Order, *, reason: str, actor: str, at: dt
     A one-time license is revoked. A subscription period is cut from the license id's current key:
     the key is signed again ending one period earlier, and revoked when nothing paid is left, so a
     refunded renewal leaves the period before it and a refunded first period leaves the renewal.
-    Returns ``revoked``, ``shortened`` or ``none``.
+    One order pays for one period, so it is taken back once: a renewal refunded in two parts (a
+    part that revokes, then the rest) withdraws one period, not two. Returns ``revoked``,
+    ``shortened`` or ``none``.
     """
     license = License.get_or_none(License.order == order.id)
     if license is None:
@@ -64,6 +75,8 @@ def withdraw_period(shop: Shop, order: Order, *, reason: str, actor: str, at: dt
     course = Course.get_by_id(license.course_id)
     if license.plan != "subscription" or not course.period_days:
         return "revoked" if revoke_in_transaction(order, reason=reason, actor=actor, at=at, ip=ip) else "none"
+    if _period_withdrawn(order):
+        return "none"
     chain = _key_chain(license.license_id)
     current = chain[-1]
     if current.revoked_at is not None:
@@ -151,7 +164,10 @@ def ask_wechat(shop: Shop, order: Order) -> dict[str, Any]:
     """Return what WeChat Pay says about the order right now."""
     if is_comp(order):
         raise BillingError("bad_request", "a comp was never sent to WeChat Pay")
-    return shop.wechat.query_by_out_trade_no(order.out_trade_no)
+    try:
+        return shop.wechat.query_by_out_trade_no(order.out_trade_no)
+    except WeChatPayError as exc:
+        raise wechat_unavailable(exc) from exc
 
 
 def mark_paid(shop: Shop, order: Order, *, reason: str, actor: str, ip: str | None = None) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
 import math
 import threading
 import time
@@ -53,6 +54,7 @@ PENDING_ORDERS_PER_BUYER = 5
 ORDER_MISSES_PER_CLIENT = Rule(30, 60)  # wrong order ids or tokens; a real extension makes none
 STATUS_PER_CLIENT = Rule(120, 60)
 REVOCATIONS_PER_CLIENT = Rule(60, 60)
+STRUCTURE_PER_CLIENT = Rule(60, 60)  # a course's file tree (/provider/courses/<id>/structure)
 RESEND_PER_CLIENT = Rule(10, 600)  # beyond this, 429
 RESEND_PER_ADDRESS = Rule(3, 3600)  # per e-mail address; beyond this, silently dropped
 # The creator's console: sign-in attempts (a password or a TOTP code).
@@ -73,6 +75,33 @@ def decide(due: float | None, now: float, rule: Rule) -> tuple[float, float]:
     after = start + rule.step
     wait = after - now - rule.seconds
     return (after, 0.0) if wait <= 1e-9 else (due if due is not None else now, wait)
+
+
+@functools.lru_cache(maxsize=4096)
+def client(address: str | None) -> str | None:
+    """The subject every per-address limit counts for a client address: the one place that says who a client is.
+
+    An IPv6 subscriber is handed a whole /64 and may take a new address in it for every request,
+    so an IPv6 address counts as its /64; an IPv4-mapped address (``::ffff:a.b.c.d``, what a
+    dual-stack socket shows for an IPv4 peer) counts as the IPv4 address it carries. Anything
+    that does not parse as an address is counted as given.
+    """
+    if not address:
+        return address
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone (fe80::1%eth0) names no other host
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def for_client(name: str, address: str | None) -> str:
+    """The row key of the limit ``name`` for a client address (see ``client``)."""
+    return key(name, client(address))
 
 
 def key(name: str, *parts: str | None) -> str:
@@ -175,10 +204,10 @@ def refused(what: str, wait: float) -> BillingError:
     return BillingError("rate_limited", f"too many requests: {what}", retry_after=retry_after(wait))
 
 
-def throttle(name: str, client: str | None, rule: Rule, now: dt.datetime) -> None:
-    """Count one request of ``client`` against the limit ``name``, or raise ``rate_limited`` with the wait."""
+def throttle(name: str, address: str | None, rule: Rule, now: dt.datetime) -> None:
+    """Count one request of the client at ``address`` against the limit ``name``, or raise ``rate_limited``."""
     with _limit_transaction():
-        wait = take(key(name, client), rule, now)
+        wait = take(for_client(name, address), rule, now)
     if wait > 0:
         raise refused(name, wait)
 
@@ -195,9 +224,9 @@ def _limit_transaction() -> Any:
     return db.atomic()
 
 
-def refuse_if_over(name: str, client: str | None, rule: Rule, now: dt.datetime) -> None:
-    """Raise ``rate_limited`` while ``client`` is over the limit ``name``, without counting (a read only)."""
-    wait = wait_for(key(name, client), rule, now)
+def refuse_if_over(name: str, address: str | None, rule: Rule, now: dt.datetime) -> None:
+    """Raise ``rate_limited`` while the client at ``address`` is over the limit ``name``, without counting."""
+    wait = wait_for(for_client(name, address), rule, now)
     if wait > 0:
         raise refused(name, wait)
 

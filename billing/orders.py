@@ -141,24 +141,30 @@ def _valid_license_for(buyer: Buyer, course: Course, now: Any) -> License | None
 IDEMPOTENCY_KEY_MIN, IDEMPOTENCY_KEY_MAX = 16, 200
 
 
-def request_fingerprint(buyer: Buyer | None, course_id: str, email: str | None) -> str:
-    """Who sent a keyed request (its buyer, or nobody yet) and what it asked: 32 hex characters each."""
-    who = hash_token("idem-who:" + (buyer.public_id if buyer is not None else "-"))[:32]
+def request_fingerprint(buyer: Buyer | None, course_id: str, email: str | None, client: str) -> str:
+    """Who sent a keyed request and what it asked: 32 hex characters each.
+
+    The sender is its buyer; a first order has no buyer yet, so its sender is its client (the
+    address as ``client_key`` names it): the key alone, replayed from elsewhere, never gives the
+    first order's tokens away.
+    """
+    who = hash_token("idem-who:" + (buyer.public_id if buyer is not None else "-:" + client))[:32]
     what = hash_token("idem-what:" + json.dumps([course_id, email]))[:32]
     return who + what
 
 
 def client_key(shop: Shop, address: str | None) -> str:
     """Name a client address in the order table without storing it (keyed with the server secret)."""
-    return shop.derive_token("client", address or "-")[:32]
+    return shop.derive_token("client", limits.client(address) or "-")[:32]
 
 
 def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
                 idempotency_key: str | None = None, ip: str | None = None) -> PlacedOrder:
     """Create an order and its WeChat Pay Native order, or give back the one this request already made.
 
-    The same ``Idempotency-Key`` from the same buyer with the same body gets the same order (from
-    anyone else: ``idempotency_key_conflict``, no token); a buyer with a pending, unexpired order
+    The same ``Idempotency-Key`` from the same buyer (for a first order: the same client address,
+    an IPv6 /64) with the same body gets the same order (from anyone else:
+    ``idempotency_key_conflict``, no token); a buyer with a pending, unexpired order
     for the course gets that order; a buyer who holds a valid license for a one-time course gets
     ``already_licensed`` instead of a second charge. New orders are limited per client address
     and pending orders per address and per buyer (429 with the seconds to wait). WeChat is called
@@ -173,11 +179,11 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
                                           f"{IDEMPOTENCY_KEY_MAX} characters (a random UUID will do)")
     buyer = _buyer_for(buyer_token)
     key_hash = hash_token("idem:" + idempotency_key) if idempotency_key else None
-    fingerprint = request_fingerprint(buyer, course.id, email)
+    client = client_key(shop, ip)
+    fingerprint = request_fingerprint(buyer, course.id, email, client)
     now = shop.now()
     order = _existing_order(shop, course, buyer, key_hash, fingerprint, now)
     if order is None:
-        client = client_key(shop, ip)
         _refuse_if_over_limits(ip, client, buyer, now)
         order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now)
     elif order.code_url is None:
@@ -305,7 +311,7 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
     attempt = _earlier_attempt(key_hash, fingerprint, now)
     out_trade_no: str = new_out_trade_no(now) if attempt is None else attempt.out_trade_no
     # The retry of a keyed request WeChat did not confirm sends the very same order (time_expire too).
-    expires_at: dt.datetime = now + shop.order_ttl if attempt is None else attempt.expires_at
+    expires_at: dt.datetime = now + shop.config.order_ttl if attempt is None else attempt.expires_at
     try:
         # The same parameters, time_expire included, are what a code_url refresh sends again.
         code_url = shop.wechat.create_native_order(
@@ -323,7 +329,7 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
                 return _replayed(earlier, fingerprint, buyer)
             if attempt is not None:
                 OrderAttempt.delete().where(OrderAttempt.idempotency_key == key_hash).execute()
-        wait = limits.take(limits.key("orders", ip), limits.ORDERS_PER_CLIENT, now)
+        wait = limits.take(limits.for_client("orders", ip), limits.ORDERS_PER_CLIENT, now)
         if wait > 0:
             raise limits.refused("order", wait)
         if buyer is None:

@@ -41,6 +41,10 @@ REFUSALS_KEPT_PER_CLIENT = 20
 REFUSALS_KEPT_PER_HOUR = 500
 REFUSAL_HEADER_CHARS = 512
 HOUR = dt.timedelta(hours=1)
+# A stub is evidence for a month (the creator's look at an attack); then only its day's count stays.
+STUBS_KEPT_FOR = dt.timedelta(days=30)
+STUBS_PRUNED_PER_RUN = 20_000
+BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 @dataclass(frozen=True)
@@ -99,12 +103,18 @@ def _refusals_since(since: dt.datetime, ip: str | None = None, *, per_client: bo
     return int(query.count())
 
 
+def _over_the_caps(since: dt.datetime, ip: str | None) -> bool:
+    return (_refusals_since(since, ip, per_client=True) >= REFUSALS_KEPT_PER_CLIENT
+            or _refusals_since(since) >= REFUSALS_KEPT_PER_HOUR)
+
+
 def refuse_unverified(received: Received, result: str, reason: str, ip: str | None) -> bool:
     """Keep a stub of a notification that failed verification, within the caps; return whether it was kept."""
     since = received.at - HOUR
+    if _over_the_caps(since, ip):  # a read: a flood past the cap never queues for the write lock
+        return False
     with write_transaction():
-        if (_refusals_since(since, ip, per_client=True) >= REFUSALS_KEPT_PER_CLIENT
-                or _refusals_since(since) >= REFUSALS_KEPT_PER_HOUR):
+        if _over_the_caps(since, ip):  # again inside, where no other writer counts meanwhile
             return False
         stub = {**_kept_headers(received.headers, REFUSAL_HEADER_CHARS), "body-size": str(len(received.body)),
                 "body-sha256": hashlib.sha256(received.body).hexdigest()}
@@ -113,6 +123,27 @@ def refuse_unverified(received: Received, result: str, reason: str, ip: str | No
         audit.record("notification.rejected", at=received.at, actor="wechat", ip=ip,
                      detail={"notification": row.id, "result": result, "reason": reason[:200]})
     return True
+
+
+def prune_refused_stubs(now: dt.datetime) -> int:
+    """Delete stubs of unverifiable notifications older than 30 days; one audit event keeps their count per day."""
+    cutoff = now - STUBS_KEPT_FOR
+    with write_transaction():
+        stubs = list(Notification.select(Notification.id, Notification.received_at).where(
+            (Notification.received_at < cutoff) & (Notification.body == "") & Notification.order.is_null()
+            & Notification.event_id.is_null()).order_by(Notification.id).limit(STUBS_PRUNED_PER_RUN))
+        if not stubs:
+            return 0
+        per_day: dict[str, int] = {}
+        for stub in stubs:
+            day = stub.received_at.astimezone(BEIJING).date().isoformat()
+            per_day[day] = per_day.get(day, 0) + 1
+        ids = [stub.id for stub in stubs]
+        for start in range(0, len(ids), 500):
+            Notification.delete().where(Notification.id.in_(ids[start:start + 500])).execute()
+        audit.record("notification.stubs_pruned", at=now,
+                     detail={"per_day": dict(sorted(per_day.items())), "older_than": cutoff.isoformat()})
+    return len(stubs)
 
 
 def refuse_authentic(received: Received, result: str, reason: str, ip: str | None) -> None:
@@ -204,7 +235,7 @@ def _checked(tx: Any) -> dict[str, Any]:
 class Verdict:
     """What a transaction means for an order: an outcome and, for the flagged ones, why."""
 
-    outcome: str  # fulfil | duplicate | not_ours | unknown_order | not_paid | wrong_amount | second_payment | late
+    outcome: str  # fulfil | duplicate | not_ours | unknown_order | not_paid | wrong_amount | second_payment | late | held
     reason: str = ""
 
 
@@ -225,6 +256,8 @@ def judge_payment(tx: Mapping[str, Any], order: Order | None, mchid: str, appid:
         return Verdict("second_payment", f"second payment {tx['transaction_id']} after {order.transaction_id}")
     if order.status != "pending":
         return Verdict("late", f"paid while {order.status}")
+    if order.flag is not None:  # the creator must look first (an underpayment before, say): never fulfil past it
+        return Verdict("held", f"paid in full while flagged {order.flag}")
     return Verdict("fulfil")
 
 
@@ -258,7 +291,7 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     """Act on WeChat's word about one transaction; the single path to a fulfilled order.
 
     Returns what happened: ``fulfilled``, ``duplicate``, ``unknown_order``, ``mismatch``,
-    ``late_payment``, ``second_payment`` or ``not_paid``.
+    ``late_payment``, ``second_payment``, ``held`` or ``not_paid``.
     """
     payment = Payment(shop=shop, tx=_checked(tx), source=source, now=shop.now(), received=received, ip=ip)
     payment.facts = {"source": source, "transaction_id": tx.get("transaction_id"), "trade_state": tx["trade_state"]}
@@ -376,6 +409,16 @@ def late_payment(p: Payment, order: Order, verdict: Verdict) -> str:
     return "late_payment"
 
 
+def held_payment(p: Payment, order: Order, verdict: Verdict) -> str:
+    """Paid in full, but the order is flagged: record the payment, keep the flag, issue nothing."""
+    Order.update(**p.paid_fields()).where(Order.id == order.id).execute()
+    audit.record("payment.held", at=p.now, actor="wechat", order=order, ip=p.ip,
+                 detail={**p.facts, "flag": order.flag})
+    p.keep("held", order, verdict.reason)
+    log.error("ALERT: order %s %s; nothing issued", order.public_id, verdict.reason)
+    return "held"
+
+
 def _claim(p: Payment, order: Order) -> bool:
     """The compare-and-set: mark the order paid only if it is still pending and unpaid as written."""
     return rows.update(Order, {"status": "fulfilled", **p.paid_fields()},
@@ -405,6 +448,7 @@ def fulfilled(p: Payment, order: Order) -> str:
 OUTCOMES: dict[str, Callable[[Payment, Any, Verdict], str]] = {
     "not_ours": not_ours, "unknown_order": unknown_order, "not_paid": not_paid, "wrong_amount": wrong_amount,
     "duplicate": duplicate, "second_payment": second_payment, "late": late_payment, "fulfil": fulfil,
+    "held": held_payment,
 }
 
 

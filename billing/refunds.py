@@ -16,7 +16,7 @@ from wechatpay.errors import ApiError, FieldError, WeChatPayError
 from wechatpay.fields import REFUND_REASON_BYTES, check_utf8
 
 from . import audit
-from .errors import BillingError
+from .errors import BillingError, wechat_unavailable
 from .payments import NotificationRefused, NotifyAnswer, Received, keep_notification, open_notification
 from .shop import Shop
 from database import write_transaction
@@ -80,7 +80,8 @@ def request_refund(shop: Shop, order: Order, *, amount_fen: int, reason: str, re
     now = shop.now()
     with write_transaction():
         order = Order.get_by_id(order.id)
-        if order.transaction_id is None or (order.status not in REFUNDABLE and order.flag != "LATE_PAYMENT"):
+        # A flagged order with a payment (late, or held past an underpayment) is refundable too.
+        if order.transaction_id is None or (order.status not in REFUNDABLE and order.flag is None):
             raise BillingError("refund_not_allowed", f"order is {order.status}")
         left = refundable_fen(order)
         if amount_fen > left:
@@ -396,6 +397,17 @@ def sync_refund(shop: Shop, refund: Refund) -> str:
     """Ask WeChat Pay about one refund and settle it by the answer."""
     answer = shop.wechat.query_refund(refund.out_refund_no)
     return settle_refund(shop, answer, source="query")
+
+
+def check_refund(shop: Shop, refund: Refund) -> None:
+    """The creator's "ask WeChat again": send a refund WeChat never took, else query and settle it."""
+    if refund.refund_id is None and refund.status == "PROCESSING":
+        submit_refund(shop, refund)
+        return
+    try:
+        sync_refund(shop, refund)
+    except WeChatPayError as exc:
+        raise wechat_unavailable(exc) from exc
 
 
 def reconcile_refunds(shop: Shop, now: dt.datetime) -> dict[str, Any]:

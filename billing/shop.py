@@ -63,7 +63,6 @@ class Shop:
     appid: str
     license_keys: KeyRing
     notify_url: str
-    order_ttl: dt.timedelta = dt.timedelta(minutes=30)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC))
     poll_after_ms: int = 500
     token_secret: bytes = b""

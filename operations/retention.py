@@ -11,6 +11,7 @@ from typing import Any
 from models import Buyer, Notification, Order
 
 from billing import audit
+from billing.payments import prune_refused_stubs
 from billing.shop import Shop
 from database import write_transaction
 
@@ -53,5 +54,5 @@ def purge(shop: Shop, now: dt.datetime, *, days: int | None = None, dry_run: boo
 
 
 def purge_old_personal_data(shop: Shop, now: dt.datetime) -> dict[str, Any]:
-    """Run the purge a few times a day; most runs find nothing."""
-    return purge(shop, now)
+    """Run the purge a few times a day (and prune month-old refused stubs); most runs find nothing."""
+    return {**purge(shop, now), "stubs_pruned": prune_refused_stubs(now)}

@@ -95,6 +95,50 @@ def test_the_cap_lifts_after_an_hour(shop: Shop, make_notification: Callable[...
     assert len(notifications()) == REFUSALS_KEPT_PER_CLIENT + 1
 
 
+@sqlite_only
+@pytest.mark.parametrize("shop_settings", [{"DB_BUSY_TIMEOUT_MS": "200"}])
+def test_over_the_cap_a_refusal_takes_no_write_lock(
+        shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
+    # Issue 24: every refusal took the write lock to count, even past the cap, so a flood of forged
+    # notifications queued behind (and held up) every real writer.
+    order = shop.order()
+    forged = make_notification(order, signing_key=shop.keys.forger)
+    for _ in range(REFUSALS_KEPT_PER_CLIENT):
+        assert shop.notify(forged).status_code == 401
+    path = urlsplit(core(shop).config.database_url).path
+    holder = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        assert [shop.notify(forged).status_code for _ in range(3)] == [401] * 3
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(notifications()) == REFUSALS_KEPT_PER_CLIENT
+
+
+def test_refused_stubs_are_pruned_after_30_days_with_a_count_per_day(
+        shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
+    from operations.retention import purge_old_personal_data
+
+    order = shop.order()
+    shop.clock.freeze()
+    for _ in range(3):
+        assert shop.notify(make_notification(order, signing_key=shop.keys.forger)).status_code == 401
+    assert shop.notify(make_notification(order)).status_code == 204  # authentic: kept (blanked after a year)
+    day = shop.clock().astimezone(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+    shop.clock.advance(29 * 86400)
+    with models.db.connection_context():
+        purge_old_personal_data(core(shop), shop.clock())
+    assert len(notifications()) == 4, "younger than 30 days: kept"
+    shop.clock.advance(2 * 86400)
+    with models.db.connection_context():
+        summary = purge_old_personal_data(core(shop), shop.clock())
+        event = models.AuditEvent.get(models.AuditEvent.action == "notification.stubs_pruned")
+    assert summary["stubs_pruned"] == 3
+    assert [n.result for n in notifications()] == ["fulfilled"]
+    assert json.loads(event.detail)["per_day"] == {day: 3}
+
+
 def test_an_authentic_notification_is_kept_in_full_with_its_result(
         shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
     order = shop.order()
@@ -226,6 +270,34 @@ def settle_refund_of(shop: Shop, order_id: str, amount_fen: int | None = None, r
     raise AssertionError("the refund did not settle")
 
 
+def test_an_underpaid_order_paid_in_full_later_is_held_not_fulfilled(
+        shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
+    # Issue 24: the flag said "the creator must look", and the next full payment fulfilled it anyway.
+    order = shop.order()
+    short = make_notification(order, amount={"total": order["amount_fen"] - 100, "currency": "CNY"})
+    assert shop.notify(short).status_code == 204
+    assert shop.poll(order)["error"]["code"] == "amount_mismatch"
+    full = make_notification(order)
+    assert shop.notify(full).status_code == 204
+    view = shop.poll(order)
+    assert view["status"] == "pending" and view["license"] is None
+    assert view["error"]["code"] == "amount_mismatch" and view["final"] is True
+    with models.db.connection_context():
+        row = models.Order.get(models.Order.public_id == order["order_id"])
+        assert row.flag == "AMOUNT_MISMATCH" and row.transaction_id == full.transaction["transaction_id"]
+        assert models.License.select().count() == 0
+        held = models.AuditEvent.get(models.AuditEvent.action == "payment.held")
+        assert "AMOUNT_MISMATCH" in held.detail
+        [note] = models.Notification.select().where(models.Notification.result == "held")
+    # The creator can give the money back: a held payment is refundable (asked of WeChat, not refused
+    # here; the sandbox never saw these hand-made payments, so its own answer says nothing).
+    from billing.refunds import request_refund
+    with models.db.connection_context():
+        request_refund(core(shop), row, amount_fen=row.amount_fen, reason="underpaid first",
+                       revoke_license=False, actor="test")
+    assert any(r["path"] == "/v3/refund/domestic/refunds" for r in shop.sandbox.requests_log())
+
+
 def test_a_second_payment_after_a_refund_is_flagged_never_silent(
         shop: Shop, make_notification: Callable[..., SignedNotification]) -> None:
     order = buy(shop)
@@ -324,11 +396,31 @@ def test_a_partial_refund_that_keeps_the_license_leaves_the_period(shop: Shop) -
     assert license_state(shop, bought["license"]["id"])["expires_at"] == bought["license"]["expires_at"]
 
 
+def test_a_renewal_refunded_in_two_parts_takes_back_one_period_only(shop: Shop) -> None:
+    # Issue 24: ¥0.01 with "revoke", then the rest, withdrew two periods and revoked a license whose
+    # first period was paid for and never refunded.
+    first = buy(shop, "rust-monthly")
+    second = buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    license_id = first["license"]["id"]
+    thirty = (dt.datetime.fromisoformat(second["license"]["expires_at"].replace("Z", "+00:00"))
+              - dt.timedelta(days=30)).isoformat().replace("+00:00", "Z")
+    settle_refund_of(shop, second["order_id"], amount_fen=1, revoke=True)
+    assert license_state(shop, license_id) == {"id": license_id, "state": "active", "expires_at": thirty}
+    settle_refund_of(shop, second["order_id"], amount_fen=second["amount_fen"] - 1, revoke=False)
+    assert shop.poll(second)["status"] == "refunded"
+    assert license_state(shop, license_id) == {"id": license_id, "state": "active", "expires_at": thirty}
+    assert license_id not in revoked_ids(shop)
+    with models.db.connection_context():
+        shortened = models.AuditEvent.select().where(models.AuditEvent.action == "license.shortened").count()
+    assert shortened == 1
+
+
 # --- one verdict ---------------------------------------------------------------------------
 
 class FakeOrder:
     def __init__(self, **fields: Any) -> None:
         self.status, self.transaction_id, self.amount_fen, self.currency = "pending", None, 9900, "CNY"
+        self.flag = None
         self.__dict__.update(fields)
 
 
@@ -352,11 +444,13 @@ TX = {"mchid": "M", "appid": "A", "out_trade_no": "LB1", "trade_state": "SUCCESS
     (TX, FakeOrder(status="fulfilled", transaction_id="T0"), "second_payment"),
     (TX, FakeOrder(status="closed"), "late"),
     (TX, FakeOrder(status="refunded"), "late"),
+    (TX, FakeOrder(flag="AMOUNT_MISMATCH"), "held"),
+    (TX, FakeOrder(flag="MERCHANT_MISMATCH"), "held"),
 ])
 def test_the_payment_verdict(tx: dict[str, Any], order: Any, outcome: str) -> None:
     verdict = judge_payment(tx, order, "M", "A")
     assert verdict.outcome == outcome
-    assert bool(verdict.reason) == (outcome in ("not_ours", "wrong_amount", "second_payment", "late"))
+    assert bool(verdict.reason) == (outcome in ("not_ours", "wrong_amount", "second_payment", "late", "held"))
 
 
 class FakeRefund:

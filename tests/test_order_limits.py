@@ -58,6 +58,27 @@ def test_an_anonymous_keyed_order_replays_only_with_the_same_body(shop: Shop) ->
     assert changed.status_code == 422 and "buyer_token" not in changed.text
 
 
+def test_an_anonymous_keyed_order_replays_only_to_its_own_address(tmp_path: Any, keys: Any, sandbox: Any,
+                                                                   clock: Any) -> None:
+    # Issue 24: the key (seen in a log, a shared proxy, a crash report) was enough to take the first
+    # order's order_token and buyer_token from anywhere. An anonymous order has no buyer yet, so its
+    # sender is its client address (an IPv6 /64: the learner's own network).
+    shop = start_shop(tmp_path, keys, sandbox, clock, PROXY_HOPS="1")
+    try:
+        body = {**COURSE, "email": "learner@example.com"}
+        first = post_order(shop, body, KEY, address="2001:db8:7:7::10")
+        assert first.status_code == 201
+        for elsewhere in ("198.51.100.9", "2001:db8:7:8::10"):
+            refused = post_order(shop, body, KEY, address=elsewhere)
+            assert refused.status_code == 409 and refused.json()["error"]["code"] == "idempotency_key_conflict"
+            assert first.json()["order_token"] not in refused.text
+            assert first.json()["buyer_token"] not in refused.text
+        again = post_order(shop, body, KEY, address="2001:db8:7:7::beef")  # a new privacy address, same /64
+        assert again.status_code == 201 and again.json()["order_token"] == first.json()["order_token"]
+    finally:
+        shop.server.stop()
+
+
 @pytest.mark.parametrize("key", ["k-12345678", "x" * 15, "x" * 201])
 def test_idempotency_keys_must_be_16_to_200_characters(shop: Shop, key: str) -> None:
     response = post_order(shop, COURSE, key)

@@ -20,6 +20,7 @@ from test_admin import Console
 from test_learner_api import refund_in_full
 
 import models
+from billing import content
 from billing.content import set_download_limit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +121,25 @@ def test_the_structure_lists_what_is_served_and_nothing_else(shop: Shop) -> None
     assert [(f["path"], f["free"]) for f in exercises["free"]["files"]] == [("free/intro.md", True)]
     missing = shop.get("/provider/courses/no-such-course/structure")
     assert missing.status_code == 404 and error_code(missing) == "course_not_found"
+
+
+def test_the_structure_is_walked_once_a_minute_and_asked_for_a_limited_number_of_times(
+        shop: Shop, content_dir: Path) -> None:
+    # Issue 24: every anonymous request walked the whole tree (0.35 s for 4,800 files).
+    from billing import limits
+
+    shop.clock.freeze()
+    first = shop.get("/provider/courses/cpp-primer-5th/structure").json()
+    (content_dir / "cpp-primer-5th" / "new.md").write_text("# New\n")
+    assert shop.get("/provider/courses/cpp-primer-5th/structure").json() == first  # the walk is kept
+    shop.clock.advance(content.STRUCTURE_FRESH_FOR.total_seconds())
+    later = shop.get("/provider/courses/cpp-primer-5th/structure").json()
+    assert "new.md" in [f["path"] for f in later["files"]]  # and walked again once it is a minute old
+    rule = limits.STRUCTURE_PER_CLIENT
+    answers = [shop.get("/provider/courses/cpp-primer-5th/structure").status_code for _ in range(rule.count)]
+    assert answers == [200] * (rule.count - 1) + [429]  # the request just above took one
+    refused = shop.get("/provider/courses/cpp-primer-5th/structure")
+    assert error_code(refused) == "rate_limited" and int(refused.headers["Retry-After"]) >= 1
 
 
 def test_lbpay_courses_content_lists_what_is_served_and_sets_the_limit(shop: Shop, tmp_path: Path,
@@ -383,6 +403,24 @@ def test_a_course_download_limit_is_signed_into_new_licenses_and_enforced(shop: 
     assert '<dd id="license-downloads">2</dd>' in page
     with models.db.connection_context():
         assert models.AuditEvent.select().where(models.AuditEvent.action == "license.downloads_used_up").count() == 1
+
+
+def test_a_renewal_does_not_reset_the_download_limit(shop: Shop) -> None:
+    # Issue 24: downloads were counted per key, and a renewal is a new key: every renewal (or a second
+    # cheap period) gave the whole limit again. They count per license id, across its keys.
+    with models.db.connection_context():
+        set_download_limit(shop.app.extensions["lbpay.shop"], "rust-monthly", 2, actor="test")
+    first = buy(shop, "rust-monthly")
+    key = first["license"]["key"]
+    assert [fetch(shop, "rust-monthly", "week1/ownership.md", key).status_code for _ in range(2)] == [200, 200]
+    renewed = buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    new_key = renewed["license"]["key"]
+    assert new_key != key and renewed["license"]["id"] == first["license"]["id"]
+    refused = fetch(shop, "rust-monthly", "week1/ownership.md", new_key)
+    assert refused.status_code == 403 and error_code(refused) == "download_limit_reached"
+    state = shop.get(f"/provider/licenses/{new_key}", headers={"X-Course-Id": "rust-monthly"}).json()
+    assert (state["downloads"], state["maxDownloads"]) == (2, 2)
+    assert downloads(first["license"]["id"]) == 2
 
 
 # --- errors are JSON everywhere under /provider ------------------------------------------------------

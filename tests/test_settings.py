@@ -128,7 +128,7 @@ def test_the_commands_are_reachable_through_flask_too(tmp_path: Path) -> None:
     from cli import cli
 
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["flask.commands"]
-    assert set(listed) == set(cli.commands) - {"routes", "shell", "run"}
+    assert set(listed) == set(cli.commands) - {"routes", "shell"}
     done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "courses", "--help"],
                           env=clean_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -213,7 +213,7 @@ def kit_loads_keyring(folder: Path, signed: str | None = None) -> dict[str, Any]
 
 def test_the_kit_loads_the_keyring_lbpay_keys_export_writes(built: Path, server: RunningServer, folder: Path,
                                                             tmp_path: Path) -> None:
-    printed = lbpay(folder / "instance", server.base, "keys", "export", str(tmp_path / "live"))
+    printed = lbpay(folder / "instance", server.base, "keys", "export", "--sandbox-key", str(tmp_path / "live"))
     assert "keyring.json" in printed
     signed = requests.get(server.base + "/api/v1/revocations", timeout=10).text
     loaded = kit_loads_keyring(tmp_path / "live", signed)
@@ -226,7 +226,7 @@ def test_the_kit_loads_the_keyring_lbpay_keys_export_writes(built: Path, server:
     fresh = tmp_path / "rotated"
     lbpay(fresh, server.base, "init")
     lbpay(fresh, server.base, "keys", "rotate")
-    lbpay(fresh, server.base, "keys", "export", str(fresh / "out"))
+    lbpay(fresh, server.base, "keys", "export", "--sandbox-key", str(fresh / "out"))
     written = json.loads((fresh / "out" / "licence-keys" / "keyring.json").read_text())
     ring = kit_loads_keyring(fresh / "out")["ring"]
     assert ring == written and [k["active"] for k in ring["keys"]] == [True, False]

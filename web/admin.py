@@ -28,7 +28,6 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, licenses, refunds, reports
 from billing.courses import PLANS, all_courses, course_by_id, save_course
-from wechatpay.errors import ApiError, WeChatPayError
 
 from . import current_shop
 
@@ -172,12 +171,6 @@ def _no_store(response: Response) -> Response:
 @bp.errorhandler(BillingError)
 def _billing_error(exc: BillingError) -> tuple[str, int]:
     return render_template("admin/problem.html", text=CATALOGUE[exc.code], detail=exc.detail), exc.status
-
-
-@bp.errorhandler(WeChatPayError)
-def _wechat_error(exc: WeChatPayError) -> tuple[str, int]:
-    detail = f"{exc.code}: {exc.message}" if isinstance(exc, ApiError) else type(exc).__name__
-    return render_template("admin/problem.html", text=CATALOGUE["wechat_unavailable"], detail=detail), 503
 
 
 # --- sign-in --------------------------------------------------------------------------------
@@ -345,10 +338,7 @@ def sync_refund(out_refund_no: str) -> BaseResponse:
     made = reports.refund_by_number(out_refund_no)
     if made is None:
         abort(404)
-    if made.refund_id is None and made.status == "PROCESSING":
-        refunds.submit_refund(current_shop(), made)
-    else:
-        refunds.sync_refund(current_shop(), made)
+    refunds.check_refund(current_shop(), made)
     return redirect(url_for("admin.order", public_id=made.order.public_id), 303)
 
 

@@ -17,6 +17,8 @@ bp = Blueprint("provider", __name__, url_prefix="/provider")
 def _error(exc: ContentError) -> Response:
     response = jsonify(exc.body())
     response.status_code = exc.status
+    if "retry_after" in exc.extra:
+        response.headers["Retry-After"] = str(exc.extra["retry_after"])
     return response
 
 
@@ -59,7 +61,7 @@ def search() -> Response:
 
 @bp.get("/courses/<course_id>/structure")
 def structure(course_id: str) -> Response:
-    return jsonify(content.course_structure(_content_dir(), course_id))
+    return jsonify(content.structure_for(current_shop(), request.remote_addr, course_id))
 
 
 @bp.get("/licenses")
