@@ -280,6 +280,10 @@ class Alert(BaseModel):
     at = UTCDateTimeField(index=True)
     message = TextField()
     mailed = BooleanField(default=False)
+    acknowledged_at = UTCDateTimeField(null=True)  # seen: someone is on it
+    acknowledged_by = CharField(max_length=120, null=True)
+    resolved_at = UTCDateTimeField(null=True)  # settled: it leaves the badge and the attention card
+    resolved_by = CharField(max_length=120, null=True)
 
 
 class BillDifference(BaseModel):
@@ -297,6 +301,9 @@ class BillDifference(BaseModel):
     detail = CharField(max_length=300)
     found_at = UTCDateTimeField()
     key = CharField(max_length=160, unique=True)  # bill date, kind and numbers: a re-run records nothing twice
+    resolved_at = UTCDateTimeField(null=True)  # settled by the creator, who says how in ``resolution``
+    resolved_by = CharField(max_length=120, null=True)
+    resolution = CharField(max_length=300, null=True)
 
 
 class BillCheck(BaseModel):
