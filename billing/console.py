@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from peewee import JOIN, SQL, NodeList, PostgresqlDatabase, fn
+from peewee import SQL, NodeList, PostgresqlDatabase, fn
 
 from database import write_transaction
 from models import Alert, AuditEvent, BillDifference, Course, License, Order, Refund, db
@@ -232,8 +232,7 @@ def _day_start(day: dt.date) -> dt.datetime:
 
 def audit_page(f: AuditFilter) -> AuditPage:
     """One page of audit events, newest first (by id), with each action in words."""
-    query = AuditEvent.select(AuditEvent, Order.public_id).join(Order, JOIN.LEFT_OUTER,
-                                                                on=(AuditEvent.order == Order.id))
+    query = AuditEvent.select()
     if f.order:
         order = Order.get_or_none(Order.public_id == f.order[:40]) or Order.get_or_none(
             Order.out_trade_no == f.order[:32])
@@ -255,12 +254,15 @@ def audit_page(f: AuditFilter) -> AuditPage:
         query = query.where(AuditEvent.id < f.before)
     events = list(query.order_by(AuditEvent.id.desc()).limit(PAGE_SIZE + 1))
     page = AuditPage()
+    order_ids = {event.order_id for event in events if event.order_id}
+    public = dict(Order.select(Order.id, Order.public_id).where(Order.id.in_(sorted(order_ids))).tuples()) \
+        if order_ids else {}
     for event in events[:PAGE_SIZE]:
         zh, en = action_words(event.action)
         detail = json.loads(event.detail or "{}")
         page.rows.append({"id": event.id, "at": event.at, "actor": event.actor, "action": event.action,
                           "zh": zh, "en": en, "ip": event.ip, "detail": detail,
-                          "order": event.order.public_id if event.order_id else None})
+                          "order": public.get(event.order_id)})
     if len(events) > PAGE_SIZE:
         page.next_before = events[PAGE_SIZE - 1].id
     return page
@@ -275,7 +277,7 @@ def chain_words(chain: dict[str, Any]) -> tuple[str, str]:
     """The chain status (reports.chain_status) as a sentence in Chinese and in English."""
     if chain.get("whole"):
         scope_zh = "全部" if chain.get("full") else "最近的"
-        scope_en = "every" if chain.get("full") else "the newest"
+        scope_en = "all" if chain.get("full") else "the newest"
         return (f"审计记录完整：已核对{scope_zh} {chain.get('checked', 0)} 条记录，没有被改动或删除。",
                 f"The audit trail is whole: {scope_en} {chain.get('checked', 0)} events checked, "
                 "none changed or removed.")

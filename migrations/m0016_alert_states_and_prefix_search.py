@@ -43,7 +43,9 @@ def apply(database: Database, migrator: SchemaMigrator) -> None:
     database.execute_sql('CREATE INDEX IF NOT EXISTS "bill_difference_open" ON "bill_difference" ("bill_date") '
                          'WHERE "resolved_at" IS NULL')
     if isinstance(database, PostgresqlDatabase):
-        for column in ("public_id", "out_trade_no", "transaction_id"):
-            database.execute_sql(f'CREATE INDEX IF NOT EXISTS "order_{column}_c" ON "order" ("{column}" COLLATE "C")')
+        database.execute_sql('CREATE INDEX IF NOT EXISTS "order_public_id_c" ON "order" ("public_id" COLLATE "C")')
+        database.execute_sql('CREATE INDEX IF NOT EXISTS "order_out_trade_no_c" ON "order" ("out_trade_no" COLLATE "C")')
+        database.execute_sql('CREATE INDEX IF NOT EXISTS "order_transaction_id_c" ON "order" '
+                             '("transaction_id" COLLATE "C")')
         database.execute_sql('CREATE INDEX IF NOT EXISTS "order_email_lower_c" ON "order" '
                              '(lower("email") COLLATE "C")')

@@ -175,6 +175,7 @@ def test_the_audit_page_filters_by_order_actor_kind_and_day_and_says_the_chain_i
 
     page = console.page(f"/admin/audit?order={order['order_id']}")
     assert page.count('class="audit-row"') >= 2 and other["order_id"] not in page
+    assert f'href="/admin/orders/{order["order_id"]}"' in page
     assert 'data-action="order.created"' in page and 'data-action="admin.signed_in"' not in page
 
     page = console.page(f"/admin/audit?actor={ACTOR}")
