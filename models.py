@@ -16,6 +16,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    PostgresqlDatabase,
     SQL,
     TextField,
 )
@@ -122,6 +123,14 @@ class Order(BaseModel):
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_paid_at_amount" ON "order" ("paid_at", "amount_fen")'))
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_email_lower" ON "order" (lower("email"))'))
+# PostgreSQL compares text in the database's collation; the console's prefix search compares byte by
+# byte (COLLATE "C", billing.console), so it needs these. SQLite's own indexes already compare so.
+POSTGRES_PREFIX_INDEXES = (
+    'CREATE INDEX IF NOT EXISTS "order_public_id_c" ON "order" ("public_id" COLLATE "C")',
+    'CREATE INDEX IF NOT EXISTS "order_out_trade_no_c" ON "order" ("out_trade_no" COLLATE "C")',
+    'CREATE INDEX IF NOT EXISTS "order_transaction_id_c" ON "order" ("transaction_id" COLLATE "C")',
+    'CREATE INDEX IF NOT EXISTS "order_email_lower_c" ON "order" (lower("email") COLLATE "C")',
+)
 
 
 class License(BaseModel):
@@ -306,6 +315,12 @@ class BillDifference(BaseModel):
     resolution = CharField(max_length=300, null=True)
 
 
+# The nav badge counts the open ones on every console page.
+Alert.add_index(SQL('CREATE INDEX IF NOT EXISTS "alert_open" ON "alert" ("at") WHERE "resolved_at" IS NULL'))
+BillDifference.add_index(SQL('CREATE INDEX IF NOT EXISTS "bill_difference_open" ON "bill_difference" ("bill_date") '
+                             'WHERE "resolved_at" IS NULL'))
+
+
 class BillCheck(BaseModel):
     """A day whose trade bill was compared with our ledger: when, and what it held."""
 
@@ -324,3 +339,6 @@ ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification
 def create_tables() -> None:
     """Create every table that does not exist yet."""
     db.create_tables(ALL_MODELS, safe=True)
+    if isinstance(db.obj, PostgresqlDatabase):
+        for statement in POSTGRES_PREFIX_INDEXES:
+            db.execute_sql(statement)

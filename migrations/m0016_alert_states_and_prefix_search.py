@@ -43,6 +43,7 @@ def apply(database: Database, migrator: SchemaMigrator) -> None:
     database.execute_sql('CREATE INDEX IF NOT EXISTS "bill_difference_open" ON "bill_difference" ("bill_date") '
                          'WHERE "resolved_at" IS NULL')
     if isinstance(database, PostgresqlDatabase):
+        # The same statements as models.POSTGRES_PREFIX_INDEXES, written out: a migration never changes.
         database.execute_sql('CREATE INDEX IF NOT EXISTS "order_public_id_c" ON "order" ("public_id" COLLATE "C")')
         database.execute_sql('CREATE INDEX IF NOT EXISTS "order_out_trade_no_c" ON "order" ("out_trade_no" COLLATE "C")')
         database.execute_sql('CREATE INDEX IF NOT EXISTS "order_transaction_id_c" ON "order" '
