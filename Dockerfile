@@ -5,7 +5,7 @@
 FROM node:20-bookworm-slim AS static
 WORKDIR /build
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund && mkdir vendor && cp node_modules/htmx.org/dist/htmx.min.js vendor/
+RUN npm ci --omit=dev --no-audit --no-fund && mkdir vendor && cp node_modules/htmx.org/dist/htmx.min.js vendor/
 
 # The base is pinned by digest (python:3.11-slim-bookworm): a rebuild starts from the same bytes
 # until this line is changed on purpose.

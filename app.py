@@ -262,7 +262,7 @@ def _unmounted(wsgi: Callable[..., Any], mount: str) -> Callable[..., Any]:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, bills, notify, pages, provider, sandbox_mail
+    from web import admin, api, bills, console, notify, pages, provider, sandbox_mail
 
     app.register_blueprint(sandbox_mail.bp)
     app.register_blueprint(api.bp)
@@ -271,6 +271,7 @@ def _register(app: Flask, database: Database) -> None:
     app.register_blueprint(pages.bp)
     admin.init_app(app)
     bills.init_app(app)
+    console.init_app(app)
 
     @app.before_request
     def _connect() -> None:

@@ -17,6 +17,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    PostgresqlDatabase,
     SQL,
     TextField,
 )
@@ -131,6 +132,14 @@ Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_email_lower" ON "order" (
 # The dashboard's flagged orders, newest first: a few hundred entries, not a walk down every order (m0012).
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_flagged_created" ON "order" ("created_at") '
                     'WHERE "flag" IS NOT NULL'))
+# PostgreSQL compares text in the database's collation; the console's prefix search compares byte by
+# byte (COLLATE "C", billing.console), so it needs these. SQLite's own indexes already compare so.
+POSTGRES_PREFIX_INDEXES = (
+    'CREATE INDEX IF NOT EXISTS "order_public_id_c" ON "order" ("public_id" COLLATE "C")',
+    'CREATE INDEX IF NOT EXISTS "order_out_trade_no_c" ON "order" ("out_trade_no" COLLATE "C")',
+    'CREATE INDEX IF NOT EXISTS "order_transaction_id_c" ON "order" ("transaction_id" COLLATE "C")',
+    'CREATE INDEX IF NOT EXISTS "order_email_lower_c" ON "order" (lower("email") COLLATE "C")',
+)
 
 
 class License(BaseModel):
@@ -318,6 +327,10 @@ class Alert(BaseModel):
     at = UTCDateTimeField(index=True)
     message = TextField()
     mailed = BooleanField(default=False)
+    acknowledged_at = UTCDateTimeField(null=True)  # seen: someone is on it
+    acknowledged_by = CharField(max_length=120, null=True)
+    resolved_at = UTCDateTimeField(null=True)  # settled: it leaves the badge and the attention card
+    resolved_by = CharField(max_length=120, null=True)
 
 
 class BillDifference(BaseModel):
@@ -335,6 +348,15 @@ class BillDifference(BaseModel):
     detail = CharField(max_length=300)
     found_at = UTCDateTimeField()
     key = CharField(max_length=160, unique=True)  # bill date, kind and numbers: a re-run records nothing twice
+    resolved_at = UTCDateTimeField(null=True)  # settled by the creator, who says how in ``resolution``
+    resolved_by = CharField(max_length=120, null=True)
+    resolution = CharField(max_length=300, null=True)
+
+
+# The nav badge counts the open ones on every console page.
+Alert.add_index(SQL('CREATE INDEX IF NOT EXISTS "alert_open" ON "alert" ("at") WHERE "resolved_at" IS NULL'))
+BillDifference.add_index(SQL('CREATE INDEX IF NOT EXISTS "bill_difference_open" ON "bill_difference" ("bill_date") '
+                             'WHERE "resolved_at" IS NULL'))
 
 
 class BillCheck(BaseModel):
@@ -396,3 +418,6 @@ ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification
 def create_tables() -> None:
     """Create every table that does not exist yet."""
     db.create_tables(ALL_MODELS, safe=True)
+    if isinstance(db.obj, PostgresqlDatabase):
+        for statement in POSTGRES_PREFIX_INDEXES:
+            db.execute_sql(statement)

@@ -26,7 +26,7 @@ from flask_wtf.csrf import CSRFProtect
 from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import CATALOGUE, BillingError, admin_users, licenses, refunds, reports
+from billing import CATALOGUE, BillingError, admin_users, console, licenses, refunds, reports
 from billing.courses import PLANS, all_courses, course_by_id, save_course
 
 from . import current_shop
@@ -268,7 +268,10 @@ def logout() -> BaseResponse:
 
 @bp.get("/")
 def dashboard() -> str:
-    return render_template("admin/dashboard.html", d=reports.dashboard(current_shop().now(), sandbox=_sandbox()))
+    # Open alerts and unsettled bill differences join the flagged payments in the attention card.
+    return render_template("admin/dashboard.html", d=reports.dashboard(current_shop().now(), sandbox=_sandbox()),
+                           open_alerts=console.open_alerts(), alert_words=console.alert_words,
+                           open_differences=[console.difference_words(row) for row in console.open_differences()])
 
 
 def _int(value: str | None, default: int) -> int:
