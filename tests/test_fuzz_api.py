@@ -38,7 +38,9 @@ def test_schemathesis_with_every_check_finds_nothing(shop: Shop, tmp_path: Path)
         report.mkdir()
         done, took = fuzz(spec_base, operations, report)
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-        assert "passed" in done.stdout and took < 60, f"{took:.0f} s\n{done.stdout[-1500:]}"
+        # No wall-clock bound here: a timed assertion fails a busy machine, not a broken API (the subprocess
+        # timeout still ends a hung run).
+        assert "passed" in done.stdout, f"{took:.0f} s\n{done.stdout[-1500:]}"
 
 
 def test_every_405_says_which_methods_are_allowed(shop: Shop) -> None:
