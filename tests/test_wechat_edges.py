@@ -80,10 +80,14 @@ def test_an_abnormal_refund_is_asked_about_until_it_succeeds_and_then_takes_the_
     # The creator resolves it in 商户平台; its notification is lost. Only asking again finds it.
     shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
     shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "SUCCESS"})
-    clock.advance(11 * 60)
+    clock.advance(2 * 60)
+    assert run(shop, "refunds.reconcile")["checked"] == 0, "an abnormal refund waits on the creator: every 10 min"
+    clock.advance(9 * 60)
     summary = run(shop, "refunds.reconcile")
 
     assert summary["checked"] == 1 and summary["settled"] == 1, summary
+    clock.advance(11 * 60)
+    assert run(shop, "refunds.reconcile")["checked"] == 0, "a final refund is not asked about again"
     view = shop.poll(order)
     assert view["status"] == "refunded" and view["license"]["state"] == "revoked"
     with models.db.connection_context():
@@ -95,17 +99,21 @@ def test_an_abnormal_refund_is_asked_about_until_it_succeeds_and_then_takes_the_
 def test_the_console_applies_an_abnormal_refund_to_the_merchants_bank_card(console: Console) -> None:
     shop = console.shop
     shop.sandbox.config.refund_delay = None
-    order = paid(shop)
+    order, other_order = paid(shop), paid(shop)
     made = refund_in(console, order, "10.00")
+    other = refund_in(console, other_order, "1.00")
     shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
     assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    assert refund_status(other) == "PROCESSING", "only the refund WeChat named changes"
+    shop.sandbox.control("POST", f"refunds/{other.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(other) == "ABNORMAL")
     page = console.page(f"/admin/orders/{order['order_id']}")
     assert "apply-abnormal" in page
 
     answer = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
 
     assert answer.status_code == 303, answer.text
-    assert refund_status(made) == "PROCESSING"
+    assert refund_status(made) == "PROCESSING" and refund_status(other) == "ABNORMAL"
     assert shop.sandbox.control("GET", f"refunds/{made.out_refund_no}").json()["status"] == "PROCESSING"
     shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "SUCCESS"})
     assert wait_until(lambda: refund_status(made) == "SUCCESS")
@@ -113,9 +121,11 @@ def test_the_console_applies_an_abnormal_refund_to_the_merchants_bank_card(conso
     with models.db.connection_context():
         actions = [e.action for e in models.AuditEvent.select().order_by(models.AuditEvent.id)]
     assert {"refund.abnormal", "refund.abnormal_applied", "refund.resumed", "refund.succeeded"} <= set(actions)
-    # Only an abnormal refund can be applied: a second try is refused with a reason.
+    # Only an abnormal refund can be applied: a second try is refused with a reason, WeChat not asked.
+    asked = len([r for r in shop.sandbox.requests_log() if r["path"].endswith("/apply-abnormal-refund")])
     again = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
     assert again.status_code == 409
+    assert len([r for r in shop.sandbox.requests_log() if r["path"].endswith("/apply-abnormal-refund")]) == asked
 
 
 def test_applying_a_refund_wechat_already_resolved_is_refused_with_a_reason_and_an_audit_event(
@@ -191,6 +201,7 @@ def test_a_refund_made_by_hand_in_the_merchant_platform_is_adopted_and_withdraws
     assert (row.out_refund_no, row.amount_fen, row.status, row.actor) == (
         made.json()["out_refund_no"], 9900, "SUCCESS", "wechat")
     assert row.success_time is not None and row.settled_at is not None
+    assert row.revoke_license is True, "all that was left, refunded: the same rule as our own full refund"
     with models.db.connection_context():
         actions = [e.action for e in models.AuditEvent.select()]
     assert "refund.adopted" in actions and "refund.unknown" not in actions
@@ -199,21 +210,25 @@ def test_a_refund_made_by_hand_in_the_merchant_platform_is_adopted_and_withdraws
 def test_a_partial_refund_made_by_hand_keeps_the_license_as_our_own_partial_refund_would(shop: Shop) -> None:
     shop.sandbox.state.config.refund_notify_url = REFUND_URL
     order = paid(shop)
-    shop.sandbox.control("POST", f"orders/{order['out_trade_no']}/refund", {"refund": 1000})
+    shop.sandbox.control("POST", f"orders/{order['out_trade_no']}/refund", {"refund": 1})  # the least: 1 fen
     view = shop.wait_for_status(order, "partially_refunded")
     assert view["status"] == "partially_refunded" and view["license"]["state"] == "active"
+    [row] = refunds_of(order)
+    assert (row.amount_fen, row.revoke_license) == (1, False)
 
 
+@pytest.mark.parametrize("amount", [{"total": 9900, "refund": 9901, "payer_total": 9900, "payer_refund": 9901},
+                                    {"total": 100, "refund": 100, "payer_total": 100, "payer_refund": 100}],
+                         ids=["more than is left", "another order total"])
 def test_a_refund_made_elsewhere_that_does_not_fit_the_order_flags_it_with_an_alert(
-        shop: Shop, make_notification: Any) -> None:
+        shop: Shop, make_notification: Any, amount: dict[str, int]) -> None:
     from operations.alerts import look_for_trouble
 
     order = paid(shop)
     resource = {"mchid": "1230000109", "out_trade_no": order["out_trade_no"],
                 "transaction_id": order["transaction_id"], "out_refund_no": "MPNOTOURS0001",
                 "refund_id": "50300000000000000000000000001", "refund_status": "SUCCESS",
-                "success_time": "2026-11-26T10:00:00+08:00",
-                "amount": {"total": 9900, "refund": 9901, "payer_total": 9900, "payer_refund": 9901}}
+                "success_time": "2026-11-26T10:00:00+08:00", "amount": amount}
     note = make_notification(transaction=resource, event_type="REFUND.SUCCESS", associated_data="refund")
     answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers,
                                timeout=15)
