@@ -262,7 +262,15 @@ def create(*, kind: str, value: int, code: str | None = None, course_id: str | N
            starts_at: dt.datetime | None = None, ends_at: dt.datetime | None = None,
            max_uses: int | None = None, once_per_buyer: bool = False, note: str = "",
            actor: str, now: dt.datetime, ip: str | None = None) -> DiscountCode:
-    """Make a code or a launch price after checking it makes sense; audited. Call inside a write transaction."""
+    """Make a code or a launch price after checking it makes sense; audited, in one write transaction."""
+    with write_transaction():
+        return _create(kind=kind, value=value, code=code, course_id=course_id, starts_at=starts_at, ends_at=ends_at,
+                       max_uses=max_uses, once_per_buyer=once_per_buyer, note=note, actor=actor, now=now, ip=ip)
+
+
+def _create(*, kind: str, value: int, code: str | None, course_id: str | None, starts_at: dt.datetime | None,
+            ends_at: dt.datetime | None, max_uses: int | None, once_per_buyer: bool, note: str,
+            actor: str, now: dt.datetime, ip: str | None) -> DiscountCode:
     if kind not in KINDS:
         raise BillingError("bad_request", f"kind must be one of {', '.join(KINDS)}")
     if not isinstance(value, int) or isinstance(value, bool):
@@ -307,17 +315,28 @@ def create(*, kind: str, value: int, code: str | None = None, course_id: str | N
 
 def set_paused(discount_id: int, paused: bool, *, actor: str, now: dt.datetime, ip: str | None = None) -> DiscountCode:
     """Pause a code (new orders refuse it; orders placed keep their price) or resume it; audited."""
-    discount = DiscountCode.get_or_none(DiscountCode.id == discount_id)
-    if discount is None:
-        raise BillingError("not_found")
-    changed = (DiscountCode.update(paused_at=now if paused else None)
-               .where((DiscountCode.id == discount.id)
-                      & (DiscountCode.paused_at.is_null() if paused else DiscountCode.paused_at.is_null(False)))
-               .execute())
-    if changed:
-        audit.record("discount.paused" if paused else "discount.resumed", at=now, actor=actor, ip=ip,
-                     detail={"discount": discount.id, "code": discount.code})
-    return DiscountCode.get_by_id(discount.id)
+    with write_transaction():
+        discount = DiscountCode.get_or_none(DiscountCode.id == discount_id)
+        if discount is None:
+            raise BillingError("not_found")
+        changed = (DiscountCode.update(paused_at=now if paused else None)
+                   .where((DiscountCode.id == discount.id)
+                          & (DiscountCode.paused_at.is_null() if paused else DiscountCode.paused_at.is_null(False)))
+                   .execute())
+        if changed:
+            audit.record("discount.paused" if paused else "discount.resumed", at=now, actor=actor, ip=ip,
+                         detail={"discount": discount.id, "code": discount.code})
+        return DiscountCode.get_by_id(discount.id)
+
+
+def find(discount_id: int) -> DiscountCode | None:
+    """One code or launch price by id."""
+    return DiscountCode.get_or_none(DiscountCode.id == discount_id)
+
+
+def find_by_code(code: str) -> DiscountCode | None:
+    """One code by its text (any case)."""
+    return DiscountCode.get_or_none(DiscountCode.code == code.strip().upper())
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from conftest import Shop
 
 import models
 from billing import discounts
-from database import write_transaction
 
 COURSE = "cpp-primer-5th"  # list price 9900 fen
 
@@ -23,7 +22,7 @@ def shop_settings() -> dict[str, Any]:
 
 
 def make(shop: Shop, **fields: Any) -> int:
-    with models.db.connection_context(), write_transaction():
+    with models.db.connection_context():
         return discounts.create(actor="creator@example.com", now=shop.clock(), **fields).id
 
 
@@ -175,7 +174,7 @@ def test_a_refused_code_says_why_in_chinese_and_english_and_nothing_reaches_wech
 
 def test_a_paused_code_is_refused_and_a_one_per_buyer_code_is_used_once(shop: Shop) -> None:
     paused = make(shop, kind="percent", value=10, code="PAUSEME")
-    with models.db.connection_context(), write_transaction():
+    with models.db.connection_context():
         discounts.set_paused(paused, True, actor="creator@example.com", now=shop.clock())
     assert order(shop, code="PAUSEME").json()["error"]["code"] == "code_expired"
     make(shop, kind="percent", value=10, code="ONCE", once_per_buyer=True)
