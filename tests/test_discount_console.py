@@ -56,7 +56,7 @@ def test_the_code_pages_on_a_phone_and_a_desktop(console: Console, browser) -> N
                                       "max_uses": "100", "ends_at": "2030-01-01T00:00"})
     console.post("/admin/codes/new", {"kind": "percent", "code": "GIFT", "percent": "100",
                                       "course": "cpp-primer-5th", "max_uses": "3"})
-    paid_order(console.shop, code="studygroup", email="a@example.com")
+    paid_order(console.shop, course_id="rust-monthly", code="studygroup", email="a@example.com")
     console.shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "code": "GIFT", "email": "b@example.com"})
     from test_admin import EMAIL, PASSWORD
     console.shop.app.config.update(SESSION_COOKIE_NAME="lbpay_session")  # __Host- cookies need HTTPS
