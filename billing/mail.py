@@ -154,21 +154,33 @@ def shanghai(value: dt.datetime) -> str:
 
 
 def license_line(*, course_id: str, course_title: str, license_id: str, order_id: str, out_trade_no: str,
-                 expires_at: dt.datetime, key: str) -> dict[str, str]:
-    """What a mail says about one license: course, ids, expiry and the key on one line."""
+                 expires_at: dt.datetime, key: str, price: str = "") -> dict[str, str]:
+    """What a mail says about one license: course, ids, expiry, the price when discounted, and the key on one line."""
     # A one-time course's key expires a century on (shop.LIFETIME): the learner reads "for good".
     lifetime = expires_at - dt.datetime.now(dt.timezone.utc) > dt.timedelta(days=50 * 365)
     return {"course_id": course_id, "course_title": course_title, "license_id": license_id,
             "order_id": order_id, "out_trade_no": out_trade_no,
             "expires_at": "永久 · Lifetime" if lifetime else shanghai(expires_at),
-            "expires_at_utc": iso_utc(expires_at) or "", "key": key}
+            "expires_at_utc": iso_utc(expires_at) or "", "key": key, "price": price}
+
+
+def _yuan(fen: int) -> str:
+    return f"¥{fen // 100}.{fen % 100:02d}"
+
+
+def price_line(order: Order) -> str:
+    """List price, discount and paid of a discounted order ("" when nothing was taken off)."""
+    if not order.discount_fen:
+        return ""
+    listed = order.list_price_fen if order.list_price_fen is not None else order.amount_fen + order.discount_fen
+    return f"{_yuan(listed)} − {_yuan(order.discount_fen)} = {_yuan(order.amount_fen)}"
 
 
 def license_lines(licenses: list[License]) -> list[dict[str, str]]:
     """The mail lines of stored licenses."""
     return [license_line(course_id=lic.course_id, course_title=lic.course.title, license_id=lic.license_id,
                          order_id=lic.order.public_id, out_trade_no=lic.order.out_trade_no,
-                         expires_at=lic.expires_at, key=lic.key) for lic in licenses]
+                         expires_at=lic.expires_at, key=lic.key, price=price_line(lic.order)) for lic in licenses]
 
 
 def license_subject(course_title: str) -> str:

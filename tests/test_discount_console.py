@@ -29,6 +29,16 @@ def test_a_code_made_in_the_console_sells_pauses_and_shows_its_revenue(console: 
     detail = console.page(detail_path)
     assert sold["out_trade_no"] in detail and "¥29.70" in detail and "周三学习小组" in detail
 
+    order_page = console.page(f"/admin/orders/{sold['order_id']}")
+    assert "¥69.30" in order_page and "¥99.00" in order_page and "¥29.70" in order_page and "WEDNESDAY" in order_page
+    export = console.get("/admin/export/orders.csv").content.decode("utf-8-sig")
+    assert "list price (yuan),discount (yuan),code" in export.splitlines()[0]
+    assert ",99.00,29.70,WEDNESDAY" in export
+    with models.db.connection_context():
+        from billing.mail import render_queued_license
+        mail = models.MailOutbox.get(models.MailOutbox.to == "learner@example.com")
+        _, text, html = render_queued_license(mail)
+    assert "¥99.00 − ¥29.70 = ¥69.30" in text and "¥99.00 − ¥29.70 = ¥69.30" in html
     assert console.post(detail_path + "/pause", {"paused": "1"}).status_code == 303
     refused = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "code": "wednesday"})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "code_expired"
