@@ -97,7 +97,8 @@ def paid_order(shop: Shop, **fields: Any) -> dict[str, Any]:
 
 
 def _sample(rule: Any) -> str:
-    values = {"public_id": "ord_nothing", "out_refund_no": "RFnothing", "course_id": "cpp-primer-5th"}
+    values = {"public_id": "ord_nothing", "out_refund_no": "RFnothing", "course_id": "cpp-primer-5th",
+              "discount_id": "1"}
     return rule.rule.replace("<", "{").replace(">", "}").format(**values)
 
 

@@ -62,18 +62,20 @@ def code_form() -> Any:
     return redirect(url_for("admin.code_detail", discount_id=made.id), 303)
 
 
-@bp.get("/codes/<int:discount_id>")
-def code_detail(discount_id: int) -> str:
-    discount = discounts.find(discount_id)
+@bp.get("/codes/<discount_id>")
+def code_detail(discount_id: str) -> str:
+    discount = discounts.find(int(discount_id)) if discount_id.isdigit() and len(discount_id) < 12 else None
     if discount is None:
         abort(404)
-    summary = next(s for s in discounts.summaries(current_shop().now()) if s.discount.id == discount_id)
-    return render_template("admin/code.html", s=summary, orders=discounts.orders_of(discount_id))
+    summary = next(s for s in discounts.summaries(current_shop().now()) if s.discount.id == discount.id)
+    return render_template("admin/code.html", s=summary, orders=discounts.orders_of(discount.id))
 
 
-@bp.post("/codes/<int:discount_id>/pause")
-def code_pause(discount_id: int) -> BaseResponse:
+@bp.post("/codes/<discount_id>/pause")
+def code_pause(discount_id: str) -> BaseResponse:
+    if not discount_id.isdigit() or len(discount_id) >= 12:
+        abort(404)
     paused = request.form.get("paused", "1") == "1"
-    discounts.set_paused(discount_id, paused, actor=_actor(), now=current_shop().now(), ip=request.remote_addr)
+    discounts.set_paused(int(discount_id), paused, actor=_actor(), now=current_shop().now(), ip=request.remote_addr)
     flash("已暂停。 Paused." if paused else "已恢复。 Resumed.")
     return redirect(url_for("admin.code_detail", discount_id=discount_id), 303)
