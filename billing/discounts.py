@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 FREE_PREFIX = "FREE"  # out_trade_no of an order a discount made free: never sent to WeChat Pay
 
 CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{2,31}$")
+# Wrong codes from one client address: beyond this, guessing codes is refused for a while (429).
+CODE_MISSES_PER_CLIENT = limits.Rule(10, 600)
 KINDS = ("percent", "fixed", "launch")
 
 

@@ -184,3 +184,13 @@ def test_a_paused_code_is_refused_and_a_one_per_buyer_code_is_used_once(shop: Sh
     by_mail = order(shop, 3, code="ONCE", email="A@example.com")
     assert by_mail.json()["error"]["code"] == "code_already_used"
     assert order(shop, 4, code="ONCE", email="b@example.com").status_code == 201
+
+
+def test_guessing_codes_from_one_address_is_refused_for_a_while(shop: Shop) -> None:
+    make(shop, kind="percent", value=50, code="REALCODE")
+    answers = [order(shop, 7, code=f"GUESS{n:03d}").status_code for n in range(11)]
+    assert answers == [404] * 10 + [429]
+    assert order(shop, 7, code="REALCODE").status_code == 429  # even the right one, until the wait is over
+    assert order(shop, 8, code="REALCODE").status_code == 201  # another address is not held up
+    shop.clock.advance(60)
+    assert order(shop, 7, code="REALCODE").status_code == 201
