@@ -12,6 +12,7 @@ from peewee import (
     DatabaseProxy,
     DateField,
     DateTimeField,
+    DoubleField,
     FloatField,
     ForeignKeyField,
     IntegerField,
@@ -271,7 +272,7 @@ class RateLimit(BaseModel):
     """Every rate limit's state: per key (a limit and its subject), when its bucket is full again (billing.limits)."""
 
     key = CharField(primary_key=True, max_length=200)
-    due = FloatField()  # seconds since the epoch, UTC
+    due = DoubleField()  # seconds since the epoch, UTC (double: a 4-byte REAL rounds it by minutes)
 
 
 class WeChatCallStat(BaseModel):
