@@ -23,12 +23,13 @@ from werkzeug.serving import run_simple
 import migrations
 import models
 from app import SANDBOX_MCHID, create_app, sandbox_config, sandbox_keys
-from billing import BillingError, Shop
+from billing import BillingError, Shop, discounts
 from billing.admin_users import create_admin, enrol_totp
 from billing.audit import verify_chain
 from billing.content import ContentError, served_files, set_download_limit
 from billing.courses import save_course
 from billing.orders import qr_svg
+from billing.reports import SHANGHAI
 from licensing import export_public_keys, verify_license
 from operations.alerts import recent_alerts
 from operations.backups import BackupError, check_backup, make_backup, restore_backup
@@ -222,6 +223,80 @@ def courses_content(course_id: str, download_limit: int | None, no_download_limi
     for item in files:
         click.echo(f"{'free' if item['free'] else 'licensed'}\t{item['size']}\t{item['path']}")
     click.echo(f"{len(files)} files from {folder / course_id}; downloads per new license: {limit or 'unlimited'}")
+
+
+@cli.group("codes")
+def codes_group() -> None:
+    """Discount codes and launch prices."""
+
+
+def _utc_from_beijing(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value).replace(tzinfo=SHANGHAI).astimezone(dt.timezone.utc)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not YYYY-MM-DDTHH:MM (Beijing time)") from None
+
+
+@codes_group.command("add")
+@click.argument("code", required=False)
+@click.option("--percent", type=click.IntRange(1, 100), default=None, help="percent off (100 = free)")
+@click.option("--off-fen", type=click.IntRange(min=1), default=None, help="fen off the list price")
+@click.option("--launch-price-fen", type=click.IntRange(min=1), default=None,
+              help="a launch price (no CODE): what everyone pays until it ends")
+@click.option("--course", "course_id", default=None, help="only this course (default: every course)")
+@click.option("--starts", default=None, help="from, Beijing time: 2026-12-24T20:00")
+@click.option("--ends", default=None, help="until, Beijing time")
+@click.option("--max-uses", type=click.IntRange(min=1), default=None, help="at most N uses (first N buyers)")
+@click.option("--once-per-buyer", is_flag=True, help="each buyer (token or e-mail) may use it once")
+@click.option("--note", default="", help="for you only")
+def codes_add(code: str | None, percent: int | None, off_fen: int | None, launch_price_fen: int | None,
+              course_id: str | None, starts: str | None, ends: str | None, max_uses: int | None,
+              once_per_buyer: bool, note: str) -> None:
+    """Add a discount CODE (--percent or --off-fen), or a launch price (--launch-price-fen, no CODE)."""
+    given = [(k, v) for k, v in (("percent", percent), ("fixed", off_fen), ("launch", launch_price_fen))
+             if v is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --percent, --off-fen, --launch-price-fen")
+    kind, value = given[0]
+    shop = _shop()
+    with models.db.connection_context():
+        try:
+            made = discounts.create(kind=kind, value=value, code=code, course_id=course_id,
+                                    starts_at=_utc_from_beijing(starts), ends_at=_utc_from_beijing(ends),
+                                    max_uses=max_uses, once_per_buyer=once_per_buyer, note=note,
+                                    actor="cli", now=shop.now())
+        except BillingError as exc:
+            raise click.ClickException(exc.detail or exc.code) from None
+    click.echo(f"{made.id}\t{discounts.describe(made)}\t{kind}\t{value}")
+
+
+@codes_group.command("list")
+def codes_list() -> None:
+    """List codes and launch prices: uses now, paid orders, revenue and discount given (fen)."""
+    shop = _shop()
+    with models.db.connection_context():
+        for s in discounts.summaries(shop.now()):
+            d = s.discount
+            state = "paused" if d.paused_at else "active"
+            limit = f"{s.uses}/{d.max_uses}" if d.max_uses else f"{s.uses}"
+            click.echo(f"{d.id}\t{s.label}\t{d.kind}\t{d.value}\t{d.course_id or '*'}\t{limit} uses\t"
+                       f"{s.paid_orders} paid\t{s.revenue_fen} fen\t-{s.discount_given_fen} fen\t{state}")
+
+
+@codes_group.command("pause")
+@click.argument("code_or_id")
+@click.option("--resume", is_flag=True, help="let it be used again")
+def codes_pause(code_or_id: str, resume: bool) -> None:
+    """Pause a code or launch price (by its code, or by the id `codes list` shows); --resume undoes it."""
+    shop = _shop()
+    with models.db.connection_context():
+        found = (discounts.find(int(code_or_id)) if code_or_id.isdigit() else discounts.find_by_code(code_or_id))
+        if found is None:
+            raise click.ClickException(f"no code {code_or_id!r}")
+        done = discounts.set_paused(found.id, not resume, actor="cli", now=shop.now())
+    click.echo(f"{done.id}\t{discounts.describe(done)}\t{'paused' if done.paused_at else 'active'}")
 
 
 @cli.group("license")

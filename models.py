@@ -80,6 +80,28 @@ class Buyer(BaseModel):
     created_at = UTCDateTimeField()
 
 
+class DiscountCode(BaseModel):
+    """A code the creator hands out (percent or fen off), or a launch price (no code: everyone gets it).
+
+    Its uses are not counted in a column: a use is an order that carries it and is paid, or still
+    pending and unexpired, so an order that expires or is cancelled unpaid gives its use back by itself.
+    """
+
+    id = AutoField()
+    code = CharField(max_length=32, null=True, unique=True)  # upper case; None for a launch price
+    kind = CharField(max_length=8)  # percent | fixed | launch
+    value = IntegerField()  # percent off (1..100), fen off, or the launch price in fen
+    course = ForeignKeyField(Course, null=True, on_delete="RESTRICT")  # None: every course
+    starts_at = UTCDateTimeField(null=True)
+    ends_at = UTCDateTimeField(null=True)
+    max_uses = IntegerField(null=True)  # None: no limit; for a launch price, the first N buyers
+    once_per_buyer = BooleanField(default=False)
+    paused_at = UTCDateTimeField(null=True)
+    note = CharField(max_length=120, default="")
+    created_at = UTCDateTimeField()
+    created_by = CharField(max_length=120)
+
+
 class Order(BaseModel):
     """One attempt to buy one course, paid through one WeChat Pay Native order."""
 
@@ -124,6 +146,10 @@ class Order(BaseModel):
     # When WeChat confirmed the close of a cancelled or expired order; a learner's cancel closes
     # here at once and at WeChat no sooner than 5 minutes after creation (the reconcile job; m0010).
     wechat_closed_at = UTCDateTimeField(null=True)
+    # The price this buyer was given: list price, what the code or launch price took off (paid = amount_fen).
+    list_price_fen = IntegerField(null=True)  # None for orders placed before discounts: = amount_fen
+    discount_fen = IntegerField(default=0)
+    discount = ForeignKeyField(DiscountCode, backref="orders", null=True, on_delete="RESTRICT")
 
 
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).
@@ -409,7 +435,7 @@ class RollupMark(BaseModel):
         table_name = "rollup_mark"
 
 
-ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, Order, License, Notification, AuditEvent, Lease, JobRun,
+ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
                                      BillCheck, DailyFigures, RollupMark, OrderAttempt]

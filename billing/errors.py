@@ -161,6 +161,31 @@ CATALOGUE: dict[str, ErrorText] = {
     "order_has_no_license": ErrorText(
         404, "该订单没有许可证。", "This order has no license.", "none"
     ),
+    # Discount codes and launch prices.
+    "code_not_found": ErrorText(
+        404, "优惠码不存在，请检查拼写。", "There is no such discount code; check its spelling.", "fix_request"
+    ),
+    "code_not_started": ErrorText(
+        409, "优惠码尚未生效，请在活动开始后再用。", "This discount code is not valid yet; use it once the offer starts.",
+        "retry_later",
+    ),
+    "code_expired": ErrorText(
+        409, "优惠码已过期或已停用。", "This discount code has expired or been paused.", "fix_request"
+    ),
+    "code_exhausted": ErrorText(
+        409, "优惠码已被用完。", "This discount code has been used up.", "fix_request"
+    ),
+    "code_wrong_course": ErrorText(
+        409, "该优惠码不适用于这门课程。", "This discount code is not for this course.", "fix_request"
+    ),
+    "code_already_used": ErrorText(
+        409, "你已经用过这个优惠码（每人限用一次）。", "You have already used this code (one use per buyer).",
+        "fix_request",
+    ),
+    "price_changed": ErrorText(
+        409, "首发价名额刚刚售完，请重新下单查看当前价格。",
+        "The launch price just sold out; place the order again to see the current price.", "new_order"
+    ),
 }
 
 

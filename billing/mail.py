@@ -165,16 +165,28 @@ def open_in_vscode_url(extension_id: str, key: str) -> str:
 
 
 def license_line(*, course_id: str, course_title: str, license_id: str, order_id: str, out_trade_no: str,
-                 expires_at: dt.datetime, key: str,
+                 expires_at: dt.datetime, key: str, price: str = "",
                  extension_id: str = DEFAULT_VSCODE_EXTENSION_ID) -> dict[str, str]:
-    """What a mail says about one license: course, ids, expiry, the key on one line and its VS Code link."""
+    """What a mail says about one license: course, ids, expiry, the price when discounted, the key on one line and its VS Code link."""
     # A one-time course's key expires a century on (shop.LIFETIME): the learner reads "for good".
     lifetime = expires_at - dt.datetime.now(dt.timezone.utc) > dt.timedelta(days=50 * 365)
     return {"course_id": course_id, "course_title": course_title, "license_id": license_id,
             "order_id": order_id, "out_trade_no": out_trade_no,
             "expires_at": "永久 · Lifetime" if lifetime else shanghai(expires_at),
-            "expires_at_utc": iso_utc(expires_at) or "", "key": key,
+            "expires_at_utc": iso_utc(expires_at) or "", "key": key, "price": price,
             "open_url": open_in_vscode_url(extension_id, key)}
+
+
+def _yuan(fen: int) -> str:
+    return f"¥{fen // 100}.{fen % 100:02d}"
+
+
+def price_line(order: Order) -> str:
+    """List price, discount and paid of a discounted order ("" when nothing was taken off)."""
+    if not order.discount_fen:
+        return ""
+    listed = order.list_price_fen if order.list_price_fen is not None else order.amount_fen + order.discount_fen
+    return f"{_yuan(listed)} − {_yuan(order.discount_fen)} = {_yuan(order.amount_fen)}"
 
 
 def license_lines(licenses: list[License],
@@ -182,7 +194,8 @@ def license_lines(licenses: list[License],
     """The mail lines of stored licenses."""
     return [license_line(course_id=lic.course_id, course_title=lic.course.title, license_id=lic.license_id,
                          order_id=lic.order.public_id, out_trade_no=lic.order.out_trade_no,
-                         expires_at=lic.expires_at, key=lic.key, extension_id=extension_id) for lic in licenses]
+                         expires_at=lic.expires_at, key=lic.key, price=price_line(lic.order),
+                         extension_id=extension_id) for lic in licenses]
 
 
 def extension_of(shop: Shop) -> str:

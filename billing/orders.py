@@ -21,7 +21,7 @@ from models import Buyer, Course, License, Order, OrderAttempt, db
 from wechatpay.errors import ApiError, WeChatPayError
 from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
-from . import audit, learners, limits
+from . import audit, discounts, learners, limits
 from .addresses import is_email_address
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
@@ -159,7 +159,7 @@ def client_key(shop: Shop, address: str | None) -> str:
 
 
 def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
-                idempotency_key: str | None = None, ip: str | None = None) -> PlacedOrder:
+                idempotency_key: str | None = None, ip: str | None = None, code: Any = None) -> PlacedOrder:
     """Create an order and its WeChat Pay Native order, or give back the one this request already made.
 
     The same ``Idempotency-Key`` from the same buyer (for a first order: the same client address,
@@ -180,12 +180,19 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
     buyer = _buyer_for(buyer_token)
     key_hash = hash_token("idem:" + idempotency_key) if idempotency_key else None
     client = client_key(shop, ip)
-    fingerprint = request_fingerprint(buyer, course.id, email, client)
+    fingerprint = request_fingerprint(buyer, course.id if code is None else f"{course.id} {code}", email, client)
     now = shop.now()
     order = _existing_order(shop, course, buyer, key_hash, fingerprint, now)
+    if order is not None and key_hash is None and code is not None:
+        order = None  # a code given now: priced afresh below, not the pending order at its old price
     if order is None:
+        # The price for this buyer (list, launch price or code); a refused code stops here, before WeChat.
+        price = discounts.price_for(course, code, buyer, email, now)
         _refuse_if_over_limits(ip, client, buyer, now)
-        order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now)
+        if price.free:
+            return discounts.place_free_order(shop, course, buyer, email, price, key_hash, fingerprint, ip,
+                                              client, now)
+        order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now, price)
     elif order.code_url is None:
         _create_at_wechat(shop, order)  # made before orders were written only after WeChat answered
         if order.code_url is None:  # WeChat's state settled it (paid meanwhile): show what it is now
@@ -306,22 +313,24 @@ def _keep_attempt(shop: Shop, key_hash: str | None, fingerprint: str, out_trade_
 
 
 def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,
-               fingerprint: str, ip: str | None, client: str, now: dt.datetime) -> Order:
+               fingerprint: str, ip: str | None, client: str, now: dt.datetime,
+               price: discounts.Price | None = None) -> Order:
     public_id, description = "ord_" + secrets.token_urlsafe(16), wechat_description(course.title, course.id)
     attempt = _earlier_attempt(key_hash, fingerprint, now)
     out_trade_no: str = new_out_trade_no(now) if attempt is None else attempt.out_trade_no
     # The retry of a keyed request WeChat did not confirm sends the very same order (time_expire too).
     expires_at: dt.datetime = now + shop.config.order_ttl if attempt is None else attempt.expires_at
+    price = price or discounts.Price(course.price_fen, course.price_fen)
     try:
         # The same parameters, time_expire included, are what a code_url refresh sends again.
         code_url = shop.wechat.create_native_order(
-            out_trade_no=out_trade_no, description=description, amount_fen=course.price_fen,
+            out_trade_no=out_trade_no, description=description, amount_fen=price.paid_fen,
             notify_url=shop.notify_url, time_expire=expires_at)
     except WeChatPayError as exc:
         _keep_attempt(shop, key_hash, fingerprint, out_trade_no, expires_at, now, exc)
         raise wechat_failure(exc, 10) from exc
     svg = qr_svg(code_url)
-    with write_transaction():
+    with discounts.give_back_on_loss(shop, out_trade_no, ip), write_transaction():
         if key_hash is not None:
             # Another request with this key won the race; the WeChat order just made is never shown.
             earlier = Order.get_or_none(Order.idempotency_key == key_hash)
@@ -332,18 +341,21 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
         wait = limits.take(limits.for_client("orders", ip), limits.ORDERS_PER_CLIENT, now)
         if wait > 0:
             raise limits.refused("order", wait)
+        discounts.take(price, buyer, email, now)  # the code's use, in this transaction: the last one goes once
         if buyer is None:
             buyer_id = "buy_" + secrets.token_urlsafe(16)
             buyer = Buyer.create(public_id=buyer_id, email=email, created_at=now,
                                  token_hash=hash_token("bt_" + shop.derive_token("buyer", buyer_id)))
         order = Order.create(
             public_id=public_id, out_trade_no=out_trade_no, course=course, buyer=buyer, email=email,
-            description=description, amount_fen=course.price_fen, currency=course.currency, status="pending",
+            description=description, amount_fen=price.paid_fen, currency=course.currency, status="pending",
             token_hash=hash_token(shop.derive_token("order", public_id)), created_at=now, expires_at=expires_at,
             idempotency_key=key_hash, idempotency_request=fingerprint if key_hash else None,
-            client_key=client, code_url=code_url, code_url_at=now, qr_svg=svg, sandbox=not shop.config.live)
+            client_key=client, code_url=code_url, code_url_at=now, qr_svg=svg, sandbox=not shop.config.live,
+            **discounts.order_fields(price))
         audit.record_all([audit.Event("order.created", now, "buyer", order,
-                                      {"course": course.id, "amount_fen": course.price_fen}, ip),
+                                      {"course": course.id, "amount_fen": price.paid_fen,
+                                       **discounts.audit_fields(price)}, ip),
                           audit.Event("order.wechat_created", now, "system", order, None, None)])
         if email is not None:
             learners.mail_owned_licenses(shop, order, course, email, now, ip)
@@ -461,6 +473,8 @@ def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: 
         "status": order.status,
         "course_id": order.course_id,
         "amount_fen": order.amount_fen,
+        "list_price_fen": order.amount_fen if order.list_price_fen is None else order.list_price_fen,
+        "discount_fen": order.discount_fen or 0,
         "currency": order.currency,
         "code_url": order.code_url if order.status == "pending" else None,
         "qr_svg": order.qr_svg if order.status == "pending" else None,
@@ -506,8 +520,9 @@ def poll_after_ms(shop: Shop, order: Any) -> int:
 
 
 # A status poll is the hottest path: one parameterised query, no ORM query building.
-_ORDER_COLUMNS = ("id", "public_id", "token_hash", "status", "course_id", "amount_fen", "currency",
-                  "code_url", "code_url_at", "code_url_retry_at", "qr_svg", "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
+_ORDER_COLUMNS = ("id", "public_id", "token_hash", "status", "course_id", "amount_fen", "list_price_fen",
+                  "discount_fen", "currency", "code_url", "code_url_at", "code_url_retry_at", "qr_svg",
+                  "created_at", "expires_at", "paid_at", "out_trade_no", "transaction_id",
                   "flag", "close_reason", "trade_state", "last_queried_at")
 _LICENSE_COLUMNS = ("license_id", "key", "expires_at", "plan", "revoked_at")
 # Read for a poll, but not part of a final order's answer (or, for the token, not for the tag).

@@ -350,10 +350,19 @@ def orders_csv(since: dt.date | None, until: dt.date | None, sandbox: bool = Fal
                                    & (Order.sandbox == sandbox))
               .order_by(Order.created_at))
     return _csv(["created (Asia/Shanghai)", "order", "out_trade_no", "transaction_id", "course", "description",
-                 "email", "amount (yuan)", "status", "paid (Asia/Shanghai)", "flag"],
+                 "email", "amount (yuan)", "status", "paid (Asia/Shanghai)", "flag",
+                 "list price (yuan)", "discount (yuan)", "code"],
                 ([_local(o.created_at), o.public_id, o.out_trade_no, o.transaction_id, o.course_id,
-                  o.description, o.email, yuan(o.amount_fen), o.status, _local(o.paid_at), o.flag]
+                  o.description, o.email, yuan(o.amount_fen), o.status, _local(o.paid_at), o.flag,
+                  yuan(o.amount_fen + (o.discount_fen or 0) if o.list_price_fen is None else o.list_price_fen),
+                  yuan(o.discount_fen or 0), _code_of(o)]
                  for o in orders.iterator()))
+
+
+def _code_of(order: Order) -> str:
+    if order.discount_id is None:
+        return ""
+    return order.discount.code or "launch price"
 
 
 def refunds_csv(since: dt.date | None, until: dt.date | None, sandbox: bool = False) -> bytes:

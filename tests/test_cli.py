@@ -82,3 +82,21 @@ def test_a_license_we_issue_verifies_with_our_own_keys(app: Flask, runner: Lbpay
     flipped = text[:10] + ("A" if text[10] != "A" else "B") + text[11:]
     invalid = runner("license", "verify", flipped)
     assert invalid.exit_code == 1 and "invalid" in invalid.stdout
+
+
+def test_codes_are_added_listed_and_paused(lbpay: Lbpay) -> None:
+    lbpay("init")
+    lbpay("courses", "add", "cpp-primer-5th", "--title", "C++ Primer", "--price-fen", "9900")
+    added = lbpay("codes", "add", "studygroup", "--percent", "20", "--max-uses", "30", "--once-per-buyer")
+    assert added.exit_code == 0, added.stderr
+    assert added.stdout == "1\tSTUDYGROUP\tpercent\t20\n"
+    launch = lbpay("codes", "add", "--launch-price-fen", "4900", "--course", "cpp-primer-5th",
+                   "--ends", "2030-01-01T00:00")
+    assert launch.exit_code == 0 and "launch price" in launch.stdout
+    assert lbpay("codes", "pause", "StudyGroup").stdout == "1\tSTUDYGROUP\tpaused\n"
+    listing = lbpay("codes", "list").stdout.splitlines()
+    assert listing == ["2\tlaunch price\tlaunch\t4900\tcpp-primer-5th\t0 uses\t0 paid\t0 fen\t-0 fen\tactive",
+                       "1\tSTUDYGROUP\tpercent\t20\t*\t0/30 uses\t0 paid\t0 fen\t-0 fen\tpaused"]
+    refused = lbpay("codes", "add", "--launch-price-fen", "4900", "--course", "cpp-primer-5th")
+    assert refused.exit_code != 0 and "ends" in refused.stderr
+    assert lbpay("codes", "add", "X!", "--percent", "5").exit_code != 0

@@ -447,3 +447,6 @@ def export_orders() -> Response:
 def export_refunds() -> Response:
     since, until = reports.parse_day(request.args.get("since")), reports.parse_day(request.args.get("until"))
     return _csv_response(reports.refunds_csv(since, until, sandbox=_sandbox()), _export_name("refunds", since, until))
+
+
+from . import admin_codes  # noqa: E402,F401  (its routes live on this blueprint: sign-in and CSRF apply)

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, Response, jsonify, request
 
-from billing import CATALOGUE, BillingError, error_body, learners, limits
+from billing import CATALOGUE, BillingError, discounts, error_body, learners, limits
 from billing.orders import (
     cancel_order,
     email_notice,
@@ -68,17 +68,32 @@ def list_courses() -> Response:
 @bp.post("/orders")
 def create_order() -> tuple[Response, int]:
     data = _json_object()
-    unknown = set(data) - {"course_id", "email", "buyer_token"}
+    unknown = set(data) - {"course_id", "email", "buyer_token", "code"}
     if unknown:
         raise BillingError("bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
-    placed = place_order(current_shop(), course_id=data.get("course_id"), email=data.get("email"),
-                         buyer_token=data.get("buyer_token"), ip=request.remote_addr,
-                         idempotency_key=request.headers.get("Idempotency-Key"))
+    placed = _code_guard(data.get("code") is not None, lambda: place_order(
+        current_shop(), course_id=data.get("course_id"), email=data.get("email"),
+        buyer_token=data.get("buyer_token"), ip=request.remote_addr,
+        idempotency_key=request.headers.get("Idempotency-Key"), code=data.get("code")))
     view = order_view(current_shop(), placed.order)
     view.update(qr_svg=placed.order.qr_svg, order_token=placed.order_token,
                 buyer_token=placed.buyer_token,
                 email_notice=email_notice(placed.order.course.plan, placed.order.email))
     return jsonify(view), 201
+
+
+def _code_guard(with_code: bool, place: Callable[[], Any]) -> Any:
+    """Place an order; a client that keeps sending codes that do not exist is refused for a while."""
+    if not with_code:
+        return place()
+    client, now = request.remote_addr, current_shop().now()
+    limits.refuse_if_over("code_misses", client, discounts.CODE_MISSES_PER_CLIENT, now)
+    try:
+        return place()
+    except BillingError as exc:
+        if exc.code == "code_not_found":
+            limits.throttle("code_misses", client, discounts.CODE_MISSES_PER_CLIENT, now)
+        raise
 
 
 def _guessing_guard(lookup: Callable[[], Any]) -> Any:

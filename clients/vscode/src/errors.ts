@@ -80,6 +80,20 @@ export const SERVER_ERRORS: Readonly<Record<string, ErrorText>> = {
     en: "WeChat Pay says this order is not paid.", action: 'none' },
   order_has_no_license: { status: 404, zh: "该订单没有许可证。",
     en: "This order has no license.", action: 'none' },
+  code_not_found: { status: 404, zh: "优惠码不存在，请检查拼写。",
+    en: "There is no such discount code; check its spelling.", action: 'fix_request' },
+  code_not_started: { status: 409, zh: "优惠码尚未生效，请在活动开始后再用。",
+    en: "This discount code is not valid yet; use it once the offer starts.", action: 'retry_later' },
+  code_expired: { status: 409, zh: "优惠码已过期或已停用。",
+    en: "This discount code has expired or been paused.", action: 'fix_request' },
+  code_exhausted: { status: 409, zh: "优惠码已被用完。",
+    en: "This discount code has been used up.", action: 'fix_request' },
+  code_wrong_course: { status: 409, zh: "该优惠码不适用于这门课程。",
+    en: "This discount code is not for this course.", action: 'fix_request' },
+  code_already_used: { status: 409, zh: "你已经用过这个优惠码（每人限用一次）。",
+    en: "You have already used this code (one use per buyer).", action: 'fix_request' },
+  price_changed: { status: 409, zh: "首发价名额刚刚售完，请重新下单查看当前价格。",
+    en: "The launch price just sold out; place the order again to see the current price.", action: 'new_order' },
 };
 
 /** An order's status (openapi.yaml, Order.status). */
