@@ -2,14 +2,11 @@
 
 ``order`` gains ``list_price_fen`` (empty for older orders: their list price is what they paid),
 ``discount_fen`` (0 for older orders) and ``discount_id`` (the code or launch price used, if any).
-
-On PostgreSQL, ``rate_limit.due`` becomes DOUBLE PRECISION: peewee made it REAL (4 bytes), which
-rounds seconds since the epoch to 128 s, so every rate limit there was off by up to two minutes.
 """
 
 from __future__ import annotations
 
-from peewee import Database, ForeignKeyField, IntegerField, SqliteDatabase
+from peewee import Database, ForeignKeyField, IntegerField
 from playhouse.migrate import SchemaMigrator, migrate
 
 import models
@@ -29,5 +26,3 @@ def apply(database: Database, migrator: SchemaMigrator) -> None:
         # peewee indexes a foreign key column it adds
         migrate(migrator.add_column("order", "discount_id", ForeignKeyField(
             models.DiscountCode, null=True, field=models.DiscountCode.id, on_delete="RESTRICT")))
-    if not isinstance(database, SqliteDatabase) and database.table_exists("rate_limit"):
-        database.execute_sql('ALTER TABLE "rate_limit" ALTER COLUMN "due" TYPE DOUBLE PRECISION')
