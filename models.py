@@ -155,7 +155,7 @@ class Order(BaseModel):
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_paid_at_amount" ON "order" ("paid_at", "amount_fen")'))
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_email_lower" ON "order" (lower("email"))'))
-# The dashboard's flagged orders, newest first: a few hundred entries, not a walk down every order (m0012).
+# The dashboard's flagged orders, newest first: a few hundred entries, not a walk down every order (m0011).
 Order.add_index(SQL('CREATE INDEX IF NOT EXISTS "order_flagged_created" ON "order" ("created_at") '
                     'WHERE "flag" IS NOT NULL'))
 # PostgreSQL compares text in the database's collation; the console's prefix search compares byte by
@@ -196,7 +196,7 @@ class Notification(BaseModel):
     body = TextField()
     result = CharField(max_length=24, default="received")
     reason = CharField(max_length=200, null=True)
-    event_id = CharField(max_length=64, null=True)  # kept, never looked up: no index (m0012)
+    event_id = CharField(max_length=64, null=True)  # kept, never looked up: no index (m0011)
     event_type = CharField(max_length=32, null=True)
     out_trade_no = CharField(max_length=32, null=True)  # the order page finds them by ``order``
     order = ForeignKeyField(Order, backref="notifications", null=True, on_delete="SET NULL")
@@ -206,7 +206,7 @@ class AuditEvent(BaseModel):
     """An append-only record of a state change, chained by hash to the one before."""
 
     id = AutoField()
-    # Every payment appends two events, so the table keeps only the indexes a query uses (m0012): the
+    # Every payment appends two events, so the table keeps only the indexes a query uses (m0011): the
     # order's, and two partial ones below for the only actions anything looks up. The chain itself
     # is walked by id; ``hash`` needs no index (the walk checks every link, a UNIQUE never could).
     at = UTCDateTimeField()

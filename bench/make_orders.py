@@ -227,7 +227,7 @@ def generate(path: Path, orders: int, secret_key: str, audit: bool = True, seed:
     conn.execute("PRAGMA optimize")
     conn.close()
     # The rows went in under the models' feet: count the dashboard's daily figures once, as migration
-    # m0012 does for a database that already has orders (without it the dashboard would count them all).
+    # m0011 does for a database that already has orders (without it the dashboard would count them all).
     try:
         from billing import rollup
     except ImportError:

@@ -293,7 +293,7 @@ def _postgres() -> bool:
 
 
 def _c(node: Any) -> Any:
-    """Compare byte by byte, as the prefix indexes are built (m0016)."""
+    """Compare byte by byte, as the prefix indexes are built (m0013)."""
     return NodeList((node, SQL('COLLATE "C"'))) if _postgres() else node
 
 

@@ -9,7 +9,7 @@ the order's id in the very transaction that made it, so the events after ``rollu
 order whose figures may have changed since the table was last brought up to date. The days those
 orders touch (created, paid, refunds settled) are **recounted whole** from their own rows, through
 the indexes on ``created_at``, ``paid_at`` and ``settled_at``, and replace what the table had: a
-count, never a delta, so nothing can drift. ``catch_up`` (the ``rollup`` job, and migration m0012
+count, never a delta, so nothing can drift. ``catch_up`` (the ``rollup`` job, and migration m0011
 for the first time) writes that; ``figures`` gives the dashboard the table with the days touched
 since the mark recounted in memory, so the page is current without writing anything.
 
