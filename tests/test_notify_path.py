@@ -384,6 +384,20 @@ def test_a_refund_of_a_lone_subscription_period_revokes_it(shop: Shop) -> None:
     assert bought["license"]["id"] in revoked_ids(shop)
 
 
+def test_a_revoke_and_reinstate_by_hand_is_no_withdrawn_period(shop: Shop) -> None:
+    # Only a refund's own withdrawal (its period_of event) makes the next one a repeat.
+    from billing.licenses import reinstate_license, revoke_license
+
+    bought = buy(shop, "rust-monthly")
+    with models.db.connection_context():
+        order = models.Order.get(models.Order.public_id == bought["order_id"])
+        revoke_license(core(shop), order, reason="checking a complaint", actor="test")
+        reinstate_license(core(shop), order, reason="complaint settled", actor="test")
+    assert license_state(shop, bought["license"]["id"])["state"] == "active"
+    settle_refund_of(shop, bought["order_id"])
+    assert license_state(shop, bought["license"]["id"])["state"] == "revoked"
+
+
 def test_a_partial_refund_that_keeps_the_license_leaves_the_period(shop: Shop) -> None:
     bought = buy(shop, "rust-monthly")
     settle_refund_of(shop, bought["order_id"], amount_fen=100, revoke=False)
