@@ -384,6 +384,16 @@ def test_a_refund_of_a_lone_subscription_period_revokes_it(shop: Shop) -> None:
     assert bought["license"]["id"] in revoked_ids(shop)
 
 
+def test_a_refunded_first_period_marks_its_own_superseded_key_refunded(shop: Shop) -> None:
+    first = buy(shop, "rust-monthly")
+    buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    settle_refund_of(shop, first["order_id"])
+    with models.db.connection_context():
+        own = models.License.select().join(models.Order).where(models.Order.public_id == first["order_id"]).get()
+    assert own.revoked_at is not None and own.revoke_reason == "refunded", "its history says refunded"
+    assert license_state(shop, first["license"]["id"])["state"] == "active"  # the renewal's period stays
+
+
 def test_a_revoke_and_reinstate_by_hand_is_no_withdrawn_period(shop: Shop) -> None:
     # Only a refund's own withdrawal (its period_of event) makes the next one a repeat.
     from billing.licenses import reinstate_license, revoke_license
