@@ -408,6 +408,14 @@ def test_a_revoke_and_reinstate_by_hand_is_no_withdrawn_period(shop: Shop) -> No
     assert license_state(shop, bought["license"]["id"])["state"] == "revoked"
 
 
+def test_a_period_refunded_the_instant_it_was_paid_is_revoked_not_cut_to_nothing(shop: Shop) -> None:
+    shop.clock.freeze()  # paid and refunded at one instant: nothing paid is left, so revoked (and listed)
+    bought = buy(shop, "rust-monthly")
+    settle_refund_of(shop, bought["order_id"])
+    assert license_state(shop, bought["license"]["id"])["state"] == "revoked"
+    assert bought["license"]["id"] in revoked_ids(shop)
+
+
 def test_a_partial_refund_that_keeps_the_license_leaves_the_period(shop: Shop) -> None:
     bought = buy(shop, "rust-monthly")
     settle_refund_of(shop, bought["order_id"], amount_fen=100, revoke=False)
