@@ -416,6 +416,21 @@ def test_a_period_refunded_the_instant_it_was_paid_is_revoked_not_cut_to_nothing
     assert bought["license"]["id"] in revoked_ids(shop)
 
 
+def test_a_shortened_key_keeps_the_download_limit_it_was_sold_with(shop: Shop) -> None:
+    import base64
+
+    from billing.content import set_download_limit
+
+    with models.db.connection_context():
+        set_download_limit(core(shop), "rust-monthly", 7, actor="test")
+    first = buy(shop, "rust-monthly")
+    second = buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    settle_refund_of(shop, second["order_id"])
+    [lic] = shop.get("/api/v1/me/licenses", token=first["buyer_token"]).json()["licenses"]
+    assert lic["key"] != second["license"]["key"], "the key was signed again, shorter"
+    assert json.loads(base64.b64decode(lic["key"].split("|")[0]))["limits"] == {"maxDownloads": 7}
+
+
 def test_a_partial_refund_that_keeps_the_license_leaves_the_period(shop: Shop) -> None:
     bought = buy(shop, "rust-monthly")
     settle_refund_of(shop, bought["order_id"], amount_fen=100, revoke=False)
