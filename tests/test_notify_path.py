@@ -390,6 +390,53 @@ def test_a_refund_of_a_lone_subscription_period_revokes_it(shop: Shop) -> None:
     assert bought["license"]["id"] in revoked_ids(shop)
 
 
+def test_a_refunded_first_period_marks_its_own_superseded_key_refunded(shop: Shop) -> None:
+    first = buy(shop, "rust-monthly")
+    buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    settle_refund_of(shop, first["order_id"])
+    with models.db.connection_context():
+        own = models.License.select().join(models.Order).where(models.Order.public_id == first["order_id"]).get()
+    assert own.revoked_at is not None and own.revoke_reason == "refunded", "its history says refunded"
+    assert license_state(shop, first["license"]["id"])["state"] == "active"  # the renewal's period stays
+
+
+def test_a_revoke_and_reinstate_by_hand_is_no_withdrawn_period(shop: Shop) -> None:
+    # Only a refund's own withdrawal (its period_of event) makes the next one a repeat.
+    from billing.licenses import reinstate_license, revoke_license
+
+    bought = buy(shop, "rust-monthly")
+    with models.db.connection_context():
+        order = models.Order.get(models.Order.public_id == bought["order_id"])
+        revoke_license(core(shop), order, reason="checking a complaint", actor="test")
+        reinstate_license(core(shop), order, reason="complaint settled", actor="test")
+    assert license_state(shop, bought["license"]["id"])["state"] == "active"
+    settle_refund_of(shop, bought["order_id"])
+    assert license_state(shop, bought["license"]["id"])["state"] == "revoked"
+
+
+def test_a_period_refunded_the_instant_it_was_paid_is_revoked_not_cut_to_nothing(shop: Shop) -> None:
+    shop.clock.freeze()  # paid and refunded at one instant: nothing paid is left, so revoked (and listed)
+    bought = buy(shop, "rust-monthly")
+    settle_refund_of(shop, bought["order_id"])
+    assert license_state(shop, bought["license"]["id"])["state"] == "revoked"
+    assert bought["license"]["id"] in revoked_ids(shop)
+
+
+def test_a_shortened_key_keeps_the_download_limit_it_was_sold_with(shop: Shop) -> None:
+    import base64
+
+    from billing.content import set_download_limit
+
+    with models.db.connection_context():
+        set_download_limit(core(shop), "rust-monthly", 7, actor="test")
+    first = buy(shop, "rust-monthly")
+    second = buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    settle_refund_of(shop, second["order_id"])
+    [lic] = shop.get("/api/v1/me/licenses", token=first["buyer_token"]).json()["licenses"]
+    assert lic["key"] != second["license"]["key"], "the key was signed again, shorter"
+    assert json.loads(base64.b64decode(lic["key"].split("|")[0]))["limits"] == {"maxDownloads": 7}
+
+
 def test_a_partial_refund_that_keeps_the_license_leaves_the_period(shop: Shop) -> None:
     bought = buy(shop, "rust-monthly")
     settle_refund_of(shop, bought["order_id"], amount_fen=100, revoke=False)
