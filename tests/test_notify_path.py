@@ -8,13 +8,14 @@ import http.client
 import json
 import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Shop, SignedNotification, db_counts
+from conftest import Shop, SignedNotification, db_counts, sqlite_only
 from learner_helpers import buy, outbox, run
 from peewee import IntegrityError
 from test_learner_api import decode_document

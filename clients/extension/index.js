@@ -20,7 +20,8 @@ const crypto = require('node:crypto');
  * @typedef {{code: string, message_zh: string, message_en: string, action: ErrorAction, detail?: string}} ErrorDetail
  * @typedef {{id: string, key: string, expires_at: string, plan: 'one_time'|'subscription',
  *            state: 'active'|'expired'|'revoked'}} OrderLicense
- * @typedef {{order_id: string, status: string, course_id: string, amount_fen: number, currency: 'CNY',
+ * @typedef {{order_id: string, status: string, course_id: string, amount_fen: number, list_price_fen: number,
+ *            discount_fen: number, currency: 'CNY',
  *            code_url: string|null, qr_svg: string|null, created_at: string, expires_at: string, paid_at: string|null,
  *            out_trade_no: string, transaction_id: string|null, license: OrderLicense|null,
  *            error: ErrorDetail|null, final: boolean, poll_after_ms: number|null}} Order
