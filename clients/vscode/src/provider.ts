@@ -138,6 +138,8 @@ export const CONTENT_ERRORS: Readonly<Record<string, { zh: string; en: string; a
     en: 'The course has no such file (it may have been updated). Refresh "My courses" and open it again.', action: 'refresh' },
   bad_request: { zh: '请求格式不正确。请更新扩展后再试。',
     en: 'The request is malformed. Update the extension and try again.', action: 'none' },
+  rate_limited: { zh: '短时间内请求太多，服务器请您稍等。请过一分钟再试。',
+    en: 'Too many requests in a short time; the server asks you to wait. Try again in a minute.', action: 'retry' },
   server_error: { zh: '课程服务器暂时出错。请稍后重试。',
     en: 'The course server has a problem right now. Try again in a moment.', action: 'retry' },
   offline: { zh: '无法连接到课程服务器，且这个文件还没有在本机缓存。请联网后重试；打开过一次的文件，离线时也能阅读。',

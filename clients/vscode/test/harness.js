@@ -19,7 +19,10 @@ if (process.env.LBPAY_BASE_URL && !globalThis.fetch.lbpayClient) {
   const client = `198.18.${process.pid % 256}.${1 + Math.floor(Math.random() * 250)}`;
   const realFetch = globalThis.fetch;
   globalThis.fetch = Object.assign(async (url, init = {}) => {
-    if (!String(url).startsWith(process.env.LBPAY_BASE_URL)) return realFetch(url, init);
+    // The WeChat Pay sandbox (the simulated phone) answers only this machine's own address: no forwarded one.
+    const ours = String(url).startsWith(process.env.LBPAY_BASE_URL)
+      && !String(url).startsWith(`${process.env.LBPAY_BASE_URL}/sandbox/`);
+    if (!ours) return realFetch(url, init);
     return realFetch(url, { ...init, headers: { ...(init.headers || {}), 'X-Forwarded-For': client } });
   }, { lbpayClient: client });
 }
