@@ -193,7 +193,7 @@ def steps(source: Path, work: Path) -> None:
             keys = work / "keys"
             env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
             env.update(LBPAY_INSTANCE_PATH=str(server_folder / "instance"), LBPAY_PUBLIC_BASE_URL=server.base)
-            run([*LBPAY, "keys", "export", str(keys)], ROOT, env=env)
+            run([*LBPAY, "keys", "export", "--sandbox-key", str(keys)], ROOT, env=env)
             print(f"  {server.base} (sandbox mode), SMTP on 127.0.0.1:{smtp.port}, keys in {keys}")
             with_kit(ext, keys, work, before, server.base, maildir, server_folder)
     finally:
