@@ -162,4 +162,6 @@ def test_the_migrations_build_the_models_schema_with_the_models_types(
         ("buyer", "public_id"): (("character varying", "YES", ""), ("character varying", "NO", "")),
         # m0008 gave existing orders a default (live); the model sets the value on every new order
         ("order", "sandbox"): (("boolean", "NO", "false"), ("boolean", "NO", "")),
+        # m0014 gave existing orders no discount (0); the model sets the value on every new order
+        ("order", "discount_fen"): (("integer", "NO", "0"), ("integer", "NO", "")),
     }
