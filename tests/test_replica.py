@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from conftest import MCHID, Keys, Sandbox, Tls, command_line, sqlite_only
 from s3_storage import S3Storage
 from test_fly_start import FlyMachine, buy, fly_machine, poll
@@ -284,7 +286,10 @@ def test_a_restore_refuses_another_merchants_replica(sandbox_replica: dict[str, 
 
 def test_sealed_keys_open_only_with_their_key_and_unaltered() -> None:
     key = bytes.fromhex(SEAL_KEY)
-    marker, files = {"mode": "live", "mchid": MCHID}, {"license-keys/active.pem": b"-----BEGIN PRIVATE KEY-----"}
+    # A key made here, as a rotated license key would be on disk (nothing committed is a key).
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    marker, files = {"mode": "live", "mchid": MCHID}, {"license-keys/active.pem": pem}
     blob = seal(key, marker, files, dt.datetime.now(UTC))
     assert b"PRIVATE KEY" not in blob and MCHID.encode() not in blob
     assert unseal(key, blob) == (marker, files)
