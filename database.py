@@ -193,6 +193,24 @@ def write_transaction() -> Any:
 
 
 @contextlib.contextmanager
+def read_snapshot() -> Iterator[None]:
+    """Read several tables as of one moment, so a page never shows half of a write.
+
+    Without it each SELECT sees the latest commit: an order read before a refund settles and its
+    refunds read after show a refund SUCCESS beside an order still fulfilled. SQLite: a deferred
+    transaction (WAL keeps its snapshot from the first read). PostgreSQL: REPEATABLE READ, READ ONLY.
+    Inside a write transaction it adds nothing: that one already sees a single state.
+    """
+    if db.in_transaction():
+        yield
+        return
+    with db.atomic():
+        if not isinstance(db.obj, SqliteDatabase):
+            db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+@contextlib.contextmanager
 def _sqlite_transaction(database: SqliteDatabase) -> Iterator[_transaction]:
     writers = database.writers if isinstance(database, QueuedSqliteDatabase) else _DEFAULT_WRITERS
     outermost = not writers.holding()

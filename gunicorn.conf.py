@@ -3,6 +3,12 @@
 import os
 import sys
 
+# Keep an idle connection longer than the clients do: Node's fetch (undici, the VS Code kit's) drops an
+# idle socket after 4 s. A server that closes first races the client's next request on that socket, which
+# then fails as "other side closed" (gunicorn's default is 2 s). Idle connections wait in the gthread
+# worker's poller, not in a thread.
+keepalive = 5
+
 
 def on_starting(server):  # noqa: ANN001, ANN201  (gunicorn's hook signature)
     """Check every setting before any worker starts: one list of problems, no traceback."""

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import JOIN, fn
 
+from database import read_snapshot as one_moment  # noqa: F401  (web/ reads a page's rows through it)
 from models import AuditEvent, JobRun, License, MailOutbox, Notification, Order, Refund
 
 from . import rollup

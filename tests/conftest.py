@@ -377,7 +377,7 @@ class Shop:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def wait_for_status(self, order: dict[str, Any], status: str, timeout: float = 10) -> dict[str, Any]:
+    def wait_for_status(self, order: dict[str, Any], status: str, timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             view = self.poll(order)

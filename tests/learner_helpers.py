@@ -34,7 +34,7 @@ class Inbox:
             self.messages.append(message)  # type: ignore[arg-type]
         return "250 OK"
 
-    def wait_for(self, count: int, timeout: float = 5) -> list[EmailMessage]:
+    def wait_for(self, count: int, timeout: float = 30) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout
         while len(self.messages) < count and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -24,6 +24,9 @@ from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+# How long a browser test waits for a state before it calls the page broken: a hang detector, not a goal.
+# CI runs four test files at once on two cores beside a TypeScript build; 5-10 s waits failed there.
+BROWSER_WAIT_MS = 30_000
 # The flags a headless Chromium needs on a machine with a closed network and no display.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -180,6 +183,9 @@ def chromium() -> Iterator[Any]:
 
     if not os.path.exists(CHROMIUM):
         raise RuntimeError(f"{CHROMIUM} is missing: `make system-deps` installs Debian's Chromium and CJK fonts")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=BROWSER_WAIT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -17,6 +17,7 @@ import pyotp
 import pytest
 from conftest import Shop
 from playwright.sync_api import Browser, Page, expect
+from servers import BROWSER_WAIT_MS
 from test_admin import EMAIL, PASSWORD, paid_order, shop_of
 
 import models
@@ -37,7 +38,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def wait_until(page: Page, path: str, selector: str, status: str, timeout: float = 10) -> None:
+def wait_until(page: Page, path: str, selector: str, status: str, timeout: float = BROWSER_WAIT_MS / 1000) -> None:
     """Reload a console page until ``selector`` has ``data-status`` ``status`` (the refund settles in the background)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -60,7 +61,7 @@ def test_a_creator_signs_in_finds_refunds_provisions_adds_and_exports(browser: B
 
     context = browser.new_context(viewport={"width": 1100, "height": 900}, locale="zh-CN",
                                   timezone_id="Asia/Shanghai", base_url=shop.url, accept_downloads=True)
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(BROWSER_WAIT_MS)
     context.add_init_script(CSP_PROBE)
     problems: list[str] = []
     page = context.new_page()
@@ -184,7 +185,7 @@ def signed_in_page(browser: Browser, shop: Shop, *, javascript: bool = True, pho
     size = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 900}
     context = browser.new_context(viewport=size, locale="zh-CN", timezone_id="Asia/Shanghai", base_url=shop.url,
                                   java_script_enabled=javascript, is_mobile=phone, has_touch=phone)
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(BROWSER_WAIT_MS)
     context.add_init_script(CSP_PROBE)
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())
@@ -235,7 +236,7 @@ def test_a_refund_row_turns_from_processing_to_refunded_without_a_reload(browser
         page.evaluate("window.__sameDocument = true")  # the form's POST loaded a new page; mark this one
 
         assert creator.sandbox.control("POST", f"refunds/{number}/settle", {"status": "SUCCESS"}).ok
-        expect(row).to_have_attribute("data-status", "SUCCESS", timeout=15_000)
+        expect(row).to_have_attribute("data-status", "SUCCESS")
         expect(row.locator(".refund-status")).to_have_text("已退款 Refunded")
         expect(page.locator("#order-status")).to_have_attribute("data-status", "refunded")
         expect(page.locator("#order-status")).to_have_attribute("data-live", "no")  # the poller stopped

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import Shop
 from playwright.sync_api import Browser, Page, expect
+from servers import BROWSER_WAIT_MS
 from test_admin import EMAIL, PASSWORD, paid_order, shop_of
 from test_admin_browser import CSP_PROBE, creator, shot  # noqa: F401 (the creator fixture)
 from test_console_pages import plant_alert, plant_difference
@@ -54,7 +55,7 @@ def open_console(browser: Browser, shop: Shop, size: str, javascript: bool) -> t
     context = browser.new_context(viewport=SIZES[size], locale="zh-CN", timezone_id="Asia/Shanghai",
                                   base_url=shop.url, java_script_enabled=javascript,
                                   is_mobile=size == "phone", has_touch=size == "phone")
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(BROWSER_WAIT_MS)
     context.add_init_script(CSP_PROBE)
     context._lbpay_javascript = javascript  # type: ignore[attr-defined]
     page = context.new_page()

@@ -28,6 +28,14 @@ def start_command() -> list[str]:
     return exec_form("CMD")
 
 
+def test_gunicorn_keeps_an_idle_connection_longer_than_nodes_fetch_does() -> None:
+    """undici (the kit's fetch) closes an idle socket after 4 s; with gunicorn's default 2 s the server closed
+    first and the kit's next request on that socket failed ("other side closed"), as its tests did under load."""
+    import runpy
+
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["keepalive"] > 4
+
+
 def test_the_dockerfile_builds_a_pinned_slim_gunicorn_image_whose_entrypoint_drops_root() -> None:
     instructions = dockerfile()
     # The image is the last stage (an earlier one may only fetch static files, e.g. htmx from npm).

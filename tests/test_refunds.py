@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from typing import Any
+
+import pytest
 
 from conftest import Shop
 from test_admin import Console, console, paid_order, shop_of  # noqa: F401  (the console fixture)
 
 import models
+from billing import reports
 from operations.scheduler import run_job
 
 REFUND_PATH = "/v3/refund/domestic/refunds"
@@ -28,7 +33,7 @@ def refunds_of(order: dict[str, Any]) -> list[models.Refund]:
         return list(models.Refund.select().where(models.Refund.order == row.id).order_by(models.Refund.id))
 
 
-def wait_for_refund(order: dict[str, Any], status: str, index: int = -1, timeout: float = 10) -> models.Refund:
+def wait_for_refund(order: dict[str, Any], status: str, index: int = -1, timeout: float = 30) -> models.Refund:
     deadline = time.monotonic() + timeout
     while True:
         rows = refunds_of(order)
@@ -97,6 +102,45 @@ def test_a_closed_refund_changes_nothing_and_needs_attention(console: Console) -
     assert "REFUND_CLOSED" in dashboard and made.out_refund_no in dashboard
     # A closed refund gives the money back to refund: the creator can try again.
     assert "refund-form" in console.page(f"/admin/orders/{order['order_id']}")
+
+
+def test_the_order_page_reads_an_order_and_its_refunds_as_of_one_moment(console: Console,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refund that settles while the order page is being read never shows SUCCESS beside a fulfilled order.
+
+    The no-script browser test saw exactly that under load (CI, issue 24): the page read the order, then
+    the refund's settlement committed, then the page read the refunds. The settlement is made to land
+    in that gap here (a fault the machine only causes by chance).
+    """
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    order = paid_order(shop)
+    assert refund(console, order, "99.00").status_code == 303
+    made = refunds_of(order)[0]
+    read_license = reports.order_license
+    landed: list[str] = []
+
+    def settle_in_the_gap(row: models.Order) -> models.License | None:
+        found = read_license(row)
+        if not landed:  # settle and wait in a thread of its own: this one is inside the page's read
+            def settle() -> None:
+                answer = shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "SUCCESS"})
+                landed.append(wait_for_refund(order, "SUCCESS").status if answer.status_code == 200 else answer.text)
+            worker = threading.Thread(target=settle)
+            worker.start()
+            worker.join()
+        return found
+
+    monkeypatch.setattr(reports, "order_license", settle_in_the_gap)
+    page = console.page(f"/admin/orders/{order['order_id']}")
+    assert landed == ["SUCCESS"]  # the refund did settle between the page's reads
+    shown = re.search(r'id="order-status" data-status="(\w+)"', page)
+    row = re.search(rf'id="refund-{made.out_refund_no}" data-status="(\w+)"', page)
+    assert shown and row
+    assert (shown.group(1), row.group(1)) == ("fulfilled", "PROCESSING")  # as of the moment the page began
+    after = console.page(f"/admin/orders/{order['order_id']}")
+    assert f'id="refund-{made.out_refund_no}" data-status="SUCCESS"' in after
+    assert 'id="order-status" data-status="refunded"' in after
 
 
 def test_the_job_settles_a_refund_whose_notification_was_lost(console: Console) -> None:

@@ -303,11 +303,12 @@ def _order(public_id: str) -> Order:
 
 @bp.get("/orders/<public_id>")
 def order(public_id: str, wechat: dict[str, Any] | None = None) -> str:
-    o = _order(public_id)
-    return render_template(
-        "admin/order.html", o=o, license=reports.order_license(o), wechat=wechat, now=current_shop().now(),
-        refunds=reports.order_refunds(o),
-        refundable=refunds.refundable_fen(o), timeline=reports.timeline(o), comp=licenses.is_comp(o))
+    with reports.one_moment():  # the order, its refunds and its license as of one commit, never half of one
+        o = _order(public_id)
+        return render_template(
+            "admin/order.html", o=o, license=reports.order_license(o), wechat=wechat, now=current_shop().now(),
+            refunds=reports.order_refunds(o),
+            refundable=refunds.refundable_fen(o), timeline=reports.timeline(o), comp=licenses.is_comp(o))
 
 
 @bp.post("/orders/<public_id>/check")

@@ -11,6 +11,14 @@ interface FetchAnswer {
 type FetchLike = (url: string, init: { method: string; headers: Record<string, string>; signal?: unknown }) => Promise<FetchAnswer>;
 interface TimeoutSignal { timeout(ms: number): unknown }
 
+/** undici's codes for a connection that closed under a request (fetch's TypeError carries one as its cause). */
+const DROPPED_CONNECTION = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+function droppedConnection(err: unknown): boolean {
+  const cause = err instanceof TypeError ? (err as { cause?: { code?: unknown } }).cause : undefined;
+  return typeof cause?.code === 'string' && DROPPED_CONNECTION.has(cause.code);
+}
+
 /** One course of the catalogue. */
 export interface CatalogCourse {
   id: string;
@@ -62,12 +70,19 @@ export class ProviderClient {
     this.fetch = fetch ?? (globalThis as unknown as { fetch: FetchLike }).fetch;
   }
 
+  /**
+   * One GET; a connection that dropped before any answer (a keep-alive socket the server closed just as
+   * this request went out) is tried once more on a fresh one. A timeout or a second drop is "offline".
+   */
   private async get(path: string, headers: Record<string, string>): Promise<FetchAnswer> {
-    const signal = (globalThis as unknown as { AbortSignal: TimeoutSignal }).AbortSignal.timeout(this.timeoutMs);
-    try {
-      return await this.fetch(`${this.baseUrl}/provider/${path}`, { method: 'GET', headers, signal });
-    } catch (err) {
-      throw new ProviderError('offline', 0, err instanceof Error ? err.message : String(err));
+    for (let attempt = 1; ; attempt++) {
+      const signal = (globalThis as unknown as { AbortSignal: TimeoutSignal }).AbortSignal.timeout(this.timeoutMs);
+      try {
+        return await this.fetch(`${this.baseUrl}/provider/${path}`, { method: 'GET', headers, signal });
+      } catch (err) {
+        if (attempt === 1 && droppedConnection(err)) continue;
+        throw new ProviderError('offline', 0, err instanceof Error ? err.message : String(err));
+      }
     }
   }
 

@@ -33,8 +33,8 @@ const kit = require(path.join(__dirname, '..', 'out', 'index.js'));
  * What the creator does by hand on the server (tests/node/creator.py, named by LBPAY_CREATOR): revoke a
  * license, or let an order run out of time; resolves to what it printed.
  *
- * It runs beside the event loop, never blocking it: the creator takes about two seconds, gunicorn closes a
- * connection idle for two, and a loop that sleeps through that close hands the next fetch a dead socket.
+ * It runs beside the event loop, never blocking it: the creator takes about two seconds, and a loop that
+ * sleeps through the server's keep-alive close hands the next fetch a dead socket.
  */
 async function creator(command, orderId) {
   const [python, ...args] = JSON.parse(process.env.LBPAY_CREATOR);
