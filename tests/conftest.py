@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+from argon2 import PasswordHasher
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
@@ -25,6 +26,7 @@ from werkzeug.serving import make_server
 
 import models
 from app import create_app
+from billing import admin_users
 from wechatpay import crypto
 from wechatpay.sandbox import SandboxConfig, create_sandbox_app
 
@@ -38,6 +40,13 @@ APIV3_KEY = b"k3yOfThirtyTwoBytesForTests00001"
 
 # The names the tests use for the shared helpers.
 pem_private, pem_public = private_pem, public_pem
+
+
+# A sign-in's argon2id hash costs about 0.25 CPU-s at the shipped parameters, and the suite signs in and
+# creates accounts some hundreds of times. Apps in this process hash with argon2id at its cheapest; every
+# `lbpay` and gunicorn process the tests start keeps the shipped parameters, which
+# test_admin_create_reads_the_password_file_without_its_newline reads back from a stored hash.
+admin_users._hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 
 
 @dataclass(frozen=True)

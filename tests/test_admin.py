@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import subprocess
+import sys
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -488,6 +489,15 @@ def test_admin_create_reads_the_password_file_without_its_newline(run: Any, tmp_
         user = models.AdminUser.get(models.AdminUser.email == EMAIL)
     assert user.password_hash.startswith("$argon2id$")
     assert Hasher().verify(user.password_hash, PASSWORD)
+
+
+def test_a_process_of_the_app_hashes_passwords_at_rfc_9106s_low_memory_profile() -> None:
+    """The shipped argon2id cost (conftest gives this process's apps the cheapest one, to save CPU)."""
+    done = subprocess.run([sys.executable, "-c", "from billing.admin_users import hash_password; "
+                           "print(hash_password('a long enough password'))"],
+                          cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), done.stdout
 
 
 def test_admin_totp_prints_an_otpauth_uri_and_a_qr_code(run: Any, tmp_path: Path) -> None:
