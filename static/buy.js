@@ -297,5 +297,12 @@
     say("已复制", "Copied");
   });
 
+  // In the buy button's overlay on the creator's site: Escape here closes it there too (buy-button.js).
+  if (window.parent !== window) {
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") window.parent.postMessage({ lbpay: "close" }, "*");
+    });
+  }
+
   restore();
 })();

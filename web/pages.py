@@ -68,9 +68,9 @@ def buy(course_id: str) -> str | tuple[str, int]:
 
 
 def _buy_page(course: Any, *, demo_error: str | None = None, code_problem: dict[str, str] | None = None,
-              entered: dict[str, str] | None = None) -> str:
+              entered: dict[str, str] | None = None, embed: bool = False) -> str:
     """The purchase page: the price a buyer without a code pays now (a launch price shows the list price struck)."""
-    return render_template("buy.html", course=course, sandbox=_sandbox(), demo_error=demo_error,
+    return render_template("buy.html", course=course, sandbox=_sandbox(), demo_error=demo_error, embed=embed,
                            price=discounts.price_for(course, None, None, None, current_shop().now()),
                            code_problem=code_problem, entered=entered,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
@@ -230,6 +230,8 @@ def register_error_pages(app: Flask) -> None:
         headers = response.headers
         present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
         extra = _API_HEADERS if request.path.startswith("/api/") else _PAGE_HEADERS
+        if request.endpoint == "pages.buy_embed":  # framed by the creator's sites: its CSP says which (embed.py)
+            extra = tuple(h for h in extra if h[0] != "X-Frame-Options")
         headers.extend([(name, value) for name, value in extra if name.lower() not in present])
         return response
 
@@ -246,3 +248,6 @@ class _NoSessionForMachines(SecureCookieSessionInterface):
 def use_sessions_only_for_people(app: Flask) -> None:
     """Skip reading a session cookie on machine-to-machine requests."""
     app.session_interface = _NoSessionForMachines()
+
+
+from . import embed  # noqa: E402,F401  (the buy button's framed page, on this blueprint)
