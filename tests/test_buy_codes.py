@@ -25,6 +25,7 @@ CODES = (
     ("codes", "add", "ONEONLY", "--percent", "10", "--max-uses", "1"),
     ("codes", "add", "RUSTONLY", "--percent", "10", "--course", "rust-monthly"),
     ("codes", "add", "GIFT100", "--percent", "100", "--course", COURSE_ID),
+    ("codes", "add", "--launch-price-fen", "1900", "--course", "rust-monthly", "--ends", "2030-01-01T00:00"),
 )
 
 
@@ -136,3 +137,9 @@ def test_without_javascript_a_code_is_applied_or_refused_with_the_form_kept(brow
         shot(page, f"nojs-code-qr-{device}.png")
     finally:
         context.close()
+
+
+def test_a_launch_price_shows_the_list_price_struck_on_the_page(server: RunningServer) -> None:
+    page = requests.get(f"{server.base}/buy/rust-monthly", timeout=10).text
+    assert re.search(r'<del class="list-price" id="list-price">¥29.00</del> ¥19.00 <span class="plan launch">首发价', page)
+    assert "<del" not in requests.get(f"{server.base}/buy/{COURSE_ID}", timeout=10).text

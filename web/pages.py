@@ -229,7 +229,7 @@ def register_error_pages(app: Flask) -> None:
     def _security_headers(response: Response) -> Response:
         headers = response.headers
         present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
-        extra = _API_HEADERS if request.path.startswith("/api/") else _PAGE_HEADERS
+        extra: tuple[tuple[str, str], ...] = _API_HEADERS if request.path.startswith("/api/") else _PAGE_HEADERS
         if request.endpoint == "pages.buy_embed":  # framed by the creator's sites: its CSP says which (embed.py)
             extra = tuple(h for h in extra if h[0] != "X-Frame-Options")
         headers.extend([(name, value) for name, value in extra if name.lower() not in present])
@@ -250,4 +250,4 @@ def use_sessions_only_for_people(app: Flask) -> None:
     app.session_interface = _NoSessionForMachines()
 
 
-from . import embed  # noqa: E402,F401  (the buy button's framed page, on this blueprint)
+from . import embed as _buy_button_routes  # noqa: E402,F401  (the buy button's framed page, on this blueprint)
