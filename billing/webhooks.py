@@ -42,6 +42,7 @@ import os
 import secrets
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -229,13 +230,26 @@ def post(url: str, body: bytes, headers: dict[str, str], targets: str,
         connection.request("POST", target, body=body, headers={
             **headers, "Content-Type": "application/json", "User-Agent": "LearningBuddyPay-Webhooks/1"})
         answer = connection.getresponse()
-        said = answer.read(2048).decode("utf-8", "replace")
         status = answer.status
+        said = _first_words(answer, time.monotonic() + 2 * timeout)
     except (OSError, http.client.HTTPException) as exc:
         return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:300])
     finally:
         connection.close()
     return Outcome(200 <= status < 300, status, said[:300], None if 200 <= status < 300 else f"HTTP {status}")
+
+
+def _first_words(answer: http.client.HTTPResponse, deadline: float) -> str:
+    """Up to 2 KiB of the answer, read by a deadline: a receiver that dribbles bytes cannot hold the job."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < 2048 and time.monotonic() < deadline:
+        chunk = answer.read1(2048 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def _bot_refusal(fmt: str, said: str) -> str | None:
@@ -444,11 +458,24 @@ def _record(delivery: WebhookDelivery, outcome: Outcome, now: dt.datetime) -> st
     return result
 
 
+def forget_old(shop: Shop, now: dt.datetime) -> int:
+    """Delete finished deliveries older than the retention period (their bodies hold buyers' e-mail addresses)."""
+    before = now - dt.timedelta(days=shop.config.retention_days)
+    old = (WebhookDelivery.select(WebhookDelivery.id).where(
+        (WebhookDelivery.created_at < before) & (WebhookDelivery.state != "pending")).limit(500))
+    ids = [row.id for row in old]
+    if not ids:
+        return 0
+    with write_transaction():
+        return int(WebhookDelivery.delete().where(WebhookDelivery.id.in_(ids)).execute())
+
+
 def webhooks_job(shop: Shop, now: dt.datetime) -> dict[str, Any]:
-    """The scheduler's job: new events into deliveries, then send what is due."""
+    """The scheduler's job: new events into deliveries, then send what is due, then forget old ones."""
     made = fan_out(shop, now)
     sent = send_due(shop, now)
-    return {"made": made, **{k: v for k, v in sent.items() if v}}
+    forgotten = forget_old(shop, now)
+    return {"made": made, **{k: v for k, v in sent.items() if v}, **({"forgotten": forgotten} if forgotten else {})}
 
 
 # --- the creator's side ------------------------------------------------------------------------------

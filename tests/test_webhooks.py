@@ -358,3 +358,16 @@ def test_the_job_makes_each_delivery_once_however_often_it_looks_back(console: C
         models.RollupMark.update(event_id=0).where(models.RollupMark.name == webhooks.MARK).execute()
         again = webhooks.fan_out(shop, shop.now() + dt.timedelta(seconds=1))  # the mark lost: looked at again
     assert first == 3 and again == 0 and len(deliveries()) == 3
+
+
+def test_finished_deliveries_are_forgotten_after_the_retention_period(console: Console, receiver: Receiver) -> None:
+    add_endpoint(console, receiver.url)
+    paid_order(console.shop, email="learner@example.com")
+    run_webhooks(console.shop)
+    assert len(deliveries()) == 1
+    days = shop_of(console.shop).config.retention_days
+    console.shop.clock.advance((days - 1) * 86400)
+    run_webhooks(console.shop)
+    assert len(deliveries()) == 1  # kept while younger than the period
+    console.shop.clock.advance(2 * 86400)
+    assert run_webhooks(console.shop).get("forgotten") == 1 and deliveries() == []
