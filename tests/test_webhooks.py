@@ -371,3 +371,14 @@ def test_finished_deliveries_are_forgotten_after_the_retention_period(console: C
     assert len(deliveries()) == 1  # kept while younger than the period
     console.shop.clock.advance(2 * 86400)
     assert run_webhooks(console.shop).get("forgotten") == 1 and deliveries() == []
+
+
+def test_a_sale_while_an_endpoint_is_paused_waits_for_it(console: Console, receiver: Receiver) -> None:
+    path = add_endpoint(console, receiver.url)
+    assert console.post(path + "/enabled", {"enabled": "0"}).status_code == 303
+    sold = paid_order(console.shop)
+    assert run_webhooks(console.shop) == {"made": 1}
+    assert receiver.got == []
+    assert console.post(path + "/enabled", {"enabled": "1"}).status_code == 303
+    assert run_webhooks(console.shop) == {"made": 0, "delivered": 1}
+    assert json.loads(receiver.got[0].body)["data"]["order"]["id"] == sold["order_id"]
