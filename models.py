@@ -435,10 +435,51 @@ class RollupMark(BaseModel):
         table_name = "rollup_mark"
 
 
+class WebhookEndpoint(BaseModel):
+    """A URL of the creator's that is told of chosen events (billing/webhooks.py)."""
+
+    id = AutoField()
+    url = CharField(max_length=500)
+    format = CharField(max_length=16)  # standard (signed JSON) | wecom (企业微信 group bot) | feishu (飞书 bot)
+    events = CharField(max_length=300)  # space-separated event types
+    # The signing secret (standard) or the bot's own signing secret (feishu, optional), sealed with a key
+    # derived from the server secret: a stolen database file alone does not let anyone sign as this shop.
+    sealed_secret = CharField(max_length=300, null=True)
+    description = CharField(max_length=120, default="")
+    enabled = BooleanField(default=True)
+    created_at = UTCDateTimeField()
+    created_by = CharField(max_length=120)
+    after_event = IntegerField(default=0)  # the audit trail's last id when made: only later events are sent
+
+
+class WebhookDelivery(BaseModel):
+    """One event for one endpoint: its body, fixed when made, and how sending it went (the delivery log)."""
+
+    id = AutoField()
+    endpoint = ForeignKeyField(WebhookEndpoint, backref="deliveries", on_delete="CASCADE")
+    event_id = IntegerField()  # the audit event it tells of (0: a test message from the console)
+    event_type = CharField(max_length=40)
+    message_id = CharField(max_length=40, unique=True)  # webhook-id: the same on every attempt
+    body = TextField()
+    created_at = UTCDateTimeField(index=True)
+    state = CharField(max_length=12, default="pending")  # pending | delivered | failed
+    next_attempt_at = UTCDateTimeField(null=True, index=True)  # None once delivered or given up
+    attempts = IntegerField(default=0)
+    last_attempt_at = UTCDateTimeField(null=True)
+    last_status = IntegerField(null=True)  # the receiver's HTTP status; None when it never answered
+    last_error = CharField(max_length=300, null=True)
+    last_response = CharField(max_length=300, null=True)
+    delivered_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("endpoint", "event_id"), False),)
+
+
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
-                                     BillCheck, DailyFigures, RollupMark, OrderAttempt]
+                                     BillCheck, DailyFigures, RollupMark, OrderAttempt,
+                                     WebhookEndpoint, WebhookDelivery]
 
 
 def create_tables() -> None:

@@ -220,6 +220,10 @@ class Config:
     replica: ReplicaSettings | None = None  # None: no off-machine replica (LBPAY_REPLICA_URL unset)
     scheduler: bool = True
     sandbox_public: bool = False  # sandbox mode only: serve the simulator to other machines too
+    # Webhooks (billing/webhooks.py): which addresses a creator's endpoint may reach (public only by default).
+    webhook_targets: str = "public"
+    # The origins allowed to frame /buy/<course>/embed (the buy button on the creator's own site).
+    buy_button_origins: tuple[str, ...] = ()
     testing: bool = False
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
 
@@ -328,6 +332,8 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         replica=_replica_settings(read),
         scheduler=read.flag("SCHEDULER", True),
         sandbox_public=sandbox_public,
+        webhook_targets=read.choice("WEBHOOK_TARGETS", "public", WEBHOOK_TARGETS),
+        buy_button_origins=_buy_button_origins(read),
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
     )
@@ -440,6 +446,26 @@ def _mode_must_be_explicit(read: Reader) -> bool:
                      + " (without it the service would start as a sandbox whose simulator pays for anything)",
                      example="live")
     return bool(hints)
+
+
+WEBHOOK_TARGETS = ("public", "loopback", "private")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:]+\](?::[0-9]{1,5})?$")
+
+
+def _buy_button_origins(read: Reader) -> tuple[str, ...]:
+    """LBPAY_BUY_BUTTON_ORIGINS: the creator's sites, as origins (scheme://host[:port]), separated by spaces or commas."""
+    raw = read.text("BUY_BUTTON_ORIGINS") or ""
+    origins = []
+    for origin in re.split(r"[\s,]+", raw.strip()):
+        if not origin:
+            continue
+        origin = origin.rstrip("/").lower()
+        if not _ORIGIN.match(origin) or (origin.startswith("http://") and not is_loopback(_host_of(origin))):
+            read.problem("BUY_BUTTON_ORIGINS", "each is an https:// origin, no path (http:// only for this machine)",
+                         origin, "https://course.example.com https://www.example.com")
+            continue
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _host_of(url: str) -> str | None:

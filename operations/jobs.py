@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from billing import daily_bill, learners, mail, reconcile, refunds, reports, rollup
+from billing import daily_bill, learners, mail, reconcile, refunds, reports, rollup, webhooks
 from billing.shop import Shop
 from wechatpay.errors import NoCertificates, WeChatPayError
 from wechatpay.verifier import PlatformVerifier
@@ -34,6 +34,8 @@ def job_table(shop: Shop) -> dict[str, Job]:
         Job("reconcile", shop.config.reconcile_seconds if shop.config else 60, reconcile.reconcile),
         Job("refunds.reconcile", 60, refunds.reconcile_refunds),
         Job("mail", 10, mail.mail_job),
+        # The creator's webhooks: new audit events into deliveries, then the deliveries that are due.
+        Job("webhooks", 10, webhooks.webhooks_job),
         Job("renewal_reminders", 3600, learners.renewal_reminder_job),
         Job("audit_verify", 3600, reports.verify_audit_trail),
         # The dashboard recounts in memory whatever this has not stored yet: a minute's worth at most.

@@ -34,9 +34,15 @@
       $(id).hidden = true;
       $(id).dataset.code = "";
     }
-    $("email-problem").hidden = true;
-    $("email").removeAttribute("aria-invalid");
+    for (const field of ["email", "code"]) {
+      $(field + "-problem").hidden = true;
+      $(field).removeAttribute("aria-invalid");
+    }
   }
+
+  // A code the server refused (unknown, expired, used up, for another course…): said beside the code field.
+  const CODE_REFUSALS = ["code_not_found", "code_not_started", "code_expired", "code_exhausted",
+                         "code_wrong_course", "code_already_used", "price_changed"];
 
   function showError(err, retryAfter) {
     const known = catalogue[err.code] || {};
@@ -61,9 +67,10 @@
     $("error-action").textContent = hint.trim();
     $("error").hidden = false;
     $("error").dataset.code = err.code || "";
-    const field = err.detail && Object.keys(FIELDS).find((name) => err.detail.indexOf(name) === 0);
+    const field = CODE_REFUSALS.includes(err.code) ? "code"
+      : err.detail && Object.keys(FIELDS).find((name) => err.detail.indexOf(name) === 0);
     if (field) {  // name the field and its rule next to it
-      $(field + "-problem").textContent = FIELDS[field].join(" ");
+      $(field + "-problem").textContent = field === "code" ? zh + " " + en : FIELDS[field].join(" ");
       $(field + "-problem").hidden = false;
       $(field).setAttribute("aria-invalid", "true");
       $(field).focus();
@@ -97,6 +104,18 @@
     $("countdown").dataset.seconds = String(left);
   }
 
+  const yuan = (fen) => "¥" + (fen / 100).toFixed(2);
+
+  // List price, discount and what is paid, when a code or a launch price lowered the price.
+  function showBreakdown(view) {
+    const box = $("breakdown");
+    box.hidden = !view.discount_fen;
+    box.textContent = view.discount_fen
+      ? "原价 List " + yuan(view.list_price_fen) + " · 优惠 Discount −" + yuan(view.discount_fen)
+        + " · 实付 Paid " + yuan(view.amount_fen)
+      : "";
+  }
+
   function showQr(view) {
     // An image, not inline SVG: a phone can long-press and save it, then scan it from the album.
     const svg = view.qr_svg || "";
@@ -105,6 +124,7 @@
     $("qr").dataset.codeUrl = view.code_url || "";
     $("order-id").textContent = view.order_id;
     $("amount").textContent = "¥" + (view.amount_fen / 100).toFixed(2);
+    showBreakdown(view);
     const link = $("sandbox-pay");
     if (link && view.code_url) {
       const pr = new URL(view.code_url.replace("weixin://", "https://")).searchParams.get("pr");
@@ -212,6 +232,8 @@
     const body = { course_id: root.dataset.course };
     const email = $("email").value.trim();
     if (email) body.email = email;
+    const code = $("code").value.trim();
+    if (code) body.code = code;
     const saved = window.localStorage.getItem(TOKEN);
     if (saved) body.buyer_token = saved;
     let r = await api("POST", "/api/v1/orders", body);
@@ -234,8 +256,10 @@
     mailedTo = email;
     window.localStorage.setItem(TOKEN, order.buyer_token);
     showEmailNotice(order.email_notice);
-    showQr(order);
+    if (order.status === "pending") showQr(order);  // a code that makes it free: the license at once
+    else showBreakdown(order);
     render(order);
+    if (order.final) return;
     timer = setTimeout(poll, order.poll_after_ms || 1000);
   });
 
@@ -272,6 +296,13 @@
     }
     say("已复制", "Copied");
   });
+
+  // In the buy button's overlay on the creator's site: Escape here closes it there too (buy-button.js).
+  if (window.parent !== window) {
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") window.parent.postMessage({ lbpay: "close" }, "*");
+    });
+  }
 
   restore();
 })();

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 from learner_helpers import Inbox, SmtpServer
-from servers import LBPAY, ROOT, RunningServer, chromium, sandbox_mode_server
+from servers import DEMO_COURSES, LBPAY, ROOT, RunningServer, chromium, sandbox_mode_server
 
 from billing.errors import CATALOGUE
 
@@ -117,7 +117,9 @@ COURSE_FILES: dict[str, bytes] = {
 def server(folder: Path, smtp: SmtpServer) -> Iterator[RunningServer]:
     # PROXY_HOPS: each Node test file sends its own X-Forwarded-For (test/harness.js), a learner's machine each.
     settings = {"SMTP_URL": smtp.url, "MAIL_FROM": "Learning Buddy <courses@learning-buddy.test>", "PROXY_HOPS": "1"}
-    with sandbox_mode_server(folder, settings=settings) as server:
+    codes = (("codes", "add", "KIT20", "--percent", "20", "--course", "cpp-primer-5th"),
+             ("codes", "add", "RUSTONLY", "--percent", "10", "--course", "rust-monthly"))
+    with sandbox_mode_server(folder, DEMO_COURSES + codes, settings=settings) as server:
         for name, data in COURSE_FILES.items():
             target = folder / "instance" / "content" / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +160,8 @@ def test_the_kit_passes_its_node_tests_against_the_live_server(built: Path, serv
                  "an expired order", "a revoked license is refused", "a missing or unreadable expiresAt",
                  "is the one the panel shows", "a dropped connection is tried once more", "My courses: the catalogue, lock icons", "learningbuddy: files — free",
                  "the activation link from the mail", "Enter license key: a pasted key", "restore on a new machine by e-mail",
-                 "永久 · Lifetime", "without a server address or keyring", "an e-mail given when buying"):
+                 "永久 · Lifetime", "without a server address or keyring", "an e-mail given when buying",
+                 "a discount code typed in the panel"):
         assert name in report, report
 
 
@@ -372,18 +375,36 @@ def test_the_panel_page_draws_every_state_in_chromium(built: Path, server: Runni
         assert page.text_content("#price") == "¥99.00"
         shot(page, "vscode-buy.png")
         page.click("#buy")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": ""}
+        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "", "code": ""}
         page.fill("#email", "learner@example.com")
+        page.fill("#code", "kit20")
         page.click("#buy")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "learner@example.com"}
+        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "learner@example.com", "code": "kit20"}
+
+        # A refused code: the form again, what was typed in it, the reason in both languages.
+        wrong = CATALOGUE["code_wrong_course"]
+        post({**base, "phase": "ready", "entered": {"email": "learner@example.com", "code": "rustonly"},
+              "error": {"code": "code_wrong_course", "message_zh": wrong.message_zh, "message_en": wrong.message_en,
+                        "action": wrong.action}})
+        assert page.input_value("#code") == "rustonly" and page.input_value("#email") == "learner@example.com"
+        assert page.get_attribute("#code", "aria-invalid") == "true"
+        assert page.text_content("#error-zh") == wrong.message_zh and page.text_content("#error-en") == wrong.message_en
+        assert "检查优惠码" in page.text_content("#error-action")  # the learner's next step, not "update the extension"
+        shot(page, "vscode-code-refused.png")
 
         post(waiting)
         page.wait_for_function("document.getElementById('qr').naturalWidth > 0")
-        assert "¥99.00" in page.text_content("body")
+        assert "¥99.00" in page.text_content("body") and page.locator("#breakdown").count() == 0
         countdown = page.text_content("#countdown")
         assert "后过期" in countdown and "QR expires in" in countdown
         assert page.get_attribute("#status", "data-status") == "pending"
         shot(page, "vscode-qr.png")
+        # With a discount code: list price, discount and what is paid.
+        page.evaluate("(s) => window.postMessage(s, '*')", {**waiting, "order": {
+            **waiting["order"], "amount_fen": 7920, "list_price_fen": 9900, "discount_fen": 1980}})
+        page.wait_for_selector("#breakdown")
+        assert page.text_content("#breakdown") == "原价 List ¥99.00 · 优惠 Discount −¥19.80 · 实付 Paid ¥79.20"
+        shot(page, "vscode-code-qr.png")
 
         # A poll that brings a replaced code_url (the server renews it before WeChat's 2 hours) redraws the QR.
         renewed = requests.post(server.base + "/api/v1/orders", json={"course_id": "cpp-primer-5th"},

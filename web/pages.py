@@ -12,13 +12,14 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import CATALOGUE, BillingError, error_body, learners
+from billing import CATALOGUE, BillingError, discounts, error_body, learners
 from billing.content import ContentError
 from billing.courses import course_for_sale, courses_for_sale
 from billing.orders import COURSE_ID, cancel_order, email_notice, order_for_token, order_view, place_order
 from billing.reconcile import check_on_poll
 
 from . import current_shop
+from .api import _code_guard as code_guard
 
 bp = Blueprint("pages", __name__)
 
@@ -63,8 +64,15 @@ def buy(course_id: str) -> str | tuple[str, int]:
     sandbox = _sandbox()
     # Sandbox only: ?demo_error=<code> shows how a catalogued error reads on this page (tests, demos).
     demo_error = request.args.get("demo_error") if sandbox else None
-    return render_template("buy.html", course=course, sandbox=sandbox,
-                           demo_error=demo_error if demo_error in CATALOGUE else None,
+    return _buy_page(course, demo_error=demo_error if demo_error in CATALOGUE else None)
+
+
+def _buy_page(course: Any, *, demo_error: str | None = None, code_problem: dict[str, str] | None = None,
+              entered: dict[str, str] | None = None, embed: bool = False) -> str:
+    """The purchase page: the price a buyer without a code pays now (a launch price shows the list price struck)."""
+    return render_template("buy.html", course=course, sandbox=_sandbox(), demo_error=demo_error, embed=embed,
+                           price=discounts.price_for(course, None, None, None, current_shop().now()),
+                           code_problem=code_problem, entered=entered,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
                                    for code, t in CATALOGUE.items()})
 
@@ -79,12 +87,26 @@ def _order_tokens() -> dict[str, str]:
     return dict(tokens) if isinstance(tokens, dict) else {}
 
 
+# A code refused on the page without JavaScript: the form again, filled in, the reason beside the field.
+_CODE_REFUSALS = ("code_not_found", "code_not_started", "code_expired", "code_exhausted", "code_wrong_course",
+                  "code_already_used", "price_changed")
+
+
 @bp.post("/buy/<course_id>")
-def buy_start(course_id: str) -> BaseResponse:
+def buy_start(course_id: str) -> BaseResponse | tuple[str, int]:
     course = _course_or_404(course_id)
     email = (request.form.get("email") or "").strip() or None
-    placed = place_order(current_shop(), course_id=course.id, email=email, buyer_token=session.get("buyer_token"),
-                         ip=request.remote_addr)
+    code = (request.form.get("code") or "").strip() or None
+    try:
+        placed = code_guard(code is not None, lambda: place_order(
+            current_shop(), course_id=course.id, email=email, buyer_token=session.get("buyer_token"),
+            ip=request.remote_addr, code=code))
+    except BillingError as exc:
+        if exc.code not in _CODE_REFUSALS:
+            raise
+        words = CATALOGUE[exc.code]
+        problem = {"code": exc.code, "message_zh": words.message_zh, "message_en": words.message_en}
+        return _buy_page(course, code_problem=problem, entered={"email": email or "", "code": code or ""}), exc.status
     tokens = _order_tokens()
     tokens[placed.order.public_id] = placed.order_token
     session["orders"] = dict(list(tokens.items())[-_KEEP_ORDERS:])
@@ -207,7 +229,9 @@ def register_error_pages(app: Flask) -> None:
     def _security_headers(response: Response) -> Response:
         headers = response.headers
         present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
-        extra = _API_HEADERS if request.path.startswith("/api/") else _PAGE_HEADERS
+        extra: tuple[tuple[str, str], ...] = _API_HEADERS if request.path.startswith("/api/") else _PAGE_HEADERS
+        if request.endpoint == "pages.buy_embed":  # framed by the creator's sites: its CSP says which (embed.py)
+            extra = tuple(h for h in extra if h[0] != "X-Frame-Options")
         headers.extend([(name, value) for name, value in extra if name.lower() not in present])
         return response
 
@@ -224,3 +248,6 @@ class _NoSessionForMachines(SecureCookieSessionInterface):
 def use_sessions_only_for_people(app: Flask) -> None:
     """Skip reading a session cookie on machine-to-machine requests."""
     app.session_interface = _NoSessionForMachines()
+
+
+from . import embed as _buy_button_routes  # noqa: E402,F401  (the buy button's framed page, on this blueprint)

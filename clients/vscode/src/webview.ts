@@ -8,6 +8,8 @@ export interface PanelState {
   phase: 'loading' | 'ready' | 'placing' | 'waiting' | 'licensed' | 'failed' | 'purchases' | 'restore';
   course: { id: string; title: string; price_fen: number; plan: string; period_days: number | null } | null;
   order: { order_id: string; amount_fen: number; qr_svg: string; expires_at: string; status: string;
+    /** The price before a discount code or launch price, and what it took off (absent: no discount). */
+    list_price_fen?: number; discount_fen?: number;
     /** An e-mail was given: the server's words (or, from an older server, the kit's) about a license already owned. */
     email_given?: boolean; email_notice?: { zh: string; en: string } | null } | null;
   error: ShownError | null;
@@ -20,11 +22,17 @@ export interface PanelState {
   restore: { sent: boolean; email: string } | null;
   /** A short confirmation (e.g. "copied"). */
   notice: { zh: string; en: string } | null;
+  /** What the learner typed in the buy form, shown again with a refusal so a code can be corrected. */
+  entered?: { email: string; code: string } | null;
 }
+
+/** The server's refusals of a discount code: said in the buy form, beside the code field. */
+export const CODE_REFUSALS: readonly string[] = ['code_not_found', 'code_not_started', 'code_expired', 'code_exhausted',
+  'code_wrong_course', 'code_already_used', 'price_changed'];
 
 /** What the page can ask of the extension. */
 export type PageMessage =
-  | { type: 'ready' } | { type: 'buy'; email?: string } | { type: 'cancel' } | { type: 'purchases' } | { type: 'back' }
+  | { type: 'ready' } | { type: 'buy'; email?: string; code?: string } | { type: 'cancel' } | { type: 'purchases' } | { type: 'back' }
   | { type: 'restore'; licenseId: string } | { type: 'alreadyBought' } | { type: 'resend'; email: string }
   | { type: 'enterKey' } | { type: 'copy'; licenseId: string } | { type: 'openCourse'; courseId: string };
 
@@ -132,8 +140,11 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
             el('div', { class: 'price', id: 'price' }, yuan(course.price_fen))];
   }
 
-  function errorBox(error) {
-    const action = ACTIONS[error.action] || ACTIONS.none;
+  // A refused code's next step is the learner's own: correct the code or leave it out (not "update the extension").
+  const CODE_NEXT = { zh: '检查优惠码，或清空后按原价购买。', en: 'check the code, or clear it to pay the full price.' };
+
+  function errorBox(error, next) {
+    const action = next || ACTIONS[error.action] || ACTIONS.none;
     return el('div', { class: 'error', id: 'error', role: 'alert', 'data-code': error.code, 'data-action': error.action }, [
       el('div', { id: 'error-zh' }, error.message_zh),
       el('div', { class: 'en', id: 'error-en' }, error.message_en),
@@ -174,9 +185,17 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
     const parts = state.phase === 'restore' || state.phase === 'purchases' ? [] : [...courseHeader(state.course)];
     if (state.phase === 'loading') parts.push(el('p', {}, both('加载中…', 'Loading…')));
     if (state.phase === 'ready') {
-      const email = el('input', { id: 'email', type: 'email', autocomplete: 'email', 'aria-label': '邮箱（可选）E-mail (optional)' });
+      const entered = state.entered || { email: '', code: '' };
+      const email = el('input', { id: 'email', type: 'email', autocomplete: 'email', 'aria-label': '邮箱（可选）E-mail (optional)',
+        value: entered.email });
       parts.push(el('label', { for: 'email' }, both('邮箱（可选，用于接收许可证）', 'E-mail (optional, to receive the license)')), email);
-      parts.push(button('buy', '微信支付购买', 'Buy with WeChat Pay', () => ({ type: 'buy', email: email.value }), true));
+      const codeRefused = state.error && ${JSON.stringify(CODE_REFUSALS)}.includes(state.error.code);
+      const code = el('input', { id: 'code', type: 'text', autocomplete: 'off', spellcheck: 'false', maxlength: '32',
+        'aria-label': '优惠码（可选）Discount code (optional)', value: entered.code });
+      if (codeRefused) code.setAttribute('aria-invalid', 'true');
+      parts.push(el('label', { for: 'code' }, both('优惠码（可选）', 'Discount code (optional)')), code);
+      if (state.error) parts.push(errorBox(state.error, codeRefused ? CODE_NEXT : null));
+      parts.push(button('buy', '微信支付购买', 'Buy with WeChat Pay', () => ({ type: 'buy', email: email.value, code: code.value }), true));
       parts.push(button('already-bought', '已购买？', 'Already bought?', { type: 'alreadyBought' }));
       parts.push(button('purchases', '我的购买', 'My purchases', { type: 'purchases' }));
     }
@@ -187,6 +206,10 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
       const words = STATUS[o.status] || [o.status, o.status];
       if (o.email_given || o.email_notice) parts.push(mailboxNote(o.email_notice));
       parts.push(el('p', {}, both('请使用微信扫一扫支付 ' + yuan(o.amount_fen), 'Scan with WeChat to pay ' + yuan(o.amount_fen))));
+      if (o.discount_fen) {
+        parts.push(el('p', { id: 'breakdown', class: 'en' }, '原价 List ' + yuan(o.list_price_fen) + ' · 优惠 Discount −'
+          + yuan(o.discount_fen) + ' · 实付 Paid ' + yuan(o.amount_fen)));
+      }
       parts.push(el('div', { class: 'qr' }, el('img', { id: 'qr', alt: '微信支付二维码 WeChat Pay QR code', src: image })));
       parts.push(el('div', { id: 'countdown' }, countdown(o.expires_at)));
       parts.push(el('div', { class: 'status', id: 'status', 'data-status': o.status }, both(words[0], words[1])));

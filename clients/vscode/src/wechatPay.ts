@@ -9,7 +9,7 @@ import { describeError, ShownError } from './errors';
 import { Keyring, LicensePayload, DEFAULT_MAX_REVOCATION_AGE_DAYS, loadKeyring } from './license';
 import { Purchases } from './purchases';
 import { RevocationStore } from './revocations';
-import { PageMessage, PanelState, pageHtml } from './webview';
+import { CODE_REFUSALS, PageMessage, PanelState, pageHtml } from './webview';
 import {
   BUY_COMMAND, CONTENT_SCHEME, COURSES_VIEW, ENTER_KEY_COMMAND, ENTER_KEY_TITLE, OPEN_COURSE_COMMAND, PURCHASES_COMMAND,
   REFRESH_COURSES_COMMAND,
@@ -314,7 +314,7 @@ export class WeChatPayPanel {
         if (this.view === 'purchases') return this.showPurchases();
         if (this.view === 'restore') return this.show({ phase: 'restore', restore: { sent: false, email: '' } });
         return this.load();
-      case 'buy': return this.buy(message.email);
+      case 'buy': return this.buy(message.email, message.code);
       case 'cancel': return this.cancel();
       case 'purchases': return this.showPurchases();
       case 'back': return this.load();
@@ -337,24 +337,30 @@ export class WeChatPayPanel {
     try {
       const course = (await this.courses()).find((c) => c.id === this.courseId);
       if (!course) return this.show({ phase: 'failed', error: describeError('course_not_found') });
-      this.show({ phase: 'ready', course, error: null, purchases: null, restore: null });
+      this.show({ phase: 'ready', course, error: null, purchases: null, restore: null, entered: null });
     } catch (err) {
       this.fail(err);
     }
   }
 
-  private async buy(email?: string): Promise<void> {
+  private async buy(email?: string, code?: string): Promise<void> {
     if (this.waiting) return;
     const given = typeof email === 'string' && email.trim() ? email.trim() : undefined;
-    this.show({ phase: 'placing', error: null, order: null, license: null });
+    const typed = typeof code === 'string' && code.trim() ? code.trim() : undefined;
+    this.show({ phase: 'placing', error: null, order: null, license: null, entered: null });
     let order;
     try {
-      order = await this.deps.client.createOrder({ courseId: this.courseId, email: given,
+      order = await this.deps.client.createOrder({ courseId: this.courseId, email: given, code: typed,
         buyerToken: await this.deps.purchases.buyerToken() });
     } catch (err) {
       if (err instanceof PayApiError && err.code === 'buyer_token_invalid') {
         // The server no longer knows this token: buy without it rather than not at all.
         await this.deps.purchases.remember('');
+      }
+      if (err instanceof PayApiError && CODE_REFUSALS.includes(err.code)) {
+        // A code refused: the form again with what was typed and the reason, to correct the code or drop it.
+        return this.show({ phase: 'ready', order: null, error: shownError(err),
+          entered: { email: given ?? '', code: typed ?? '' } });
       }
       return this.fail(err, null);
     }
@@ -362,7 +368,7 @@ export class WeChatPayPanel {
     this.placed = { order_id: order.order_id, order_token: order.order_token };
     let shown = { order_id: order.order_id, amount_fen: order.amount_fen, qr_svg: order.qr_svg,
       expires_at: order.expires_at, status: order.status, email_given: given !== undefined,
-      email_notice: order.email_notice ?? null };
+      email_notice: order.email_notice ?? null, list_price_fen: order.list_price_fen, discount_fen: order.discount_fen };
     this.show({ phase: 'waiting', order: shown });
     const waiting = new AbortController();
     this.waiting = waiting;
