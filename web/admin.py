@@ -450,3 +450,4 @@ def export_refunds() -> Response:
 
 
 from . import admin_codes  # noqa: E402,F401  (its routes live on this blueprint: sign-in and CSRF apply)
+from . import admin_complaints  # noqa: E402,F401  (likewise)
