@@ -227,8 +227,12 @@ def test_the_complaint_pages_on_a_phone_and_a_desktop(console: Console, browser:
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (path, name, overflow)  # nothing wider than the screen
             page.screenshot(path=str(SCREENS / f"admin-{shot}-{name}.png"), full_page=True)
-        if name == "phone":
-            pr = shop.sandbox.control("GET", f"orders/{other['out_trade_no']}").json()["pr"]
-            page.goto(f"{shop.sandbox.url}/pay/{pr}/complain")
-            page.screenshot(path=str(SCREENS / "sandbox-complain-phone.png"), full_page=True)
         context.close()
+    # The payer's side: the sandbox's phone page (its own self-signed TLS certificate).
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN", ignore_https_errors=True)
+    page = phone.new_page()
+    pr = shop.sandbox.control("GET", f"orders/{other['out_trade_no']}").json()["pr"]
+    page.goto(f"{shop.sandbox.url}/pay/{pr}/complain")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    page.screenshot(path=str(SCREENS / "sandbox-complain-phone.png"), full_page=True)
+    phone.close()
