@@ -314,7 +314,7 @@ def complaints_register_url(url: str | None) -> None:
             done = complaints.register_notification_url(shop, url=url, actor="cli")
         except BillingError as exc:
             raise click.ClickException(exc.detail or exc.code) from None
-    click.echo(f"{done['outcome']}\t{done['url']}" + (f"\t(was {done['before']})" if done["before"] else ""))
+    click.echo(f"{done['outcome']}\t{done['url']}" + (f"\t(was {done['before']})" if done["outcome"] == "updated" else ""))
 
 
 @complaints_group.command("sync")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from conftest import SHOP_ORIGIN, Shop
+from conftest import SHOP_ORIGIN, Lbpay, Shop
 from test_admin import EMAIL, PASSWORD, Console, console, paid_order  # noqa: F401  (the signed-in console fixture)
 
 import models
@@ -194,6 +194,24 @@ def test_a_reply_wechat_refuses_or_too_long_changes_nothing_and_says_why(console
     assert still is not None and still.state == "PENDING" and still.replied_at is None
     assert shop.sandbox.control("GET", f"complaints/{complaint_id}").json()["complaint_state"] == "PENDING"
     assert "complaint.replied" not in actions() and "wechat.call_failed" in actions()
+
+
+def test_the_command_line_registers_the_url_syncs_and_lists(shop: Shop) -> None:
+    lbpay = Lbpay(lambda: shop.app)
+    assert lbpay("complaints", "register-url").stdout == f"created\t{NOTIFY_URL}\n"
+    assert lbpay("complaints", "register-url").stdout == f"unchanged\t{NOTIFY_URL}\n"
+    refused = lbpay("complaints", "register-url", "--url", "http://shop.test/wechatpay/notify/complaint")
+    assert refused.exit_code != 0 and "https" in refused.output
+    order = paid_order(shop)
+    filed = shop.sandbox.control("POST", "complaints", {"out_trade_no": order["out_trade_no"], "detail": "无法激活"})
+    complaint_id = filed.json()["complaint_id"]
+    wait_for_row(complaint_id)
+    assert lbpay("complaints", "sync").stdout == "1 listed, 0 new, 1 changed\n"
+    listed = lbpay("complaints", "list").stdout.split("\t")
+    assert listed[0] == complaint_id and listed[1] == "PENDING" and listed[3] == order["out_trade_no"]
+    moved = lbpay("complaints", "register-url", "--url", SHOP_ORIGIN + "/elsewhere")
+    assert moved.stdout == f"updated\t{SHOP_ORIGIN}/elsewhere\t(was {NOTIFY_URL})\n"
+    assert desk(shop).notify_url == SHOP_ORIGIN + "/elsewhere"
 
 
 @pytest.mark.browser
