@@ -458,6 +458,7 @@ class Complaint(BaseModel):
     full_refunded = BooleanField(default=False)
     user_complaint_times = IntegerField(default=1)
     history = TextField(default="[]")  # the negotiation history as WeChat last gave it (JSON)
+    media = TextField(default="[]")  # URLs of the images the payer attached (JSON); fetched through our client
     replied_at = UTCDateTimeField(null=True)  # our first reply from this shop
     completed_at = UTCDateTimeField(null=True)
     needs_sync = BooleanField(default=True)  # a notification named it: the job fetches its detail

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from models import Complaint, Order
 from wechatpay.client import WeChatPayClient
-from wechatpay.complaints import EVENT_TYPES, REPLY_CHARS, STATES, ComplaintsClient
+from wechatpay.complaints import EVENT_TYPES, IMAGE_BYTES, REPLY_CHARS, STATES, ComplaintsClient, image_kind
 from wechatpay.errors import ApiError, DecryptError, WeChatPayError
 
 from database import write_transaction
@@ -180,6 +180,10 @@ def _fields(detail: Mapping[str, Any], history: list[dict[str, Any]] | None) -> 
         "full_refunded": detail.get("complaint_full_refunded") is True,
         "user_complaint_times": times if isinstance(times, int) and not isinstance(times, bool) else 1,
     }
+    media = detail.get("complaint_media_list")
+    urls = [url for item in media if isinstance(item, dict) for url in item.get("media_url") or []
+            if isinstance(url, str)] if isinstance(media, list) else []
+    values["media"] = json.dumps(urls[:20])
     if history is not None:
         values["history"] = json.dumps(history, ensure_ascii=False)[:200_000]
     return values
@@ -327,8 +331,9 @@ def _call_failed(shop: Shop, call: str, exc: Exception, *, actor: str, ip: str |
                              "error": why[:200]})
 
 
-def reply(shop: Shop, complaint_id: str, text: str, *, actor: str, ip: str | None = None) -> Complaint:
-    """Answer the payer through WeChat; recorded only once WeChat took it."""
+def reply(shop: Shop, complaint_id: str, text: str, *, actor: str, ip: str | None = None,
+          image: bytes | None = None) -> Complaint:
+    """Answer the payer through WeChat (with one image, uploaded first); recorded only once WeChat took it."""
     row = _known(complaint_id)
     text = text.strip()
     if not text:
@@ -338,8 +343,12 @@ def reply(shop: Shop, complaint_id: str, text: str, *, actor: str, ip: str | Non
                                           f"{REPLY_CHARS} / 回复最多 {REPLY_CHARS} 个字")
     if row.state == "PROCESSED":
         raise BillingError("bad_request", "the complaint is completed / 投诉已处理完成")
+    if image is not None and (image_kind(image) is None or len(image) > IMAGE_BYTES):
+        raise BillingError("bad_request", "the image must be a JPG, PNG or BMP of at most 2 MB / 图片须为 2 MB 以内的 JPG、PNG 或 BMP")
+    api = complaints_api(shop)
     try:
-        complaints_api(shop).respond(row.complaint_id, text)
+        images = (api.upload_image(image),) if image is not None else ()
+        api.respond(row.complaint_id, text, images=images)
     except WeChatPayError as exc:
         _call_failed(shop, "complaint_response", exc, actor=actor, ip=ip, complaint=row)
         raise _refused(exc) from None
@@ -348,7 +357,8 @@ def reply(shop: Shop, complaint_id: str, text: str, *, actor: str, ip: str | Non
         Complaint.update(state="PROCESSING", incoming_user_response=False, needs_sync=True,
                          replied_at=row.replied_at or now).where(Complaint.id == row.id).execute()
         audit.record("complaint.replied", at=now, actor=actor, order=row.order, ip=ip,
-                     detail={"complaint_id": row.complaint_id, "text": text, "late": now > row.reply_due_at})
+                     detail={"complaint_id": row.complaint_id, "text": text, "late": now > row.reply_due_at,
+                             "images": len(images)})
     return _refresh(shop, row.complaint_id)
 
 
@@ -488,6 +498,29 @@ def history_of(row: Complaint) -> list[HistoryEntry]:
                                   str(entry.get("operate_type") or ""), str(entry.get("operate_details") or ""),
                                   images))
     return lines
+
+
+def image_urls(row: Complaint) -> list[str]:
+    """Every image a complaint names: the payer's, then those in its history (the console shows them by index)."""
+    try:
+        urls = [u for u in json.loads(row.media or "[]") if isinstance(u, str)]
+    except ValueError:
+        urls = []
+    return urls + [u for entry in history_of(row) for u in entry.images]
+
+
+def image(shop: Shop, complaint_id: str, index: int) -> tuple[bytes, str]:
+    """Fetch one of a complaint's images through the shop's signed client; its bytes and content type."""
+    row = _known(complaint_id)
+    urls = image_urls(row)
+    if not 0 <= index < len(urls):
+        raise BillingError("not_found", "no such image")
+    try:
+        data = complaints_api(shop).download_image(urls[index])
+    except WeChatPayError as exc:
+        raise wechat_unavailable(exc) from None
+    kind = image_kind(data) or ".png"
+    return data, {".jpg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp"}[kind]
 
 
 def alerts_due(now: dt.datetime) -> list[tuple[str, str, str]]:

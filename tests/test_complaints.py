@@ -196,6 +196,39 @@ def test_a_reply_wechat_refuses_or_too_long_changes_nothing_and_says_why(console
     assert "complaint.replied" not in actions() and "wechat.call_failed" in actions()
 
 
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # what WeChat checks of an image: its kind and size
+
+
+def test_images_travel_both_ways_through_the_signed_client(console: Console) -> None:
+    import base64
+
+    shop = console.shop
+    order = paid_order(shop)
+    screenshot = PNG + b"payer"
+    filed = shop.sandbox.control("POST", "complaints", {"out_trade_no": order["out_trade_no"], "detail": "看截图",
+                                                         "images": [base64.b64encode(screenshot).decode()]})
+    complaint_id = filed.json()["complaint_id"]
+    job(shop, "complaints.list")
+    page = console.page(f"/admin/complaints/{complaint_id}")
+    assert f"/admin/complaints/{complaint_id}/images/0" in page
+    shown = console.get(f"/admin/complaints/{complaint_id}/images/0")
+    assert shown.status_code == 200 and shown.content == screenshot and shown.headers["Content-Type"] == "image/png"
+    assert console.get(f"/admin/complaints/{complaint_id}/images/5").status_code == 404
+
+    ours = PNG * 700  # about 700 KB: more than the console's usual 64 KiB form limit
+    sent = console.post(f"/admin/complaints/{complaint_id}/reply", {"text": "请看处理结果截图"},
+                        files={"image": ("result.png", ours, "image/png")})
+    assert sent.status_code == 303, sent.text[:500]
+    history = shop.sandbox.control("GET", f"complaints/{complaint_id}").json()["history"]
+    assert history[-1]["operate_type"] == "MERCHANT_RESPONSE" and len(history[-1]["image_list"]) == 1
+    assert console.get(f"/admin/complaints/{complaint_id}/images/1").content == ours
+    not_an_image = console.post(f"/admin/complaints/{complaint_id}/reply", {"text": "再看"},
+                                files={"image": ("x.png", b"GIF89a....", "image/png")})
+    assert not_an_image.status_code == 400 and "2 MB" in not_an_image.text
+    uploads = [r for r in shop.sandbox.requests_log() if r["path"].startswith("/v3/merchant-service/images/upload")]
+    assert [r["status"] for r in uploads] == [200]  # the signature over meta alone was accepted, once
+
+
 def test_the_command_line_registers_the_url_syncs_and_lists(shop: Shop) -> None:
     lbpay = Lbpay(lambda: shop.app)
     assert lbpay("complaints", "register-url").stdout == f"created\t{NOTIFY_URL}\n"

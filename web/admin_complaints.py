@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import BillingError, complaints, reports, refunds
 
 from . import current_shop
 from .admin import _actor, bp
+
+
+# A reply may carry one image (WeChat takes up to 2 MB); the rest of the console keeps the 64 KiB limit.
+REPLY_UPLOAD_BYTES = 2 * 1024 * 1024 + 64 * 1024
+
+
+@bp.before_app_request
+def _room_for_a_reply_image() -> None:
+    # Runs before the CSRF check reads the form, so the larger limit applies to that parse too.
+    if request.method == "POST" and request.path.startswith("/admin/complaints/") and request.path.endswith("/reply"):
+        request.max_content_length = REPLY_UPLOAD_BYTES
 
 
 def _complaint(complaint_id: str) -> Any:
@@ -56,6 +67,7 @@ def complaint(complaint_id: str) -> str:
     phone = complaints.payer_phone(shop, row, actor=_actor(), ip=request.remote_addr)
     order = row.order
     return render_template("admin/complaint.html", c=row, phone=phone, order=order, now=shop.now(),
+                           image_urls=complaints.image_urls(row),
                            history=complaints.history_of(row), unanswered=complaints.unanswered(row),
                            license=reports.order_license(order) if order is not None else None,
                            refundable=refunds.refundable_fen(order) if order is not None else 0,
@@ -66,8 +78,10 @@ def complaint(complaint_id: str) -> str:
 @bp.post("/complaints/<complaint_id>/reply")
 def complaint_reply(complaint_id: str) -> BaseResponse:
     row = _complaint(complaint_id)
+    upload = request.files.get("image")
+    image = upload.read() if upload is not None and upload.filename else None
     complaints.reply(current_shop(), row.complaint_id, request.form.get("text", ""), actor=_actor(),
-                     ip=request.remote_addr)
+                     ip=request.remote_addr, image=image or None)
     flash("已回复用户。 Your answer was sent to the payer.")
     return _back(row.complaint_id)
 
@@ -109,3 +123,12 @@ def complaint_sync(complaint_id: str) -> BaseResponse:
     complaints.refresh_now(current_shop(), row.complaint_id)
     flash("已从微信支付刷新。 Fetched again from WeChat Pay.")
     return _back(row.complaint_id)
+
+
+@bp.get("/complaints/<complaint_id>/images/<int:index>")
+def complaint_image(complaint_id: str, index: int) -> Response:
+    row = _complaint(complaint_id)
+    data, mimetype = complaints.image(current_shop(), row.complaint_id, index)
+    response = Response(data, mimetype=mimetype)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response

@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
+import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +34,25 @@ REPLY_IMAGES = 4
 REFUND_ACTIONS = ("APPROVE", "REJECT")
 EVENT_TYPES = ("COMPLAINT.CREATE", "COMPLAINT.STATE_CHANGE")
 STATES = ("PENDING", "PROCESSING", "PROCESSED")
+IMAGES_PATH = "/v3/merchant-service/images"
+# The upload takes JPG, BMP or PNG up to 2 MB; the name must end in one of those.
+IMAGE_TYPES = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png", b"BM": ".bmp"}
+IMAGE_BYTES = 2 * 1024 * 1024
+
+
+def image_kind(data: bytes) -> str | None:
+    """The file extension WeChat accepts for these image bytes (by their magic number), or None."""
+    return next((ext for magic, ext in IMAGE_TYPES.items() if data.startswith(magic)), None)
+
+
+def _multipart(meta: bytes, filename: str, data: bytes, content_type: str) -> tuple[bytes, str]:
+    """The upload's form: ``meta`` (the JSON that is signed) and ``file``."""
+    boundary = "lbpay" + secrets.token_hex(16)
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"meta\"\r\n"
+            f"Content-Type: application/json\r\n\r\n").encode()
+    part = (f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode()
+    return head + meta + part + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 @dataclass(frozen=True)
@@ -163,6 +185,34 @@ class ComplaintsClient:
         if remark:
             body["remark"] = _text("remark", remark, 200)
         self._client._call("POST", f"{COMPLAINTS_PATH}/{_segment(complaint_id)}/update-refund-progress", body=body)
+
+    # --- images ---------------------------------------------------------------------------------
+
+    def upload_image(self, data: bytes) -> str:
+        """Upload a JPG, PNG or BMP (at most 2 MB) for a reply; return its media_id."""
+        ext = image_kind(data)
+        if ext is None or len(data) > IMAGE_BYTES:
+            raise ValueError("an image is a JPG, PNG or BMP of at most 2 MB")
+        meta = {"filename": "reply" + ext, "sha256": hashlib.sha256(data).hexdigest()}
+        signed = json.dumps(meta, separators=(",", ":")).encode()
+        content_type = {".jpg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp"}[ext]
+        answer = self._client._call("POST", f"{IMAGES_PATH}/upload", body=meta,
+                                    wire=_multipart(signed, meta["filename"], data, content_type)).json_object()
+        media_id = answer.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise MalformedError("image upload answer has no media_id")
+        return media_id
+
+    def download_image(self, media_url: str) -> bytes:
+        """Download an image a complaint names (its media_url), only from a WeChat Pay host we call.
+
+        The answer is the image itself, which WeChat does not sign (like a bill file): the request
+        is signed, and an answer that is not an image is refused.
+        """
+        data = self._client._call("GET", self._client._relative(media_url), verify=False).body
+        if image_kind(data) is None:
+            raise MalformedError("the media_url did not answer with an image")
+        return data
 
     # --- the payer's phone number ---------------------------------------------------------------
 

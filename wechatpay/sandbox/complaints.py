@@ -17,8 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
+import base64
+import hashlib
+import json
 
+from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request, url_for
+
+from wechatpay.complaints import image_kind
 from wechatpay.crypto import aead_encrypt, encrypt_sensitive, load_public_key, make_nonce
 
 from .api import json_response
@@ -50,6 +55,7 @@ class Complaint:
     user_complaint_times: int = 1
     history: list[dict[str, Any]] = field(default_factory=list)
     notification_ids: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # media ids of what the payer attached
 
 
 class ComplaintDesk:
@@ -67,7 +73,7 @@ class ComplaintDesk:
     # --- the payer ------------------------------------------------------------------------------
 
     def file(self, out_trade_no: str, detail: str, *, phone: str = "13800138000", problem_type: str = "OTHERS",
-             apply_refund_amount: int | None = None) -> Complaint:
+             apply_refund_amount: int | None = None, images: tuple[bytes, ...] = ()) -> Complaint:
         """The payer complains about a paid order; the merchant is told if it registered a URL."""
         if problem_type not in PROBLEM_TYPES:
             raise ValueError("problem_type is REFUND, SERVICE_NOT_WORK or OTHERS")
@@ -88,9 +94,11 @@ class ComplaintDesk:
             now = self.state.now()
             complaint_id = "2000" + dt.datetime.fromtimestamp(now, CHINA).strftime("%Y%m%d") + _digits(15)
             earlier = sum(1 for c in self.complaints.values() if c.order.openid == order.openid)
+            if any(image_kind(image) is None for image in images) or len(images) > 4:
+                raise ValueError("at most 4 images, each a JPG, PNG or BMP")
             complaint = Complaint(complaint_id=complaint_id, order=order, created_at=now, detail=detail,
                                   phone=phone, problem_type=problem_type, apply_refund_amount=apply_refund_amount,
-                                  user_complaint_times=earlier + 1)
+                                  user_complaint_times=earlier + 1, images=[self.keep_image(i) for i in images])
             self._log(complaint, "投诉人", "USER_CREATE_COMPLAINT", detail)
             self.complaints[complaint_id] = complaint
             notification = self._notify(complaint, "COMPLAINT.CREATE", "CREATE_COMPLAINT")
@@ -125,6 +133,13 @@ class ComplaintDesk:
         self.state.courier.replay(notification)
         return notification
 
+    def keep_image(self, data: bytes) -> str:
+        """Store an image; return its media id."""
+        media_id = "MEDIA" + secrets.token_urlsafe(24)
+        with self.lock:
+            self.images[media_id] = data
+        return media_id
+
     # --- the merchant ---------------------------------------------------------------------------
 
     def get(self, complaint_id: str) -> Complaint:
@@ -134,14 +149,18 @@ class ComplaintDesk:
             raise Refusal(404, "RESOURCE_NOT_EXISTS", "投诉单不存在")
         return complaint
 
-    def respond(self, complaint_id: str, content: str) -> None:
+    def respond(self, complaint_id: str, content: str, images: list[str]) -> None:
         with self.lock:
             complaint = self.get(complaint_id)
             if complaint.state == "PROCESSED":
                 raise Refusal(400, "INVALID_REQUEST", "投诉单已处理完成，无法回复")
+            unknown = [m for m in images if m not in self.images]
+            if unknown:
+                raise param_error("response_images", "图片media_id无效 (unknown media_id)", unknown[0])
             complaint.state = "PROCESSING"
             complaint.incoming_user_response = False
-            self._log(complaint, "商户", "MERCHANT_RESPONSE", content)
+            self._log(complaint, "商户", "MERCHANT_RESPONSE", content,
+                      [url_for("complaints.download_image", media_id=m, _external=True) for m in images])
 
     def complete(self, complaint_id: str) -> None:
         with self.lock:
@@ -182,7 +201,9 @@ class ComplaintDesk:
                 "payer_openid": order.openid,
                 "complaint_order_info": [{"transaction_id": order.transaction_id,
                                           "out_trade_no": order.out_trade_no, "amount": order.total}],
-                "complaint_media_list": [],
+                "complaint_media_list": [{"media_type": "USER_COMPLAINT_IMAGE", "media_url": [
+                    url_for("complaints.download_image", media_id=m, _external=True) for m in complaint.images]}]
+                if complaint.images else [],
                 "service_order_info": [],
                 "complaint_full_refunded": refunded >= order.total,
                 "incoming_user_response": complaint.incoming_user_response,
@@ -202,11 +223,12 @@ class ComplaintDesk:
 
     # --- inside ---------------------------------------------------------------------------------
 
-    def _log(self, complaint: Complaint, operator: str, kind: str, details: str) -> None:
+    def _log(self, complaint: Complaint, operator: str, kind: str, details: str, images: list[str] | None = None) -> None:
         self._log_seq += 1
         complaint.history.append({
             "log_id": f"3002{self._log_seq:023d}", "operator": operator, "operate_time": rfc3339(self.state.now()),
-            "operate_type": kind, "operate_details": details, "image_list": [],
+            # The payer's own images are not shown to the merchant in the history (WeChat's FAQ), its own are.
+            "operate_type": kind, "operate_details": details, "image_list": images or [],
             "complaint_media_list": {"media_type": "", "media_url": []}})
 
     def _notify(self, complaint: Complaint, event_type: str, action: str) -> Notification | None:
@@ -388,8 +410,44 @@ def respond(complaint_id: str) -> Response:
     images = data.get("response_images", [])
     if not isinstance(images, list) or len(images) > 4:
         raise param_error("response_images", "最多上传4张图片凭证 (at most 4)")
-    desk().respond(complaint_id, content)
+    if not all(isinstance(m, str) for m in images):
+        raise param_error("response_images", "media_id必须是字符串")
+    desk().respond(complaint_id, content, images)
     return _no_content()
+
+
+@bp.post("/v3/merchant-service/images/upload")
+def upload_image() -> Response:
+    meta_text = request.form.get("meta")
+    upload = request.files.get("file")
+    if meta_text is None or upload is None:
+        raise param_error("file", "需要meta和file两部分 (meta and file are required)")
+    try:
+        meta = json.loads(meta_text)
+    except ValueError:
+        raise param_error("meta", "meta不是合法的JSON") from None
+    data = upload.read()
+    filename = meta.get("filename") if isinstance(meta, dict) else None
+    if not isinstance(filename, str) or not filename.lower().endswith((".jpg", ".jpeg", ".png", ".bmp")):
+        raise param_error("meta.filename", "文件名须以JPG、BMP、PNG为后缀")
+    if meta.get("sha256") != hashlib.sha256(data).hexdigest():
+        raise param_error("meta.sha256", "文件摘要与文件内容不一致 (sha256 does not match the file)")
+    if len(data) > 2 * 1024 * 1024:
+        raise Refusal(400, "INVALID_REQUEST", "图片内容过大")
+    if image_kind(data) is None:
+        raise Refusal(400, "INVALID_REQUEST", "图片格式不支持，仅支持JPG、BMP、PNG")
+    return json_response({"media_id": desk().keep_image(data)})
+
+
+@bp.get("/v3/merchant-service/images/<media_id>")
+def download_image(media_id: str) -> Response:
+    found = desk()
+    with found.lock:
+        data = found.images.get(media_id)
+    if data is None:
+        raise Refusal(404, "RESOURCE_NOT_EXISTS", "图片不存在")
+    g.unsigned_response = True  # the image itself, like a bill file, is not signed
+    return current_app.response_class(data, status=200, mimetype="image/" + (image_kind(data) or ".png")[1:])
 
 
 @bp.post(f"{COMPLAINTS}/<complaint_id>/complete")
@@ -428,7 +486,8 @@ def control_file() -> Response:
         complaint = desk().file(str(data.get("out_trade_no", "")), str(data.get("detail", "")),
                                 phone=str(data.get("phone", "13800138000")),
                                 problem_type=str(data.get("problem_type", "OTHERS")),
-                                apply_refund_amount=data.get("apply_refund_amount"))
+                                apply_refund_amount=data.get("apply_refund_amount"),
+                                images=tuple(base64.b64decode(str(i)) for i in data.get("images", [])))
     except (ValueError, Refusal) as exc:
         return json_response({"error": str(exc)}, 400)
     found = desk()
