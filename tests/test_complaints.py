@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from conftest import SHOP_ORIGIN, Lbpay, Shop
+from conftest import PUBLIC_KEY_ID, SHOP_ORIGIN, Lbpay, Shop
 from test_admin import EMAIL, PASSWORD, Console, console, paid_order  # noqa: F401  (the signed-in console fixture)
 
 import models
@@ -287,3 +287,43 @@ def test_the_complaint_pages_on_a_phone_and_a_desktop(console: Console, browser:
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     page.screenshot(path=str(SCREENS / "sandbox-complain-phone.png"), full_page=True)
     phone.close()
+
+
+def test_an_unsigned_complaint_notification_is_refused_and_leaves_only_a_stub(shop: Shop) -> None:
+    body = b'{"id":"x","event_type":"COMPLAINT.CREATE","resource_type":"encrypt-resource","resource":{}}'
+    refused = requests.post(shop.url + "/wechatpay/notify/complaint", data=body, timeout=10,
+                            headers={"Content-Type": "application/json", "Wechatpay-Timestamp": str(int(time.time())),
+                                     "Wechatpay-Nonce": "n" * 32, "Wechatpay-Signature": "c2lnbmF0dXJl",
+                                     "Wechatpay-Serial": PUBLIC_KEY_ID})
+    assert refused.status_code == 401 and refused.json()["code"] == "FAIL"
+    with models.db.connection_context():
+        assert models.Complaint.select().count() == 0
+        stub = models.Notification.get()
+        assert stub.kind == "complaint" and stub.body == "" and stub.result == "bad_signature"
+    too_big = requests.post(shop.url + "/wechatpay/notify/complaint", data=b"x" * 100_000, timeout=10)
+    assert too_big.status_code == 413
+
+
+@pytest.mark.parametrize(("call", "problem"), [
+    (lambda api: api.respond("2000", " "), "must not be empty"),
+    (lambda api: api.respond("2000", "字" * 201), "at most 200"),
+    (lambda api: api.update_refund_progress("2000", "MAYBE"), "APPROVE or REJECT"),
+    (lambda api: api.update_refund_progress("2000", "APPROVE"), "working days"),
+    (lambda api: api.list_complaints(dt.date(2026, 1, 1), dt.date(2026, 1, 31)), "30 days"),
+    (lambda api: api.upload_image(b"GIF89a"), "JPG, PNG or BMP"),
+])
+def test_the_client_refuses_what_wechat_would_before_sending_it(shop: Shop, call: Any, problem: str) -> None:
+    from billing.complaints import complaints_api
+
+    before = len(shop.sandbox.requests_log())
+    with pytest.raises(ValueError, match=problem):
+        call(complaints_api(shop.app.extensions["lbpay.shop"]))
+    assert len(shop.sandbox.requests_log()) == before  # nothing went to WeChat
+
+
+def test_a_phone_number_that_does_not_decrypt_is_not_shown(shop: Shop) -> None:
+    from billing.complaints import complaints_api
+    from wechatpay.errors import DecryptError
+
+    with pytest.raises(DecryptError):
+        complaints_api(shop.app.extensions["lbpay.shop"]).decrypt_phone("bm90IGVuY3J5cHRlZA==")
