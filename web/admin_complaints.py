@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import BillingError, complaints, reports, refunds
+from billing import complaints, refunds, reports
 
 from . import current_shop
 from .admin import _actor, bp

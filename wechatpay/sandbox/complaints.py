@@ -8,7 +8,10 @@ first reply moves PENDING to PROCESSING; completing moves it to PROCESSED; the l
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import json
 import secrets
 import string
 import threading
@@ -16,10 +19,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
-
-import base64
-import hashlib
-import json
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request, url_for
 
