@@ -465,6 +465,25 @@ def open_complaints() -> list[Complaint]:
     return list(Complaint.select().where(Complaint.state != "PROCESSED").order_by(Complaint.id).limit(500))
 
 
+# What the common operate_type codes of the negotiation history mean (others show as their code).
+HISTORY_WORDS = {
+    "USER_CREATE_COMPLAINT": "用户提交投诉 The payer complained",
+    "USER_CONTINUE_COMPLAINT": "用户继续投诉 The payer complained again",
+    "USER_RESPONSE": "用户留言 The payer wrote",
+    "PLATFORM_RESPONSE": "平台留言 WeChat Pay wrote",
+    "MERCHANT_RESPONSE": "商户回复 You answered",
+    "MERCHANT_CONFIRM_COMPLETE": "商户反馈处理完成 You marked it handled",
+    "MERCHANT_APPROVE_REFUND": "商户同意退款 You approved the refund",
+    "MERCHANT_REFUSE_RERUND": "商户拒绝退款 You rejected the refund",
+    "USER_APPLY_PLATFORM_SERVICE": "用户申请平台协助 The payer asked WeChat Pay to step in",
+    "USER_CANCEL_PLATFORM_SERVICE": "用户取消平台协助 The payer withdrew that request",
+    "PLATFORM_SERVICE_FINISHED": "平台协助结束 WeChat Pay finished helping",
+    "COMPLAINT_PARTIAL_REFUNDED_SYSTEM_MESSAGE": "部分退款 Partly refunded",
+    "COMPLAINT_REFUND_RECEIVED_SYSTEM_MESSAGE": "退款到账 The refund arrived",
+    "COMPLAINT_ENTRUSTED_REFUND_SYSTEM_MESSAGE": "受托退款 Refunded on your behalf",
+}
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One line of the negotiation history, as the page shows it."""
@@ -474,6 +493,10 @@ class HistoryEntry:
     kind: str
     text: str
     images: list[str]
+
+    @property
+    def words(self) -> str:
+        return HISTORY_WORDS.get(self.kind, self.kind)
 
 
 def history_of(row: Complaint) -> list[HistoryEntry]:

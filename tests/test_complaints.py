@@ -158,6 +158,29 @@ def test_a_complaint_whose_notification_never_came_is_found_by_the_listing_and_a
     assert "COMPLAINT_UNANSWERED" in dashboard and complaint_id in dashboard
 
 
+def test_the_payer_writing_again_reaches_the_console_as_a_state_change(console: Console) -> None:
+    shop = console.shop
+    order = paid_order(shop)
+    console.post("/admin/complaints/register-url")
+    filed = shop.sandbox.control("POST", "complaints", {"out_trade_no": order["out_trade_no"], "detail": "打不开"})
+    complaint_id = filed.json()["complaint_id"]
+    wait_for_row(complaint_id)
+    job(shop, "complaints")
+    assert console.post(f"/admin/complaints/{complaint_id}/reply", {"text": "请重启 VS Code 再试"}).status_code == 303
+    wrote = shop.sandbox.control("POST", f"complaints/{complaint_id}/message", {"text": "还是不行"})
+    assert wrote.status_code == 200, wrote.text
+    deadline = time.monotonic() + 10
+    while not (row(complaint_id) or models.Complaint()).needs_sync and time.monotonic() < deadline:
+        time.sleep(0.05)  # the STATE_CHANGE notification marks it for the job
+    assert job(shop, "complaints")["synced"] == 1
+    waiting = row(complaint_id)
+    assert waiting is not None and waiting.state == "PROCESSING" and waiting.incoming_user_response
+    assert "用户新留言 payer wrote again" in console.page("/admin/complaints")
+    assert "还是不行" in console.page(f"/admin/complaints/{complaint_id}")
+    deliveries = [d["event_type"] for d in shop.sandbox.deliveries() if d["ok"]]
+    assert deliveries.count("COMPLAINT.CREATE") == 1 and deliveries.count("COMPLAINT.STATE_CHANGE") == 1
+
+
 def test_a_tampered_complaint_notification_is_refused_and_the_resent_one_is_believed(shop: Shop) -> None:
     order = paid_order(shop)
     with models.db.connection_context():
