@@ -350,3 +350,24 @@ def test_a_phone_number_that_does_not_decrypt_is_not_shown(shop: Shop) -> None:
 
     with pytest.raises(DecryptError):
         complaints_api(shop.app.extensions["lbpay.shop"]).decrypt_phone("bm90IGVuY3J5cHRlZA==")
+
+
+def test_retention_forgets_a_handled_complaints_phone_and_images_and_keeps_what_was_said(console: Console) -> None:
+    import base64
+
+    from operations.retention import purge
+
+    shop = console.shop
+    order = paid_order(shop)
+    filed = shop.sandbox.control("POST", "complaints", {"out_trade_no": order["out_trade_no"], "detail": "重复扣费",
+                                                         "images": [base64.b64encode(PNG).decode()]})
+    complaint_id = filed.json()["complaint_id"]
+    job(shop, "complaints.list")
+    assert console.post(f"/admin/complaints/{complaint_id}/complete").status_code == 303
+    shop.clock.advance(401 * 86400)
+    core = shop.app.extensions["lbpay.shop"]
+    with models.db.connection_context():
+        assert purge(core, core.now())["complaints"] == 1
+    kept = row(complaint_id)
+    assert kept is not None and kept.payer_phone_cipher is None and kept.media == "[]"
+    assert kept.detail == "重复扣费" and "MERCHANT_CONFIRM_COMPLETE" in kept.history
