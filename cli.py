@@ -23,7 +23,7 @@ from werkzeug.serving import run_simple
 import migrations
 import models
 from app import SANDBOX_MCHID, create_app, sandbox_config, sandbox_keys
-from billing import BillingError, Shop, discounts
+from billing import BillingError, Shop, complaints, discounts
 from billing.admin_users import create_admin, enrol_totp
 from billing.audit import verify_chain
 from billing.content import ContentError, served_files, set_download_limit
@@ -297,6 +297,46 @@ def codes_pause(code_or_id: str, resume: bool) -> None:
             raise click.ClickException(f"no code {code_or_id!r}")
         done = discounts.set_paused(found.id, not resume, actor="cli", now=shop.now())
     click.echo(f"{done.id}\t{discounts.describe(done)}\t{'paused' if done.paused_at else 'active'}")
+
+
+@cli.group("complaints")
+def complaints_group() -> None:
+    """WeChat Pay consumer complaints (消费者投诉2.0)."""
+
+
+@complaints_group.command("register-url")
+@click.option("--url", default=None, help="https URL (default: this shop's /wechatpay/notify/complaint)")
+def complaints_register_url(url: str | None) -> None:
+    """Tell WeChat Pay where to send complaint notifications (created, or updated if another is set)."""
+    shop = _shop()
+    with models.db.connection_context():
+        try:
+            done = complaints.register_notification_url(shop, url=url, actor="cli")
+        except BillingError as exc:
+            raise click.ClickException(exc.detail or exc.code) from None
+    click.echo(f"{done['outcome']}\t{done['url']}" + (f"\t(was {done['before']})" if done["outcome"] == "updated" else ""))
+
+
+@complaints_group.command("sync")
+def complaints_sync() -> None:
+    """List the last 30 days' complaints at WeChat Pay now and fetch the new or changed ones."""
+    shop = _shop()
+    with models.db.connection_context():
+        try:
+            found = complaints.sync_now(shop)
+        except BillingError as exc:
+            raise click.ClickException(exc.detail or exc.code) from None
+    click.echo(f"{found['listed']} listed, {found['found']} new, {found['changed']} changed")
+
+
+@complaints_group.command("list")
+def complaints_list() -> None:
+    """List complaints, newest first: id, state, reply deadline (Beijing time), order."""
+    with models.db.connection_context():
+        for c in complaints.listing():
+            due = c.reply_due_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+            waiting = "unanswered" if complaints.unanswered(c) else ""
+            click.echo(f"{c.complaint_id}\t{c.state}\t{due}\t{c.out_trade_no or '-'}\t{waiting}".rstrip())
 
 
 @cli.group("license")

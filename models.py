@@ -475,11 +475,42 @@ class WebhookDelivery(BaseModel):
         indexes = ((("endpoint", "event_id"), False),)
 
 
+class Complaint(BaseModel):
+    """A WeChat Pay consumer complaint (消费者投诉2.0) about one of our payments, as WeChat last told it."""
+
+    id = AutoField()
+    complaint_id = CharField(max_length=64, unique=True)
+    order = ForeignKeyField(Order, backref="complaints", null=True, on_delete="RESTRICT")  # None: not ours, or not known yet
+    out_trade_no = CharField(max_length=64, null=True)
+    transaction_id = CharField(max_length=32, null=True)
+    amount_fen = IntegerField(null=True)
+    # PENDING | PROCESSING | PROCESSED at WeChat; NEW while only a notification has named it
+    state = CharField(max_length=16, default="NEW")
+    detail = TextField(default="")
+    problem_type = CharField(max_length=32, null=True)  # REFUND | SERVICE_NOT_WORK | OTHERS
+    apply_refund_fen = IntegerField(null=True)
+    # As WeChat sent it, encrypted with our merchant key: decrypted only when the creator opens the complaint.
+    payer_phone_cipher = TextField(null=True)
+    complaint_time = UTCDateTimeField()
+    reply_due_at = UTCDateTimeField(index=True)  # WeChat: a first reply within 24 hours
+    finish_due_at = UTCDateTimeField()  # and handled within 72 hours
+    incoming_user_response = BooleanField(default=False)  # the payer wrote and waits for an answer
+    full_refunded = BooleanField(default=False)
+    user_complaint_times = IntegerField(default=1)
+    history = TextField(default="[]")  # the negotiation history as WeChat last gave it (JSON)
+    media = TextField(default="[]")  # URLs of the images the payer attached (JSON); fetched through our client
+    replied_at = UTCDateTimeField(null=True)  # our first reply from this shop
+    completed_at = UTCDateTimeField(null=True)
+    needs_sync = BooleanField(default=True)  # a notification named it: the job fetches its detail
+    received_at = UTCDateTimeField()
+    synced_at = UTCDateTimeField(null=True)
+
+
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
                                      BillCheck, DailyFigures, RollupMark, OrderAttempt,
-                                     WebhookEndpoint, WebhookDelivery]
+                                     WebhookEndpoint, WebhookDelivery, Complaint]
 
 
 def create_tables() -> None:

@@ -42,6 +42,8 @@ ALERT_WORDS = {
     "wechat_config": ("微信支付拒绝了商户的请求或设置", "WeChat Pay refuses the shop's request or settings"),
     "bill_differences": ("微信支付日账单与订单不一致", "WeChat Pay's daily bill differs from your orders"),
     "bill_failed": ("无法核对微信支付日账单", "WeChat Pay's daily bill could not be checked"),
+    "complaint_new": ("收到微信支付投诉，请在 24 小时内回复", "A WeChat Pay complaint arrived: answer within 24 hours"),
+    "complaint_due": ("投诉即将超过回复时限", "A complaint is near its reply deadline"),
 }
 
 # Each audit action in words, Chinese then English; an action missing here shows as its code.
@@ -89,6 +91,15 @@ ACTION_WORDS = {
     "alert.acknowledged": ("确认告警", "Alert acknowledged"),
     "alert.resolved": ("解决告警", "Alert resolved"),
     "bill_difference.resolved": ("处理对账差异", "Bill difference settled"),
+    "complaint.notify_url_set": ("登记投诉通知地址", "Complaint notification URL set"),
+    "complaint.received": ("收到投诉", "Complaint received"),
+    "complaint.changed": ("投诉有变化", "Complaint changed"),
+    "complaint.phone_viewed": ("查看投诉人电话", "Payer's phone number viewed"),
+    "complaint.replied": ("回复投诉", "Complaint answered"),
+    "complaint.refund_approved": ("同意投诉退款申请", "Complaint refund request approved"),
+    "complaint.refund_rejected": ("拒绝投诉退款申请", "Complaint refund request rejected"),
+    "complaint.refund_requested": ("因投诉退款", "Refund for a complaint"),
+    "complaint.completed": ("投诉处理完成", "Complaint handled"),
 }
 
 

@@ -20,6 +20,7 @@ from models import AuditEvent, JobRun, License, MailOutbox, Notification, Order,
 
 from . import rollup
 from . import console
+from .complaints import needing_reply
 from .audit import last_event, verify_chain
 from .errors import BillingError
 from .licenses import COMP_PREFIX
@@ -119,6 +120,10 @@ def needs_attention(now: dt.datetime) -> list[Attention]:
         state = "REFUND_" + ("STUCK" if refund.status == "PROCESSING" else refund.status)
         items.append(Attention(state, refund.order, f"{refund.out_refund_no} {yuan(refund.amount_fen)} yuan "
                                                     f"{refund.detail or ''}".strip(), refund.created_at))
+    for complaint in needing_reply(now):
+        items.append(Attention("COMPLAINT_UNANSWERED", complaint.order,
+                               f"投诉 {complaint.complaint_id} 待回复 unanswered; reply by (回复截止) "
+                               f"{complaint.reply_due_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}", complaint.reply_due_at))
     return items
 
 

@@ -38,6 +38,8 @@ TITLES = {
     "wechat_config": "WeChat Pay refuses the shop's request or settings",
     "bill_differences": "WeChat Pay's daily bill differs from your orders",
     "bill_failed": "WeChat Pay's daily bill could not be checked",
+    "complaint_new": "A WeChat Pay complaint arrived: answer it within 24 hours",
+    "complaint_due": "A WeChat Pay complaint is near its reply deadline",
 }
 
 

@@ -12,7 +12,7 @@ from billing.shop import Shop
 from wechatpay.errors import NoCertificates, WeChatPayError
 from wechatpay.verifier import PlatformVerifier
 
-from . import alerts, backups, replica, retention
+from . import alerts, backups, complaints, replica, retention
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ def job_table(shop: Shop) -> dict[str, Job]:
         Job("wechat_certificates", CERTIFICATE_REFRESH_SECONDS, refresh_platform_certificates),
         # Hourly, so yesterday's bill is compared soon after WeChat publishes it (after 10:00 Beijing time).
         Job(BILL_JOB, 3600, check_daily_bills),
+        # WeChat's consumer complaints: what notifications named, and a listing that finds what they missed.
+        Job("complaints", 60, complaints.complaint_job),
+        Job("complaints.list", complaints.LIST_SECONDS, complaints.complaint_list_job),
     )
     if shop.config is not None and shop.config.replica is not None:
         # Litestream's last upload, looked at a few times within the lag the creator allows.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from models import Buyer, Notification, Order
+from models import Buyer, Complaint, Notification, Order
 
 from billing import audit
 from billing.payments import prune_refused_stubs
@@ -30,7 +30,10 @@ def _doomed(cutoff: dt.datetime) -> dict[str, Any]:
     recent_buyers = Order.select(Order.buyer).where((Order.created_at >= cutoff) & Order.buyer.is_null(False))
     buyers = Buyer.select().where((Buyer.created_at < cutoff) & Buyer.email.is_null(False)
                                   & Buyer.id.not_in(recent_buyers))
-    return {"notifications": notifications, "orders": orders, "buyers": buyers}
+    # A complaint keeps what was said and done; the payer's phone number and images go.
+    complaints = Complaint.select().where((Complaint.complaint_time < cutoff) & (Complaint.state == "PROCESSED")
+                                          & (Complaint.payer_phone_cipher.is_null(False) | (Complaint.media != "[]")))
+    return {"notifications": notifications, "orders": orders, "buyers": buyers, "complaints": complaints}
 
 
 def purge(shop: Shop, now: dt.datetime, *, days: int | None = None, dry_run: bool = False,
@@ -48,6 +51,8 @@ def purge(shop: Shop, now: dt.datetime, *, days: int | None = None, dry_run: boo
         Order.update(email=None, payer_openid=None, qr_svg=None, client_key=None).where(
             Order.id.in_(doomed["orders"].select(Order.id))).execute()
         Buyer.update(email=None).where(Buyer.id.in_(doomed["buyers"].select(Buyer.id))).execute()
+        Complaint.update(payer_phone_cipher=None, media="[]").where(
+            Complaint.id.in_(doomed["complaints"].select(Complaint.id))).execute()
         audit.record("retention.purged", at=now, actor=actor,
                      detail={**counts, "days": days, "cutoff": cutoff.isoformat()})
     return counts

@@ -100,8 +100,8 @@ def paid_order(shop: Shop, **fields: Any) -> dict[str, Any]:
 def _sample(rule: Any) -> str:
     values = {"public_id": "ord_nothing", "out_refund_no": "RFnothing", "course_id": "cpp-primer-5th",
               "alert_id": "1", "difference_id": "1", "discount_id": "1",
-              "endpoint_id": "1", "delivery_id": "1"}
-    return rule.rule.replace("<", "{").replace(">", "}").format(**values)
+              "endpoint_id": "1", "delivery_id": "1", "complaint_id": "2000nothing", "index": "0"}
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule).format(**values)
 
 
 def admin_rules(shop: Shop) -> list[Any]:

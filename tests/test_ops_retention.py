@@ -33,13 +33,13 @@ def test_purge_forgets_personal_data_after_the_period_and_keeps_the_money_record
 
     core = shop.app.extensions["lbpay.shop"]
     with models.db.connection_context():
-        assert purge(core, core.now()) == {"notifications": 0, "orders": 0, "buyers": 0}
+        assert purge(core, core.now()) == {"notifications": 0, "orders": 0, "buyers": 0, "complaints": 0}
         clock.advance(401 * 86400)
         counts = purge(core, core.now(), dry_run=True)
         assert counts["notifications"] >= 1 and counts["orders"] == 1 and counts["buyers"] == 1
         assert snapshot() == before  # a dry run changes nothing
         assert purge(core, core.now()) == counts
-        assert purge(core, core.now()) == {"notifications": 0, "orders": 0, "buyers": 0}
+        assert purge(core, core.now()) == {"notifications": 0, "orders": 0, "buyers": 0, "complaints": 0}
         events = [json.loads(e.detail) for e in
                   models.AuditEvent.select().where(models.AuditEvent.action == "retention.purged")]
     after = snapshot()

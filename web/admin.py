@@ -453,3 +453,4 @@ def export_refunds() -> Response:
 from . import admin_codes  # noqa: E402,F401  (its routes live on this blueprint: sign-in and CSRF apply)
 from . import admin_webhooks  # noqa: E402,F401  (the webhook pages, on this blueprint too)
 from . import admin_embed  # noqa: E402,F401  (the buy button page, on this blueprint too)
+from . import admin_complaints  # noqa: E402,F401  (likewise)

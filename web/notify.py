@@ -1,4 +1,4 @@
-"""WeChat Pay's notifications (payments and refunds): read off the request and handed to billing to verify."""
+"""WeChat Pay's notifications (payments, refunds and complaints): read off the request and handed to billing to verify."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, Response, jsonify, request
 
+from billing.complaints import receive_complaint_notification
 from billing.payments import NotifyAnswer, receive_transaction_notification
 from billing.refunds import receive_refund_notification
 
@@ -55,3 +56,8 @@ def transaction() -> Any:
 @bp.post("/refund")
 def refund() -> Any:
     return _receive(receive_refund_notification)
+
+
+@bp.post("/complaint")
+def complaint() -> Any:
+    return _receive(receive_complaint_notification)

@@ -434,11 +434,14 @@ class WeChatPayClient:
         body: Mapping[str, Any] | None = None,
         verify: bool = True,
         attempts: int | None = None,
+        wire: tuple[bytes, str] | None = None,
     ) -> _Answer:
         """Send one logical request, retrying transient failures and probes with the same body.
 
         Every call we make is idempotent (order and refund numbers are WeChat's idempotency
         keys), so a timeout, a 5xx or a deliberate probe signature may be re-sent as is.
+        ``wire`` is the body actually sent and its Content-Type when it is not the signed JSON
+        (an image upload: the signature covers only its ``meta`` JSON).
         """
         url = path + (f"?{urlencode(query)}" if query else "")
         # Dumped once so every attempt sends (and signs) identical bytes with the same order numbers.
@@ -448,7 +451,7 @@ class WeChatPayClient:
         attempt = 1
         while True:
             try:
-                return self._attempt_hosts(method, url, data, has_body=body is not None, verify=verify)
+                return self._attempt_hosts(method, url, data, has_body=body is not None, verify=verify, wire=wire)
             except _Probe as probe:
                 # WeChat's probe expects a failed verification; the same call answers correctly next time.
                 if probe_retried:
@@ -512,13 +515,14 @@ class WeChatPayClient:
                         about_serial=True)
 
     def _attempt_hosts(
-        self, method: str, url: str, data: bytes, *, has_body: bool, verify: bool, send_serial: bool = True
+        self, method: str, url: str, data: bytes, *, has_body: bool, verify: bool, send_serial: bool = True,
+        wire: tuple[bytes, str] | None = None,
     ) -> _Answer:
         """Try the main host, then the backup host after a connection error or timeout (as the official SDKs do)."""
         for index, (origin, prefix) in enumerate(self._hosts):
             try:
                 return self._attempt(origin, prefix + url, method, data, has_body=has_body, verify=verify,
-                                     send_serial=send_serial)
+                                     send_serial=send_serial, wire=wire)
             except TransportError as exc:
                 if not exc.retryable or index + 1 >= len(self._hosts):
                     raise
@@ -527,9 +531,10 @@ class WeChatPayClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(
-        self, origin: str, url: str, method: str, data: bytes, *, has_body: bool, verify: bool, send_serial: bool
+        self, origin: str, url: str, method: str, data: bytes, *, has_body: bool, verify: bool, send_serial: bool,
+        wire: tuple[bytes, str] | None = None,
     ) -> _Answer:
-        request = requests.Request(method, origin + url, data=data if has_body else None)
+        request = requests.Request(method, origin + url, data=(wire[0] if wire else data) if has_body else None)
         prepared = self._session.prepare_request(request)
         # Sign what requests will put on the wire, not what we hoped it would.
         canonical_url = prepared.path_url
@@ -549,7 +554,7 @@ class WeChatPayClient:
             "User-Agent": self._user_agent,
         }
         if has_body:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = wire[1] if wire else "application/json"
         if self._public_key_id and send_serial:
             headers[HEADER_SERIAL] = self._public_key_id
         prepared.headers.update(headers)

@@ -64,6 +64,13 @@ def _canonical_urls() -> list[str]:
     return urls
 
 
+def _signed_body() -> bytes:
+    """What the merchant signed: the body, or for an image upload (multipart) only its ``meta`` JSON."""
+    if request.mimetype == "multipart/form-data" and request.path.endswith("/images/upload"):
+        return request.form.get("meta", "").encode("utf-8")
+    return request.get_data()
+
+
 def _before_api_call() -> Response | None:
     if not _is_api_call():
         return None
@@ -78,7 +85,7 @@ def _before_api_call() -> Response | None:
         header=request.headers.get("Authorization"),
         method=request.method,
         canonical_urls=_canonical_urls(),
-        body=request.get_data(),
+        body=_signed_body(),
         identity=state.identity,
         mchid=config.mchid,
         merchant_serial=config.merchant_serial,

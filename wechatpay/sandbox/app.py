@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import api, control, phone
+from . import api, complaints, control, phone
 from .config import SandboxConfig
 from .signing import PlatformIdentity
 from .state import SandboxState
@@ -21,4 +21,5 @@ def create_sandbox_app(config: SandboxConfig) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(phone.bp)
     app.register_blueprint(control.bp, url_prefix="/control")
+    complaints.install(app)
     return app
