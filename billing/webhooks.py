@@ -62,7 +62,7 @@ EVENTS = ("order.paid", "license.issued", "refund.succeeded", "license.revoked",
 # The audit actions that are webhook events: a free order (a 100 % code) is paid too, with 0 fen.
 FROM_AUDIT = {"order.paid": "order.paid", "order.free": "order.paid", "license.issued": "license.issued",
               "refund.succeeded": "refund.succeeded", "license.revoked": "license.revoked",
-              "complaint.created": "complaint.created", "fapiao.requested": "fapiao.requested"}
+              "complaint.received": "complaint.created", "fapiao.requested": "fapiao.requested"}
 FORMATS = ("standard", "wecom", "feishu")
 BOT_HOSTS = {"wecom": ("qyapi.weixin.qq.com",), "feishu": ("open.feishu.cn", "open.larksuite.com")}
 BOT_PATHS = {"wecom": "/cgi-bin/webhook/send", "feishu": "/open-apis/bot/v2/hook/"}

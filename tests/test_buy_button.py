@@ -4,6 +4,8 @@ the browser refuses to frame the page on the second, and without scripts the but
 
 from __future__ import annotations
 
+import os
+import tempfile
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +19,8 @@ from test_admin import Console, console  # noqa: F401  (the signed-in console fi
 from test_browser import DEVICES
 
 COURSE = "cpp-primer-5th"
-SCREENS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots): a test run leaves the tree as it was.
+SCREENS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 
 
 class CreatorSite:

@@ -4,6 +4,8 @@ notification (verified like a payment one) or by the listing job, and the creato
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from test_admin import EMAIL, PASSWORD, Console, console, paid_order  # noqa: F4
 import models
 from operations.scheduler import holder_id, run_job
 
-SCREENS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots): a test run leaves the tree as it was.
+SCREENS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOTIFY_URL = SHOP_ORIGIN + "/wechatpay/notify/complaint"
 
