@@ -533,6 +533,9 @@ class SandboxState:
             )
             self.refunds[req.out_refund_no] = refund
             order.refund_nos.append(req.out_refund_no)
+            # 转入退款: the order reads REFUND from the moment a refund is accepted, not once it succeeds,
+            # and stays so ("订单发生过退款") whatever becomes of the refund.
+            order.trade_state = "REFUND"
             view = self.refund_view(refund)
         if self.config.refund_delay is not None:
             self.courier.call_later(
@@ -706,6 +709,16 @@ class SandboxState:
             if order.notification_id is None:
                 raise LookupError("the order has no payment notification (not paid)")
             notification = self.notifications[order.notification_id]
+        self.courier.replay(notification)
+        return notification
+
+    def resend_refund_notification(self, out_refund_no: str) -> Notification:
+        """Send a refund's latest notification again now (same id and ciphertext), as WeChat's re-sends do."""
+        with self.lock:
+            refund = self.refund(out_refund_no)
+            if not refund.notification_ids:
+                raise LookupError("the refund has no notification (not settled, or no refund notify URL)")
+            notification = self.notifications[refund.notification_ids[-1]]
         self.courier.replay(notification)
         return notification
 
