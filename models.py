@@ -260,6 +260,22 @@ class AdminUser(BaseModel):
     last_login_at = UTCDateTimeField(null=True)
 
 
+class AdminSignInLink(BaseModel):
+    """A one-time link mailed to an admin that makes the browser which asked for it a known device.
+
+    Only hashes are kept: of the link's token, and of the random cookie the asking browser was
+    given, so the link works in that browser alone, once, for a quarter of an hour.
+    """
+
+    id = AutoField()
+    admin = ForeignKeyField(AdminUser, on_delete="CASCADE", index=True)
+    token_hash = CharField(max_length=64, unique=True)
+    browser_hash = CharField(max_length=64)
+    created_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+    used_at = UTCDateTimeField(null=True)
+
+
 class OrderAttempt(BaseModel):
     """A keyed purchase attempt that WeChat did not confirm: its retry sends the very same order again.
 
@@ -438,7 +454,7 @@ class RollupMark(BaseModel):
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
-                                     BillCheck, DailyFigures, RollupMark, OrderAttempt]
+                                     BillCheck, DailyFigures, RollupMark, OrderAttempt, AdminSignInLink]
 
 
 def create_tables() -> None:
