@@ -533,9 +533,7 @@ class SandboxState:
             )
             self.refunds[req.out_refund_no] = refund
             order.refund_nos.append(req.out_refund_no)
-            # 转入退款: the order reads REFUND from the moment a refund is accepted, not once it succeeds,
-            # and stays so ("订单发生过退款") whatever becomes of the refund.
-            order.trade_state = "REFUND"
+            self._refresh_trade_state(order)
             view = self.refund_view(refund)
         if self.config.refund_delay is not None:
             self.courier.call_later(
@@ -572,6 +570,12 @@ class SandboxState:
             )
         return view
 
+    def _refresh_trade_state(self, order: Order) -> None:
+        """转入退款: a paid order reads REFUND from the moment a refund is accepted (not only once it succeeds)
+        until every refund of it is closed."""
+        holding = [no for no in order.refund_nos if self.refunds[no].status != "CLOSED"]
+        order.trade_state = "REFUND" if holding else "SUCCESS"
+
     def refunds_by_id(self) -> dict[str, Refund]:
         return {r.refund_id: r for r in self.refunds.values()}
 
@@ -595,7 +599,7 @@ class SandboxState:
             refund.status = status
             if status == "SUCCESS":
                 refund.success_time = self.now()
-                self.orders[refund.out_trade_no].trade_state = "REFUND"
+            self._refresh_trade_state(self.orders[refund.out_trade_no])
             notification = None
             if refund.notify_url:
                 event_type, summary = REFUND_EVENTS[status]
