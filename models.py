@@ -276,6 +276,16 @@ class AdminSignInLink(BaseModel):
     used_at = UTCDateTimeField(null=True)
 
 
+class WithdrawnKey(BaseModel):
+    """A license key replaced by a shorter one (a refunded subscription period): listed in /revocations
+    (``revokedKeys``) until its own end, since it shares its license id with the key that replaced it."""
+
+    digest = CharField(max_length=32, primary_key=True)  # licensing.key_digest of the replaced key
+    license_id = CharField(max_length=64)
+    expires_at = UTCDateTimeField(index=True)  # the replaced key's end: past it, the key is dead anyway
+    withdrawn_at = UTCDateTimeField()
+
+
 class OrderAttempt(BaseModel):
     """A keyed purchase attempt that WeChat did not confirm: its retry sends the very same order again.
 
@@ -454,7 +464,8 @@ class RollupMark(BaseModel):
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
-                                     BillCheck, DailyFigures, RollupMark, OrderAttempt, AdminSignInLink]
+                                     BillCheck, DailyFigures, RollupMark, OrderAttempt, AdminSignInLink,
+                                     WithdrawnKey]
 
 
 def create_tables() -> None:
