@@ -37,7 +37,8 @@ def locked_out(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock, s
     clock.freeze()  # no refill while the test runs, however busy the machine
     shop = start_shop(tmp_path, keys, sandbox, clock, PROXY_HOPS=1, SMTP_URL=smtp.url,
                       MAIL_FROM="Learning Buddy <courses@learning-buddy.test>")
-    shop.app.config["SESSION_COOKIE_SECURE"] = False
+    # Plain HTTP on loopback: a Secure (or __Host-) cookie would never come back from a browser.
+    shop.app.config.update(SESSION_COOKIE_SECURE=False, SESSION_COOKIE_NAME="lbpay_session")
     with models.db.connection_context():
         lbpay = shop.app.extensions["lbpay.shop"]
         admin_users.create_admin(lbpay, EMAIL, "correct horse battery staple")
@@ -175,3 +176,35 @@ def test_link_mails_to_one_admin_are_limited(locked_out: Shop) -> None:
                 for n in range(SIGN_IN_LINKS_PER_ACCOUNT.count + 1)]
     assert statuses == [200] * SIGN_IN_LINKS_PER_ACCOUNT.count + [429]
     assert len(outbox()) == SIGN_IN_LINKS_PER_ACCOUNT.count
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("size", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}], ids=["phone", "desktop"])
+def test_the_link_pages_fit_a_phone_and_a_desktop(locked_out: Shop, smtp: SmtpServer, browser: Any,
+                                                  size: dict[str, int]) -> None:
+    from test_admin_browser import shot
+
+    context = browser.new_context(viewport=size, locale="zh-CN", base_url=locked_out.url,
+                                  extra_http_headers={"X-Forwarded-For": CREATOR_AT})
+    try:
+        page = context.new_page()
+        page.goto("/admin/login")
+        page.click("a[href='/admin/login/link']")
+        page.fill("#email", EMAIL)
+        shot(page, f"admin-login-link-{size['width']}.png")
+        page.click("button[type=submit]")
+        page.wait_for_selector("text=a mail with a link is on its way")
+        pages = [("sent", page.evaluate("document.documentElement.scrollWidth"))]
+        page.goto(f"/admin/login/link/{mailed_token(smtp, locked_out)}")
+        shot(page, f"admin-login-link-confirm-{size['width']}.png")
+        page.click("button[type=submit]")
+        page.wait_for_selector("text=This browser is now known")
+        pages.append(("known", page.evaluate("document.documentElement.scrollWidth")))
+        page.goto("/admin/login/link/" + "x" * 43)
+        page.click("button[type=submit]")
+        page.wait_for_selector("[data-reason=unknown]")
+        shot(page, f"admin-login-link-refused-{size['width']}.png")
+        pages.append(("refused", page.evaluate("document.documentElement.scrollWidth")))
+        assert all(width <= size["width"] for _, width in pages), pages
+    finally:
+        context.close()
