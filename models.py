@@ -260,6 +260,32 @@ class AdminUser(BaseModel):
     last_login_at = UTCDateTimeField(null=True)
 
 
+class AdminSignInLink(BaseModel):
+    """A one-time link mailed to an admin that makes the browser which asked for it a known device.
+
+    Only hashes are kept: of the link's token, and of the random cookie the asking browser was
+    given, so the link works in that browser alone, once, for a quarter of an hour.
+    """
+
+    id = AutoField()
+    admin = ForeignKeyField(AdminUser, on_delete="CASCADE", index=True)
+    token_hash = CharField(max_length=64, unique=True)
+    browser_hash = CharField(max_length=64)
+    created_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+    used_at = UTCDateTimeField(null=True)
+
+
+class WithdrawnKey(BaseModel):
+    """A license key replaced by a shorter one (a refunded subscription period): listed in /revocations
+    (``revokedKeys``) until its own end, since it shares its license id with the key that replaced it."""
+
+    digest = CharField(max_length=32, primary_key=True)  # licensing.key_digest of the replaced key
+    license_id = CharField(max_length=64)
+    expires_at = UTCDateTimeField(index=True)  # the replaced key's end: past it, the key is dead anyway
+    withdrawn_at = UTCDateTimeField()
+
+
 class OrderAttempt(BaseModel):
     """A keyed purchase attempt that WeChat did not confirm: its retry sends the very same order again.
 
@@ -510,7 +536,7 @@ ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
                                      BillCheck, DailyFigures, RollupMark, OrderAttempt,
-                                     WebhookEndpoint, WebhookDelivery, Complaint]
+                                     WebhookEndpoint, WebhookDelivery, Complaint, AdminSignInLink, WithdrawnKey]
 
 
 def create_tables() -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import hashlib
+import hmac
 import re
+import secrets
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from models import AdminUser
+from models import AdminSignInLink, AdminUser
 
 from . import audit, limits
 from .addresses import is_email_address
 from .errors import BillingError
+from .mail import enqueue_mail, render, shanghai
 from .shop import Shop
 from database import write_transaction
 
@@ -179,3 +184,93 @@ def sign_out_everywhere(shop: Shop, user: AdminUser, address: str | None) -> Non
 def admin_by_id(user_id: int) -> AdminUser | None:
     """The console account with this id, or None."""
     return AdminUser.get_or_none(AdminUser.id == user_id)
+
+
+# --- the way back in: a mailed link that makes a browser known ----------------------------------
+
+LINK_LIFETIME = dt.timedelta(minutes=15)
+# Why a link is refused, and the HTTP status that says so.
+LINK_REFUSALS = {"unknown": 404, "used": 410, "expired": 410, "wrong_browser": 403}
+
+
+class LinkRefused(Exception):
+    """A sign-in link that cannot be used: unknown, used, expired, or opened in another browser."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = LINK_REFUSALS[reason]
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def request_sign_in_link(shop: Shop, email: str, address: str | None, browser: str, link_base: str) -> bool:
+    """Mail a one-time link that makes the asking browser a known device, when ``email`` is an admin's.
+
+    The way back in when guesses from many addresses have closed the account to unknown browsers
+    (SIGN_IN_UNKNOWN_DEVICES): whoever reads the admin's mail can make *this* browser known, and
+    a known browser signs in against its own limit. The link works once, for 15 minutes, only in
+    the browser holding ``browser`` (a random cookie given when it asked), and it signs nobody in:
+    the password (and TOTP) are still asked. The answer is the same for any address, so it tells
+    nobody which addresses are admins'. Returns whether a mail was queued; raises ``Throttled``.
+    """
+    account = normalise_email(email)[:254]
+    where = (limits.client(address) or "unknown")[:64]
+    now = shop.now()
+    with write_transaction():
+        wait = limits.take_all([(limits.key("sign-in-link", account), limits.SIGN_IN_LINKS_PER_ACCOUNT),
+                                (limits.key("sign-in-link-ip", where), limits.SIGN_IN_LINKS_PER_CLIENT)], now)
+        user = AdminUser.get_or_none(AdminUser.email == account) if wait <= 0 else None
+        if wait <= 0:
+            audit.record("admin.link_requested", at=now, actor="anonymous", ip=address,
+                         detail={"admin": account, "known": user is not None})
+        if user is not None:
+            token = secrets.token_urlsafe(32)
+            expires = now + LINK_LIFETIME
+            AdminSignInLink.create(admin=user, token_hash=_digest(token), browser_hash=_digest(browser),
+                                   created_at=now, expires_at=expires)
+            text, html = render("sign_in_link", link=link_base + token, until=shanghai(expires),
+                                address=address or "?")
+            enqueue_mail(to=user.email, subject="让这个浏览器可以登录 · Let this browser sign in (Learning Buddy Pay)",
+                         text=text, html=html, kind="sign_in_link", now=now)
+    if wait > 0:
+        raise Throttled(limits.retry_after(wait))
+    return user is not None
+
+
+def use_sign_in_link(shop: Shop, token: str, browser: str | None, address: str | None) -> AdminUser:
+    """Spend a sign-in link from the browser that asked for it; return its admin or raise ``LinkRefused``.
+
+    Every refusal is audited; a link opened in another browser is not spent, so the creator can
+    still copy it into the right one.
+    """
+    now = shop.now()
+    reason = None
+    with write_transaction():
+        link = AdminSignInLink.get_or_none(AdminSignInLink.token_hash == _digest(token)) if 0 < len(token) <= 128 \
+            else None
+        if link is None:
+            reason = "unknown"
+        elif link.used_at is not None:
+            reason = "used"
+        elif link.expires_at <= now:
+            reason = "expired"
+        elif not browser or not hmac.compare_digest(link.browser_hash, _digest(browser)):
+            reason = "wrong_browser"
+        elif not AdminSignInLink.update(used_at=now).where(
+                (AdminSignInLink.id == link.id) & AdminSignInLink.used_at.is_null()).execute():
+            reason = "used"  # spent by a request racing this one
+        user = AdminUser.get_by_id(link.admin_id) if link is not None else None
+        if reason is not None:
+            audit.record("admin.link_refused", at=now, actor="anonymous", ip=address,
+                         detail={"reason": reason, "admin": user.email if user else None})
+        else:
+            assert user is not None
+            audit.record("admin.browser_trusted", at=now, actor="admin:" + user.email, ip=address,
+                         detail={"link": link.id if link else None})
+    if reason is not None:
+        raise LinkRefused(reason)
+    assert user is not None
+    return user

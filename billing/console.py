@@ -57,6 +57,7 @@ ACTION_WORDS = {
     "payment.late": ("订单过期后才付款", "Paid after the order expired"),
     "payment.amount_mismatch": ("付款金额不符", "Paid amount differs"),
     "payment.second_payment": ("重复付款", "Paid a second time"),
+    "payment.refunded_at_wechat": ("付款已在微信支付退回（未发放许可证）", "Paid and refunded at WeChat Pay (no license)"),
     "payment.transaction_reused": ("微信订单号被重复使用", "WeChat transaction id used twice"),
     "payment.merchant_mismatch": ("商户号不符", "Another merchant's payment"),
     "payment.unknown_order": ("未知订单的付款", "Payment for an unknown order"),

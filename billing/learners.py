@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from peewee import fn
 
 from licensing import sign_revocations
-from models import Buyer, Course, License, Order
+from models import Buyer, Course, License, Order, WithdrawnKey
 
 from . import audit, limits
 from .errors import BillingError
@@ -116,9 +116,15 @@ def revoked_license_ids() -> list[str]:
     return sorted(lic.license_id for lic in current if lic.revoked_at is not None)
 
 
+def revoked_keys(now: dt.datetime) -> list[str]:
+    """The digests of single keys replaced by shorter ones (refunded periods) that would still be valid."""
+    return sorted(row.digest for row in WithdrawnKey.select(WithdrawnKey.digest).where(WithdrawnKey.expires_at > now))
+
+
 def revocation_list(shop: Shop) -> str:
     """The signed revocation list (typ ``revocations``), one ``DATA|SIG`` line, by the active license key."""
-    return sign_revocations(shop.license_keys.active, revoked_license_ids(), shop.now())
+    now = shop.now()
+    return sign_revocations(shop.license_keys.active, revoked_license_ids(), now, revoked_keys(now))
 
 
 # --- the license again, by e-mail ----------------------------------------------------------

@@ -6,9 +6,9 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from licensing import issue_license, verify_license
+from licensing import issue_license, key_digest, verify_license
 from wechatpay.errors import WeChatPayError
-from models import AuditEvent, Course, License, Order
+from models import AuditEvent, Course, License, Order, WithdrawnKey
 
 from . import audit
 from .content import max_downloads_of
@@ -96,6 +96,9 @@ def withdraw_period(shop: Shop, order: Order, *, reason: str, actor: str, at: dt
     signed = verify_license(current.key, shop.license_keys.public_keys(), at).payload or {}
     text = issue_license(key, license_id=current.license_id, course_id=course.id, order_id=current_order.public_id,
                          plan=course.plan, created_at=at, expires_at=ends, max_downloads=max_downloads_of(signed))
+    # The longer key stays valid offline (same license id, signed): the revocation list names it by itself.
+    WithdrawnKey.insert(digest=key_digest(current.key), license_id=current.license_id, expires_at=current.expires_at,
+                        withdrawn_at=at).on_conflict_ignore().execute()
     License.update(key=text, kid=key.kid, expires_at=ends).where(License.id == current.id).execute()
     audit.record("license.shortened", at=at, actor=actor, order=order, ip=ip,
                  detail={"license": current.license_id, "reason": reason[:64], "period_of": order.public_id,

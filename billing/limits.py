@@ -61,6 +61,9 @@ RESEND_PER_ADDRESS = Rule(3, 3600)  # per e-mail address; beyond this, silently 
 SIGN_IN_PER_ACCOUNT = Rule(10, 600)
 SIGN_IN_PER_CLIENT = Rule(30, 600)
 SIGN_IN_UNKNOWN_DEVICES = Rule(50, 1500)  # every browser that never signed in to the account, together
+# A mailed link that makes a browser known (the way back in past SIGN_IN_UNKNOWN_DEVICES).
+SIGN_IN_LINKS_PER_ACCOUNT = Rule(3, 3600)  # mails to one admin: never a flood in the creator's inbox
+SIGN_IN_LINKS_PER_CLIENT = Rule(10, 3600)
 # This process's status polls asking WeChat about pending orders (in memory, see LocalBucket).
 POLL_QUERIES_PER_PROCESS = Rule(40, 2)
 

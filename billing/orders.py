@@ -36,7 +36,8 @@ CLOSE_ERRORS = {"expired": "order_expired", "cancelled": "payment_cancelled"}
 CODE_URL_LIFETIME = dt.timedelta(hours=2)
 CODE_URL_REFRESH_AFTER = dt.timedelta(minutes=100)
 FLAG_ERRORS = {"AMOUNT_MISMATCH": "amount_mismatch", "LATE_PAYMENT": "late_payment",
-               "MERCHANT_MISMATCH": "amount_mismatch", "TRANSACTION_REUSED": "amount_mismatch"}
+               "MERCHANT_MISMATCH": "amount_mismatch", "TRANSACTION_REUSED": "amount_mismatch",
+               "REFUNDED_AT_WECHAT": "payment_refunded"}
 
 
 # What every answer to an order placed with an e-mail says, whether or not that address owns the
@@ -476,8 +477,9 @@ def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: 
         "list_price_fen": order.amount_fen if order.list_price_fen is None else order.list_price_fen,
         "discount_fen": order.discount_fen or 0,
         "currency": order.currency,
-        "code_url": order.code_url if order.status == "pending" else None,
-        "qr_svg": order.qr_svg if order.status == "pending" else None,
+        # A flagged order is final: no QR to pay it (again) with.
+        "code_url": order.code_url if order.status == "pending" and order.flag is None else None,
+        "qr_svg": order.qr_svg if order.status == "pending" and order.flag is None else None,
         "created_at": iso_utc(order.created_at),
         "expires_at": iso_utc(order.expires_at),
         "paid_at": iso_utc(order.paid_at),

@@ -45,6 +45,10 @@ HOUR = dt.timedelta(hours=1)
 STUBS_KEPT_FOR = dt.timedelta(days=30)
 STUBS_PRUNED_PER_RUN = 20_000
 BEIJING = dt.timezone(dt.timedelta(hours=8))
+# Trade states that prove a payment: REFUND (转入退款) is a paid order a refund was made for since.
+PAID_STATES = ("SUCCESS", "REFUND")
+# Paid, then refunded at WeChat before we learned of the payment: recorded, and left to the creator.
+REFUNDED_AT_WECHAT = "REFUNDED_AT_WECHAT"
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,7 @@ def _checked(tx: Any) -> dict[str, Any]:
     for name in ("out_trade_no", "mchid", "appid", "trade_state"):
         if not isinstance(tx.get(name), str):
             raise UnusableTransaction(f"{name} missing or not a string")
-    if tx["trade_state"] == "SUCCESS":
+    if tx["trade_state"] in PAID_STATES:
         amount = tx.get("amount")
         if not isinstance(tx.get("transaction_id"), str) or not 1 <= len(tx["transaction_id"]) <= 32:
             raise UnusableTransaction("transaction_id missing or not a string")
@@ -235,7 +239,8 @@ def _checked(tx: Any) -> dict[str, Any]:
 class Verdict:
     """What a transaction means for an order: an outcome and, for the flagged ones, why."""
 
-    outcome: str  # fulfil | duplicate | not_ours | unknown_order | not_paid | wrong_amount | second_payment | late | held
+    outcome: str  # fulfil | duplicate | not_ours | unknown_order | not_paid | wrong_amount | second_payment | late
+    #               | held | refunded
     reason: str = ""
 
 
@@ -245,7 +250,7 @@ def judge_payment(tx: Mapping[str, Any], order: Order | None, mchid: str, appid:
         return Verdict("not_ours", f"mchid/appid {tx['mchid'][:32]}/{tx['appid'][:32]} are not ours")
     if order is None:
         return Verdict("unknown_order")
-    if tx["trade_state"] != "SUCCESS":
+    if tx["trade_state"] not in PAID_STATES:
         return Verdict("not_paid")
     total, currency = tx["amount"]["total"], tx["amount"].get("currency", "CNY")
     if total != order.amount_fen or currency != order.currency:
@@ -254,6 +259,8 @@ def judge_payment(tx: Mapping[str, Any], order: Order | None, mchid: str, appid:
         return Verdict("duplicate")
     if order.transaction_id is not None:
         return Verdict("second_payment", f"second payment {tx['transaction_id']} after {order.transaction_id}")
+    if tx["trade_state"] == "REFUND":  # whatever the order's state here: the money went back, in part or all
+        return Verdict("refunded", f"paid {total} fen ({tx['transaction_id']}) and refunded at WeChat")
     if order.status != "pending":
         return Verdict("late", f"paid while {order.status}")
     if order.flag is not None:  # the creator must look first (an underpayment before, say): never fulfil past it
@@ -279,9 +286,9 @@ class Payment:
         if self.received is not None:
             keep_notification(self.received, result, order=order, reason=reason)
 
-    def paid_fields(self) -> dict[str, Any]:
+    def paid_fields(self, trade_state: str = "SUCCESS") -> dict[str, Any]:
         """The order columns a payment fills in."""
-        return dict(transaction_id=self.tx["transaction_id"], paid_at=self.now, trade_state="SUCCESS",
+        return dict(transaction_id=self.tx["transaction_id"], paid_at=self.now, trade_state=trade_state,
                     payer_openid=(self.tx.get("payer") or {}).get("openid"),
                     bank_type=self.tx.get("bank_type"), success_time=self.tx.get("success_time"))
 
@@ -291,7 +298,7 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     """Act on WeChat's word about one transaction; the single path to a fulfilled order.
 
     Returns what happened: ``fulfilled``, ``duplicate``, ``unknown_order``, ``mismatch``,
-    ``late_payment``, ``second_payment``, ``held`` or ``not_paid``.
+    ``late_payment``, ``second_payment``, ``held``, ``refunded`` or ``not_paid``.
     """
     payment = Payment(shop=shop, tx=_checked(tx), source=source, now=shop.now(), received=received, ip=ip)
     payment.facts = {"source": source, "transaction_id": tx.get("transaction_id"), "trade_state": tx["trade_state"]}
@@ -419,6 +426,43 @@ def held_payment(p: Payment, order: Order, verdict: Verdict) -> str:
     return "held"
 
 
+def record_refunded_payment(order: Order, *, paid: dict[str, Any], why: str, source: str, at: dt.datetime,
+                            ip: str | None = None) -> bool:
+    """Record a payment WeChat says was refunded before we knew of it: flagged, alerted, nothing issued.
+
+    A query answering REFUND, or a refund's notification, for an order we hold unpaid (pending,
+    or closed here) proves the learner paid and that a refund was made since, in part or in full
+    (the usual story: the payment's notification was lost, the learner complained, and the
+    creator refunded by hand in 商户平台). Issuing the license would give away what was paid
+    back; calling it unpaid would lose the payment from our books. So the payment is recorded,
+    the order flagged for the creator (the alerts job tells them) and the refund, when WeChat
+    tells of it, adopted by the usual path. Call inside the write transaction; False when the
+    order had a payment recorded meanwhile.
+    """
+    detail = f"{why}, before this shop learned of the payment; no license issued"
+    if order.flag is not None:
+        detail += f" (was flagged {order.flag})"
+    if not rows.update(Order, {"flag": REFUNDED_AT_WECHAT, "flag_detail": detail[:300], "paid_at": at,
+                               "trade_state": "REFUND", **paid},
+                       {"id": order.id, "transaction_id": None}):
+        return False
+    audit.record("payment.refunded_at_wechat", at=at, actor="wechat", order=order, ip=ip,
+                 detail={"source": source, "transaction_id": paid["transaction_id"], "amount_fen": order.amount_fen,
+                         "status": order.status})
+    log.error("ALERT: order %s %s", order.public_id, detail)
+    return True
+
+
+def refunded_at_wechat(p: Payment, order: Order, verdict: Verdict) -> str:
+    """WeChat says paid and refunded (REFUND) for an order we hold unpaid: record it, flag it, issue nothing."""
+    paid = {k: v for k, v in p.paid_fields("REFUND").items() if k not in ("paid_at", "trade_state")}
+    if not record_refunded_payment(order, paid=paid, why=verdict.reason, source=p.source, at=p.now, ip=p.ip):
+        p.keep("duplicate", order)
+        return "duplicate"
+    p.keep("refunded", order, verdict.reason)
+    return "refunded"
+
+
 def _claim(p: Payment, order: Order) -> bool:
     """The compare-and-set: mark the order paid only if it is still pending and unpaid as written."""
     return rows.update(Order, {"status": "fulfilled", **p.paid_fields()},
@@ -448,7 +492,7 @@ def fulfilled(p: Payment, order: Order) -> str:
 OUTCOMES: dict[str, Callable[[Payment, Any, Verdict], str]] = {
     "not_ours": not_ours, "unknown_order": unknown_order, "not_paid": not_paid, "wrong_amount": wrong_amount,
     "duplicate": duplicate, "second_payment": second_payment, "late": late_payment, "fulfil": fulfil,
-    "held": held_payment,
+    "held": held_payment, "refunded": refunded_at_wechat,
 }
 
 

@@ -17,7 +17,8 @@ from wechatpay.fields import REFUND_REASON_BYTES, check_utf8
 
 from . import audit
 from .errors import BillingError, wechat_unavailable
-from .payments import NotificationRefused, NotifyAnswer, Received, keep_notification, open_notification
+from .payments import (NotificationRefused, NotifyAnswer, Received, keep_notification, open_notification,
+                       record_refunded_payment)
 from .shop import Shop
 from database import write_transaction
 
@@ -242,10 +243,20 @@ def _adopt(news: RefundNews) -> tuple[Refund | None, bool]:
     said = news.said
     out_trade_no, amount = said.get("out_trade_no"), said.get("amount")
     order = Order.get_or_none(Order.out_trade_no == out_trade_no) if isinstance(out_trade_no, str) else None
-    if order is None or order.transaction_id is None or said.get("mchid", news.shop.mchid) != news.shop.mchid:
+    if order is None or said.get("mchid", news.shop.mchid) != news.shop.mchid:
         return None, False
     amounts: Mapping[str, Any] = amount if isinstance(amount, dict) else {}
     refund_fen = amounts.get("refund")
+    if order.transaction_id is None:
+        # A refund of a payment we never heard of (its notification lost): the refund proves it was paid.
+        paid_by = said.get("transaction_id")
+        if not isinstance(paid_by, str) or not 1 <= len(paid_by) <= 32 or amounts.get("total") != order.amount_fen:
+            _flag_unmatched(news, order, "a refund of a payment this shop never recorded, not matching the order")
+            return None, True
+        record_refunded_payment(order, paid={"transaction_id": paid_by}, source="refund_" + news.source,
+                                why=f"paid {order.amount_fen} fen ({paid_by}) and refunded at WeChat", at=news.now,
+                                ip=news.ip)
+        order = Order.get_by_id(order.id)
     problem = None
     if said.get("transaction_id") not in (None, order.transaction_id):
         problem = f"transaction_id {str(said.get('transaction_id'))[:32]} is not the order's"

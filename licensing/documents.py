@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import uuid
@@ -299,23 +300,46 @@ def verify_license(
     return LicenseCheck(VALID, "ok", payload, signer)
 
 
+# How a revocation list names one key of a license (not the whole license id): the first 32 hex
+# digits of SHA-256 over the key's DATA part, the part its signature covers (so no other spelling
+# of the same key verifies). A subscription's key signed again shorter keeps its license id; the
+# longer key it replaces is listed this way until its own end.
+KEY_DIGEST_HEX = 32
+_KEY_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+def key_digest(text: str) -> str:
+    """The name of one license key in a revocation list's ``revokedKeys``."""
+    data = text.strip().split("|", 1)[0]
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:KEY_DIGEST_HEX]
+
+
 @dataclass(frozen=True)
 class RevocationsCheck:
-    """What verifying a revocation list found: whether to trust it, why not, and the revoked license ids."""
+    """What verifying a revocation list found: whether to trust it, why not, the revoked license ids and keys."""
 
     ok: bool
     reason: str
     revoked: frozenset[str]
     issued_at: datetime | None
     kid: str | None
+    revoked_keys: frozenset[str] = frozenset()
+
+    def covers(self, text: str, license_id: str | None) -> bool:
+        """Whether this list revokes the license key ``text`` (its whole license id, or this key alone)."""
+        return (license_id is not None and license_id in self.revoked) or key_digest(text) in self.revoked_keys
 
 
-def sign_revocations(key: SigningKey, revoked: Sequence[str], issued_at: datetime) -> str:
-    """Sign the list of revoked license ids as a ``revocations`` document, dated ``issued_at``."""
+def sign_revocations(key: SigningKey, revoked: Sequence[str], issued_at: datetime,
+                     revoked_keys: Sequence[str] = ()) -> str:
+    """Sign the revoked license ids and the revoked single keys (``key_digest``) as a ``revocations`` document."""
     if isinstance(revoked, str) or not all(isinstance(item, str) for item in revoked):
         raise TypeError("revoked must be a sequence of license ids")
+    if isinstance(revoked_keys, str) or not all(isinstance(d, str) and _KEY_DIGEST.fullmatch(d) for d in revoked_keys):
+        raise TypeError("revoked_keys must be a sequence of key digests")
     return sign_document(key, {"typ": REVOCATIONS, "v": FORMAT_VERSION, "kid": key.kid,
-                               "issuedAt": js_iso(issued_at), "revoked": sorted(revoked)})
+                               "issuedAt": js_iso(issued_at), "revoked": sorted(revoked),
+                               "revokedKeys": sorted(set(revoked_keys))})
 
 
 def verify_revocations(
@@ -339,6 +363,10 @@ def verify_revocations(
     revoked = payload.get("revoked")
     if not isinstance(revoked, list) or not all(isinstance(item, str) for item in revoked):
         return refuse("bad revoked list")
+    revoked_keys = payload.get("revokedKeys", [])  # absent from lists signed before keys were listed
+    if not isinstance(revoked_keys, list) or not all(isinstance(d, str) and _KEY_DIGEST.fullmatch(d)
+                                                     for d in revoked_keys):
+        return refuse("bad revokedKeys list")
     issued_text = payload.get("issuedAt")
     issued = parse_js_iso(issued_text) if isinstance(issued_text, str) else None
     if issued is None:
@@ -348,4 +376,4 @@ def verify_revocations(
     if now - issued > max_age:
         # An old list cannot tell about revocations since; an attacker could replay one forever.
         return refuse("stale", issued)
-    return RevocationsCheck(True, "ok", frozenset(revoked), issued, opened.kid)
+    return RevocationsCheck(True, "ok", frozenset(revoked), issued, opened.kid, frozenset(revoked_keys))

@@ -38,12 +38,14 @@ if TYPE_CHECKING:  # names for type hints, as billing hands the rows out
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
 login_manager = LoginManager()
-OPEN_ENDPOINTS = ("admin.login", "admin.login_totp")
+OPEN_ENDPOINTS = ("admin.login", "admin.login_totp", "admin.login_link", "admin.use_login_link")
 TOTP_PENDING_SECONDS = 300
 # A browser that completed a sign-in keeps this signed cookie: its later attempts are throttled on
 # their own, so strangers' wrong passwords cannot lock the creator out (THREATS #65).
 DEVICE_COOKIE = "lbpay_device"
 DEVICE_DAYS = 365
+# The random cookie a browser gets when it asks for a sign-in link: the link works in that browser only.
+LINK_BROWSER_COOKIE = "lbpay_link_browser"
 # Every method that may change something needs the CSRF token; HEAD is answered as GET is.
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
@@ -197,6 +199,13 @@ def _known_device(email: str) -> str | None:
     return device if isinstance(device, str) and device else None
 
 
+def _remember_device(response: BaseResponse, email: str, device: str | None) -> None:
+    """Give this browser the signed cookie that makes it a known device of the account."""
+    response.set_cookie(DEVICE_COOKIE, _devices().dumps({"e": email, "d": device or secrets.token_urlsafe(12)}),
+                        max_age=DEVICE_DAYS * 86400, httponly=True, samesite="Lax", path="/admin",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+
+
 def _complete_login(user: AdminUser, target: str | None) -> BaseResponse:
     device = _known_device(user.email)
     # A fresh session at sign-in: nothing an attacker planted in the old one survives.
@@ -206,9 +215,7 @@ def _complete_login(user: AdminUser, target: str | None) -> BaseResponse:
     session["seen"] = current_shop().now().timestamp()
     admin_users.signed_in(current_shop(), user, request.remote_addr, device)
     response = redirect(_safe_next(target), 303)
-    response.set_cookie(DEVICE_COOKIE, _devices().dumps({"e": user.email, "d": device or secrets.token_urlsafe(12)}),
-                        max_age=DEVICE_DAYS * 86400, httponly=True, samesite="Lax", path="/admin",
-                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    _remember_device(response, user.email, device)
     return response
 
 
@@ -254,6 +261,54 @@ def login_totp() -> Any:
     if not ok:
         return render_template("admin/totp.html", error="验证码不正确。 Wrong code."), 401
     return _complete_login(user, session.get("totp_next"))
+
+
+@bp.route("/login/link", methods=["GET", "POST"])
+def login_link() -> Any:
+    """Ask for a mailed link that makes this browser known (the way in past a distributed lockout)."""
+    if request.method != "POST":  # GET and HEAD alike
+        return render_template("admin/login_link.html")
+    browser = request.cookies.get(LINK_BROWSER_COOKIE, "")
+    if not 20 <= len(browser) <= 64:
+        browser = secrets.token_urlsafe(32)
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/") + url_for("admin.use_login_link", token="x")[:-1]
+    try:
+        admin_users.request_sign_in_link(current_shop(), request.form.get("email", "")[:254], request.remote_addr,
+                                         browser, base)
+    except admin_users.Throttled as exc:
+        return _throttled(exc)
+    response = current_app.make_response(render_template("admin/login_link.html", sent=True))
+    response.set_cookie(LINK_BROWSER_COOKIE, browser, max_age=int(admin_users.LINK_LIFETIME.total_seconds()) + 300,
+                        httponly=True, samesite="Lax", path="/admin",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return response
+
+
+LINK_REFUSAL_WORDS = {
+    "unknown": ("这个链接无效。", "This link is not valid."),
+    "used": ("这个链接已经用过，每个链接只能用一次。", "This link was used already; each link works once."),
+    "expired": ("这个链接已过期（15 分钟内有效），请重新申请。", "This link has expired (it works for 15 minutes); ask for a new one."),
+    "wrong_browser": ("请在申请链接的同一个浏览器中打开它。",
+                      "Open this link in the browser that asked for it."),
+}
+
+
+@bp.route("/login/link/<token>", methods=["GET", "POST"])
+def use_login_link(token: str) -> Any:
+    """A mailed link: GET only asks to confirm (mail scanners open links), POST makes this browser known."""
+    if request.method != "POST":
+        return render_template("admin/login_link_use.html", token=token)
+    try:
+        user = admin_users.use_sign_in_link(current_shop(), token[:200], request.cookies.get(LINK_BROWSER_COOKIE),
+                                            request.remote_addr)
+    except admin_users.LinkRefused as exc:
+        zh, en = LINK_REFUSAL_WORDS[exc.reason]
+        return render_template("admin/login_link_use.html", token=None, reason=exc.reason, zh=zh, en=en), exc.status
+    flash("这个浏览器现在可以登录了：请输入密码。 This browser is now known: sign in with your password.")
+    response = redirect(url_for("admin.login"), 303)
+    _remember_device(response, user.email, None)
+    response.delete_cookie(LINK_BROWSER_COOKIE, path="/admin")
+    return response
 
 
 @bp.post("/logout")

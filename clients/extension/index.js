@@ -34,7 +34,8 @@ const crypto = require('node:crypto');
  *            expires_at: string, key: string}} BuyerLicense
  * @typedef {{kid: string, algorithm: string, public_key_pem: string, active: boolean}} LicenseKey
  * @typedef {{valid: boolean, expired: boolean, payload: Record<string, any>|null, reason: string}} LicenseCheck
- * @typedef {{valid: boolean, reason: string, issuedAt: string|null, kid: string|null, revoked: Set<string>}} RevocationCheck
+ * @typedef {{valid: boolean, reason: string, issuedAt: string|null, kid: string|null, revoked: Set<string>,
+ *            revokedKeys: Set<string>}} RevocationCheck
  */
 
 const DEFAULT_TIMEOUT_MS = 10000;
@@ -391,8 +392,32 @@ function verifyLicense(key, publicKeyPem, { courseId, kid, now = new Date() } = 
   return { valid: true, expired, payload, reason: expired ? 'expired' : 'ok' };
 }
 
+/** How long a key digest in a revocation list's `revokedKeys` is (hex digits). */
+const KEY_DIGEST_HEX = 32;
+
 /**
- * Check the signed revocation list offline and return the revoked license ids.
+ * The name a revocation list gives one license key: the first 32 hex digits of SHA-256 over its DATA
+ * part (the text before `|`, which its signature covers). A subscription key signed again shorter keeps
+ * its license id, so the longer key it replaced is listed by this name instead.
+ * @param {string} key
+ */
+function keyDigest(key) {
+  const data = String(key).trim().split('|', 1)[0];
+  return crypto.createHash('sha256').update(data, 'utf8').digest('hex').slice(0, KEY_DIGEST_HEX);
+}
+
+/**
+ * Whether a verified revocation list revokes this license key: its license id, or this very key.
+ * @param {RevocationCheck} list
+ * @param {string} key
+ * @param {string|null|undefined} licenseId
+ */
+function isRevoked(list, key, licenseId) {
+  return (typeof licenseId === 'string' && list.revoked.has(licenseId)) || list.revokedKeys.has(keyDigest(key));
+}
+
+/**
+ * Check the signed revocation list offline and return the revoked license ids (and single keys).
  *
  * A list whose `issuedAt` is more than `maxAgeMs` (7 days) before `now` is refused: it says nothing
  * about licenses revoked since, and anyone could replay it forever.
@@ -403,11 +428,16 @@ function verifyLicense(key, publicKeyPem, { courseId, kid, now = new Date() } = 
  */
 function verifyRevocations(text, publicKeyPem, { kid, now = new Date(), maxAgeMs = REVOCATIONS_MAX_AGE_MS } = {}) {
   const signed = verifySigned(text, publicKeyPem, REVOCATIONS);
-  const empty = { issuedAt: null, kid: null, revoked: new Set() };
+  const empty = { issuedAt: null, kid: null, revoked: new Set(), revokedKeys: new Set() };
   if (!signed.ok || !signed.payload) return { valid: false, reason: signed.reason, ...empty };
   const doc = signed.payload;
   if (doc.v !== 1 || !Array.isArray(doc.revoked) || !doc.revoked.every((id) => typeof id === 'string')) {
     return { valid: false, reason: 'not a version 1 revocation list', ...empty };
+  }
+  // Absent from lists signed before single keys were listed.
+  const revokedKeys = doc.revokedKeys === undefined ? [] : doc.revokedKeys;
+  if (!Array.isArray(revokedKeys) || !revokedKeys.every((d) => typeof d === 'string' && /^[0-9a-f]{32}$/.test(d))) {
+    return { valid: false, reason: 'revokedKeys is not a list of key digests', ...empty };
   }
   if (kid !== undefined && doc.kid !== kid) {
     return { valid: false, reason: `signed by key ${doc.kid}, not ${kid}`, ...empty };
@@ -416,10 +446,11 @@ function verifyRevocations(text, publicKeyPem, { kid, now = new Date(), maxAgeMs
   if (Number.isNaN(issuedAt)) return { valid: false, reason: 'issuedAt is not a date', ...empty };
   if (issuedAt > now.getTime() + CLOCK_SKEW_MS) return { valid: false, reason: 'issued in the future', ...empty };
   if (now.getTime() - issuedAt > maxAgeMs) return { valid: false, reason: 'stale', ...empty };
-  return { valid: true, reason: 'ok', issuedAt: doc.issuedAt, kid: doc.kid, revoked: new Set(doc.revoked) };
+  return { valid: true, reason: 'ok', issuedAt: doc.issuedAt, kid: doc.kid, revoked: new Set(doc.revoked),
+    revokedKeys: new Set(revokedKeys) };
 }
 
 module.exports = {
-  PayClient, PayApiError, verifyLicense, verifyRevocations, signedMessage, sleep, LICENSE, REVOCATIONS,
-  REVOCATIONS_MAX_AGE_MS,
+  PayClient, PayApiError, verifyLicense, verifyRevocations, keyDigest, isRevoked, signedMessage, sleep, LICENSE,
+  REVOCATIONS, REVOCATIONS_MAX_AGE_MS,
 };

@@ -114,6 +114,16 @@ def resend_notification(out_trade_no: str) -> Response:
     return json_response({"notification_id": notification.id, "url": notification.url}, 202)
 
 
+@bp.post("/refunds/<out_refund_no>/resend")
+def resend_refund_notification(out_refund_no: str) -> Response:
+    """Re-send a refund's latest notification (a WeChat re-send after the merchant's server was down)."""
+    try:
+        notification = sandbox().resend_refund_notification(out_refund_no)
+    except LookupError as exc:
+        return json_response({"error": str(exc)}, 409)
+    return json_response({"notification_id": notification.id, "url": notification.url}, 202)
+
+
 @bp.get("/requests")
 def request_log() -> Response:
     state = sandbox()

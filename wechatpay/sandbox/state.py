@@ -533,6 +533,7 @@ class SandboxState:
             )
             self.refunds[req.out_refund_no] = refund
             order.refund_nos.append(req.out_refund_no)
+            self._refresh_trade_state(order)
             view = self.refund_view(refund)
         if self.config.refund_delay is not None:
             self.courier.call_later(
@@ -569,6 +570,12 @@ class SandboxState:
             )
         return view
 
+    def _refresh_trade_state(self, order: Order) -> None:
+        """转入退款: a paid order reads REFUND from the moment a refund is accepted (not only once it succeeds)
+        until every refund of it is closed."""
+        holding = [no for no in order.refund_nos if self.refunds[no].status != "CLOSED"]
+        order.trade_state = "REFUND" if holding else "SUCCESS"
+
     def refunds_by_id(self) -> dict[str, Refund]:
         return {r.refund_id: r for r in self.refunds.values()}
 
@@ -592,7 +599,7 @@ class SandboxState:
             refund.status = status
             if status == "SUCCESS":
                 refund.success_time = self.now()
-                self.orders[refund.out_trade_no].trade_state = "REFUND"
+            self._refresh_trade_state(self.orders[refund.out_trade_no])
             notification = None
             if refund.notify_url:
                 event_type, summary = REFUND_EVENTS[status]
@@ -706,6 +713,16 @@ class SandboxState:
             if order.notification_id is None:
                 raise LookupError("the order has no payment notification (not paid)")
             notification = self.notifications[order.notification_id]
+        self.courier.replay(notification)
+        return notification
+
+    def resend_refund_notification(self, out_refund_no: str) -> Notification:
+        """Send a refund's latest notification again now (same id and ciphertext), as WeChat's re-sends do."""
+        with self.lock:
+            refund = self.refund(out_refund_no)
+            if not refund.notification_ids:
+                raise LookupError("the refund has no notification (not settled, or no refund notify URL)")
+            notification = self.notifications[refund.notification_ids[-1]]
         self.courier.replay(notification)
         return notification
 

@@ -4,7 +4,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { verifyLicense, verifyRevocations, signedMessage } = require('../index.js');
+const { verifyLicense, verifyRevocations, keyDigest, isRevoked, signedMessage } = require('../index.js');
 
 const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const other = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -92,6 +92,17 @@ test('a revocation list lists the revoked ids once verified', () => {
   assert.equal(verifyRevocations(list, PEM, { kid: 'k2', now: SOON }).valid, false);
   assert.equal(verifyRevocations(sign({ ...LIST, v: 2 }), PEM, { now: SOON }).valid, false);
   assert.equal(verifyRevocations(sign({ ...LIST, revoked: [1] }), PEM, { now: SOON }).valid, false);
+});
+
+test('a revocation list names single keys by the digest of their DATA part', () => {
+  const longer = sign(LICENSE);
+  const shorter = sign({ ...LICENSE, expiresAt: '2026-12-20T06:00:00.000Z' });
+  const check = verifyRevocations(sign({ ...LIST, revokedKeys: [keyDigest(longer)] }), PEM, { now: SOON });
+  assert.equal(check.valid, true, check.reason);
+  assert.deepEqual([isRevoked(check, ` ${longer}\n`, LICENSE.id), isRevoked(check, shorter, LICENSE.id)], [true, false]);
+  assert.equal(isRevoked(check, shorter, 'a'), true, 'a listed license id revokes every key of it');
+  assert.equal(verifyRevocations(sign(LIST), PEM, { now: SOON }).revokedKeys.size, 0);
+  assert.equal(verifyRevocations(sign({ ...LIST, revokedKeys: ['nope'] }), PEM, { now: SOON }).valid, false);
 });
 
 test('a revocation list older than seven days, or from the future, is refused', () => {

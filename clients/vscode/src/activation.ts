@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { PayApiError, PayClient } from './payClient';
 import { ACTIVATE_PATH } from './contributes';
-import { checkLicense, Keyring, LicensePayload } from './license';
+import { checkLicense, isRevoked, Keyring, LicensePayload } from './license';
 import { LicenseStore } from './licenseStore';
 import { RevocationStore } from './revocations';
 
@@ -111,7 +111,10 @@ export class Activator {
         if (err instanceof PayApiError && err.code === 'license_not_found') return result('license_not_found', payload);
       }
     }
-    if (state === null && revocations?.current(now)?.revoked.has(payload.id)) state = 'revoked';
+    const list = revocations?.current(now);
+    if (state === null && list?.revoked.has(payload.id)) state = 'revoked';
+    // A key replaced by a shorter one shares its id with an active license: only the list names it.
+    if (list && isRevoked(list, key, payload.id)) state = 'revoked';
     if (state === 'revoked') return result('revoked', payload);
     if (state === 'expired') return result('expired', payload);
     try {

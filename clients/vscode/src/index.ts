@@ -7,7 +7,7 @@ export {
   ACTIVATE_PATH, TREE_CONTEXT, kitContributes,
 } from './contributes';
 export {
-  checkLicense, verifyLicense, verifyRevocations, loadKeyring, parseKeyring, keyringFromServer, keyId,
+  checkLicense, verifyLicense, verifyRevocations, loadKeyring, parseKeyring, keyringFromServer, keyId, keyDigest, isRevoked,
 } from './license';
 export type { Keyring, KeyringEntry, LicenseCheck, LicensePayload, LicenseStatus, RevocationList } from './license';
 export { RevocationStore } from './revocations';

@@ -50,6 +50,8 @@ export interface RevocationList {
   kid: string;
   issuedAt: Date;
   revoked: ReadonlySet<string>;
+  /** Single keys revoked on their own (`keyDigest`): a subscription key replaced by a shorter one. */
+  revokedKeys: ReadonlySet<string>;
   text: string;
 }
 
@@ -134,6 +136,21 @@ export function openSigned(text: string, keyring: Keyring, typ: string): Opened 
   return { ok: true, payload: fields, kid: signer.kid };
 }
 
+/**
+ * The name a revocation list gives one license key: the first 32 hex digits of SHA-256 over its DATA part
+ * (the text before `|`, which its signature covers). A subscription key signed again shorter keeps its
+ * license id, so the longer key it replaced is listed by this name, in `revokedKeys`.
+ */
+export function keyDigest(key: string): string {
+  const data = key.trim().split('|', 1)[0];
+  return crypto.createHash('sha256').update(data, 'utf8').digest('hex').slice(0, 32);
+}
+
+/** Whether the list revokes this key: its whole license id, or this very key. */
+export function isRevoked(list: RevocationList, key: string, licenseId: string | undefined): boolean {
+  return (typeof licenseId === 'string' && list.revoked.has(licenseId)) || list.revokedKeys.has(keyDigest(key));
+}
+
 /** Check a signed revocation list: kind, signature, shape and age (refused once older than `maxAgeDays`). */
 export function verifyRevocations(text: string, keyring: Keyring,
   { now = new Date(), maxAgeDays = DEFAULT_MAX_REVOCATION_AGE_DAYS }: { now?: Date; maxAgeDays?: number } = {},
@@ -146,9 +163,17 @@ export function verifyRevocations(text: string, keyring: Keyring,
   if (!Array.isArray(revoked) || !revoked.every((id) => typeof id === 'string')) {
     return { ok: false, reason: 'revoked is not a list of license ids' };
   }
+  // Absent from lists signed before single keys were listed.
+  const revokedKeys = doc.revokedKeys === undefined ? [] : doc.revokedKeys;
+  if (!Array.isArray(revokedKeys) || !revokedKeys.every((d) => typeof d === 'string' && /^[0-9a-f]{32}$/.test(d))) {
+    return { ok: false, reason: 'revokedKeys is not a list of key digests' };
+  }
   const issuedAt = typeof doc.issuedAt === 'string' ? new Date(doc.issuedAt) : new Date(NaN);
   if (Number.isNaN(issuedAt.getTime())) return { ok: false, reason: 'issuedAt is not a date' };
-  const list: RevocationList = { kid: opened.kid, issuedAt, revoked: new Set(revoked as string[]), text: text.trim() };
+  const list: RevocationList = {
+    kid: opened.kid, issuedAt, revoked: new Set(revoked as string[]), revokedKeys: new Set(revokedKeys as string[]),
+    text: text.trim(),
+  };
   const age = revocationAge(list, now, maxAgeDays);
   return age ? { ok: false, reason: age } : { ok: true, list };
 }
@@ -208,5 +233,8 @@ export function verifyLicense(key: string, keyring: Keyring, {
   const stale = revocationAge(revocations, now, maxRevocationAgeDays);
   if (stale) return refuse('revocations_stale', stale, check.payload);
   if (revocations.revoked.has(check.payload.id)) return refuse('revoked', 'the license is on the revocation list', check.payload);
+  if (isRevoked(revocations, key, check.payload.id)) {
+    return refuse('revoked', 'this key was replaced by a shorter one (a refunded period)', check.payload);
+  }
   return check;
 }

@@ -9,7 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { kit } = require('./harness.js');
 
-const { checkLicense, verifyLicense, verifyRevocations, parseKeyring, loadKeyring, keyId } = kit;
+const { checkLicense, verifyLicense, verifyRevocations, parseKeyring, loadKeyring, keyId, keyDigest, isRevoked } = kit;
 const NOW = new Date('2026-11-26T06:00:00.000Z');
 const DAY = 86400000;
 
@@ -105,6 +105,17 @@ test('a revoked license is refused, and so is any license without a fresh list',
   assert.match(revocations([], { issuedAt: new Date(NOW.getTime() + DAY).toISOString() }).reason, /future/);
   assert.match(revocations([], { typ: 'revocation' }).reason, /bad signature|typ/);
   assert.match(revocations([1]).reason, /license ids/);
+});
+
+test('a key replaced by a shorter one is revoked by its digest alone, the shorter key stays valid', () => {
+  const longer = license({ id: 'lic-sub', expiresAt: '2027-12-01T00:00:00.000Z' });
+  const shorter = license({ id: 'lic-sub', expiresAt: '2027-11-01T00:00:00.000Z' });
+  const list = revocations([], { revokedKeys: [keyDigest(`  ${longer}\n`)] }).list;
+  assert.equal(verifyLicense(longer, keyring, { now: NOW, revocations: list }).status, 'revoked');
+  assert.equal(verifyLicense(shorter, keyring, { now: NOW, revocations: list }).status, 'valid');
+  assert.equal(isRevoked(list, longer, 'lic-sub'), true);
+  assert.equal(fresh.revokedKeys.size, 0, 'a list without revokedKeys (an older server) revokes no single key');
+  assert.match(revocations([], { revokedKeys: ['XYZ'] }).reason, /key digests/);
 });
 
 test('DATA and SIG are strict base64 and exactly two parts', () => {
