@@ -50,20 +50,52 @@ def record_all(events: list[Event]) -> str:
     The newest hash is read here, inside the write lock, so writers in any process chain one
     after another and never fork the trail.
     """
-    last = db.execute_sql(_LAST_HASH_SQL).fetchone()
-    prev_hash = last[0] if last else GENESIS
-    new_rows = []
+    return prepare_all(events).append()
+
+
+_COLUMNS = ("at", "actor", "action", "order", "detail", "ip", "prev_hash", "hash")
+
+
+class Prepared:
+    """Events made ready to append before the write lock: everything but the chain's links.
+
+    Inside the lock ``append`` reads the newest hash, hashes each event onto it and inserts them
+    all in one statement: the same rows and hashes ``record_all`` has always written.
+    """
+
+    __slots__ = ("values", "tails")
+
+    def __init__(self, values: list[tuple[Any, ...]], tails: list[str]) -> None:
+        self.values, self.tails = values, tails
+
+    def append(self) -> str:
+        last = db.execute_sql(_LAST_HASH_SQL).fetchone()
+        prev_hash = last[0] if last else GENESIS
+        params: list[Any] = []
+        for values, tail in zip(self.values, self.tails):
+            # The material _event_hash hashes: [prev_hash, at, actor, action, order, detail, ip] as
+            # compact JSON; a hex digest needs no escaping, so it goes in front of the rest made before.
+            digest = hashlib.sha256(f'["{prev_hash}",{tail}'.encode()).hexdigest()
+            params += values
+            params += (prev_hash, digest)
+            prev_hash = digest
+        db.execute_sql(rows.insert_sql(AuditEvent, _COLUMNS, len(self.values)), params)
+        return prev_hash
+
+
+def prepare_all(events: list[Event]) -> Prepared:
+    """Make events ready to ``append`` later, inside the write transaction of the change they describe."""
+    fields = AuditEvent._meta.fields
+    values, tails = [], []
     for event in events:
         # Microsecond precision is what the column keeps, so hash exactly that.
         at = event.at.astimezone(dt.timezone.utc)
         text = json.dumps(event.detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         order_id = event.order.id if event.order is not None else None
-        digest = _event_hash(prev_hash, at, event.actor, event.action, order_id, text, event.ip)
-        new_rows.append({"at": at, "actor": event.actor, "action": event.action, "order": order_id, "detail": text,
-                         "ip": event.ip, "prev_hash": prev_hash, "hash": digest})
-        prev_hash = digest
-    rows.insert_all(AuditEvent, new_rows)
-    return prev_hash
+        values.append((fields["at"].db_value(at), event.actor, event.action, order_id, text, event.ip))
+        tails.append(json.dumps([at.isoformat(timespec="microseconds"), event.actor, event.action, order_id,
+                                 text, event.ip], ensure_ascii=False, separators=(",", ":"))[1:])
+    return Prepared(values, tails)
 
 
 _LAST_HASH_SQL = f'SELECT "hash" FROM "{AuditEvent._meta.table_name}" ORDER BY "id" DESC LIMIT 1'

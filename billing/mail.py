@@ -230,14 +230,20 @@ def enqueue_license_mail(order: Order, now: dt.datetime) -> bool:
     One prepared insert that a mail already queued for the order turns into nothing: this runs
     inside every fulfilment's write lock. Returns whether a mail was queued.
     """
+    statement = prepare_license_mail(order, now)
+    return statement is not None and statement.insert() is not None
+
+
+def prepare_license_mail(order: Order, now: dt.datetime) -> rows.Statement | None:
+    """The insert ``enqueue_license_mail`` runs, made ready before the write lock (None: no address)."""
     if not order.email:
-        return False
+        return None
     if any(c in order.email for c in "\r\n"):
         raise ValueError("a header must not contain a line break")
-    return rows.insert(MailOutbox, {"to": order.email, "subject": "", "text": "", "html": None, "kind": "license",
-                                    "created_at": now, "next_attempt_at": now,
-                                    "dedupe_key": LICENSE_MAIL_PREFIX + order.public_id},
-                       unless_exists="dedupe_key") is not None
+    return rows.prepare_insert(MailOutbox, {"to": order.email, "subject": "", "text": "", "html": None,
+                                            "kind": "license", "created_at": now, "next_attempt_at": now,
+                                            "dedupe_key": LICENSE_MAIL_PREFIX + order.public_id},
+                               unless_exists="dedupe_key")
 
 
 def plain_license_mail(license: License,

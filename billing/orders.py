@@ -499,22 +499,6 @@ def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: 
     }
 
 
-def final_answer_tag(shop: Shop, order: Any, license: Any) -> str | None:
-    """An entity tag for the poll answer of a final order (None while it is still pending or paid).
-
-    A final order's answer changes only when a refund, a revoke or an expiry changes a column it is
-    made of, so the tag is a digest of those columns (and of the license's state now): a client
-    that sends it back in ``If-None-Match`` gets a bodiless 304 while nothing changed.
-    """
-    if order.status in ("pending", "paid") and order.flag is None:
-        return None
-    values = [getattr(order, c) for c in _ORDER_COLUMNS if c not in _UNSHOWN_WHEN_FINAL]
-    if license is not None:
-        values += [getattr(license, c) for c in _LICENSE_COLUMNS]
-        values.append(license.expires_at <= shop.now())
-    return hashlib.sha256(repr(values).encode()).hexdigest()[:32]
-
-
 def poll_after_ms(shop: Shop, order: Any) -> int:
     """Poll briskly while a learner is likely to be paying, then ease off."""
     young = shop.now() - order.created_at < dt.timedelta(minutes=5)
@@ -544,16 +528,66 @@ def _row(model: Any, columns: tuple[str, ...], values: tuple[Any, ...]) -> Simpl
     return SimpleNamespace(**{c: fields[c].python_value(v) for c, v in zip(columns, values)})
 
 
-def poll_order(shop: Shop, public_id: str, token: str | None) -> tuple[SimpleNamespace, SimpleNamespace | None]:
-    """Read an order and its license in one query, only for the holder of its token."""
+_AT = {c: i for i, c in enumerate(_ORDER_COLUMNS + tuple("license_" + c for c in _LICENSE_COLUMNS))}
+# What a final order's answer is made of, as stored: the order's shown columns and its license's.
+_TAGGED = tuple(i for c, i in _AT.items() if c not in _UNSHOWN_WHEN_FINAL)
+
+
+def _read_for_poll(public_id: str, token: str | None) -> tuple[Any, ...]:
+    """The poll's one query, only for the holder of the order's token (else ``order_not_found``)."""
     if len(public_id) > 40 or not token:
         raise BillingError("order_not_found")
     found = db.execute_sql(_poll_sql(db.obj.param), (public_id,)).fetchone()
-    if found is None:
+    if found is None or not token_matches(token, found[_AT["token_hash"]]):
         raise BillingError("order_not_found")
+    return tuple(found)
+
+
+def _answer_tag(shop: Shop, found: tuple[Any, ...]) -> str | None:
+    """An entity tag for the poll answer of a final order (None while it is still pending or paid).
+
+    A final order's answer changes only when a refund, a revoke or an expiry changes a column it is
+    made of, so the tag is a digest of those columns as stored (nothing converted) and of whether
+    the license has expired by now: a client that sends it back in ``If-None-Match`` gets a
+    bodiless 304 while nothing changed.
+    """
+    if found[_AT["status"]] in ("pending", "paid") and found[_AT["flag"]] is None:
+        return None
+    values = [found[i] for i in _TAGGED]
+    expires = found[_AT["license_expires_at"]]
+    if expires is not None:
+        values.append(License.expires_at.python_value(expires) <= shop.now())
+    return hashlib.sha256(repr(values).encode()).hexdigest()[:32]
+
+
+def unchanged_answer_tag(shop: Shop, public_id: str, token: str | None, offered: str) -> str | None:
+    """The tag of a final order's answer when ``offered`` (an If-None-Match header) already holds it.
+
+    One read and a digest, nothing converted or built: most polls of a finished order end here.
+    None means the client holds no current answer; a wrong token is ``order_not_found`` as in a poll.
+    """
+    tag = _answer_tag(shop, _read_for_poll(public_id, token))
+    if tag is None:
+        return None
+    return tag if _holds(offered, tag) else None
+
+
+def _holds(offered: str, tag: str) -> bool:
+    """Whether an If-None-Match value names ``tag`` (or is ``*``); weak tags never match ours, as before."""
+    quoted = f'"{tag}"'
+    if offered == quoted:
+        return True
+    return any(part.strip() in (quoted, "*") for part in offered.split(","))
+
+
+def poll_order(shop: Shop, public_id: str, token: str | None) -> tuple[SimpleNamespace, SimpleNamespace | None]:
+    """Read an order and its license in one query, only for the holder of its token.
+
+    The order also carries ``answer_tag``: the ETag of its answer when it is final (else None).
+    """
+    found = _read_for_poll(public_id, token)
     order = _row(Order, _ORDER_COLUMNS, found[:len(_ORDER_COLUMNS)])
-    if not token_matches(token, order.token_hash):
-        raise BillingError("order_not_found")
+    order.answer_tag = _answer_tag(shop, found)
     rest = found[len(_ORDER_COLUMNS):]
     license = None if rest[0] is None else _row(License, _LICENSE_COLUMNS, rest)
     return order, license

@@ -27,7 +27,7 @@ from wechatpay.notify import parse_notification
 from database import crash_point, grouped_write, write_transaction
 
 from . import audit, rows
-from .mail import enqueue_license_mail
+from .mail import prepare_license_mail
 from .shop import LIFETIME, Shop
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,13 @@ def _kept_headers(headers: Mapping[str, str], limit: int | None = None) -> dict[
 def keep_notification(received: Received, result: str, *, order: Order | None = None, reason: str = "",
                       out_trade_no: str | None = None) -> int | None:
     """Store an authentic notification in full with what came of it; call inside the transaction it caused."""
-    return rows.insert(Notification, {
+    return prepare_notification(received, result, order=order, reason=reason, out_trade_no=out_trade_no).insert()
+
+
+def prepare_notification(received: Received, result: str, *, order: Order | None = None, reason: str = "",
+                         out_trade_no: str | None = None) -> rows.Statement:
+    """The insert ``keep_notification`` runs, made ready before the write lock."""
+    return rows.prepare_insert(Notification, {
         "kind": received.kind, "received_at": received.at, "headers": json.dumps(_kept_headers(received.headers)),
         "body": received.body.decode("utf-8", "replace"), "result": result, "reason": reason[:200] or None,
         "event_id": (received.event_id or "")[:64] or None, "event_type": (received.event_type or "")[:32] or None,
@@ -304,13 +310,17 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     payment.facts = {"source": source, "transaction_id": tx.get("transaction_id"), "trade_state": tx["trade_state"]}
     order = _order_with_course(tx["out_trade_no"])
     verdict = judge_payment(tx, order, shop.mchid, shop.appid)
+    ready: Fulfilment | None = None
     if verdict.outcome == "fulfil" and order is not None:
-        payment.draft = draft_license(shop, order, payment.now)  # the slow part, before the write lock
+        # The slow part, and every row's values, before the write lock: inside it only SQL is left.
+        payment.draft = draft_license(shop, order, payment.now)
+        ready = Fulfilment.prepare(payment, order, payment.draft)
+
     def write() -> str:
-        if verdict.outcome == "fulfil" and order is not None and _claim(payment, order):
+        if ready is not None and order is not None and ready.claim.run().rowcount == 1:
             # Still pending and unpaid when written: the verdict read before the lock holds
             # (amount and currency never change), so nothing needs reading again.
-            result = fulfilled(payment, order)
+            result = ready.write() if _draft_fits(shop, order, payment.now, ready.draft) else fulfilled(payment, order)
         else:  # not payable when read, or it moved on since: judge what is there now
             now_order = _order_with_course(tx["out_trade_no"])
             now_verdict = judge_payment(tx, now_order, shop.mchid, shop.appid)
@@ -463,10 +473,14 @@ def refunded_at_wechat(p: Payment, order: Order, verdict: Verdict) -> str:
     return "refunded"
 
 
-def _claim(p: Payment, order: Order) -> bool:
+def _claim_statement(p: Payment, order: Order) -> rows.Statement:
     """The compare-and-set: mark the order paid only if it is still pending and unpaid as written."""
-    return rows.update(Order, {"status": "fulfilled", **p.paid_fields()},
-                       {"id": order.id, "status": "pending", "transaction_id": None}) == 1
+    return rows.prepare_update(Order, {"status": "fulfilled", **p.paid_fields()},
+                               {"id": order.id, "status": "pending", "transaction_id": None})
+
+
+def _claim(p: Payment, order: Order) -> bool:
+    return int(_claim_statement(p, order).run().rowcount) == 1
 
 
 def fulfil(p: Payment, order: Order, verdict: Verdict) -> str:
@@ -478,15 +492,51 @@ def fulfil(p: Payment, order: Order, verdict: Verdict) -> str:
 
 
 def fulfilled(p: Payment, order: Order) -> str:
-    """Write what follows a claimed payment: two chained audit events, the license, its mail, the notification."""
-    issued = issue_license_for(p.shop, order, p.now, p.draft)
-    audit.record_all([
-        audit.Event("order.paid", p.now, "wechat", order, {**p.facts, "amount_fen": p.tx["amount"]["total"]}, p.ip),
-        audit.Event("license.issued", p.now, "system", order, {
-            "license": issued.license_id, "kid": issued.kid, "expires_at": issued.expires_at.isoformat()})])
-    enqueue_license_mail(order, p.now)
-    p.keep("fulfilled", order)
-    return "fulfilled"
+    """Write what follows a claimed payment: the license, two chained audit events, its mail, the notification."""
+    draft = p.draft
+    if draft is None or not _draft_fits(p.shop, order, p.now, draft):
+        draft = draft_license(p.shop, order, p.now)
+    return Fulfilment.prepare(p, order, draft).write()
+
+
+@dataclass(frozen=True)
+class Fulfilment:
+    """The rows a claimed payment writes, every value made ready before the write lock.
+
+    Inside the lock ``write`` only runs the statements (and hashes the two audit events onto the
+    chain), so the lock every writer waits for is held for the database's own work.
+    """
+
+    claim: rows.Statement
+    license: rows.Statement
+    events: audit.Prepared
+    mail: rows.Statement | None
+    notification: rows.Statement | None
+    draft: LicenseDraft
+
+    @classmethod
+    def prepare(cls, p: Payment, order: Order, draft: LicenseDraft) -> "Fulfilment":
+        course = order.course
+        events = audit.prepare_all([
+            audit.Event("order.paid", p.now, "wechat", order, {**p.facts, "amount_fen": p.tx["amount"]["total"]},
+                        p.ip),
+            audit.Event("license.issued", p.now, "system", order, {
+                "license": draft.license_id, "kid": draft.kid, "expires_at": draft.expires_at.isoformat()})])
+        notification = None
+        if p.received is not None:
+            notification = prepare_notification(p.received, "fulfilled", order=order)
+        return cls(claim=_claim_statement(p, order), license=_license_row(order, course, p.now, draft),
+                   events=events, mail=prepare_license_mail(order, p.now), notification=notification, draft=draft)
+
+    def write(self) -> str:
+        """Write everything but the claim (already made); call inside the transaction."""
+        self.license.insert()
+        self.events.append()
+        if self.mail is not None:
+            self.mail.insert()
+        if self.notification is not None:
+            self.notification.insert()
+        return "fulfilled"
 
 
 OUTCOMES: dict[str, Callable[[Payment, Any, Verdict], str]] = {
@@ -544,18 +594,26 @@ def draft_license(shop: Shop, order: Order, now: dt.datetime) -> LicenseDraft:
 
 def issue_license_for(shop: Shop, order: Order, now: dt.datetime, draft: LicenseDraft | None = None) -> LicenseDraft:
     """Store the license for a paid order, signing it afresh unless ``draft`` still fits; call inside its transaction."""
-    course = order.course
-    if draft is not None:
-        terms = _license_terms(order, course, now, draft.license_id)
-        if (draft.order_id, draft.license_id, draft.expires_at, draft.kid) != (
-                order.id, *terms, shop.license_keys.active.kid):
-            draft = None  # a renewal or a key rotation moved on since the draft was made
-    if draft is None:
+    if draft is None or not _draft_fits(shop, order, now, draft):
         draft = draft_license(shop, order, now)
-    rows.insert(License, {"license_id": draft.license_id, "order": order.id, "course": course.id,
-                          "buyer": order.buyer_id, "key": draft.text, "kid": draft.kid, "plan": course.plan,
-                          "issued_at": now, "expires_at": draft.expires_at})
+    _license_row(order, order.course, now, draft).insert()
     return draft
+
+
+def _draft_fits(shop: Shop, order: Order, now: dt.datetime, draft: LicenseDraft) -> bool:
+    """Whether a license signed before the lock still says what one signed now would (call inside it).
+
+    A renewal of the same subscription, or a key rotation, moved on since the draft was made.
+    """
+    terms = _license_terms(order, order.course, now, draft.license_id)
+    return (draft.order_id, draft.license_id, draft.expires_at, draft.kid) == (
+        order.id, *terms, shop.license_keys.active.kid)
+
+
+def _license_row(order: Order, course: Course, now: dt.datetime, draft: LicenseDraft) -> rows.Statement:
+    return rows.prepare_insert(License, {"license_id": draft.license_id, "order": order.id, "course": course.id,
+                                         "buyer": order.buyer_id, "key": draft.text, "kid": draft.kid,
+                                         "plan": course.plan, "issued_at": now, "expires_at": draft.expires_at})
 
 
 def _flag_reused_transaction(p: Payment) -> str:

@@ -44,25 +44,53 @@ def _with_defaults(model: type[Model], values: dict[str, Any]) -> dict[str, Any]
     return values
 
 
+class Statement:
+    """A statement's text and its values already converted for the database, ready to run later.
+
+    Made before a write lock is taken, so that inside it only the database's own work is left.
+    """
+
+    __slots__ = ("sql", "params", "returning")
+
+    def __init__(self, sql: str, params: tuple[Any, ...] | list[Any], returning: bool = False) -> None:
+        self.sql, self.params, self.returning = sql, params, returning
+
+    def run(self) -> Any:
+        return db.obj.execute_sql(self.sql, self.params)
+
+    def insert(self) -> int | None:
+        """Run an insert; the new row's id, or None when ``ON CONFLICT DO NOTHING`` left it out."""
+        cursor = self.run()
+        if cursor.rowcount == 0:
+            return None
+        if self.returning:
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        return int(cursor.lastrowid)
+
+
+def prepare_insert(model: type[Model], values: dict[str, Any], *, unless_exists: str | None = None) -> Statement:
+    """The insert of one row, its values converted now (see ``insert``); run it with ``.insert()``."""
+    names = tuple(_with_defaults(model, values))
+    fields: dict[str, Field] = model._meta.fields
+    database = db.obj
+    returning = isinstance(database, PostgresqlDatabase)  # psycopg has no lastrowid
+    return Statement(_insert_sql(model, names, database.param, unless_exists, returning),
+                     tuple(fields[n].db_value(values[n]) for n in names), returning)
+
+
 def insert(model: type[Model], values: dict[str, Any], *, unless_exists: str | None = None) -> int | None:
     """Insert one row inside the caller's transaction and return its id.
 
     ``unless_exists`` names a unique field: a row already holding that value means nothing is
     written and None comes back (an ``ON CONFLICT DO NOTHING``, so no savepoint is needed).
     """
-    meta = model._meta
-    names = tuple(_with_defaults(model, values))
-    fields: dict[str, Field] = meta.fields
-    database = db.obj
-    returning = isinstance(database, PostgresqlDatabase)  # psycopg has no lastrowid
-    cursor = database.execute_sql(_insert_sql(model, names, database.param, unless_exists, returning),
-                                  tuple(fields[n].db_value(values[n]) for n in names))
-    if cursor.rowcount == 0:
-        return None
-    if returning:
-        row = cursor.fetchone()
-        return None if row is None else int(row[0])
-    return int(cursor.lastrowid)
+    return prepare_insert(model, values, unless_exists=unless_exists).insert()
+
+
+def insert_sql(model: type[Model], names: tuple[str, ...], count: int = 1) -> str:
+    """The text of an insert of ``count`` rows giving the fields ``names``, in the current dialect."""
+    return _insert_sql(model, names, db.obj.param, None, False, count)
 
 
 def insert_all(model: type[Model], many: list[dict[str, Any]]) -> None:
@@ -85,14 +113,19 @@ def _update_sql(model: type[Model], names: tuple[str, ...], where: tuple[tuple[s
     return _SQL[key]
 
 
-def update(model: type[Model], values: dict[str, Any], where: dict[str, Any]) -> int:
-    """Set ``values`` on the rows whose fields equal ``where`` (None meaning IS NULL); return how many changed."""
+def prepare_update(model: type[Model], values: dict[str, Any], where: dict[str, Any]) -> Statement:
+    """The update ``update`` runs, its values converted now; ``.run().rowcount`` says how many changed."""
     fields: dict[str, Field] = model._meta.fields
     names = tuple(values)
     tests = tuple((n, v is None) for n, v in where.items())
     params = [fields[n].db_value(values[n]) for n in names]
     params += [fields[n].db_value(v) for n, v in where.items() if v is not None]
-    return int(db.obj.execute_sql(_update_sql(model, names, tests, db.obj.param), params).rowcount)
+    return Statement(_update_sql(model, names, tests, db.obj.param), params)
+
+
+def update(model: type[Model], values: dict[str, Any], where: dict[str, Any]) -> int:
+    """Set ``values`` on the rows whose fields equal ``where`` (None meaning IS NULL); return how many changed."""
+    return int(prepare_update(model, values, where).run().rowcount)
 
 
 _COLUMNS: dict[Any, tuple[tuple[str, Field], ...]] = {}

@@ -123,7 +123,28 @@ class NoQueryParameters(logging.Filter):
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler that writes to whatever ``sys.stderr`` is at the moment of each record."""
+    """A handler that writes to whatever ``sys.stderr`` is at the moment of each record.
+
+    A record is formatted before the handler's lock is taken: threads of a busy worker then queue
+    on the lock only for the write itself, not for one another's JSON encoding and scrubbing.
+    """
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self.filter(record):
+            return False
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # noqa: BLE001 - as logging's own handlers do: report, never raise
+            self.handleError(record)
+            return True
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                stream = self.stream
+                stream.write(line)
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                self.handleError(record)
+        return True
 
     @property  # type: ignore[override]
     def stream(self) -> TextIO:

@@ -293,15 +293,16 @@ def test_a_full_disk_during_fulfilment_leaves_no_partial_license(
 
     from billing import rows
 
-    insert = rows.insert
+    insert = rows.Statement.insert
+    table = f'INSERT INTO "{models.License._meta.table_name}" '
 
-    def full(model: Any, *args: Any, **kwargs: Any) -> Any:
-        if model is models.License:  # the license row is written after the order was marked paid
+    def full(statement: rows.Statement) -> Any:
+        if statement.sql.startswith(table):  # the license row is written after the order was marked paid
             raise OperationalError("database or disk is full")
-        return insert(model, *args, **kwargs)
+        return insert(statement)
 
     order = shop.order()
-    monkeypatch.setattr(rows, "insert", full)
+    monkeypatch.setattr(rows.Statement, "insert", full)
     response = shop.notify(make_notification(order))
     assert response.status_code == 500 and response.json()["code"] == "FAIL"
     monkeypatch.undo()

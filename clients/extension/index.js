@@ -46,6 +46,8 @@ const DEFAULT_TIMEOUT_MS = 10000;
 const DROPPED_CONNECTION = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 const DEFAULT_POLL_MS = 1000;
 const MAX_WAIT_MS = 30 * 60 * 1000;
+/** Final answers a client keeps to send their ETags back (the oldest goes first). */
+const MAX_HELD_ANSWERS = 100;
 
 /** An answer from the server that carries a catalogued error: show `messageZh`/`messageEn`, follow `action`. */
 class PayApiError extends Error {
@@ -132,20 +134,25 @@ class PayClient {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = timeoutMs;
     this.fetch = fetch;
+    /** The last final answer of each order polled, with its ETag: sent back, an unchanged one is a bodiless 304. */
+    this.finalAnswers = new Map();
   }
 
   /**
    * Call the API; resolve with the JSON (or text) body, reject with PayApiError for an error answer.
+   * With `etag` (a string, '' for none yet) the request is a conditional GET: it resolves with
+   * `{data, etag}`, `data` null when the server answered 304 (what the client holds is current).
    * @param {string} method
    * @param {string} path
-   * @param {{body?: unknown, token?: string, signal?: AbortSignal, text?: boolean}} [options]
+   * @param {{body?: unknown, token?: string, signal?: AbortSignal, text?: boolean, etag?: string}} [options]
    * @returns {Promise<any>}
    */
-  async request(method, path, { body, token, signal, text = false } = {}) {
+  async request(method, path, { body, token, signal, text = false, etag } = {}) {
     /** @type {Record<string, string>} */
     const headers = { Accept: text ? 'text/plain' : 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers.Authorization = `Bearer ${token}`;
+    if (etag) headers['If-None-Match'] = etag;
     const url = `${this.baseUrl}/api/v1${path}`;
     const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body),
       signal: withTimeout(signal, this.timeoutMs) };
@@ -156,6 +163,10 @@ class PayClient {
       // A GET changes nothing, so it goes again at once (on a new connection); a POST may have arrived.
       if (method !== 'GET' || !droppedConnection(err)) throw err;
       response = await this.fetch(url, init);
+    }
+    if (etag !== undefined && (response.ok || response.status === 304)) {
+      // A conditional GET: its answer (null for "unchanged", 304) with the tag that names it.
+      return { data: response.status === 304 ? null : await response.json(), etag: response.headers.get('ETag') };
     }
     if (response.ok) return text ? response.text() : response.json();
     const retryAfter = Number.parseInt(response.headers.get('Retry-After') || '', 10);
@@ -207,7 +218,18 @@ class PayClient {
    * @returns {Promise<Order>}
    */
   async getOrder(orderId, orderToken, { signal } = {}) {
-    return this.request('GET', `/orders/${encodeURIComponent(orderId)}`, { token: orderToken, signal });
+    // A final order's answer changes only with a refund or a revoke: the server tags it, and a client
+    // that sends the tag back gets 304 (no body) while it still holds the answer.
+    const held = this.finalAnswers.get(orderId);
+    const path = `/orders/${encodeURIComponent(orderId)}`;
+    const { data, etag } = await this.request('GET', path, { token: orderToken, signal, etag: held ? held.etag : '' });
+    if (data === null && held) return held.view;
+    this.finalAnswers.delete(orderId);
+    if (data && data.final && etag) {
+      if (this.finalAnswers.size >= MAX_HELD_ANSWERS) this.finalAnswers.delete(this.finalAnswers.keys().next().value);
+      this.finalAnswers.set(orderId, { etag, view: data });
+    }
+    return data;
   }
 
   /**

@@ -60,6 +60,34 @@ test('the client buys, waits for, verifies and finds a license', { skip, timeout
   await pay.resendLicenses('learner@example.com');  // 202, nothing to read
 });
 
+test('a final order polled again is a bodiless 304 and the answer the client holds', { skip, timeout: 60000 }, async () => {
+  const sent = [];
+  const watched = new PayClient({ baseUrl: BASE, timeoutMs: 10000, fetch: async (url, init) => {
+    const response = await fetch(url, init);
+    sent.push({ url, ifNoneMatch: init.headers['If-None-Match'], status: response.status });
+    return response;
+  } });
+  const order = await watched.createOrder({ courseId: 'cpp-primer-5th' });
+  const pending = await watched.getOrder(order.order_id, order.order_token);
+  assert.equal(pending.final, false);
+  await payInSandbox(order);
+  const done = await watched.waitForLicense(order);
+  assert.equal(done.status, 'fulfilled');
+
+  const polls = () => sent.filter((s) => s.url.endsWith(`/orders/${order.order_id}`));
+  const before = polls().length;
+  const again = await watched.getOrder(order.order_id, order.order_token);
+  assert.deepEqual(again, done);
+  const [last] = polls().slice(before);
+  assert.equal(last.status, 304);
+  assert.match(last.ifNoneMatch, /^"[0-9a-f]{32}"$/);
+  assert.ok(polls().slice(0, before).every((s) => s.status === 200));
+  assert.equal(polls().slice(0, before).filter((s) => s.ifNoneMatch).length, 0);  // nothing final held before
+
+  // Another client without the tag gets the whole answer, equal to the one held.
+  assert.deepEqual(await pay.getOrder(order.order_id, order.order_token), done);
+});
+
 test('a renewed subscription keeps its license id', { skip, timeout: 60000 }, async () => {
   const first = await pay.createOrder({ courseId: 'rust-monthly' });
   await payInSandbox(first);

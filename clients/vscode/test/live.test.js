@@ -203,3 +203,21 @@ test('a revoked license is refused on restore and never reaches onLicense', { sk
   assert.equal(ext.licenses.length, 0);
   ext.api.dispose();
 });
+
+test("the kit's client sends a final order's ETag back and keeps its answer on 304", { skip, timeout: 60000 }, async () => {
+  const statuses = [];
+  const pay = new kit.PayClient({ baseUrl: BASE, fetch: async (url, init) => {
+    const response = await fetch(url, init);
+    if (/\/api\/v1\/orders\/[^/]+$/.test(url)) statuses.push([response.status, init.headers['If-None-Match'] || null]);
+    return response;
+  } });
+  const order = await pay.createOrder({ courseId: COURSE });
+  await sandbox('POST', `orders/${order.out_trade_no}/pay`, { result: 'success' });
+  const done = await pay.waitForLicense(order);
+  assert.equal(done.status, 'fulfilled');
+  assert.equal(statuses.at(-1)[0], 200);
+  assert.deepEqual(await pay.getOrder(order.order_id, order.order_token), done);
+  const [status, sent] = statuses.at(-1);
+  assert.equal(status, 304);
+  assert.match(sent, /^"[0-9a-f]{32}"$/);
+});
