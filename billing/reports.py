@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from peewee import JOIN, fn
+from peewee import JOIN
 
 from database import read_snapshot as one_moment  # noqa: F401  (web/ reads a page's rows through it)
 from models import AuditEvent, JobRun, License, MailOutbox, Notification, Order, Refund
@@ -23,7 +23,6 @@ from . import console
 from .complaints import needing_reply
 from .audit import last_event, verify_chain
 from .errors import BillingError
-from .licenses import COMP_PREFIX
 from .mail import render_queued_license
 from .refunds import refunds_needing_attention
 
