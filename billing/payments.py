@@ -28,7 +28,7 @@ from database import crash_point, grouped_write, write_transaction
 
 from . import audit, rows
 from .mail import enqueue_license_mail
-from .shop import LIFETIME, Shop
+from .shop import LIFETIME, Shop, is_pack
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     payment.facts = {"source": source, "transaction_id": tx.get("transaction_id"), "trade_state": tx["trade_state"]}
     order = _order_with_course(tx["out_trade_no"])
     verdict = judge_payment(tx, order, shop.mchid, shop.appid)
-    if verdict.outcome == "fulfil" and order is not None:
+    if verdict.outcome == "fulfil" and order is not None and not is_pack(order.out_trade_no):
         payment.draft = draft_license(shop, order, payment.now)  # the slow part, before the write lock
     def write() -> str:
         if verdict.outcome == "fulfil" and order is not None and _claim(payment, order):
@@ -435,6 +435,12 @@ def fulfil(p: Payment, order: Order, verdict: Verdict) -> str:
 
 def fulfilled(p: Payment, order: Order) -> str:
     """Write what follows a claimed payment: two chained audit events, the license, its mail, the notification."""
+    if is_pack(order.out_trade_no):  # a pack of seats: licensed seat by seat on its seat page
+        from .seats import fulfil_pack
+
+        fulfil_pack(p.shop, order, p.now, {**p.facts, "amount_fen": p.tx["amount"]["total"]}, p.ip)
+        p.keep("fulfilled", order)
+        return "fulfilled"
     issued = issue_license_for(p.shop, order, p.now, p.draft)
     audit.record_all([
         audit.Event("order.paid", p.now, "wechat", order, {**p.facts, "amount_fen": p.tx["amount"]["total"]}, p.ip),
