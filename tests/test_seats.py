@@ -5,8 +5,11 @@ seats and in full; every refusal a 4xx with zh/en words, an audit event and noth
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -340,3 +343,86 @@ def test_the_pack_shows_in_the_console_exports_and_revenue_like_any_order(consol
 
 def test_a_seat_page_link_never_reaches_a_log() -> None:
     assert redact_path("/seats/st_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG/assign") == "/seats/[redacted]/assign"
+
+
+# --- the pages in Chromium: phone and desktop, with and without JavaScript --------------------------
+
+SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
+SIZES = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+
+
+def _looked_at(page: Any, name: str) -> None:
+    """Nothing wider than the screen; the screenshot kept for a person to look at."""
+    assert page.locator("main").is_visible()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, (name, overflow)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
+def test_a_teacher_buys_and_assigns_seats_in_a_browser(console: Console, browser: Any, javascript: bool) -> None:
+    from playwright.sync_api import expect
+
+    from test_admin import EMAIL, PASSWORD
+
+    shop = console.shop
+    shop.app.config.update(SESSION_COOKIE_NAME="lbpay_session")  # __Host- cookies need HTTPS
+    offer(shop)
+    suffix = "js" if javascript else "nojs"
+    for device, size in SIZES.items():
+        context = browser.new_context(viewport=size, locale="zh-CN", timezone_id="Asia/Shanghai",
+                                      java_script_enabled=javascript)
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        page.goto(shop.url + f"/buy/{COURSE}")
+        expect(page.locator("#seats-form")).to_be_visible()
+        _looked_at(page, f"seats-buy-{device}-{suffix}")
+        page.fill("#seats-count", "1")
+        page.fill("#seats-email", f"teacher-{device}@school.example")
+        page.click("#buy-seats")
+        expect(page.locator("#error")).to_have_attribute("data-code", "seats_invalid")
+        _looked_at(page, f"seats-refused-{device}-{suffix}")
+        page.goto(shop.url + f"/buy/{COURSE}")
+        page.fill("#seats-count", "12")
+        page.fill("#seats-email", f"teacher-{device}@school.example")
+        page.click("#buy-seats")
+        expect(page.locator("#status")).to_have_attribute("data-status", "pending")
+        expect(page.locator("#qr")).to_be_visible()
+        _looked_at(page, f"seats-qr-{device}-{suffix}")
+        shop.sandbox.pay(_newest_pack_trade_no())
+        page.reload()
+        expect(page.locator("#seat-page-link")).to_be_visible()
+        _looked_at(page, f"seats-paid-{device}-{suffix}")
+        page.click("#seat-page-link")
+        page.fill("#assign-emails", "\n".join(f"{device}{n}@school.example" for n in range(1, 9)))
+        page.click("#assign")
+        expect(page.locator("#done")).to_be_visible()
+        expect(page.locator("#seats-assigned")).to_have_text("8")
+        page.fill("#move-email", f"{device}-new@school.example")
+        page.click("#move")
+        expect(page.locator("#done")).to_contain_text("已转让")
+        _looked_at(page, f"seats-page-{device}-{suffix}")
+        page.fill("#assign-emails", f"{device}2@school.example")
+        page.click("#assign")
+        expect(page.locator("#error")).to_have_attribute("data-code", "seat_email_taken")
+        _looked_at(page, f"seats-page-refused-{device}-{suffix}")
+
+        page.goto(shop.url + "/admin/login")
+        page.fill("#email", EMAIL)
+        page.fill("#password", PASSWORD)
+        page.click("main button[type=submit]")
+        page.wait_for_url(shop.url + "/admin/")
+        page.goto(shop.url + "/admin/seats")
+        _looked_at(page, f"admin-seats-{device}-{suffix}")
+        page.click("#packs a")
+        expect(page.locator("#seats")).to_be_visible()
+        _looked_at(page, f"admin-seat-pack-{device}-{suffix}")
+        context.close()
+
+
+def _newest_pack_trade_no() -> str:
+    with models.db.connection_context():
+        return models.Order.select().where(models.Order.out_trade_no.startswith("LP")).order_by(
+            models.Order.id.desc()).get().out_trade_no
