@@ -426,3 +426,36 @@ def _newest_pack_trade_no() -> str:
     with models.db.connection_context():
         return models.Order.select().where(models.Order.out_trade_no.startswith("LP")).order_by(
             models.Order.id.desc()).get().out_trade_no
+
+
+def test_a_seat_refund_that_closes_gives_its_seats_back_and_an_unpaid_pack_assigns_nothing(console: Console) -> None:
+    shop = console.shop
+    offer(shop)
+    unpaid = shop.post("/api/v1/orders", {"course_id": COURSE, "email": TEACHER, "seats": 2}).json()
+    early = SeatPage(shop, unpaid["seats"]["page_url"].removeprefix("https://shop.test"))
+    assert 'data-status="pending"' in early.get().text
+    refused = early.post("assign", {"emails": "early@school.example"})
+    assert refused.status_code == 409 and "尚未付款" in refused.text
+    assert refusals()[-1]["error"] == "seat_pack_not_paid" and seat_licenses(unpaid["order_id"]) == []
+
+    shop.sandbox.config.refund_delay = None  # the refund waits until the test settles it
+    pack = buy_pack(shop, 2)
+    path = f"/admin/seats/{pack['order_id']}"
+    assert console.post(path + "/assign", {"emails": "a@school.example"}).status_code == 303
+    assert console.post(path + "/refund", {"seat": ["1"], "reason": "退课"}).status_code == 303
+    [made] = [r for r in _refunds(pack["order_id"])]
+    # While WeChat processes it, the seat can be neither moved nor refunded again.
+    moving = console.post(path + "/move", {"seat": "1", "email": "b@school.example"})
+    assert moving.status_code == 409 and "正在退款" in moving.text
+    settled = shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "CLOSED"})
+    assert settled.status_code == 200, settled.text
+    assert wait_for_refund({"order_id": pack["order_id"]}, "CLOSED").status == "CLOSED"
+    # The money did not go back: the seat and its license stay, and it can move again.
+    assert [s.withdrawn_at for s in seat_rows(pack["order_id"])] == [None, None]
+    assert console.post(path + "/move", {"seat": "1", "email": "b@school.example"}).status_code == 303
+    assert seat_rows(pack["order_id"])[0].email == "b@school.example"
+
+
+def _refunds(order_id: str) -> list[models.Refund]:
+    with models.db.connection_context():
+        return list(models.Refund.select().join(models.Order).where(models.Order.public_id == order_id))
