@@ -16,6 +16,7 @@ import pytest
 import requests
 from conftest import Shop
 from learner_helpers import SmtpServer, plain_text, run, smtp_server
+from servers import wait_for
 from test_admin import TOKEN, Console, console, shop_of  # noqa: F401  (the signed-in console fixture)
 from test_openapi import check
 from test_refunds import wait_for_refund
@@ -274,8 +275,10 @@ def test_the_buy_page_sells_packs_without_javascript(shop: Shop) -> None:
     with models.db.connection_context():
         order = models.Order.select().order_by(models.Order.id.desc()).get()
     shop.sandbox.pay(order.out_trade_no)
-    paid = browser.get(placed.url, timeout=15)
-    assert 'data-status="fulfilled"' in paid.text and 'id="seat-page-link"' in paid.text
+    # The page reloads itself until WeChat's notification has come: so does this browser.
+    paid = wait_for(lambda: (lambda r: r if 'data-status="fulfilled"' in r.text else None)(
+        browser.get(placed.url, timeout=15)))
+    assert paid and 'id="seat-page-link"' in paid.text
     link = re.search(r'id="seat-page-link" href="([^"]+)"', paid.text).group(1)
     assert 'id="seats-free">12<' in browser.get(shop.url + link, timeout=15).text
 
@@ -371,7 +374,9 @@ def test_a_teacher_buys_and_assigns_seats_in_a_browser(console: Console, browser
     shop.app.config.update(SESSION_COOKIE_NAME="lbpay_session")  # __Host- cookies need HTTPS
     offer(shop)
     suffix = "js" if javascript else "nojs"
-    for device, size in SIZES.items():
+    # The pages are rendered by the server either way; without JavaScript the phone (the tighter
+    # screen) is walked, with it both sizes and the console.
+    for device, size in (SIZES.items() if javascript else [("phone", SIZES["phone"])]):
         context = browser.new_context(viewport=size, locale="zh-CN", timezone_id="Asia/Shanghai",
                                       java_script_enabled=javascript)
         context.set_default_timeout(15_000)
@@ -392,14 +397,14 @@ def test_a_teacher_buys_and_assigns_seats_in_a_browser(console: Console, browser
         expect(page.locator("#qr")).to_be_visible()
         _looked_at(page, f"seats-qr-{device}-{suffix}")
         shop.sandbox.pay(_newest_pack_trade_no())
-        page.reload()
+        # No reload here: the waiting page reloads itself (a meta refresh) until the payment is known.
         expect(page.locator("#seat-page-link")).to_be_visible()
         _looked_at(page, f"seats-paid-{device}-{suffix}")
         page.click("#seat-page-link")
-        page.fill("#assign-emails", "\n".join(f"{device}{n}@school.example" for n in range(1, 9)))
+        page.fill("#assign-emails", "\n".join(f"{device}{n}@school.example" for n in range(1, 6)))
         page.click("#assign")
         expect(page.locator("#done")).to_be_visible()
-        expect(page.locator("#seats-assigned")).to_have_text("8")
+        expect(page.locator("#seats-assigned")).to_have_text("5")
         page.fill("#move-email", f"{device}-new@school.example")
         page.click("#move")
         expect(page.locator("#done")).to_contain_text("已转让")
@@ -408,6 +413,9 @@ def test_a_teacher_buys_and_assigns_seats_in_a_browser(console: Console, browser
         page.click("#assign")
         expect(page.locator("#error")).to_have_attribute("data-code", "seat_email_taken")
         _looked_at(page, f"seats-page-refused-{device}-{suffix}")
+        if not javascript:
+            context.close()
+            continue
 
         page.goto(shop.url + "/admin/login")
         page.fill("#email", EMAIL)

@@ -154,7 +154,8 @@ def _console_pack(public_id: str) -> Any:
 def _admin_pack_page(public_id: str, problem: dict[str, Any] | None = None, status: int = 200) -> tuple[str, int]:
     view = seats.pack_view(_console_pack(public_id))
     return render_template("admin/seat_pack.html", v=view, problem=problem,
-                           seat_page=seats.seat_page_path(current_shop(), view.order)), status
+                           seat_page=current_shop().config.public_base_url.rstrip("/")
+                           + seats.seat_page_path(current_shop(), view.order)), status
 
 
 @admin_bp.get("/seats")
