@@ -338,6 +338,13 @@ def test_the_pack_shows_in_the_console_exports_and_revenue_like_any_order(consol
     export = console.get("/admin/export/orders.csv").content.decode("utf-8-sig")
     assert any(pack["out_trade_no"] in line and ",400.00" in line for line in export.splitlines())
     assert "¥400.00" in console.page("/admin/")  # the dashboard's revenue counts it
+    # The funnel counts the pack as one order, paid and licensed; its seats' ¥0 orders are left out.
+    assert console.post(f"/admin/seats/{pack['order_id']}/assign", {"emails": "x@school.example"}).status_code == 303
+    with models.db.connection_context():
+        from billing import reports, rollup
+        day = rollup.shanghai_day(shop.clock())
+        total = reports.funnel(day, day)["total"]
+    assert (total.created, total.paid, total.licensed) == (1, 1, 1)
     # Paid without a license of its own is right for a pack: no alert, no attention item.
     run(shop, "alerts")
     with models.db.connection_context():
