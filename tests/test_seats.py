@@ -16,7 +16,7 @@ import pytest
 import requests
 from conftest import Shop
 from learner_helpers import SmtpServer, plain_text, run, smtp_server
-from servers import wait_for
+from servers import BROWSER_WAIT_MS, wait_for
 from test_admin import TOKEN, Console, console, shop_of  # noqa: F401  (the signed-in console fixture)
 from test_openapi import check
 from test_refunds import wait_for_refund
@@ -386,7 +386,7 @@ def test_a_teacher_buys_and_assigns_seats_in_a_browser(console: Console, browser
     for device, size in (SIZES.items() if javascript else [("phone", SIZES["phone"])]):
         context = browser.new_context(viewport=size, locale="zh-CN", timezone_id="Asia/Shanghai",
                                       java_script_enabled=javascript)
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(BROWSER_WAIT_MS)
         page = context.new_page()
         page.goto(shop.url + f"/buy/{COURSE}")
         expect(page.locator("#seats-form")).to_be_visible()
