@@ -474,3 +474,14 @@ def test_a_seat_refund_that_closes_gives_its_seats_back_and_an_unpaid_pack_assig
 def _refunds(order_id: str) -> list[models.Refund]:
     with models.db.connection_context():
         return list(models.Refund.select().join(models.Order).where(models.Order.public_id == order_id))
+
+
+def test_guessing_seat_page_links_is_refused_for_a_while(shop: Shop) -> None:
+    guesses = [shop.get(f"/seats/st_{n:043d}") for n in range(seats_misses_allowed() + 1)]
+    assert {g.status_code for g in guesses[:-1]} == {404}
+    assert guesses[-1].status_code == 429 and "请求过于频繁" in guesses[-1].text
+
+
+def seats_misses_allowed() -> int:
+    from web.seats import SEAT_MISSES_PER_CLIENT
+    return SEAT_MISSES_PER_CLIENT.count
