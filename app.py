@@ -263,8 +263,10 @@ def _unmounted(wsgi: Callable[..., Any], mount: str) -> Callable[..., Any]:
 
 def _register(app: Flask, database: Database) -> None:
     from web import admin, api, bills, console, notify, pages, provider, sandbox_mail
+    from web import seats  # before admin.init_app: its console routes live on the console's blueprint
 
     app.register_blueprint(sandbox_mail.bp)
+    app.register_blueprint(seats.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(provider.bp)
     app.register_blueprint(notify.bp)

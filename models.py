@@ -545,3 +545,58 @@ def create_tables() -> None:
     if isinstance(db.obj, PostgresqlDatabase):
         for statement in POSTGRES_PREFIX_INDEXES:
             db.execute_sql(statement)
+
+
+# --- classroom seats (billing.seats): a course sold in packs, one payment, a license per assigned seat ---
+
+class SeatOffer(BaseModel):
+    """How a course is sold in packs of seats: the price of a seat, and a lower one from some number on."""
+
+    course = ForeignKeyField(Course, primary_key=True, on_delete="RESTRICT")
+    seat_fen = IntegerField()
+    volume_min = IntegerField(null=True)  # from this many seats on, each costs volume_fen
+    volume_fen = IntegerField(null=True)
+    max_seats = IntegerField(default=100)
+    active = BooleanField(default=True)
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "seat_offer"
+
+
+class SeatPack(BaseModel):
+    """One paid (or pending) order for a number of seats; its buyer assigns them on the seat page."""
+
+    id = AutoField()
+    order = ForeignKeyField(Order, unique=True, on_delete="RESTRICT")
+    seats = IntegerField()
+    unit_fen = IntegerField()  # what each seat cost in this pack: a partial refund gives back whole seats
+    token_hash = CharField(max_length=64, unique=True)  # the seat page's link (derived, stored hashed)
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "seat_pack"
+
+
+class Seat(BaseModel):
+    """One seat of a pack: free, or assigned to an e-mail with a license of its own (a 0-fen order)."""
+
+    id = AutoField()
+    pack = ForeignKeyField(SeatPack, backref="seat_rows", on_delete="RESTRICT")
+    number = IntegerField()
+    email = CharField(max_length=254, null=True)
+    email_key = CharField(max_length=254, null=True)  # lower case: one seat per address in a pack
+    order = ForeignKeyField(Order, null=True, unique=True, on_delete="RESTRICT")  # the seat's license order
+    assigned_at = UTCDateTimeField(null=True)
+    moved_from = CharField(max_length=254, null=True)  # set once: a seat moves at most once
+    moved_at = UTCDateTimeField(null=True)
+    previous_order = ForeignKeyField(Order, null=True, on_delete="RESTRICT", backref="moved_seats")
+    refund = ForeignKeyField(Refund, null=True, on_delete="RESTRICT")  # the seat refund that holds it
+    withdrawn_at = UTCDateTimeField(null=True)  # refunded: its license revoked, never assignable again
+
+    class Meta:
+        table_name = "seat"
+        indexes = ((("pack", "number"), True), (("pack", "email_key"), True))
+
+
+ALL_MODELS += [SeatOffer, SeatPack, Seat]

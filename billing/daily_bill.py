@@ -13,7 +13,7 @@ from wechatpay.errors import BillNotReady, NoBill, WeChatPayError
 
 from . import audit
 from .refunds import UNSETTLED, settle_refund
-from .shop import Shop
+from .shop import Shop, is_pack
 from database import write_transaction
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def compare(bill: TradeBill, bill_date: dt.date) -> list[Difference]:
         if order.transaction_id is not None and order.transaction_id != row.transaction_id:
             found.append(Difference("transaction_differs", f"our order records {order.transaction_id}",
                                     ours_fen=order.amount_fen, **facts))
-        if License.get_or_none(License.order == order.id) is None:
+        if not is_pack(order.out_trade_no) and License.get_or_none(License.order == order.id) is None:
             found.append(Difference("paid_not_licensed", f"the order is {order.status}"
                                     + (f", flagged {order.flag}" if order.flag else "") + " and has no license",
                                     ours_fen=order.amount_fen, **facts))

@@ -193,6 +193,58 @@ CATALOGUE: dict[str, ErrorText] = {
         409, "首发价名额刚刚售完，请重新下单查看当前价格。",
         "The launch price just sold out; place the order again to see the current price.", "new_order"
     ),
+    # Classroom seats (billing/seats.py).
+    "seats_not_offered": ErrorText(
+        409, "该课程不提供多座位购买。", "This course is not sold in packs of seats.", "none"
+    ),
+    "seats_invalid": ErrorText(
+        400, "座位数必须是整数，并在该课程允许的范围内。",
+        "The number of seats must be a whole number within the range this course allows.", "fix_request"
+    ),
+    "seats_need_email": ErrorText(
+        400, "购买多个座位需要填写邮箱，座位管理链接会发到这个邮箱。",
+        "A pack of seats needs an e-mail address: the seat page link is sent there.", "fix_request"
+    ),
+    "seats_no_code": ErrorText(
+        400, "多座位购买不能使用优惠码。", "Discount codes do not apply to packs of seats.", "fix_request"
+    ),
+    "seat_pack_not_found": ErrorText(
+        404, "座位页面不存在，或链接不完整。", "No such seat page, or the link is incomplete.", "none"
+    ),
+    "seat_pack_not_paid": ErrorText(
+        409, "座位包尚未付款；付款后才能分配座位。", "This pack is not paid yet; seats can be assigned once it is.",
+        "retry_later"
+    ),
+    "seat_pack_refunded": ErrorText(
+        409, "座位包已全额退款，座位不能再使用。", "This pack was refunded in full; its seats can no longer be used.",
+        "none"
+    ),
+    "seats_full": ErrorText(
+        409, "空余座位不够了。", "There are not enough free seats left in this pack.", "none"
+    ),
+    "seat_email_invalid": ErrorText(
+        400, "邮箱地址无效，请检查后重试。", "An e-mail address is not valid; check it and try again.", "fix_request"
+    ),
+    "seat_email_taken": ErrorText(
+        409, "这个邮箱在本座位包中已经有一个座位。", "This e-mail already has a seat in this pack.", "fix_request"
+    ),
+    "seat_not_found": ErrorText(
+        404, "本座位包中没有这个座位。", "There is no such seat in this pack.", "none"
+    ),
+    "seat_not_assigned": ErrorText(
+        409, "该座位尚未分配，无法转让。", "This seat is not assigned, so it cannot be moved.", "none"
+    ),
+    "seat_already_moved": ErrorText(
+        409, "该座位已转让过一次，不能再次转让。", "This seat was moved once already; it cannot move again.", "none"
+    ),
+    "seat_withdrawn": ErrorText(
+        409, "该座位已退款或正在退款，不能再使用。", "This seat is refunded or being refunded; it can no longer be used.",
+        "none"
+    ),
+    "pack_refund_by_seats": ErrorText(
+        409, "座位包的部分退款须按座位进行：请在座位包页面选择要退的座位。",
+        "A partial refund of a pack is made by seats: choose them on the pack's console page.", "fix_request"
+    ),
 }
 
 

@@ -25,7 +25,7 @@ from . import audit, discounts, learners, limits
 from .addresses import is_email_address
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
-from .shop import Shop, hash_token, iso_utc, new_out_trade_no, token_matches
+from .shop import Shop, hash_token, iso_utc, new_out_trade_no, new_pack_trade_no, token_matches
 from database import write_transaction
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ def client_key(shop: Shop, address: str | None) -> str:
 
 
 def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
-                idempotency_key: str | None = None, ip: str | None = None, code: Any = None) -> PlacedOrder:
+                idempotency_key: str | None = None, ip: str | None = None, code: Any = None,
+                seats: Any = None) -> PlacedOrder:
     """Create an order and its WeChat Pay Native order, or give back the one this request already made.
 
     The same ``Idempotency-Key`` from the same buyer (for a first order: the same client address,
@@ -170,30 +171,37 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
     ``already_licensed`` instead of a second charge. New orders are limited per client address
     and pending orders per address and per buyer (429 with the seconds to wait). WeChat is called
     outside any transaction; the order, its buyer, its audit events and the limit's count are
-    written in one.
+    written in one. With ``seats``, the order is a pack of classroom seats (``billing.seats``).
     """
     course = find_course_for_sale(course_id)
     if email is not None and not is_email_address(email):
         raise BillingError("bad_request", "email is not a valid address")
+    pack = None
+    if seats is not None:
+        from .seats import pack_request  # seats imports this module's neighbours
+
+        pack = pack_request(shop, course, seats, email, code, ip)
     if idempotency_key is not None and not IDEMPOTENCY_KEY_MIN <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise BillingError("bad_request", f"Idempotency-Key must be {IDEMPOTENCY_KEY_MIN} to "
                                           f"{IDEMPOTENCY_KEY_MAX} characters (a random UUID will do)")
     buyer = _buyer_for(buyer_token)
     key_hash = hash_token("idem:" + idempotency_key) if idempotency_key else None
     client = client_key(shop, ip)
-    fingerprint = request_fingerprint(buyer, course.id if code is None else f"{course.id} {code}", email, client)
+    asked = course.id if code is None else f"{course.id} {code}"
+    fingerprint = request_fingerprint(buyer, asked if pack is None else f"{asked} seats={pack.seats}", email, client)
     now = shop.now()
-    order = _existing_order(shop, course, buyer, key_hash, fingerprint, now)
+    # A pack is a new order every time (a teacher may own the course, or buy a second pack).
+    order = _existing_order(shop, course, None if pack else buyer, key_hash, fingerprint, now)
     if order is not None and key_hash is None and code is not None:
         order = None  # a code given now: priced afresh below, not the pending order at its old price
     if order is None:
         # The price for this buyer (list, launch price or code); a refused code stops here, before WeChat.
-        price = discounts.price_for(course, code, buyer, email, now)
+        price = discounts.price_for(course, code, buyer, email, now) if pack is None else pack.price
         _refuse_if_over_limits(ip, client, buyer, now)
         if price.free:
             return discounts.place_free_order(shop, course, buyer, email, price, key_hash, fingerprint, ip,
                                               client, now)
-        order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now, price)
+        order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now, price, pack)
     elif order.code_url is None:
         _create_at_wechat(shop, order)  # made before orders were written only after WeChat answered
         if order.code_url is None:  # WeChat's state settled it (paid meanwhile): show what it is now
@@ -315,10 +323,15 @@ def _keep_attempt(shop: Shop, key_hash: str | None, fingerprint: str, out_trade_
 
 def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,
                fingerprint: str, ip: str | None, client: str, now: dt.datetime,
-               price: discounts.Price | None = None) -> Order:
+               price: discounts.Price | None = None, pack: Any = None) -> Order:
     public_id, description = "ord_" + secrets.token_urlsafe(16), wechat_description(course.title, course.id)
+    if pack is not None:
+        from .seats import pack_description
+
+        description = wechat_description(pack_description(course.title, pack.seats), course.id)
     attempt = _earlier_attempt(key_hash, fingerprint, now)
-    out_trade_no: str = new_out_trade_no(now) if attempt is None else attempt.out_trade_no
+    fresh = new_out_trade_no(now) if pack is None else new_pack_trade_no(now)
+    out_trade_no: str = fresh if attempt is None else attempt.out_trade_no
     # The retry of a keyed request WeChat did not confirm sends the very same order (time_expire too).
     expires_at: dt.datetime = now + shop.config.order_ttl if attempt is None else attempt.expires_at
     price = price or discounts.Price(course.price_fen, course.price_fen)
@@ -358,6 +371,10 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
                                       {"course": course.id, "amount_fen": price.paid_fen,
                                        **discounts.audit_fields(price)}, ip),
                           audit.Event("order.wechat_created", now, "system", order, None, None)])
+        if pack is not None:
+            from .seats import open_pack
+
+            open_pack(shop, order, pack, now)
         if email is not None:
             learners.mail_owned_licenses(shop, order, course, email, now, ip)
     return order

@@ -28,7 +28,7 @@ from database import crash_point, grouped_write, write_transaction
 
 from . import audit, rows
 from .mail import prepare_license_mail
-from .shop import LIFETIME, Shop
+from .shop import LIFETIME, Shop, is_pack
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +311,9 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     order = _order_with_course(tx["out_trade_no"])
     verdict = judge_payment(tx, order, shop.mchid, shop.appid)
     ready: Fulfilment | None = None
-    if verdict.outcome == "fulfil" and order is not None:
+    if verdict.outcome == "fulfil" and order is not None and not is_pack(order.out_trade_no):
         # The slow part, and every row's values, before the write lock: inside it only SQL is left.
+        # (A pack of seats issues no license of its own: fulfilled() hands it to its seat page.)
         payment.draft = draft_license(shop, order, payment.now)
         ready = Fulfilment.prepare(payment, order, payment.draft)
 
@@ -493,6 +494,12 @@ def fulfil(p: Payment, order: Order, verdict: Verdict) -> str:
 
 def fulfilled(p: Payment, order: Order) -> str:
     """Write what follows a claimed payment: the license, two chained audit events, its mail, the notification."""
+    if is_pack(order.out_trade_no):  # a pack of seats: licensed seat by seat on its seat page
+        from .seats import fulfil_pack
+
+        fulfil_pack(p.shop, order, p.now, {**p.facts, "amount_fen": p.tx["amount"]["total"]}, p.ip)
+        p.keep("fulfilled", order)
+        return "fulfilled"
     draft = p.draft
     if draft is None or not _draft_fits(p.shop, order, p.now, draft):
         draft = draft_license(p.shop, order, p.now)

@@ -19,7 +19,7 @@ from . import audit
 from .errors import BillingError, wechat_unavailable
 from .payments import (NotificationRefused, NotifyAnswer, Received, keep_notification, open_notification,
                        record_refunded_payment)
-from .shop import Shop
+from .shop import Shop, is_pack
 from database import write_transaction
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,12 @@ def refundable_fen(order: Order) -> int:
 
 
 def request_refund(shop: Shop, order: Order, *, amount_fen: int, reason: str, revoke_license: bool,
-                   actor: str, ip: str | None = None) -> Refund:
-    """Record a refund and ask WeChat Pay for it; the row keeps its out_refund_no for every retry."""
+                   actor: str, ip: str | None = None,
+                   hold: Callable[[Order, Refund], None] | None = None) -> Refund:
+    """Record a refund and ask WeChat Pay for it; the row keeps its out_refund_no for every retry.
+
+    ``hold`` runs in the refund's own transaction (a refund of classroom seats marks its seats there).
+    """
     reason = reason.strip()
     if not reason:
         raise BillingError("reason_required")
@@ -88,12 +92,18 @@ def request_refund(shop: Shop, order: Order, *, amount_fen: int, reason: str, re
         if amount_fen > left:
             raise BillingError("refund_too_large", f"at most {left} fen is left to refund")
         full = amount_fen + refunded_fen(order, HOLDING) >= order.amount_fen
+        if hold is None:
+            from .seats import check_plain_refund
+
+            check_plain_refund(order, full)
         refund = Refund.create(order=order, out_refund_no=new_out_refund_no(now), amount_fen=amount_fen,
                                reason=reason, revoke_license=revoke_license or full, actor=actor,
                                created_at=now, updated_at=now)
         audit.record("refund.requested", at=now, actor=actor, order=order, ip=ip,
                      detail={"out_refund_no": refund.out_refund_no, "amount_fen": amount_fen,
                              "reason": reason, "revoke_license": refund.revoke_license})
+        if hold is not None:
+            hold(order, refund)
     return submit_refund(shop, refund)
 
 
@@ -375,6 +385,10 @@ def _refund_succeeded(news: RefundNews, refund: Refund, order: Order) -> str:
         from .licenses import withdraw_period
 
         withdraw_period(news.shop, order, reason="refunded", actor="system", at=news.now)
+    if is_pack(order.out_trade_no):
+        from .seats import withdraw_refunded_seats
+
+        withdraw_refunded_seats(order, refund, new_status == "refunded", news.now)
     news.keep("success", order)
     return "success"
 

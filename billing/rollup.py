@@ -29,6 +29,7 @@ from database import write_transaction
 from models import AuditEvent, DailyFigures, License, Order, Refund, RollupMark
 
 from .licenses import COMP_PREFIX
+from .shop import is_pack
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UTC = dt.timezone.utc
@@ -81,7 +82,8 @@ def recount(start: dt.datetime | None = None, stop: dt.datetime | None = None) -
             continue
         r["created"] += 1
         r["paid"] += paid_at is not None
-        r["licensed"] += bool(has_license)
+        # A paid pack of seats is licensed seat by seat (billing.seats): counted as licensed when paid.
+        r["licensed"] += bool(has_license) or (paid_at is not None and is_pack(out_trade_no))
         r["cancelled"] += close_reason == "cancelled"
         r["expired"] += close_reason == "expired"
     paid = (Order.select(Order.paid_at, Order.course, Order.sandbox, Order.amount_fen)

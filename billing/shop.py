@@ -106,6 +106,20 @@ def new_out_trade_no(now: dt.datetime) -> str:
     return "LB" + now.astimezone(UTC).strftime("%Y%m%d%H%M%S") + suffix
 
 
+# out_trade_no of a pack of classroom seats (billing.seats): paid like any order, licensed by seat.
+PACK_PREFIX = "LP"
+
+
+def new_pack_trade_no(now: dt.datetime) -> str:
+    """Return a fresh merchant order number for a pack of seats: like any, with ``LP`` in front."""
+    return PACK_PREFIX + new_out_trade_no(now)[2:]
+
+
+def is_pack(out_trade_no: str) -> bool:
+    """Tell whether an order is a pack of seats (its license is per seat, not its own)."""
+    return out_trade_no.startswith(PACK_PREFIX)
+
+
 def iso_utc(value: dt.datetime | None) -> str | None:
     """Format an aware datetime for the API: RFC 3339 in UTC with a ``Z``."""
     if value is None:

@@ -11,7 +11,7 @@ from peewee import JOIN
 from models import Alert, License, Notification, Order, OutsideService
 
 from billing.mail import enqueue_mail
-from billing.shop import Shop
+from billing.shop import Shop, is_pack
 from database import write_transaction
 
 from .metrics import flush_calls
@@ -105,6 +105,8 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
                              & Order.status.not_in(("refunded", "partially_refunded")))
                       .limit(200))
     for order in unlicensed:
+        if is_pack(order.out_trade_no):  # a pack of seats is licensed seat by seat (billing.seats)
+            continue
         raised += alert("paid_unlicensed", f"Order {order.public_id} was paid at {order.paid_at:%Y-%m-%d %H:%M} "
                         "UTC and still has no license.",
                         f"unlicensed:{order.public_id}")

@@ -76,7 +76,11 @@ _BASE64_RUN = 40
 def redact_path(path: str) -> str:
     """A URL path for the log: its ids stay readable; registered secrets and any signed document
     (a license key sent as ``/provider/licenses/<key>``) are replaced."""
-    return _DOCUMENT_IN_PATH.sub(REDACTED, redact_known(path))
+    return _SEAT_PAGE_IN_PATH.sub("/seats/" + REDACTED, _DOCUMENT_IN_PATH.sub(REDACTED, redact_known(path)))
+
+
+# A seat page's link (billing.seats) is a bearer credential in the path: its token never reaches a log.
+_SEAT_PAGE_IN_PATH = re.compile(r"/seats/st_[^/?#\s]*")
 
 
 # Fields whose values are ours and shaped like ids (a URL path holds order ids, and a license key

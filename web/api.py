@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, Response, jsonify, request
 
-from billing import CATALOGUE, BillingError, discounts, error_body, learners, limits
+from billing import CATALOGUE, BillingError, discounts, error_body, learners, limits, seats
 from billing.orders import (
     cancel_order,
     email_notice,
@@ -68,17 +68,19 @@ def list_courses() -> Response:
 @bp.post("/orders")
 def create_order() -> tuple[Response, int]:
     data = _json_object()
-    unknown = set(data) - {"course_id", "email", "buyer_token", "code"}
+    unknown = set(data) - {"course_id", "email", "buyer_token", "code", "seats"}
     if unknown:
         raise BillingError("bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
     placed = _code_guard(data.get("code") is not None, lambda: place_order(
         current_shop(), course_id=data.get("course_id"), email=data.get("email"),
         buyer_token=data.get("buyer_token"), ip=request.remote_addr,
-        idempotency_key=request.headers.get("Idempotency-Key"), code=data.get("code")))
+        idempotency_key=request.headers.get("Idempotency-Key"), code=data.get("code"), seats=data.get("seats")))
     view = order_view(current_shop(), placed.order)
     view.update(qr_svg=placed.order.qr_svg, order_token=placed.order_token,
                 buyer_token=placed.buyer_token,
                 email_notice=email_notice(placed.order.course.plan, placed.order.email))
+    if data.get("seats") is not None:
+        view["seats"] = seats.pack_answer(current_shop(), placed.order)
     return jsonify(view), 201
 
 

@@ -26,7 +26,8 @@ const crypto = require('node:crypto');
  *            out_trade_no: string, transaction_id: string|null, license: OrderLicense|null,
  *            error: ErrorDetail|null, final: boolean, poll_after_ms: number|null}} Order
  * @typedef {Order & {qr_svg: string, order_token: string, buyer_token: string,
- *            email_notice: {zh: string, en: string}|null}} PlacedOrder
+ *            email_notice: {zh: string, en: string}|null,
+ *            seats?: {count: number, unit_fen: number, page_url: string}}} PlacedOrder
  * @typedef {{order_id: string, course_id: string, amount_fen: number, currency: 'CNY', status: string,
  *            created_at: string, paid_at: string|null, transaction_id: string|null, out_trade_no: string,
  *            license: {id: string, state: string, expires_at: string}|null}} HistoryOrder
