@@ -101,8 +101,8 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _csrf_for_state_changes() -> None:
-        # The API, WeChat's notifications and the content provider authenticate by token, never by cookie.
-        if request.method in SAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/", "/provider/")):
+        # The API, the payment methods' notifications (signed) and the content provider never use the cookie.
+        if request.method in SAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/", "/alipay/", "/provider/")):
             return
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
             abort(400)

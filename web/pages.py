@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, error_body, learners
+from billing.alipay_method import offered_methods
 from billing.content import ContentError
 from billing.courses import course_for_sale, courses_for_sale
 from billing.orders import COURSE_ID, cancel_order, email_notice, order_for_token, order_view, place_order
@@ -63,7 +64,7 @@ def buy(course_id: str) -> str | tuple[str, int]:
     sandbox = _sandbox()
     # Sandbox only: ?demo_error=<code> shows how a catalogued error reads on this page (tests, demos).
     demo_error = request.args.get("demo_error") if sandbox else None
-    return render_template("buy.html", course=course, sandbox=sandbox,
+    return render_template("buy.html", course=course, sandbox=sandbox, methods=offered_methods(current_shop()),
                            demo_error=demo_error if demo_error in CATALOGUE else None,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
                                    for code, t in CATALOGUE.items()})
@@ -84,7 +85,7 @@ def buy_start(course_id: str) -> BaseResponse:
     course = _course_or_404(course_id)
     email = (request.form.get("email") or "").strip() or None
     placed = place_order(current_shop(), course_id=course.id, email=email, buyer_token=session.get("buyer_token"),
-                         ip=request.remote_addr)
+                         ip=request.remote_addr, method=request.form.get("method") or "wechat")
     tokens = _order_tokens()
     tokens[placed.order.public_id] = placed.order_token
     session["orders"] = dict(list(tokens.items())[-_KEEP_ORDERS:])

@@ -10,26 +10,30 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 
 class AlipayIdentity:
     """Alipay's private key and the app's registered public key."""
 
     def __init__(self, alipay_private_key_pem: bytes, app_public_key_pem: bytes) -> None:
-        self._private = serialization.load_pem_private_key(alipay_private_key_pem, password=None)
-        self._app_public = serialization.load_pem_public_key(app_public_key_pem)
+        private = serialization.load_pem_private_key(alipay_private_key_pem, password=None)
+        public = serialization.load_pem_public_key(app_public_key_pem)
+        if not isinstance(private, RSAPrivateKey) or not isinstance(public, RSAPublicKey):
+            raise ValueError("the simulator signs and checks with RSA keys only")
+        self._private = private
+        self._app_public = public
 
     def sign(self, text: str) -> str:
         """SHA256withRSA over UTF-8 ``text``, base64."""
-        raw = self._private.sign(text.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr, call-arg]
+        raw = self._private.sign(text.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
         return base64.b64encode(raw).decode("ascii")
 
     def app_signed(self, params: Mapping[str, str]) -> bool:
         """Whether ``sign`` is the app's RSA2 signature over the other non-empty parameters, sorted."""
         try:
             raw = base64.b64decode(params.get("sign", ""), validate=True)
-            self._app_public.verify(raw, request_content(params).encode("utf-8"),  # type: ignore[union-attr, call-arg]
-                                    padding.PKCS1v15(), hashes.SHA256())
+            self._app_public.verify(raw, request_content(params).encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
         except (InvalidSignature, ValueError):
             return False
         return True
