@@ -27,6 +27,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, console, licenses, refunds, reports
+from billing.alipay_method import method_of
 from billing.courses import PLANS, all_courses, course_by_id, save_course
 
 from . import current_shop
@@ -93,6 +94,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = reports.yuan
     app.jinja_env.filters["shanghai"] = _shanghai
     app.jinja_env.filters["status_label"] = reports.status_label
+    app.jinja_env.filters["method_label"] = _method_label
 
     @app.context_processor
     def _mode() -> dict[str, Any]:
@@ -299,6 +301,11 @@ def _order(public_id: str) -> Order:
     if order is None:
         abort(404)
     return order
+
+
+def _method_label(out_trade_no: str | None) -> str:
+    """The payment method of an order, as the console names it (its out_trade_no says which)."""
+    return "支付宝 Alipay" if method_of(out_trade_no or "") == "alipay" else "微信支付 WeChat Pay"
 
 
 @bp.get("/orders/<public_id>")
