@@ -34,6 +34,14 @@ class PortServer(LiveServer):
         self.thread.start()
 
 
+_addresses = iter(range(1, 10**6))
+
+
+def next_address() -> str:
+    n = next(_addresses)
+    return f"198.51.{100 + n // 250 % 20}.{n % 250 + 1}"
+
+
 class AlipayShop:
     def __init__(self, tmp: Path) -> None:
         from billing.courses import save_course
@@ -42,6 +50,9 @@ class AlipayShop:
         self.url = f"http://127.0.0.1:{port}"
         self.app = create_app({"SCHEDULER": "off", "INSTANCE_PATH": str(tmp / "instance"),
                                "DATABASE_URL": database_url_for(tmp), "PUBLIC_BASE_URL": self.url, "WECHATPAY_MODE": "sandbox",
+                               # One proxy hop: each order names its own client address (TEST-NET-2), so the
+                               # module's many orders stay under the per-address order limit.
+                               "PROXY_HOPS": 1,
                                "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex})
         with models.db.connection_context():
             models.create_tables()
@@ -54,8 +65,9 @@ class AlipayShop:
     def shop(self) -> Any:
         return self.app.extensions["lbpay.shop"]
 
-    def order(self, **body: Any) -> requests.Response:
-        return requests.post(self.url + "/api/v1/orders", json={"course_id": "cpp-primer-5th", **body}, timeout=30)
+    def order(self, headers: dict[str, str] | None = None, **body: Any) -> requests.Response:
+        return requests.post(self.url + "/api/v1/orders", json={"course_id": "cpp-primer-5th", **body}, timeout=30,
+                             headers={"X-Forwarded-For": next_address(), **(headers or {})})
 
     def poll(self, order: dict[str, Any]) -> dict[str, Any]:
         answer = requests.get(f"{self.url}/api/v1/orders/{order['order_id']}", timeout=30,
@@ -143,12 +155,10 @@ def test_thirty_copies_of_the_notification_give_one_license(shop: AlipayShop) ->
 
 def test_alipay_down_the_order_is_retried_with_the_same_out_trade_no(shop: AlipayShop) -> None:
     shop.control("POST", "faults", {"gateway": {"alipay.trade.precreate": ["unavailable"] * 3}})
-    key = {"Idempotency-Key": uuid.uuid4().hex}
-    first = requests.post(shop.url + "/api/v1/orders", json={"course_id": "cpp-primer-5th", "method": "alipay"},
-                          headers=key, timeout=30)
+    key = {"Idempotency-Key": uuid.uuid4().hex, "X-Forwarded-For": next_address()}
+    first = shop.order(headers=key, method="alipay")
     assert first.status_code == 503, first.text
-    again = requests.post(shop.url + "/api/v1/orders", json={"course_id": "cpp-primer-5th", "method": "alipay"},
-                          headers=key, timeout=30)
+    again = shop.order(headers=key, method="alipay")
     assert again.status_code == 201, again.text
     sent = [r for r in shop.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"].requests
             if r["method"] == "alipay.trade.precreate"][-4:]
@@ -214,3 +224,21 @@ def test_the_buy_page_offers_both_methods_and_buys_with_alipay_without_javascrip
     link = re.search(r'id="sandbox-pay" href="([^"]+)"', placed.text).group(1)  # type: ignore[union-attr]
     assert link.startswith(shop.alipay + "/qr/")
     assert requests.post(link, data={"result": "pay"}, timeout=30).status_code == 200
+
+
+def test_the_console_names_the_payment_method(shop: AlipayShop) -> None:
+    from test_admin import EMAIL, PASSWORD, Console
+
+    from billing.admin_users import create_admin
+
+    order = place(shop)
+    assert shop.order().status_code == 201  # and one through WeChat Pay
+    shop.app.config["SESSION_COOKIE_SECURE"] = False  # plain HTTP on loopback
+    with MODELS_BINDING.command(), models.db.connection_context():
+        create_admin(shop.shop, EMAIL, PASSWORD)
+    console = Console(shop)  # type: ignore[arg-type]
+    assert console.login().status_code == 303
+    detail = console.page(f"/admin/orders/{order['order_id']}")
+    assert re.search(r'id="payment-method">支付宝 Alipay<', detail)
+    listing = console.page("/admin/orders")
+    assert "支付宝 Alipay" in listing and "微信支付 WeChat Pay" in listing
