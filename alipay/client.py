@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -19,6 +19,9 @@ from . import signing
 from .amounts import fen_to_yuan, yuan_to_fen
 from .errors import AlipayError, ApiError, MalformedError, MismatchError, NoBill, TransportError, VerificationError
 from .keys import Keys
+
+if TYPE_CHECKING:
+    from .bills import TradeBill
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +243,12 @@ class AlipayClient:
         if not isinstance(url, str) or not url:
             raise MalformedError("no bill_download_url")
         return url
+
+    def trade_bill(self, day: date) -> TradeBill:
+        """The day's trade bill (业务明细), downloaded and checked against its own totals (alipay.bills.TradeBill)."""
+        from .bills import parse_trade_bill
+
+        return parse_trade_bill(self.download(self.bill_download_url(day)))
 
     def download(self, url: str) -> bytes:
         """Fetch a bill's bytes from the address Alipay gave (it is valid for 30 seconds)."""

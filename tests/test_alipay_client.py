@@ -484,3 +484,54 @@ def test_a_notification_about_another_order_or_price_is_refused(keys: AlipayKeys
 def test_a_form_with_a_repeated_field_is_refused() -> None:
     with pytest.raises(MalformedError):
         parse_form(b"out_trade_no=A&out_trade_no=B")
+
+
+# -- the daily bill --------------------------------------------------------------------------------
+
+def test_the_days_bill_lists_payments_and_refunds_and_adds_up(keys: AlipayKeys, sandbox: AlipaySandbox) -> None:
+    from alipay.errors import NoBill
+
+    client = client_for(sandbox, keys)
+    today = datetime.now(timezone(timedelta(hours=8))).date()
+    with pytest.raises(NoBill):  # today's bill is published tomorrow
+        client.trade_bill(today)
+    sandbox.control("POST", "faults", {"bills_same_day": True})
+    paid, refunded = new_trade_no(), new_trade_no()
+    for no in (paid, refunded):
+        client.precreate(no, 9900, "C++ Primer, 第5版")
+        sandbox.control("POST", f"trades/{no}/pay")
+    client.refund(refunded, 1000, "R-bill-1")
+    bill = client.trade_bill(today)
+    mine = [r for r in bill.rows if r.out_trade_no in (paid, refunded)]
+    assert sorted((r.out_trade_no, r.kind, r.received_fen, r.refund_request_no) for r in mine) == sorted([
+        (paid, "交易", 9900, ""), (refunded, "交易", 9900, ""), (refunded, "退款", -1000, "R-bill-1")])
+    assert all(r.trade_no and r.finished_at is not None for r in mine)
+    with pytest.raises(NoBill):
+        client.trade_bill(today + timedelta(days=1))
+
+
+def test_a_bill_whose_rows_disagree_with_its_totals_is_refused(keys: AlipayKeys, sandbox: AlipaySandbox) -> None:
+    import io
+    import zipfile
+
+    from alipay.bills import parse_trade_bill
+
+    client = client_for(sandbox, keys)
+    sandbox.control("POST", "faults", {"bills_same_day": True})
+    no = new_trade_no()
+    client.precreate(no, 500, "x")
+    sandbox.control("POST", f"trades/{no}/pay")
+    archive = client.download(client.bill_download_url(datetime.now(timezone(timedelta(hours=8))).date()))
+    assert any(r.out_trade_no == no for r in parse_trade_bill(archive).rows)
+    source = zipfile.ZipFile(io.BytesIO(archive))
+    changed = io.BytesIO()
+    with zipfile.ZipFile(changed, "w") as bundle:
+        for name in source.namelist():
+            data = source.read(name)
+            if "汇总" not in name:
+                data = data.decode("gbk").replace("5.00\t,5.00\t", "5.00\t,0.05\t", 1).encode("gbk")
+            bundle.writestr(name, data)
+    with pytest.raises(MalformedError, match="disagree"):
+        parse_trade_bill(changed.getvalue())
+    with pytest.raises(MalformedError):
+        parse_trade_bill(b"not a zip")

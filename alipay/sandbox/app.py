@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,14 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, rende
 
 from .config import AlipaySandboxConfig
 from .signing import answer_text
+from .bills import bill_archive
 from .state import AlipaySandboxState, Refusal, Trade, beijing, business, yuan
 
 BEIJING = timezone(timedelta(hours=8))
 COMMON_REQUIRED = ("app_id", "method", "charset", "sign_type", "sign", "timestamp", "version")
 METHODS = (
     "alipay.trade.precreate", "alipay.trade.query", "alipay.trade.close", "alipay.trade.cancel",
-    "alipay.trade.refund", "alipay.trade.fastpay.refund.query",
+    "alipay.trade.refund", "alipay.trade.fastpay.refund.query", "alipay.data.dataservice.bill.downloadurl.query",
 )
 
 gateway = Blueprint("alipay_gateway", __name__)
@@ -101,7 +103,7 @@ def _check_common(state: AlipaySandboxState, params: dict[str, str], method: str
         if not params.get(name):
             raise Refusal("40001", "Missing Required Arguments", f"isv.missing-{name.replace('_', '-')}",
                           f"缺少{name}参数")
-    if method not in METHODS and method != "alipay.data.dataservice.bill.downloadurl.query":
+    if method not in METHODS:
         raise Refusal("40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名")
     if params["app_id"] != config.app_id:
         raise Refusal("40002", "Invalid Arguments", "isv.invalid-app-id", "无效的AppID参数")
@@ -174,7 +176,38 @@ def _dispatch(state: AlipaySandboxState, method: str, biz: dict[str, Any], param
                 "out_request_no": out_request_no, "total_amount": yuan(trade.total_fen),
                 "refund_amount": yuan(refund.fen), "refund_status": "REFUND_SUCCESS",
                 "gmt_refund_pay": beijing(refund.at)}
-    raise business("ACQ.INVALID_PARAMETER", "不支持的方法")  # bills: see bills.py when there is one
+    if method == "alipay.data.dataservice.bill.downloadurl.query":
+        return _bill_address(state, biz)
+    raise business("ACQ.INVALID_PARAMETER", "不支持的方法")
+
+
+def _bill_address(state: AlipaySandboxState, biz: dict[str, Any]) -> dict[str, Any]:
+    """A day's bill is ready the next Beijing day (or at once, when the control API says so)."""
+    if biz.get("bill_type") != "trade":
+        raise Refusal("40002", "Invalid Arguments", "isv.invalid-parameter", "bill_type 仅支持 trade")
+    try:
+        day = datetime.strptime(str(biz.get("bill_date") or ""), "%Y-%m-%d").date()
+    except ValueError as exc:
+        raise Refusal("40002", "Invalid Arguments", "isv.invalid-parameter", "bill_date 格式错误") from exc
+    today = datetime.fromtimestamp(state.now(), BEIJING).date()
+    if day > today or (day == today and not state.bills_same_day):
+        raise business("isp.bill_not_exist", "账单不存在")
+    token = secrets.token_urlsafe(16)
+    with state.lock:
+        state.bill_links[token] = (day, state.now())
+    origin = request.host_url.rstrip("/") + request.script_root
+    return {"bill_download_url": f"{origin}/bills/{token}.zip"}
+
+
+@gateway.get("/bills/<token>.zip")
+def bill_file(token: str) -> Response:
+    """The bill's bytes; the address works for 30 seconds, as Alipay's does."""
+    state = sandbox()
+    with state.lock:
+        found = state.bill_links.get(token)
+    if found is None or state.now() - found[1] > 30:
+        abort(404)
+    return Response(bill_archive(state, found[0]), content_type="application/oct-stream")
 
 
 def _refund_amount(biz: dict[str, Any]) -> int:
@@ -250,6 +283,7 @@ def arm_faults() -> Response:
         state.repeat_notifications = max(1, int(body.get("repeat_notifications", state.repeat_notifications)))
         state.refuse_answers = int(body.get("refuse_answers", state.refuse_answers))
         state.spaced_answers = bool(body.get("spaced", state.spaced_answers))
+        state.bills_same_day = bool(body.get("bills_same_day", state.bills_same_day))
         for method, faults in (body.get("gateway") or {}).items():
             state.gateway_faults[method] = [str(f) for f in faults]
     return jsonify(ok=True)
@@ -262,6 +296,7 @@ def reset_faults() -> Response:
         state.lose_notifications, state.repeat_notifications, state.refuse_answers = 0, 1, 0
         state.gateway_faults.clear()
         state.spaced_answers = False
+        state.bills_same_day = False
     return jsonify(ok=True)
 
 

@@ -113,6 +113,8 @@ class AlipaySandboxState:
         self.refuse_answers = 0  # the merchant's "success" is ignored this many times (Alipay re-sends)
         self.gateway_faults: dict[str, list[str]] = {}
         self.spaced_answers = False
+        self.bills_same_day = False  # a day's bill is ready only the next day, unless a test says otherwise
+        self.bill_links: dict[str, tuple[Any, float]] = {}
         self._timers: set[threading.Timer] = set()
         self._session = requests.Session()
 
