@@ -242,3 +242,26 @@ def test_the_console_names_the_payment_method(shop: AlipayShop) -> None:
     assert re.search(r'id="payment-method">支付宝 Alipay<', detail)
     listing = console.page("/admin/orders")
     assert "支付宝 Alipay" in listing and "微信支付 WeChat Pay" in listing
+
+
+def test_the_reconcile_job_fulfils_a_paid_order_whose_notification_was_lost_and_closes_expired_ones(
+        shop: AlipayShop) -> None:
+    import datetime as dt
+
+    from billing.reconcile import reconcile
+
+    shop.control("POST", "faults", {"lose_notifications": 1})
+    paid = place(shop)
+    shop.control("POST", f"trades/{paid['out_trade_no']}/pay")
+    unpaid = place(shop)
+    # Not under MODELS_BINDING.command(): the job calls the simulator, which this same server answers.
+    with models.db.connection_context():
+        summary = reconcile(shop.shop, shop.shop.now() + dt.timedelta(seconds=30))
+    assert summary["fulfilled"] >= 1 and summary["errors"] == 0, summary
+    assert shop.poll(paid)["status"] == "fulfilled" and shop.licenses_of(paid) == 1
+    with models.db.connection_context():
+        later = reconcile(shop.shop, shop.shop.now() + shop.shop.config.order_ttl + dt.timedelta(minutes=1))
+    assert later["errors"] == 0, later
+    assert shop.poll(unpaid)["status"] == "closed"
+    # Alipay never had a trade for it: the QR was not scanned, so closing asked nothing of the learner.
+    assert shop.control("GET", f"trades/{unpaid['out_trade_no']}").json()["status"] is None
