@@ -75,6 +75,7 @@ run: $(VENV)/.runtime $(VENDOR)
 	@echo "  Creator's console:     $(LBPAY_PUBLIC_BASE_URL)/admin"
 	@echo "  Extension API:         $(LBPAY_PUBLIC_BASE_URL)/api/v1/courses"
 	@echo "  WeChat Pay sandbox:    $(LBPAY_PUBLIC_BASE_URL)/sandbox/"
+	@echo "  Alipay sandbox:        $(LBPAY_PUBLIC_BASE_URL)/sandbox/alipay/"
 	@echo
 	@echo "  A console account, in another terminal:  make admin EMAIL=you@example.com$(ADDRESS_ARGS)"
 	@echo "    (or: $(if $(ADDRESS_ARGS),LBPAY_PUBLIC_BASE_URL=$(LBPAY_PUBLIC_BASE_URL) )$(LBPAY) admin create you@example.com)"
