@@ -265,3 +265,49 @@ def test_the_reconcile_job_fulfils_a_paid_order_whose_notification_was_lost_and_
     assert shop.poll(unpaid)["status"] == "closed"
     # Alipay never had a trade for it: the QR was not scanned, so closing asked nothing of the learner.
     assert shop.control("GET", f"trades/{unpaid['out_trade_no']}").json()["status"] is None
+
+
+def signed_by_the_simulator(shop: AlipayShop, **fields: str) -> dict[str, str]:
+    """A notification signed with the simulator's Alipay key (what only Alipay could send)."""
+    from alipay.sandbox.signing import AlipayIdentity, notification_content
+
+    folder = Path(shop.app.instance_path) / "sandbox"
+    app_key = (folder / "alipay_app_key.pem").read_bytes()
+    from cryptography.hazmat.primitives import serialization
+
+    app_public = serialization.load_pem_private_key(app_key, password=None).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    identity = AlipayIdentity((folder / "alipay_platform_key.pem").read_bytes(), app_public)
+    form = {"notify_type": "trade_status_sync", "notify_id": uuid.uuid4().hex, "app_id": "9021000100000001",
+            "seller_id": "2088721000000001", "trade_status": "TRADE_SUCCESS", "charset": "utf-8",
+            "version": "1.0", "notify_time": "2026-12-06 15:00:00", **fields}
+    form["sign"] = identity.sign(notification_content(form))
+    form["sign_type"] = "RSA2"
+    return form
+
+
+@pytest.mark.parametrize("change, flag", [
+    ({"total_amount": "0.01"}, "AMOUNT_MISMATCH"),
+    ({"seller_id": "2088999999999999"}, "MERCHANT_MISMATCH"),
+    ({"app_id": "9021999999999999"}, "MERCHANT_MISMATCH"),
+])
+def test_an_authentic_notification_for_another_amount_or_merchant_is_flagged_never_fulfilled(
+        shop: AlipayShop, change: dict[str, str], flag: str) -> None:
+    order = place(shop)
+    form = signed_by_the_simulator(shop, **{"out_trade_no": order["out_trade_no"], "total_amount": "99.00",
+                                            "trade_no": "2026120622001" + uuid.uuid4().hex[:15], **change})
+    answer = requests.post(shop.url + "/alipay/notify/trade", data=form, timeout=30)
+    assert answer.status_code == 200 and answer.text == "success"  # heard, and kept for the creator
+    assert shop.poll(order)["status"] == "pending" and shop.licenses_of(order) == 0
+    with MODELS_BINDING.command(), models.db.connection_context():
+        assert models.Order.get(models.Order.public_id == order["order_id"]).flag == flag
+
+
+def test_a_notification_naming_a_wechat_order_is_not_believed(shop: AlipayShop) -> None:
+    wechat = shop.order()
+    assert wechat.status_code == 201
+    order = wechat.json()
+    form = signed_by_the_simulator(shop, out_trade_no=order["out_trade_no"], total_amount="99.00",
+                                   trade_no="2026120622001" + uuid.uuid4().hex[:15])
+    assert requests.post(shop.url + "/alipay/notify/trade", data=form, timeout=30).text == "success"
+    assert shop.poll(order)["status"] == "pending" and shop.licenses_of(order) == 0
