@@ -56,7 +56,7 @@ def checked_method(shop: Any, method: Any) -> str:
     if method not in METHODS:
         raise BillingError("bad_request", "method must be wechat or alipay")
     if method not in offered_methods(shop):
-        raise BillingError("bad_request", f"this shop does not take {method}")
+        raise BillingError("payment_method_unavailable", f"this shop does not take {method}")
     return str(method)
 
 

@@ -311,3 +311,20 @@ def test_a_notification_naming_a_wechat_order_is_not_believed(shop: AlipayShop) 
                                    trade_no="2026120622001" + uuid.uuid4().hex[:15])
     assert requests.post(shop.url + "/alipay/notify/trade", data=form, timeout=30).text == "success"
     assert shop.poll(order)["status"] == "pending" and shop.licenses_of(order) == 0
+
+
+def test_a_shop_without_alipay_refuses_it_in_both_languages(tmp_path: Path) -> None:
+    """Live mode has no Alipay settings yet: asking for it is the catalogued 422, never a WeChat order."""
+    from billing.alipay_method import checked_method, offered_methods
+    from billing.errors import CATALOGUE, BillingError
+
+    class WeChatOnly:
+        alipay = None
+
+    assert offered_methods(WeChatOnly()) == ("wechat",)
+    assert checked_method(WeChatOnly(), None) == "wechat"
+    with pytest.raises(BillingError) as refused:
+        checked_method(WeChatOnly(), "alipay")
+    assert refused.value.code == "payment_method_unavailable"
+    words = CATALOGUE["payment_method_unavailable"]
+    assert words.status == 422 and words.message_zh and words.message_en
