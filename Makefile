@@ -32,8 +32,13 @@ $(VENV)/.runtime: pyproject.toml requirements.lock
 	touch $@
 
 # The test, PostgreSQL and benchmark extras, locked together with the runtime's versions.
-$(VENV)/.test: $(VENV)/.runtime requirements-test.lock
+# python-alipay-sdk, the tests' Alipay peer, goes into a folder of its own: its package is named
+# `alipay` like ours, so it must never be importable by that name (tests load it under another).
+$(VENV)/.test: $(VENV)/.runtime requirements-test.lock requirements-peers.lock
 	$(PY) -m pip install --quiet --require-hashes -r requirements-test.lock
+	rm -rf $(VENV)/peers/python-alipay-sdk
+	$(PY) -m pip install --quiet --require-hashes --no-deps --no-build-isolation \
+	  --target $(VENV)/peers/python-alipay-sdk -r requirements-peers.lock
 	touch $@
 
 # Regenerate both lock files from pyproject.toml (pip-tools); commit them with the pyproject change.
@@ -46,6 +51,12 @@ lock: $(VENV)/.runtime
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes \
 	  --allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 	  --extra test --extra postgres --extra bench -c requirements.lock -o requirements-test.lock pyproject.toml
+	echo "python-alipay-sdk" | CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet \
+	  --generate-hashes --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --no-header \
+	  -P python-alipay-sdk -o - - | sed -n '/^python-alipay-sdk==/,/# via/p' | grep -v '# via' \
+	  > requirements-peers.lock.new
+	(sed -n '/^#/p' requirements-peers.lock; cat requirements-peers.lock.new) > requirements-peers.lock.tmp
+	mv requirements-peers.lock.tmp requirements-peers.lock; rm requirements-peers.lock.new
 
 # The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
 system-deps:
@@ -64,6 +75,7 @@ run: $(VENV)/.runtime $(VENDOR)
 	@echo "  Creator's console:     $(LBPAY_PUBLIC_BASE_URL)/admin"
 	@echo "  Extension API:         $(LBPAY_PUBLIC_BASE_URL)/api/v1/courses"
 	@echo "  WeChat Pay sandbox:    $(LBPAY_PUBLIC_BASE_URL)/sandbox/"
+	@echo "  Alipay sandbox:        $(LBPAY_PUBLIC_BASE_URL)/sandbox/alipay/"
 	@echo
 	@echo "  A console account, in another terminal:  make admin EMAIL=you@example.com$(ADDRESS_ARGS)"
 	@echo "    (or: $(if $(ADDRESS_ARGS),LBPAY_PUBLIC_BASE_URL=$(LBPAY_PUBLIC_BASE_URL) )$(LBPAY) admin create you@example.com)"

@@ -18,7 +18,10 @@ from peewee import Database, SqliteDatabase
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import models
+from alipay.client import AlipayClient
+from alipay.keys import PublicKeyMode
 from billing import Shop
+from billing.alipay_method import AlipayAsWeChat, AlipaySetup, PaymentRouter
 from billing.sandbox_orders import SandboxOrdersInLiveDatabase, check_live_start
 from billing.mail import MailSettingError, Mailer, parse_mail_from, parse_smtp_url
 from database import open_database
@@ -37,6 +40,10 @@ SANDBOX_MAIL = SANDBOX_PREFIX + "/mail"
 SANDBOX_MCHID = "1900000109"
 SANDBOX_APPID = "wx0123456789abcdef"
 SANDBOX_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092026112600000000000001"
+SANDBOX_ALIPAY = SANDBOX_PREFIX + "/alipay"
+SANDBOX_ALIPAY_APP_ID = "9021000100000001"
+SANDBOX_ALIPAY_SELLER_ID = "2088721000000001"
+ALIPAY_NOTIFY_PATH = "/alipay/notify/trade"
 
 log = logging.getLogger("lbpay")
 
@@ -80,14 +87,18 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
                                  merchant_key=keys["merchant_key"], verifier=verifier, apiv3_keys=apiv3_keys,
                                  public_key_id=SANDBOX_PUBLIC_KEY_ID)
         _mount_sandbox(app, keys, config.public_base_url, public=config.sandbox_public)
+    # Alipay (issue 23): in sandbox mode against its own simulator; live Alipay settings are still to come.
+    alipay = None if config.live else _sandbox_alipay(app, instance, config.public_base_url,
+                                                       public=config.sandbox_public)
+    payments: Any = wechat if alipay is None else PaymentRouter(wechat, AlipayAsWeChat(alipay))
 
     shop = Shop(
         # Every call to WeChat Pay is counted and timed, for /metrics and the "WeChat unreachable" alert.
-        wechat=CountedWeChat(wechat, config.clock, lambda: config.alert_email), verifier=verifier, apiv3_keys=apiv3_keys,
+        wechat=CountedWeChat(payments, config.clock, lambda: config.alert_email), verifier=verifier, apiv3_keys=apiv3_keys,
         mchid=mchid, appid=appid, license_keys=_license_keys(config), notify_url=notify_url,
         clock=config.clock,
         token_secret=hashlib.sha256(b"lbpay bearer tokens\0" + secret_key.encode()).digest(),
-        mailer=_mailer(config), config=config)
+        mailer=_mailer(config), config=config, alipay=alipay)
     app.extensions["lbpay.shop"] = shop
     app.extensions["lbpay.clock"] = config.clock
     try:  # a live shop never counts simulator orders: refuse them unless told to archive them
@@ -234,6 +245,32 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str, *, public
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
 
 
+def _sandbox_alipay(app: Flask, instance: Path, public_base: str, *, public: bool) -> AlipaySetup:
+    """The Alipay simulator under /sandbox/alipay (loopback only, like WeChat's) and our app's client for it."""
+    from alipay.sandbox import AlipaySandboxConfig, create_alipay_sandbox
+
+    folder = instance / "sandbox"
+    app_key = load_private_key(ensure_file(folder / "alipay_app_key.pem", generate_private_key_pem))
+    alipay_pem = ensure_file(folder / "alipay_platform_key.pem", generate_private_key_pem)
+    alipay_public = load_private_key(alipay_pem).public_key()
+    # Alipay, like WeChat, calls only https:// URLs; the simulator is told our https origin is served locally.
+    public_https = "https://" + urlsplit(public_base).netloc
+    simulator = create_alipay_sandbox(AlipaySandboxConfig(
+        app_id=SANDBOX_ALIPAY_APP_ID, seller_id=SANDBOX_ALIPAY_SELLER_ID,
+        app_public_key_pem=app_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        alipay_private_key_pem=alipay_pem, notify_origin_map={public_https: public_base}))
+    app.extensions["lbpay.alipay_sandbox"] = simulator
+    wsgi: Any = simulator if public else _loopback_only(simulator)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {SANDBOX_ALIPAY: wsgi})  # type: ignore[method-assign]
+    client = AlipayClient(app_id=SANDBOX_ALIPAY_APP_ID, private_key=app_key,
+                          keys=PublicKeyMode(alipay_public),
+                          gateway=public_base + SANDBOX_ALIPAY + "/gateway.do",
+                          notify_url=public_https + ALIPAY_NOTIFY_PATH, seller_id=SANDBOX_ALIPAY_SELLER_ID)
+    return AlipaySetup(client=client, keys=PublicKeyMode(alipay_public),
+                       app_id=SANDBOX_ALIPAY_APP_ID, seller_id=SANDBOX_ALIPAY_SELLER_ID)
+
+
 def _loopback_only(wsgi: Callable[..., Any]) -> Callable[..., Any]:
     """Answer 403 to a peer that is not this machine (the address the proxy settings name, when trusted)."""
 
@@ -262,10 +299,11 @@ def _unmounted(wsgi: Callable[..., Any], mount: str) -> Callable[..., Any]:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, bills, console, notify, pages, provider, sandbox_mail
+    from web import admin, api, bills, console, notify, notify_alipay, pages, provider, sandbox_mail
     from web import seats  # before admin.init_app: its console routes live on the console's blueprint
 
     app.register_blueprint(sandbox_mail.bp)
+    app.register_blueprint(notify_alipay.bp)
     app.register_blueprint(seats.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(provider.bp)

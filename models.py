@@ -150,6 +150,8 @@ class Order(BaseModel):
     list_price_fen = IntegerField(null=True)  # None for orders placed before discounts: = amount_fen
     discount_fen = IntegerField(default=0)
     discount = ForeignKeyField(DiscountCode, backref="orders", null=True, on_delete="RESTRICT")
+    # wechat or alipay (m0015): the method the order is paid through; its out_trade_no says the same (LB/LA).
+    payment_method = CharField(max_length=8, default="wechat")
 
 
 # The console's reads at scale (migration m0005 makes the same indexes in existing databases).

@@ -189,6 +189,10 @@ CATALOGUE: dict[str, ErrorText] = {
         409, "你已经用过这个优惠码（每人限用一次）。", "You have already used this code (one use per buyer).",
         "fix_request",
     ),
+    "payment_method_unavailable": ErrorText(
+        422, "本店暂不支持这种支付方式，请选择其他方式付款。",
+        "This shop does not take that payment method; please choose another one.", "fix_request",
+    ),
     "price_changed": ErrorText(
         409, "首发价名额刚刚售完，请重新下单查看当前价格。",
         "The launch price just sold out; place the order again to see the current price.", "new_order"

@@ -21,7 +21,7 @@ from models import Buyer, Course, License, Order, OrderAttempt, db
 from wechatpay.errors import ApiError, WeChatPayError
 from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
-from . import audit, discounts, learners, limits
+from . import alipay_method, audit, discounts, learners, limits
 from .addresses import is_email_address
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
@@ -161,7 +161,7 @@ def client_key(shop: Shop, address: str | None) -> str:
 
 def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: Any = None,
                 idempotency_key: str | None = None, ip: str | None = None, code: Any = None,
-                seats: Any = None) -> PlacedOrder:
+                seats: Any = None, method: Any = "wechat") -> PlacedOrder:
     """Create an order and its WeChat Pay Native order, or give back the one this request already made.
 
     The same ``Idempotency-Key`` from the same buyer (for a first order: the same client address,
@@ -174,6 +174,7 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
     written in one. With ``seats``, the order is a pack of classroom seats (``billing.seats``).
     """
     course = find_course_for_sale(course_id)
+    method = alipay_method.checked_method(shop, method)
     if email is not None and not is_email_address(email):
         raise BillingError("bad_request", "email is not a valid address")
     pack = None
@@ -181,17 +182,22 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
         from .seats import pack_request  # seats imports this module's neighbours
 
         pack = pack_request(shop, course, seats, email, code, ip)
+        if method != "wechat":
+            raise BillingError("bad_request", "a pack of seats is paid through WeChat Pay")
     if idempotency_key is not None and not IDEMPOTENCY_KEY_MIN <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise BillingError("bad_request", f"Idempotency-Key must be {IDEMPOTENCY_KEY_MIN} to "
                                           f"{IDEMPOTENCY_KEY_MAX} characters (a random UUID will do)")
     buyer = _buyer_for(buyer_token)
     key_hash = hash_token("idem:" + idempotency_key) if idempotency_key else None
     client = client_key(shop, ip)
-    asked = course.id if code is None else f"{course.id} {code}"
-    fingerprint = request_fingerprint(buyer, asked if pack is None else f"{asked} seats={pack.seats}", email, client)
+    what = course.id if code is None else f"{course.id} {code}"
+    if pack is not None:
+        what = f"{what} seats={pack.seats}"
+    # An Alipay order is another request than a WeChat one (WeChat's fingerprints stay as they were).
+    fingerprint = request_fingerprint(buyer, what if method == "wechat" else f"{what} {method}", email, client)
     now = shop.now()
     # A pack is a new order every time (a teacher may own the course, or buy a second pack).
-    order = _existing_order(shop, course, None if pack else buyer, key_hash, fingerprint, now)
+    order = _existing_order(shop, course, None if pack else buyer, key_hash, fingerprint, now, method)
     if order is not None and key_hash is None and code is not None:
         order = None  # a code given now: priced afresh below, not the pending order at its old price
     if order is None:
@@ -201,7 +207,7 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
         if price.free:
             return discounts.place_free_order(shop, course, buyer, email, price, key_hash, fingerprint, ip,
                                               client, now)
-        order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now, price, pack)
+        order = _new_order(shop, course, buyer, email, key_hash, fingerprint, ip, client, now, price, pack, method)
     elif order.code_url is None:
         _create_at_wechat(shop, order)  # made before orders were written only after WeChat answered
         if order.code_url is None:  # WeChat's state settled it (paid meanwhile): show what it is now
@@ -225,7 +231,7 @@ def _replayed(order: Order, fingerprint: str, buyer: Buyer | None) -> Order:
 
 
 def _existing_order(shop: Shop, course: Course, buyer: Buyer | None, key_hash: str | None,
-                    fingerprint: str, now: Any) -> Order | None:
+                    fingerprint: str, now: Any, method: str = "wechat") -> Order | None:
     if key_hash is not None:
         order = Order.get_or_none(Order.idempotency_key == key_hash)
         if order is not None:
@@ -241,6 +247,7 @@ def _existing_order(shop: Shop, course: Course, buyer: Buyer | None, key_hash: s
                 "id": held.license_id, "key": held.key, "expires_at": iso_utc(held.expires_at)}})
     return (Order.select().where((Order.buyer == buyer.id) & (Order.course == course.id)
                                  & (Order.status == "pending") & Order.flag.is_null()
+                                 & (Order.payment_method == method)
                                  & (Order.expires_at > now + dt.timedelta(minutes=2)))
             .order_by(Order.id.desc()).first())
 
@@ -323,14 +330,17 @@ def _keep_attempt(shop: Shop, key_hash: str | None, fingerprint: str, out_trade_
 
 def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | None, key_hash: str | None,
                fingerprint: str, ip: str | None, client: str, now: dt.datetime,
-               price: discounts.Price | None = None, pack: Any = None) -> Order:
+               price: discounts.Price | None = None, pack: Any = None, method: str = "wechat") -> Order:
     public_id, description = "ord_" + secrets.token_urlsafe(16), wechat_description(course.title, course.id)
     if pack is not None:
         from .seats import pack_description
 
         description = wechat_description(pack_description(course.title, pack.seats), course.id)
     attempt = _earlier_attempt(key_hash, fingerprint, now)
-    fresh = new_out_trade_no(now) if pack is None else new_pack_trade_no(now)
+    if pack is not None:
+        fresh = new_pack_trade_no(now)
+    else:
+        fresh = alipay_method.new_alipay_out_trade_no(now) if method == "alipay" else new_out_trade_no(now)
     out_trade_no: str = fresh if attempt is None else attempt.out_trade_no
     # The retry of a keyed request WeChat did not confirm sends the very same order (time_expire too).
     expires_at: dt.datetime = now + shop.config.order_ttl if attempt is None else attempt.expires_at
@@ -366,6 +376,7 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
             token_hash=hash_token(shop.derive_token("order", public_id)), created_at=now, expires_at=expires_at,
             idempotency_key=key_hash, idempotency_request=fingerprint if key_hash else None,
             client_key=client, code_url=code_url, code_url_at=now, qr_svg=svg, sandbox=not shop.config.live,
+            payment_method=method,
             **discounts.order_fields(price))
         audit.record_all([audit.Event("order.created", now, "buyer", order,
                                       {"course": course.id, "amount_fen": price.paid_fen,
@@ -501,6 +512,7 @@ def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: 
         "expires_at": iso_utc(order.expires_at),
         "paid_at": iso_utc(order.paid_at),
         "out_trade_no": order.out_trade_no,
+        "method": alipay_method.method_of(order.out_trade_no),
         "transaction_id": order.transaction_id,
         "license": None if license is None else {
             "id": license.license_id,

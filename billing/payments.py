@@ -256,6 +256,9 @@ def judge_payment(tx: Mapping[str, Any], order: Order | None, mchid: str, appid:
         return Verdict("not_ours", f"mchid/appid {tx['mchid'][:32]}/{tx['appid'][:32]} are not ours")
     if order is None:
         return Verdict("unknown_order")
+    method = tx.get("method", "wechat")
+    if method != getattr(order, "payment_method", "wechat"):  # a trade of one method naming the other's order
+        return Verdict("not_ours", f"a {str(method)[:8]} payment for an order paid through {order.payment_method}")
     if tx["trade_state"] not in PAID_STATES:
         return Verdict("not_paid")
     total, currency = tx["amount"]["total"], tx["amount"].get("currency", "CNY")
@@ -272,6 +275,14 @@ def judge_payment(tx: Mapping[str, Any], order: Order | None, mchid: str, appid:
     if order.flag is not None:  # the creator must look first (an underpayment before, say): never fulfil past it
         return Verdict("held", f"paid in full while flagged {order.flag}")
     return Verdict("fulfil")
+
+
+def expected_ids(shop: Shop, tx: Mapping[str, Any]) -> tuple[str, str]:
+    """Who a transaction must name to be ours: WeChat's mchid and appid, or Alipay's seller and app."""
+    alipay = getattr(shop, "alipay", None)
+    if tx.get("method") == "alipay" and alipay is not None:
+        return alipay.ids  # type: ignore[no-any-return]
+    return shop.mchid, shop.appid
 
 
 @dataclass
@@ -309,7 +320,7 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
     payment = Payment(shop=shop, tx=_checked(tx), source=source, now=shop.now(), received=received, ip=ip)
     payment.facts = {"source": source, "transaction_id": tx.get("transaction_id"), "trade_state": tx["trade_state"]}
     order = _order_with_course(tx["out_trade_no"])
-    verdict = judge_payment(tx, order, shop.mchid, shop.appid)
+    verdict = judge_payment(tx, order, *expected_ids(shop, tx))
     ready: Fulfilment | None = None
     if verdict.outcome == "fulfil" and order is not None and not is_pack(order.out_trade_no):
         # The slow part, and every row's values, before the write lock: inside it only SQL is left.
@@ -324,7 +335,7 @@ def apply_transaction(shop: Shop, tx: Any, *, source: str, received: Received | 
             result = ready.write() if _draft_fits(shop, order, payment.now, ready.draft) else fulfilled(payment, order)
         else:  # not payable when read, or it moved on since: judge what is there now
             now_order = _order_with_course(tx["out_trade_no"])
-            now_verdict = judge_payment(tx, now_order, shop.mchid, shop.appid)
+            now_verdict = judge_payment(tx, now_order, *expected_ids(shop, tx))
             result = OUTCOMES[now_verdict.outcome](payment, now_order, now_verdict)
         if result == "fulfilled":
             crash_point("fulfil.before_commit")

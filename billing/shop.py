@@ -68,6 +68,8 @@ class Shop:
     token_secret: bytes = b""
     mailer: Mailer | None = None  # SMTP server, sender, link base (None: mail stays queued)
     config: Config = field(default_factory=default_config)
+    # The Alipay app (billing.alipay_method.AlipaySetup), or None when the shop takes WeChat Pay only.
+    alipay: Any = None
 
     def __post_init__(self) -> None:
         if len(self.token_secret) < 16:

@@ -125,8 +125,15 @@
     $("order-id").textContent = view.order_id;
     $("amount").textContent = "¥" + (view.amount_fen / 100).toFixed(2);
     showBreakdown(view);
+    const alipay = view.method === "alipay";
+    $("method-name").textContent = alipay ? "支付宝 · Alipay" : "微信支付 · WeChat Pay";
+    $("method-name").className = "method " + (alipay ? "method-alipay" : "method-wechat");
+    $("qr").alt = alipay ? "支付宝二维码，请用支付宝“扫一扫” · Alipay QR code: scan it with Alipay"
+                         : "微信支付二维码，请用微信“扫一扫” · WeChat Pay QR code: scan it with WeChat";
     const link = $("sandbox-pay");
-    if (link && view.code_url) {
+    if (link && view.code_url && alipay) {
+      link.href = view.code_url;  // the simulator's QR is the address of its phone page
+    } else if (link && view.code_url) {
       const pr = new URL(view.code_url.replace("weixin://", "https://")).searchParams.get("pr");
       link.href = "/sandbox/pay/" + encodeURIComponent(pr);
     }
@@ -228,8 +235,10 @@
     event.preventDefault();
     hideProblems();
     $("pay").disabled = true;
+    if ($("pay-alipay")) $("pay-alipay").disabled = true;
     say("正在下单…", "Placing the order…");
     const body = { course_id: root.dataset.course };
+    if (event.submitter && event.submitter.value === "alipay") body.method = "alipay";
     const email = $("email").value.trim();
     if (email) body.email = email;
     const code = $("code").value.trim();
@@ -243,6 +252,7 @@
       r = await api("POST", "/api/v1/orders", body);
     }
     $("pay").disabled = false;
+    if ($("pay-alipay")) $("pay-alipay").disabled = false;
     if (!r.ok) {
       say("", "");
       const err = (r.data && r.data.error) || { code: "internal_error" };

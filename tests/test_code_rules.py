@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-LAYERS = ("billing", "operations", "web", "wechatpay", "licensing", "migrations")
+LAYERS = ("billing", "operations", "web", "wechatpay", "alipay", "licensing", "migrations")
 TOP = ("app.py", "cli.py", "settings.py", "database.py", "models.py")
 OURS = [p for d in LAYERS for p in (ROOT / d).rglob("*.py")] + [ROOT / name for name in TOP]
 
@@ -34,8 +34,9 @@ def imports(path: Path) -> set[str]:
     ("billing", {"flask", "web", "werkzeug", "operations", "app", "cli"}),
     ("operations", {"flask", "web", "werkzeug", "app", "cli"}),
     # Billing turns WeChat's errors into its own (issue 24): web/ never sees the client's types.
-    ("web", {"models", "cli", "wechatpay"}),
-    ("wechatpay", {"flask", "peewee", "models", "billing", "web", "licensing"}),
+    ("web", {"models", "cli", "wechatpay", "alipay"}),
+    ("wechatpay", {"flask", "peewee", "models", "billing", "web", "licensing", "alipay"}),
+    ("alipay", {"flask", "peewee", "models", "billing", "web", "licensing", "wechatpay"}),
     ("licensing", {"flask", "peewee", "models", "billing", "web", "wechatpay"}),
 ])
 def test_each_layer_imports_only_what_the_plan_allows(package: str, banned: set[str]) -> None:

@@ -27,6 +27,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, console, licenses, refunds, reports
+from billing.alipay_method import method_of
 from billing.courses import PLANS, all_courses, course_by_id, save_course
 
 from . import current_shop
@@ -95,6 +96,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = reports.yuan
     app.jinja_env.filters["shanghai"] = _shanghai
     app.jinja_env.filters["status_label"] = reports.status_label
+    app.jinja_env.filters["method_label"] = _method_label
 
     @app.context_processor
     def _mode() -> dict[str, Any]:
@@ -103,8 +105,8 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _csrf_for_state_changes() -> None:
-        # The API, WeChat's notifications and the content provider authenticate by token, never by cookie.
-        if request.method in SAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/", "/provider/")):
+        # The API, the payment methods' notifications (signed) and the content provider never use the cookie.
+        if request.method in SAFE_METHODS or request.path.startswith(("/api/", "/wechatpay/", "/alipay/", "/provider/")):
             return
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
             abort(400)
@@ -354,6 +356,11 @@ def _order(public_id: str) -> Order:
     if order is None:
         abort(404)
     return order
+
+
+def _method_label(out_trade_no: str | None) -> str:
+    """The payment method of an order, as the console names it (its out_trade_no says which)."""
+    return "支付宝 Alipay" if method_of(out_trade_no or "") == "alipay" else "微信支付 WeChat Pay"
 
 
 @bp.get("/orders/<public_id>")

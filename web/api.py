@@ -68,13 +68,14 @@ def list_courses() -> Response:
 @bp.post("/orders")
 def create_order() -> tuple[Response, int]:
     data = _json_object()
-    unknown = set(data) - {"course_id", "email", "buyer_token", "code", "seats"}
+    unknown = set(data) - {"course_id", "email", "buyer_token", "code", "seats", "method"}
     if unknown:
         raise BillingError("bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
     placed = _code_guard(data.get("code") is not None, lambda: place_order(
         current_shop(), course_id=data.get("course_id"), email=data.get("email"),
         buyer_token=data.get("buyer_token"), ip=request.remote_addr,
-        idempotency_key=request.headers.get("Idempotency-Key"), code=data.get("code"), seats=data.get("seats")))
+        idempotency_key=request.headers.get("Idempotency-Key"), code=data.get("code"), seats=data.get("seats"),
+        method=data.get("method")))
     view = order_view(current_shop(), placed.order)
     view.update(qr_svg=placed.order.qr_svg, order_token=placed.order_token,
                 buyer_token=placed.buyer_token,

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, discounts, error_body, learners
+from billing.alipay_method import offered_methods
 from billing.content import ContentError
 from billing.courses import course_for_sale, courses_for_sale
 from billing.orders import COURSE_ID, cancel_order, email_notice, order_for_token, order_view, place_order
@@ -71,6 +72,7 @@ def _buy_page(course: Any, *, demo_error: str | None = None, code_problem: dict[
               entered: dict[str, str] | None = None, embed: bool = False) -> str:
     """The purchase page: the price a buyer without a code pays now (a launch price shows the list price struck)."""
     return render_template("buy.html", course=course, sandbox=_sandbox(), demo_error=demo_error, embed=embed,
+                           methods=offered_methods(current_shop()),
                            price=discounts.price_for(course, None, None, None, current_shop().now()),
                            code_problem=code_problem, entered=entered,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
@@ -100,7 +102,7 @@ def buy_start(course_id: str) -> BaseResponse | tuple[str, int]:
     try:
         placed = code_guard(code is not None, lambda: place_order(
             current_shop(), course_id=course.id, email=email, buyer_token=session.get("buyer_token"),
-            ip=request.remote_addr, code=code))
+            ip=request.remote_addr, code=code, method=request.form.get("method") or "wechat"))
     except BillingError as exc:
         if exc.code not in _CODE_REFUSALS:
             raise

@@ -23,7 +23,7 @@ const crypto = require('node:crypto');
  * @typedef {{order_id: string, status: string, course_id: string, amount_fen: number, list_price_fen: number,
  *            discount_fen: number, currency: 'CNY',
  *            code_url: string|null, qr_svg: string|null, created_at: string, expires_at: string, paid_at: string|null,
- *            out_trade_no: string, transaction_id: string|null, license: OrderLicense|null,
+ *            out_trade_no: string, method?: 'wechat'|'alipay', transaction_id: string|null, license: OrderLicense|null,
  *            error: ErrorDetail|null, final: boolean, poll_after_ms: number|null}} Order
  * @typedef {Order & {qr_svg: string, order_token: string, buyer_token: string,
  *            email_notice: {zh: string, en: string}|null,

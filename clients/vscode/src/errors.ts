@@ -94,6 +94,8 @@ export const SERVER_ERRORS: Readonly<Record<string, ErrorText>> = {
     en: "This discount code is not for this course.", action: 'fix_request' },
   code_already_used: { status: 409, zh: "你已经用过这个优惠码（每人限用一次）。",
     en: "You have already used this code (one use per buyer).", action: 'fix_request' },
+  payment_method_unavailable: { status: 422, zh: "本店暂不支持这种支付方式，请选择其他方式付款。",
+    en: "This shop does not take that payment method; please choose another one.", action: 'fix_request' },
   price_changed: { status: 409, zh: "首发价名额刚刚售完，请重新下单查看当前价格。",
     en: "The launch price just sold out; place the order again to see the current price.", action: 'new_order' },
   seats_not_offered: { status: 409, zh: "该课程不提供多座位购买。",
