@@ -262,13 +262,14 @@ def _unmounted(wsgi: Callable[..., Any], mount: str) -> Callable[..., Any]:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, bills, console, notify, pages, provider, sandbox_mail
+    from web import admin, api, bills, console, notify, pages, provider, receipts, sandbox_mail
 
     app.register_blueprint(sandbox_mail.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(provider.bp)
     app.register_blueprint(notify.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(receipts.bp)
     admin.init_app(app)
     bills.init_app(app)
     console.init_app(app)

@@ -7,6 +7,7 @@ from typing import Any
 
 from peewee import (
     AutoField,
+    BlobField,
     BooleanField,
     CharField,
     CompositeKey,
@@ -385,6 +386,24 @@ BillDifference.add_index(SQL('CREATE INDEX IF NOT EXISTS "bill_difference_open" 
                              'WHERE "resolved_at" IS NULL'))
 
 
+class FapiaoRequest(BaseModel):
+    """A learner's request for a 发票 (a Chinese tax invoice) for one paid order; the creator issues it by hand."""
+
+    id = AutoField()
+    order = ForeignKeyField(Order, on_delete="RESTRICT", index=True)
+    title = CharField(max_length=100)  # 抬头: a company's name, or 个人 (a person)
+    tax_id = CharField(max_length=20, null=True)  # 纳税人识别号 (a company's unified social credit code)
+    email = CharField(max_length=254)  # where the fapiao goes
+    requested_at = UTCDateTimeField()
+    issued_at = UTCDateTimeField(null=True, index=True)
+    issued_by = CharField(max_length=120, null=True)
+    note = CharField(max_length=300, null=True)  # the creator's words to the learner, sent with the fapiao
+    pdf = BlobField(null=True)  # the fapiao the creator uploaded, attached to the mail
+
+    class Meta:
+        table_name = "fapiao_request"
+
+
 class BillCheck(BaseModel):
     """A day whose trade bill was compared with our ledger: when, and what it held."""
 
@@ -438,7 +457,7 @@ class RollupMark(BaseModel):
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
-                                     BillCheck, DailyFigures, RollupMark, OrderAttempt]
+                                     BillCheck, DailyFigures, RollupMark, OrderAttempt, FapiaoRequest]
 
 
 def create_tables() -> None:

@@ -220,6 +220,8 @@ class Config:
     replica: ReplicaSettings | None = None  # None: no off-machine replica (LBPAY_REPLICA_URL unset)
     scheduler: bool = True
     sandbox_public: bool = False  # sandbox mode only: serve the simulator to other machines too
+    seller_name: str = "Learning Buddy"  # who sells, on receipts, the buy page and mails
+    seller_contact: str | None = None  # how a learner reaches the seller (an address or a phone), on receipts
     testing: bool = False
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
 
@@ -328,6 +330,8 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         replica=_replica_settings(read),
         scheduler=read.flag("SCHEDULER", True),
         sandbox_public=sandbox_public,
+        seller_name=_one_line(read, "SELLER_NAME", "Learning Buddy", 100),
+        seller_contact=_one_line(read, "SELLER_CONTACT", None, 200),
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
     )
@@ -341,6 +345,17 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
     if read.problems:
         raise ConfigError(read.problems)
     return config
+
+
+def _one_line(read: Reader, name: str, default: str | None, longest: int) -> str | None:
+    """A short text shown to learners (receipts, mails): one line, at most ``longest`` characters."""
+    value = read.text(name)
+    if value is None or value == "":
+        return default
+    if len(value) > longest or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        read.problem(name, f"must be one line of at most {longest} characters", value)
+        return default
+    return value
 
 
 def _vscode_extension_id(read: Reader) -> str:

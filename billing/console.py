@@ -89,6 +89,8 @@ ACTION_WORDS = {
     "alert.acknowledged": ("确认告警", "Alert acknowledged"),
     "alert.resolved": ("解决告警", "Alert resolved"),
     "bill_difference.resolved": ("处理对账差异", "Bill difference settled"),
+    "fapiao.requested": ("学员申请发票", "Fapiao requested"),
+    "fapiao.issued": ("发票已开具", "Fapiao issued"),
 }
 
 

@@ -193,7 +193,7 @@ def resend_license_mail(shop: Shop, order: Order, *, actor: str, ip: str | None 
         raise BillingError("bad_request", "the order has no e-mail address")
     if license.revoked_at is not None:
         raise BillingError("bad_request", "the license is revoked; reinstate it first")
-    lines = license_lines([license], extension_of(shop))
+    lines = license_lines([license], extension_of(shop), shop)
     subject, text, html = license_mail(lines[0], license.plan)
     now = shop.now()
     with write_transaction():

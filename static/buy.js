@@ -137,6 +137,25 @@
     $("email-notice-en").textContent = notice ? notice.en : "";
   }
 
+  function yuanOf(fen) {
+    return "¥" + Math.floor(fen / 100) + "." + String(fen % 100).padStart(2, "0");
+  }
+
+  // The receipt of a paid order (a gift has none): amount, time in Beijing, WeChat's number, the seller.
+  function showReceipt(view, orderToken) {
+    const paid = view && view.paid_at && view.amount_fen > 0 && orderToken;
+    $("receipt-box").hidden = !paid;
+    if (!paid) return;
+    $("receipt-amount").textContent = yuanOf(view.amount_fen);
+    $("receipt-paid-at").textContent = new Date(view.paid_at).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false });
+    $("receipt-transaction").textContent = view.transaction_id || "";
+    $("receipt-order").textContent = view.order_id;
+    $("receipt-out-trade-no").textContent = view.out_trade_no || "";
+    const form = $("fapiao-open");
+    form.action = "/receipt/" + encodeURIComponent(view.order_id) + "/open";
+    form.elements.namedItem("order_token").value = orderToken;
+  }
+
   function showLicense(license, orderId) {
     $("license").value = license.key;
     $("license-order").textContent = orderId || license.order_id || "";
@@ -158,6 +177,7 @@
     if (view.status === "fulfilled" && view.license) {
       say("支付成功", "Paid");
       showLicense(view.license, view.order_id);
+      showReceipt(view, order && order.order_token);
     } else if (view.status === "pending") {
       say("等待支付…", "Waiting for payment…");
       // A code_url lives 2 hours; the server replaces it before then and the page shows the new one.

@@ -98,7 +98,7 @@ def paid_order(shop: Shop, **fields: Any) -> dict[str, Any]:
 
 def _sample(rule: Any) -> str:
     values = {"public_id": "ord_nothing", "out_refund_no": "RFnothing", "course_id": "cpp-primer-5th",
-              "alert_id": "1", "difference_id": "1", "discount_id": "1"}
+              "alert_id": "1", "difference_id": "1", "discount_id": "1", "request_id": "1"}
     return rule.rule.replace("<", "{").replace(">", "}").format(**values)
 
 

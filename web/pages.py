@@ -12,7 +12,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import CATALOGUE, BillingError, error_body, learners
+from billing import CATALOGUE, BillingError, error_body, learners, receipts
 from billing.content import ContentError
 from billing.courses import course_for_sale, courses_for_sale
 from billing.orders import COURSE_ID, cancel_order, email_notice, order_for_token, order_view, place_order
@@ -63,7 +63,7 @@ def buy(course_id: str) -> str | tuple[str, int]:
     sandbox = _sandbox()
     # Sandbox only: ?demo_error=<code> shows how a catalogued error reads on this page (tests, demos).
     demo_error = request.args.get("demo_error") if sandbox else None
-    return render_template("buy.html", course=course, sandbox=sandbox,
+    return render_template("buy.html", course=course, sandbox=sandbox, seller=receipts.seller(current_shop()),
                            demo_error=demo_error if demo_error in CATALOGUE else None,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
                                    for code, t in CATALOGUE.items()})
@@ -104,8 +104,10 @@ def buy_order(course_id: str, order_id: str) -> str:
     qr = order.qr_svg if view["status"] == "pending" else None
     mailed_to = session.get("mailed_to")
     notice = email_notice(course.plan, mailed_to) if view["status"] == "pending" else None
+    paid = receipts.receipt(current_shop(), order) if view["license"] else None
     return render_template("buy_order.html", course=course, view=view, qr_svg=qr, sandbox=_sandbox(),
-                           mailed_to=mailed_to, license=view["license"], email_notice=notice)
+                           mailed_to=mailed_to, license=view["license"], email_notice=notice, receipt=paid,
+                           receipt_token=receipts.receipt_token(current_shop(), order) if paid else "")
 
 
 @bp.post("/buy/<course_id>/orders/<order_id>/cancel")
