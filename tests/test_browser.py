@@ -237,6 +237,10 @@ def test_learner_pays_reloads_and_the_license_is_back(learner: Learner) -> None:
     expect(page.locator("#license-steps")).to_contain_text("Buy with WeChat Pay · 微信支付购买")
     expect(page.locator("#qr-box")).to_be_hidden()
     expect(page.locator("#error")).to_be_hidden()
+    # The receipt: what was paid, when in Beijing, WeChat's number, and the way to a fapiao.
+    expect(page.locator("#receipt-amount")).to_have_text(re.compile(r"^¥\d+\.\d\d$"))
+    expect(page.locator("#receipt-transaction")).to_have_text(re.compile(r"^\d{20,32}$"))
+    expect(page.locator("#fapiao-open")).to_have_attribute("action", f"/receipt/{order['order_id']}/open")
     shot(page, f"buy-license-{device}.png")
 
     key = page.input_value("#license")
@@ -466,6 +470,8 @@ def test_without_javascript_a_learner_pays_cancels_and_asks_by_email(browser: Br
         expect(page.locator("#license-box")).to_be_visible(timeout=30_000)
         expect(page.locator("#license-steps")).to_contain_text("Activate License")
         expect(page.locator("#license-expiry")).to_have_text("永久 · Lifetime")
+        expect(page.locator("#receipt-amount")).to_contain_text("¥")
+        expect(page.locator("#fapiao-link")).to_have_attribute("href", re.compile(r"^/receipt/ord_[^?]+\?t=.+#fapiao$"))
         assert page.locator("meta[http-equiv=refresh]").count() == 0
         key = page.input_value("#license")
         assert verify_license(key, published_keys(server.base), dt.datetime.now(UTC),
