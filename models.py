@@ -386,6 +386,20 @@ BillDifference.add_index(SQL('CREATE INDEX IF NOT EXISTS "bill_difference_open" 
                              'WHERE "resolved_at" IS NULL'))
 
 
+class CourseDetails(BaseModel):
+    """What the buy page says of a course beyond its price: a description and a cover image (a table of its
+    own, so courses keep their narrow row)."""
+
+    course = CharField(primary_key=True, max_length=64)
+    description = TextField(default="")
+    cover = BlobField(null=True)
+    cover_type = CharField(max_length=32, null=True)  # image/png | image/jpeg | image/webp
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "course_details"
+
+
 class FapiaoRequest(BaseModel):
     """A learner's request for a 发票 (a Chinese tax invoice) for one paid order; the creator issues it by hand."""
 
@@ -457,7 +471,7 @@ class RollupMark(BaseModel):
 ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License, Notification, AuditEvent, Lease, JobRun,
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
-                                     BillCheck, DailyFigures, RollupMark, OrderAttempt, FapiaoRequest]
+                                     BillCheck, DailyFigures, RollupMark, OrderAttempt, FapiaoRequest, CourseDetails]
 
 
 def create_tables() -> None:

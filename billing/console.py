@@ -78,6 +78,7 @@ ACTION_WORDS = {
     "mail.renewal_reminder": ("发送续费提醒", "Renewal reminder sent"),
     "course.saved": ("保存课程", "Course saved"),
     "course.download_limit": ("修改下载次数上限", "Download limit changed"),
+    "course.details_saved": ("保存课程介绍或封面", "Course details saved"),
     "bill.checked": ("核对日账单", "Daily bill checked"),
     "retention.purged": ("清理过期数据", "Old data purged"),
     "admin.created": ("创建管理员", "Admin created"),

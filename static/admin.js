@@ -37,3 +37,20 @@ document.addEventListener("click", (event) => {
     window.history.back();
   }
 });
+
+// "Copy" buttons (hidden without JavaScript, where the field can still be selected and copied by hand).
+document.querySelectorAll("button[data-copy]").forEach((button) => {
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const field = document.querySelector(button.getAttribute("data-copy"));
+    const said = document.getElementById("copied");
+    if (!field) return;
+    field.select();
+    try {
+      await navigator.clipboard.writeText(field.value);
+      if (said) said.textContent = "已复制 · Copied";
+    } catch (_) {
+      if (said) said.textContent = "已选中，请按 Ctrl+C 复制 · Selected: press Ctrl+C to copy";
+    }
+  });
+});

@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, abort, flash, redirect, render_template, req
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import console, receipts, reports
+from billing.courses import COVER_MAX
 
 from . import admin, current_shop
 
@@ -110,10 +111,14 @@ def issue_fapiao(request_id: str) -> BaseResponse:
     return redirect(url_for("console.fapiao"), 303)
 
 
-def _room_for_a_pdf() -> None:
-    # Before the CSRF check reads the form: a fapiao PDF is bigger than any other form (64 KiB).
-    if request.endpoint == "console.issue_fapiao":
-        request.max_content_length = receipts.PDF_MAX + 64 * 1024
+# Forms that carry a file, and how big they may be (every other form: 64 KiB).
+BIG_FORMS = {"console.issue_fapiao": receipts.PDF_MAX + 64 * 1024, "admin.course_form": COVER_MAX + 64 * 1024}
+
+
+def _room_for_a_file() -> None:
+    # Before the CSRF check reads the form.
+    if request.endpoint in BIG_FORMS and request.method == "POST":
+        request.max_content_length = BIG_FORMS[request.endpoint]
 
 
 def _badge() -> dict[str, Any]:
@@ -126,6 +131,6 @@ def _badge() -> dict[str, Any]:
 def init_app(app: Flask) -> None:
     """Register the pages (after the console, whose sign-in they use) and the nav badge's counts."""
     app.register_blueprint(bp)
-    app.before_request_funcs.setdefault(None, []).insert(0, _room_for_a_pdf)
+    app.before_request_funcs.setdefault(None, []).insert(0, _room_for_a_file)
     app.context_processor(_badge)
     app.jinja_env.filters["action_words"] = console.action_words

@@ -7,14 +7,15 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, error_body, learners, receipts
 from billing.content import ContentError
-from billing.courses import course_for_sale, courses_for_sale
+from billing.courses import course_for_sale, courses_for_sale, details_of, PLAN_WORDS
+from billing.courses import cover_of as course_cover
 from billing.orders import COURSE_ID, cancel_order, email_notice, order_for_token, order_view, place_order
 from billing.reconcile import check_on_poll
 
@@ -64,9 +65,22 @@ def buy(course_id: str) -> str | tuple[str, int]:
     # Sandbox only: ?demo_error=<code> shows how a catalogued error reads on this page (tests, demos).
     demo_error = request.args.get("demo_error") if sandbox else None
     return render_template("buy.html", course=course, sandbox=sandbox, seller=receipts.seller(current_shop()),
+                           details=details_of(course.id), plan_words=PLAN_WORDS,
                            demo_error=demo_error if demo_error in CATALOGUE else None,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
                                    for code, t in CATALOGUE.items()})
+
+
+@bp.get("/courses/<course_id>/cover")
+def cover(course_id: str) -> Response:
+    """A course's cover image, as the creator uploaded it (its type read from its bytes, never trusted)."""
+    found = course_cover(course_id) if COURSE_ID.match(course_id) else None
+    if found is None:
+        abort(404)
+    data, kind = found
+    response = Response(data, mimetype=kind)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 # --- the same purchase without JavaScript: forms, a session cookie holding the tokens, meta refresh ---
