@@ -327,14 +327,18 @@ def search_orders(f: OrderFilter) -> tuple[list[Order], int]:
 def timeline(order: Order) -> list[dict[str, Any]]:
     """Every audit event and every notification of one order, oldest first."""
     items: list[dict[str, Any]] = []
+    from .console import event_words, notification_words  # console builds on this module
+
     for event in AuditEvent.select().where(AuditEvent.order == order.id).order_by(AuditEvent.id):
+        detail = json.loads(event.detail or "{}")
         items.append({"at": event.at, "kind": "event", "what": event.action, "who": event.actor,
-                      "ip": event.ip, "detail": json.loads(event.detail or "{}")})
+                      "ip": event.ip, "detail": detail, "words": event_words(event.action, detail)})
     for note in Notification.select().where(Notification.order == order.id).order_by(Notification.id):
         items.append({"at": note.received_at, "kind": "notification",
                       "what": f"notification ({note.kind}) {note.event_type or ''}".strip(),
                       "who": "wechat", "ip": None,
-                      "detail": {"result": note.result, "reason": note.reason, "event_id": note.event_id}})
+                      "detail": {"result": note.result, "reason": note.reason, "event_id": note.event_id},
+                      "words": notification_words(note.kind, note.result, note.reason)})
     items.sort(key=lambda item: item["at"])
     return items
 

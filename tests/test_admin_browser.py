@@ -103,9 +103,9 @@ def test_a_creator_signs_in_finds_refunds_provisions_adds_and_exports(browser: B
         page.click("#refund-form button[type=submit]")
         wait_until(page, path, "#order-status", "refunded")
         expect(page.locator("#license-state")).to_contain_text("Revoked")
-        expect(page.locator("#timeline")).to_contain_text("refund.succeeded")
-        expect(page.locator("#timeline")).to_contain_text("license.revoked")
-        expect(page.locator("#timeline")).to_contain_text("notification (refund) REFUND.SUCCESS")
+        expect(page.locator("#timeline")).to_contain_text("Refund succeeded")
+        expect(page.locator("#timeline")).to_contain_text("License revoked")
+        expect(page.locator("#timeline")).to_contain_text("WeChat Pay refund notification")
         view = shop.poll(order)
         assert view["status"] == "refunded" and view["license"]["state"] == "revoked"
 
