@@ -175,7 +175,8 @@ def license_line(*, course_id: str, course_title: str, license_id: str, order_id
             "order_id": order_id, "out_trade_no": out_trade_no,
             "expires_at": "永久 · Lifetime" if lifetime else shanghai(expires_at),
             "expires_at_utc": iso_utc(expires_at) or "", "key": key, "price": price,
-            "open_url": open_in_vscode_url(extension_id, key), "receipt": receipt, "receipt_url": receipt_url}
+            "open_url": open_in_vscode_url(extension_id, key), "receipt": receipt, "receipt_url": receipt_url,
+            "gift": False}
 
 
 def _yuan(fen: int) -> str:
@@ -201,6 +202,7 @@ def license_lines(licenses: list[License], extension_id: str = DEFAULT_VSCODE_EX
                                   expires_at=lic.expires_at, key=lic.key, price=price_line(lic.order),
                                   extension_id=extension_id, receipt=paid,
                                   receipt_url=receipts.receipt_link(shop, lic.order) if shop and paid else ""))
+        lines[-1]["gift"] = lic.order.out_trade_no.startswith(receipts.COMP_PREFIX)
     return lines
 
 

@@ -22,7 +22,7 @@ from wechatpay.errors import ApiError, WeChatPayError
 from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
 from . import audit, discounts, learners, limits
-from .addresses import is_email_address
+from .addresses import EMAIL_WORDS, is_email_address
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
 from .shop import Shop, hash_token, iso_utc, new_out_trade_no, token_matches
@@ -173,7 +173,7 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
     """
     course = find_course_for_sale(course_id)
     if email is not None and not is_email_address(email):
-        raise BillingError("bad_request", "email is not a valid address")
+        raise BillingError("bad_request", EMAIL_WORDS)
     if idempotency_key is not None and not IDEMPOTENCY_KEY_MIN <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise BillingError("bad_request", f"Idempotency-Key must be {IDEMPOTENCY_KEY_MIN} to "
                                           f"{IDEMPOTENCY_KEY_MAX} characters (a random UUID will do)")

@@ -30,6 +30,7 @@ PDF_MAX = 2 * 1024 * 1024
 # The unified social credit code (统一社会信用代码, 18 characters) or an older taxpayer number (15 or 20).
 TAX_ID = re.compile(r"[0-9A-HJ-NP-RT-UW-Y]{18}|[0-9A-Z]{15}|[0-9A-Z]{20}")
 FAPIAO_MAIL_PREFIX = "fapiao:"
+COMP_PREFIX = "COMP"  # out_trade_no of an order made by a comp (a gift): never sent to WeChat Pay, no receipt
 
 
 def yuan(fen: int) -> str:

@@ -324,6 +324,23 @@ def search_orders(f: OrderFilter) -> tuple[list[Order], int]:
     return rows, total
 
 
+# WeChat Pay's answers a refund may wait on, in words (Chinese, English); the code itself stays in the record.
+RETRY_WORDS = {
+    "NOT_ENOUGH": ("商户余额不足，充值后会自动重试", "The merchant balance is short; it is retried after you top up"),
+    "SYSTEM_ERROR": ("微信支付暂时出错，会自动重试", "WeChat Pay had a passing fault; it is retried by itself"),
+    "FREQUENCY_LIMITED": ("请求太频繁，稍后自动重试", "Too many requests for now; it is retried shortly"),
+}
+
+
+def refund_detail_words(detail: str | None) -> tuple[str, str]:
+    """A refund's stored detail as words: a retry in plain words, anything else as a note to read as it is."""
+    text = detail or ""
+    if text.startswith("will retry: "):
+        code = text.removeprefix("will retry: ")
+        return RETRY_WORDS.get(code, ("微信支付暂时无法处理，会自动重试", "WeChat Pay could not take it now; it is retried"))
+    return ("", "")
+
+
 def timeline(order: Order) -> list[dict[str, Any]]:
     """Every audit event and every notification of one order, oldest first."""
     items: list[dict[str, Any]] = []

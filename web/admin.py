@@ -95,6 +95,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = reports.yuan
     app.jinja_env.filters["shanghai"] = _shanghai
     app.jinja_env.filters["status_label"] = reports.status_label
+    app.jinja_env.globals["refund_words"] = reports.refund_detail_words
 
     @app.context_processor
     def _mode() -> dict[str, Any]:
