@@ -13,6 +13,9 @@ document.addEventListener("submit", (event) => {
     event.stopPropagation();
     return;
   }
+  // Confirmed here: the server need not ask again (it asks only a browser without JavaScript).
+  const ask = form.elements.namedItem("ask");
+  if (question && ask) ask.value = "";
   // One click, one request: a second press while the first is in flight is ignored.
   if (form.dataset.sent === "1") {
     event.preventDefault();

@@ -332,6 +332,10 @@ def mark_paid(public_id: str) -> BaseResponse:
 def refund(public_id: str) -> BaseResponse:
     o = _order(public_id)
     amount = reports.parse_yuan(request.form.get("amount", ""))
+    if request.form.get("ask") == "1":  # no JavaScript, so no confirm(): the server asks, once
+        return render_template("admin/confirm_refund.html", o=o, amount=amount,  # type: ignore[return-value]
+                               reason=request.form.get("reason", ""), revoke=request.form.get("revoke") == "on",
+                               left=refunds.refundable_fen(o))
     made = refunds.request_refund(current_shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
                                   revoke_license=request.form.get("revoke") == "on", actor=_actor(),
                                   ip=request.remote_addr)
