@@ -43,3 +43,21 @@ def test_a_gift_mail_does_not_thank_for_a_purchase(console: Console) -> None:
     assert order.amount_fen == 0
     assert "free of charge" in text and "赠送" in text and "Thank you for your purchase" not in text
     assert "感谢购买" not in (html or "") and "Receipt" not in text  # nobody paid: no receipt, no fapiao
+
+
+def test_english_in_the_console_is_marked_as_english(console: Console) -> None:
+    import re
+
+    order = paid_order(console.shop)
+    for path in ("/admin/", "/admin/orders", f"/admin/orders/{order['order_id']}", "/admin/courses",
+                 "/admin/courses/cpp-primer-5th/edit", "/admin/bills", "/admin/alerts", "/admin/audit",
+                 "/admin/customers", "/admin/fapiao", "/admin/comp", "/admin/codes", "/admin/export"):
+        page = console.page(path)
+        assert not re.search(r'class="en"(?! lang="en")', page), path
+        for word in ("Dashboard", "Orders", "Courses", "Bills", "Alerts", "Sign out"):
+            assert f'<span lang="en">{word}</span>' in page, (path, word)
+
+
+def test_the_qr_says_in_words_to_scan_it_with_wechat(console: Console) -> None:
+    page = requests.get(console.shop.url + "/buy/cpp-primer-5th", timeout=15).text
+    assert '<p class="scan-words" id="scan-words">请使用微信扫一扫 · <span lang="en">Scan with WeChat</span></p>' in page
