@@ -330,7 +330,7 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         replica=_replica_settings(read),
         scheduler=read.flag("SCHEDULER", True),
         sandbox_public=sandbox_public,
-        seller_name=_one_line(read, "SELLER_NAME", "Learning Buddy", 100),
+        seller_name=_one_line(read, "SELLER_NAME", "Learning Buddy", 100) or "Learning Buddy",
         seller_contact=_one_line(read, "SELLER_CONTACT", None, 200),
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
