@@ -143,3 +143,18 @@ def test_each_form_mistake_is_named_by_its_field(title: str, tax_id: str, email:
 def test_a_person_needs_no_tax_id_and_spaces_in_a_tax_id_are_dropped() -> None:
     assert check_form(" 个人 ", "", "a@example.com").tax_id == ""
     assert check_form("某某公司", "9111 0108 ma01 abcd 2x", "a@example.com").tax_id == "91110108MA01ABCD2X"
+
+
+def test_the_license_page_opens_the_receipt_with_the_order_token_never_in_a_url(mail_shop: Shop) -> None:
+    view = buy(mail_shop, email="page@example.com")
+    learner = requests.Session()
+    token = TOKEN.search(learner.get(mail_shop.url + "/buy/cpp-primer-5th", timeout=15).text).group(1)  # type: ignore[union-attr]
+    path = f"/receipt/{view['order_id']}/open"
+    wrong = learner.post(mail_shop.url + path, data={"csrf_token": token, "order_token": "not-it"}, timeout=15,
+                         allow_redirects=False)
+    assert wrong.status_code == 404
+    right = learner.post(mail_shop.url + path, data={"csrf_token": token, "order_token": view["order_token"]},
+                         timeout=15, allow_redirects=False)
+    assert right.status_code == 303 and view["order_token"] not in right.headers["Location"]
+    page = learner.get(mail_shop.url + right.headers["Location"], timeout=15)
+    assert page.status_code == 200 and 'id="fapiao-form"' in page.text and "page@example.com" in page.text
