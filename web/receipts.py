@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import BillingError, receipts
+from billing import CATALOGUE, BillingError, receipts
 from billing.orders import order_for_token
 
 from . import current_shop
@@ -13,16 +15,16 @@ from . import current_shop
 bp = Blueprint("receipts", __name__)
 
 
-def _page(order: object, token: str, *, form: dict[str, str] | None = None,
+def _page(order: Any, token: str, *, form: dict[str, str] | None = None,
           problems: dict[str, tuple[str, str]] | None = None, status: int = 200) -> tuple[str, int]:
     shop = current_shop()
-    paid = receipts.receipt(shop, order)  # type: ignore[arg-type]
+    paid = receipts.receipt(shop, order)
     if paid is None:
         raise BillingError("order_not_found")
-    asked = receipts.requests_of(order)  # type: ignore[arg-type]
+    asked = receipts.requests_of(order)
     return render_template("receipt.html", r=paid, token=token, requests=asked,
                            open_request=next((a for a in asked if a.issued_at is None), None),
-                           form=form or {"title": "", "tax_id": "", "email": getattr(order, "email", "") or ""},
+                           form=form or {"title": "", "tax_id": "", "email": order.email or ""},
                            problems=problems or {}, done=request.args.get("asked") == "1"), status
 
 
@@ -56,6 +58,4 @@ def open_receipt(order_id: str) -> BaseResponse:
 
 @bp.errorhandler(BillingError)
 def _refused(exc: BillingError) -> tuple[str, int]:
-    from billing import CATALOGUE
-
     return render_template("error.html", status=exc.status, text=CATALOGUE[exc.code], detail=exc.detail), exc.status
