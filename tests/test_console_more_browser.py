@@ -63,6 +63,7 @@ def test_a_creator_checks_a_bill_and_edits_a_course(browser: Browser, creator: S
         page.fill("#course-description", "每月一课。\n\nOne lesson a month.")
         page.click("#course-form button[type=submit]")
         expect(page.locator(".flash")).to_contain_text("Course saved")
+        page.click("a[href='/admin/courses/rust-monthly-2/edit']")
         expect(page.locator("#buy-link")).to_have_value(f"{creator.app.config['PUBLIC_BASE_URL']}/buy/rust-monthly-2")
         copy = page.locator("#copy-buy-link")
         if javascript:

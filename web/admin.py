@@ -445,7 +445,7 @@ def course_form(course_id: str | None = None) -> Any:
                          drop_cover=form.get("drop_cover") == "on", actor=_actor(), ip=request.remote_addr)
     content.set_download_limit(current_shop(), saved.id, limit, actor=_actor())
     flash(f"已保存课程 {saved.id}。 Course saved.")
-    return redirect(url_for("admin.course_form", course_id=saved.id), 303)
+    return redirect(url_for("admin.courses"), 303)
 
 
 def _course_page(course: Any, details: Any, wrong: dict[str, str], status: int = 200) -> tuple[str, int]:
