@@ -13,7 +13,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}", re.ASCII)
 LOCAL_MAX, ADDRESS_MAX = 64, 254
 # What a person reads when an address is refused (the API's error detail, the pages' field problem).
-EMAIL_WORDS = "请填写有效的邮箱地址，例如 name@example.com · Give an e-mail address such as name@example.com"
+# It starts with the field's name, which the purchase page reads to mark the field.
+EMAIL_WORDS = "email: 请填写有效的邮箱地址，例如 name@example.com · Give an e-mail address such as name@example.com"
 
 
 def is_email_address(value: object) -> bool:

@@ -62,7 +62,8 @@
     $("error").hidden = false;
     $("error").dataset.code = err.code || "";
     const field = err.detail && Object.keys(FIELDS).find((name) => err.detail.indexOf(name) === 0);
-    if (field) {  // name the field and its rule next to it
+    if (field) {  // name the field and its rule next to it (in words: the server's detail then says nothing more)
+      $("error-detail").hidden = true;
       $(field + "-problem").textContent = FIELDS[field].join(" ");
       $(field + "-problem").hidden = false;
       $(field).setAttribute("aria-invalid", "true");
