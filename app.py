@@ -299,7 +299,7 @@ def _unmounted(wsgi: Callable[..., Any], mount: str) -> Callable[..., Any]:
 
 
 def _register(app: Flask, database: Database) -> None:
-    from web import admin, api, bills, console, notify, notify_alipay, pages, provider, sandbox_mail
+    from web import admin, api, bills, console, notify, notify_alipay, pages, provider, receipts, sandbox_mail
     from web import seats  # before admin.init_app: its console routes live on the console's blueprint
 
     app.register_blueprint(sandbox_mail.bp)
@@ -309,6 +309,7 @@ def _register(app: Flask, database: Database) -> None:
     app.register_blueprint(provider.bp)
     app.register_blueprint(notify.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(receipts.bp)
     admin.init_app(app)
     bills.init_app(app)
     console.init_app(app)

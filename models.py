@@ -7,6 +7,7 @@ from typing import Any
 
 from peewee import (
     AutoField,
+    BlobField,
     BooleanField,
     CharField,
     CompositeKey,
@@ -413,6 +414,38 @@ BillDifference.add_index(SQL('CREATE INDEX IF NOT EXISTS "bill_difference_open" 
                              'WHERE "resolved_at" IS NULL'))
 
 
+class CourseDetails(BaseModel):
+    """What the buy page says of a course beyond its price: a description and a cover image (a table of its
+    own, so courses keep their narrow row)."""
+
+    course = CharField(primary_key=True, max_length=64)
+    description = TextField(default="")
+    cover = BlobField(null=True)
+    cover_type = CharField(max_length=32, null=True)  # image/png | image/jpeg | image/webp
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "course_details"
+
+
+class FapiaoRequest(BaseModel):
+    """A learner's request for a 发票 (a Chinese tax invoice) for one paid order; the creator issues it by hand."""
+
+    id = AutoField()
+    order = ForeignKeyField(Order, on_delete="RESTRICT", index=True)
+    title = CharField(max_length=100)  # 抬头: a company's name, or 个人 (a person)
+    tax_id = CharField(max_length=20, null=True)  # 纳税人识别号 (a company's unified social credit code)
+    email = CharField(max_length=254)  # where the fapiao goes
+    requested_at = UTCDateTimeField()
+    issued_at = UTCDateTimeField(null=True, index=True)
+    issued_by = CharField(max_length=120, null=True)
+    note = CharField(max_length=300, null=True)  # the creator's words to the learner, sent with the fapiao
+    pdf = BlobField(null=True)  # the fapiao the creator uploaded, attached to the mail
+
+    class Meta:
+        table_name = "fapiao_request"
+
+
 class BillCheck(BaseModel):
     """A day whose trade bill was compared with our ledger: when, and what it held."""
 
@@ -538,7 +571,8 @@ ALL_MODELS: list[type[BaseModel]] = [Course, Buyer, DiscountCode, Order, License
                                      AdminUser, Refund, MailOutbox, RateLimit,
                                      WeChatCallStat, OutsideService, Alert, BillDifference,
                                      BillCheck, DailyFigures, RollupMark, OrderAttempt,
-                                     WebhookEndpoint, WebhookDelivery, Complaint, AdminSignInLink, WithdrawnKey]
+                                     WebhookEndpoint, WebhookDelivery, Complaint, AdminSignInLink, WithdrawnKey,
+                                     FapiaoRequest, CourseDetails]
 
 
 def create_tables() -> None:

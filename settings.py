@@ -224,6 +224,8 @@ class Config:
     webhook_targets: str = "public"
     # The origins allowed to frame /buy/<course>/embed (the buy button on the creator's own site).
     buy_button_origins: tuple[str, ...] = ()
+    seller_name: str = "Learning Buddy"  # who sells, on receipts, the buy page and mails
+    seller_contact: str | None = None  # how a learner reaches the seller (an address or a phone), on receipts
     testing: bool = False
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
 
@@ -334,6 +336,8 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         sandbox_public=sandbox_public,
         webhook_targets=read.choice("WEBHOOK_TARGETS", "public", WEBHOOK_TARGETS),
         buy_button_origins=_buy_button_origins(read),
+        seller_name=_one_line(read, "SELLER_NAME", "Learning Buddy", 100) or "Learning Buddy",
+        seller_contact=_one_line(read, "SELLER_CONTACT", None, 200),
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
     )
@@ -347,6 +351,17 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
     if read.problems:
         raise ConfigError(read.problems)
     return config
+
+
+def _one_line(read: Reader, name: str, default: str | None, longest: int) -> str | None:
+    """A short text shown to learners (receipts, mails): one line, at most ``longest`` characters."""
+    value = read.text(name)
+    if value is None or value == "":
+        return default
+    if len(value) > longest or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        read.problem(name, f"must be one line of at most {longest} characters", value)
+        return default
+    return value
 
 
 def _vscode_extension_id(read: Reader) -> str:

@@ -12,6 +12,9 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}", re.ASCII)
 LOCAL_MAX, ADDRESS_MAX = 64, 254
+# What a person reads when an address is refused (the API's error detail, the pages' field problem).
+# It starts with the field's name, which the purchase page reads to mark the field.
+EMAIL_WORDS = "email: 请填写有效的邮箱地址，例如 name@example.com · Give an e-mail address such as name@example.com"
 
 
 def is_email_address(value: object) -> bool:

@@ -81,6 +81,7 @@ ACTION_WORDS = {
     "mail.renewal_reminder": ("发送续费提醒", "Renewal reminder sent"),
     "course.saved": ("保存课程", "Course saved"),
     "course.download_limit": ("修改下载次数上限", "Download limit changed"),
+    "course.details_saved": ("保存课程介绍或封面", "Course details saved"),
     "bill.checked": ("核对日账单", "Daily bill checked"),
     "retention.purged": ("清理过期数据", "Old data purged"),
     "admin.created": ("创建管理员", "Admin created"),
@@ -101,12 +102,75 @@ ACTION_WORDS = {
     "complaint.refund_rejected": ("拒绝投诉退款申请", "Complaint refund request rejected"),
     "complaint.refund_requested": ("因投诉退款", "Refund for a complaint"),
     "complaint.completed": ("投诉处理完成", "Complaint handled"),
+    "fapiao.requested": ("学员申请发票", "Fapiao requested"),
+    "fapiao.issued": ("发票已开具", "Fapiao issued"),
 }
 
 
 def action_words(action: str) -> tuple[str, str]:
     """An audit action as (Chinese, English) words; an unknown one as its code twice."""
     return ACTION_WORDS.get(action, (action, action))
+
+
+# Detail fields worth a sentence on a timeline, in words (Chinese, English); others stay in the raw details.
+DETAIL_WORDS = {
+    "amount_fen": ("金额", "amount"), "refund_fen": ("退款", "refund"), "paid_fen": ("实付", "paid"),
+    "discount_fen": ("优惠", "discount"), "course": ("课程", "course"), "transaction_id": ("微信交易单号", "WeChat transaction"),
+    "out_refund_no": ("退款单号", "refund number"), "license": ("许可证", "license"), "expires_at": ("有效期至", "valid until"),
+    "reason": ("原因", "reason"), "note": ("说明", "note"), "email": ("邮箱", "e-mail"), "title": ("抬头", "title"),
+}
+SOURCE_WORDS = {"notification": ("微信通知", "WeChat's notification"), "query": ("主动查询", "a query to WeChat"),
+                "poll": ("学员页面查询", "the learner's page asking"), "bill": ("日账单", "the daily bill"),
+                "reconcile": ("定时核对", "the reconciler")}
+NOTIFICATION_WORDS = {
+    "fulfilled": ("已付款并发放许可证", "paid and licensed"), "duplicate": ("重复通知，已忽略", "a repeat, ignored"),
+    "mismatch": ("内容与订单不符，已标记待核对", "did not match the order; flagged for you"),
+    "unknown_order": ("不是本店的订单", "not one of our orders"), "not_paid": ("未付款", "not paid"),
+    "second_payment": ("重复付款，已标记待退款", "paid a second time; flagged for a refund"),
+    "late_payment": ("订单过期后付款，已标记", "paid after the order expired; flagged"),
+    "held": ("已暂缓，等你核对", "held for your review"), "processing": ("退款处理中", "refund in progress"),
+    "success": ("退款成功", "refund succeeded"), "abnormal": ("退款异常", "refund abnormal"),
+    "unknown": ("未知退款", "an unknown refund"), "received": ("已收到", "received"),
+}
+
+
+def _detail_value(key: str, value: Any) -> str:
+    if key.endswith("_fen") and isinstance(value, int):
+        return "¥" + _yuan(value)
+    if key == "expires_at" and isinstance(value, str):
+        try:
+            at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        return "永久 · for good" if at.year - dt.datetime.now(UTC).year > 50 else \
+            at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def event_words(action: str, detail: dict[str, Any]) -> dict[str, str]:
+    """One timeline line in words: what happened (zh, en) and the few facts that matter, money in yuan."""
+    zh, en = action_words(action)
+    facts_zh, facts_en = [], []
+    source = detail.get("source")
+    if isinstance(source, str) and source in SOURCE_WORDS:
+        facts_zh.append("来自" + SOURCE_WORDS[source][0])
+        facts_en.append("from " + SOURCE_WORDS[source][1])
+    for key, (kzh, ken) in DETAIL_WORDS.items():
+        value = detail.get(key)
+        if value in (None, "", [], {}):
+            continue
+        shown = _detail_value(key, value)
+        facts_zh.append(f"{kzh} {shown}")
+        facts_en.append(f"{ken} {shown}")
+    return {"zh": zh, "en": en, "facts_zh": "，".join(facts_zh), "facts_en": ", ".join(facts_en)}
+
+
+def notification_words(kind: str, result: str | None, reason: str | None) -> dict[str, str]:
+    what = ("微信支付退款通知", "WeChat Pay refund notification") if "refund" in (kind or "") else \
+        ("微信支付付款通知", "WeChat Pay payment notification")
+    zh, en = NOTIFICATION_WORDS.get(result or "", (result or "", result or ""))
+    return {"zh": what[0], "en": what[1], "facts_zh": zh + (f"（{reason}）" if reason else ""),
+            "facts_en": en + (f" ({reason})" if reason else "")}
 
 
 def alert_words(kind: str) -> tuple[str, str]:

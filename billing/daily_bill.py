@@ -254,7 +254,8 @@ def bill_differences(limit: int = 200) -> list[dict[str, Any]]:
              "label_en": KINDS.get(row.kind, (row.kind, row.kind))[1], "out_trade_no": row.out_trade_no,
              "transaction_id": row.transaction_id, "out_refund_no": row.out_refund_no,
              "wechat_fen": row.wechat_fen, "ours_fen": row.ours_fen, "detail": row.detail,
-             "found_at": row.found_at} for row in rows]
+             "found_at": row.found_at, "id": row.id, "resolved_at": row.resolved_at, "resolved_by": row.resolved_by,
+             "resolution": row.resolution} for row in rows]
 
 
 def bill_checks(limit: int = 30) -> list[dict[str, Any]]:

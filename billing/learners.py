@@ -14,7 +14,7 @@ from models import Buyer, Course, License, Order, WithdrawnKey
 from . import audit, limits
 from .errors import BillingError
 from .mail import enqueue_mail, extension_of, header_text, license_lines, render
-from .addresses import is_email_address
+from .addresses import EMAIL_WORDS, is_email_address
 from .shop import Shop, hash_token, iso_utc, token_matches
 from database import write_transaction
 
@@ -137,7 +137,7 @@ def address_key(address: str) -> str:
 def request_resend(shop: Shop, address: Any, ip: str | None) -> bool:
     """Mail every license bought with ``address``; return whether a mail was queued (never shown to the asker)."""
     if not isinstance(address, str) or not is_email_address(address.strip()):
-        raise BillingError("bad_request", "email is not a valid address")
+        raise BillingError("bad_request", EMAIL_WORDS)
     address = address.strip()
     now = shop.now()
     with write_transaction():

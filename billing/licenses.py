@@ -13,13 +13,12 @@ from models import AuditEvent, Course, License, Order, WithdrawnKey
 from . import audit
 from .content import max_downloads_of
 from .errors import BillingError, wechat_unavailable
-from .addresses import is_email_address
+from .addresses import EMAIL_WORDS, is_email_address
 from .mail import enqueue_license_mail, enqueue_mail, extension_of, license_lines, license_mail
 from .payments import apply_transaction, issue_license_for
 from .shop import Shop, hash_token
+from .receipts import COMP_PREFIX  # out_trade_no of an order made by a comp: never sent to WeChat Pay
 from database import write_transaction
-
-COMP_PREFIX = "COMP"  # out_trade_no of an order made by a comp: never sent to WeChat Pay
 
 
 def _reason(reason: str) -> str:
@@ -139,7 +138,7 @@ def comp_license(shop: Shop, *, course_id: str, email: str | None, reason: str, 
     if course is None:
         raise BillingError("course_not_found")
     if email is not None and not is_email_address(email):
-        raise BillingError("bad_request", "email is not a valid address")
+        raise BillingError("bad_request", EMAIL_WORDS)
     now = shop.now()
     with write_transaction():
         order = Order.create(
@@ -196,7 +195,7 @@ def resend_license_mail(shop: Shop, order: Order, *, actor: str, ip: str | None 
         raise BillingError("bad_request", "the order has no e-mail address")
     if license.revoked_at is not None:
         raise BillingError("bad_request", "the license is revoked; reinstate it first")
-    lines = license_lines([license], extension_of(shop))
+    lines = license_lines([license], extension_of(shop), shop)
     subject, text, html = license_mail(lines[0], license.plan)
     now = shop.now()
     with write_transaction():

@@ -18,7 +18,7 @@ from peewee import IntegrityError
 
 from models import License, MailOutbox, Order, db
 
-from . import rows
+from . import receipts, rows
 from .shop import Shop, iso_utc
 from settings import DEFAULT_VSCODE_EXTENSION_ID
 from database import write_transaction
@@ -166,7 +166,8 @@ def open_in_vscode_url(extension_id: str, key: str) -> str:
 
 def license_line(*, course_id: str, course_title: str, license_id: str, order_id: str, out_trade_no: str,
                  expires_at: dt.datetime, key: str, price: str = "",
-                 extension_id: str = DEFAULT_VSCODE_EXTENSION_ID) -> dict[str, str]:
+                 extension_id: str = DEFAULT_VSCODE_EXTENSION_ID,
+                 receipt: dict[str, Any] | None = None, receipt_url: str = "") -> dict[str, Any]:
     """What a mail says about one license: course, ids, expiry, the price when discounted, the key on one line and its VS Code link."""
     # A one-time course's key expires a century on (shop.LIFETIME): the learner reads "for good".
     lifetime = expires_at - dt.datetime.now(dt.timezone.utc) > dt.timedelta(days=50 * 365)
@@ -174,7 +175,8 @@ def license_line(*, course_id: str, course_title: str, license_id: str, order_id
             "order_id": order_id, "out_trade_no": out_trade_no,
             "expires_at": "永久 · Lifetime" if lifetime else shanghai(expires_at),
             "expires_at_utc": iso_utc(expires_at) or "", "key": key, "price": price,
-            "open_url": open_in_vscode_url(extension_id, key)}
+            "open_url": open_in_vscode_url(extension_id, key), "receipt": receipt, "receipt_url": receipt_url,
+            "gift": False}
 
 
 def _yuan(fen: int) -> str:
@@ -189,13 +191,19 @@ def price_line(order: Order) -> str:
     return f"{_yuan(listed)} − {_yuan(order.discount_fen)} = {_yuan(order.amount_fen)}"
 
 
-def license_lines(licenses: list[License],
-                  extension_id: str = DEFAULT_VSCODE_EXTENSION_ID) -> list[dict[str, str]]:
-    """The mail lines of stored licenses."""
-    return [license_line(course_id=lic.course_id, course_title=lic.course.title, license_id=lic.license_id,
-                         order_id=lic.order.public_id, out_trade_no=lic.order.out_trade_no,
-                         expires_at=lic.expires_at, key=lic.key, price=price_line(lic.order),
-                         extension_id=extension_id) for lic in licenses]
+def license_lines(licenses: list[License], extension_id: str = DEFAULT_VSCODE_EXTENSION_ID,
+                  shop: Shop | None = None) -> list[dict[str, Any]]:
+    """The mail lines of stored licenses; with the shop, each paid one carries its receipt and fapiao link."""
+    lines = []
+    for lic in licenses:
+        paid = receipts.receipt(shop, lic.order) if shop is not None else None
+        lines.append(license_line(course_id=lic.course_id, course_title=lic.course.title, license_id=lic.license_id,
+                                  order_id=lic.order.public_id, out_trade_no=lic.order.out_trade_no,
+                                  expires_at=lic.expires_at, key=lic.key, price=price_line(lic.order),
+                                  extension_id=extension_id, receipt=paid,
+                                  receipt_url=receipts.receipt_link(shop, lic.order) if shop and paid else ""))
+        lines[-1]["gift"] = lic.order.out_trade_no.startswith(receipts.COMP_PREFIX)
+    return lines
 
 
 def extension_of(shop: Shop) -> str:
@@ -213,7 +221,7 @@ def license_subject(course_title: str) -> str:
     return f"您的 Learning Buddy 许可证 · Your Learning Buddy license: {header_text(course_title)}"
 
 
-def license_mail(line: dict[str, str], plan: str) -> tuple[str, str, str]:
+def license_mail(line: dict[str, Any], plan: str) -> tuple[str, str, str]:
     """Subject, text and HTML of the mail that delivers one license."""
     text, html = render("license", licenses=[line], renewal=plan == "subscription")
     return license_subject(line["course_title"]), text, html
@@ -256,8 +264,8 @@ def plain_license_mail(license: License,
     return license_subject(license.course_id), text, None
 
 
-def render_queued_license(mail: MailOutbox,
-                          extension_id: str = DEFAULT_VSCODE_EXTENSION_ID) -> tuple[str, str, str | None] | None:
+def render_queued_license(mail: MailOutbox, extension_id: str = DEFAULT_VSCODE_EXTENSION_ID,
+                          shop: Shop | None = None) -> tuple[str, str, str | None] | None:
     """Subject, text and HTML of a license mail queued unrendered; None when it is not one or was rendered."""
     if mail.kind != "license" or mail.text or not (mail.dedupe_key or "").startswith(LICENSE_MAIL_PREFIX):
         return None
@@ -266,7 +274,7 @@ def render_queued_license(mail: MailOutbox,
     if license is None:
         return None
     try:
-        return license_mail(license_lines([license], extension_id)[0], license.plan)
+        return license_mail(license_lines([license], extension_id, shop)[0], license.plan)
     except Exception:  # noqa: BLE001 - a broken template or odd title must still let the key go out
         log.exception("license mail %s did not render; sending the plain form", mail.id)
         return plain_license_mail(license, extension_id)
@@ -279,8 +287,8 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS))
 
 
-def as_message(mail: MailOutbox, mail_from: str) -> EmailMessage:
-    """Build the MIME message: plain text, with the HTML as an alternative."""
+def as_message(mail: MailOutbox, mail_from: str, attachment: tuple[str, bytes] | None = None) -> EmailMessage:
+    """Build the MIME message: plain text, with the HTML as an alternative, and a PDF (a fapiao) when given."""
     message = EmailMessage()
     message["From"] = mail_from
     message["To"] = mail.to
@@ -291,10 +299,12 @@ def as_message(mail: MailOutbox, mail_from: str) -> EmailMessage:
     message.set_content(mail.text, charset="utf-8")
     if mail.html:
         message.add_alternative(mail.html, subtype="html", charset="utf-8")
+    if attachment is not None:
+        message.add_attachment(attachment[1], maintype="application", subtype="pdf", filename=attachment[0])
     return message
 
 
-def _claim(now: dt.datetime, extension_id: str) -> list[MailOutbox]:
+def _claim(now: dt.datetime, extension_id: str, shop: Shop | None = None) -> list[MailOutbox]:
     """Take the due mails (compare-and-set on ``next_attempt_at``) so no other sender takes them too."""
     claimed = []
     with write_transaction():
@@ -306,7 +316,7 @@ def _claim(now: dt.datetime, extension_id: str) -> list[MailOutbox]:
                      .where((MailOutbox.id == mail.id) & (MailOutbox.next_attempt_at == mail.next_attempt_at)
                             & MailOutbox.sent_at.is_null()).execute())
             if taken:
-                rendered = render_queued_license(mail, extension_id)
+                rendered = render_queued_license(mail, extension_id, shop)
                 if rendered is not None:
                     mail.subject, mail.text, mail.html = rendered[0][:200], rendered[1], rendered[2]
                     MailOutbox.update(subject=mail.subject, text=mail.text, html=mail.html).where(
@@ -350,7 +360,7 @@ def send_due_mail(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         waiting = MailOutbox.select().where(MailOutbox.sent_at.is_null()
                                             & MailOutbox.next_attempt_at.is_null(False)).count()
         return {"sent": 0, "waiting_without_smtp": waiting}
-    mails = _claim(now, mailer.vscode_extension_id)
+    mails = _claim(now, mailer.vscode_extension_id, shop)
     if not mails:
         return {"sent": 0}
     sent = failed = 0
@@ -366,7 +376,7 @@ def send_due_mail(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     try:
         for index, mail in enumerate(mails):
             try:
-                connection.send_message(as_message(mail, mailer.mail_from))
+                connection.send_message(as_message(mail, mailer.mail_from, receipts.attachment_for(mail)))
             except (OSError, smtplib.SMTPException) as exc:
                 error = _describe(exc)
                 if _is_permanent(exc):

@@ -22,7 +22,7 @@ from wechatpay.errors import ApiError, WeChatPayError
 from wechatpay.fields import DESCRIPTION_BYTES, fit_utf8
 
 from . import alipay_method, audit, discounts, learners, limits
-from .addresses import is_email_address
+from .addresses import EMAIL_WORDS, is_email_address
 from .errors import BillingError, error_body
 from .payments import sync_with_wechat
 from .shop import Shop, hash_token, iso_utc, new_out_trade_no, new_pack_trade_no, token_matches
@@ -176,7 +176,7 @@ def place_order(shop: Shop, *, course_id: Any, email: Any = None, buyer_token: A
     course = find_course_for_sale(course_id)
     method = alipay_method.checked_method(shop, method)
     if email is not None and not is_email_address(email):
-        raise BillingError("bad_request", "email is not a valid address")
+        raise BillingError("bad_request", EMAIL_WORDS)
     pack = None
     if seats is not None:
         from .seats import pack_request  # seats imports this module's neighbours

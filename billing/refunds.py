@@ -90,7 +90,8 @@ def request_refund(shop: Shop, order: Order, *, amount_fen: int, reason: str, re
             raise BillingError("refund_not_allowed", f"order is {order.status}")
         left = refundable_fen(order)
         if amount_fen > left:
-            raise BillingError("refund_too_large", f"at most {left} fen is left to refund")
+            raise BillingError("refund_too_large", f"最多还能退 ¥{left // 100}.{left % 100:02d} · "
+                                                  f"at most ¥{left // 100}.{left % 100:02d} is left to refund")
         full = amount_fen + refunded_fen(order, HOLDING) >= order.amount_fen
         if hold is None:
             from .seats import check_plain_refund

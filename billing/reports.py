@@ -126,6 +126,25 @@ def needs_attention(now: dt.datetime) -> list[Attention]:
     return items
 
 
+def sales_tile(paid_fen: int, refunded_fen: int, previous_paid_fen: int, previous_refunded_fen: int) -> dict[str, Any]:
+    """One revenue tile: net (paid less refunded) first, gross and refunds beneath, and the change in net
+    against the period just before (the same number of days), in words a creator reads at a glance."""
+    net, before = paid_fen - refunded_fen, previous_paid_fen - previous_refunded_fen
+    if before == net:
+        change = ("与上期持平", "same as the period before")
+        trend = "flat"
+    elif before <= 0:
+        change = (f"上期净收入 ¥{yuan(before)}", f"¥{yuan(before)} net the period before")
+        trend = "up" if net > before else "down"
+    else:
+        # Whole percent, half away from zero, in integers.
+        pct = (200 * abs(net - before) + before) // (2 * before)
+        sign, trend = ("+", "up") if net > before else ("−", "down")
+        change = (f"比上期 {sign}{pct}%（上期 ¥{yuan(before)}）", f"{sign}{pct}% on the period before (¥{yuan(before)})")
+    return {"paid_fen": paid_fen, "refunded_fen": refunded_fen, "net_fen": net, "previous_net_fen": before,
+            "change": change, "trend": trend}
+
+
 def dashboard(now: dt.datetime, sandbox: bool = False) -> dict[str, Any]:
     """The dashboard's figures for one book (live, or the simulator's), with days counted in Asia/Shanghai.
 
@@ -133,14 +152,16 @@ def dashboard(now: dt.datetime, sandbox: bool = False) -> dict[str, Any]:
     from a scan of the order table.
     """
     today = now.astimezone(SHANGHAI).date()
-    first, week = today - dt.timedelta(days=29), today - dt.timedelta(days=6)
+    # Sixty days: the thirty shown and the thirty before them, which each tile is compared with.
+    first, week = today - dt.timedelta(days=59), today - dt.timedelta(days=6)
     kept = rollup.figures(first, today, sandbox)
-    days = [first + dt.timedelta(days=n) for n in range(30)]
+    days = [first + dt.timedelta(days=n) for n in range(60)]
     paid = [(day, kept.day_total(day, "paid_fen")) for day in days]
     refunded = [kept.day_total(day, "refunded_fen") for day in days]
-    sales = {label: {"paid_fen": sum(fen for _, fen in paid[-n:]), "refunded_fen": sum(refunded[-n:])}
+    sales = {label: sales_tile(sum(fen for _, fen in paid[-n:]), sum(refunded[-n:]),
+                               sum(fen for _, fen in paid[-2 * n:-n]), sum(refunded[-2 * n:-n]))
              for label, n in (("today", 1), ("7 days", 7), ("30 days", 30))}
-    daily = [(day, fen - back) for (day, fen), back in zip(paid, refunded)]
+    daily = [(day, fen - back) for (day, fen), back in zip(paid[-30:], refunded[-30:])]
     return {"sales": sales, "by_status": kept.by_status,
             "daily": daily, "chart": revenue_chart(daily), "attention": needs_attention(now),
             "chain": chain_status(), "funnel": _funnel_of(kept, week, today),
@@ -308,17 +329,38 @@ def search_orders(f: OrderFilter) -> tuple[list[Order], int]:
     return rows, total
 
 
+# WeChat Pay's answers a refund may wait on, in words (Chinese, English); the code itself stays in the record.
+RETRY_WORDS = {
+    "NOT_ENOUGH": ("商户余额不足，充值后会自动重试", "The merchant balance is short; it is retried after you top up"),
+    "SYSTEM_ERROR": ("微信支付暂时出错，会自动重试", "WeChat Pay had a passing fault; it is retried by itself"),
+    "FREQUENCY_LIMITED": ("请求太频繁，稍后自动重试", "Too many requests for now; it is retried shortly"),
+}
+
+
+def refund_detail_words(detail: str | None) -> tuple[str, str]:
+    """A refund's stored detail as words: a retry in plain words, anything else as a note to read as it is."""
+    text = detail or ""
+    if text.startswith("will retry: "):
+        code = text.removeprefix("will retry: ")
+        return RETRY_WORDS.get(code, ("微信支付暂时无法处理，会自动重试", "WeChat Pay could not take it now; it is retried"))
+    return ("", "")
+
+
 def timeline(order: Order) -> list[dict[str, Any]]:
     """Every audit event and every notification of one order, oldest first."""
     items: list[dict[str, Any]] = []
+    from .console import event_words, notification_words  # console builds on this module
+
     for event in AuditEvent.select().where(AuditEvent.order == order.id).order_by(AuditEvent.id):
+        detail = json.loads(event.detail or "{}")
         items.append({"at": event.at, "kind": "event", "what": event.action, "who": event.actor,
-                      "ip": event.ip, "detail": json.loads(event.detail or "{}")})
+                      "ip": event.ip, "detail": detail, "words": event_words(event.action, detail)})
     for note in Notification.select().where(Notification.order == order.id).order_by(Notification.id):
         items.append({"at": note.received_at, "kind": "notification",
                       "what": f"notification ({note.kind}) {note.event_type or ''}".strip(),
                       "who": "wechat", "ip": None,
-                      "detail": {"result": note.result, "reason": note.reason, "event_id": note.event_id}})
+                      "detail": {"result": note.result, "reason": note.reason, "event_id": note.event_id},
+                      "words": notification_words(note.kind, note.result, note.reason)})
     items.sort(key=lambda item: item["at"])
     return items
 

@@ -13,6 +13,9 @@ document.addEventListener("submit", (event) => {
     event.stopPropagation();
     return;
   }
+  // Confirmed here: the server need not ask again (it asks only a browser without JavaScript).
+  const ask = form.elements.namedItem("ask");
+  if (question && ask) ask.value = "";
   // One click, one request: a second press while the first is in flight is ignored.
   if (form.dataset.sent === "1") {
     event.preventDefault();
@@ -36,4 +39,21 @@ document.addEventListener("click", (event) => {
     event.preventDefault();
     window.history.back();
   }
+});
+
+// "Copy" buttons (hidden without JavaScript, where the field can still be selected and copied by hand).
+document.querySelectorAll("button[data-copy]").forEach((button) => {
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const field = document.querySelector(button.getAttribute("data-copy"));
+    const said = document.getElementById("copied");
+    if (!field) return;
+    field.select();
+    try {
+      await navigator.clipboard.writeText(field.value);
+      if (said) said.textContent = "已复制 · Copied";
+    } catch (_) {
+      if (said) said.textContent = "已选中，请按 Ctrl+C 复制 · Selected: press Ctrl+C to copy";
+    }
+  });
 });

@@ -69,7 +69,8 @@
     $("error").dataset.code = err.code || "";
     const field = CODE_REFUSALS.includes(err.code) ? "code"
       : err.detail && Object.keys(FIELDS).find((name) => err.detail.indexOf(name) === 0);
-    if (field) {  // name the field and its rule next to it
+    if (field) {  // name the field and its rule next to it (in words: the server's detail then says nothing more)
+      if (field !== "code") $("error-detail").hidden = true;
       $(field + "-problem").textContent = field === "code" ? zh + " " + en : FIELDS[field].join(" ");
       $(field + "-problem").hidden = false;
       $(field).setAttribute("aria-invalid", "true");
@@ -130,6 +131,8 @@
     $("method-name").className = "method " + (alipay ? "method-alipay" : "method-wechat");
     $("qr").alt = alipay ? "支付宝二维码，请用支付宝“扫一扫” · Alipay QR code: scan it with Alipay"
                          : "微信支付二维码，请用微信“扫一扫” · WeChat Pay QR code: scan it with WeChat";
+    $("scan-words").firstChild.textContent = alipay ? "请使用支付宝扫一扫 · " : "请使用微信扫一扫 · ";
+    $("scan-words").lastChild.textContent = alipay ? "Scan with Alipay" : "Scan with WeChat";
     const link = $("sandbox-pay");
     if (link && view.code_url && alipay) {
       link.href = view.code_url;  // the simulator's QR is the address of its phone page
@@ -164,6 +167,25 @@
     $("email-notice-en").textContent = notice ? notice.en : "";
   }
 
+  function yuanOf(fen) {
+    return "¥" + Math.floor(fen / 100) + "." + String(fen % 100).padStart(2, "0");
+  }
+
+  // The receipt of a paid order (a gift has none): amount, time in Beijing, WeChat's number, the seller.
+  function showReceipt(view, orderToken) {
+    const paid = view && view.paid_at && view.amount_fen > 0 && orderToken;
+    $("receipt-box").hidden = !paid;
+    if (!paid) return;
+    $("receipt-amount").textContent = yuanOf(view.amount_fen);
+    $("receipt-paid-at").textContent = new Date(view.paid_at).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false });
+    $("receipt-transaction").textContent = view.transaction_id || "";
+    $("receipt-order").textContent = view.order_id;
+    $("receipt-out-trade-no").textContent = view.out_trade_no || "";
+    const form = $("fapiao-open");
+    form.action = "/receipt/" + encodeURIComponent(view.order_id) + "/open";
+    form.elements.namedItem("order_token").value = orderToken;
+  }
+
   function showLicense(license, orderId) {
     $("license").value = license.key;
     $("license-order").textContent = orderId || license.order_id || "";
@@ -185,6 +207,7 @@
     if (view.status === "fulfilled" && view.license) {
       say("支付成功", "Paid");
       showLicense(view.license, view.order_id);
+      showReceipt(view, order && order.order_token);
     } else if (view.status === "pending") {
       say("等待支付…", "Waiting for payment…");
       // A code_url lives 2 hours; the server replaces it before then and the page shows the new one.

@@ -22,6 +22,7 @@ from learner_helpers import SmtpServer, plain_text, smtp_server
 from servers import BROWSER_WAIT_MS, RunningServer, sandbox_mode_server
 
 from billing import CATALOGUE
+from billing.addresses import EMAIL_WORDS
 from licensing import load_public_key_pem, verify_license
 
 pytestmark = pytest.mark.browser
@@ -237,6 +238,10 @@ def test_learner_pays_reloads_and_the_license_is_back(learner: Learner) -> None:
     expect(page.locator("#license-steps")).to_contain_text("Buy with WeChat Pay · 微信支付购买")
     expect(page.locator("#qr-box")).to_be_hidden()
     expect(page.locator("#error")).to_be_hidden()
+    # The receipt: what was paid, when in Beijing, WeChat's number, and the way to a fapiao.
+    expect(page.locator("#receipt-amount")).to_have_text(re.compile(r"^¥\d+\.\d\d$"))
+    expect(page.locator("#receipt-transaction")).to_have_text(re.compile(r"^\d{20,32}$"))
+    expect(page.locator("#fapiao-open")).to_have_attribute("action", f"/receipt/{order['order_id']}/open")
     shot(page, f"buy-license-{device}.png")
 
     key = page.input_value("#license")
@@ -402,7 +407,7 @@ def test_a_refused_field_names_the_field_and_the_rule(learner: Learner) -> None:
         page.click("#pay")
     assert placed.value.status == 400
     expect(page.locator("#error")).to_have_attribute("data-code", "bad_request")
-    expect(page.locator("#error-detail")).to_have_text("email is not a valid address")
+    expect(page.locator("#error-detail")).to_be_hidden()  # the field's own words say it
     expect(page.locator("#email-problem")).to_be_visible()
     expect(page.locator("#email")).to_have_attribute("aria-invalid", "true")
     learner.problems.assert_none(page)
@@ -466,6 +471,8 @@ def test_without_javascript_a_learner_pays_cancels_and_asks_by_email(browser: Br
         expect(page.locator("#license-box")).to_be_visible(timeout=30_000)
         expect(page.locator("#license-steps")).to_contain_text("Activate License")
         expect(page.locator("#license-expiry")).to_have_text("永久 · Lifetime")
+        expect(page.locator("#receipt-amount")).to_contain_text("¥")
+        expect(page.locator("#fapiao-link")).to_have_attribute("href", re.compile(r"^/receipt/ord_[^?]+\?t=.+#fapiao$"))
         assert page.locator("meta[http-equiv=refresh]").count() == 0
         key = page.input_value("#license")
         assert verify_license(key, published_keys(server.base), dt.datetime.now(UTC),
@@ -498,7 +505,7 @@ def test_without_javascript_a_learner_pays_cancels_and_asks_by_email(browser: Br
             second.goto(f"{server.base}/buy/{COURSE_ID}")
             second.fill("#resend-email", "not-an-email")
             second.click("#resend-form button[type=submit]")
-            expect(second.locator("#error-detail")).to_have_text("email is not a valid address")
+            expect(second.locator("#error-detail")).to_have_text(EMAIL_WORDS.removeprefix("email: "))
         finally:
             other.close()
     finally:

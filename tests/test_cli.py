@@ -43,7 +43,7 @@ def test_courses_are_added_and_listed(lbpay: Lbpay) -> None:
 
 
 @pytest.mark.parametrize("args, words", [
-    (["courses", "add", "Bad Id", "--title", "T", "--price-fen", "100"], "kebab-case"),
+    (["courses", "add", "Bad Id", "--title", "T", "--price-fen", "100"], "like cpp-primer-5th"),
     (["courses", "add", "ok-id", "--title", "T", "--price-fen", "0"], "price-fen"),
     (["courses", "add", "ok-id", "--title", "T", "--price-fen", "9.9"], "price-fen"),
     (["courses", "add", "ok-id", "--title", "T", "--price-fen", "100", "--subscription"], "period"),

@@ -18,6 +18,8 @@ from test_admin_browser import CSP_PROBE, creator, shot  # noqa: F401 (the creat
 from test_console_pages import plant_alert, plant_difference
 
 import models
+from billing import audit
+from database import write_transaction
 from operations.scheduler import run_job
 
 pytestmark = pytest.mark.browser
@@ -31,6 +33,17 @@ AXE_RUN = """async () => {
 }"""
 
 
+def settled(page: Page) -> None:
+    """Wait until the page is laid out as people see it: its stylesheet applied, its deferred scripts run.
+
+    A click that navigates returns once the new document is committed, and an ``expect`` on text passes as
+    soon as the rows are parsed; the stylesheet may still be on its way (a busy machine answers its
+    revalidation late). Chromium then lays out the bare table, as wide as its longest unbroken text (an
+    order id: about 620 px on a phone), so measuring before "load" measured a page nobody ever sees.
+    """
+    page.wait_for_load_state("load")
+
+
 def axe_check(page: Page) -> None:
     """No serious or critical axe-core violation on the page as it stands.
 
@@ -39,6 +52,7 @@ def axe_check(page: Page) -> None:
     """
     if not _javascript(page):
         return
+    settled(page)  # contrast is only meaningful with the page's own colours
     assert AXE.exists(), "axe-core is missing: run `make static-vendor` (npm ci at the repo root)"
     # Evaluated through the DevTools protocol, so the page's CSP (script-src 'self') stays as it is.
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
@@ -73,6 +87,7 @@ def open_console(browser: Browser, shop: Shop, size: str, javascript: bool) -> t
 def fits(page: Page, size: str) -> None:
     if not _javascript(page):  # measured in the walk with JavaScript on: the same pages
         return
+    settled(page)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= SIZES[size]["width"], f"{page.url} scrolls sideways ({width}px)"
 
@@ -171,5 +186,57 @@ def test_a_creator_settles_what_needs_attention_and_the_dashboard_clears(browser
 
         violations = page.evaluate("window.__cspViolations") if javascript else []
         assert (problems, violations) == ([], [])
+    finally:
+        context.close()
+
+
+def test_the_audit_page_is_measured_as_styled_even_when_its_stylesheet_comes_late(browser: Browser,
+                                                                                   creator: Shop) -> None:
+    """The CI failure of the walk above (audit?order=… "scrolls sideways (620px)" on a phone), made certain.
+
+    The stylesheet is held back while the filtered page arrives: the rows are there, the page is still
+    bare and wider than the phone, and the walk's measure must not trust it until the stylesheet applies.
+    """
+    order = paid_order(creator, email="late-style@example.com")
+    context, page, problems = open_console(browser, creator, "phone", True)
+    held: list[Any] = []
+    try:
+        page.goto("/admin/audit")
+        page.route("**/static/admin.css", lambda route: held.append(route))
+        page.fill("#audit-filters input[name=order]", order["order_id"])
+        page.click("#audit-filters button[type=submit]")
+        expect(page.locator("tr.audit-row").first).to_contain_text(order["order_id"])
+        assert len(held) == 1  # the rows are on the page, its stylesheet is not
+        bare = page.evaluate("document.documentElement.scrollWidth")
+        assert bare > SIZES["phone"]["width"], bare  # what the walk measured in CI
+        assert page.evaluate("document.readyState") != "complete"  # and what settled() waits for
+        held[0].continue_()
+        fits(page, "phone")
+        assert page.evaluate("getComputedStyle(document.querySelector('table.list.cards tr.head')).display") == "none"
+        assert problems == []
+    finally:
+        context.close()
+
+
+def test_long_audit_details_wrap_on_a_phone(browser: Browser, creator: Shop) -> None:
+    """Long unbroken words in an event (an actor, a note, a WeChat number) wrap inside the card, details open."""
+    order = paid_order(creator, email="long-words@example.com")
+    with models.db.connection_context():
+        row = models.Order.get(models.Order.public_id == order["order_id"])
+        with write_transaction():
+            audit.record("bill_difference.resolved", at=creator.clock(), order=row, ip="2001:db8::1234:5678:9abc",
+                         actor="admin:" + "a" * 60 + "@" + "b" * 50 + ".example.com",
+                         detail={"note": "补" * 40 + "x" * 260, "transaction_id": "4" * 64,
+                                 "after": {"title": "W" * 120, "plan": "one_time"}})
+    context, page, problems = open_console(browser, creator, "phone", True)
+    try:
+        page.goto(f"/admin/audit?order={order['order_id']}")
+        for details in page.locator("tr.audit-row details").all():
+            details.locator("summary").click()
+        expect(page.locator("tr.audit-row details[open] .detail").first).to_contain_text("x" * 40)
+        fits(page, "phone")
+        axe_check(page)
+        shot(page, "console-audit-long-details-phone.png")
+        assert problems == []
     finally:
         context.close()

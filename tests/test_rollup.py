@@ -182,8 +182,10 @@ def test_the_daily_figures_equal_a_recount_through_payments_refunds_and_sandbox_
                 models.Order.paid_at.is_null(False) & (models.Order.sandbox == False)))  # noqa: E712
             board = reports.dashboard(clock())
         assert paid == 9900 + 9900 + 2900
-        assert board["sales"]["30 days"] == {"paid_fen": paid, "refunded_fen": 3000 + 9900}
-        assert re.search(r"¥227\.00", page), "the live sales of the month"
+        month = board["sales"]["30 days"]
+        assert (month["paid_fen"], month["refunded_fen"]) == (paid, 3000 + 9900)
+        assert month["net_fen"] == paid - 3000 - 9900 and month["previous_net_fen"] == 0
+        assert re.search(r"¥98\.00", page) and re.search(r"¥227\.00", page), "the month's live net, then gross"
         assert waiting["order_id"]
     finally:
         shop.server.stop()

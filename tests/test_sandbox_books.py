@@ -75,10 +75,10 @@ def test_a_sandbox_database_switched_to_live_never_counts_its_sandbox_orders(
         console = signed_in(shop)
         dashboard = console.page("/admin/")
         assert "Sandbox mode" not in dashboard
-        assert re.search(r'class="big">¥0\.00<', dashboard), "sandbox money shown as live revenue"
+        assert re.search(r'class="big net">¥0\.00<', dashboard), "sandbox money shown as live revenue"
         real = paid_order(shop)
         dashboard = console.page("/admin/")
-        assert dashboard.count('class="big">¥99.00<') == 3  # today, 7 days, 30 days: the live ¥99 only
+        assert dashboard.count('class="big net">¥99.00<') == 3  # today, 7 days, 30 days: the live ¥99 only
         rows = list(csv.reader(io.StringIO(console.get("/admin/export/orders.csv").content.decode("utf-8-sig"))))
         ids = {row[1] for row in rows[1:]}
         assert real["order_id"] in ids and not ids & {p["order_id"] for p in played}

@@ -28,6 +28,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, console, licenses, refunds, reports
 from billing.alipay_method import method_of
+from billing import content
+from billing import courses as course_rules
 from billing.courses import PLANS, all_courses, course_by_id, save_course
 
 from . import current_shop
@@ -97,6 +99,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["shanghai"] = _shanghai
     app.jinja_env.filters["status_label"] = reports.status_label
     app.jinja_env.filters["method_label"] = _method_label
+    app.jinja_env.globals["refund_words"] = reports.refund_detail_words
 
     @app.context_processor
     def _mode() -> dict[str, Any]:
@@ -392,6 +395,10 @@ def mark_paid(public_id: str) -> BaseResponse:
 def refund(public_id: str) -> BaseResponse:
     o = _order(public_id)
     amount = reports.parse_yuan(request.form.get("amount", ""))
+    if request.form.get("ask") == "1":  # no JavaScript, so no confirm(): the server asks, once
+        return render_template("admin/confirm_refund.html", o=o, amount=amount,  # type: ignore[return-value]
+                               reason=request.form.get("reason", ""), revoke=request.form.get("revoke") == "on",
+                               left=refunds.refundable_fen(o))
     made = refunds.request_refund(current_shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
                                   revoke_license=request.form.get("revoke") == "on", actor=_actor(),
                                   ip=request.remote_addr)
@@ -460,7 +467,7 @@ def comp() -> Any:
 
 @bp.get("/courses")
 def courses() -> str:
-    return render_template("admin/courses.html", courses=all_courses())
+    return render_template("admin/courses.html", courses=all_courses(), plan_words=course_rules.PLAN_WORDS)
 
 
 @bp.route("/courses/new", methods=["GET", "POST"])
@@ -469,18 +476,48 @@ def course_form(course_id: str | None = None) -> Any:
     course = course_by_id(course_id) if course_id else None
     if course_id and course is None:
         abort(404)
+    details = course_rules.details_of(course.id) if course else None
     if request.method != "POST":  # GET and HEAD alike
-        return render_template("admin/course_form.html", course=course, plans=PLANS)
+        return _course_page(course, details, {})
     form = request.form
-    period = form.get("period_days", "").strip()
-    if period and not period.isdigit():
-        raise BillingError("bad_request", "the period is a whole number of days")
-    saved = save_course(current_shop(), course_id=course.id if course else form.get("id", "").strip(),
-                        title=form.get("title", ""), price_fen=reports.parse_yuan(form.get("price", "")),
-                        plan=form.get("plan", "one_time"), period_days=int(period) if period else None,
+    wrong: dict[str, str] = {}
+    period_text = form.get("period_days", "").strip()
+    period = int(period_text) if period_text.isdigit() and len(period_text) < 7 else None
+    try:
+        price = reports.parse_yuan(form.get("price", ""))
+    except BillingError:
+        price = None
+    limit_text = form.get("download_limit", "").strip()
+    limit = int(limit_text) if limit_text.isdigit() and len(limit_text) < 8 else None
+    if limit_text and (limit is None or not 1 <= limit <= content.MAX_DOWNLOAD_LIMIT):
+        wrong["download_limit"] = "download_limit"
+    upload = request.files.get("cover")
+    cover = upload.read() if upload is not None and upload.filename else None
+    new_id = course.id if course else form.get("id", "").strip()
+    wrong.update(course_rules.check_course(course_id=new_id, title=form.get("title", ""), price_fen=price,
+                                      plan=form.get("plan", "one_time"), period_days=period))
+    if period_text and period is None:
+        wrong["period_days"] = "period_range"
+    wrong.update(course_rules.check_details(form.get("description", ""), cover))
+    if wrong:
+        return _course_page(course, details, wrong, status=400)
+    saved = save_course(current_shop(), course_id=new_id, title=form.get("title", ""), price_fen=price,
+                        plan=form.get("plan", "one_time"), period_days=period,
                         active=form.get("active") == "on", actor=_actor(), ip=request.remote_addr)
+    course_rules.save_details(current_shop(), saved.id, description=form.get("description", ""), cover=cover,
+                         drop_cover=form.get("drop_cover") == "on", actor=_actor(), ip=request.remote_addr)
+    content.set_download_limit(current_shop(), saved.id, limit, actor=_actor())
     flash(f"已保存课程 {saved.id}。 Course saved.")
     return redirect(url_for("admin.courses"), 303)
+
+
+def _course_page(course: Any, details: Any, wrong: dict[str, str], status: int = 200) -> tuple[str, int]:
+    """The editor, with each mistake under its field and what was typed kept."""
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    return render_template("admin/course_form.html", course=course, details=details, plans=PLANS,
+                           plan_words=course_rules.PLAN_WORDS, problems={k: course_rules.FIELD_WORDS[v] for k, v in wrong.items()},
+                           typed=request.form if request.method == "POST" else None,
+                           buy_url=f"{base}/buy/{course.id}" if course else ""), status
 
 
 # --- exports --------------------------------------------------------------------------------

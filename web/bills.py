@@ -2,23 +2,60 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, render_template
+import datetime as dt
 
-from billing import daily_bill
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
-from . import admin
+from billing import BillingError, daily_bill, reports
+from operations.jobs import check_daily_bills
+
+from . import admin, current_shop
 
 bp = Blueprint("bills", __name__, url_prefix="/admin/bills")
 # The console's own sign-in and idle checks, and its no-store answers.
 bp.before_request(admin._require_admin)
 bp.after_request(admin._no_store)
+# WeChat Pay keeps trade bills for three months.
+OLDEST_DAYS = 90
 
 
 @bp.get("")
-def differences() -> str:
+def differences(problem: tuple[str, str] | None = None) -> str:
     """Every kept difference, newest day first, and the days compared so far."""
+    yesterday = daily_bill.beijing_day(current_shop().now()) - dt.timedelta(days=1)
     return render_template("admin/bills.html", differences=daily_bill.bill_differences(),
-                           checks=daily_bill.bill_checks(), kinds=daily_bill.KINDS)
+                           checks=daily_bill.bill_checks(), kinds=daily_bill.KINDS, yesterday=yesterday,
+                           oldest=yesterday - dt.timedelta(days=OLDEST_DAYS - 1), problem=problem)
+
+
+@bp.post("/check")
+def check_now() -> BaseResponse | tuple[str, int]:
+    """Check one day's bill now (what `lbpay bill check --date` does), and say what came of it in words."""
+    shop = current_shop()
+    yesterday = daily_bill.beijing_day(shop.now()) - dt.timedelta(days=1)
+    oldest = yesterday - dt.timedelta(days=OLDEST_DAYS - 1)
+    try:
+        day = reports.parse_day(request.form.get("date"))
+    except BillingError:
+        day = None
+    if day is None or not oldest <= day <= yesterday:
+        return differences(problem=(f"请选择 {oldest} 到 {yesterday} 之间的一天（今天的账单明天 10:00 后才有）。",
+                                    f"Pick a day from {oldest} to {yesterday}: today's bill comes after 10:00 "
+                                    "tomorrow.")), 400
+    summary = check_daily_bills(shop, shop.now(), days=[day])
+    if summary.get("failed"):
+        flash(f"{day} 的账单没能下载，已记为告警，稍后再试。 The bill of {day} could not be fetched; an alert is raised, "
+              "try again later.")
+    elif summary.get("not_ready"):
+        flash(f"微信支付还没有生成 {day} 的账单（每天 10:00 后生成），稍后再试。 "
+              f"WeChat Pay has not made the bill of {day} yet (it does after 10:00); try again later.")
+    elif summary.get("differences"):
+        flash(f"已核对 {day}：发现 {summary['differences']} 处差异，见下表。 "
+              f"Checked {day}: {summary['differences']} difference(s), listed below.")
+    else:
+        flash(f"已核对 {day}：与本店订单一致。 Checked {day}: it matches our orders.")
+    return redirect(url_for("bills.differences"), 303)
 
 
 def init_app(app: Flask) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import console, reports
+from billing import console, receipts, reports
+from billing.courses import COVER_MAX
 
 from . import admin, current_shop
 
@@ -94,14 +95,42 @@ def customer() -> str:
     return render_template("admin/customer.html", c=person, now=current_shop().now())
 
 
+@bp.get("/fapiao")
+def fapiao() -> str:
+    return render_template("admin/fapiao.html", to_issue=receipts.open_requests(), issued=receipts.issued_requests(),
+                           pdf_max_mb=receipts.PDF_MAX // (1024 * 1024))
+
+
+@bp.post("/fapiao/<request_id>/issued")
+def issue_fapiao(request_id: str) -> BaseResponse:
+    upload = request.files.get("pdf")
+    pdf = upload.read() if upload is not None and upload.filename else None
+    receipts.mark_issued(current_shop(), _id(request_id), actor=admin._actor(), ip=request.remote_addr,
+                         note=request.form.get("note", ""), pdf=pdf)
+    flash("已标记为已开具，邮件已排队发给学员。 Marked issued; the learner's mail is queued.")
+    return redirect(url_for("console.fapiao"), 303)
+
+
+# Forms that carry a file, and how big they may be (every other form: 64 KiB).
+BIG_FORMS = {"console.issue_fapiao": receipts.PDF_MAX + 64 * 1024, "admin.course_form": COVER_MAX + 64 * 1024}
+
+
+def _room_for_a_file() -> None:
+    # Before the CSRF check reads the form.
+    if request.endpoint in BIG_FORMS and request.method == "POST":
+        request.max_content_length = BIG_FORMS[request.endpoint]
+
+
 def _badge() -> dict[str, Any]:
     # A function, so only a signed-in console page (whose layout calls it) pays for the two counts.
     shop = current_shop()
-    return {"open_counts": console.open_counts, "alert_channel": bool(shop.config.alert_email)}
+    return {"open_counts": console.open_counts, "alert_channel": bool(shop.config.alert_email),
+            "fapiao_waiting": receipts.open_count}
 
 
 def init_app(app: Flask) -> None:
     """Register the pages (after the console, whose sign-in they use) and the nav badge's counts."""
     app.register_blueprint(bp)
+    app.before_request_funcs.setdefault(None, []).insert(0, _room_for_a_file)
     app.context_processor(_badge)
     app.jinja_env.filters["action_words"] = console.action_words

@@ -7,15 +7,16 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import CATALOGUE, BillingError, discounts, error_body, learners
+from billing import CATALOGUE, BillingError, discounts, error_body, learners, receipts
 from billing.alipay_method import offered_methods
 from billing.content import ContentError
-from billing.courses import course_for_sale, courses_for_sale
+from billing.courses import course_for_sale, courses_for_sale, details_of, PLAN_WORDS
+from billing.courses import cover_of as course_cover
 from billing.orders import COURSE_ID, cancel_order, email_notice, order_for_token, order_view, place_order
 from billing.reconcile import check_on_poll
 
@@ -72,11 +73,24 @@ def _buy_page(course: Any, *, demo_error: str | None = None, code_problem: dict[
               entered: dict[str, str] | None = None, embed: bool = False) -> str:
     """The purchase page: the price a buyer without a code pays now (a launch price shows the list price struck)."""
     return render_template("buy.html", course=course, sandbox=_sandbox(), demo_error=demo_error, embed=embed,
-                           methods=offered_methods(current_shop()),
+                           methods=offered_methods(current_shop()), seller=receipts.seller(current_shop()),
+                           details=details_of(course.id), plan_words=PLAN_WORDS,
                            price=discounts.price_for(course, None, None, None, current_shop().now()),
                            code_problem=code_problem, entered=entered,
                            errors={code: {"zh": t.message_zh, "en": t.message_en, "action": t.action}
                                    for code, t in CATALOGUE.items()})
+
+
+@bp.get("/courses/<course_id>/cover")
+def cover(course_id: str) -> Response:
+    """A course's cover image, as the creator uploaded it (its type read from its bytes, never trusted)."""
+    found = course_cover(course_id) if COURSE_ID.match(course_id) else None
+    if found is None:
+        abort(404)
+    data, kind = found
+    response = Response(data, mimetype=kind)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 # --- the same purchase without JavaScript: forms, a session cookie holding the tokens, meta refresh ---
@@ -128,8 +142,10 @@ def buy_order(course_id: str, order_id: str) -> str:
     qr = order.qr_svg if view["status"] == "pending" else None
     mailed_to = session.get("mailed_to")
     notice = email_notice(course.plan, mailed_to) if view["status"] == "pending" else None
+    paid = receipts.receipt(current_shop(), order) if view["license"] else None
     return render_template("buy_order.html", course=course, view=view, qr_svg=qr, sandbox=_sandbox(),
-                           mailed_to=mailed_to, license=view["license"], email_notice=notice)
+                           mailed_to=mailed_to, license=view["license"], email_notice=notice, receipt=paid,
+                           receipt_token=receipts.receipt_token(current_shop(), order) if paid else "")
 
 
 @bp.post("/buy/<course_id>/orders/<order_id>/cancel")
