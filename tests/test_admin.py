@@ -382,7 +382,7 @@ def test_mark_paid_asks_wechat_first_and_fulfils_only_a_paid_order(console: Cons
     view = shop.poll(order)
     assert view["status"] == "fulfilled" and view["license"]["state"] == "active"
     page = console.page(path)
-    assert "admin.mark_paid" in page and "source=admin" in page
+    assert "admin.mark_paid" in page and "source: admin" in page
 
 
 def test_wechat_failing_under_the_console_is_a_503_page_with_the_code(console: Console) -> None:
