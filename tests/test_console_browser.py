@@ -225,7 +225,7 @@ def test_long_audit_details_wrap_on_a_phone(browser: Browser, creator: Shop) -> 
         row = models.Order.get(models.Order.public_id == order["order_id"])
         with write_transaction():
             audit.record("bill_difference.resolved", at=creator.clock(), order=row, ip="2001:db8::1234:5678:9abc",
-                         actor="admin:" + "a" * 60 + "@" + "b" * 50 + ".example.com",
+                         actor="admin:" + "a" * 50 + "@" + "b" * 45 + ".example.com",  # 114 of the column's 120
                          detail={"note": "补" * 40 + "x" * 260, "transaction_id": "4" * 64,
                                  "after": {"title": "W" * 120, "plan": "one_time"}})
     context, page, problems = open_console(browser, creator, "phone", True)

@@ -164,4 +164,7 @@ def test_the_migrations_build_the_models_schema_with_the_models_types(
         ("order", "sandbox"): (("boolean", "NO", "false"), ("boolean", "NO", "")),
         # m0014 gave existing orders no discount (0); the model sets the value on every new order
         ("order", "discount_fen"): (("integer", "NO", "0"), ("integer", "NO", "")),
+        # m0015 made existing orders WeChat Pay ones; the model sets the method on every new order
+        ("order", "payment_method"): (("character varying", "NO", "'wechat'::character varying"),
+                                      ("character varying", "NO", "")),
     }
