@@ -16,6 +16,7 @@ import pytest
 from conftest import SHOP_ORIGIN, Shop
 from playwright.sync_api import Browser, Page, expect
 from test_admin import Console, console  # noqa: F401  (the signed-in console fixture)
+from test_console_browser import settled
 from test_browser import DEVICES
 
 COURSE = "cpp-primer-5th"
@@ -182,6 +183,7 @@ def test_the_console_gives_the_link_and_the_snippet_to_copy(console: Console, br
         assert copied.endswith(f'<script src="{SHOP_ORIGIN}/static/buy-button.js" defer></script>')
         section.locator("button[data-copy^=link]").click()
         assert page.evaluate("navigator.clipboard.readText()") == f"{SHOP_ORIGIN}/buy/{COURSE}"
+        settled(page)  # measured once its stylesheet applies
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, (name, overflow)
         page.screenshot(path=str(SCREENS / f"admin-buy-button-{name}.png"), full_page=True)

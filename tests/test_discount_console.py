@@ -11,6 +11,7 @@ import pytest
 from conftest import Shop
 from servers import BROWSER_WAIT_MS
 from test_admin import Console, console, paid_order  # noqa: F401  (the signed-in console fixture)
+from test_console_browser import settled
 
 import models
 
@@ -89,6 +90,7 @@ def test_the_code_pages_on_a_phone_and_a_desktop(console: Console, browser) -> N
         for path, shot in (("/admin/codes", "codes"), ("/admin/codes/new", "code-new"), ("/admin/codes/1", "code")):
             page.goto(console.shop.url + path)
             assert page.locator("main").is_visible()
+            settled(page)  # measured once its stylesheet applies
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (path, name, overflow)  # nothing wider than the screen
             page.screenshot(path=str(SCREENS / f"admin-{shot}-{name}.png"), full_page=True)

@@ -17,6 +17,7 @@ import pytest
 from conftest import FakeClock, Keys, Sandbox, Shop, start_shop
 from learner_helpers import SmtpServer, outbox, plain_text, run, smtp_server
 from test_admin import EMAIL, Console, _from
+from test_console_browser import settled
 
 import models
 from billing import admin_users
@@ -194,16 +195,19 @@ def test_the_link_pages_fit_a_phone_and_a_desktop(locked_out: Shop, smtp: SmtpSe
         shot(page, f"admin-login-link-{size['width']}.png")
         page.click("button[type=submit]")
         page.wait_for_selector("text=a mail with a link is on its way")
+        settled(page)  # measured once its stylesheet applies
         pages = [("sent", page.evaluate("document.documentElement.scrollWidth"))]
         page.goto(f"/admin/login/link/{mailed_token(smtp, locked_out)}")
         shot(page, f"admin-login-link-confirm-{size['width']}.png")
         page.click("button[type=submit]")
         page.wait_for_selector("text=This browser is now known")
+        settled(page)  # measured once its stylesheet applies
         pages.append(("known", page.evaluate("document.documentElement.scrollWidth")))
         page.goto("/admin/login/link/" + "x" * 43)
         page.click("button[type=submit]")
         page.wait_for_selector("[data-reason=unknown]")
         shot(page, f"admin-login-link-refused-{size['width']}.png")
+        settled(page)  # measured once its stylesheet applies
         pages.append(("refused", page.evaluate("document.documentElement.scrollWidth")))
         assert all(width <= size["width"] for _, width in pages), pages
     finally:

@@ -18,6 +18,7 @@ from conftest import Shop
 from learner_helpers import SmtpServer, plain_text, run, smtp_server
 from servers import BROWSER_WAIT_MS, wait_for
 from test_admin import TOKEN, Console, console, shop_of  # noqa: F401  (the signed-in console fixture)
+from test_console_browser import settled
 from test_openapi import check
 from test_refunds import wait_for_refund
 
@@ -362,8 +363,9 @@ SIZES = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "hei
 
 
 def _looked_at(page: Any, name: str) -> None:
-    """Nothing wider than the screen; the screenshot kept for a person to look at."""
+    """Nothing wider than the screen, measured once its stylesheet applies; the screenshot kept for a person."""
     assert page.locator("main").is_visible()
+    settled(page)  # a busy machine once measured the page before style.css arrived (42 px too wide)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, (name, overflow)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import pytest
 import standardwebhooks
 from conftest import Shop
 from test_admin import Console, console, paid_order, shop_of  # noqa: F401  (the signed-in console fixture)
+from test_console_browser import settled
 
 import models
 from billing import BillingError, webhooks
@@ -345,6 +346,7 @@ def test_the_webhook_pages_on_a_phone_and_a_desktop(console: Console, receiver: 
             if shot == "webhook":
                 page.click("#webhook-secret-box summary")
             assert page.locator("main").is_visible()
+            settled(page)  # measured once its stylesheet applies
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (target, name, overflow)  # nothing wider than the screen
             page.screenshot(path=str(SCREENS / f"admin-{shot}-{name}.png"), full_page=True)
