@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import os
@@ -33,6 +32,7 @@ from settings import Config, ConfigError, Problem, is_loopback, load_config, val
 from wechatpay.client import WeChatPayClient
 from wechatpay.crypto import load_private_key, load_public_key
 from wechatpay.verifier import MODE_CERTIFICATE, MODE_PUBLIC_KEY, PlatformVerifier, PublicKeyVerifier
+from web.routing import App
 
 NOTIFY_PATH = "/wechatpay/notify/transaction"
 SANDBOX_PREFIX = "/sandbox"
@@ -50,7 +50,7 @@ log = logging.getLogger("lbpay")
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bool = False) -> Flask:
     """Build the app from defaults, then ``LBPAY_*`` environment variables, then ``test_config``."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = App(__name__, instance_relative_config=True)
     config = load_config(values_from(os.environ, test_config), app.instance_path)
     instance = config.instance_path
     instance.mkdir(parents=True, exist_ok=True)

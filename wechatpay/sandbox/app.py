@@ -6,6 +6,8 @@ from pathlib import Path
 
 from flask import Flask
 
+from web.routing import App
+
 from . import api, complaints, control, phone
 from .config import SandboxConfig
 from .signing import PlatformIdentity
@@ -14,7 +16,7 @@ from .state import SandboxState
 
 def create_sandbox_app(config: SandboxConfig) -> Flask:
     """Build a simulator app; it works standalone at "/" and mounted under a prefix."""
-    app = Flask(__name__, template_folder=str(Path(__file__).with_name("templates")))
+    app = App(__name__, template_folder=str(Path(__file__).with_name("templates")))
     identity = PlatformIdentity(config)
     app.extensions["wechatpay_sandbox"] = SandboxState(config, identity)
     api.install(app)

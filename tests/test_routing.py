@@ -1,0 +1,62 @@
+"""The app's URL rules build exactly the URLs werkzeug's own rules build, compiled only when first asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from werkzeug.routing import Map, Rule
+
+from app import create_app
+from web.routing import LazyBuilderRule
+
+SAMPLES = {"integer": 7, "path": "ch1/lesson.md", "default": "cpp-primer-5th", "string": "cpp-primer-5th"}
+
+
+def sample_values(rule: Rule) -> dict[str, Any]:
+    """A value for each of the rule's arguments, by its converter."""
+    converters = getattr(rule, "_converters", {})
+    return {name: SAMPLES.get(type(converters.get(name)).__name__.removesuffix("Converter").lower(),
+                              SAMPLES["default"]) for name in rule.arguments}
+
+
+def test_every_rule_of_the_app_is_a_lazy_one(tmp_path: Path) -> None:
+    app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "SCHEDULER": "off",
+                      "DATABASE_URL": f"sqlite:///{tmp_path / 'lbpay.db'}"})
+    rules = list(app.url_map.iter_rules())
+    assert len(rules) > 100 and all(isinstance(rule, LazyBuilderRule) for rule in rules)
+
+
+def test_lazy_rules_build_what_werkzeugs_rules_build(tmp_path: Path) -> None:
+    app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "SCHEDULER": "off",
+                      "DATABASE_URL": f"sqlite:///{tmp_path / 'lbpay.db'}"})
+    rules = list(app.url_map.iter_rules())
+    eager = Map([Rule(r.rule, endpoint=r.endpoint, methods=r.methods, defaults=r.defaults) for r in rules])
+    eager_urls = eager.bind("shop.example", "/")
+    lazy_urls = app.url_map.bind("shop.example", "/")
+    for rule in rules:
+        values = sample_values(rule)
+        for extra in ({}, {"page": 2, "q": "学习 buddy"}):  # the second goes through the query-string builder
+            assert lazy_urls.build(rule.endpoint, {**values, **extra}, method=next(iter(rule.methods or {"GET"}))) \
+                == eager_urls.build(rule.endpoint, {**values, **extra}, method=next(iter(rule.methods or {"GET"}))), rule
+
+
+def test_a_builder_is_compiled_on_its_first_use_and_only_then(monkeypatch: Any) -> None:
+    compiled: list[bool] = []
+    werkzeugs = Rule._compile_builder
+
+    def counting(self: Rule, append_unknown: bool = True) -> Any:
+        compiled.append(append_unknown)
+        return werkzeugs(self, append_unknown)
+
+    monkeypatch.setattr(Rule, "_compile_builder", counting)  # a spy on werkzeug's compiler, nothing replaced
+    urls = Map([LazyBuilderRule("/courses/<course_id>", endpoint="course"),
+                LazyBuilderRule("/orders/<int:n>", endpoint="order")]).bind("shop.example", "/")
+    assert compiled == []
+    assert urls.build("course", {"course_id": "rust-monthly"}) == "/courses/rust-monthly"
+    assert urls.build("course", {"course_id": "cpp"}) == "/courses/cpp"
+    assert urls.build("course", {"course_id": "cpp", "a": "1"}) == "/courses/cpp?a=1"
+    assert compiled == [True]  # url_for's builder (unknown arguments go to the query string), once
+    assert urls.build("course", {"course_id": "cpp"}, append_unknown=False) == "/courses/cpp"
+    assert compiled == [True, False]
+    assert urls.build("order", {"n": 3}) == "/orders/3" and compiled == [True, False, True]
