@@ -17,6 +17,10 @@ from settings import ConfigError, bind_problems, load_config
 
 ROOT = Path(__file__).parent.parent
 
+# How long a refused start may take before the test calls it a server that started: a hang
+# detector only. At load 40 on two cores, a refusal (Python, the app's imports) took over 30 s.
+REFUSAL_WAIT = 120
+
 
 def settings_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"INSTANCE_PATH": str(tmp_path / "instance"), "SCHEDULER": "off", **extra}
@@ -118,7 +122,7 @@ def test_gunicorn_refuses_a_sandbox_on_every_address_before_binding(tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env["LBPAY_INSTANCE_PATH"] = str(tmp_path / "instance")
     done = subprocess.run([sys.executable, "-m", "gunicorn", "app:create_app()", "--bind", f"0.0.0.0:{free_port()}"],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=REFUSAL_WAIT)
     assert done.returncode == 2, done.stderr
     assert "LBPAY_SANDBOX_PUBLIC" in done.stderr and "0.0.0.0" in done.stderr
     assert "Traceback" not in done.stderr and "Booting worker" not in done.stderr
@@ -132,7 +136,7 @@ def _lbpay(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedP
     env.update({"LBPAY_" + k: v for k, v in settings.items()})
     # A guard that fails lets the server start and serve until the timeout: the test then fails.
     return subprocess.run([sys.executable, "-c", "import cli; cli.main()", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=REFUSAL_WAIT)
 
 
 @pytest.mark.parametrize("command", [["run", "--host", "0.0.0.0"], ["run", "-h", "::"],
@@ -148,7 +152,8 @@ def test_flask_run_has_the_same_guard(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBPAY_")}
     env.update({"LBPAY_INSTANCE_PATH": str(tmp_path / "instance"), "LBPAY_SCHEDULER": "off"})
     done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "run", "--host", "0.0.0.0",
-                           "--port", str(free_port())], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+                           "--port", str(free_port())], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=REFUSAL_WAIT)
     assert done.returncode == 2 and "LBPAY_SANDBOX_PUBLIC" in done.stderr, done.stderr
     assert "Running on" not in done.stderr + done.stdout and "Traceback" not in done.stderr
 
