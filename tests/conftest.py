@@ -82,14 +82,23 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
         yield Tls(ca_file=cert_file, context=context)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium under Playwright, once per test module (the browser tests share it)."""
+@pytest.fixture(scope="session")
+def _chromium_process() -> Iterator[Any]:
+    """One Chromium per test process: a launch costs about a CPU-second, and 20 modules drive it."""
     try:
         with chromium() as started:
             yield started
     except RuntimeError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="module")
+def browser(_chromium_process: Any) -> Iterator[Any]:
+    """Debian's Chromium under Playwright for one module; whatever context the module left open is closed."""
+    assert _chromium_process.is_connected(), "Chromium went away during an earlier module"
+    yield _chromium_process
+    for context in list(_chromium_process.contexts):
+        context.close()
 
 
 class ModelsBinding:

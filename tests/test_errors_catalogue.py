@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
 import yaml
-from servers import RunningServer, chromium, sandbox_mode_server
+from servers import RunningServer, sandbox_mode_server
 
 from billing import CATALOGUE, BillingError, error_body
 
@@ -56,38 +56,37 @@ CALM_CODES = {"payment_cancelled", "payment_failed", "already_licensed"}
 
 
 @pytest.mark.browser
-def test_the_purchase_page_shows_every_code(server: RunningServer) -> None:
+def test_the_purchase_page_shows_every_code(server: RunningServer, browser: Any) -> None:
     from playwright.sync_api import expect
 
     problems: list[str] = []
-    with chromium() as browser:
-        page = browser.new_page(locale="zh-CN")
-        page.on("pageerror", lambda exc: problems.append(str(exc)))
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        for code, text in sorted(CATALOGUE.items()):
-            response = page.goto(f"{server.base}/buy/cpp-primer-5th?demo_error={code}")
-            assert response is not None and response.status == 200
-            # What the learner chose or already has is news, not a failure: a calm notice, not red.
-            if code in CALM_CODES:
-                expect(page.locator("#notice")).to_have_attribute("data-code", code)
-                expect(page.locator("#notice-zh")).to_have_text(text.message_zh)
-                expect(page.locator("#notice-en")).to_have_text(text.message_en)
-                expect(page.locator("#error")).to_be_hidden()
-                continue
-            box = page.locator("#error")
-            expect(box).to_be_visible()
-            expect(box).to_have_attribute("data-code", code)
-            expect(page.locator("#error-zh")).to_have_text(text.message_zh)
-            expect(page.locator("#error-en")).to_have_text(text.message_en)
-            hint = page.locator("#error-action")
-            if text.action == "none":
-                expect(hint).to_have_text("")
-            else:
-                expect(hint).to_contain_text(re.compile(r"[\u4e00-\u9fff].*[A-Za-z]"))
-            if text.action == "retry_later":
-                expect(hint).to_contain_text("(30 s)")
-            # The page stays usable: the learner can still start an order.
-            expect(page.locator("#pay")).to_be_visible()
+    page = browser.new_page(locale="zh-CN")
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    for code, text in sorted(CATALOGUE.items()):
+        response = page.goto(f"{server.base}/buy/cpp-primer-5th?demo_error={code}")
+        assert response is not None and response.status == 200
+        # What the learner chose or already has is news, not a failure: a calm notice, not red.
+        if code in CALM_CODES:
+            expect(page.locator("#notice")).to_have_attribute("data-code", code)
+            expect(page.locator("#notice-zh")).to_have_text(text.message_zh)
+            expect(page.locator("#notice-en")).to_have_text(text.message_en)
+            expect(page.locator("#error")).to_be_hidden()
+            continue
+        box = page.locator("#error")
+        expect(box).to_be_visible()
+        expect(box).to_have_attribute("data-code", code)
+        expect(page.locator("#error-zh")).to_have_text(text.message_zh)
+        expect(page.locator("#error-en")).to_have_text(text.message_en)
+        hint = page.locator("#error-action")
+        if text.action == "none":
+            expect(hint).to_have_text("")
+        else:
+            expect(hint).to_contain_text(re.compile(r"[\u4e00-\u9fff].*[A-Za-z]"))
+        if text.action == "retry_later":
+            expect(hint).to_contain_text("(30 s)")
+        # The page stays usable: the learner can still start an order.
+        expect(page.locator("#pay")).to_be_visible()
     assert problems == []
 
 

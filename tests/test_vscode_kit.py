@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 from learner_helpers import Inbox, SmtpServer
-from servers import DEMO_COURSES, LBPAY, ROOT, RunningServer, chromium, sandbox_mode_server
+from servers import DEMO_COURSES, LBPAY, ROOT, RunningServer, sandbox_mode_server
 
 from billing.errors import CATALOGUE
 
@@ -349,113 +349,112 @@ def shot(page: Any, name: str) -> None:
 
 
 @pytest.mark.browser
-def test_the_panel_page_draws_every_state_in_chromium(built: Path, server: RunningServer) -> None:
+def test_the_panel_page_draws_every_state_in_chromium(built: Path, server: RunningServer, browser: Any) -> None:
     course = next(c for c in requests.get(server.base + "/api/v1/courses", timeout=10).json()["courses"]
                   if c["id"] == "cpp-primer-5th")
     order = requests.post(server.base + "/api/v1/orders", json={"course_id": "cpp-primer-5th"}, timeout=10).json()
     base: dict[str, Any] = {"course": course, "order": None, "error": None, "license": None, "purchases": None}
     waiting = {**base, "phase": "waiting", "order": {k: order[k] for k in
                                                      ("order_id", "amount_fen", "qr_svg", "expires_at", "status")}}
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 480, "height": 760}, locale="zh-CN")
-        page.add_init_script(CSP_PROBE)
-        html = page_html(built)
-        # VS Code serves the page from its own origin; a routed address stands in for it.
-        page.route("https://webview.test/", lambda route: route.fulfill(body=html, content_type="text/html"))
-        page.goto("https://webview.test/")
-        page.wait_for_function("window.__sent.length > 0")
-        assert page.evaluate("window.__sent") == [{"type": "ready"}]
+    page = browser.new_page(viewport={"width": 480, "height": 760}, locale="zh-CN")
+    page.add_init_script(CSP_PROBE)
+    html = page_html(built)
+    # VS Code serves the page from its own origin; a routed address stands in for it.
+    page.route("https://webview.test/", lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto("https://webview.test/")
+    page.wait_for_function("window.__sent.length > 0")
+    assert page.evaluate("window.__sent") == [{"type": "ready"}]
 
-        def post(state: dict[str, Any]) -> None:
-            page.evaluate("(s) => window.postMessage(s, '*')", state)
-            page.wait_for_function("(p) => document.getElementById('app').dataset.phase === p", arg=state["phase"])
+    def post(state: dict[str, Any]) -> None:
+        page.evaluate("(s) => window.postMessage(s, '*')", state)
+        page.wait_for_function("(p) => document.getElementById('app').dataset.phase === p", arg=state["phase"])
 
-        post({**base, "phase": "ready"})
-        assert page.text_content("#course-title") == "C++ Primer 第5版"
-        assert page.text_content("#price") == "¥99.00"
-        shot(page, "vscode-buy.png")
-        page.click("#buy")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "", "code": ""}
-        page.fill("#email", "learner@example.com")
-        page.fill("#code", "kit20")
-        page.click("#buy")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "learner@example.com", "code": "kit20"}
+    post({**base, "phase": "ready"})
+    assert page.text_content("#course-title") == "C++ Primer 第5版"
+    assert page.text_content("#price") == "¥99.00"
+    shot(page, "vscode-buy.png")
+    page.click("#buy")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "", "code": ""}
+    page.fill("#email", "learner@example.com")
+    page.fill("#code", "kit20")
+    page.click("#buy")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "learner@example.com", "code": "kit20"}
 
-        # A refused code: the form again, what was typed in it, the reason in both languages.
-        wrong = CATALOGUE["code_wrong_course"]
-        post({**base, "phase": "ready", "entered": {"email": "learner@example.com", "code": "rustonly"},
-              "error": {"code": "code_wrong_course", "message_zh": wrong.message_zh, "message_en": wrong.message_en,
-                        "action": wrong.action}})
-        assert page.input_value("#code") == "rustonly" and page.input_value("#email") == "learner@example.com"
-        assert page.get_attribute("#code", "aria-invalid") == "true"
-        assert page.text_content("#error-zh") == wrong.message_zh and page.text_content("#error-en") == wrong.message_en
-        assert "检查优惠码" in page.text_content("#error-action")  # the learner's next step, not "update the extension"
-        shot(page, "vscode-code-refused.png")
+    # A refused code: the form again, what was typed in it, the reason in both languages.
+    wrong = CATALOGUE["code_wrong_course"]
+    post({**base, "phase": "ready", "entered": {"email": "learner@example.com", "code": "rustonly"},
+          "error": {"code": "code_wrong_course", "message_zh": wrong.message_zh, "message_en": wrong.message_en,
+                    "action": wrong.action}})
+    assert page.input_value("#code") == "rustonly" and page.input_value("#email") == "learner@example.com"
+    assert page.get_attribute("#code", "aria-invalid") == "true"
+    assert page.text_content("#error-zh") == wrong.message_zh and page.text_content("#error-en") == wrong.message_en
+    assert "检查优惠码" in page.text_content("#error-action")  # the learner's next step, not "update the extension"
+    shot(page, "vscode-code-refused.png")
 
-        post(waiting)
-        page.wait_for_function("document.getElementById('qr').naturalWidth > 0")
-        assert "¥99.00" in page.text_content("body") and page.locator("#breakdown").count() == 0
-        countdown = page.text_content("#countdown")
-        assert "后过期" in countdown and "QR expires in" in countdown
-        assert page.get_attribute("#status", "data-status") == "pending"
-        shot(page, "vscode-qr.png")
-        # With a discount code: list price, discount and what is paid.
-        page.evaluate("(s) => window.postMessage(s, '*')", {**waiting, "order": {
-            **waiting["order"], "amount_fen": 7920, "list_price_fen": 9900, "discount_fen": 1980}})
-        page.wait_for_selector("#breakdown")
-        assert page.text_content("#breakdown") == "原价 List ¥99.00 · 优惠 Discount −¥19.80 · 实付 Paid ¥79.20"
-        shot(page, "vscode-code-qr.png")
+    post(waiting)
+    page.wait_for_function("document.getElementById('qr').naturalWidth > 0")
+    assert "¥99.00" in page.text_content("body") and page.locator("#breakdown").count() == 0
+    countdown = page.text_content("#countdown")
+    assert "后过期" in countdown and "QR expires in" in countdown
+    assert page.get_attribute("#status", "data-status") == "pending"
+    shot(page, "vscode-qr.png")
+    # With a discount code: list price, discount and what is paid.
+    page.evaluate("(s) => window.postMessage(s, '*')", {**waiting, "order": {
+        **waiting["order"], "amount_fen": 7920, "list_price_fen": 9900, "discount_fen": 1980}})
+    page.wait_for_selector("#breakdown")
+    assert page.text_content("#breakdown") == "原价 List ¥99.00 · 优惠 Discount −¥19.80 · 实付 Paid ¥79.20"
+    shot(page, "vscode-code-qr.png")
 
-        # A poll that brings a replaced code_url (the server renews it before WeChat's 2 hours) redraws the QR.
-        renewed = requests.post(server.base + "/api/v1/orders", json={"course_id": "cpp-primer-5th"},
-                                timeout=10).json()["qr_svg"]
-        assert renewed != order["qr_svg"]
-        page.evaluate("(s) => window.postMessage(s, '*')", {**waiting, "order": {**waiting["order"], "qr_svg": renewed}})
-        drawn = "data:image/svg+xml;base64," + base64.b64encode(renewed.encode()).decode()
-        page.wait_for_function("(src) => { const qr = document.getElementById('qr'); "
-                               "return qr.src === src && qr.naturalWidth > 0; }", arg=drawn)
-        page.click("#cancel")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "cancel"}
+    # A poll that brings a replaced code_url (the server renews it before WeChat's 2 hours) redraws the QR.
+    renewed = requests.post(server.base + "/api/v1/orders", json={"course_id": "cpp-primer-5th"},
+                            timeout=10).json()["qr_svg"]
+    assert renewed != order["qr_svg"]
+    page.evaluate("(s) => window.postMessage(s, '*')", {**waiting, "order": {**waiting["order"], "qr_svg": renewed}})
+    drawn = "data:image/svg+xml;base64," + base64.b64encode(renewed.encode()).decode()
+    page.wait_for_function("(src) => { const qr = document.getElementById('qr'); "
+                           "return qr.src === src && qr.naturalWidth > 0; }", arg=drawn)
+    page.click("#cancel")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "cancel"}
 
-        for code, text in CATALOGUE.items():
-            error = {"code": code, "message_zh": text.message_zh, "message_en": text.message_en, "action": text.action}
-            post({**base, "phase": "failed", "error": error, "order": waiting["order"]})
-            assert page.get_attribute("#error", "data-code") == code
-            assert page.text_content("#error-zh") == text.message_zh
-            assert page.text_content("#error-en") == text.message_en
-            assert "下一步" in page.text_content("#error-action")
-            assert page.is_visible("#retry") == (text.action in ("retry", "retry_later", "new_order")), code
-            if code == "wechat_unavailable":
-                shot(page, "vscode-wechat-down.png")
+    for code, text in CATALOGUE.items():
+        error = {"code": code, "message_zh": text.message_zh, "message_en": text.message_en, "action": text.action}
+        post({**base, "phase": "failed", "error": error, "order": waiting["order"]})
+        assert page.get_attribute("#error", "data-code") == code
+        assert page.text_content("#error-zh") == text.message_zh
+        assert page.text_content("#error-en") == text.message_en
+        assert "下一步" in page.text_content("#error-action")
+        assert page.is_visible("#retry") == (text.action in ("retry", "retry_later", "new_order")), code
+        if code == "wechat_unavailable":
+            shot(page, "vscode-wechat-down.png")
 
-        post({**base, "phase": "licensed", "license": LICENSED})
-        assert "许可证已激活" in page.text_content("#licensed")
-        assert page.text_content("#license-until") == "永久 · Lifetime"  # never "Valid until 2126"
-        shot(page, "vscode-licensed.png")
-        page.click("#open-course")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "openCourse", "courseId": "cpp-primer-5th"}
+    post({**base, "phase": "licensed", "license": LICENSED})
+    assert "许可证已激活" in page.text_content("#licensed")
+    assert page.text_content("#license-until") == "永久 · Lifetime"  # never "Valid until 2126"
+    shot(page, "vscode-licensed.png")
+    page.click("#open-course")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "openCourse", "courseId": "cpp-primer-5th"}
 
-        post({**base, "phase": "purchases", "purchases": [
-            {**PURCHASES[0], "order_id": order["order_id"], "created_at": order["created_at"]}, PURCHASES[1]]})
-        assert page.locator("button.restore").count() == 1
-        assert page.text_content(".row .title") == "C++ Primer 第5版"
-        assert page.text_content(".row .until") == "永久 · Lifetime"
-        assert page.input_value("textarea.key") == SAMPLE_KEY
-        shot(page, "vscode-purchases.png")
-        page.click("button.restore")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "restore", "licenseId": "lic-1"}
-        page.click("button.copy")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "copy", "licenseId": "lic-1"}
+    post({**base, "phase": "purchases", "purchases": [
+        {**PURCHASES[0], "order_id": order["order_id"], "created_at": order["created_at"]}, PURCHASES[1]]})
+    assert page.locator("button.restore").count() == 1
+    assert page.text_content(".row .title") == "C++ Primer 第5版"
+    assert page.text_content(".row .until") == "永久 · Lifetime"
+    assert page.input_value("textarea.key") == SAMPLE_KEY
+    shot(page, "vscode-purchases.png")
+    page.click("button.restore")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "restore", "licenseId": "lic-1"}
+    page.click("button.copy")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "copy", "licenseId": "lic-1"}
 
-        post({**base, "phase": "restore", "restore": {"sent": False, "email": ""}})
-        page.fill("#restore-email", "learner@example.com")
-        page.click("#resend")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "resend", "email": "learner@example.com"}
-        post({**base, "phase": "restore", "restore": {"sent": True, "email": "learner@example.com"}})
-        assert "learner@example.com" in page.text_content("#restore-sent")
-        page.click("#enter-key")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "enterKey"}
-        assert page.evaluate("window.__cspViolations") == []
+    post({**base, "phase": "restore", "restore": {"sent": False, "email": ""}})
+    page.fill("#restore-email", "learner@example.com")
+    page.click("#resend")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "resend", "email": "learner@example.com"}
+    post({**base, "phase": "restore", "restore": {"sent": True, "email": "learner@example.com"}})
+    assert "learner@example.com" in page.text_content("#restore-sent")
+    page.click("#enter-key")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "enterKey"}
+    assert page.evaluate("window.__cspViolations") == []
 
 
 def panel_states(server: RunningServer) -> dict[str, dict[str, Any]]:
@@ -484,27 +483,26 @@ def panel_states(server: RunningServer) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.browser
-def test_the_panel_takes_its_colours_from_the_theme_with_readable_text(built: Path, server: RunningServer) -> None:
+def test_the_panel_takes_its_colours_from_the_theme_with_readable_text(built: Path, server: RunningServer, browser: Any) -> None:
     states = panel_states(server)
     assert "#07c160" not in page_html(built) and "#fff;" not in page_html(built).replace(" ", "")
-    with chromium() as browser:
-        for theme in THEMES:
-            page = open_panel_page(browser, built, theme)
-            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-            assert background == {"light": "rgb(255, 255, 255)", "dark": "rgb(30, 30, 30)",
-                                  "high-contrast": "rgb(0, 0, 0)"}[theme]
-            for name, state in states.items():
-                post_state(page, state)
-                if state["phase"] == "waiting":
-                    page.wait_for_function("document.getElementById('qr').naturalWidth > 0")
-                texts = page.evaluate(CONTRAST_PROBE)
-                assert len(texts) >= 4, (theme, name, texts)
-                poor = [t for t in texts if t["ratio"] < 4.5]
-                assert not poor, f"{theme} {name}: text under 4.5:1: {poor}"
-                if theme in ("light", "dark") and name in ("buy", "licensed", "purchases", "restore-sent", "qr"):
-                    shot(page, f"vscode-panel-{name}-{theme}.png")
-            assert page.evaluate("window.__cspViolations") == []
-            page.close()
+    for theme in THEMES:
+        page = open_panel_page(browser, built, theme)
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == {"light": "rgb(255, 255, 255)", "dark": "rgb(30, 30, 30)",
+                              "high-contrast": "rgb(0, 0, 0)"}[theme]
+        for name, state in states.items():
+            post_state(page, state)
+            if state["phase"] == "waiting":
+                page.wait_for_function("document.getElementById('qr').naturalWidth > 0")
+            texts = page.evaluate(CONTRAST_PROBE)
+            assert len(texts) >= 4, (theme, name, texts)
+            poor = [t for t in texts if t["ratio"] < 4.5]
+            assert not poor, f"{theme} {name}: text under 4.5:1: {poor}"
+            if theme in ("light", "dark") and name in ("buy", "licensed", "purchases", "restore-sent", "qr"):
+                shot(page, f"vscode-panel-{name}-{theme}.png")
+        assert page.evaluate("window.__cspViolations") == []
+        page.close()
 
 
 # --- pictures of "My courses" and an opened paid file ----------------------------------------------
@@ -597,7 +595,7 @@ learningbuddy:), in Light+/Dark+ colours: not a screenshot of VS Code itself.</d
 
 @pytest.mark.browser
 def test_pictures_of_my_courses_and_an_opened_paid_file(built: Path, server: RunningServer, folder: Path,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, browser: Any) -> None:
     out = tmp_path / "snapshot.json"
     run([node(), "test/snapshot.live.js", str(out)], KIT, env=node_env(server, folder))
     snapshot = json.loads(out.read_text())
@@ -609,11 +607,10 @@ def test_pictures_of_my_courses_and_an_opened_paid_file(built: Path, server: Run
     assert rows["rust-monthly/lesson1/main.rs"]["command"] == "lbpay.buyWithWeChatPay"
     assert rows["rust-monthly/free/intro.md"]["command"] == "vscode.open"
     assert snapshot["file"]["text"].encode() == COURSE_FILES["cpp-primer-5th/ch01/hello.cpp"]
-    with chromium() as browser:
-        for theme in WORKBENCH:
-            page = browser.new_page(viewport={"width": 980, "height": 580}, locale="zh-CN")
-            page.set_content(workbench_html(snapshot, theme))
-            assert "你好, C++ Primer!" in page.text_content("#file")
-            assert page.locator("#tree .row.locked").count() == sum(1 for r in snapshot["rows"] if r["icon"] == "lock")
-            shot(page, f"vscode-courses-and-file-{theme}.png")
-            page.close()
+    for theme in WORKBENCH:
+        page = browser.new_page(viewport={"width": 980, "height": 580}, locale="zh-CN")
+        page.set_content(workbench_html(snapshot, theme))
+        assert "你好, C++ Primer!" in page.text_content("#file")
+        assert page.locator("#tree .row.locked").count() == sum(1 for r in snapshot["rows"] if r["icon"] == "lock")
+        shot(page, f"vscode-courses-and-file-{theme}.png")
+        page.close()
