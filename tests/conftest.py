@@ -589,16 +589,30 @@ def command_line(instance: Path, **settings: str) -> Lbpay:
     return Lbpay(env=env)
 
 
-# The modules that wait longest (real processes, Node, Chromium, timed faults) start first: `make
-# test` hands whole files to its workers in this order (--dist loadfile --no-loadscope-reorder), so
-# none of them is left running alone at the end.
-LONGEST_FIRST = ("test_reliability.py", "test_vscode_kit.py", "test_crash_safety.py", "test_learner_client.py",
-                 "test_admin.py", "test_replica.py", "test_browser.py", "test_admin_browser.py", "test_deploy_files.py",
-                 "test_fly_start.py", "test_licensing.py", "test_sandbox.py", "test_notify_path.py")
+# Whole-toolchain runs, each with a target of its own as well: the reliability run's short form
+# (`make reliability`), the kit's TypeScript builds and Node tests (`make test-vscode`), schemathesis
+# over the API, Litestream's restore, and `make run` itself. `make test-long` runs them and `.ci/run`
+# runs it after `make test`; they are 6 of the suite's files and about a quarter of its CPU time.
+LONG_RUNNING = ("test_reliability.py", "test_vscode_kit.py", "test_kit_apply.py", "test_fuzz_api.py",
+                "test_replica.py", "test_quiet_terminal.py")
+
+# The modules that take longest on a busy machine (measured: the sum of their tests' durations with
+# the machine at load 25) start first: `make test` hands whole files to its workers in this order
+# (--dist loadfile --no-loadscope-reorder), so none of them is left running alone at the end.
+LONGEST_FIRST = (*LONG_RUNNING, "test_provider.py", "test_seats.py", "test_documents.py",
+                 "test_console_browser.py", "test_browser.py", "test_complaints.py", "test_learner_api.py",
+                 "test_sandbox_guard.py", "test_console_more_browser.py", "test_reconcile.py",
+                 "test_errors_catalogue.py", "test_webhooks.py", "test_known_browser.py", "test_wechat_billing.py",
+                 "test_wechat_edges.py", "test_backup.py", "test_contract.py", "test_notify.py",
+                 "test_crash_safety.py", "test_receipts_browser.py", "test_console_pages.py", "test_admin_browser.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m reads the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the modules of LONGEST_FIRST first, in that order; the rest keep theirs."""
+    """Mark the LONG_RUNNING modules ``long``; run the modules of LONGEST_FIRST first, in that order."""
+    for item in items:
+        if item.path.name in LONG_RUNNING:
+            item.add_marker(pytest.mark.long)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
 

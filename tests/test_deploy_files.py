@@ -179,7 +179,8 @@ def test_the_workflow_tests_in_bookworm_with_pinned_actions_and_deploys_main_onl
     jobs = workflow["jobs"]
     for name in ("test", "test-postgres"):
         assert jobs[name]["container"]["image"].startswith("python:3.11-bookworm"), name
-    assert any("make test" in step.get("run", "") for step in jobs["test"]["steps"])
+    runs = [step.get("run", "") for step in jobs["test"]["steps"]]
+    assert "make test" in runs and "make test-long" in runs  # the long whole-toolchain files too
     postgres = jobs["test-postgres"]
     assert postgres["services"]["postgres"]["image"].startswith("postgres:")
     assert any("make test-postgres" in step.get("run", "") for step in postgres["steps"])

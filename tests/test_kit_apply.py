@@ -42,7 +42,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 def standin(tmp: Path) -> Path:
     if not TSC.is_file():
-        pytest.fail("clients/vscode/node_modules is missing: `make test` runs npm ci for the kit")
+        pytest.fail("clients/vscode/node_modules is missing: `make test-long` runs npm ci for the kit")
     ext = tmp / "extension"
     shutil.copytree(STANDIN, ext, ignore=shutil.ignore_patterns("out", "node_modules"))
     (ext / "node_modules").symlink_to(KIT / "node_modules")
