@@ -206,13 +206,26 @@ class PaymentRouter:
         return self._for(out_trade_no).create_refund(out_trade_no=out_trade_no, **kw)  # type: ignore[no-any-return]
 
     def query_refund(self, out_refund_no: str) -> dict[str, Any]:
-        from models import Order, Refund  # the refund's order says which method it went through
-
-        found = (Order.select(Order.out_trade_no).join(Refund, on=(Refund.order == Order.id))
-                 .where(Refund.out_refund_no == out_refund_no).first())
-        if found is not None and method_of(found.out_trade_no) == ALIPAY and self.alipay is not None:
-            return self.alipay.query_refund_of(found.out_trade_no, out_refund_no)
+        out_trade_no = _order_of_refund(out_refund_no)
+        if method_of(out_trade_no) == ALIPAY and self.alipay is not None:
+            return self.alipay.query_refund_of(out_trade_no, out_refund_no)
         return self.wechat.query_refund(out_refund_no)  # type: ignore[no-any-return]
+
+    def service_for(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Which service a call goes to (for the metrics): the method of the order it is about."""
+        number = kwargs.get("out_trade_no") or (args[0] if args and isinstance(args[0], str) else "")
+        if name == "query_refund":
+            number = _order_of_refund(str(kwargs.get("out_refund_no") or number))
+        return ALIPAY if isinstance(number, str) and method_of(number) == ALIPAY and self.alipay is not None else WECHAT
+
+
+def _order_of_refund(out_refund_no: str) -> str:
+    """The out_trade_no of the order a refund belongs to ("" when we hold no such refund)."""
+    from models import Order, Refund  # the refund's order says which method it went through
+
+    found = (Order.select(Order.out_trade_no).join(Refund, on=(Refund.order == Order.id))
+             .where(Refund.out_refund_no == out_refund_no).first())
+    return str(found.out_trade_no) if found is not None else ""
 
 
 # --- the notification --------------------------------------------------------------------------

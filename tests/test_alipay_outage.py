@@ -69,3 +69,26 @@ def test_the_purchase_page_without_javascript_says_alipay_is_down(shop: AlipaySh
     text = CATALOGUE["alipay_unavailable"]
     assert text.message_zh in placed.text and text.message_en in placed.text
     assert CATALOGUE["wechat_unavailable"].message_zh not in placed.text
+
+
+def test_metrics_count_alipay_calls_apart_from_wechats(shop: AlipayShop) -> None:
+    from conftest import MODELS_BINDING
+    from test_ops import sample
+
+    import models
+    from operations.metrics import flush_calls, render_metrics
+
+    assert shop.order(method="alipay").status_code == 201
+    assert shop.order().status_code == 201
+    alipay_down(shop)
+    assert shop.order(method="alipay").status_code == 503
+    with MODELS_BINDING.command(), models.db.connection_context():
+        flush_calls(shop.shop)
+        text = render_metrics(shop.shop.now())
+    assert (sample(text, "lbpay_alipay_api_calls_total", call="create_native_order", outcome="ok") or 0) >= 1
+    assert (sample(text, "lbpay_alipay_api_calls_total", call="create_native_order", outcome="api_error_5xx") or 0) >= 1
+    assert (sample(text, "lbpay_alipay_api_seconds_count", call="create_native_order", outcome="ok") or 0) >= 1
+    assert (sample(text, "lbpay_wechat_api_calls_total", endpoint="create_native_order", outcome="ok") or 0) >= 1
+    assert "alipay" not in "".join(line for line in text.splitlines() if line.startswith("lbpay_wechat_api"))
+    assert (sample(text, "lbpay_alipay_failing_since_seconds") or 0) > 0
+    assert sample(text, "lbpay_wechat_failing_since_seconds") == 0  # Alipay's outage is not WeChat's
