@@ -43,16 +43,21 @@ def new_alipay_out_trade_no(now: dt.datetime) -> str:
 
 
 def offered_methods(shop: Any) -> tuple[str, ...]:
-    """The methods a learner may choose in this shop: WeChat Pay always, Alipay when it is set up."""
-    return METHODS if getattr(shop, "alipay", None) is not None else (WECHAT,)
+    """The methods a learner may choose in this shop: WeChat Pay unless switched off, Alipay when set up and on."""
+    wechat_on = getattr(getattr(shop, "config", None), "wechat_enabled", True)
+    return (((WECHAT,) if wechat_on else ())
+            + ((ALIPAY,) if getattr(shop, "alipay", None) is not None else ()))
 
 
 def checked_method(shop: Any, method: Any) -> str:
-    """The method an order request names (WeChat when it names none), refused if unknown or switched off."""
+    """The method an order request names (WeChat, or the one on, when it names none), refused if unknown or off."""
     from .errors import BillingError
 
     if method is None:
-        return WECHAT
+        offered = offered_methods(shop)
+        if not offered:
+            raise BillingError("payment_method_unavailable", "every payment method is off")
+        return offered[0]
     if method not in METHODS:
         raise BillingError("bad_request", "method must be wechat or alipay")
     if method not in offered_methods(shop):
