@@ -209,7 +209,10 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
       const methods = state.methods && state.methods.length ? state.methods : ['wechat'];
       for (const method of methods) {
         const m = METHODS[method] || METHODS.wechat;
-        parts.push(button(m.id, m.buy[0], m.buy[1], () => ({ type: 'buy', email: email.value, code: code.value, method }), true));
+        // With WeChat Pay alone its button says no more than before; with a choice, each names its method
+        // (an unnamed "buy" is the retry button's: the way the last order went).
+        parts.push(button(m.id, m.buy[0], m.buy[1], () => ({ type: 'buy', email: email.value, code: code.value,
+          ...(methods.length > 1 || method !== 'wechat' ? { method } : {}) }), true));
       }
       parts.push(button('already-bought', '已购买？', 'Already bought?', { type: 'alreadyBought' }));
       parts.push(button('purchases', '我的购买', 'My purchases', { type: 'purchases' }));
