@@ -8,15 +8,22 @@ from typing import Any
 
 import pytest
 from servers import chromium
-from test_vscode_kit import CSP_PROBE, built, page_html, shot  # noqa: F401 - built is a fixture
+from test_vscode_kit import CSP_PROBE, KIT, page_html, run, shot
 
 QR = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 21 21"><rect width="7" height="7"/></svg>'
 COURSE = {"id": "cpp-primer-5th", "title": "C++ Primer 第5版", "price_fen": 9900, "plan": "one_time",
           "period_days": None}
 
 
+@pytest.fixture(scope="module")
+def built() -> Path:
+    """The kit compiled by its pinned tsc, as test_vscode_kit builds it."""
+    run(["npm", "run", "--silent", "build"], KIT)
+    return KIT / "out"
+
+
 @pytest.mark.browser
-def test_the_panel_offers_each_method_and_shows_alipays_scan_screen(built: Path) -> None:  # noqa: F811
+def test_the_panel_offers_each_method_and_shows_alipays_scan_screen(built: Path) -> None:
     base: dict[str, Any] = {"course": COURSE, "order": None, "error": None, "license": None, "purchases": None,
                             "restore": None, "notice": None}
     expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=30)).isoformat()
