@@ -87,9 +87,13 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
                                  merchant_key=keys["merchant_key"], verifier=verifier, apiv3_keys=apiv3_keys,
                                  public_key_id=SANDBOX_PUBLIC_KEY_ID)
         _mount_sandbox(app, keys, config.public_base_url, public=config.sandbox_public)
-    # Alipay (issue 23): in sandbox mode against its own simulator; live Alipay settings are still to come.
-    alipay = None if config.live else _sandbox_alipay(app, instance, config.public_base_url,
-                                                       public=config.sandbox_public)
+    # Alipay (issue 23): in sandbox mode against its own simulator, in live mode the app LBPAY_ALIPAY_* names.
+    if not config.alipay_enabled:
+        alipay = None
+    elif config.live:
+        alipay = _live_alipay(config) if config.alipay is not None else None
+    else:
+        alipay = _sandbox_alipay(app, instance, config.public_base_url, public=config.sandbox_public)
     payments: Any = wechat if alipay is None else PaymentRouter(wechat, AlipayAsWeChat(alipay))
 
     shop = Shop(
@@ -243,6 +247,37 @@ def _mount_sandbox(app: Flask, keys: dict[str, Any], public_base: str, *, public
         # outbox answer only this machine unless LBPAY_SANDBOX_PUBLIC=on.
         mounts = {path: _loopback_only(wsgi) for path, wsgi in mounts.items()}
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
+
+
+def _live_alipay(config: Config) -> AlipaySetup:
+    """The merchant's Alipay app from its settings; a key or certificate that cannot be used is a ConfigError."""
+    from alipay import signing
+    from alipay.errors import AlipayError
+    from alipay.keys import CertMode
+
+    settings = config.alipay
+    assert settings is not None
+    try:
+        private_key = signing.load_private_key(settings.private_key)
+    except (AlipayError, ValueError):
+        raise ConfigError([Problem("LBPAY_ALIPAY_APP_PRIVATE_KEY_FILE",
+                                   "is not an RSA private key (PEM, or the base64 Alipay's key tool writes)")]) from None
+    keys: Any
+    if settings.public_key is not None:
+        try:
+            keys = PublicKeyMode(signing.load_public_key(settings.public_key))
+        except (AlipayError, ValueError):
+            raise ConfigError([Problem("LBPAY_ALIPAY_PUBLIC_KEY_FILE",
+                                       "is not Alipay's RSA public key (PEM or base64)")]) from None
+    else:
+        assert settings.app_cert is not None and settings.alipay_cert is not None and settings.root_cert is not None
+        try:
+            keys = CertMode.from_pem(settings.app_cert, settings.alipay_cert, settings.root_cert)
+        except (AlipayError, ValueError) as exc:
+            raise ConfigError([Problem("LBPAY_ALIPAY_CERT_FILE", f"the certificates cannot be used: {exc}"[:300])]) from None
+    client = AlipayClient(app_id=settings.app_id, private_key=private_key, keys=keys, gateway=settings.gateway,
+                          notify_url=config.public_base_url + ALIPAY_NOTIFY_PATH, seller_id=settings.seller_id)
+    return AlipaySetup(client=client, keys=keys, app_id=settings.app_id, seller_id=settings.seller_id)
 
 
 def _sandbox_alipay(app: Flask, instance: Path, public_base: str, *, public: bool) -> AlipaySetup:

@@ -128,6 +128,31 @@ def check_config_command() -> None:
     replica = f", replica {config.replica.url}" if config.replica is not None else ", no off-machine replica"
     click.echo(f"settings ok: {config.mode} mode, public URL {config.public_base_url}, "
                f"database {config.database_url.split('?')[0]}{replica}")
+    for line in payment_method_lines(config):
+        click.echo(line)
+
+
+def payment_method_lines(config: Config) -> list[str]:
+    """One line per payment method: on or off, with what it runs on, or what it would need."""
+    from settings import ALIPAY_NEEDS, WECHAT_NEEDS
+
+    if config.live and config.wechat is not None:
+        wechat = f"merchant {config.wechat.mchid}, app {config.wechat.appid}, verify by {config.wechat.verify}"
+    else:
+        wechat = f"sandbox simulator under /sandbox; live mode needs {WECHAT_NEEDS}"
+    lines = [f"wechat: on ({wechat})" if config.wechat_enabled
+             else f"wechat: off (LBPAY_WECHATPAY_ENABLED); live mode still reads {WECHAT_NEEDS}"]
+    alipay = config.alipay
+    if not config.alipay_enabled:
+        lines.append(f"alipay: off (LBPAY_ALIPAY_ENABLED); to take Alipay in live mode set {ALIPAY_NEEDS}")
+    elif not config.live:
+        lines.append(f"alipay: on (sandbox simulator under /sandbox/alipay; live mode needs {ALIPAY_NEEDS})")
+    elif alipay is None:
+        lines.append(f"alipay: off (not set up); to take Alipay set {ALIPAY_NEEDS}")
+    else:
+        lines.append(f"alipay: on (app {alipay.app_id}, seller {alipay.seller_id}, {alipay.key_mode}, "
+                     f"gateway {alipay.gateway})")
+    return lines
 
 
 @cli.command("init")

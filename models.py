@@ -455,6 +455,15 @@ class BillCheck(BaseModel):
     differences = IntegerField(default=0)
 
 
+class AlipayBillCheck(BaseModel):
+    """A day whose Alipay trade bill was compared with our ledger (WeChat's days are BillCheck)."""
+
+    bill_date = DateField(primary_key=True)
+    checked_at = UTCDateTimeField()
+    lines = IntegerField(default=0)
+    differences = IntegerField(default=0)
+
+
 class DailyFigures(BaseModel):
     """What the dashboard shows for one Shanghai day, one course and one book (billing.rollup keeps it).
 
@@ -636,4 +645,4 @@ class Seat(BaseModel):
         indexes = ((("pack", "number"), True), (("pack", "email_key"), True))
 
 
-ALL_MODELS += [SeatOffer, SeatPack, Seat]
+ALL_MODELS += [SeatOffer, SeatPack, Seat, AlipayBillCheck]

@@ -164,6 +164,33 @@ class WeChatSettings:
     read_timeout: int
 
 
+@dataclass(frozen=True)
+class AlipaySettings:
+    """The shop's Alipay app (live mode only): its keys and either Alipay's public key or the three certificates."""
+
+    app_id: str
+    seller_id: str
+    private_key: bytes  # PEM, or the bare base64 Alipay's key tool writes
+    public_key: bytes | None  # 公钥模式
+    app_cert: bytes | None  # 公钥证书模式: appCertPublicKey, alipayCertPublicKey_RSA2, alipayRootCert
+    alipay_cert: bytes | None
+    root_cert: bytes | None
+    gateway: str
+
+    @property
+    def key_mode(self) -> str:
+        return "public-key mode" if self.public_key is not None else "certificate mode"
+
+
+ALIPAY_NEEDS = ("LBPAY_ALIPAY_APP_ID, LBPAY_ALIPAY_SELLER_ID, LBPAY_ALIPAY_APP_PRIVATE_KEY_FILE and "
+                "LBPAY_ALIPAY_PUBLIC_KEY_FILE (or LBPAY_ALIPAY_APP_CERT_FILE, LBPAY_ALIPAY_CERT_FILE and "
+                "LBPAY_ALIPAY_ROOT_CERT_FILE)")
+WECHAT_NEEDS = ("LBPAY_WECHATPAY_MCHID, LBPAY_WECHATPAY_APPID, LBPAY_WECHATPAY_MERCHANT_KEY_FILE, "
+                "LBPAY_WECHATPAY_MERCHANT_SERIAL, LBPAY_WECHATPAY_APIV3_KEY and LBPAY_WECHATPAY_PUBLIC_KEY_FILE "
+                "with _ID (or platform certificates)")
+ALIPAY_GATEWAY = "https://openapi.alipay.com/gateway.do"
+
+
 # The extension whose URI handler the license mail's "Open in VS Code" link opens (publisher.name).
 DEFAULT_VSCODE_EXTENSION_ID = "learning-primer-buddy-dev.learning-primer-buddy"
 _EXTENSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}\.[A-Za-z0-9][A-Za-z0-9-]{0,99}")
@@ -226,6 +253,9 @@ class Config:
     buy_button_origins: tuple[str, ...] = ()
     seller_name: str = "Learning Buddy"  # who sells, on receipts, the buy page and mails
     seller_contact: str | None = None  # how a learner reaches the seller (an address or a phone), on receipts
+    alipay: AlipaySettings | None = None  # live mode: the Alipay app (LBPAY_ALIPAY_*); None: no live Alipay
+    wechat_enabled: bool = True  # LBPAY_WECHATPAY_ENABLED: offered to learners
+    alipay_enabled: bool = True  # LBPAY_ALIPAY_ENABLED: offered when set up (sandbox: its simulator)
     testing: bool = False
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
 
@@ -338,6 +368,9 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         buy_button_origins=_buy_button_origins(read),
         seller_name=_one_line(read, "SELLER_NAME", "Learning Buddy", 100) or "Learning Buddy",
         seller_contact=_one_line(read, "SELLER_CONTACT", None, 200),
+        alipay=_alipay_settings(read) if live else None,
+        wechat_enabled=read.flag("WECHATPAY_ENABLED", True),
+        alipay_enabled=read.flag("ALIPAY_ENABLED", True),
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
     )
@@ -348,9 +381,62 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
     if config.replica is not None and not config.database_url.startswith("sqlite:"):
         read.problem("REPLICA_URL", "replicates a SQLite database only; on PostgreSQL use the provider's backups "
                      "and point-in-time recovery", config.replica.url)
+    alipay_on = config.alipay_enabled and (config.alipay is not None or not live)
+    if live and config.alipay is None and read.text("ALIPAY_ENABLED") is not None and config.alipay_enabled:
+        read.problem("ALIPAY_ENABLED", "is on, but Alipay is not set up: set " + ALIPAY_NEEDS)
+    if not config.wechat_enabled and not alipay_on:
+        read.problem("WECHATPAY_ENABLED", "is off and Alipay is off too: every payment method is off, so no "
+                     "learner could pay; turn one on")
     if read.problems:
         raise ConfigError(read.problems)
     return config
+
+
+def _alipay_settings(read: Reader) -> AlipaySettings | None:
+    """LBPAY_ALIPAY_*: none set is no live Alipay; any set must be a whole, usable set."""
+    names = ("ALIPAY_APP_ID", "ALIPAY_SELLER_ID", "ALIPAY_APP_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE",
+             "ALIPAY_APP_CERT_FILE", "ALIPAY_CERT_FILE", "ALIPAY_ROOT_CERT_FILE", "ALIPAY_GATEWAY")
+    if not any(read.text(name) is not None for name in names):
+        return None
+    why = "for Alipay (any LBPAY_ALIPAY_* setting asks for it)"
+    app_id = read.required("ALIPAY_APP_ID", why, "2021000000000001") or ""
+    if app_id and not re.fullmatch(r"\d{16}", app_id):
+        read.problem("ALIPAY_APP_ID", "must be the app's 16 digits (开放平台 APPID)", app_id, "2021000000000001")
+    seller_id = read.required("ALIPAY_SELLER_ID", why + " (the 2088… PID the money goes to)", "2088000000000001") or ""
+    if seller_id and not re.fullmatch(r"2088\d{12}", seller_id):
+        read.problem("ALIPAY_SELLER_ID", "must be the 16-digit partner id starting 2088 (商户PID)", seller_id,
+                     "2088000000000001")
+    key_file = read.required("ALIPAY_APP_PRIVATE_KEY_FILE", why + " (应用私钥)", "/secrets/alipay_app_private_key.pem")
+    private_key = read.secret_file("ALIPAY_APP_PRIVATE_KEY_FILE", key_file) if key_file else None
+    public_file = read.text("ALIPAY_PUBLIC_KEY_FILE")
+    cert_names = ("ALIPAY_APP_CERT_FILE", "ALIPAY_CERT_FILE", "ALIPAY_ROOT_CERT_FILE")
+    cert_files = [read.text(name) for name in cert_names]
+    public_key = certs = None
+    if public_file is not None and any(cert_files):
+        read.problem("ALIPAY_PUBLIC_KEY_FILE", "public-key mode or certificate mode, not both: unset "
+                     "LBPAY_ALIPAY_PUBLIC_KEY_FILE or the three LBPAY_ALIPAY_*CERT_FILE settings")
+    elif public_file is not None:
+        public_key = _plain_file(read, "ALIPAY_PUBLIC_KEY_FILE", public_file)
+    elif all(cert_files):
+        certs = [_plain_file(read, name, path) for name, path in zip(cert_names, cert_files) if path]
+    else:
+        read.problem("ALIPAY_PUBLIC_KEY_FILE", "is required (Alipay's public key, 支付宝公钥), or the three certificate "
+                     "files LBPAY_ALIPAY_APP_CERT_FILE, LBPAY_ALIPAY_CERT_FILE and LBPAY_ALIPAY_ROOT_CERT_FILE")
+    gateway = read.url("ALIPAY_GATEWAY", read.text("ALIPAY_GATEWAY") or ALIPAY_GATEWAY, True)
+    if private_key is None or (public_key is None and (certs is None or None in certs)):
+        return None  # the problems above say why
+    app_cert, alipay_cert, root_cert = certs if certs is not None else (None, None, None)
+    return AlipaySettings(app_id=app_id, seller_id=seller_id, private_key=private_key, public_key=public_key,
+                          app_cert=app_cert, alipay_cert=alipay_cert, root_cert=root_cert, gateway=gateway)
+
+
+def _plain_file(read: Reader, name: str, path: str) -> bytes | None:
+    """A file that need not be secret (a public key, a certificate)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        read.problem(name, f"cannot read {path}: {exc.strerror}")
+        return None
 
 
 def _one_line(read: Reader, name: str, default: str | None, longest: int) -> str | None:

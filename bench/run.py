@@ -69,7 +69,7 @@ CFG = {
     "searches": env_int("BENCH_SEARCHES", 40),
     "dashboards": env_int("BENCH_DASHBOARDS", 3),
 }
-PHASES = os.environ.get("BENCH_PHASES", "polls,orders,purchases,lost,notify,verify,scale").split(",")
+PHASES = os.environ.get("BENCH_PHASES", "polls,orders,purchases,lost,notify,verify,alipay,scale").split(",")
 WORK = Path(os.environ.get("BENCH_WORK_DIR", "/tmp/lbpay-bench"))
 
 GOALS = {  # name: (unit, goal text, test)
@@ -85,6 +85,7 @@ GOALS = {  # name: (unit, goal text, test)
     "scale_dashboard_p99_ms": ("ms", "< 300", lambda v: v < 300),
     "rss_mb": ("MB", "< 120", lambda v: v < 120),
     "verify_vs_wechatpayv3": ("x peer time", "<= 1", lambda v: v <= 1.0),
+    "alipay_notify_vs_sdk": ("x peer time", "<= 1", lambda v: v <= 1.0),
 }
 
 
@@ -665,6 +666,82 @@ def verify_side_by_side(workspace: Workspace, notes: list[tuple[bytes, dict[str,
     return {"ours_us": ours_us, "wechatpayv3_us": peer_us, "ratio": ours_us / peer_us}
 
 
+def alipay_notifications(count: int = 200) -> tuple[list[bytes], dict[str, Any]]:
+    """Alipay trade notifications as its servers post them (form bodies, RSA2-signed), and the keys to check them."""
+    from urllib.parse import urlencode
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from alipay_helpers import APP_ID, SELLER_ID, pem_private, pem_public
+
+    from alipay.sandbox.signing import AlipayIdentity, notification_content
+
+    app = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    identity = AlipayIdentity(pem_private(platform_key), pem_public(app.public_key()))
+    bodies = []
+    for i in range(count):
+        form = {"notify_time": "2026-12-06 15:00:00", "notify_type": "trade_status_sync", "notify_id": uuid.uuid4().hex,
+                "app_id": APP_ID, "auth_app_id": APP_ID, "charset": "utf-8", "version": "1.0",
+                "trade_no": f"2026120622001{i:015d}", "out_trade_no": f"LA2026120615000000000000{i:04d}",
+                "buyer_id": "2088102177846875", "buyer_logon_id": "lea***@example.com", "seller_id": SELLER_ID,
+                "trade_status": "TRADE_SUCCESS", "total_amount": "99.00", "receipt_amount": "99.00",
+                "buyer_pay_amount": "99.00", "subject": "C++ Primer 第5版", "gmt_create": "2026-12-06 14:59:30",
+                "gmt_payment": "2026-12-06 14:59:58"}
+        form["sign"] = identity.sign(notification_content(form))
+        form["sign_type"] = "RSA2"
+        bodies.append(urlencode(form).encode())
+    return bodies, {"app": app, "alipay": platform_key, "app_id": APP_ID, "seller_id": SELLER_ID}
+
+
+def alipay_side_by_side(count: int) -> dict[str, Any]:
+    """An Alipay notification checked end to end on the same bytes: our alipay package, and a handler written
+    with python-alipay-sdk (parse the form, verify RSA2, then app, seller, status and amount, as ours does)."""
+    from urllib.parse import parse_qsl
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from alipay_helpers import load_peer, pem_private, pem_public
+
+    from alipay.keys import PublicKeyMode
+    from alipay.notify import parse_form, verify_notification
+
+    bodies, keys = alipay_notifications()
+    mode = PublicKeyMode(keys["alipay"].public_key())
+    sdk = load_peer().AliPay(appid=keys["app_id"], app_notify_url=None,
+                             app_private_key_string=pem_private(keys["app"]).decode(),
+                             alipay_public_key_string=pem_public(keys["alipay"].public_key()).decode(), sign_type="RSA2")
+
+    def ours(body: bytes) -> bool:
+        note = verify_notification(parse_form(body), mode, app_id=keys["app_id"], seller_id=keys["seller_id"])
+        return note.paid and note.total_fen == 9900
+
+    def theirs(body: bytes) -> bool:
+        data = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        signature = data.pop("sign")
+        return bool(sdk.verify(data, signature) and data["app_id"] == keys["app_id"]
+                    and data["seller_id"] == keys["seller_id"] and data["trade_status"] in ("TRADE_SUCCESS", "TRADE_FINISHED")
+                    and round(float(data["total_amount"]) * 100) == 9900)
+
+    assert all(ours(b) and theirs(b) for b in bodies[:3])
+    tampered = bodies[0].replace(b"99.00", b"9.90", 1)
+    assert not theirs(tampered)
+    picks = [bodies[i % len(bodies)] for i in range(count)]
+
+    def timed(check: Callable[[bytes], bool]) -> float:
+        started = time.perf_counter()
+        for body in picks:
+            check(body)
+        return time.perf_counter() - started
+
+    ours_times, peer_times = [], []
+    for _ in range(3):  # interleaved, best of three: the machine is shared
+        ours_times.append(timed(ours))
+        peer_times.append(timed(theirs))
+    ours_us, peer_us = min(ours_times) / count * 1e6, min(peer_times) / count * 1e6
+    return {"ours_us": ours_us, "python_alipay_sdk_us": peer_us, "ratio": ours_us / peer_us}
+
+
 def scale_phase(workspace: Workspace, sandbox_url: str, result: dict[str, Any]) -> None:
     """Polls, searches and the dashboard over a database of BENCH_SCALE_ORDERS orders."""
     import make_orders
@@ -877,6 +954,9 @@ def main() -> None:
             say(f"verify + decrypt: ours vs wechatpayv3, {CFG['verify_count']} each, best of 3")
             notes = make([f"LB2026112610000000000000{i:04d}" for i in range(200)])
             result["verify"] = verify_side_by_side(workspace, notes, CFG["verify_count"])
+        if "alipay" in PHASES:
+            say(f"Alipay notification check: ours vs python-alipay-sdk, {CFG['verify_count']} each, best of 3")
+            result["alipay"] = alipay_side_by_side(CFG["verify_count"])
     finally:
         for server in servers:
             server.stop()
@@ -973,6 +1053,11 @@ def report(result: dict[str, Any]) -> None:
         v = result["verify"]
         figures["verify_vs_wechatpayv3"] = v["ratio"]
         notes["verify_vs_wechatpayv3"] = f"ours {v['ours_us']:.0f} µs, wechatpayv3 {v['wechatpayv3_us']:.0f} µs"
+    if "alipay" in result:
+        a = result["alipay"]
+        figures["alipay_notify_vs_sdk"] = a["ratio"]
+        notes["alipay_notify_vs_sdk"] = (f"form + RSA2 + app/seller/status/amount, in-process: ours {a['ours_us']:.0f} µs, "
+                                         f"python-alipay-sdk {a['python_alipay_sdk_us']:.0f} µs")
 
     out = {"date": dt.datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
            "machine": platform.platform(), "settings": CFG, "figures": {}, "detail": result}

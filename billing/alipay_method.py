@@ -43,16 +43,21 @@ def new_alipay_out_trade_no(now: dt.datetime) -> str:
 
 
 def offered_methods(shop: Any) -> tuple[str, ...]:
-    """The methods a learner may choose in this shop: WeChat Pay always, Alipay when it is set up."""
-    return METHODS if getattr(shop, "alipay", None) is not None else (WECHAT,)
+    """The methods a learner may choose in this shop: WeChat Pay unless switched off, Alipay when set up and on."""
+    wechat_on = getattr(getattr(shop, "config", None), "wechat_enabled", True)
+    return (((WECHAT,) if wechat_on else ())
+            + ((ALIPAY,) if getattr(shop, "alipay", None) is not None else ()))
 
 
 def checked_method(shop: Any, method: Any) -> str:
-    """The method an order request names (WeChat when it names none), refused if unknown or switched off."""
+    """The method an order request names (WeChat, or the one on, when it names none), refused if unknown or off."""
     from .errors import BillingError
 
     if method is None:
-        return WECHAT
+        offered = offered_methods(shop)
+        if not offered:
+            raise BillingError("payment_method_unavailable", "every payment method is off")
+        return offered[0]
     if method not in METHODS:
         raise BillingError("bad_request", "method must be wechat or alipay")
     if method not in offered_methods(shop):
@@ -206,13 +211,26 @@ class PaymentRouter:
         return self._for(out_trade_no).create_refund(out_trade_no=out_trade_no, **kw)  # type: ignore[no-any-return]
 
     def query_refund(self, out_refund_no: str) -> dict[str, Any]:
-        from models import Order, Refund  # the refund's order says which method it went through
-
-        found = (Order.select(Order.out_trade_no).join(Refund, on=(Refund.order == Order.id))
-                 .where(Refund.out_refund_no == out_refund_no).first())
-        if found is not None and method_of(found.out_trade_no) == ALIPAY and self.alipay is not None:
-            return self.alipay.query_refund_of(found.out_trade_no, out_refund_no)
+        out_trade_no = _order_of_refund(out_refund_no)
+        if method_of(out_trade_no) == ALIPAY and self.alipay is not None:
+            return self.alipay.query_refund_of(out_trade_no, out_refund_no)
         return self.wechat.query_refund(out_refund_no)  # type: ignore[no-any-return]
+
+    def service_for(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Which service a call goes to (for the metrics): the method of the order it is about."""
+        number = kwargs.get("out_trade_no") or (args[0] if args and isinstance(args[0], str) else "")
+        if name == "query_refund":
+            number = _order_of_refund(str(kwargs.get("out_refund_no") or number))
+        return ALIPAY if isinstance(number, str) and method_of(number) == ALIPAY and self.alipay is not None else WECHAT
+
+
+def _order_of_refund(out_refund_no: str) -> str:
+    """The out_trade_no of the order a refund belongs to ("" when we hold no such refund)."""
+    from models import Order, Refund  # the refund's order says which method it went through
+
+    found = (Order.select(Order.out_trade_no).join(Refund, on=(Refund.order == Order.id))
+             .where(Refund.out_refund_no == out_refund_no).first())
+    return str(found.out_trade_no) if found is not None else ""
 
 
 # --- the notification --------------------------------------------------------------------------
@@ -220,9 +238,17 @@ class PaymentRouter:
 class AlipayNotificationRefused(Exception):
     """A notification that is not believed: ``reason`` says why (answered 400, Alipay sends again)."""
 
+    status = 400
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class AlipayNotificationDeferred(AlipayNotificationRefused):
+    """Believed, but not acted on yet (Alipay could not be asked what it needs): 503, Alipay sends again."""
+
+    status = 503
 
 
 def receive_alipay_notification(shop: Any, body: bytes, ip: str | None) -> str:
@@ -251,6 +277,10 @@ def receive_alipay_notification(shop: Any, body: bytes, ip: str | None) -> str:
             audit.record("alipay.notification_refused", at=shop.now(), actor="alipay", ip=ip,
                          detail={"reason": str(reason)[:40]})
         raise AlipayNotificationRefused(str(reason)) from exc
+    if note is not None and is_refund_notification(note.fields):
+        result = _refund_notification(shop, setup, note, ip)
+        log.info("alipay refund notification for %s: %s", note.out_trade_no, result)
+        return ACK
     if note is None:  # authentic, but about another app or seller: the verdict flags it
         mchid, appid = merchant_ids(fields.get("app_id", ""), fields.get("seller_id", ""))
         tx: dict[str, Any] = {"mchid": mchid, "appid": appid, "out_trade_no": fields.get("out_trade_no", ""),
@@ -266,3 +296,78 @@ def receive_alipay_notification(shop: Any, body: bytes, ip: str | None) -> str:
     result = apply_transaction(shop, tx, source="alipay_notify", ip=ip)
     log.info("alipay notification for %s: %s", tx["out_trade_no"], result)
     return ACK
+
+
+# --- refunds told by notification ----------------------------------------------------------------
+
+def is_refund_notification(fields: Any) -> bool:
+    """A trade notification caused by a refund: only those carry refund_fee and gmt_refund."""
+    return bool(fields.get("refund_fee") or fields.get("gmt_refund"))
+
+
+def _refund_notification(shop: Any, setup: AlipaySetup, note: Any, ip: str | None) -> str:
+    """Settle the refund a verified notification tells of, by the rule WeChat's refunds follow.
+
+    Alipay's refund_fee is the trade's total refunded so far, not this refund's amount. Our own refund
+    (out_biz_no is the out_request_no we sent) keeps its amount, if the total can hold it. A refund
+    made in Alipay's merchant centre is asked about (alipay.trade.fastpay.refund.query) for its own
+    amount; one Alipay does not confirm is left to the creator, never guessed.
+    """
+    from models import Order, Refund
+
+    from . import audit
+    from .refunds import settle_refund
+
+    out_refund_no = (note.fields.get("out_biz_no") or note.out_trade_no)[:64]
+    order = Order.get_or_none(Order.out_trade_no == note.out_trade_no)
+    if order is None or method_of(order.out_trade_no) != ALIPAY:
+        with write_transaction():
+            audit.record("refund.unknown", at=shop.now(), actor="alipay", ip=ip,
+                         detail={"source": "alipay_notification", "out_refund_no": out_refund_no,
+                                 "out_trade_no": note.out_trade_no[:64]})
+        return "unknown"
+    known = Refund.get_or_none((Refund.out_refund_no == out_refund_no) & (Refund.order == order.id))
+    amount: int | None
+    if note.refund_fen > note.total_fen:
+        amount = None
+    elif known is not None:
+        amount = known.amount_fen if known.amount_fen <= note.refund_fen else None
+    else:
+        amount = _confirmed_amount(shop, setup, note, out_refund_no, order, ip)
+    said = {"out_refund_no": out_refund_no, "out_trade_no": note.out_trade_no, "transaction_id": note.trade_no,
+            "refund_id": out_refund_no[:32], "status": "SUCCESS",
+            "amount": {"refund": amount, "total": note.total_fen, "currency": "CNY"}}
+    if isinstance(note.fields.get("gmt_refund"), str) and amount is not None:
+        moment = _refund_time(note.fields["gmt_refund"])
+        if moment is not None:
+            said["success_time"] = moment
+    return settle_refund(shop, said, source="alipay_notification", ip=ip, actor="alipay")
+
+
+def _confirmed_amount(shop: Any, setup: AlipaySetup, note: Any, out_refund_no: str, order: Any,
+                      ip: str | None) -> int | None:
+    """What Alipay's own refund query says this refund was (None: it knows no such refund, or not for this trade)."""
+    from . import audit
+
+    try:
+        state = setup.client.refund_query(note.out_trade_no, out_refund_no)
+    except AlipayError as exc:
+        with write_transaction():
+            audit.record("alipay.call_failed", at=shop.now(), actor="alipay", order=order, ip=ip,
+                         detail={"call": "refund_query", "out_refund_no": out_refund_no,
+                                 "error": type(exc).__name__})
+        raise AlipayNotificationDeferred("alipay_unavailable") from exc
+    if state is None or not state.succeeded or state.total_fen != note.total_fen or state.refund_fen > note.refund_fen:
+        return None
+    return state.refund_fen
+
+
+def _refund_time(text: str) -> str | None:
+    """gmt_refund (Beijing, with or without milliseconds) as an ISO time with its offset."""
+    from alipay.client import parse_beijing_time
+
+    try:
+        moment = parse_beijing_time(text.split(".", 1)[0])
+    except (MalformedError, ValueError):
+        return None
+    return moment.isoformat() if moment is not None else None

@@ -37,7 +37,16 @@ KINDS = {
     "refund_missing_here": ("微信已退款，本店没有记录", "Refunded at WeChat, not here"),
     "refund_missing_at_wechat": ("本店已退款，微信账单中没有", "Refunded here, not in WeChat's bill"),
     "unreadable_line": ("账单行无法读取", "A line of WeChat's bill could not be read"),
+    # Alipay's bill (billing/alipay_bill.py), its kinds apart so a day's two bills never share a key.
+    "alipay_paid_not_licensed": ("支付宝已收款，本店未发许可证", "Paid at Alipay, not licensed here"),
+    "alipay_unknown_to_alipay": ("本店已收款，支付宝账单中没有", "Paid here, not in Alipay's bill"),
+    "alipay_amount_differs": ("金额与支付宝账单不一致", "Amounts differ from Alipay's bill"),
+    "alipay_transaction_differs": ("支付宝交易号不一致", "Alipay trade numbers differ"),
+    "alipay_refund_missing_here": ("支付宝已退款，本店没有记录", "Refunded at Alipay, not here"),
+    "alipay_refund_missing_at_alipay": ("本店已退款，支付宝账单中没有", "Refunded here, not in Alipay's bill"),
+    "alipay_unreadable_line": ("支付宝账单无法读取", "Alipay's bill could not be read"),
 }
+WECHAT_ORDERS = Order.payment_method != "alipay"  # what WeChat's bill can list
 
 
 @dataclass(frozen=True)
@@ -89,9 +98,10 @@ def _refund_day(refund: Refund) -> dt.date | None:
 def traded_on(bill_date: dt.date) -> bool:
     """Tell whether we hold a payment or a refund WeChat dates on ``bill_date``."""
     start, end = _around(bill_date)
-    paid = Order.select().where(Order.transaction_id.is_null(False) & (Order.paid_at >= start) & (Order.paid_at < end))
-    refunds = Refund.select().where((Refund.status == "SUCCESS") & (Refund.settled_at >= start)
-                                    & (Refund.settled_at < end))
+    paid = Order.select().where(Order.transaction_id.is_null(False) & (Order.paid_at >= start) & (Order.paid_at < end)
+                                & WECHAT_ORDERS)
+    refunds = Refund.select().join(Order).where((Refund.status == "SUCCESS") & (Refund.settled_at >= start)
+                                                & (Refund.settled_at < end) & WECHAT_ORDERS)
     return (any(_success_day(o) == bill_date for o in paid)
             or any(_refund_day(r) == bill_date for r in refunds))
 
@@ -134,7 +144,7 @@ def compare(bill: TradeBill, bill_date: dt.date) -> list[Difference]:
 
     start, end = _around(bill_date)
     paid_here = Order.select().where(Order.transaction_id.is_null(False) & (Order.paid_at >= start)
-                                     & (Order.paid_at < end))
+                                     & (Order.paid_at < end) & WECHAT_ORDERS)
     for order in paid_here:
         if order.out_trade_no not in billed_orders and _success_day(order) == bill_date:
             found.append(Difference("unknown_to_wechat", f"the order is {order.status} here; WeChat's bill has no "
@@ -159,7 +169,8 @@ def compare(bill: TradeBill, bill_date: dt.date) -> list[Difference]:
             found.append(Difference("amount_differs", f"WeChat refunded {row.refund_fen} fen, we recorded "
                                     f"{refund.amount_fen} fen", ours_fen=refund.amount_fen, **facts))
     refunded_here = (Refund.select(Refund, Order).join(Order)
-                     .where((Refund.status == "SUCCESS") & (Refund.settled_at >= start) & (Refund.settled_at < end)))
+                     .where((Refund.status == "SUCCESS") & (Refund.settled_at >= start) & (Refund.settled_at < end)
+                            & WECHAT_ORDERS))
     for refund in refunded_here:
         if refund.out_refund_no not in billed_refunds and _refund_day(refund) == bill_date:
             found.append(Difference("refund_missing_at_wechat", "our refund succeeded; WeChat's bill has no line "
@@ -216,8 +227,12 @@ def settle_billed_refunds(shop: Shop, bill: TradeBill) -> int:
     return asked
 
 
-def record(bill_date: dt.date, differences: list[Difference], now: dt.datetime, *, lines: int) -> list[Difference]:
-    """Keep the differences not seen before and mark the day checked, in one transaction; return the new ones."""
+def record(bill_date: dt.date, differences: list[Difference], now: dt.datetime, *, lines: int,
+           checks: Any = BillCheck, method: str = "wechat") -> list[Difference]:
+    """Keep the differences not seen before and mark the day checked, in one transaction; return the new ones.
+
+    ``checks`` is the table of checked days: WeChat's (BillCheck) or Alipay's (AlipayBillCheck).
+    """
     with write_transaction():
         known = {row.key for row in BillDifference.select(BillDifference.key)
                  .where(BillDifference.bill_date == bill_date)}
@@ -227,15 +242,15 @@ def record(bill_date: dt.date, differences: list[Difference], now: dt.datetime, 
                                   transaction_id=difference.transaction_id, out_refund_no=difference.out_refund_no,
                                   wechat_fen=difference.wechat_fen, ours_fen=difference.ours_fen,
                                   detail=difference.detail[:300], found_at=now, key=difference.key(bill_date))
-        (BillCheck.insert(bill_date=bill_date, checked_at=now, lines=lines, differences=len(differences))
-         .on_conflict(conflict_target=[BillCheck.bill_date],
-                      update={BillCheck.checked_at: now, BillCheck.lines: lines,
-                              BillCheck.differences: len(differences)})
+        (checks.insert(bill_date=bill_date, checked_at=now, lines=lines, differences=len(differences))
+         .on_conflict(conflict_target=[checks.bill_date],
+                      update={checks.checked_at: now, checks.lines: lines, checks.differences: len(differences)})
          .execute())
         audit.record("bill.checked", at=now, detail={"date": bill_date.isoformat(), "lines": lines,
-                                                     "differences": len(differences), "new": len(new)})
+                                                     "differences": len(differences), "new": len(new),
+                                                     **({"method": method} if method != "wechat" else {})})
     if new:
-        log.warning("the trade bill of %s differs from our ledger in %d new line(s)", bill_date, len(new))
+        log.warning("the %s trade bill of %s differs from our ledger in %d new line(s)", method, bill_date, len(new))
     return new
 
 

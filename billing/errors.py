@@ -57,6 +57,18 @@ CATALOGUE: dict[str, ErrorText] = {
         "WeChat Pay is unavailable right now; please try again shortly.",
         "retry_later",
     ),
+    "alipay_unavailable": ErrorText(
+        503,
+        "支付宝暂时无法访问，请稍后重试，或换一种支付方式。",
+        "Alipay is unavailable right now; please try again shortly, or pay another way.",
+        "retry_later",
+    ),
+    "alipay_setup_error": ErrorText(
+        503,
+        "本店的支付宝设置有误，暂时无法用支付宝下单；店主已收到通知，可先换一种支付方式。",
+        "The shop's Alipay setup needs fixing before Alipay can be used; the shop has been told. Pay another way meanwhile.",
+        "contact_support",
+    ),
     "shop_setup_error": ErrorText(
         503,
         "本店的微信支付设置有误，暂时无法下单；店主已收到通知，请稍后联系客服。",

@@ -266,13 +266,17 @@ def _place_at_wechat(shop: Shop, order: Any) -> str:
         amount_fen=order.amount_fen, notify_url=shop.notify_url, time_expire=order.expires_at)
 
 
-def wechat_failure(exc: WeChatPayError, retry_after: int) -> BillingError:
-    """The learner's error for a failed call: the shop must fix a configuration error, an outage passes."""
+def wechat_failure(exc: WeChatPayError, retry_after: int, out_trade_no: str = "") -> BillingError:
+    """The learner's error for a failed call: the shop must fix a configuration error, an outage passes.
+
+    Named after the method the order went to: whoever chose Alipay reads that Alipay is down.
+    """
+    alipay = alipay_method.method_of(out_trade_no) == alipay_method.ALIPAY
     if isinstance(exc, ApiError) and exc.is_config_error:
         # PARAM_ERROR, a refused key id…: retrying cannot help, so never say "try again in 10 s".
-        return BillingError("shop_setup_error", exc.code)
+        return BillingError("alipay_setup_error" if alipay else "shop_setup_error", exc.code)
     code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
-    return BillingError("wechat_unavailable", code, retry_after=retry_after)
+    return BillingError("alipay_unavailable" if alipay else "wechat_unavailable", code, retry_after=retry_after)
 
 
 def _refuse_if_over_limits(ip: str | None, client: str, buyer: Buyer | None, now: dt.datetime) -> None:
@@ -352,7 +356,7 @@ def _new_order(shop: Shop, course: Course, buyer: Buyer | None, email: str | Non
             notify_url=shop.notify_url, time_expire=expires_at)
     except WeChatPayError as exc:
         _keep_attempt(shop, key_hash, fingerprint, out_trade_no, expires_at, now, exc)
-        raise wechat_failure(exc, 10) from exc
+        raise wechat_failure(exc, 10, out_trade_no) from exc
     svg = qr_svg(code_url)
     with discounts.give_back_on_loss(shop, out_trade_no, ip), write_transaction():
         if key_hash is not None:
@@ -402,16 +406,16 @@ def _create_at_wechat(shop: Shop, order: Order) -> None:
             try:
                 sync_with_wechat(shop, order, source="create")
             except WeChatPayError:
-                raise wechat_failure(exc, 10) from exc
+                raise wechat_failure(exc, 10, order.out_trade_no) from exc
             if Order.get_by_id(order.id).status != "pending":
                 order.code_url = None
                 return
             if exc.kind == "rejected":
                 raise BillingError("order_closed", exc.code) from exc
-        raise wechat_failure(exc, 10) from exc
+        raise wechat_failure(exc, 10, order.out_trade_no) from exc
     except WeChatPayError as exc:
         _record_wechat_failure(shop, order, "create_native_order", exc)
-        raise wechat_failure(exc, 10) from exc
+        raise wechat_failure(exc, 10, order.out_trade_no) from exc
     svg = qr_svg(code_url)
     now = shop.now()
     with write_transaction():
@@ -644,7 +648,7 @@ def cancel_order(shop: Shop, order: Order, ip: str | None = None) -> Order:
             sync_with_wechat(shop, order, source="cancel")
         except WeChatPayError as exc:
             _record_wechat_failure(shop, order, "query_by_out_trade_no", exc)
-            raise wechat_failure(exc, 5) from exc
+            raise wechat_failure(exc, 5, order.out_trade_no) from exc
         if Order.get_by_id(order.id).status != "pending":
             raise BillingError("order_already_paid")
     now = shop.now()

@@ -33,6 +33,7 @@ REQUERY_PROCESSING = dt.timedelta(minutes=1)
 REQUERY_ABNORMAL = dt.timedelta(minutes=10)
 ABNORMAL_TYPES = ("USER_BANK_CARD", "MERCHANT_BANK_CARD")
 ADOPTED_REASON = "made outside this shop (商户平台)"
+ADOPTED_REASONS = {"alipay": "made outside this shop (支付宝商家中心)"}
 # Refunds that hold part of the order's money: only a closed or refused one gives it back.
 HOLDING = ("PROCESSING", "SUCCESS", "ABNORMAL")
 REFUNDABLE = ("fulfilled", "paid", "partially_refunded")
@@ -199,6 +200,7 @@ class RefundNews:
     now: dt.datetime
     received: Received | None = None
     ip: str | None = None
+    actor: str = "wechat"  # who told us: the payment method that made the refund
 
     def keep(self, result: str, order: Order | None) -> None:
         """Store the notification (if one brought this) with what came of it."""
@@ -213,8 +215,8 @@ class RefundNews:
 
 
 def settle_refund(shop: Shop, wechat_refund: Mapping[str, Any], *, source: str,
-                  received: Received | None = None, ip: str | None = None) -> str:
-    """Act on WeChat's word about one refund; the single path that moves money state after a refund.
+                  received: Received | None = None, ip: str | None = None, actor: str = "wechat") -> str:
+    """Act on WeChat's (or Alipay's) word about one refund; the single path that moves money state after a refund.
 
     Returns ``processing``, ``success``, ``closed``, ``abnormal``, ``duplicate``, ``unknown`` or ``mismatch``.
     """
@@ -223,7 +225,7 @@ def settle_refund(shop: Shop, wechat_refund: Mapping[str, Any], *, source: str,
     if not isinstance(status, str) or not isinstance(out_refund_no, str):
         return "mismatch"
     news = RefundNews(shop=shop, said=wechat_refund, status=status, out_refund_no=out_refund_no[:64],
-                      source=source, now=shop.now(), received=received, ip=ip)
+                      source=source, now=shop.now(), received=received, ip=ip, actor=actor)
     with write_transaction():
         refund = Refund.get_or_none(Refund.out_refund_no == news.out_refund_no)
         if refund is None:  # made elsewhere (商户平台): adopted when it is one of our orders and fits
@@ -265,7 +267,7 @@ def _adopt(news: RefundNews) -> tuple[Refund | None, bool]:
             _flag_unmatched(news, order, "a refund of a payment this shop never recorded, not matching the order")
             return None, True
         record_refunded_payment(order, paid={"transaction_id": paid_by}, source="refund_" + news.source,
-                                why=f"paid {order.amount_fen} fen ({paid_by}) and refunded at WeChat", at=news.now,
+                                why=f"paid {order.amount_fen} fen ({paid_by}) and refunded at {'Alipay' if news.actor == 'alipay' else 'WeChat'}", at=news.now,
                                 ip=news.ip)
         order = Order.get_by_id(order.id)
     problem = None
@@ -282,10 +284,10 @@ def _adopt(news: RefundNews) -> tuple[Refund | None, bool]:
     full = news.status != "CLOSED" and refund_fen + refunded_fen(order, HOLDING) >= order.amount_fen
     refund_id = said.get("refund_id")
     refund = Refund.create(order=order, out_refund_no=news.out_refund_no, amount_fen=refund_fen,
-                           reason=ADOPTED_REASON, revoke_license=full, actor="wechat",
+                           reason=ADOPTED_REASONS.get(news.actor, ADOPTED_REASON), revoke_license=full, actor=news.actor,
                            refund_id=refund_id[:32] if isinstance(refund_id, str) else None,
                            created_at=news.now, updated_at=news.now)
-    audit.record("refund.adopted", at=news.now, actor="wechat", order=order, ip=news.ip,
+    audit.record("refund.adopted", at=news.now, actor=news.actor, order=order, ip=news.ip,
                  detail={"source": news.source, "out_refund_no": news.out_refund_no, "amount_fen": refund_fen,
                          "status": news.status})
     log.warning("refund %s of order %s was made outside this shop; adopted", news.out_refund_no, order.public_id)
@@ -296,21 +298,21 @@ def _flag_unmatched(news: RefundNews, order: Order, problem: str) -> None:
     reason = f"refund {news.out_refund_no} made outside this shop: {problem}"[:300]
     if order.flag is None:  # the alerts job tells the creator of every flagged order
         Order.update(flag="REFUND_UNMATCHED", flag_detail=reason).where(Order.id == order.id).execute()
-    audit.record("refund.unmatched", at=news.now, actor="wechat", order=order, ip=news.ip,
+    audit.record("refund.unmatched", at=news.now, actor=news.actor, order=order, ip=news.ip,
                  detail={"source": news.source, "out_refund_no": news.out_refund_no, "problem": problem[:200]})
     news.keep("mismatch", order)
     log.error("ALERT: order %s %s", order.public_id, reason)
 
 
 def _unknown_refund(news: RefundNews, refund: Refund | None, order: Order | None) -> str:
-    audit.record("refund.unknown", at=news.now, actor="wechat", ip=news.ip,
+    audit.record("refund.unknown", at=news.now, actor=news.actor, ip=news.ip,
                  detail={"source": news.source, "out_refund_no": news.out_refund_no})
     news.keep("unknown_order", None)
     return "unknown"
 
 
 def _mismatched_refund(news: RefundNews, refund: Refund, order: Order) -> str:
-    audit.record("refund.mismatch", at=news.now, actor="wechat", order=order, ip=news.ip,
+    audit.record("refund.mismatch", at=news.now, actor=news.actor, order=order, ip=news.ip,
                  detail={"source": news.source, "out_refund_no": refund.out_refund_no})
     news.keep("mismatch", order)
     log.error("ALERT: refund %s does not match what we asked for", refund.out_refund_no)
@@ -345,7 +347,7 @@ def _refund_abnormal(news: RefundNews, refund: Refund, order: Order) -> str:
                          detail="退款异常: apply the refund to a bank card (console) or in 商户平台").where(
             (Refund.id == refund.id) & (Refund.status == "PROCESSING")).execute():
         return _refund_duplicate(news, refund, order)
-    audit.record("refund.abnormal", at=news.now, actor="wechat", order=order, ip=news.ip, detail=news.facts(refund))
+    audit.record("refund.abnormal", at=news.now, actor=news.actor, order=order, ip=news.ip, detail=news.facts(refund))
     log.error("ALERT: refund %s is ABNORMAL at WeChat; it needs the creator (apply-abnormal-refund)",
               refund.out_refund_no)
     news.keep("abnormal", order)
@@ -356,7 +358,7 @@ def _refund_resumed(news: RefundNews, refund: Refund, order: Order) -> str:
     """An abnormal refund the merchant resolved: processing again, until WeChat says SUCCESS."""
     if Refund.update(status="PROCESSING", updated_at=news.now, detail=None).where(
             (Refund.id == refund.id) & (Refund.status == "ABNORMAL")).execute():
-        audit.record("refund.resumed", at=news.now, actor="wechat", order=order, ip=news.ip,
+        audit.record("refund.resumed", at=news.now, actor=news.actor, order=order, ip=news.ip,
                      detail=news.facts(refund))
     news.keep("processing", order)
     return "processing"
@@ -367,7 +369,7 @@ def _refund_ended(news: RefundNews, refund: Refund, order: Order) -> str:
     if not _settle(news, refund):
         return _refund_duplicate(news, refund, order)
     outcome = news.status.lower()
-    audit.record("refund." + outcome, at=news.now, actor="wechat", order=order, ip=news.ip, detail=news.facts(refund))
+    audit.record("refund." + outcome, at=news.now, actor=news.actor, order=order, ip=news.ip, detail=news.facts(refund))
     log.error("ALERT: refund %s ended %s; the order is unchanged", refund.out_refund_no, news.status)
     news.keep(outcome, order)
     return outcome
@@ -380,7 +382,7 @@ def _refund_succeeded(news: RefundNews, refund: Refund, order: Order) -> str:
     done = refunded_fen(order)
     new_status = "refunded" if done >= order.amount_fen else "partially_refunded"
     Order.update(status=new_status).where(Order.id == order.id).execute()
-    audit.record("refund.succeeded", at=news.now, actor="wechat", order=order, ip=news.ip,
+    audit.record("refund.succeeded", at=news.now, actor=news.actor, order=order, ip=news.ip,
                  detail={**news.facts(refund), "before": order.status, "after": new_status, "refunded_fen": done})
     if refund.revoke_license or new_status == "refunded":
         from .licenses import withdraw_period

@@ -107,4 +107,41 @@ def check_daily_bills(shop: Shop, now: dt.datetime, days: list[dt.date] | None =
         summary["not_ready"] = waiting
     if failed:
         summary["failed"] = failed
+    if getattr(shop, "alipay", None) is not None:
+        summary["alipay"] = check_alipay_bills(shop, now, days)
+    return summary
+
+
+def check_alipay_bills(shop: Shop, now: dt.datetime, days: list[dt.date] | None = None) -> dict[str, Any]:
+    """Alipay's bills, by the same rules: a day not published waits, a day with differences alerts once."""
+    from alipay.errors import AlipayError
+    from billing import alipay_bill
+
+    checked: list[str] = []
+    waiting: list[str] = []
+    failed: list[str] = []
+    differences = 0
+    for day in alipay_bill.alipay_days_to_check(now) if days is None else days:
+        try:
+            result = alipay_bill.check_alipay_bill(shop, day, now)
+        except AlipayError as exc:
+            failed.append(day.isoformat())
+            alerts.raise_alert("bill_failed", f"Alipay's trade bill of {day} could not be checked: {exc}"[:500],
+                               now=now, key=f"alipay_bill_failed:{day}", to=shop.config.alert_email)
+            continue
+        if result["state"] != "checked":
+            waiting.append(day.isoformat())
+            continue
+        checked.append(day.isoformat())
+        differences += result["differences"]
+        if result["new"]:
+            kinds = ", ".join(sorted(set(result["new"])))
+            alerts.raise_alert("bill_differences", f"Alipay's trade bill of {day} differs from our orders in "
+                               f"{len(result['new'])} line(s) ({kinds}). See /admin/bills.",
+                               now=now, key=f"alipay_bill_differences:{day}", to=shop.config.alert_email)
+    summary: dict[str, Any] = {"checked": checked, "differences": differences}
+    if waiting:
+        summary["not_ready"] = waiting
+    if failed:
+        summary["failed"] = failed
     return summary

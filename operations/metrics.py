@@ -35,6 +35,7 @@ COUNTED_CALLS = frozenset({"create_native_order", "query_by_out_trade_no", "quer
                            "download_certificates",
                            "trade_bill"})
 WECHAT = "wechat"
+ALIPAY = "alipay"
 
 
 def _bucket(seconds: float) -> str:
@@ -73,33 +74,32 @@ class CallTally:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
-        self._last_ok: dt.datetime | None = None
-        self._failing_from: dt.datetime | None = None
-        self._last_failure: dt.datetime | None = None
+        # Per service (WeChat Pay, Alipay): the last answer, and since when and until when it has not answered.
+        self._health: dict[str, list[dt.datetime | None]] = {}
 
-    def add(self, endpoint: str, outcome: str, seconds: float, now: dt.datetime) -> None:
-        """Count one call and whether WeChat answered it (a transport error or a 5xx is "not reached")."""
+    def add(self, endpoint: str, outcome: str, seconds: float, now: dt.datetime, service: str = WECHAT) -> None:
+        """Count one call and whether the service answered it (a transport error or a 5xx is "not reached")."""
         with self._lock:
             tally = self._calls[(endpoint, outcome, _bucket(seconds))]
             tally[0] += 1
             tally[1] += seconds
+            health = self._health.setdefault(service, [None, None, None])  # last ok, failing from, last failure
             if outcome not in ("transport", "api_error_5xx"):
-                self._last_ok, self._failing_from = now, None
+                health[0], health[1] = now, None
             else:
-                self._failing_from = self._failing_from or now
-                self._last_failure = now
+                health[1] = health[1] or now
+                health[2] = now
 
-    def _take(self) -> tuple[dict[tuple[str, str, str], list[float]], dt.datetime | None,
-                             dt.datetime | None, dt.datetime | None]:
+    def _take(self) -> tuple[dict[tuple[str, str, str], list[float]], dict[str, list[dt.datetime | None]]]:
         with self._lock:
-            taken = (dict(self._calls), self._last_ok, self._failing_from, self._last_failure)
+            taken = (dict(self._calls), dict(self._health))
             self._calls.clear()
-            self._last_ok = self._failing_from = self._last_failure = None
+            self._health = {}
         return taken
 
     def flush(self) -> int:
         """Write what was counted since the last flush in one transaction; return how many calls. Never raises."""
-        calls, last_ok, failing_from, last_failure = self._take()
+        calls, health = self._take()
         if not calls:
             return 0
         try:
@@ -112,16 +112,17 @@ class CallTally:
                                   update={WeChatCallStat.calls: WeChatCallStat.calls + int(count),
                                           WeChatCallStat.seconds: WeChatCallStat.seconds + seconds})
                      .execute())
-                if last_ok is not None:
-                    (OutsideService.insert(name=WECHAT, failing_since=None, last_ok_at=last_ok)
-                     .on_conflict(conflict_target=[OutsideService.name],
-                                  update={OutsideService.failing_since: None,
-                                          OutsideService.last_ok_at: last_ok}).execute())
-                if failing_from is not None:
-                    (OutsideService.insert(name=WECHAT, failing_since=failing_from, last_failure_at=last_failure)
-                     .on_conflict(conflict_target=[OutsideService.name],
-                                  update={OutsideService.failing_since: fn.COALESCE(OutsideService.failing_since,
-                                                                                    failing_from),
+                for service, (last_ok, failing_from, last_failure) in health.items():
+                    if last_ok is not None:
+                        (OutsideService.insert(name=service, failing_since=None, last_ok_at=last_ok)
+                         .on_conflict(conflict_target=[OutsideService.name],
+                                      update={OutsideService.failing_since: None,
+                                              OutsideService.last_ok_at: last_ok}).execute())
+                    if failing_from is not None:
+                        (OutsideService.insert(name=service, failing_since=failing_from, last_failure_at=last_failure)
+                         .on_conflict(conflict_target=[OutsideService.name],
+                                      update={OutsideService.failing_since: fn.COALESCE(
+                                          OutsideService.failing_since, failing_from),
                                           OutsideService.last_failure_at: last_failure}).execute())
         except Exception:  # a metric must never cost a payment, nor stop a job
             log.warning("could not record %d WeChat Pay call metrics", sum(int(c) for c, _ in calls.values()),
@@ -152,6 +153,9 @@ class CountedWeChat:
         def counted(*args: Any, **kwargs: Any) -> Any:
             started = time.monotonic()
             failure: BaseException | None = None
+            # Which payment service the call goes to (the router knows; a bare WeChat client is WeChat).
+            service_for = getattr(self._client, "service_for", None)
+            service = service_for(name, args, kwargs) if callable(service_for) else WECHAT
             try:
                 return attribute(*args, **kwargs)
             except BaseException as exc:
@@ -159,8 +163,9 @@ class CountedWeChat:
                 raise
             finally:
                 outcome = outcome_of(failure)
-                self.tally.add(name, outcome, time.monotonic() - started, self._clock())
-                if outcome == "config_error" and isinstance(failure, ApiError):
+                endpoint = name if service == WECHAT else f"{service}:{name}"
+                self.tally.add(endpoint, outcome, time.monotonic() - started, self._clock(), service)
+                if outcome == "config_error" and isinstance(failure, ApiError) and service == WECHAT:
                     self._config_alert(name, failure)
 
         return counted
@@ -256,6 +261,7 @@ def render_metrics(now: dt.datetime) -> str:
         out.sample("lbpay_notifications_total", count, kind=kind, result=result)
 
     _wechat_calls(out)
+    _alipay_calls(out)
     _payment_to_license(out)
     _jobs(out, now)
     _outbox(out)
@@ -286,7 +292,7 @@ def _replica(out: Exposition, now: dt.datetime) -> None:
 def _wechat_calls(out: Exposition) -> None:
     buckets: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     sums: dict[tuple[str, str], float] = defaultdict(float)
-    for row in WeChatCallStat.select():
+    for row in WeChatCallStat.select().where(~WeChatCallStat.endpoint.startswith(ALIPAY + ":")):
         buckets[(row.endpoint, row.outcome)][row.le] = row.calls
         sums[(row.endpoint, row.outcome)] += row.seconds
     out.family("lbpay_wechat_api_calls_total", "counter", "Calls to WeChat Pay by endpoint and outcome.")
@@ -305,6 +311,28 @@ def _wechat_calls(out: Exposition) -> None:
                "Calls WeChat Pay refused because the shop's request or settings are wrong (not an outage).")
     out.sample("lbpay_wechat_config_errors_total",
                sum(sum(counts.values()) for (_, outcome), counts in buckets.items() if outcome == "config_error"))
+
+
+def _alipay_calls(out: Exposition) -> None:
+    """Calls to Alipay, by the billing call they served (create_native_order is alipay.trade.precreate…)."""
+    buckets: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    sums: dict[tuple[str, str], float] = defaultdict(float)
+    for row in WeChatCallStat.select().where(WeChatCallStat.endpoint.startswith(ALIPAY + ":")):
+        call = row.endpoint.split(":", 1)[1]
+        buckets[(call, row.outcome)][row.le] = row.calls
+        sums[(call, row.outcome)] += row.seconds
+    out.family("lbpay_alipay_api_calls_total", "counter", "Calls to Alipay by billing call and outcome.")
+    for (call, outcome), counts in sorted(buckets.items()):
+        out.sample("lbpay_alipay_api_calls_total", sum(counts.values()), call=call, outcome=outcome)
+    out.family("lbpay_alipay_api_seconds", "histogram", "Latency of calls to Alipay, retries included.")
+    for (call, outcome), counts in sorted(buckets.items()):
+        out.histogram("lbpay_alipay_api_seconds", LATENCY_BUCKETS, counts, sums[(call, outcome)],
+                      call=call, outcome=outcome)
+    service = OutsideService.get_or_none(OutsideService.name == ALIPAY)
+    out.family("lbpay_alipay_failing_since_seconds", "gauge",
+               "Unix time since which Alipay has not answered (0 while it answers, or never called).")
+    out.sample("lbpay_alipay_failing_since_seconds",
+               service.failing_since.timestamp() if service is not None and service.failing_since else 0)
 
 
 def wechat_setup(client: Any) -> tuple[bool, str]:

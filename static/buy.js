@@ -257,7 +257,7 @@
   $("start").addEventListener("submit", async (event) => {
     event.preventDefault();
     hideProblems();
-    $("pay").disabled = true;
+    if ($("pay")) $("pay").disabled = true;
     if ($("pay-alipay")) $("pay-alipay").disabled = true;
     say("正在下单…", "Placing the order…");
     const body = { course_id: root.dataset.course };
@@ -274,7 +274,7 @@
       delete body.buyer_token;
       r = await api("POST", "/api/v1/orders", body);
     }
-    $("pay").disabled = false;
+    if ($("pay")) $("pay").disabled = false;
     if ($("pay-alipay")) $("pay-alipay").disabled = false;
     if (!r.ok) {
       say("", "");

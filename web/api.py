@@ -17,6 +17,7 @@ from billing.orders import (
     refresh_code_url,
     unchanged_answer_tag,
 )
+from billing.alipay_method import offered_methods
 from billing.courses import courses_for_sale
 from billing.reconcile import check_on_poll
 
@@ -60,9 +61,11 @@ def _bearer() -> str | None:
 @bp.get("/courses")
 def list_courses() -> Response:
     courses = courses_for_sale()
+    # The methods a client may offer (POST /orders {"method"}): only those switched on in this shop.
     return jsonify(courses=[
         {"id": c.id, "title": c.title, "price_fen": c.price_fen, "currency": c.currency,
-         "plan": c.plan, "period_days": c.period_days} for c in courses])
+         "plan": c.plan, "period_days": c.period_days} for c in courses],
+        payment_methods=list(offered_methods(current_shop())))
 
 
 @bp.post("/orders")

@@ -18,5 +18,5 @@ def trade() -> Response:
         answer = receive_alipay_notification(current_shop(), body, request.remote_addr)
     except AlipayNotificationRefused as exc:
         # Anything but the literal "success" makes Alipay send again (8 times in 25 hours).
-        return Response(f"fail: {exc.reason}", status=400, content_type="text/plain; charset=utf-8")
+        return Response(f"fail: {exc.reason}", status=exc.status, content_type="text/plain; charset=utf-8")
     return Response(answer, status=200, content_type="text/plain; charset=utf-8")

@@ -79,6 +79,8 @@ def gateway_do() -> Response:
         if not isinstance(biz, dict):
             raise Refusal("40002", "Invalid Arguments", "isv.invalid-parameter", "biz_content 格式错误")
         node = _dispatch(state, method, biz, params)
+        if fault == "lost_answer":  # Alipay did it; its answer never reached the merchant
+            return Response("<html><body>504 Gateway Time-out</body></html>", status=504, mimetype="text/html")
     except Refusal as refusal:
         return _answer(state, node_name, _refusal_node(refusal))
     except _Unsigned:
@@ -275,7 +277,11 @@ def pay_page(token: str) -> tuple[str, int]:
 
 @control.post("/faults")
 def arm_faults() -> Response:
-    """Arm faults: ``lose_notifications``, ``repeat_notifications``, ``refuse_answers``, ``gateway``, ``spaced``."""
+    """Arm faults: ``lose_notifications``, ``repeat_notifications``, ``refuse_answers``, ``gateway``, ``spaced``.
+
+    ``gateway`` maps a method (or ``*``) to faults taken one per call: ``unavailable``, ``system_error``,
+    ``http_error``, ``unsigned``, ``tampered``, or ``lost_answer`` (done, but the answer is a 504).
+    """
     state = sandbox()
     body = request.get_json(silent=True) or {}
     with state.lock:
@@ -321,6 +327,23 @@ def pay(out_trade_no: str) -> tuple[Response, int]:
     trade = _trade_or_404(out_trade_no)
     paid = sandbox().pay(trade)
     return jsonify(_view(trade)), 200 if paid else 409
+
+
+@control.post("/trades/<out_trade_no>/refund")
+def merchant_centre_refund(out_trade_no: str) -> tuple[Response, int]:
+    """A refund the merchant makes by hand in Alipay's merchant centre (商家中心), not through our API.
+
+    ``refund_amount`` in yuan; ``out_request_no`` as the merchant centre chose it (one we never issued).
+    """
+    state = sandbox()
+    body = request.get_json(silent=True) or {}
+    trade = _trade_or_404(out_trade_no)
+    out_request_no = str(body.get("out_request_no") or "HZ" + "".join(secrets.choice("0123456789") for _ in range(20)))
+    try:
+        trade, _ = state.refund(trade, out_request_no, _refund_amount(body), str(body.get("refund_reason") or "商家中心退款"))
+    except Refusal as refusal:
+        return jsonify(code=refusal.sub_code, msg=refusal.sub_msg), 409
+    return jsonify({**_view(trade), "out_request_no": out_request_no}), 200
 
 
 @control.post("/trades/<out_trade_no>/resend")

@@ -3,7 +3,7 @@
 //
 //   const { PayClient, verifyLicense } = require('./index.js');
 //   const pay = new PayClient({ baseUrl: 'https://pay.example.com' });
-//   const order = await pay.createOrder({ courseId: 'cpp-primer-5th', buyerToken });
+//   const order = await pay.createOrder({ courseId: 'cpp-primer-5th', buyerToken });  // method: 'alipay' if catalog().paymentMethods has it
 //   // show order.qr_svg, keep order.buyer_token in the extension's secret storage; while it waits, show
 //   // each poll's qr_svg instead (the server renews the code before WeChat's 2 hours run out)
 //   const done = await pay.waitForLicense(order, { signal, onUpdate: (view) => view.qr_svg && draw(view.qr_svg) });
@@ -17,6 +17,7 @@ const crypto = require('node:crypto');
  * @typedef {{id: string, title: string, price_fen: number, currency: 'CNY',
  *            plan: 'one_time'|'subscription', period_days: number|null}} Course
  * @typedef {'retry'|'retry_later'|'new_order'|'contact_support'|'fix_request'|'none'} ErrorAction
+ * @typedef {'wechat'|'alipay'} PaymentMethod
  * @typedef {{code: string, message_zh: string, message_en: string, action: ErrorAction, detail?: string}} ErrorDetail
  * @typedef {{id: string, key: string, expires_at: string, plan: 'one_time'|'subscription',
  *            state: 'active'|'expired'|'revoked'}} OrderLicense
@@ -190,7 +191,20 @@ class PayClient {
    * @returns {Promise<Course[]>}
    */
   async listCourses({ signal } = {}) {
-    return (await this.request('GET', '/courses', { signal })).courses;
+    return (await this.catalog({ signal })).courses;
+  }
+
+  /**
+   * The courses for sale and the payment methods the shop takes now (a server from before Alipay: WeChat only).
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<{courses: Course[], paymentMethods: PaymentMethod[]}>}
+   */
+  async catalog({ signal } = {}) {
+    const data = await this.request('GET', '/courses', { signal });
+    /** @type {PaymentMethod[]} */
+    const methods = Array.isArray(data.payment_methods)
+      ? data.payment_methods.filter((/** @type {unknown} */ m) => m === 'wechat' || m === 'alipay') : [];
+    return { courses: data.courses, paymentMethods: methods.length ? methods : ['wechat'] };
   }
 
   /**
@@ -198,13 +212,16 @@ class PayClient {
    * A discount `code` the creator gave out lowers `amount_fen` (the order says `list_price_fen` and
    * `discount_fen`); a refused one is a PayApiError: code_not_found, code_expired, code_exhausted,
    * code_wrong_course, code_not_started, code_already_used.
-   * @param {{courseId: string, email?: string, buyerToken?: string, code?: string}} order
+   * `method` is 'wechat' (the default) or 'alipay', one of `catalog().paymentMethods`; a method the shop
+   * has switched off is PayApiError payment_method_unavailable.
+   * @param {{courseId: string, email?: string, buyerToken?: string, code?: string, method?: PaymentMethod}} order
    * @param {{signal?: AbortSignal}} [options]
    * @returns {Promise<PlacedOrder>}
    */
-  async createOrder({ courseId, email, buyerToken, code }, { signal } = {}) {
+  async createOrder({ courseId, email, buyerToken, code, method }, { signal } = {}) {
     /** @type {Record<string, string>} */
     const body = { course_id: courseId };
+    if (method) body.method = method;
     if (email) body.email = email;
     if (code && code.trim()) body.code = code.trim();
     if (buyerToken) body.buyer_token = buyerToken;

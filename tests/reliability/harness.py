@@ -28,6 +28,8 @@ APPID = "wxd678efh567hg6787"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0112300001092026112600000000000042"
 MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD99311C6B"
 SHOP_ORIGIN = "https://shop.test"
+ALIPAY_APP_ID = "2021000000000042"
+ALIPAY_SELLER_ID = "2088000000000042"
 COURSE = "cpp-primer-5th"
 PRICE_FEN = 9900
 
@@ -45,13 +47,17 @@ class Material:
     tls_cert_file: Path
     tls_key_file: Path
     apiv3_key: str
+    alipay_app_key_file: Path  # our Alipay app's key pair, and the simulated Alipay's own
+    alipay_app_public_key_file: Path
+    alipay_platform_key_file: Path
+    alipay_platform_public_key_file: Path
 
 
 def make_material(folder: Path) -> Material:
     """Generate the merchant, platform and license keys and a self-signed certificate for 127.0.0.1."""
     folder.mkdir(parents=True, exist_ok=True)
     make = lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)  # noqa: E731
-    merchant, platform, license_key = make(), make(), make()
+    merchant, platform, license_key, alipay_app, alipay_platform = make(), make(), make(), make(), make()
     tls_cert_file, tls_key_file = loopback_certificate(folder)
     return Material(
         folder=folder,
@@ -63,6 +69,11 @@ def make_material(folder: Path) -> Material:
         tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file,
         apiv3_key=uuid.uuid4().hex,
+        alipay_app_key_file=write_secret(folder / "alipay_app_key.pem", private_pem(alipay_app)),
+        alipay_app_public_key_file=write_secret(folder / "alipay_app_pub.pem", public_pem(alipay_app.public_key())),
+        alipay_platform_key_file=write_secret(folder / "alipay_platform_key.pem", private_pem(alipay_platform)),
+        alipay_platform_public_key_file=write_secret(folder / "alipay_platform_pub.pem",
+                                                     public_pem(alipay_platform.public_key())),
     )
 
 
@@ -102,6 +113,10 @@ class SandboxProcess:
             "public_key_id": PUBLIC_KEY_ID, "retry_scale": retry_scale, "port": self.port,
             "notify_origin_map": {SHOP_ORIGIN: f"http://127.0.0.1:{app_port}"},
             "tls_cert_file": str(material.tls_cert_file), "tls_key_file": str(material.tls_key_file),
+            # Alipay's simulator beside WeChat's, under /alipay on the same TLS port.
+            "alipay": {"app_id": ALIPAY_APP_ID, "seller_id": ALIPAY_SELLER_ID,
+                       "app_public_key_file": str(material.alipay_app_public_key_file),
+                       "alipay_private_key_file": str(material.alipay_platform_key_file)},
         }
         config_file = material.folder / "sandbox.json"
         config_file.write_text(json.dumps(spec))
@@ -120,9 +135,28 @@ class SandboxProcess:
         response = self.control("POST", "faults", faults)
         assert response.status_code == 200, response.text
 
+    def alipay(self, method: str, path: str, payload: Any = None) -> requests.Response:
+        """The Alipay simulator's control API (under /alipay)."""
+        return requests.request(method, f"{self.url}/alipay/control/{path}", json=payload, timeout=30,
+                                verify=str(self.material.tls_cert_file))
+
+    def arm_alipay(self, faults: dict[str, Any]) -> None:
+        response = self.alipay("POST", "faults", faults)
+        assert response.status_code == 200, response.text
+
+    def alipay_charged(self, out_trade_no: str) -> dict[str, Any]:
+        """Alipay's trade for one order, as tally reads WeChat's: a trade number only once paid."""
+        response = self.alipay("GET", f"trades/{out_trade_no}")
+        if response.status_code != 200:
+            return {}
+        trade = response.json()
+        return {"transaction_id": trade["trade_no"] if trade["status"] in ("TRADE_SUCCESS", "TRADE_FINISHED")
+                or (trade["status"] == "TRADE_CLOSED" and trade["refunded"] != "0.00") else None}
+
     def calm(self) -> None:
-        """Disarm every fault."""
+        """Disarm every fault (WeChat's and Alipay's)."""
         assert self.control("DELETE", "faults").status_code == 204
+        assert self.alipay("POST", "reset").status_code == 200
 
     def orders(self) -> dict[str, dict[str, Any]]:
         return {o["out_trade_no"]: o for o in self.control("GET", "orders").json()["orders"]}
@@ -167,6 +201,11 @@ class AppProcess:
             "WECHATPAY_PUBLIC_KEY_ID": PUBLIC_KEY_ID,
             "WECHATPAY_READ_TIMEOUT": "2",
             "LICENSE_KEY_FILE": str(material.license_key_file),
+            "ALIPAY_APP_ID": ALIPAY_APP_ID,
+            "ALIPAY_SELLER_ID": ALIPAY_SELLER_ID,
+            "ALIPAY_APP_PRIVATE_KEY_FILE": str(material.alipay_app_key_file),
+            "ALIPAY_PUBLIC_KEY_FILE": str(material.alipay_platform_public_key_file),
+            "ALIPAY_GATEWAY": sandbox_url + "/alipay/gateway.do",
             "SCHEDULER": "on",
             "RECONCILE_SECONDS": str(reconcile_seconds),
             # One proxy hop, as deployed: each buyer's own address arrives in X-Forwarded-For.
@@ -281,6 +320,7 @@ class Buyer:
     key: str
     address: str = "10.0.0.1"  # the learner's own client address (per-address limits apply to it)
     retries_creation: bool = False
+    method: str = "wechat"  # or "alipay": the order names it, and the buyer pays on Alipay's simulated phone
     polls: bool = True
     comes_back_after: float = 30.0  # seconds after paying that a buyer who does not poll looks again
     deadline: float = 0.0
@@ -296,7 +336,8 @@ class Buyer:
 
     def _create(self) -> requests.Response | None:
         try:
-            return requests.post(self.app_url + "/api/v1/orders", json={"course_id": COURSE},
+            body = {"course_id": COURSE, **({"method": self.method} if self.method != "wechat" else {})}
+            return requests.post(self.app_url + "/api/v1/orders", json=body,
                                  headers={"Idempotency-Key": self.key, "X-Forwarded-For": self.address},
                                  timeout=20)
         except requests.RequestException as exc:
@@ -332,8 +373,12 @@ class Buyer:
     def pay(self) -> None:
         """Pay every QR code this buyer was shown (a double charge would show up as two payments)."""
         for out_trade_no in list(self.orders):
-            response = self.sandbox.control("POST", f"orders/{out_trade_no}/pay", {"result": "success"})
-            if response.status_code == 200 and response.json()["outcome"] == "paid" and self.paid_at is None:
+            if self.method == "alipay":
+                paid = self.sandbox.alipay("POST", f"trades/{out_trade_no}/pay").status_code == 200
+            else:
+                response = self.sandbox.control("POST", f"orders/{out_trade_no}/pay", {"result": "success"})
+                paid = response.status_code == 200 and response.json()["outcome"] == "paid"
+            if paid and self.paid_at is None:
                 self.paid_at = time.time()
 
     def wait_for_license(self) -> None:

@@ -1,4 +1,4 @@
-"""Run the WeChat Pay sandbox on its own port over TLS, configured by a JSON file: ``python sandbox_server.py cfg.json``."""
+"""Run the WeChat Pay sandbox (and Alipay's under /alipay) on its own port over TLS: ``python sandbox_server.py cfg.json``."""
 
 from __future__ import annotations
 
@@ -28,12 +28,28 @@ def main(config_file: str) -> None:
     context.load_cert_chain(spec["tls_cert_file"], spec["tls_key_file"])
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_sandbox_app(config)
-    server = make_server("127.0.0.1", spec["port"], app, threaded=True, ssl_context=context)
+    served: object = app
+    alipay = None
+    if "alipay" in spec:  # Alipay's simulator beside WeChat's, under /alipay
+        from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+        from alipay.sandbox import AlipaySandboxConfig, create_alipay_sandbox
+
+        given = spec["alipay"]
+        alipay = create_alipay_sandbox(AlipaySandboxConfig(
+            app_id=given["app_id"], seller_id=given["seller_id"],
+            app_public_key_pem=Path(given["app_public_key_file"]).read_bytes(),
+            alipay_private_key_pem=Path(given["alipay_private_key_file"]).read_bytes(),
+            notify_origin_map=spec["notify_origin_map"], retry_scale=spec["retry_scale"]))
+        served = DispatcherMiddleware(app, {"/alipay": alipay})
+    server = make_server("127.0.0.1", spec["port"], served, threaded=True, ssl_context=context)  # type: ignore[arg-type]
     server.daemon_threads = True  # type: ignore[attr-defined]
     # SIGTERM stops serving; the request threads are daemons and die with the process.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     server.serve_forever(poll_interval=0.05)
     app.extensions["wechatpay_sandbox"].stop()
+    if alipay is not None:
+        alipay.extensions["alipay_sandbox"].stop()
 
 
 if __name__ == "__main__":

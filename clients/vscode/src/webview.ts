@@ -7,7 +7,11 @@ import { ACTION_TEXT, ErrorAction, ShownError } from './errors';
 export interface PanelState {
   phase: 'loading' | 'ready' | 'placing' | 'waiting' | 'licensed' | 'failed' | 'purchases' | 'restore';
   course: { id: string; title: string; price_fen: number; plan: string; period_days: number | null } | null;
+  /** The payment methods the shop takes now, in the order the buttons show them (absent: WeChat Pay only). */
+  methods?: ('wechat' | 'alipay')[];
   order: { order_id: string; amount_fen: number; qr_svg: string; expires_at: string; status: string;
+    /** Which method's QR this is (absent: WeChat Pay). */
+    method?: 'wechat' | 'alipay';
     /** The price before a discount code or launch price, and what it took off (absent: no discount). */
     list_price_fen?: number; discount_fen?: number;
     /** An e-mail was given: the server's words (or, from an older server, the kit's) about a license already owned. */
@@ -32,7 +36,7 @@ export const CODE_REFUSALS: readonly string[] = ['code_not_found', 'code_not_sta
 
 /** What the page can ask of the extension. */
 export type PageMessage =
-  | { type: 'ready' } | { type: 'buy'; email?: string; code?: string } | { type: 'cancel' } | { type: 'purchases' } | { type: 'back' }
+  | { type: 'ready' } | { type: 'buy'; email?: string; code?: string; method?: 'wechat' | 'alipay' } | { type: 'cancel' } | { type: 'purchases' } | { type: 'back' }
   | { type: 'restore'; licenseId: string } | { type: 'alreadyBought' } | { type: 'resend'; email: string }
   | { type: 'enterKey' } | { type: 'copy'; licenseId: string } | { type: 'openCourse'; courseId: string };
 
@@ -99,6 +103,13 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
     fulfilled: ['支付成功', 'Paid'],
     closed: ['订单已关闭', 'Order closed'],
     refunded: ['已退款', 'Refunded'],
+  };
+  // Each payment method's words: its buy button, how to scan, and the QR's name.
+  const METHODS = {
+    wechat: { id: 'buy', buy: ['微信支付购买', 'Buy with WeChat Pay'], scan: ['请使用微信扫一扫支付 ', 'Scan with WeChat to pay '],
+      alt: '微信支付二维码 WeChat Pay QR code' },
+    alipay: { id: 'buy-alipay', buy: ['支付宝购买', 'Buy with Alipay'], scan: ['请使用支付宝扫一扫支付 ', 'Scan with Alipay to pay '],
+      alt: '支付宝二维码 Alipay QR code' },
   };
   const LICENSE_STATE = { active: ['有效', 'active'], expired: ['已过期', 'expired'], revoked: ['已撤销', 'revoked'] };
   let state = null;
@@ -195,7 +206,14 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
       if (codeRefused) code.setAttribute('aria-invalid', 'true');
       parts.push(el('label', { for: 'code' }, both('优惠码（可选）', 'Discount code (optional)')), code);
       if (state.error) parts.push(errorBox(state.error, codeRefused ? CODE_NEXT : null));
-      parts.push(button('buy', '微信支付购买', 'Buy with WeChat Pay', () => ({ type: 'buy', email: email.value, code: code.value }), true));
+      const methods = state.methods && state.methods.length ? state.methods : ['wechat'];
+      for (const method of methods) {
+        const m = METHODS[method] || METHODS.wechat;
+        // With WeChat Pay alone its button says no more than before; with a choice, each names its method
+        // (an unnamed "buy" is the retry button's: the way the last order went).
+        parts.push(button(m.id, m.buy[0], m.buy[1], () => ({ type: 'buy', email: email.value, code: code.value,
+          ...(methods.length > 1 || method !== 'wechat' ? { method } : {}) }), true));
+      }
       parts.push(button('already-bought', '已购买？', 'Already bought?', { type: 'alreadyBought' }));
       parts.push(button('purchases', '我的购买', 'My purchases', { type: 'purchases' }));
     }
@@ -205,12 +223,14 @@ export function pageHtml({ nonce, cspSource }: { nonce: string; cspSource: strin
       const image = 'data:image/svg+xml;base64,' + btoa(unescape(encodeURIComponent(o.qr_svg)));
       const words = STATUS[o.status] || [o.status, o.status];
       if (o.email_given || o.email_notice) parts.push(mailboxNote(o.email_notice));
-      parts.push(el('p', {}, both('请使用微信扫一扫支付 ' + yuan(o.amount_fen), 'Scan with WeChat to pay ' + yuan(o.amount_fen))));
+      const m = METHODS[o.method] || METHODS.wechat;
+      parts.push(el('p', { id: 'scan-with', 'data-method': o.method || 'wechat' },
+        both(m.scan[0] + yuan(o.amount_fen), m.scan[1] + yuan(o.amount_fen))));
       if (o.discount_fen) {
         parts.push(el('p', { id: 'breakdown', class: 'en' }, '原价 List ' + yuan(o.list_price_fen) + ' · 优惠 Discount −'
           + yuan(o.discount_fen) + ' · 实付 Paid ' + yuan(o.amount_fen)));
       }
-      parts.push(el('div', { class: 'qr' }, el('img', { id: 'qr', alt: '微信支付二维码 WeChat Pay QR code', src: image })));
+      parts.push(el('div', { class: 'qr' }, el('img', { id: 'qr', alt: m.alt, src: image })));
       parts.push(el('div', { id: 'countdown' }, countdown(o.expires_at)));
       parts.push(el('div', { class: 'status', id: 'status', 'data-status': o.status }, both(words[0], words[1])));
       if (state.error) parts.push(errorBox(state.error));

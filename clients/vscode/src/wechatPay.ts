@@ -265,6 +265,9 @@ export class WeChatPayPanel {
   private placed: { order_id: string; order_token: string } | null = null;
   private pageReady = false;
   private catalog: ShownCourse[] | null = null;
+  private methods: ('wechat' | 'alipay')[] = ['wechat'];
+  /** The method of the last order asked for: "retry" after a failure asks the same way again. */
+  private lastMethod: 'wechat' | 'alipay' = 'wechat';
   private courseId: string;
 
   constructor(private readonly deps: PanelDeps, private view: 'buy' | 'purchases' | 'restore') {
@@ -314,7 +317,7 @@ export class WeChatPayPanel {
         if (this.view === 'purchases') return this.showPurchases();
         if (this.view === 'restore') return this.show({ phase: 'restore', restore: { sent: false, email: '' } });
         return this.load();
-      case 'buy': return this.buy(message.email, message.code);
+      case 'buy': return this.buy(message.email, message.code, message.method);
       case 'cancel': return this.cancel();
       case 'purchases': return this.showPurchases();
       case 'back': return this.load();
@@ -328,7 +331,11 @@ export class WeChatPayPanel {
   }
 
   private async courses(): Promise<ShownCourse[]> {
-    if (!this.catalog) this.catalog = await this.deps.client.listCourses() as ShownCourse[];
+    if (!this.catalog) {
+      const { courses, paymentMethods } = await this.deps.client.catalog();
+      this.catalog = courses as ShownCourse[];
+      this.methods = paymentMethods;
+    }
     return this.catalog;
   }
 
@@ -337,21 +344,24 @@ export class WeChatPayPanel {
     try {
       const course = (await this.courses()).find((c) => c.id === this.courseId);
       if (!course) return this.show({ phase: 'failed', error: describeError('course_not_found') });
-      this.show({ phase: 'ready', course, error: null, purchases: null, restore: null, entered: null });
+      this.show({ phase: 'ready', course, methods: this.methods, error: null, purchases: null, restore: null, entered: null });
     } catch (err) {
       this.fail(err);
     }
   }
 
-  private async buy(email?: string, code?: string): Promise<void> {
+  private async buy(email?: string, code?: string, asked?: string): Promise<void> {
     if (this.waiting) return;
     const given = typeof email === 'string' && email.trim() ? email.trim() : undefined;
     const typed = typeof code === 'string' && code.trim() ? code.trim() : undefined;
+    // WeChat or Alipay (the server refuses one switched off); none named (the retry button) asks as the last order did.
+    const method = asked === 'wechat' || asked === 'alipay' ? asked : this.lastMethod;
+    this.lastMethod = method;
     this.show({ phase: 'placing', error: null, order: null, license: null, entered: null });
     let order;
     try {
       order = await this.deps.client.createOrder({ courseId: this.courseId, email: given, code: typed,
-        buyerToken: await this.deps.purchases.buyerToken() });
+        buyerToken: await this.deps.purchases.buyerToken(), method: method === 'wechat' ? undefined : method });
     } catch (err) {
       if (err instanceof PayApiError && err.code === 'buyer_token_invalid') {
         // The server no longer knows this token: buy without it rather than not at all.
@@ -366,7 +376,7 @@ export class WeChatPayPanel {
     }
     await this.deps.purchases.remember(order.buyer_token);
     this.placed = { order_id: order.order_id, order_token: order.order_token };
-    let shown = { order_id: order.order_id, amount_fen: order.amount_fen, qr_svg: order.qr_svg,
+    let shown = { order_id: order.order_id, method: order.method ?? method, amount_fen: order.amount_fen, qr_svg: order.qr_svg,
       expires_at: order.expires_at, status: order.status, email_given: given !== undefined,
       email_notice: order.email_notice ?? null, list_price_fen: order.list_price_fen, discount_fen: order.discount_fen };
     this.show({ phase: 'waiting', order: shown });
