@@ -100,7 +100,7 @@ admin: $(VENV)/.runtime
 
 
 # Whole test files go to TEST_WORKERS processes (pytest-xdist), the longest first; a file's
-# module fixtures (the kit's build, Chromium) stay within one worker. `make test` leaves out the six
+# module fixtures (the kit's build, Chromium) stay within one worker. `make test` leaves out the seven
 # whole-toolchain files marked `long` (tests/conftest.py's LONG_RUNNING); `make test-long` runs
 # them, and `.ci/run` runs both.
 TEST_WORKERS ?= 4

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import chromium
 from test_vscode_kit import CSP_PROBE, KIT, page_html, run, shot
 
 QR = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 21 21"><rect width="7" height="7"/></svg>'
@@ -23,38 +22,37 @@ def built() -> Path:
 
 
 @pytest.mark.browser
-def test_the_panel_offers_each_method_and_shows_alipays_scan_screen(built: Path) -> None:
+def test_the_panel_offers_each_method_and_shows_alipays_scan_screen(built: Path, browser: Any) -> None:
     base: dict[str, Any] = {"course": COURSE, "order": None, "error": None, "license": None, "purchases": None,
                             "restore": None, "notice": None}
     expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=30)).isoformat()
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 390, "height": 760}, locale="zh-CN")
-        page.add_init_script(CSP_PROBE)
-        html = page_html(built)
-        page.route("https://webview.test/", lambda route: route.fulfill(body=html, content_type="text/html"))
-        page.goto("https://webview.test/")
-        page.wait_for_function("window.__sent.length > 0")
+    page = browser.new_page(viewport={"width": 390, "height": 760}, locale="zh-CN")
+    page.add_init_script(CSP_PROBE)
+    html = page_html(built)
+    page.route("https://webview.test/", lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto("https://webview.test/")
+    page.wait_for_function("window.__sent.length > 0")
 
-        def post(state: dict[str, Any]) -> None:
-            page.evaluate("(s) => window.postMessage(s, '*')", state)
-            page.wait_for_function("(p) => document.getElementById('app').dataset.phase === p", arg=state["phase"])
+    def post(state: dict[str, Any]) -> None:
+        page.evaluate("(s) => window.postMessage(s, '*')", state)
+        page.wait_for_function("(p) => document.getElementById('app').dataset.phase === p", arg=state["phase"])
 
-        post({**base, "phase": "ready", "methods": ["wechat", "alipay"]})
-        assert page.text_content("#buy") == "微信支付购买 · Buy with WeChat Pay"
-        assert page.text_content("#buy-alipay") == "支付宝购买 · Buy with Alipay"
-        shot(page, "vscode-buy-methods.png")
-        page.click("#buy-alipay")
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "", "code": "", "method": "alipay"}
-        page.click("#buy")  # with a choice, WeChat's button names its method too
-        assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "", "code": "", "method": "wechat"}
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    post({**base, "phase": "ready", "methods": ["wechat", "alipay"]})
+    assert page.text_content("#buy") == "微信支付购买 · Buy with WeChat Pay"
+    assert page.text_content("#buy-alipay") == "支付宝购买 · Buy with Alipay"
+    shot(page, "vscode-buy-methods.png")
+    page.click("#buy-alipay")
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "", "code": "", "method": "alipay"}
+    page.click("#buy")  # with a choice, WeChat's button names its method too
+    assert page.evaluate("window.__sent.at(-1)") == {"type": "buy", "email": "", "code": "", "method": "wechat"}
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
-        post({**base, "phase": "ready", "methods": ["alipay"]})
-        assert page.locator("#buy").count() == 0 and page.locator("#buy-alipay").count() == 1
+    post({**base, "phase": "ready", "methods": ["alipay"]})
+    assert page.locator("#buy").count() == 0 and page.locator("#buy-alipay").count() == 1
 
-        post({**base, "phase": "waiting", "order": {"order_id": "ord_x", "amount_fen": 9900, "qr_svg": QR,
-                                                     "expires_at": expires, "status": "pending", "method": "alipay"}})
-        assert page.text_content("#scan-with").startswith("请使用支付宝扫一扫支付 ¥99.00")
-        assert page.get_attribute("#qr", "alt") == "支付宝二维码 Alipay QR code"
-        shot(page, "vscode-alipay-qr.png")
-        assert page.evaluate("window.__cspViolations") == []
+    post({**base, "phase": "waiting", "order": {"order_id": "ord_x", "amount_fen": 9900, "qr_svg": QR,
+                                                 "expires_at": expires, "status": "pending", "method": "alipay"}})
+    assert page.text_content("#scan-with").startswith("请使用支付宝扫一扫支付 ¥99.00")
+    assert page.get_attribute("#qr", "alt") == "支付宝二维码 Alipay QR code"
+    shot(page, "vscode-alipay-qr.png")
+    assert page.evaluate("window.__cspViolations") == []

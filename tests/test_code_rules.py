@@ -185,3 +185,10 @@ def test_the_order_ttl_lives_in_one_place() -> None:
     assert named == ["settings.py"]
     uses = [p.relative_to(ROOT).as_posix() for p in OURS if re.search(r"\border_ttl\b", p.read_text())]
     assert sorted(uses) == ["billing/orders.py", "settings.py"], uses
+
+
+def test_browser_tests_share_the_one_chromium_of_their_process() -> None:
+    """A second sync Playwright in a test process fails ("Sync API inside the asyncio loop") once the
+    shared `browser` fixture has started one: tests take that fixture, never `chromium()` itself."""
+    callers = [path.name for path in (ROOT / "tests").glob("test_*.py") if "chromium()" in path.read_text()]
+    assert callers == []
