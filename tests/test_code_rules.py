@@ -189,7 +189,7 @@ def test_the_order_ttl_lives_in_one_place() -> None:
 
 def test_browser_tests_share_the_one_chromium_of_their_process() -> None:
     """A second sync Playwright in a test process fails ("Sync API inside the asyncio loop") once the
-    shared `browser` fixture has started one: tests take that fixture, never `chromium()` itself."""
+    shared `browser` fixture has started one: tests take that fixture, never `servers.chromium` itself."""
     call = "chromium" + "()"  # spelt apart so this file is not a caller
     callers = [path.name for path in (ROOT / "tests").glob("test_*.py") if call in path.read_text()]
     assert callers == []
