@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from peewee import JOIN
 
 from database import read_snapshot as one_moment  # noqa: F401  (web/ reads a page's rows through it)
-from models import SANDBOX_ONLY, AuditEvent, JobRun, License, MailOutbox, Notification, Order, Refund
+from models import AuditEvent, JobRun, License, MailOutbox, Notification, Order, Refund
 
 from . import rollup
 from . import console
@@ -165,7 +165,7 @@ def dashboard(now: dt.datetime, sandbox: bool = False) -> dict[str, Any]:
     return {"sales": sales, "by_status": kept.by_status,
             "daily": daily, "chart": revenue_chart(daily), "attention": needs_attention(now),
             "chain": chain_status(), "funnel": _funnel_of(kept, week, today),
-            "recent": list(Order.select().where(SANDBOX_ONLY if sandbox else Order.sandbox == False)  # noqa: E712
+            "recent": list(Order.select().where(Order.sandbox == sandbox)
                            .order_by(Order.created_at.desc(), Order.id.desc()).limit(8)),
             "refunds": list(Refund.select(Refund, Order).join(Order).where(Order.sandbox == sandbox)
                             .order_by(Refund.id.desc()).limit(8)),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from peewee import SQL, Case, fn
 
-from models import SANDBOX_ONLY, AuditEvent, Order, db
+from models import AuditEvent, Order, db
 
 from . import audit
 from .shop import Shop
@@ -44,7 +44,7 @@ def count_sandbox_orders() -> SandboxOrders:
     # an "id > done" test in the WHERE would make the planner walk the table from there instead.
     total, newest, unarchived = (Order.select(fn.COUNT(Order.id), fn.COALESCE(fn.MAX(Order.id), 0),
                                               fn.COALESCE(fn.SUM(Case(None, [(Order.id > done, 1)], 0)), 0))
-                                 .where(SANDBOX_ONLY).tuples().get())
+                                 .where(Order.sandbox == True).tuples().get())  # noqa: E712
     return SandboxOrders(int(total), int(unarchived), int(newest))
 
 
