@@ -270,14 +270,16 @@ def people_hooks_only_for_people(app: Flask) -> None:
     Call once, after every hook is registered. The hooks keep their order among the others (they
     stand where the first of them stood), and run exactly as before on every other request.
     """
-    for funcs, is_before in ((app.before_request_funcs, True), (app.after_request_funcs, False)):
-        hooks = funcs.get(None, [])
-        people = [f for f in hooks if getattr(f, "__name__", "") in PEOPLE_HOOKS]
-        if not people:
-            continue
+    _fold_people(app.before_request_funcs.get(None, []), lambda people: _before_for_people(app, people))
+    _fold_people(app.after_request_funcs.get(None, []), lambda people: _after_for_people(app, people))
+
+
+def _fold_people(hooks: list[Any], fold: Any) -> None:
+    people = [f for f in hooks if getattr(f, "__name__", "") in PEOPLE_HOOKS]
+    if people:
         at = hooks.index(people[0])
         hooks[:] = [f for f in hooks if f not in people]
-        hooks.insert(at, _before_for_people(app, people) if is_before else _after_for_people(app, people))
+        hooks.insert(at, fold(people))
 
 
 def _before_for_people(app: Flask, people: list[Any]) -> Any:
