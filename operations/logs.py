@@ -33,25 +33,24 @@ _lock = threading.Lock()
 _known_secrets: set[str] = set()
 # The same, longest first, made when one is registered: a log line scrubs several fields, each
 # against every secret, and sorting them again for each field cost more than the scrubbing.
-_known_longest_first: tuple[str, ...] = ()
+_known_longest_first: list[tuple[str, ...]] = [()]  # one slot, replaced whole
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
 def register_secrets(secrets: Iterable[str | bytes | None]) -> None:
     """Register secret values that must be replaced wherever they would appear in a log line."""
-    global _known_longest_first
     with _lock:
         for value in secrets:
             if isinstance(value, bytes):
                 value = value.decode("utf-8", "replace")
             if value and len(value) >= 8:
                 _known_secrets.add(value)
-        _known_longest_first = tuple(sorted(_known_secrets, key=len, reverse=True))
+        _known_longest_first[0] = tuple(sorted(_known_secrets, key=len, reverse=True))
 
 
 def redact_known(text: str) -> str:
     """Replace every registered secret in ``text``."""
-    for value in _known_longest_first:  # replaced whole when a secret is registered: no lock to read it
+    for value in _known_longest_first[0]:  # replaced whole when a secret is registered: no lock to read it
         if value in text:
             text = text.replace(value, REDACTED)
     return text
