@@ -114,6 +114,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
     from web.ops import register_ops
 
     register_ops(app, config, [secret_key, config.metrics_token, *apiv3_keys], json_logs=not command_line)
+    from web.pages import people_hooks_only_for_people
+
+    people_hooks_only_for_people(app)  # after every hook is in place
     return app
 
 

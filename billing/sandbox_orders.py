@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from peewee import SQL, fn
+from peewee import SQL, Case, fn
 
 from models import AuditEvent, Order, db
 
@@ -39,11 +39,13 @@ def _archived_up_to() -> int:
 
 def count_sandbox_orders() -> SandboxOrders:
     """Count the sandbox orders, and those made since the last archiving."""
-    total, newest = (Order.select(fn.COUNT(Order.id), fn.COALESCE(fn.MAX(Order.id), 0))
-                     .where(Order.sandbox == True).tuples().get())  # noqa: E712
     done = _archived_up_to()
-    unarchived = Order.select().where((Order.sandbox == True) & (Order.id > done)).count()  # noqa: E712
-    return SandboxOrders(int(total), unarchived, int(newest))
+    # One walk of the sandbox orders' own partial index (every process start runs this in live mode):
+    # an "id > done" test in the WHERE would make the planner walk the table from there instead.
+    total, newest, unarchived = (Order.select(fn.COUNT(Order.id), fn.COALESCE(fn.MAX(Order.id), 0),
+                                              fn.COALESCE(fn.SUM(Case(None, [(Order.id > done, 1)], 0)), 0))
+                                 .where(Order.sandbox == True).tuples().get())  # noqa: E712
+    return SandboxOrders(int(total), int(unarchived), int(newest))
 
 
 def _schema_has_marks() -> bool:

@@ -31,6 +31,9 @@ _PATTERNS = [
 _DOCUMENT_IN_PATH = re.compile(r"eyJ(?:[A-Za-z0-9+/=_-]|%2[BbFf]|%3[Dd])*(?:(?:\||%7[Cc])(?:[A-Za-z0-9+/=_-]|%2[BbFf]|%3[Dd])*)?")
 _lock = threading.Lock()
 _known_secrets: set[str] = set()
+# The same, longest first, made when one is registered: a log line scrubs several fields, each
+# against every secret, and sorting them again for each field cost more than the scrubbing.
+_known_longest_first: list[tuple[str, ...]] = [()]  # one slot, replaced whole
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
@@ -42,13 +45,12 @@ def register_secrets(secrets: Iterable[str | bytes | None]) -> None:
                 value = value.decode("utf-8", "replace")
             if value and len(value) >= 8:
                 _known_secrets.add(value)
+        _known_longest_first[0] = tuple(sorted(_known_secrets, key=len, reverse=True))
 
 
 def redact_known(text: str) -> str:
     """Replace every registered secret in ``text``."""
-    with _lock:
-        known = sorted(_known_secrets, key=len, reverse=True)
-    for value in known:
+    for value in _known_longest_first[0]:  # replaced whole when a secret is registered: no lock to read it
         if value in text:
             text = text.replace(value, REDACTED)
     return text

@@ -254,11 +254,61 @@ def register_error_pages(app: Flask) -> None:
         return response
 
 
+# Requests made by machines, authenticated by a token or a signature, never by a session cookie:
+# the extension's API and WeChat's notify URLs.
+MACHINE_PATHS = ("/api/", "/wechatpay/")
+# Request hooks that serve people's pages only: the console's upload limits and CSRF checks and
+# flask-login's remember-me cookie. Each is a no-op on a machine's request (its form, its cookie or
+# its path never matches), yet Flask would call every one on every status poll and notification.
+PEOPLE_HOOKS = frozenset({"_room_for_a_file", "_room_for_a_reply_image", "_csrf_for_state_changes", "csrf_protect",
+                          "_update_remember_cookie"})
+
+
+def people_hooks_only_for_people(app: Flask) -> None:
+    """Fold the app-wide hooks in ``PEOPLE_HOOKS`` into one that a machine's request skips on its path.
+
+    Call once, after every hook is registered. The hooks keep their order among the others (they
+    stand where the first of them stood), and run exactly as before on every other request.
+    """
+    _fold_people(app.before_request_funcs.get(None, []), lambda people: _before_for_people(app, people))
+    _fold_people(app.after_request_funcs.get(None, []), lambda people: _after_for_people(app, people))
+
+
+def _fold_people(hooks: list[Any], fold: Any) -> None:
+    people = [f for f in hooks if getattr(f, "__name__", "") in PEOPLE_HOOKS]
+    if people:
+        at = hooks.index(people[0])
+        hooks[:] = [f for f in hooks if f not in people]
+        hooks.insert(at, fold(people))
+
+
+def _before_for_people(app: Flask, people: list[Any]) -> Any:
+    def before_for_people() -> Any:
+        if request.path.startswith(MACHINE_PATHS):
+            return None
+        for hook in people:
+            answer = app.ensure_sync(hook)()
+            if answer is not None:
+                return answer
+        return None
+    return before_for_people
+
+
+def _after_for_people(app: Flask, people: list[Any]) -> Any:
+    def after_for_people(response: Response) -> Response:
+        if request.path.startswith(MACHINE_PATHS):
+            return response
+        for hook in reversed(people):  # Flask's order: the last registered first
+            response = app.ensure_sync(hook)(response)
+        return response
+    return after_for_people
+
+
 class _NoSessionForMachines(SecureCookieSessionInterface):
     """The extension's API and WeChat's notify URLs are token-authenticated: no session cookie to read."""
 
     def open_session(self, app: Flask, request: Any) -> Any:
-        if request.path.startswith(("/api/", "/wechatpay/")):
+        if request.path.startswith(MACHINE_PATHS):
             return self.null_session_class()
         return super().open_session(app, request)
 
