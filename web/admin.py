@@ -370,9 +370,12 @@ def _method_label(out_trade_no: str | None) -> str:
 def order(public_id: str, wechat: dict[str, Any] | None = None) -> str:
     with reports.one_moment():  # the order, its refunds and its license as of one commit, never half of one
         o = _order(public_id)
+        made = reports.order_refunds(o)
+        # After a refund the page says how it stands, and (polled while WeChat settles it) says so again.
+        news = next((r for r in made if r.out_refund_no == request.args.get("refund")), None)
         return render_template(
             "admin/order.html", o=o, license=reports.order_license(o), wechat=wechat, now=current_shop().now(),
-            refunds=reports.order_refunds(o),
+            refunds=made, news=news,
             refundable=refunds.refundable_fen(o), timeline=reports.timeline(o), comp=licenses.is_comp(o))
 
 
@@ -402,8 +405,8 @@ def refund(public_id: str) -> BaseResponse:
     made = refunds.request_refund(current_shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
                                   revoke_license=request.form.get("revoke") == "on", actor=_actor(),
                                   ip=request.remote_addr)
-    flash(f"退款 Refund {made.out_refund_no}: {reports.status_label(made.status)}")
-    return redirect(url_for("admin.order", public_id=public_id), 303)
+    # Not a flash: the order page shows this refund's state, refreshed with the rest until WeChat settles it.
+    return redirect(url_for("admin.order", public_id=public_id, refund=made.out_refund_no), 303)
 
 
 @bp.post("/refunds/<out_refund_no>/sync")
@@ -412,7 +415,7 @@ def sync_refund(out_refund_no: str) -> BaseResponse:
     if made is None:
         abort(404)
     refunds.check_refund(current_shop(), made)
-    return redirect(url_for("admin.order", public_id=made.order.public_id), 303)
+    return redirect(url_for("admin.order", public_id=made.order.public_id, refund=out_refund_no), 303)
 
 
 @bp.post("/refunds/<out_refund_no>/apply-abnormal")
