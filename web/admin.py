@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, console, licenses, refunds, reports
 from billing.alipay_method import method_of
-from billing import content
+from billing import content, content_upload
 from billing import courses as course_rules
 from billing.courses import PLANS, all_courses, course_by_id, save_course
 
@@ -514,13 +514,16 @@ def course_form(course_id: str | None = None) -> Any:
     return redirect(url_for("admin.courses"), 303)
 
 
-def _course_page(course: Any, details: Any, wrong: dict[str, str], status: int = 200) -> tuple[str, int]:
-    """The editor, with each mistake under its field and what was typed kept."""
+def _course_page(course: Any, details: Any, wrong: dict[str, str], status: int = 200,
+                 refused: Any = None) -> tuple[str, int]:
+    """The editor, with each mistake under its field and what was typed kept; below it the course's files."""
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
     return render_template("admin/course_form.html", course=course, details=details, plans=PLANS,
                            plan_words=course_rules.PLAN_WORDS, problems={k: course_rules.FIELD_WORDS[v] for k, v in wrong.items()},
-                           typed=request.form if request.method == "POST" else None,
-                           buy_url=f"{base}/buy/{course.id}" if course else ""), status
+                           typed=request.form if request.method == "POST" and refused is None else None,
+                           buy_url=f"{base}/buy/{course.id}" if course else "",
+                           files=content_upload.tree(current_shop(), course.id) if course else None,
+                           refused=refused, upload_max_mb=content_upload.UPLOAD_MAX_BYTES // content_upload.MB), status
 
 
 # --- exports --------------------------------------------------------------------------------
@@ -556,3 +559,4 @@ from . import admin_codes  # noqa: E402,F401  (its routes live on this blueprint
 from . import admin_webhooks  # noqa: E402,F401  (the webhook pages, on this blueprint too)
 from . import admin_embed  # noqa: E402,F401  (the buy button page, on this blueprint too)
 from . import admin_complaints  # noqa: E402,F401  (likewise)
+from . import admin_content  # noqa: E402,F401  (the course editor's files, on this blueprint too)
