@@ -202,7 +202,7 @@ def _unpack_zip(stream: IO[bytes], staging: Path) -> tuple[int, int]:
         infos = archive.infolist()
         if len(infos) > ENTRIES_MAX * 2:
             raise UploadRefused("too_many")
-        plan: list[tuple[tuple[str, ...], zipfile.ZipInfo | None]] = []
+        plan: list[tuple[tuple[str, ...], zipfile.ZipInfo]] = []
         files: set[tuple[str, ...]] = set()
         folders: set[tuple[str, ...]] = set()
         declared = 0
@@ -242,14 +242,13 @@ def _unpack_zip(stream: IO[bytes], staging: Path) -> tuple[int, int]:
         budget = [UNPACKED_MAX_BYTES]
         total = 0
         root = staging.resolve()
-        for parts, info in plan:
-            assert info is not None
+        for parts, entry in plan:
             target = staging.joinpath(*parts)
             if not target.resolve().is_relative_to(root):  # belt and braces: the names were checked above
                 raise UploadRefused("parent_path", "/".join(parts))
             try:
-                with archive.open(info) as source:
-                    total += _copy_stream(source, target, info.file_size, budget, "/".join(parts))
+                with archive.open(entry) as source:
+                    total += _copy_stream(source, target, entry.file_size, budget, "/".join(parts))
             except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError):
                 raise UploadRefused("not_zip", "/".join(parts)) from None
         return len(files), total
