@@ -31,6 +31,7 @@ from billing.alipay_method import method_of
 from billing import content, content_upload
 from billing import courses as course_rules
 from billing.courses import PLANS, all_courses, course_by_id, save_course
+from billing.orders import qr_svg
 
 from . import current_shop
 
@@ -522,6 +523,7 @@ def _course_page(course: Any, details: Any, wrong: dict[str, str], status: int =
                            plan_words=course_rules.PLAN_WORDS, problems={k: course_rules.FIELD_WORDS[v] for k, v in wrong.items()},
                            typed=request.form if request.method == "POST" and refused is None else None,
                            buy_url=f"{base}/buy/{course.id}" if course else "",
+                           buy_qr=qr_svg(f"{base}/buy/{course.id}") if course else "",
                            files=content_upload.tree(current_shop(), course.id) if course else None,
                            refused=refused, upload_max_mb=content_upload.UPLOAD_MAX_BYTES // content_upload.MB), status
 

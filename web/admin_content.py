@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from billing import CATALOGUE, content_upload
 from billing.courses import course_by_id, details_of
+from billing.orders import qr_svg
 
 from . import current_shop
 from .admin import _actor, _course_page, bp
@@ -42,6 +43,17 @@ def upload_content(course_id: str) -> Any:
         ("已添加文件", "Files added")
     flash(f"{what[0]}：{done.files} 个文件。 {what[1]}: {done.files} file(s).")
     return redirect(url_for("admin.course_form", course_id=course.id) + "#course-content", 303)
+
+
+@bp.get("/courses/<course_id>/buy-qr.svg")
+def buy_qr(course_id: str) -> Response:
+    """The buy page's QR code as a file, for a poster or a slide (SVG: sharp at any print size)."""
+    course = course_by_id(course_id)
+    if course is None:
+        abort(404)
+    url = current_app.config["PUBLIC_BASE_URL"].rstrip("/") + f"/buy/{course.id}"
+    return Response(qr_svg(url), mimetype="image/svg+xml",
+                    headers={"Content-Disposition": f'attachment; filename="buy-{course.id}.svg"'})
 
 
 @bp.errorhandler(RequestEntityTooLarge)
