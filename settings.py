@@ -226,6 +226,7 @@ class Config:
     buy_button_origins: tuple[str, ...] = ()
     seller_name: str = "Learning Buddy"  # who sells, on receipts, the buy page and mails
     seller_contact: str | None = None  # how a learner reaches the seller (an address or a phone), on receipts
+    refund_terms: str | None = None  # the seller's refund terms, on the buy page, receipts and mails
     testing: bool = False
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
 
@@ -338,6 +339,7 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         buy_button_origins=_buy_button_origins(read),
         seller_name=_one_line(read, "SELLER_NAME", "Learning Buddy", 100) or "Learning Buddy",
         seller_contact=_one_line(read, "SELLER_CONTACT", None, 200),
+        refund_terms=_one_line(read, "REFUND_TERMS", None, 300),
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
     )

@@ -1,5 +1,5 @@
 """The course editor shows the buy page's QR code for posters, and gives it as an SVG file that decodes back to
-the buy link."""
+the buy link; the buy page says whom to ask for a refund when the creator set no refund terms."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import requests
 from test_admin import Console, console  # noqa: F401 (the console fixture)
 from test_qr import rasterise
 
@@ -36,3 +37,8 @@ def test_the_editor_shows_and_offers_the_buy_pages_qr_code(console: Console, tmp
     assert decoded(download.text, tmp_path) == link
     assert console.get("/admin/courses/no-such-course/buy-qr.svg").status_code == 404
     assert 'id="buy-qr"' not in console.page("/admin/courses/new")
+
+
+def test_without_refund_terms_the_buy_page_says_whom_to_ask(console: Console) -> None:
+    buy = requests.get(console.shop.url + "/buy/cpp-primer-5th", timeout=15).text
+    assert 'id="refund-terms"' in buy and "Contact the seller with your order id." in buy

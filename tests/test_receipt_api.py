@@ -16,11 +16,13 @@ from test_openapi import check
 import models
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
+TERMS = "7 天内未下载付费内容可全额退款 · Full refund within 7 days if no paid file was downloaded"
 
 
 @pytest.fixture
 def seller_shop(tmp_path: Path, keys: Keys, sandbox: Sandbox, clock: FakeClock) -> Iterator[Shop]:
-    shop = start_shop(tmp_path, keys, sandbox, clock, SELLER_NAME="王老师的编程课", SELLER_CONTACT="微信 wang-teacher")
+    shop = start_shop(tmp_path, keys, sandbox, clock, SELLER_NAME="王老师的编程课", SELLER_CONTACT="微信 wang-teacher",
+                      REFUND_TERMS=TERMS)
     yield shop
     shop.server.stop()
 
@@ -45,11 +47,14 @@ def test_a_paid_order_carries_its_receipt_and_an_unpaid_one_none(seller_shop: Sh
         "order_id": first["order_id"], "out_trade_no": first["out_trade_no"],
         "transaction_id": first["transaction_id"], "course_title": order.course.title, "amount_fen": 9900,
         "amount": "¥99.00", "currency": "CNY", "paid_at_beijing": paid_at, "timezone": "Asia/Shanghai",
-        "seller": {"name": "王老师的编程课", "contact": "微信 wang-teacher"}}
+        "seller": {"name": "王老师的编程课", "contact": "微信 wang-teacher", "refund_terms": TERMS}}
     assert first["transaction_id"]
     # The link opens the receipt page, where the learner asks for a fapiao.
     page = requests.get(shop.url + url[url.index("/receipt/"):], timeout=15)
     assert page.status_code == 200 and first["transaction_id"] in page.text and paid_at in page.text
+    assert TERMS in page.text  # the seller's refund terms: on the receipt, and on the buy page
+    assert f'id="refund-terms">退款 <span lang="en">Refunds</span>: {TERMS}</p>' in requests.get(
+        shop.url + "/buy/cpp-primer-5th", timeout=15).text
     # Another buyer's token sees none of it.
     other = buy(shop)
     assert first["order_id"] not in shop.get("/api/v1/me/orders", token=other["buyer_token"]).text
