@@ -17,7 +17,7 @@ from models import BillDifference, License, Order, Refund
 from wechatpay.errors import WeChatPayError
 
 from . import audit
-from .payments import apply_transaction
+from .payments import UnusableTransaction, apply_transaction
 from .refunds import settle_refund
 from .shop import Shop, is_pack
 
@@ -106,7 +106,11 @@ def issue_missing_license(shop: Shop, difference_id: int, *, actor: str, ip: str
         if state != "SUCCESS":
             raise ActionRefused(409, "not_paid_at_wechat", f"微信支付说这笔订单的状态是 {state}，没有要补发的许可证。",
                                 f"WeChat Pay says the order is {state}: no license is owed.")
-        result = apply_transaction(shop, answer, source="bill", ip=ip)
+        try:
+            result = apply_transaction(shop, answer, source="bill", ip=ip)
+        except UnusableTransaction as exc:
+            raise ActionRefused(409, "unusable_answer", "微信支付的回答缺少必要的内容，没有发放许可证。",
+                                f"WeChat Pay's answer lacks what a license needs ({exc}); nothing was issued.") from exc
         order = Order.get_by_id(order.id)
         if License.get_or_none(License.order == order.id) is None:
             flag = order.flag or result

@@ -358,7 +358,7 @@ def _remove(path: Path) -> None:
 
 def _sweep(content_dir: Path, course_id: str) -> None:
     """Remove what an upload that crashed midway left beside the course (under the course's lock)."""
-    for leftover in content_dir.glob(f"{STAGING}{course_id}-*"):
+    for leftover in content_dir.glob(f"{STAGING}{course_id}.*"):
         _remove(leftover)
 
 
@@ -380,7 +380,8 @@ def upload(shop: Shop, course_id: str, mode: str, incoming: list[Incoming], *, f
         with _course_lock(content_dir, course_id):
             _sweep(content_dir, course_id)
             live = content_dir / course_id
-            staging = content_dir / f"{STAGING}{course_id}-{secrets.token_hex(6)}"
+            # A dot ends the course id (ids have none), so one course's sweep never matches another's staging.
+            staging = content_dir / f"{STAGING}{course_id}.{secrets.token_hex(6)}"
             staging.mkdir()
             try:
                 if mode == "zip":
