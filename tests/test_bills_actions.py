@@ -55,6 +55,7 @@ def test_a_paid_order_whose_notification_was_lost_gets_its_license_from_the_bill
 
     page = console.page("/admin/bills")
     assert f'id="issue-license-{ident}"' in page and "Ask WeChat, then issue the license" in page
+    assert f'href="/admin/bills#difference-{ident}"' in console.page("/admin/alerts")  # the alerts page leads there
     done = console.post(f"/admin/bills/differences/{ident}/issue-license")
     assert done.status_code == 303 and done.headers["Location"].endswith(f"/admin/bills#difference-{ident}")
     with models.db.connection_context():
