@@ -256,6 +256,7 @@ class Config:
     alipay: AlipaySettings | None = None  # live mode: the Alipay app (LBPAY_ALIPAY_*); None: no live Alipay
     wechat_enabled: bool = True  # LBPAY_WECHATPAY_ENABLED: offered to learners
     alipay_enabled: bool = True  # LBPAY_ALIPAY_ENABLED: offered when set up (sandbox: its simulator)
+    refund_terms: str | None = None  # the seller's refund terms, on the buy page, receipts and mails
     testing: bool = False
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), compare=False)
 
@@ -371,6 +372,7 @@ def load_config(values: Mapping[str, Any], default_instance: str) -> Config:
         alipay=_alipay_settings(read) if live else None,
         wechat_enabled=read.flag("WECHATPAY_ENABLED", True),
         alipay_enabled=read.flag("ALIPAY_ENABLED", True),
+        refund_terms=_one_line(read, "REFUND_TERMS", None, 300),
         testing=bool(read.raw("TESTING")),
         clock=read.raw("CLOCK") or (lambda: dt.datetime.now(UTC)),
     )

@@ -148,9 +148,20 @@ def course_structure(content_dir: Path, course_id: str) -> dict[str, Any]:
 
 # A walk of a large course takes a third of a second: each process keeps each course's tree a minute.
 STRUCTURE_FRESH_FOR = dt.timedelta(minutes=1)
-_WALKED: dict[tuple[str, str], tuple[dt.datetime, dict[str, Any]]] = {}
+_WALKED: dict[tuple[str, str, tuple[int, int] | None], tuple[dt.datetime, dict[str, Any]]] = {}
 _WALKED_LOCK = threading.Lock()
 _WALKED_MAX = 512
+
+
+def _identity(content_dir: Path, course_id: str) -> tuple[int, int] | None:
+    """The course folder's device and inode (None when absent or not a course id): new after each upload."""
+    if not isinstance(course_id, str) or not COURSE_ID.match(course_id) or len(course_id) > 64:
+        return None
+    try:
+        found = (content_dir / course_id).stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def structure_for(shop: Shop, address: str | None, course_id: str) -> dict[str, Any]:
@@ -160,7 +171,9 @@ def structure_for(shop: Shop, address: str | None, course_id: str) -> dict[str, 
         limits.throttle("structure", address, limits.STRUCTURE_PER_CLIENT, now)
     except BillingError as exc:
         raise ContentError("rate_limited", extra={"retry_after": exc.retry_after}) from None
-    key = (str(shop.config.content_dir), course_id)
+    # The folder's identity is in the key: an upload puts a new folder in place (billing.content_upload),
+    # so every process walks the new tree at once; files edited in place show within the minute.
+    key = (str(shop.config.content_dir), course_id, _identity(shop.config.content_dir, course_id))
     with _WALKED_LOCK:
         kept = _WALKED.get(key)
     if kept is not None and now - kept[0] < STRUCTURE_FRESH_FOR:

@@ -12,6 +12,7 @@ from licensing import sign_revocations
 from models import Buyer, Course, License, Order, WithdrawnKey
 
 from . import audit, limits
+from .receipts import api_receipt
 from .errors import BillingError
 from .mail import enqueue_mail, extension_of, header_text, license_lines, render
 from .addresses import EMAIL_WORDS, is_email_address
@@ -53,7 +54,8 @@ def current_licenses(rows: Iterable[License]) -> list[License]:
 def order_history(shop: Shop, buyer: Buyer) -> list[dict[str, Any]]:
     """Every order of this buyer, newest first, with the ids a learner gives support."""
     now = shop.now()
-    orders = list(Order.select().where(Order.buyer == buyer.id).order_by(Order.created_at.desc(), Order.id.desc()))
+    orders = list(Order.select(Order, Course).join(Course).where(Order.buyer == buyer.id)
+                  .order_by(Order.created_at.desc(), Order.id.desc()))
     licenses = {lic.order_id: lic for lic in License.select().where(License.order.in_([o.id for o in orders]))}
     states = {lic.license_id: license_state(lic, now)
               for lic in current_licenses(License.select().where(
@@ -78,6 +80,8 @@ def order_history(shop: Shop, buyer: Buyer) -> list[dict[str, Any]]:
                 "state": "revoked" if lic.revoked_at else states.get(lic.license_id, license_state(lic, now)),
                 "expires_at": iso_utc(lic.expires_at),
             },
+            # What the learner shows for reimbursement: amount, time in Beijing, WeChat's number, the seller.
+            "receipt": api_receipt(shop, order),
         })
     return history
 

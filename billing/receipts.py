@@ -67,12 +67,28 @@ def receipt(shop: Shop, order: Order) -> dict[str, Any] | None:
             "list_price": yuan(listed) if order.discount_fen else "",
             "discount": yuan(order.discount_fen) if order.discount_fen else "",
             "paid_at": beijing(order.paid_at), "sandbox": bool(order.sandbox),
-            "seller_name": shop.config.seller_name, "seller_contact": seller_contact(shop)}
+            "seller_name": shop.config.seller_name, "seller_contact": seller_contact(shop),
+            "refund_terms": shop.config.refund_terms}
+
+
+def api_receipt(shop: Shop, order: Order) -> dict[str, Any] | None:
+    """The receipt as ``/api/v1/me/orders`` carries it (None before payment and for a gift), with the link
+    to its page, where the learner asks for a fapiao."""
+    paid = receipt(shop, order)
+    if paid is None:
+        return None
+    return {"order_id": paid["order_id"], "out_trade_no": paid["out_trade_no"],
+            "transaction_id": paid["transaction_id"] or None, "course_title": paid["course_title"],
+            "amount_fen": paid["amount_fen"], "amount": paid["amount"], "currency": order.currency,
+            "paid_at_beijing": paid["paid_at"], "timezone": "Asia/Shanghai",
+            "seller": {"name": paid["seller_name"], "contact": paid["seller_contact"] or None,
+                       "refund_terms": paid["refund_terms"]},
+            "url": receipt_link(shop, order)}
 
 
 def seller(shop: Shop) -> dict[str, str]:
-    """Who sells, for the pages: name and contact."""
-    return {"name": shop.config.seller_name, "contact": seller_contact(shop)}
+    """Who sells, for the pages: name, contact and refund terms ('' when the creator set none)."""
+    return {"name": shop.config.seller_name, "contact": seller_contact(shop), "refund_terms": shop.config.refund_terms or ""}
 
 
 def seller_contact(shop: Shop) -> str:

@@ -28,9 +28,10 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from billing import CATALOGUE, BillingError, admin_users, console, licenses, refunds, reports
 from billing.alipay_method import method_of
-from billing import content
+from billing import content, content_upload
 from billing import courses as course_rules
 from billing.courses import PLANS, all_courses, course_by_id, save_course
+from billing.orders import qr_svg
 
 from . import current_shop
 
@@ -370,9 +371,12 @@ def _method_label(out_trade_no: str | None) -> str:
 def order(public_id: str, wechat: dict[str, Any] | None = None) -> str:
     with reports.one_moment():  # the order, its refunds and its license as of one commit, never half of one
         o = _order(public_id)
+        made = reports.order_refunds(o)
+        # After a refund the page says how it stands, and (polled while WeChat settles it) says so again.
+        news = next((r for r in made if r.out_refund_no == request.args.get("refund")), None)
         return render_template(
             "admin/order.html", o=o, license=reports.order_license(o), wechat=wechat, now=current_shop().now(),
-            refunds=reports.order_refunds(o),
+            refunds=made, news=news,
             refundable=refunds.refundable_fen(o), timeline=reports.timeline(o), comp=licenses.is_comp(o))
 
 
@@ -402,8 +406,8 @@ def refund(public_id: str) -> BaseResponse:
     made = refunds.request_refund(current_shop(), o, amount_fen=amount, reason=request.form.get("reason", ""),
                                   revoke_license=request.form.get("revoke") == "on", actor=_actor(),
                                   ip=request.remote_addr)
-    flash(f"退款 Refund {made.out_refund_no}: {reports.status_label(made.status)}")
-    return redirect(url_for("admin.order", public_id=public_id), 303)
+    # Not a flash: the order page shows this refund's state, refreshed with the rest until WeChat settles it.
+    return redirect(url_for("admin.order", public_id=public_id, refund=made.out_refund_no), 303)
 
 
 @bp.post("/refunds/<out_refund_no>/sync")
@@ -412,7 +416,7 @@ def sync_refund(out_refund_no: str) -> BaseResponse:
     if made is None:
         abort(404)
     refunds.check_refund(current_shop(), made)
-    return redirect(url_for("admin.order", public_id=made.order.public_id), 303)
+    return redirect(url_for("admin.order", public_id=made.order.public_id, refund=out_refund_no), 303)
 
 
 @bp.post("/refunds/<out_refund_no>/apply-abnormal")
@@ -511,13 +515,17 @@ def course_form(course_id: str | None = None) -> Any:
     return redirect(url_for("admin.courses"), 303)
 
 
-def _course_page(course: Any, details: Any, wrong: dict[str, str], status: int = 200) -> tuple[str, int]:
-    """The editor, with each mistake under its field and what was typed kept."""
+def _course_page(course: Any, details: Any, wrong: dict[str, str], status: int = 200,
+                 refused: Any = None) -> tuple[str, int]:
+    """The editor, with each mistake under its field and what was typed kept; below it the course's files."""
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
     return render_template("admin/course_form.html", course=course, details=details, plans=PLANS,
                            plan_words=course_rules.PLAN_WORDS, problems={k: course_rules.FIELD_WORDS[v] for k, v in wrong.items()},
-                           typed=request.form if request.method == "POST" else None,
-                           buy_url=f"{base}/buy/{course.id}" if course else ""), status
+                           typed=request.form if request.method == "POST" and refused is None else None,
+                           buy_url=f"{base}/buy/{course.id}" if course else "",
+                           buy_qr=qr_svg(f"{base}/buy/{course.id}") if course else "",
+                           files=content_upload.tree(current_shop(), course.id) if course else None,
+                           refused=refused, upload_max_mb=content_upload.UPLOAD_MAX_BYTES // content_upload.MB), status
 
 
 # --- exports --------------------------------------------------------------------------------
@@ -553,3 +561,4 @@ from . import admin_codes  # noqa: E402,F401  (its routes live on this blueprint
 from . import admin_webhooks  # noqa: E402,F401  (the webhook pages, on this blueprint too)
 from . import admin_embed  # noqa: E402,F401  (the buy button page, on this blueprint too)
 from . import admin_complaints  # noqa: E402,F401  (likewise)
+from . import admin_content  # noqa: E402,F401  (the course editor's files, on this blueprint too)

@@ -7,7 +7,7 @@ import datetime as dt
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import BillingError, daily_bill, reports
+from billing import BillingError, bill_actions, daily_bill, reports
 from operations.jobs import check_daily_bills
 
 from . import admin, current_shop
@@ -21,12 +21,13 @@ OLDEST_DAYS = 90
 
 
 @bp.get("")
-def differences(problem: tuple[str, str] | None = None) -> str:
+def differences(problem: tuple[str, str] | None = None, refused: bill_actions.ActionRefused | None = None) -> str:
     """Every kept difference, newest day first, and the days compared so far."""
     yesterday = daily_bill.beijing_day(current_shop().now()) - dt.timedelta(days=1)
     return render_template("admin/bills.html", differences=daily_bill.bill_differences(),
                            checks=daily_bill.bill_checks(), kinds=daily_bill.KINDS, yesterday=yesterday,
-                           oldest=yesterday - dt.timedelta(days=OLDEST_DAYS - 1), problem=problem)
+                           oldest=yesterday - dt.timedelta(days=OLDEST_DAYS - 1), problem=problem, refused=refused,
+                           action_kinds=bill_actions.ACTION_KINDS)
 
 
 @bp.post("/check")
@@ -56,6 +57,34 @@ def check_now() -> BaseResponse | tuple[str, int]:
     else:
         flash(f"已核对 {day}：与本店订单一致。 Checked {day}: it matches our orders.")
     return redirect(url_for("bills.differences"), 303)
+
+
+def _difference_id(value: str) -> int:
+    return int(value) if value.isdigit() and len(value) < 13 else 0
+
+
+@bp.post("/differences/<difference_id>/issue-license")
+def issue_license(difference_id: str) -> BaseResponse | tuple[str, int]:
+    """Ask WeChat about a paid, unlicensed order and, if it is paid, issue its license the usual way."""
+    try:
+        done = bill_actions.issue_missing_license(current_shop(), _difference_id(difference_id),
+                                                  actor=admin._actor(), ip=request.remote_addr)
+    except bill_actions.ActionRefused as refused:
+        return differences(refused=refused), refused.status
+    flash(f"{done.zh} {done.en}")
+    return redirect(url_for("bills.differences") + f"#difference-{done.difference_id}", 303)
+
+
+@bp.post("/differences/<difference_id>/adopt-refund")
+def adopt_refund(difference_id: str) -> BaseResponse | tuple[str, int]:
+    """Ask WeChat about a refund the bill lists and record it by the one refund path."""
+    try:
+        done = bill_actions.adopt_refund(current_shop(), _difference_id(difference_id), actor=admin._actor(),
+                                         ip=request.remote_addr)
+    except bill_actions.ActionRefused as refused:
+        return differences(refused=refused), refused.status
+    flash(f"{done.zh} {done.en}")
+    return redirect(url_for("bills.differences") + f"#difference-{done.difference_id}", 303)
 
 
 def init_app(app: Flask) -> None:

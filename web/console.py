@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from billing import console, receipts, reports
+from billing import bill_actions, console, receipts, reports
 from billing.courses import COVER_MAX
 
 from . import admin, current_shop
@@ -38,7 +38,7 @@ def alerts() -> str:
         state = "open"
     return render_template("admin/alerts.html", alerts=console.alerts_page(state), state=state,
                            differences=[console.difference_words(d) for d in console.open_differences(200)],
-                           words=console.alert_words)
+                           words=console.alert_words, acted=tuple(bill_actions.ACTION_KINDS.values()))
 
 
 @bp.post("/alerts/<alert_id>/acknowledge")

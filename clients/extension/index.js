@@ -29,9 +29,12 @@ const crypto = require('node:crypto');
  * @typedef {Order & {qr_svg: string, order_token: string, buyer_token: string,
  *            email_notice: {zh: string, en: string}|null,
  *            seats?: {count: number, unit_fen: number, page_url: string}}} PlacedOrder
+ * @typedef {{order_id: string, out_trade_no: string, transaction_id: string|null, course_title: string,
+ *            amount_fen: number, amount: string, currency: 'CNY', paid_at_beijing: string, timezone: 'Asia/Shanghai',
+ *            seller: {name: string, contact: string|null, refund_terms: string|null}, url: string}} Receipt
  * @typedef {{order_id: string, course_id: string, amount_fen: number, currency: 'CNY', status: string,
  *            created_at: string, paid_at: string|null, transaction_id: string|null, out_trade_no: string,
- *            license: {id: string, state: string, expires_at: string}|null}} HistoryOrder
+ *            license: {id: string, state: string, expires_at: string}|null, receipt: Receipt|null}} HistoryOrder
  * @typedef {{id: string, course_id: string, order_id: string, state: 'active'|'expired'|'revoked',
  *            expires_at: string, key: string}} BuyerLicense
  * @typedef {{kid: string, algorithm: string, public_key_pem: string, active: boolean}} LicenseKey
