@@ -219,3 +219,26 @@ def test_a_refused_resend_never_fails_a_refund_that_already_succeeded(console: C
         after = submit_refund(shop_of(shop), models.Refund.get_by_id(done.id))
     shop.sandbox.control("POST", "faults", {"api": {"fail_next": 0}})
     assert after.status == "SUCCESS" and after.detail is None
+
+
+# --- a refund notification is kept with what came of it ------------------------------------------
+
+def test_a_refund_notification_is_kept_with_a_reason_only_when_the_refund_is_unknown(
+        console: Console, make_notification: Any) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    ours = refund_in(console, paid(shop), "1.00")
+    strangers = "R" * 64  # an out_refund_no of another shop's order, as long as WeChat allows
+    for out_trade_no, out_refund_no in (("LBNOTOURS00000000001", strangers), (None, ours.out_refund_no)):
+        resource = {"mchid": "1230000109", "out_refund_no": out_refund_no, "refund_status": "SUCCESS",
+                    "refund_id": "50300000000000000000000000002", "success_time": "2026-11-26T10:00:00+08:00",
+                    "out_trade_no": out_trade_no or ours.order.out_trade_no,
+                    "amount": {"total": 9900, "refund": 100, "payer_total": 9900, "payer_refund": 100}}
+        note = make_notification(transaction=resource, event_type="REFUND.SUCCESS", associated_data="refund")
+        answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers,
+                                   timeout=15)
+        assert answer.status_code == 204
+    with models.db.connection_context():
+        kept = {n.result: n.reason for n in models.Notification.select().where(models.Notification.kind == "refund")}
+    assert kept["unknown_order"] == "unknown refund " + "R" * 60
+    assert not kept["success"], "a refund we know needs no reason"
