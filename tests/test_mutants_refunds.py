@@ -242,3 +242,16 @@ def test_a_refund_notification_is_kept_with_a_reason_only_when_the_refund_is_unk
         kept = {n.result: n.reason for n in models.Notification.select().where(models.Notification.kind == "refund")}
     assert kept["unknown_order"] == "unknown refund " + "R" * 60
     assert not kept["success"], "a refund we know needs no reason"
+
+
+def test_a_refund_notification_without_its_refund_number_is_answered_not_crashed_on(
+        console: Console, make_notification: Any) -> None:
+    shop = console.shop
+    order = paid(shop)
+    resource = {"mchid": "1230000109", "out_trade_no": order["out_trade_no"], "refund_status": "SUCCESS",
+                "refund_id": "50300000000000000000000000003", "success_time": "2026-11-26T10:00:00+08:00",
+                "amount": {"total": 9900, "refund": 100, "payer_total": 9900, "payer_refund": 100}}
+    note = make_notification(transaction=resource, event_type="REFUND.SUCCESS", associated_data="refund")
+    answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers, timeout=15)
+    assert answer.status_code == 204, answer.text
+    assert refunds_of(order) == [] and shop.poll(order)["status"] == "fulfilled"
