@@ -174,3 +174,20 @@ def test_an_idempotency_key_of_16_to_200_characters_is_taken_and_one_outside_is_
     for key in ("k" * 15, "k" * 201):
         refused = keyed(key)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request", len(key)
+
+
+# --- the request a key is bound to includes the discount code -------------------------------------
+
+def test_a_key_used_with_one_code_is_not_replayed_for_another(shop: Shop) -> None:
+    from billing import discounts
+
+    with models.db.connection_context():
+        for code, value in (("SPRINGTEN", 10), ("SPRINGTWENTY", 20)):
+            discounts.create(actor="creator@example.com", now=shop.clock(), kind="percent", value=value, code=code,
+                             course_id="cpp-primer-5th")
+    headers = {"Idempotency-Key": "k-mutants-code-0001"}
+    first = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "code": "SPRINGTEN"}, headers=headers)
+    assert first.status_code == 201 and first.json()["amount_fen"] == 8910, first.text
+    # The same sender (a first order's sender is its address), the same key, another code: not a replay.
+    other = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "code": "SPRINGTWENTY"}, headers=headers)
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused", other.text
