@@ -191,3 +191,28 @@ def test_a_key_used_with_one_code_is_not_replayed_for_another(shop: Shop) -> Non
     # The same sender (a first order's sender is its address), the same key, another code: not a replay.
     other = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "code": "SPRINGTWENTY"}, headers=headers)
     assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused", other.text
+
+
+def test_a_code_given_with_a_pending_order_gets_a_new_order_at_the_codes_price(shop: Shop) -> None:
+    from billing import discounts
+
+    with models.db.connection_context():
+        discounts.create(actor="creator@example.com", now=shop.clock(), kind="percent", value=10, code="SPRINGTEN",
+                         course_id="cpp-primer-5th")
+    mine = shop.order()
+    assert mine["amount_fen"] == 9900
+    cheaper = shop.order(buyer_token=mine["buyer_token"], code="SPRINGTEN")
+    assert cheaper["order_id"] != mine["order_id"] and cheaper["amount_fen"] == 8910
+
+
+def test_a_key_of_an_order_placed_before_keys_were_bound_is_replayed_only_for_its_own_buyer(shop: Shop) -> None:
+    headers = {"Idempotency-Key": "k-mutants-legacy-0001"}
+    first = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers=headers).json()
+    with models.db.connection_context():  # as migration m0009 left orders made before it
+        models.Order.update(idempotency_request=None).where(models.Order.public_id == first["order_id"]).execute()
+    stranger = shop.order("rust-monthly")
+    for body in ({"course_id": "cpp-primer-5th", "buyer_token": stranger["buyer_token"]},
+                 {"course_id": "cpp-primer-5th"}):  # another buyer, or nobody signed
+        answer = shop.post("/api/v1/orders", body, headers=headers)
+        assert answer.status_code == 409 and answer.json()["error"]["code"] == "idempotency_key_conflict", answer.text
+        assert first["order_token"] not in answer.text
