@@ -255,3 +255,29 @@ def test_a_refund_notification_without_its_refund_number_is_answered_not_crashed
     answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers, timeout=15)
     assert answer.status_code == 204, answer.text
     assert refunds_of(order) == [] and shop.poll(order)["status"] == "fulfilled"
+
+
+def test_only_a_matching_answer_gives_a_refund_wechat_never_took_its_refund_id(
+        console: Console, make_notification: Any) -> None:
+    shop = console.shop
+    row = refused_by_wechat(console, 403, "NOT_ENOUGH")  # PROCESSING here, never taken by WeChat: no refund_id
+    assert row.refund_id is None
+
+    def tell(refund_fen: int, **more: Any) -> None:
+        resource = {"mchid": "1230000109", "out_trade_no": row.order.out_trade_no, "out_refund_no": row.out_refund_no,
+                    "refund_status": "SUCCESS", "success_time": "2026-11-26T10:00:00+08:00",
+                    "amount": {"total": 9900, "refund": refund_fen, "payer_total": 9900, "payer_refund": refund_fen},
+                    **more}
+        note = make_notification(transaction=resource, event_type="REFUND.SUCCESS", associated_data="refund")
+        answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers,
+                                   timeout=15)
+        assert answer.status_code == 204, answer.text
+
+    tell(999, refund_id="50300000000000000000000000004")  # another amount: a mismatch, nothing taken from it
+    assert refund_status(row) == "PROCESSING"
+    with models.db.connection_context():
+        assert models.Refund.get_by_id(row.id).refund_id is None
+    tell(1000)  # the right refund, its refund_id left out: settled all the same
+    with models.db.connection_context():
+        settled_row = models.Refund.get_by_id(row.id)
+    assert (settled_row.status, settled_row.refund_id) == ("SUCCESS", None)
