@@ -7,9 +7,7 @@ lists which test kills which mutant). Orders are placed and polled over HTTP, as
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
