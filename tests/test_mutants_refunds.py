@@ -281,3 +281,25 @@ def test_only_a_matching_answer_gives_a_refund_wechat_never_took_its_refund_id(
     with models.db.connection_context():
         settled_row = models.Refund.get_by_id(row.id)
     assert (settled_row.status, settled_row.refund_id) == ("SUCCESS", None)
+
+
+def test_a_refund_of_a_payment_never_heard_of_is_adopted_only_when_it_fits_the_order(
+        shop: Any, make_notification: Any) -> None:
+    def tell(order: dict[str, Any], transaction_id: str, total: int) -> None:
+        resource = {"mchid": "1230000109", "out_trade_no": order["out_trade_no"], "transaction_id": transaction_id,
+                    "out_refund_no": "MP" + transaction_id[-20:], "refund_id": "50300000000000000000000000005",
+                    "refund_status": "SUCCESS", "success_time": "2026-11-26T10:00:00+08:00",
+                    "amount": {"total": total, "refund": 100, "payer_total": total, "payer_refund": 100}}
+        note = make_notification(transaction=resource, event_type="REFUND.SUCCESS", associated_data="refund")
+        answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers,
+                                   timeout=15)
+        assert answer.status_code == 204, answer.text
+
+    wrong, right = shop.order(), shop.order()  # their payment notifications never came
+    tell(wrong, "4" * 28, 100)  # another total than the order's: not adopted, the order is flagged
+    tell(right, "4" * 32, 9900)  # a transaction_id of the longest length WeChat gives: adopted
+    with models.db.connection_context():
+        flagged = models.Order.get(models.Order.public_id == wrong["order_id"])
+        adopted = models.Order.get(models.Order.public_id == right["order_id"])
+    assert (flagged.flag, flagged.transaction_id) == ("REFUND_UNMATCHED", None) and refunds_of(wrong) == []
+    assert adopted.transaction_id == "4" * 32 and adopted.status == "partially_refunded"
