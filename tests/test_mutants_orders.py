@@ -1,0 +1,216 @@
+"""Rules of billing/orders.py that no test broke when they were broken (issue 24: mutation survivors).
+
+``python tests/mutation.py billing/orders.py ...`` flips or shifts one condition at a time; each
+test here holds one rule that survived that, and fails with its mutant (docs/mutation/orders.md
+lists which test kills which mutant). Orders are placed and polled over HTTP, as the extension does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import FakeClock, Shop
+from test_alipay_billing import AlipayShop
+
+import models
+
+
+@pytest.fixture
+def shop_settings() -> dict[str, Any]:
+    return {"ORDER_TTL_MINUTES": "180"}  # orders that outlive their first code_url
+
+
+@pytest.fixture(scope="module")
+def both_methods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlipayShop]:
+    """A shop that sells through WeChat Pay and Alipay (sandbox mode, its simulators in-process)."""
+    box = AlipayShop(tmp_path_factory.mktemp("mutants_alipay"))
+    yield box
+    box.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"].stop()
+    box.server.stop()
+
+
+def order_row(order: dict[str, Any]) -> models.Order:
+    with models.db.connection_context():
+        return models.Order.get(models.Order.public_id == order["order_id"])
+
+
+# --- _existing_order: a pending order is given back only for the method asked for ---------------
+
+def test_a_pending_wechat_order_is_not_given_back_to_an_alipay_request(both_methods: AlipayShop) -> None:
+    wechat = both_methods.order()
+    assert wechat.status_code == 201, wechat.text
+    mine = wechat.json()
+    alipay = both_methods.order(method="alipay", buyer_token=mine["buyer_token"])
+    assert alipay.status_code == 201, alipay.text
+    assert alipay.json()["order_id"] != mine["order_id"] and alipay.json()["method"] == "alipay"
+    again = both_methods.order(buyer_token=mine["buyer_token"])  # WeChat again: its own pending order
+    assert again.status_code == 201 and again.json()["order_id"] == mine["order_id"]
+
+
+# --- refresh_code_url: a new code_url from 100 minutes on, not a second before ----------------------
+
+def test_the_code_url_is_renewed_at_100_minutes_not_before(shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    order = shop.order()
+    clock.advance(100 * 60 - 1)
+    assert shop.poll(order)["code_url"] == order["code_url"]
+    clock.advance(1)
+    assert shop.poll(order)["code_url"] != order["code_url"]
+    assert order_row(order).code_url_at == clock()
+
+
+def core(shop: Shop) -> Any:
+    return shop.app.extensions["lbpay.shop"]
+
+
+def native_calls(shop: Shop) -> int:
+    return len([r for r in shop.sandbox.requests_log() if r["path"] == "/v3/pay/transactions/native"])
+
+
+def test_a_code_url_given_back_unchanged_delays_only_its_own_orders_next_ask(shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    mine, other = shop.order(), shop.order()  # issued at the same instant
+    shop.sandbox.control("POST", "settings", {"code_url_reuse": True})
+    clock.advance(101 * 60)
+    assert shop.poll(mine)["code_url"] == mine["code_url"] and native_calls(shop) == 3
+    clock.advance(60)
+    shop.poll(mine)
+    assert native_calls(shop) == 3, "WeChat gave this URL back: asked again only at its 2 hours"
+    shop.sandbox.control("POST", "settings", {"code_url_reuse": False})
+    assert shop.poll(other)["code_url"] != other["code_url"], "the other order is not held back by mine"
+    assert order_row(other).code_url_retry_at is None
+
+
+def test_a_stale_refresh_that_wechat_answers_with_the_current_url_leaves_the_row_alone(
+        shop: Shop, clock: FakeClock) -> None:
+    from billing.orders import refresh_code_url
+
+    clock.freeze()
+    order = shop.order()
+    clock.advance(101 * 60)
+    stale = order_row(order)  # a poll that read the row, then lost the race to another poll's refresh
+    assert shop.poll(order)["code_url"] != order["code_url"]
+    fresh = order_row(order)
+    shop.sandbox.control("POST", "settings", {"code_url_reuse": True})  # WeChat gives the current URL back
+    with models.db.connection_context():
+        assert refresh_code_url(core(shop), stale) is False
+    row = order_row(order)
+    assert (row.code_url, row.code_url_at, row.code_url_retry_at) == (fresh.code_url, fresh.code_url_at, None)
+
+
+def test_a_refresh_that_races_a_cancel_never_gives_the_closed_order_a_new_code(shop: Shop, clock: FakeClock) -> None:
+    from billing.orders import refresh_code_url
+
+    clock.freeze()
+    order = shop.order()
+    clock.advance(101 * 60)
+    stale = order_row(order)  # a poll read it pending; the learner cancels before the poll writes
+    shop.sandbox.control("POST", "faults", {"api": {  # the close at WeChat fails: still open there
+        "fail_next": 10, "status": 500, "code": "SYSTEM_ERROR",
+        "paths": f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}/close"}})
+    assert shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"]).status_code == 200
+    assert shop.sandbox.state.orders[order["out_trade_no"]].trade_state == "NOTPAY"
+    with models.db.connection_context():
+        assert refresh_code_url(core(shop), stale) is False
+    row = order_row(order)
+    assert (row.status, row.code_url, row.code_url_at) == ("closed", stale.code_url, stale.code_url_at)
+
+
+# --- find_course_for_sale: course ids up to 64 characters ------------------------------------------
+
+def test_a_course_id_of_64_characters_is_sold_and_one_of_65_is_refused_as_malformed(shop: Shop) -> None:
+    from billing.courses import save_course
+
+    longest, too_long = "c" * 64, "c" * 65
+    with models.db.connection_context():
+        save_course(core(shop), course_id=longest, title="长名课程", price_fen=100)
+    assert shop.order(longest)["course_id"] == longest
+    refused = shop.post("/api/v1/orders", {"course_id": too_long})
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "course_not_found"
+    assert refused.json()["error"]["detail"] == "course_id must be a kebab-case slug"
+
+
+# --- close_at_wechat: ORDER_CLOSED is "closed there already"; any other refusal is not a close -------
+
+def close_fault(shop: Shop, order: dict[str, Any], status: int, code: str) -> None:
+    shop.sandbox.control("POST", "faults", {"api": {
+        "fail_next": 10, "status": status, "code": code,
+        "paths": f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}/close"}})
+
+
+def test_a_late_cancel_that_wechat_answers_order_closed_counts_as_closed_there(shop: Shop, clock: FakeClock) -> None:
+    order = shop.order()
+    clock.advance(6 * 60)  # past WeChat's 5 minutes: the cancel closes at WeChat at once
+    close_fault(shop, order, 400, "ORDER_CLOSED")
+    answer = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
+    assert answer.status_code == 200 and answer.json()["status"] == "closed"
+    assert order_row(order).wechat_closed_at is not None
+
+
+def test_a_late_cancel_whose_close_wechat_refuses_is_left_for_the_job(shop: Shop, clock: FakeClock) -> None:
+    order = shop.order()
+    clock.advance(6 * 60)
+    close_fault(shop, order, 400, "INVALID_REQUEST")
+    answer = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
+    assert answer.status_code == 200 and answer.json()["status"] == "closed"
+    assert order_row(order).wechat_closed_at is None, "not closed at WeChat: the reconcile job tries again"
+    with models.db.connection_context():
+        failed = [e.detail for e in models.AuditEvent.select().where(models.AuditEvent.action == "wechat.call_failed")]
+    assert any("close_order" in str(d) for d in failed)
+
+
+# --- the Idempotency-Key: 16 to 200 characters, both ends included -----------------------------------
+
+def test_an_idempotency_key_of_16_to_200_characters_is_taken_and_one_outside_is_refused(shop: Shop) -> None:
+    def keyed(key: str) -> Any:
+        return shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers={"Idempotency-Key": key})
+
+    for key in ("k" * 16, "k" * 200):
+        assert keyed(key).status_code == 201, len(key)
+    for key in ("k" * 15, "k" * 201):
+        refused = keyed(key)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request", len(key)
+
+
+# --- the request a key is bound to includes the discount code -------------------------------------
+
+def test_a_key_used_with_one_code_is_not_replayed_for_another(shop: Shop) -> None:
+    from billing import discounts
+
+    with models.db.connection_context():
+        for code, value in (("SPRINGTEN", 10), ("SPRINGTWENTY", 20)):
+            discounts.create(actor="creator@example.com", now=shop.clock(), kind="percent", value=value, code=code,
+                             course_id="cpp-primer-5th")
+    headers = {"Idempotency-Key": "k-mutants-code-0001"}
+    first = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "code": "SPRINGTEN"}, headers=headers)
+    assert first.status_code == 201 and first.json()["amount_fen"] == 8910, first.text
+    # The same sender (a first order's sender is its address), the same key, another code: not a replay.
+    other = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "code": "SPRINGTWENTY"}, headers=headers)
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused", other.text
+
+
+def test_a_code_given_with_a_pending_order_gets_a_new_order_at_the_codes_price(shop: Shop) -> None:
+    from billing import discounts
+
+    with models.db.connection_context():
+        discounts.create(actor="creator@example.com", now=shop.clock(), kind="percent", value=10, code="SPRINGTEN",
+                         course_id="cpp-primer-5th")
+    mine = shop.order()
+    assert mine["amount_fen"] == 9900
+    cheaper = shop.order(buyer_token=mine["buyer_token"], code="SPRINGTEN")
+    assert cheaper["order_id"] != mine["order_id"] and cheaper["amount_fen"] == 8910
+
+
+def test_a_key_of_an_order_placed_before_keys_were_bound_is_replayed_only_for_its_own_buyer(shop: Shop) -> None:
+    headers = {"Idempotency-Key": "k-mutants-legacy-0001"}
+    first = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers=headers).json()
+    with models.db.connection_context():  # as migration m0009 left orders made before it
+        models.Order.update(idempotency_request=None).where(models.Order.public_id == first["order_id"]).execute()
+    stranger = shop.order("rust-monthly")
+    for body in ({"course_id": "cpp-primer-5th", "buyer_token": stranger["buyer_token"]},
+                 {"course_id": "cpp-primer-5th"}):  # another buyer, or nobody signed
+        answer = shop.post("/api/v1/orders", body, headers=headers)
+        assert answer.status_code == 409 and answer.json()["error"]["code"] == "idempotency_key_conflict", answer.text
+        assert first["order_token"] not in answer.text
