@@ -196,15 +196,8 @@ def test_a_pending_order_shows_no_error_until_wechat_reports_one(shop: Shop) -> 
 
 # --- cancel: WeChat's ORDER_CLOSED means "already closed there", the cancel still completes ---
 
-def test_a_cancel_that_wechat_answers_order_closed_still_closes_here(shop: Shop) -> None:
-    order = shop.order()
-    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 1, "status": 400, "code": "ORDER_CLOSED",
-                                                    "paths": "/v3/pay/transactions/out-trade-no/" +
-                                                             order["out_trade_no"] + "/close"}})
-    answer = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["status"] == "closed"
-    assert shop.sandbox.state.orders[order["out_trade_no"]].trade_state == "NOTPAY", "the fault answered the close"
+# A cancel that WeChat answers ORDER_CLOSED: test_mutants_orders.py::test_a_late_cancel_that_wechat_answers_…
+# (only a cancel past WeChat's 5 minutes closes there at once; one right after the order never asked).
 
 
 def test_a_cancel_that_wechat_refuses_otherwise_is_an_error_and_changes_nothing(shop: Shop) -> None:
