@@ -13,6 +13,7 @@ import pytest
 import requests
 from conftest import Shop
 from learner_helpers import buy
+from test_admin import Console, console  # noqa: F401 (the signed-in console fixture)
 from test_notify_path import settle_refund_of
 
 from billing import content
@@ -97,3 +98,73 @@ def test_an_earlier_key_opens_nothing_once_the_licenses_current_key_is_revoked(s
     response = fetch(shop, "rust-monthly", "week1/ownership.md", earlier)
 
     assert response.status_code == 403 and code_of(response) == "license_revoked", response.text
+
+
+# --- the bounds of a path, a search and a tree ----------------------------------------------------------
+
+def test_a_path_of_1024_characters_is_served_and_one_of_1025_is_not(shop: Shop, content_dir: Path) -> None:
+    folders = ["free"] + ["d" * 200] * 4  # 5 + 4 × 201 characters with the slashes
+    (content_dir / "cpp-primer-5th").joinpath(*folders).mkdir(parents=True)
+    longest = "/".join(folders + ["f" * 215])
+    too_long = "/".join(folders + ["g" * 216])
+    for path in (longest, too_long):
+        (content_dir / "cpp-primer-5th" / path).write_text("free words")
+    assert (len(longest), len(too_long)) == (1024, 1025)
+
+    served, refused = fetch(shop, "cpp-primer-5th", longest), fetch(shop, "cpp-primer-5th", too_long)
+
+    assert (served.status_code, served.text) == (200, "free words")
+    assert refused.status_code == 404 and code_of(refused) == "not_found"
+
+
+def test_a_search_of_100_characters_is_answered_and_a_control_character_is_400(shop: Shop) -> None:
+    longest = shop.get("/provider/catalog/search", params={"q": "x" * 100})
+    assert longest.status_code == 200 and longest.json()["courses"] == []
+    for query in ("rust\x01", "rust\\"):
+        odd = shop.get("/provider/catalog/search", params={"q": query})
+        assert odd.status_code == 400 and code_of(odd) == "bad_request", query
+
+
+def files_in(tree: dict[str, Any]) -> list[str]:
+    found = [f["path"] for f in tree["files"]]
+    for folder in tree.get("exercises", []) + tree.get("folders", []):
+        found += files_in(folder)
+    return found
+
+
+def test_the_tree_lists_files_17_levels_down_and_no_deeper(shop: Shop, content_dir: Path) -> None:
+    chain = [f"d{n:02}" for n in range(1, 18)]  # 17 folders
+    deepest = content_dir / "cpp-primer-5th" / Path(*chain)
+    deepest.mkdir(parents=True)
+    (deepest.parent / "level17.md").write_text(PAID)  # 16 folders and the file: 17 segments
+    (deepest / "level18.md").write_text(PAID)
+
+    listed = files_in(shop.get("/provider/courses/cpp-primer-5th/structure").json())
+
+    assert "/".join(chain[:16] + ["level17.md"]) in listed
+    assert not [path for path in listed if path.endswith("level18.md")]
+
+
+def test_the_tree_lists_at_most_5000_entries(shop: Shop, content_dir: Path) -> None:
+    course = content_dir / "rust-monthly"
+    for n in range(5000):  # before week1/ by name: week1 and its file are the 5001st and 5002nd entries
+        (course / f"a{n:04}.md").write_text("")
+
+    tree = shop.get("/provider/courses/rust-monthly/structure").json()
+
+    assert len(tree["files"]) == 5000 and tree["exercises"] == []
+
+
+def test_a_download_limit_of_a_million_is_kept_and_one_more_is_refused(console: Console) -> None:
+    import models
+
+    def save(limit: str) -> requests.Response:
+        return console.post("/admin/courses/cpp-primer-5th/edit", {
+            "title": "C++ Primer 第5版", "price": "99.00", "plan": "one_time", "period_days": "",
+            "download_limit": limit, "description": "", "active": "on"})
+
+    assert save("1000000").status_code == 303
+    refused = save("1000001")
+    assert refused.status_code == 400 and 'id="download_limit-problem"' in refused.text
+    with models.db.connection_context():
+        assert models.Course.get_by_id("cpp-primer-5th").download_limit == 1_000_000
