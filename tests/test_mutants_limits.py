@@ -113,3 +113,11 @@ def test_five_unpaid_orders_per_buyer_and_no_more(proxied: Shop) -> None:
     refused = proxied.post("/api/v1/orders", {"course_id": "course-5", "buyer_token": buyer["buyer_token"]},
                            headers=_from("198.51.100.30"))
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_pending_orders"
+
+
+def test_a_sign_in_with_the_longest_address_is_counted_not_a_500(proxied: Shop) -> None:
+    # The limit's row key is cut to the key column's 200 characters; PostgreSQL refuses a longer one.
+    longest = "a" * 64 + "@" + "b" * 185 + ".com"
+    assert len(longest) == 254
+    answers = [_sign_in(proxied, "198.51.100.40", longest).status_code for _ in range(11)]
+    assert answers == [401] * 10 + [429]
