@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -168,3 +167,14 @@ def test_a_download_limit_of_a_million_is_kept_and_one_more_is_refused(console: 
     assert refused.status_code == 400 and 'id="download_limit-problem"' in refused.text
     with models.db.connection_context():
         assert models.Course.get_by_id("cpp-primer-5th").download_limit == 1_000_000
+
+
+def test_a_key_that_does_not_verify_is_told_why(shop: Shop) -> None:
+    key = buy(shop)["license"]["key"]
+    data, signature = key.split("|")
+    forged = f"{data}|{signature[:-4]}AAAA"
+
+    response = fetch(shop, "cpp-primer-5th", "ch1/lesson.md", forged)
+
+    assert response.status_code == 401 and code_of(response) == "invalid_license"
+    assert response.json()["error"]["message"].endswith("(bad signature)"), response.text
