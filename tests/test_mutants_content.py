@@ -178,3 +178,35 @@ def test_a_key_that_does_not_verify_is_told_why(shop: Shop) -> None:
 
     assert response.status_code == 401 and code_of(response) == "invalid_license"
     assert response.json()["error"]["message"].endswith("(bad signature)"), response.text
+
+
+def test_a_key_we_signed_for_an_order_this_shop_never_had_is_401(shop: Shop) -> None:
+    # Signed with our own key (a restored backup, another instance sharing keys), but no order here names it.
+    import datetime as dt
+    import uuid
+
+    from licensing import issue_license
+
+    now = shop.clock()
+    stranger = issue_license(shop.app.extensions["lbpay.shop"].license_keys.active, license_id=str(uuid.uuid4()),
+                             course_id="cpp-primer-5th", order_id="ord_never_here", plan="one_time",
+                             created_at=now, expires_at=now + dt.timedelta(days=365))
+
+    response = fetch(shop, "cpp-primer-5th", "ch1/lesson.md", stranger)
+
+    assert response.status_code == 401 and code_of(response) == "invalid_license", response.text
+    assert "unknown license" in response.json()["error"]["message"]
+
+
+def test_a_refunded_one_time_license_reinstated_by_hand_still_opens_nothing(console: Console) -> None:
+    from test_learner_api import refund_in_full
+
+    shop = console.shop
+    bought = buy(shop)
+    refund_in_full(shop, bought["order_id"])
+    path = f"/admin/orders/{bought['order_id']}/reinstate"
+    assert console.post(path, {"reason": "clicked by mistake"}).status_code == 303
+
+    response = fetch(shop, "cpp-primer-5th", "ch1/lesson.md", bought["license"]["key"])
+
+    assert response.status_code == 403 and code_of(response) == "license_refunded", response.text
