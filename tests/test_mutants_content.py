@@ -210,3 +210,13 @@ def test_a_refunded_one_time_license_reinstated_by_hand_still_opens_nothing(cons
     response = fetch(shop, "cpp-primer-5th", "ch1/lesson.md", bought["license"]["key"])
 
     assert response.status_code == 403 and code_of(response) == "license_refunded", response.text
+
+
+def test_another_learners_revoked_license_closes_nothing_of_mine(console: Console) -> None:
+    shop = console.shop
+    mine, theirs = buy(shop), buy(shop)
+    assert console.post(f"/admin/orders/{theirs['order_id']}/revoke", {"reason": "chargeback"}).status_code == 303
+
+    assert fetch(shop, "cpp-primer-5th", "ch1/lesson.md", mine["license"]["key"]).status_code == 200
+    refused = fetch(shop, "cpp-primer-5th", "ch1/lesson.md", theirs["license"]["key"])
+    assert refused.status_code == 403 and code_of(refused) == "license_revoked"
