@@ -220,3 +220,14 @@ def test_another_learners_revoked_license_closes_nothing_of_mine(console: Consol
     assert fetch(shop, "cpp-primer-5th", "ch1/lesson.md", mine["license"]["key"]).status_code == 200
     refused = fetch(shop, "cpp-primer-5th", "ch1/lesson.md", theirs["license"]["key"])
     assert refused.status_code == 403 and code_of(refused) == "license_revoked"
+
+
+def test_the_own_key_of_a_refunded_first_period_opens_nothing_after_a_renewal(shop: Shop) -> None:
+    first = buy(shop, "rust-monthly")
+    buy(shop, "rust-monthly", buyer_token=first["buyer_token"])
+    settle_refund_of(shop, first["order_id"])
+
+    refused = fetch(shop, "rust-monthly", "week1/ownership.md", first["license"]["key"])
+
+    assert refused.status_code == 403 and code_of(refused) == "license_revoked", refused.text
+    assert fetch(shop, "rust-monthly", "week1/ownership.md", current_key(shop, first["buyer_token"])).status_code == 200
