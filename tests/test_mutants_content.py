@@ -15,8 +15,6 @@ from learner_helpers import buy
 from test_admin import Console, console  # noqa: F401 (the signed-in console fixture)
 from test_notify_path import settle_refund_of
 
-from billing import content
-
 PAID = "# Paid\n"
 
 
