@@ -230,3 +230,19 @@ def test_the_own_key_of_a_refunded_first_period_opens_nothing_after_a_renewal(sh
 
     assert refused.status_code == 403 and code_of(refused) == "license_revoked", refused.text
     assert fetch(shop, "rust-monthly", "week1/ownership.md", current_key(shop, first["buyer_token"])).status_code == 200
+
+
+def test_a_course_id_of_64_characters_is_a_course(shop: Shop, content_dir: Path) -> None:
+    from billing.courses import save_course
+
+    import models
+    longest = "c" * 64
+    with models.db.connection_context():
+        save_course(shop.app.extensions["lbpay.shop"], course_id=longest, title="Longest", price_fen=100)
+    (content_dir / longest / "free").mkdir(parents=True)
+    (content_dir / longest / "free" / "intro.md").write_text("free words")
+
+    tree = shop.get(f"/provider/courses/{longest}/structure")
+
+    assert tree.status_code == 200 and tree.json()["id"] == longest
+    assert fetch(shop, longest, "free/intro.md").text == "free words"
