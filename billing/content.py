@@ -237,7 +237,9 @@ def _check_license(shop: Shop, text: str, course_id: str | None) -> tuple[Licens
     current = current_licenses(License.select().where(License.license_id == row.license_id))
     if row.revoked_at is not None or (current and current[-1].revoked_at is not None):
         raise ContentError("license_revoked")
-    if row.order.status == "refunded":
+    # A refunded subscription period is taken back on the key itself (withdraw_period: revoked, or signed
+    # again shorter under the refunded order's row), so what is left of such a key is still paid for.
+    if row.order.status == "refunded" and row.plan != "subscription":
         raise ContentError("license_refunded")
     if check.status == "expired" or row.expires_at <= now:
         raise ContentError("license_expired", f"it expired at {iso_utc(row.expires_at)}")
