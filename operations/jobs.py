@@ -80,33 +80,8 @@ def check_daily_bills(shop: Shop, now: dt.datetime, days: list[dt.date] | None =
 
     A bill WeChat has not published yet is left for a later run, never an error.
     """
-    checked: list[str] = []
-    waiting: list[str] = []
-    failed: list[str] = []
-    differences = 0
-    for day in daily_bill.days_to_check(now) if days is None else days:
-        try:
-            result = daily_bill.check_bill(shop, day, now)
-        except WeChatPayError as exc:
-            failed.append(day.isoformat())
-            alerts.raise_alert("bill_failed", f"The trade bill of {day} could not be checked: {exc}"[:500],
-                               now=now, key=f"bill_failed:{day}", to=shop.config.alert_email)
-            continue
-        if result["state"] != "checked":
-            waiting.append(day.isoformat())
-            continue
-        checked.append(day.isoformat())
-        differences += result["differences"]
-        if result["new"]:
-            kinds = ", ".join(sorted(set(result["new"])))
-            alerts.raise_alert("bill_differences", f"WeChat Pay's trade bill of {day} differs from our orders in "
-                               f"{len(result['new'])} line(s) ({kinds}). See /admin/bills.",
-                               now=now, key=f"bill_differences:{day}", to=shop.config.alert_email)
-    summary: dict[str, Any] = {"checked": checked, "differences": differences}
-    if waiting:
-        summary["not_ready"] = waiting
-    if failed:
-        summary["failed"] = failed
+    summary = _check_bills(shop, now, days if days is not None else daily_bill.days_to_check(now),
+                           daily_bill.check_bill, WeChatPayError, "WeChat Pay's", key_prefix="")
     if getattr(shop, "alipay", None) is not None:
         summary["alipay"] = check_alipay_bills(shop, now, days)
     return summary
@@ -117,17 +92,25 @@ def check_alipay_bills(shop: Shop, now: dt.datetime, days: list[dt.date] | None 
     from alipay.errors import AlipayError
     from billing import alipay_bill
 
+    return _check_bills(shop, now, days if days is not None else alipay_bill.alipay_days_to_check(now),
+                        alipay_bill.check_alipay_bill, AlipayError, "Alipay's", key_prefix="alipay_")
+
+
+def _check_bills(shop: Shop, now: dt.datetime, days: list[dt.date],
+                 check: Callable[[Shop, dt.date, dt.datetime], dict[str, Any]], failure: type[Exception],
+                 whose: str, key_prefix: str) -> dict[str, Any]:
+    """Check each day's bill with ``check``: a day not published waits, a failure or new differences alert once."""
     checked: list[str] = []
     waiting: list[str] = []
     failed: list[str] = []
     differences = 0
-    for day in alipay_bill.alipay_days_to_check(now) if days is None else days:
+    for day in days:
         try:
-            result = alipay_bill.check_alipay_bill(shop, day, now)
-        except AlipayError as exc:
+            result = check(shop, day, now)
+        except failure as exc:
             failed.append(day.isoformat())
-            alerts.raise_alert("bill_failed", f"Alipay's trade bill of {day} could not be checked: {exc}"[:500],
-                               now=now, key=f"alipay_bill_failed:{day}", to=shop.config.alert_email)
+            alerts.raise_alert("bill_failed", f"{whose} trade bill of {day} could not be checked: {exc}"[:500],
+                               now=now, key=f"{key_prefix}bill_failed:{day}", to=shop.config.alert_email)
             continue
         if result["state"] != "checked":
             waiting.append(day.isoformat())
@@ -136,9 +119,9 @@ def check_alipay_bills(shop: Shop, now: dt.datetime, days: list[dt.date] | None 
         differences += result["differences"]
         if result["new"]:
             kinds = ", ".join(sorted(set(result["new"])))
-            alerts.raise_alert("bill_differences", f"Alipay's trade bill of {day} differs from our orders in "
+            alerts.raise_alert("bill_differences", f"{whose} trade bill of {day} differs from our orders in "
                                f"{len(result['new'])} line(s) ({kinds}). See /admin/bills.",
-                               now=now, key=f"alipay_bill_differences:{day}", to=shop.config.alert_email)
+                               now=now, key=f"{key_prefix}bill_differences:{day}", to=shop.config.alert_email)
     summary: dict[str, Any] = {"checked": checked, "differences": differences}
     if waiting:
         summary["not_ready"] = waiting
