@@ -113,8 +113,8 @@ test: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
 test-long: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
 	$(PYTEST_PARALLEL) -m long
 
-# The whole suite, long files included, with two CPU hogs beside it, as on a developer's busy machine: nothing may race a
-# timer of its own. The hogs stop when this recipe ends, or by themselves after an hour at most.
+# The whole suite, long files included, with two CPU hogs beside it, as on a developer's busy
+# machine: nothing may race a timer of its own. The hogs stop when this recipe ends, or by themselves after an hour at most.
 .PHONY: test-under-load
 test-under-load: $(VENV)/.test system-deps $(KIT_NPM) $(VENDOR)
 	@$(PY) tests/cpu_hogs.py --hogs 2 --seconds 3600 & hogs=$$!; \
