@@ -592,7 +592,7 @@ def command_line(instance: Path, **settings: str) -> Lbpay:
 # Whole-toolchain runs, each with a target of its own as well: the reliability run's short form
 # (`make reliability`), the kit's TypeScript builds and Node tests (`make test-vscode`), schemathesis
 # over the API, Litestream's restore, and `make run` itself. `make test-long` runs them and `.ci/run`
-# runs it after `make test`; they are 7 of the suite's files and about a quarter of its CPU time.
+# runs it after `make test`; they are 7 of the suite's files and about a fifth of its CPU time.
 LONG_RUNNING = ("test_reliability.py", "test_vscode_kit.py", "test_kit_apply.py", "test_fuzz_api.py",
                 "test_replica.py", "test_quiet_terminal.py", "test_alipay_kit_page.py")
 
