@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from conftest import MODELS_BINDING
-from test_alipay_billing import AlipayShop, place
+from test_alipay_billing import AlipayShop, place, shop_fixtures
 
 import models
 from billing.daily_bill import BEIJING, KINDS, compare
 from wechatpay.bills import TradeBill
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlipayShop]:
-    box = AlipayShop(tmp_path_factory.mktemp("alipay_bill_shop"))
-    yield box
-    box.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"].stop()
-    box.server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _calm(shop: AlipayShop) -> Iterator[None]:
-    yield
-    shop.control("POST", "reset")
+shop, _calm = shop_fixtures("alipay_bill_shop")
 
 
 def today() -> dt.date:

@@ -88,18 +88,25 @@ class AlipayShop:
             return models.License.select().where(models.License.order == found.id).count()  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlipayShop]:
-    box = AlipayShop(tmp_path_factory.mktemp("alipay_shop"))
-    yield box
-    box.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"].stop()
-    box.server.stop()
+def shop_fixtures(folder: str) -> tuple[Any, Any]:
+    """The module's shop (one per module, in ``folder``) and an autouse fixture that resets the simulator after each test."""
+
+    @pytest.fixture(scope="module")
+    def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlipayShop]:
+        box = AlipayShop(tmp_path_factory.mktemp(folder))
+        yield box
+        box.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"].stop()
+        box.server.stop()
+
+    @pytest.fixture(autouse=True)
+    def _calm(shop: AlipayShop) -> Iterator[None]:
+        yield
+        shop.control("POST", "reset")
+
+    return shop, _calm
 
 
-@pytest.fixture(autouse=True)
-def _calm(shop: AlipayShop) -> Iterator[None]:
-    yield
-    shop.control("POST", "reset")
+shop, _calm = shop_fixtures("alipay_shop")
 
 
 def place(shop: AlipayShop, **body: Any) -> dict[str, Any]:

@@ -6,27 +6,14 @@ The kit's words are the catalogue's (`make contract`; tests/test_vscode_kit.py c
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
 import requests
-from test_alipay_billing import AlipayShop, next_address
+from test_alipay_billing import AlipayShop, next_address, shop_fixtures
 
 from billing import CATALOGUE
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlipayShop]:
-    box = AlipayShop(tmp_path_factory.mktemp("alipay_outage_shop"))
-    yield box
-    box.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"].stop()
-    box.server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _calm(shop: AlipayShop) -> Iterator[None]:
-    yield
-    shop.control("POST", "reset")
+shop, _calm = shop_fixtures("alipay_outage_shop")
 
 
 def alipay_down(shop: AlipayShop) -> None:

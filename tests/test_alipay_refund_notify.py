@@ -12,30 +12,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from conftest import MODELS_BINDING
 from servers import wait_for
-from test_alipay_billing import AlipayShop, place, signed_by_the_simulator
+from test_alipay_billing import AlipayShop, place, shop_fixtures, signed_by_the_simulator
 
 import models
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlipayShop]:
-    box = AlipayShop(tmp_path_factory.mktemp("alipay_refund_shop"))
-    yield box
-    box.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"].stop()
-    box.server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _calm(shop: AlipayShop) -> Iterator[None]:
-    yield
-    shop.control("POST", "reset")
+shop, _calm = shop_fixtures("alipay_refund_shop")
 
 
 def paid(shop: AlipayShop) -> dict[str, Any]:
