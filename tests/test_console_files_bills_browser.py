@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import Shop
@@ -15,22 +14,10 @@ from test_admin import paid_order
 from test_admin_browser import creator, shot  # noqa: F401 (the creator fixture)
 from test_bills_actions import plant
 from test_console_browser import SIZES, axe_check, fits, open_console
+from test_content_upload import content_dir, shop_settings  # noqa: F401  (fixtures: the course folder of one old file)
 
 pytestmark = pytest.mark.browser
 COURSE = "cpp-primer-5th"
-
-
-@pytest.fixture
-def content_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "content"
-    (root / COURSE / "ch0").mkdir(parents=True)
-    (root / COURSE / "ch0" / "old.md").write_text("# Old\n")
-    return root
-
-
-@pytest.fixture
-def shop_settings(content_dir: Path) -> dict[str, Any]:
-    return {"CONTENT_DIR": str(content_dir)}
 
 
 def zip_file(folder: Path, name: str, *entries: tuple[str, bytes]) -> Path:
