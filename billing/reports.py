@@ -22,7 +22,7 @@ from . import rollup
 from . import console
 from .complaints import needing_reply
 from .audit import last_event, verify_chain
-from .errors import BillingError
+from .errors import BillingError, paid_with_alipay
 from .mail import render_queued_license
 from .refunds import refunds_needing_attention
 
@@ -337,11 +337,16 @@ RETRY_WORDS = {
 }
 
 
-def refund_detail_words(detail: str | None) -> tuple[str, str]:
-    """A refund's stored detail as words: a retry in plain words, anything else as a note to read as it is."""
+def refund_detail_words(detail: str | None, out_trade_no: str | None = None) -> tuple[str, str]:
+    """A refund's stored detail as words: a retry in plain words, anything else as a note to read as it is.
+
+    The retry is named after the order's payment service: Alipay's codes are not WeChat's.
+    """
     text = detail or ""
     if text.startswith("will retry: "):
         code = text.removeprefix("will retry: ")
+        if paid_with_alipay(out_trade_no):
+            return ("支付宝暂时无法处理，会自动重试", "Alipay could not take it now; it is retried")
         return RETRY_WORDS.get(code, ("微信支付暂时无法处理，会自动重试", "WeChat Pay could not take it now; it is retried"))
     return ("", "")
 

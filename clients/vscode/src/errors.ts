@@ -84,6 +84,8 @@ export const SERVER_ERRORS: Readonly<Record<string, ErrorText>> = {
     en: "A reason is required.", action: 'fix_request' },
   not_paid_at_wechat: { status: 409, zh: "微信支付显示该订单未支付。",
     en: "WeChat Pay says this order is not paid.", action: 'none' },
+  not_paid_at_alipay: { status: 409, zh: "支付宝显示该订单未支付。",
+    en: "Alipay says this order is not paid.", action: 'none' },
   order_has_no_license: { status: 404, zh: "该订单没有许可证。",
     en: "This order has no license.", action: 'none' },
   code_not_found: { status: 404, zh: "优惠码不存在，请检查拼写。",
