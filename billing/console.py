@@ -18,7 +18,7 @@ from database import write_transaction
 from models import Alert, AuditEvent, BillDifference, Course, License, Order, Refund, db
 
 from . import audit
-from .daily_bill import KINDS
+from .daily_bill import KINDS, bill_names
 from .errors import BillingError
 from .shop import Shop
 
@@ -39,11 +39,13 @@ ALERT_WORDS = {
     "paid_unlicensed": ("订单已付款但没有许可证", "An order is paid but has no license"),
     "notify_failing": ("微信支付通知多次验签失败", "WeChat Pay notifications keep failing verification"),
     "wechat_unreachable": ("微信支付 10 分钟无响应", "WeChat Pay has not answered for 10 minutes"),
+    "alipay_unreachable": ("支付宝 10 分钟无响应", "Alipay has not answered for 10 minutes"),
     "backup_failed": ("每日备份失败", "The daily backup failed"),
     "clock_skew": ("服务器时间与微信支付不一致", "This server's clock disagrees with WeChat Pay's"),
     "wechat_config": ("微信支付拒绝了商户的请求或设置", "WeChat Pay refuses the shop's request or settings"),
-    "bill_differences": ("微信支付日账单与订单不一致", "WeChat Pay's daily bill differs from your orders"),
-    "bill_failed": ("无法核对微信支付日账单", "WeChat Pay's daily bill could not be checked"),
+    # Both methods' bills raise these two; the alert's message says whose bill (WeChat Pay's or Alipay's).
+    "bill_differences": ("微信支付或支付宝的日账单与订单不一致", "A daily bill (WeChat Pay's or Alipay's) differs from your orders"),
+    "bill_failed": ("无法核对微信支付或支付宝的日账单", "A daily bill (WeChat Pay's or Alipay's) could not be checked"),
     "complaint_new": ("收到微信支付投诉，请在 24 小时内回复", "A WeChat Pay complaint arrived: answer within 24 hours"),
     "complaint_due": ("投诉即将超过回复时限", "A complaint is near its reply deadline"),
 }
@@ -80,6 +82,7 @@ ACTION_WORDS = {
     "refund.abnormal": ("退款异常", "Refund abnormal"),
     "notification.rejected": ("拒收一条通知", "Notification refused"),
     "wechat.call_failed": ("调用微信支付失败", "Call to WeChat Pay failed"),
+    "alipay.call_failed": ("调用支付宝失败", "Call to Alipay failed"),
     "mail.renewal_reminder": ("发送续费提醒", "Renewal reminder sent"),
     "course.saved": ("保存课程", "Course saved"),
     "course.download_limit": ("修改下载次数上限", "Download limit changed"),
@@ -208,9 +211,10 @@ def open_differences(limit: int = 20) -> list[BillDifference]:
 
 
 def difference_words(row: BillDifference) -> dict[str, Any]:
-    """One bill difference in words: kind in zh and en, amounts in yuan."""
+    """One bill difference in words: kind in zh and en, whose bill it is, amounts in yuan."""
     zh, en = KINDS.get(row.kind, (row.kind, row.kind))
-    return {"row": row, "zh": zh, "en": en, "wechat": _yuan(row.wechat_fen), "ours": _yuan(row.ours_fen)}
+    return {"row": row, "zh": zh, "en": en, "wechat": _yuan(row.wechat_fen), "ours": _yuan(row.ours_fen),
+            "names": bill_names(row.kind)}
 
 
 def alerts_page(state: str = "open", limit: int = 200) -> list[Alert]:
