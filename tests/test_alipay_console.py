@@ -1,0 +1,229 @@
+"""The console on an Alipay order speaks of Alipay: its errors when Alipay is down, its refund words, its bill
+actions, its outage alert and its bills page (Alipay's checked days beside WeChat Pay's, at 390 px and desktop).
+
+One shop for the module (test_alipay_billing.shop_fixtures): our app on a loopback port, its Alipay simulator
+under /sandbox/alipay, a console signed in over real HTTP, Chromium for the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pytest
+from conftest import MODELS_BINDING
+from playwright.sync_api import Browser, expect
+from test_admin import EMAIL, PASSWORD, Console
+from test_admin_browser import shot
+from test_alipay_billing import AlipayShop, place, shop_fixtures
+from test_console_browser import SIZES, axe_check, fits, open_console
+
+import models
+from billing import CATALOGUE
+
+ALERTS_TO = "owner@example.com"
+shop, _calm = shop_fixtures("alipay_console_shop", ALERT_EMAIL=ALERTS_TO)
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+
+
+@pytest.fixture(scope="module")
+def console(shop: AlipayShop) -> Console:
+    from billing.admin_users import create_admin
+
+    shop.app.config["SESSION_COOKIE_SECURE"] = False  # plain HTTP on loopback
+    with MODELS_BINDING.command(), models.db.connection_context():
+        create_admin(shop.shop, EMAIL, PASSWORD)
+    signed_in = Console(shop)  # type: ignore[arg-type]
+    assert signed_in.login().status_code == 303
+    return signed_in
+
+
+def paid(shop: AlipayShop, *, lose: bool = False) -> dict[str, Any]:
+    if lose:
+        shop.control("POST", "faults", {"lose_notifications": 1})
+    order = place(shop)
+    assert shop.control("POST", f"trades/{order['out_trade_no']}/pay").status_code == 200
+    if not lose:
+        shop.wait_for_status(order, "fulfilled")
+    return order
+
+
+def alipay_down(shop: AlipayShop) -> None:
+    # Every call to the gateway meets 系统繁忙 (the client tries each call three times).
+    shop.control("POST", "faults", {"gateway": {"*": ["unavailable"] * 60}})
+
+
+def names_alipay_only(text: str) -> bool:
+    return "Alipay" in text and "WeChat" not in text and "微信" not in text
+
+
+def problem_of(page: str) -> str:
+    """The error page's words (admin/problem.html), without the console's navigation around them."""
+    found = re.search(r"<main.*?</main>", page, re.S)
+    assert found, page[:500]
+    return found.group(0)
+
+
+def test_a_console_call_about_an_alipay_order_that_fails_says_alipay_is_down(
+        shop: AlipayShop, console: Console) -> None:
+    order = paid(shop)
+    path = f"/admin/orders/{order['order_id']}"
+    assert console.post(path + "/refund", {"amount": "1.00", "reason": "部分退款"}).status_code == 303
+    with MODELS_BINDING.command(), models.db.connection_context():
+        [first] = models.Refund.select().join(models.Order).where(models.Order.public_id == order["order_id"])
+    assert first.status == "SUCCESS"
+    alipay_down(shop)
+    down = CATALOGUE["alipay_unavailable"]
+
+    for action, form in (("/check", {}), ("/mark-paid", {"reason": "learner sent a receipt"})):
+        answer = console.post(path + action, form)
+        assert answer.status_code == 503, (action, answer.status_code)
+        words = problem_of(answer.text)
+        assert down.message_zh in words and down.message_en in words, action
+        assert "微信" not in words and "WeChat" not in words, (action, words)
+
+    checked = console.post(f"/admin/refunds/{first.out_refund_no}/sync")
+    assert checked.status_code == 503
+    assert down.message_en in checked.text and "WeChat" not in problem_of(checked.text)
+
+    # A refund asked for while Alipay is down waits, and its row says whom it waits for.
+    assert console.post(path + "/refund", {"amount": "2.00", "reason": "再退一点"}).status_code == 303
+    page = console.page(path)
+    row = re.search(r'<tr class="refund-processing".*?</tr>', page, re.S)
+    assert row, page[-3000:]
+    assert "waiting for Alipay" in row.group(0) and "Alipay could not take it now" in row.group(0)
+    assert "WeChat" not in row.group(0) and "微信" not in row.group(0)
+    timeline = page[page.index('id="timeline"'):]
+    assert "调用支付宝失败" in timeline and "调用微信支付失败" not in timeline
+
+
+def test_the_order_page_of_an_alipay_order_asks_alipay_and_refunds_through_it(
+        shop: AlipayShop, console: Console) -> None:
+    unpaid = place(shop)
+    path = f"/admin/orders/{unpaid['order_id']}"
+    card = re.search(r'<section class="card" id="wechat".*?</section>', console.page(path), re.S)
+    assert card and 'data-method="alipay"' in card.group(0) and names_alipay_only(card.group(0))
+    answer = console.post(path + "/check")
+    assert answer.status_code == 200 and "NOTPAY" in answer.text
+    refused = console.post(path + "/mark-paid", {"reason": "learner sent a receipt"})
+    assert refused.status_code == 409
+    assert CATALOGUE["not_paid_at_alipay"].message_en in refused.text
+    assert names_alipay_only(problem_of(refused.text))
+
+    order = paid(shop)
+    path = f"/admin/orders/{order['order_id']}"
+    form = re.search(r'<form[^>]*id="refund-form"[^>]*>', console.page(path))
+    assert form and "through Alipay" in form.group(0) and "WeChat" not in form.group(0)
+    confirm = console.post(path + "/refund", {"amount": "99.00", "reason": "不想要了", "ask": "1"})
+    assert confirm.status_code == 200 and "back to the learner through Alipay" in confirm.text
+    assert "through WeChat Pay" not in confirm.text
+
+
+def test_alipay_unreachable_for_ten_minutes_raises_one_alert_and_one_mail(shop: AlipayShop) -> None:
+    from operations.alerts import look_for_trouble
+
+    def check(after_minutes: int) -> list[models.Alert]:
+        with MODELS_BINDING.command(), models.db.connection_context():
+            look_for_trouble(shop.shop, shop.shop.now() + dt.timedelta(minutes=after_minutes))
+            return list(models.Alert.select().where(models.Alert.kind.in_(("alipay_unreachable",
+                                                                             "wechat_unreachable"))))
+
+    def mails() -> list[models.MailOutbox]:
+        with MODELS_BINDING.command(), models.db.connection_context():
+            return list(models.MailOutbox.select().where(models.MailOutbox.subject.contains("Alipay has not")))
+
+    alipay_down(shop)
+    assert shop.order(method="alipay").status_code == 503
+    assert shop.order().status_code == 201  # WeChat Pay answers all along
+    assert check(0) == []  # not ten minutes yet
+    [alert] = check(11)
+    assert alert.kind == "alipay_unreachable" and "Calls to Alipay have failed since" in alert.message
+    assert [a.id for a in check(12)] == [alert.id]  # the same outage: no second alert
+    [mail] = mails()
+    assert mail.to == ALERTS_TO and "Alipay" in mail.subject
+    shop.control("POST", "reset")
+    assert shop.order(method="alipay").status_code == 201  # Alipay answers again
+    assert [a.id for a in check(13)] == [alert.id]
+    with MODELS_BINDING.command(), models.db.connection_context():
+        assert models.OutsideService.get_by_id("alipay").failing_since is None
+    assert len(mails()) == 1
+
+
+def check_today(shop: AlipayShop) -> dict[str, Any]:
+    """The bill job for today (the simulator is told to publish today's bill), as test_alipay_bill does."""
+    from operations.jobs import check_daily_bills
+
+    shop.control("POST", "faults", {"bills_same_day": True})
+    with models.db.connection_context():  # the job calls the simulator this same server answers
+        return check_daily_bills(shop.shop, shop.shop.now(), days=[dt.datetime.now(BEIJING).date()])
+
+
+def open_difference(order: dict[str, Any], kind: str) -> int:
+    with MODELS_BINDING.command(), models.db.connection_context():
+        row = models.BillDifference.get((models.BillDifference.out_trade_no == order["out_trade_no"])
+                                        & (models.BillDifference.kind == kind))
+        return int(row.id)
+
+
+def test_an_alipay_bill_difference_is_settled_by_asking_alipay(shop: AlipayShop, console: Console) -> None:
+    unheard = paid(shop, lose=True)  # Alipay took the money; we never heard of it
+    assert check_today(shop)["alipay"]["differences"] >= 1
+    ident = open_difference(unheard, "alipay_paid_not_licensed")
+    page = console.page("/admin/bills")
+    row = re.search(rf'<tr data-kind="alipay_paid_not_licensed"[^>]*>(?:(?!</tr>).)*'
+                    rf'id="difference-{ident}".*?</tr>', page, re.S)
+    assert row, page[-4000:]
+    assert f'id="issue-license-{ident}"' in row.group(0) and "Ask Alipay, then issue the license" in row.group(0)
+    assert 'data-method="alipay"' in row.group(0) and 'data-label="支付宝账单 Alipay&#39;s bill"' in row.group(0)
+    assert "WeChat" not in row.group(0)
+
+    alipay_down(shop)
+    refused = console.post(f"/admin/bills/differences/{ident}/issue-license")
+    assert refused.status_code == 503
+    problem = re.search(r'<p class="problem" id="action-problem".*?</p>', refused.text, re.S)
+    assert problem and 'data-reason="alipay_unavailable"' in problem.group(0)
+    assert names_alipay_only(problem.group(0))
+    shop.control("POST", "reset")
+
+    done = console.post(f"/admin/bills/differences/{ident}/issue-license")
+    assert done.status_code == 303, done.text[-2000:]
+    assert "Alipay confirmed the payment; the license is issued." in console.page("/admin/bills")
+    assert shop.licenses_of(unheard) == 1
+
+
+@pytest.mark.browser
+def test_the_bills_page_lists_alipays_checked_days_beside_wechats(
+        shop: AlipayShop, console: Console, browser: Browser) -> None:
+    paid(shop, lose=True)  # a difference in Alipay's bill of today
+    check_today(shop)
+    day = dt.datetime.now(BEIJING).date().isoformat()
+    with MODELS_BINDING.command(), models.db.connection_context():
+        checked = models.AlipayBillCheck.get_by_id(day)
+    page = console.page("/admin/bills")
+    alipay_days = re.search(r'<table class="list cards" id="alipay-bill-checks">.*?</table>', page, re.S)
+    assert alipay_days, page[-3000:]
+    row = re.search(rf'<tr class="bill-check" data-date="{day}">.*?</tr>', alipay_days.group(0), re.S)
+    assert row and f">{checked.differences}</td>" in row.group(0) and checked.differences >= 1
+    assert 'id="bill-checks"' in page and 'id="wechat-days"' in page
+
+    for size in SIZES:
+        context, view, problems = open_console(browser, shop, size, True)  # type: ignore[arg-type]
+        try:
+            view.goto("/admin/bills")
+            expect(view.locator(f'#alipay-bill-checks tr[data-date="{day}"]')).to_be_visible()
+            expect(view.locator('tr.bill-difference td[data-method="alipay"]').first).to_be_visible()
+            fits(view, size)
+            axe_check(view)
+            # Each note field shows its whole example: what the placeholder says is not cut off.
+            notes = view.locator('tr.bill-difference.open input[name="note"]')
+            assert notes.count() >= 1
+            cut = view.evaluate("""() => [...document.querySelectorAll('tr.bill-difference.open input[name=note]')]
+                .filter((input) => { const was = input.value; input.value = input.placeholder;
+                                     const over = input.scrollWidth > input.clientWidth; input.value = was;
+                                     return over; }).length""")
+            shot(view, f"console-bills-alipay-{size}.png")
+            assert cut == 0, f"{cut} note field(s) cut their placeholder off at {size}"
+            assert problems == [], problems
+        finally:
+            context.close()
