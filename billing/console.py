@@ -43,6 +43,7 @@ ALERT_WORDS = {
     "backup_failed": ("每日备份失败", "The daily backup failed"),
     "clock_skew": ("服务器时间与微信支付不一致", "This server's clock disagrees with WeChat Pay's"),
     "wechat_config": ("微信支付拒绝了商户的请求或设置", "WeChat Pay refuses the shop's request or settings"),
+    "alipay_config": ("支付宝拒绝了本店的应用设置", "Alipay refuses the shop's app settings"),
     # Both methods' bills raise these two; the alert's message says whose bill (WeChat Pay's or Alipay's).
     "bill_differences": ("微信支付或支付宝的日账单与订单不一致", "A daily bill (WeChat Pay's or Alipay's) differs from your orders"),
     "bill_failed": ("无法核对微信支付或支付宝的日账单", "A daily bill (WeChat Pay's or Alipay's) could not be checked"),
@@ -128,6 +129,8 @@ DETAIL_WORDS = {
     "reason": ("原因", "reason"), "note": ("说明", "note"), "email": ("邮箱", "e-mail"), "title": ("抬头", "title"),
 }
 SOURCE_WORDS = {"notification": ("微信通知", "WeChat's notification"), "query": ("主动查询", "a query to WeChat"),
+                "alipay_notify": ("支付宝通知", "Alipay's notification"),
+                "alipay_notification": ("支付宝通知", "Alipay's notification"),
                 "poll": ("学员页面查询", "the learner's page asking"), "bill": ("日账单", "the daily bill"),
                 "reconcile": ("定时核对", "the reconciler")}
 NOTIFICATION_WORDS = {
@@ -155,15 +158,31 @@ def _detail_value(key: str, value: Any) -> str:
     return str(value)
 
 
-def event_words(action: str, detail: dict[str, Any]) -> dict[str, str]:
-    """One timeline line in words: what happened (zh, en) and the few facts that matter, money in yuan."""
-    zh, en = action_words(action)
+# What an Alipay order's timeline says instead: the same events, named after the service that took the money.
+ALIPAY_ACTION_WORDS = {
+    "order.wechat_created": ("支付宝已生成付款码", "Alipay made the payment code"),
+    "payment.refunded_at_wechat": ("付款已在支付宝退回（未发放许可证）", "Paid and refunded at Alipay (no license)"),
+    "payment.transaction_reused": ("支付宝交易号被重复使用", "Alipay trade number used twice"),
+}
+ALIPAY_DETAIL_WORDS = {"transaction_id": ("支付宝交易号", "Alipay trade number")}
+ALIPAY_SOURCE_WORDS = {"query": ("主动查询", "a query to Alipay")}
+
+
+def event_words(action: str, detail: dict[str, Any], method: str = "wechat") -> dict[str, str]:
+    """One timeline line in words: what happened (zh, en) and the few facts that matter, money in yuan.
+
+    ``method`` is the order's payment method: an Alipay order's line names Alipay where WeChat's names WeChat.
+    """
+    alipay = method == "alipay"
+    zh, en = ALIPAY_ACTION_WORDS[action] if alipay and action in ALIPAY_ACTION_WORDS else action_words(action)
     facts_zh, facts_en = [], []
     source = detail.get("source")
-    if isinstance(source, str) and source in SOURCE_WORDS:
-        facts_zh.append("来自" + SOURCE_WORDS[source][0])
-        facts_en.append("from " + SOURCE_WORDS[source][1])
-    for key, (kzh, ken) in DETAIL_WORDS.items():
+    sources = {**SOURCE_WORDS, **ALIPAY_SOURCE_WORDS} if alipay else SOURCE_WORDS
+    if isinstance(source, str) and source in sources:
+        facts_zh.append("来自" + sources[source][0])
+        facts_en.append("from " + sources[source][1])
+    details = {**DETAIL_WORDS, **ALIPAY_DETAIL_WORDS} if alipay else DETAIL_WORDS
+    for key, (kzh, ken) in details.items():
         value = detail.get(key)
         if value in (None, "", [], {}):
             continue

@@ -37,6 +37,7 @@ TITLES = {
     "replica_stalled": "The off-machine replica has fallen behind",
     "clock_skew": "This server's clock disagrees with WeChat Pay's",
     "wechat_config": "WeChat Pay refuses the shop's request or settings",
+    "alipay_config": "Alipay refuses the shop's app settings",
     "bill_differences": "A daily bill (WeChat Pay's or Alipay's) differs from your orders",
     "bill_failed": "A daily bill (WeChat Pay's or Alipay's) could not be checked",
     "complaint_new": "A WeChat Pay complaint arrived: answer it within 24 hours",

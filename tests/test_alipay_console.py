@@ -227,3 +227,65 @@ def test_the_bills_page_lists_alipays_checked_days_beside_wechats(
             assert problems == [], problems
         finally:
             context.close()
+
+
+def test_the_timeline_of_an_alipay_order_names_alipay(shop: AlipayShop, console: Console) -> None:
+    order = paid(shop)
+    page = console.page(f"/admin/orders/{order['order_id']}")
+    timeline = page[page.index('id="timeline"'):]
+    assert "Alipay made the payment code" in timeline and "支付宝已生成付款码" in timeline
+    assert "Alipay trade number" in timeline and "from Alipay&#39;s notification" in timeline
+    assert "WeChat" not in timeline and "微信" not in timeline, timeline[:3000]
+
+
+def test_alipay_refusing_the_shops_app_raises_an_alert_the_learner_was_promised(shop: AlipayShop) -> None:
+    """alipay_setup_error tells the learner "the shop has been told": an alipay_config alert (and mail) tells it."""
+    simulator = shop.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"]
+    real_clock = simulator.config.clock
+    simulator.config.clock = lambda: real_clock() + 3600  # every timestamp we sign is an hour stale: isv.invalid-timestamp
+    try:
+        refused = shop.order(method="alipay")
+    finally:
+        simulator.config.clock = real_clock
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "alipay_setup_error"
+    with MODELS_BINDING.command(), models.db.connection_context():
+        [alert] = models.Alert.select().where(models.Alert.kind == "alipay_config")
+        mails = list(models.MailOutbox.select().where(models.MailOutbox.subject.contains("Alipay refuses")))
+        wechat = models.Alert.select().where(models.Alert.kind == "wechat_config").count()
+    assert "isv.invalid-timestamp" in alert.message and "LBPAY_ALIPAY_" in alert.message
+    assert [m.to for m in mails] == [ALERTS_TO] and wechat == 0
+
+
+def test_the_exports_say_which_method_took_each_order_and_refund(shop: AlipayShop, console: Console) -> None:
+    import csv
+    import io
+
+    order = paid(shop)
+    assert console.post(f"/admin/orders/{order['order_id']}/refund", {"amount": "1.00", "reason": "部分退款"}
+                        ).status_code == 303
+    wechat = shop.order()
+    assert wechat.status_code == 201
+
+    def rows(path: str) -> list[dict[str, str]]:
+        answer = console.get(path, params={"since": "2000-01-01", "until": "2099-12-31"})
+        assert answer.status_code == 200
+        return list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
+
+    methods = {row["order"]: row["method"] for row in rows("/admin/export/orders.csv")}
+    assert methods[order["order_id"]] == "alipay" and methods[wechat.json()["order_id"]] == "wechat"
+    [refund] = [row for row in rows("/admin/export/refunds.csv") if row["order"] == order["order_id"]]
+    assert refund["method"] == "alipay" and refund["amount (yuan)"] == "1.00"
+
+
+def test_the_dashboard_says_when_alipays_bill_could_not_be_checked(shop: AlipayShop, console: Console) -> None:
+    from operations.scheduler import run_job
+
+    shop.control("POST", "faults", {"gateway": {"alipay.data.dataservice.bill.downloadurl.query": ["unavailable"] * 30}})
+    with models.db.connection_context():  # the real job, which calls the simulator this same server answers
+        summary = run_job(shop.shop, "bill_compare", "test")
+    assert summary is not None and summary["alipay"]["failed"], summary
+    card = re.search(r'<section class="card" id="bill">.*?</section>', console.page("/admin/"), re.S)
+    assert card, "no bill card"
+    assert "不一致或失败 Differences or failed" in card.group(0)
+    words = re.search(r'<span id="alipay-bill-words">.*?</span>\s*</p>', card.group(0), re.S)
+    assert words and "Could not be checked" in words.group(0) and summary["alipay"]["failed"][0] in words.group(0)
