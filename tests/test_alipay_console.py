@@ -289,3 +289,12 @@ def test_the_dashboard_says_when_alipays_bill_could_not_be_checked(shop: AlipayS
     assert "不一致或失败 Differences or failed" in card.group(0)
     words = re.search(r'<span id="alipay-bill-words">.*?</span>\s*</p>', card.group(0), re.S)
     assert words and "Could not be checked" in words.group(0) and summary["alipay"]["failed"][0] in words.group(0)
+
+
+def test_an_alipay_order_is_found_by_its_alipay_trade_number(shop: AlipayShop, console: Console) -> None:
+    order = paid(shop)
+    trade_no = shop.poll(order)["transaction_id"]
+    found = console.page(f"/admin/customers?q={trade_no}")
+    assert "WeChat or Alipay transaction id" in found  # the search box says what it finds
+    assert '<span class="en" lang="en">Orders</span> (1)' in found
+    assert console.get(f"/admin/orders?q={trade_no}").headers["Location"] == f"/admin/orders/{order['order_id']}"
