@@ -186,7 +186,7 @@ def adopt_refund(shop: Shop, difference_id: int, *, actor: str, ip: str | None) 
         except WeChatPayError as exc:
             raise ActionRefused(503, n.unavailable, f"{n.zh}暂时没有回答，请稍后再试。",
                                 f"{n.en} did not answer ({type(exc).__name__}); try again shortly.") from exc
-        result = settle_refund(shop, answer, source="bill", ip=ip)
+        result = settle_refund(shop, answer, source="bill", ip=ip, actor="alipay" if n is ALIPAY_NAMES else "wechat")
         done = Refund.get_or_none(Refund.out_refund_no == row.out_refund_no)
         if done is None or done.status != "SUCCESS":
             if result == "processing":

@@ -298,3 +298,25 @@ def test_an_alipay_order_is_found_by_its_alipay_trade_number(shop: AlipayShop, c
     assert "WeChat or Alipay transaction id" in found  # the search box says what it finds
     assert '<span class="en" lang="en">Orders</span> (1)' in found
     assert console.get(f"/admin/orders?q={trade_no}").headers["Location"] == f"/admin/orders/{order['order_id']}"
+
+
+def test_a_refund_alipays_bill_lists_and_we_never_heard_of_is_adopted_by_asking_alipay(
+        shop: AlipayShop, console: Console) -> None:
+    order = paid(shop)
+    shop.control("POST", "faults", {"lose_notifications": 1})  # its refund notification never arrives
+    made = shop.control("POST", f"trades/{order['out_trade_no']}/refund", {"refund_amount": "9.00"})
+    assert made.status_code == 200, made.text
+    check_today(shop)
+    with MODELS_BINDING.command(), models.db.connection_context():
+        row = models.BillDifference.get((models.BillDifference.out_trade_no == order["out_trade_no"])
+                                        & (models.BillDifference.kind == "alipay_refund_missing_here"))
+    page = console.page("/admin/bills")
+    assert f'id="adopt-refund-{row.id}"' in page and "Ask Alipay, then record the refund" in page
+    done = console.post(f"/admin/bills/differences/{row.id}/adopt-refund")
+    assert done.status_code == 303, done.text[-2000:]
+    assert "The refund is recorded as Alipay made it." in console.page("/admin/bills")
+    with MODELS_BINDING.command(), models.db.connection_context():
+        [refund] = models.Refund.select().join(models.Order).where(models.Order.public_id == order["order_id"])
+    assert (refund.out_refund_no, refund.status, refund.amount_fen, refund.actor) == (row.out_refund_no, "SUCCESS",
+                                                                                      900, "alipay")
+    assert shop.poll(order)["status"] == "partially_refunded"
