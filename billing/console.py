@@ -19,7 +19,7 @@ from models import Alert, AuditEvent, BillDifference, Course, License, Order, Re
 
 from . import audit
 from .daily_bill import KINDS, bill_names
-from .errors import BillingError
+from .errors import BillingError, paid_with_alipay
 from .shop import Shop
 
 UTC = dt.timezone.utc
@@ -163,9 +163,19 @@ ALIPAY_ACTION_WORDS = {
     "order.wechat_created": ("支付宝已生成付款码", "Alipay made the payment code"),
     "payment.refunded_at_wechat": ("付款已在支付宝退回（未发放许可证）", "Paid and refunded at Alipay (no license)"),
     "payment.transaction_reused": ("支付宝交易号被重复使用", "Alipay trade number used twice"),
+    "bill_difference.license_issued": ("对账差异：查询支付宝后补发许可证",
+                                       "Bill difference settled: license issued after asking Alipay"),
+    "bill_difference.refund_adopted": ("对账差异：登记支付宝的退款", "Bill difference settled: Alipay's refund recorded"),
 }
 ALIPAY_DETAIL_WORDS = {"transaction_id": ("支付宝交易号", "Alipay trade number")}
 ALIPAY_SOURCE_WORDS = {"query": ("主动查询", "a query to Alipay")}
+
+
+def method_action_words(action: str, method: str) -> tuple[str, str]:
+    """An audit action as words, named after the payment method of the order it is about."""
+    if method == "alipay" and action in ALIPAY_ACTION_WORDS:
+        return ALIPAY_ACTION_WORDS[action]
+    return action_words(action)
 
 
 def event_words(action: str, detail: dict[str, Any], method: str = "wechat") -> dict[str, str]:
@@ -174,7 +184,7 @@ def event_words(action: str, detail: dict[str, Any], method: str = "wechat") -> 
     ``method`` is the order's payment method: an Alipay order's line names Alipay where WeChat's names WeChat.
     """
     alipay = method == "alipay"
-    zh, en = ALIPAY_ACTION_WORDS[action] if alipay and action in ALIPAY_ACTION_WORDS else action_words(action)
+    zh, en = method_action_words(action, method)
     facts_zh, facts_en = [], []
     source = detail.get("source")
     sources = {**SOURCE_WORDS, **ALIPAY_SOURCE_WORDS} if alipay else SOURCE_WORDS
@@ -359,10 +369,12 @@ def audit_page(f: AuditFilter) -> AuditPage:
     events = list(query.order_by(AuditEvent.id.desc()).limit(PAGE_SIZE + 1))
     page = AuditPage()
     order_ids = {event.order_id for event in events if event.order_id}
-    public = dict(Order.select(Order.id, Order.public_id).where(Order.id.in_(sorted(order_ids))).tuples()) \
-        if order_ids else {}
+    numbers = {row[0]: (row[1], row[2]) for row in Order.select(Order.id, Order.public_id, Order.out_trade_no)
+               .where(Order.id.in_(sorted(order_ids))).tuples()} if order_ids else {}
+    public = {key: value[0] for key, value in numbers.items()}
     for event in events[:PAGE_SIZE]:
-        zh, en = action_words(event.action)
+        paid_with = "alipay" if event.order_id in numbers and paid_with_alipay(numbers[event.order_id][1]) else "wechat"
+        zh, en = method_action_words(event.action, paid_with)
         detail = json.loads(event.detail or "{}")
         page.rows.append({"id": event.id, "at": event.at, "actor": event.actor, "action": event.action,
                           "zh": zh, "en": en, "ip": event.ip, "detail": detail,

@@ -197,6 +197,8 @@ def test_an_alipay_bill_difference_is_settled_by_asking_alipay(shop: AlipayShop,
     assert done.status_code == 303, done.text[-2000:]
     assert "Alipay confirmed the payment; the license is issued." in console.page("/admin/bills")
     assert shop.licenses_of(unheard) == 1
+    timeline = console.page(f"/admin/orders/{unheard['order_id']}")
+    assert "license issued after asking Alipay" in timeline and "after asking WeChat" not in timeline
 
 
 @pytest.mark.browser
@@ -243,6 +245,9 @@ def test_the_timeline_of_an_alipay_order_names_alipay(shop: AlipayShop, console:
     assert "Alipay made the payment code" in timeline and "支付宝已生成付款码" in timeline
     assert "Alipay trade number" in timeline and "from Alipay&#39;s notification" in timeline
     assert "WeChat" not in timeline and "微信" not in timeline, timeline[:3000]
+    audit = console.page(f"/admin/audit?order={order['order_id']}")
+    rows = re.search(r'<table class="list cards" id="audit-rows">.*?</table>', audit, re.S)
+    assert rows and "Alipay made the payment code" in rows.group(0) and "WeChat" not in rows.group(0)
 
 
 def test_alipay_refusing_the_shops_app_raises_an_alert_the_learner_was_promised(shop: AlipayShop) -> None:
