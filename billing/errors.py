@@ -147,6 +147,13 @@ CATALOGUE: dict[str, ErrorText] = {
         "order id if this is unexpected.",
         "contact_support",
     ),
+    "payment_refunded_at_alipay": ErrorText(
+        200,
+        "这笔付款已在支付宝退回，未发放许可证；如有疑问请联系客服并提供订单号。",
+        "This payment was refunded through Alipay, so no license was issued; contact support with your "
+        "order id if this is unexpected.",
+        "contact_support",
+    ),
     "license_not_found": ErrorText(
         404, "没有这个许可证。", "There is no license with this id.", "none"
     ),

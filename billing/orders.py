@@ -496,6 +496,8 @@ def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: 
     error = None
     if order.flag in FLAG_ERRORS:
         error = FLAG_ERRORS[order.flag]
+        if error == "payment_refunded" and alipay_method.method_of(order.out_trade_no) == alipay_method.ALIPAY:
+            error = "payment_refunded_at_alipay"  # the learner paid with Alipay: say where the money went back
     elif order.status == "closed":
         error = CLOSE_ERRORS.get(order.close_reason or "", "order_closed")
     elif order.status == "paid":

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import MODELS_BINDING
+from servers import wait_for
 from playwright.sync_api import Browser, expect
 from test_admin import EMAIL, PASSWORD, Console
 from test_admin_browser import shot
@@ -332,3 +333,18 @@ def test_a_refund_alipays_bill_lists_and_we_never_heard_of_is_adopted_by_asking_
     assert (refund.out_refund_no, refund.status, refund.amount_fen, refund.actor) == (row.out_refund_no, "SUCCESS",
                                                                                       900, "alipay")
     assert shop.poll(order)["status"] == "partially_refunded"
+
+
+def test_a_learner_whose_alipay_payment_was_refunded_before_we_heard_of_it_reads_alipay(shop: AlipayShop) -> None:
+    """Paid (its notification lost), then refunded in Alipay's merchant centre: the refund's notification is the
+    first word of the payment. The learner's answer says the money went back through Alipay, not WeChat Pay."""
+    order = place(shop)
+    shop.control("POST", "faults", {"lose_notifications": 1})
+    assert shop.control("POST", f"trades/{order['out_trade_no']}/pay").status_code == 200
+    shop.control("POST", "reset")  # the refund's notification arrives
+    made = shop.control("POST", f"trades/{order['out_trade_no']}/refund", {"refund_amount": "99.00"})
+    assert made.status_code == 200, made.text
+    view = wait_for(lambda: (lambda v: v if v.get("error") else None)(shop.poll(order)), 30) or shop.poll(order)
+    assert view["error"]["code"] == "payment_refunded_at_alipay", view
+    assert names_alipay_only(view["error"]["message_en"]) and "支付宝" in view["error"]["message_zh"]
+    assert shop.licenses_of(order) == 0

@@ -66,6 +66,8 @@ export const SERVER_ERRORS: Readonly<Record<string, ErrorText>> = {
     en: "This order was refunded and its license no longer works; contact support with your order id if this is unexpected.", action: 'contact_support' },
   payment_refunded: { status: 200, zh: "这笔付款已在微信支付退回，未发放许可证；如有疑问请联系客服并提供订单号。",
     en: "This payment was refunded through WeChat Pay, so no license was issued; contact support with your order id if this is unexpected.", action: 'contact_support' },
+  payment_refunded_at_alipay: { status: 200, zh: "这笔付款已在支付宝退回，未发放许可证；如有疑问请联系客服并提供订单号。",
+    en: "This payment was refunded through Alipay, so no license was issued; contact support with your order id if this is unexpected.", action: 'contact_support' },
   license_not_found: { status: 404, zh: "没有这个许可证。",
     en: "There is no license with this id.", action: 'none' },
   rate_limited: { status: 429, zh: "请求过于频繁，请稍后再试。",
