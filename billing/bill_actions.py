@@ -39,12 +39,13 @@ class Names:
     unavailable: str  # the catalogue's code for "it did not answer"
     not_paid: str  # and for "it says the order is not paid"
     merchant_site: str  # where the creator refunds a payment by hand
+    merchant_site_en: str
 
 
 WECHAT_NAMES = Names("微信支付", "WeChat Pay", "微信", "WeChat", "wechat_unavailable", "not_paid_at_wechat",
-                     "商户平台")
+                     "商户平台", "the merchant platform (商户平台)")
 ALIPAY_NAMES = Names("支付宝", "Alipay", "支付宝", "Alipay", "alipay_unavailable", "not_paid_at_alipay",
-                     "支付宝商家中心")
+                     "支付宝商家中心", "Alipay's merchant centre (支付宝商家中心)")
 
 
 def names_of(kind: str) -> Names:
@@ -122,8 +123,7 @@ def issue_missing_license(shop: Shop, difference_id: int, *, actor: str, ip: str
             raise ActionRefused(409, "not_our_order",
                                 f"{n.zh_short}收了一笔本店没有下过的订单的款：请在{n.merchant_site}退款，再写下处理说明。",
                                 f"{n.en_short} took a payment for an order this shop never placed: refund it in "
-                                f"{'the merchant platform (商户平台)' if n is WECHAT_NAMES else 'the Alipay merchant centre (支付宝商家中心)'}, "
-                                "then settle it with a note.")
+                                f"{n.merchant_site_en}, then settle it with a note.")
         if License.get_or_none(License.order == order.id) is not None:
             return _settle(shop, row, "license_issued", ("许可证已经发放。", "The license is issued already."),
                            {"result": "already_licensed"}, actor=actor, ip=ip, order=order)
