@@ -348,3 +348,24 @@ def test_a_learner_whose_alipay_payment_was_refunded_before_we_heard_of_it_reads
     assert view["error"]["code"] == "payment_refunded_at_alipay", view
     assert names_alipay_only(view["error"]["message_en"]) and "支付宝" in view["error"]["message_zh"]
     assert shop.licenses_of(order) == 0
+
+
+@pytest.mark.parametrize("case", ["unpaid", "not_ours"])
+def test_an_alipay_difference_that_cannot_be_settled_says_so_in_alipays_name(
+        shop: AlipayShop, console: Console, case: str) -> None:
+    from billing import daily_bill
+
+    number = place(shop)["out_trade_no"] if case == "unpaid" else "LA20261203NOTOURS" + case
+    planted = daily_bill.Difference("alipay_paid_not_licensed", "planted by the test", out_trade_no=number,
+                                    wechat_fen=9900)
+    day = dt.date(2026, 12, 3)
+    with MODELS_BINDING.command(), models.db.connection_context():
+        daily_bill.record(day, [planted], shop.shop.now(), lines=1, checks=models.AlipayBillCheck, method="alipay")
+        ident = models.BillDifference.get(models.BillDifference.key == planted.key(day)).id
+    answer = console.post(f"/admin/bills/differences/{ident}/issue-license")
+    problem = re.search(r'<p class="problem" id="action-problem".*?</p>', answer.text, re.S)
+    assert answer.status_code == 409 and problem, answer.text[-2000:]
+    reason = "not_paid_at_alipay" if case == "unpaid" else "not_our_order"
+    assert f'data-reason="{reason}"' in problem.group(0) and names_alipay_only(problem.group(0))
+    if case == "not_ours":
+        assert "支付宝商家中心" in problem.group(0)
