@@ -32,12 +32,14 @@ TITLES = {
     "paid_unlicensed": "An order is paid but has no license",
     "notify_failing": "WeChat Pay notifications keep failing verification",
     "wechat_unreachable": "WeChat Pay has not answered for 10 minutes",
+    "alipay_unreachable": "Alipay has not answered for 10 minutes",
     "backup_failed": "The daily backup failed",
     "replica_stalled": "The off-machine replica has fallen behind",
     "clock_skew": "This server's clock disagrees with WeChat Pay's",
     "wechat_config": "WeChat Pay refuses the shop's request or settings",
-    "bill_differences": "WeChat Pay's daily bill differs from your orders",
-    "bill_failed": "WeChat Pay's daily bill could not be checked",
+    "alipay_config": "Alipay refuses the shop's app settings",
+    "bill_differences": "A daily bill (WeChat Pay's or Alipay's) differs from your orders",
+    "bill_failed": "A daily bill (WeChat Pay's or Alipay's) could not be checked",
     "complaint_new": "A WeChat Pay complaint arrived: answer it within 24 hours",
     "complaint_due": "A WeChat Pay complaint is near its reply deadline",
 }
@@ -76,6 +78,8 @@ def _known(keys: list[str]) -> set[str]:
     return {a.key for a in Alert.select(Alert.key).where(Alert.key.in_(keys))}
 
 
+# The payment services whose outage alerts (OutsideService names, as operations.metrics counts their calls).
+UNREACHABLE = {"wechat": ("wechat_unreachable", "WeChat Pay"), "alipay": ("alipay_unreachable", "Alipay")}
 # WeChat refuses signatures more than 300 s off; say so well before that (THREATS #40).
 CLOCK_SKEW_LIMIT = 60
 UNLICENSED_LOOKBACK = dt.timedelta(days=2)
@@ -118,11 +122,12 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
                         "the last 15 minutes. Check LBPAY_WECHATPAY_APIV3_KEY and the WeChat Pay public "
                         "key or certificates.", f"notify_failing:{now:%Y%m%d%H}")
 
-    service = OutsideService.get_or_none(OutsideService.name == "wechat")
-    if service is not None and service.failing_since is not None and service.failing_since <= now - WECHAT_DOWN_AFTER:
-        raised += alert("wechat_unreachable", f"Calls to WeChat Pay have failed since "
-                        f"{service.failing_since:%Y-%m-%d %H:%M} UTC.",
-                        f"wechat_down:{service.failing_since.isoformat()}")
+    # Each payment service by the same rule: failing for 10 minutes is one alert (and one mail) per outage.
+    for name, (kind, words) in UNREACHABLE.items():
+        service = OutsideService.get_or_none(OutsideService.name == name)
+        if service is not None and service.failing_since is not None and service.failing_since <= now - WECHAT_DOWN_AFTER:
+            raised += alert(kind, f"Calls to {words} have failed since {service.failing_since:%Y-%m-%d %H:%M} UTC.",
+                            f"{name}_down:{service.failing_since.isoformat()}")
     skew = shop.wechat.last_clock_skew
     if isinstance(skew, (int, float)) and abs(skew) > CLOCK_SKEW_LIMIT:
         raised += alert("clock_skew", f"This server's clock is {skew:+.0f} s off WeChat Pay's (Date header). "
