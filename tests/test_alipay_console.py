@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from conftest import MODELS_BINDING
-from servers import wait_for
 from playwright.sync_api import Browser, expect
+from screens import shot
+from servers import wait_for
 from test_admin import EMAIL, PASSWORD, Console
-from test_admin_browser import shot
 from test_alipay_billing import AlipayShop, place, shop_fixtures
 from test_console_browser import SIZES, axe_check, fits, open_console
 
