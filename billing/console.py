@@ -38,6 +38,7 @@ ALERT_WORDS = {
     "payment_flagged": ("一笔付款需要你核对", "A payment needs your review"),
     "paid_unlicensed": ("订单已付款但没有许可证", "An order is paid but has no license"),
     "notify_failing": ("微信支付通知多次验签失败", "WeChat Pay notifications keep failing verification"),
+    "alipay_notify_failing": ("支付宝通知多次验签失败", "Alipay notifications keep failing verification"),
     "wechat_unreachable": ("微信支付 10 分钟无响应", "WeChat Pay has not answered for 10 minutes"),
     "alipay_unreachable": ("支付宝 10 分钟无响应", "Alipay has not answered for 10 minutes"),
     "backup_failed": ("每日备份失败", "The daily backup failed"),

@@ -6,9 +6,9 @@ import datetime as dt
 import logging
 from typing import Any
 
-from peewee import JOIN
+from peewee import JOIN, SQL
 
-from models import Alert, License, Notification, Order, OutsideService
+from models import Alert, AuditEvent, License, Notification, Order, OutsideService
 
 from billing.mail import enqueue_mail
 from billing.shop import Shop, is_pack
@@ -31,6 +31,7 @@ TITLES = {
     "payment_flagged": "A payment needs your review",
     "paid_unlicensed": "An order is paid but has no license",
     "notify_failing": "WeChat Pay notifications keep failing verification",
+    "alipay_notify_failing": "Alipay notifications keep failing verification",
     "wechat_unreachable": "WeChat Pay has not answered for 10 minutes",
     "alipay_unreachable": "Alipay has not answered for 10 minutes",
     "backup_failed": "The daily backup failed",
@@ -85,6 +86,12 @@ CLOCK_SKEW_LIMIT = 60
 UNLICENSED_LOOKBACK = dt.timedelta(days=2)
 
 
+def alipay_refused_since(since: dt.datetime) -> Any:
+    """Alipay's refused notifications since then: audit events only (billing.alipay_method), read by their index."""
+    return AuditEvent.select().where((AuditEvent.action == SQL("'alipay.notification_refused'"))
+                                     & (AuditEvent.at > since))
+
+
 def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
     """Raise an alert for each new thing the creator must see; return how many were raised."""
     raised = 0
@@ -121,6 +128,12 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         raised += alert("notify_failing", f"{failures} notifications failed verification or decryption in "
                         "the last 15 minutes. Check LBPAY_WECHATPAY_APIV3_KEY and the WeChat Pay public "
                         "key or certificates.", f"notify_failing:{now:%Y%m%d%H}")
+    refused = alipay_refused_since(now - FAILING_WINDOW).count()
+    if refused >= FAILING_THRESHOLD:
+        raised += alert("alipay_notify_failing", f"{refused} Alipay notifications were refused (signature, app or "
+                        "seller) in the last 15 minutes. Check LBPAY_ALIPAY_PUBLIC_KEY_FILE (or the Alipay "
+                        "certificates), LBPAY_ALIPAY_APP_ID and LBPAY_ALIPAY_SELLER_ID.",
+                        f"alipay_notify_failing:{now:%Y%m%d%H}")
 
     # Each payment service by the same rule: failing for 10 minutes is one alert (and one mail) per outage.
     for name, (kind, words) in UNREACHABLE.items():

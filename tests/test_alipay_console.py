@@ -369,3 +369,37 @@ def test_an_alipay_difference_that_cannot_be_settled_says_so_in_alipays_name(
     assert f'data-reason="{reason}"' in problem.group(0) and names_alipay_only(problem.group(0))
     if case == "not_ours":
         assert "支付宝商家中心" in problem.group(0)
+
+
+def test_alipay_notifications_failing_verification_raise_one_alert_an_hour(shop: AlipayShop) -> None:
+    """As WeChat Pay's: three refused in 15 minutes means a wrong key or app id deployed, or someone forging."""
+    import requests
+
+    from operations.alerts import alipay_refused_since, look_for_trouble
+    from test_console_pages import _plan
+
+    def check(after_minutes: int) -> list[models.Alert]:
+        with MODELS_BINDING.command(), models.db.connection_context():
+            look_for_trouble(shop.shop, shop.shop.now() + dt.timedelta(minutes=after_minutes))
+            return list(models.Alert.select().where(models.Alert.kind == "alipay_notify_failing"))
+
+    order = place(shop)
+    forged = {"notify_type": "trade_status_sync", "notify_id": "x", "app_id": "9021000100000001",
+              "out_trade_no": order["out_trade_no"], "trade_no": "2026120622001000000000000009",
+              "trade_status": "TRADE_SUCCESS", "total_amount": "99.00", "seller_id": "2088721000000001",
+              "sign_type": "RSA2", "sign": "Zm9yZ2Vk"}
+    def send() -> None:
+        assert requests.post(shop.url + "/alipay/notify/trade", data=forged, timeout=30).status_code == 400
+
+    send()
+    send()
+    assert check(0) == []  # two refused are not yet a pattern
+    send()
+    [alert] = check(1)
+    assert "3 Alipay notifications were refused" in alert.message and "LBPAY_ALIPAY_PUBLIC_KEY_FILE" in alert.message
+    assert [a.id for a in check(2)] == [alert.id]  # the same hour: no second alert
+    assert [a.id for a in check(20)] == [alert.id]  # 15 minutes on, the refused ones are no longer counted
+    assert shop.poll(order)["status"] == "pending"
+    with MODELS_BINDING.command(), models.db.connection_context():  # the minute job reads an index, not the table
+        plan = _plan(*alipay_refused_since(shop.shop.now()).sql())
+    assert "audit_event_alipay_refused_at" in plan, plan
