@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, expect
 from screens import shot
 from servers import wait_for
 from test_admin import EMAIL, PASSWORD, Console
+from test_alipay_bill import paid
 from test_alipay_billing import AlipayShop, place, shop_fixtures
 from test_console_browser import SIZES, axe_check, fits, open_console
 
@@ -45,16 +46,6 @@ def console(shop: AlipayShop) -> Console:
     signed_in = Console(shop)  # type: ignore[arg-type]
     assert signed_in.login().status_code == 303
     return signed_in
-
-
-def paid(shop: AlipayShop, *, lose: bool = False) -> dict[str, Any]:
-    if lose:
-        shop.control("POST", "faults", {"lose_notifications": 1})
-    order = place(shop)
-    assert shop.control("POST", f"trades/{order['out_trade_no']}/pay").status_code == 200
-    if not lose:
-        shop.wait_for_status(order, "fulfilled")
-    return order
 
 
 def alipay_down(shop: AlipayShop) -> None:
