@@ -130,3 +130,27 @@ def test_each_migration_upgrades_the_schema_before_it(tmp_path: Path, reference:
     finally:
         database.close()
     assert schema(path) == schema(reference)
+
+
+
+@sqlite_only
+def test_create_tables_makes_what_peewee_makes_from_the_models_twice_over(tmp_path: Path, reference: Path) -> None:
+    """models.create_tables replays statements it built once per process: the same tables, columns and indexes."""
+    def everything(path: Path) -> list[tuple[str, str, str]]:
+        database = SqliteDatabase(str(path))
+        try:
+            return database.execute_sql("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+        finally:
+            database.close()
+
+    bound = models.db.obj
+    try:
+        for name in ("first.db", "second.db"):  # the second one from the statements the first one kept
+            database = SqliteDatabase(str(tmp_path / name))
+            models.db.initialize(database)
+            models.create_tables()
+            models.create_tables()  # again: nothing new, nothing fails
+            database.close()
+            assert everything(tmp_path / name) == everything(reference)
+    finally:
+        models.db.initialize(bound)
