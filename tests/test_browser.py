@@ -157,6 +157,12 @@ def new_context(browser: Browser, device: str, **extra: Any) -> BrowserContext:
     return context
 
 
+@pytest.fixture(autouse=True)
+def new_learner_address(server: RunningServer) -> None:
+    """Each test is another learner, who would come from an address of their own (see forget_address_limits)."""
+    server.forget_address_limits()
+
+
 @pytest.fixture(params=list(DEVICES))
 def device(request: pytest.FixtureRequest) -> str:
     return str(request.param)
