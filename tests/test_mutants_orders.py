@@ -214,3 +214,25 @@ def test_a_key_of_an_order_placed_before_keys_were_bound_is_replayed_only_for_it
         answer = shop.post("/api/v1/orders", body, headers=headers)
         assert answer.status_code == 409 and answer.json()["error"]["code"] == "idempotency_key_conflict", answer.text
         assert first["order_token"] not in answer.text
+
+
+# --- _earlier_attempt: an unconfirmed attempt is sent again only while more than 2 minutes are left -----
+
+def test_an_attempt_is_sent_again_until_two_minutes_before_its_time_expire_and_not_at_two(
+        shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 9, "status": 500, "code": "SYSTEM_ERROR",
+                                                    "paths": "/v3/pay/transactions/native"}})
+    headers = {"Idempotency-Key": "k-mutants-attempt-0001"}
+
+    def attempt() -> str:
+        answer = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers=headers)
+        assert answer.status_code == 503, answer.text  # WeChat answered 500 to each of the client's tries
+        with models.db.connection_context():
+            return str(models.OrderAttempt.get().out_trade_no)
+
+    first = attempt()
+    clock.advance((180 - 2) * 60 - 1)  # orders live 180 minutes here: 2 minutes and 1 second left
+    assert attempt() == first
+    clock.advance(1)  # exactly 2 minutes left: too near its time_expire to be paid, a new attempt
+    assert attempt() != first

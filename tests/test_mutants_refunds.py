@@ -303,3 +303,4 @@ def test_a_refund_of_a_payment_never_heard_of_is_adopted_only_when_it_fits_the_o
         adopted = models.Order.get(models.Order.public_id == right["order_id"])
     assert (flagged.flag, flagged.transaction_id) == ("REFUND_UNMATCHED", None) and refunds_of(wrong) == []
     assert adopted.transaction_id == "4" * 32 and adopted.status == "partially_refunded"
+    assert "refunded at WeChat" in adopted.flag_detail  # the creator is told where: not "at Alipay"
