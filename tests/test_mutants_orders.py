@@ -236,3 +236,40 @@ def test_an_attempt_is_sent_again_until_two_minutes_before_its_time_expire_and_n
     assert attempt() == first
     clock.advance(1)  # exactly 2 minutes left: too near its time_expire to be paid, a new attempt
     assert attempt() != first
+
+
+# --- poll_after_ms: brisk for the first 5 minutes, four times slower from then on ---------------------
+
+def test_a_pending_order_is_polled_every_half_second_for_five_minutes_then_every_two(
+        shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    order = shop.order()
+    clock.advance(5 * 60 - 1)
+    assert shop.poll(order)["poll_after_ms"] == 500
+    clock.advance(1)
+    assert shop.poll(order)["poll_after_ms"] == 2000
+
+
+# --- wechat_failure's retry_after: 10 s for placing an order, 5 s for a cancel -------------------------
+
+def test_wechat_down_tells_a_buyer_to_retry_in_10_seconds_and_a_cancel_in_5(shop: Shop) -> None:
+    def wechat_fails(path: str) -> None:
+        shop.sandbox.control("POST", "faults", {"api": {"fail_next": 3, "status": 500, "code": "SYSTEM_ERROR",
+                                                        "paths": path}})
+
+    wechat_fails("/v3/pay/transactions/native")
+    new = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"})
+    assert (new.status_code, new.headers.get("Retry-After")) == (503, "10"), new.text
+
+    older = shop.order()
+    with models.db.connection_context():  # an order written before WeChat answered (older releases)
+        models.Order.update(code_url=None).where(models.Order.public_id == older["order_id"]).execute()
+    wechat_fails("/v3/pay/transactions/native")
+    again = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "buyer_token": older["buyer_token"]})
+    assert (again.status_code, again.headers.get("Retry-After")) == (503, "10"), again.text
+
+    order = shop.order("rust-monthly")
+    wechat_fails(f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}")
+    cancel = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
+    assert (cancel.status_code, cancel.headers.get("Retry-After")) == (503, "5"), cancel.text
+    assert shop.poll(order)["status"] == "pending"
