@@ -273,3 +273,43 @@ def test_wechat_down_tells_a_buyer_to_retry_in_10_seconds_and_a_cancel_in_5(shop
     cancel = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
     assert (cancel.status_code, cancel.headers.get("Retry-After")) == (503, "5"), cancel.text
     assert shop.poll(order)["status"] == "pending"
+
+
+# --- _create_at_wechat (an order written before WeChat answered, placed again): what each refusal means ------
+
+def test_an_older_order_wechat_refuses_to_place_again_is_closed_waited_for_or_the_shops_to_fix(shop: Shop) -> None:
+    native = "/v3/pay/transactions/native"
+
+    def older() -> dict[str, Any]:
+        order = shop.order()
+        with models.db.connection_context():  # as releases that wrote the order before WeChat answered left it
+            models.Order.update(code_url=None).where(models.Order.public_id == order["order_id"]).execute()
+        return order
+
+    def again(order: dict[str, Any]) -> Any:
+        return shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "buyer_token": order["buyer_token"]})
+
+    def fault(paths: list[str], status: int, code: str, times: int) -> None:
+        shop.sandbox.control("POST", "faults", {"api": {"fail_next": times, "status": status, "code": code,
+                                                        "paths": paths}})
+
+    # Refused for the order's state (still unpaid at WeChat): the learner is told the order is closed.
+    order = older()
+    fault([native], 400, "ORDER_CLOSED", 1)
+    answer = again(order)
+    assert answer.json()["error"]["code"] == "order_closed", answer.text
+    # Refused as our own mistake: the shop's to fix, not "closed" and not "retry".
+    order = older()
+    fault([native], 400, "INVALID_REQUEST", 1)
+    answer = again(order)
+    assert answer.json()["error"]["code"] == "shop_setup_error" and "Retry-After" not in answer.headers, answer.text
+    # Refused, and WeChat cannot be asked what the order's state is: retry in 10 seconds.
+    order = older()
+    fault([native, f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}"], 400, "ORDER_CLOSED", 2)
+    answer = again(order)
+    assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "10"), answer.text
+    # An answer that is not WeChat's (no signature): WeChat is not to be believed now, retry in 10 seconds.
+    order = older()
+    shop.sandbox.control("POST", "faults", {"api": {"unsigned_next": 1, "paths": [native]}})
+    answer = again(order)
+    assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "10"), answer.text
