@@ -313,3 +313,13 @@ def test_an_older_order_wechat_refuses_to_place_again_is_closed_waited_for_or_th
     shop.sandbox.control("POST", "faults", {"api": {"unsigned_next": 1, "paths": [native]}})
     answer = again(order)
     assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "10"), answer.text
+
+
+def test_an_older_order_placed_again_gets_its_own_code_url_and_no_other_order_changes(shop: Shop) -> None:
+    other, order = shop.order("rust-monthly"), shop.order()
+    with models.db.connection_context():
+        models.Order.update(code_url=None).where(models.Order.public_id == order["order_id"]).execute()
+    again = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "buyer_token": order["buyer_token"]})
+    assert again.status_code == 201 and again.json()["order_id"] == order["order_id"], again.text
+    assert again.json()["code_url"] and order_row(order).code_url == again.json()["code_url"]
+    assert order_row(other).code_url == other["code_url"]
