@@ -323,3 +323,32 @@ def test_an_older_order_placed_again_gets_its_own_code_url_and_no_other_order_ch
     assert again.status_code == 201 and again.json()["order_id"] == order["order_id"], again.text
     assert again.json()["code_url"] and order_row(order).code_url == again.json()["code_url"]
     assert order_row(other).code_url == other["code_url"]
+
+
+# --- refresh_code_url's edges: asked again at exactly its retry time; never at or after the order's expiry ---
+
+def test_a_code_url_given_back_is_asked_for_again_at_exactly_two_hours_after_issue(
+        shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    order = shop.order()
+    shop.sandbox.control("POST", "settings", {"code_url_reuse": True})
+    clock.advance(101 * 60)
+    assert shop.poll(order)["code_url"] == order["code_url"] and native_calls(shop) == 2
+    shop.sandbox.control("POST", "settings", {"code_url_reuse": False})
+    clock.advance(19 * 60 - 1)
+    shop.poll(order)
+    assert native_calls(shop) == 2
+    clock.advance(1)  # issue + 120 minutes: the code dies now
+    assert shop.poll(order)["code_url"] != order["code_url"] and native_calls(shop) == 3
+
+
+def test_a_code_url_is_renewed_up_to_the_orders_last_second_and_not_at_its_expiry(
+        shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    last, expired = shop.order(), shop.order("rust-monthly")  # orders live 180 minutes here
+    clock.advance(180 * 60 - 1)
+    assert shop.poll(last)["code_url"] != last["code_url"] and native_calls(shop) == 3
+    clock.advance(1)
+    shop.poll(expired)
+    assert native_calls(shop) == 3, "an order at its time_expire is not placed at WeChat again"
+    assert order_row(expired).code_url == expired["code_url"]

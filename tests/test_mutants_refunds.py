@@ -304,3 +304,38 @@ def test_a_refund_of_a_payment_never_heard_of_is_adopted_only_when_it_fits_the_o
     assert (flagged.flag, flagged.transaction_id) == ("REFUND_UNMATCHED", None) and refunds_of(wrong) == []
     assert adopted.transaction_id == "4" * 32 and adopted.status == "partially_refunded"
     assert "refunded at WeChat" in adopted.flag_detail  # the creator is told where: not "at Alipay"
+
+
+# --- a refund WeChat closes: recorded as closed, with its event; a notification that contradicts itself is ignored
+
+def test_a_refund_wechat_closes_is_recorded_closed_with_its_own_event_and_the_order_is_unchanged(
+        console: Console) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    made = refund_in(console, order, "1.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "CLOSED"})
+    assert wait_until(lambda: refund_status(made) == "CLOSED")
+    with models.db.connection_context():
+        closed = models.AuditEvent.select().where(models.AuditEvent.action == "refund.closed").count()
+        kept = [n.result for n in models.Notification.select().where(models.Notification.kind == "refund")]
+    assert closed == 1 and kept == ["closed"]
+    assert shop.poll(order)["status"] == "fulfilled"
+
+
+def test_a_refund_notification_whose_event_and_status_disagree_is_ignored(
+        console: Console, make_notification: Any) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    made = refund_in(console, order, "1.00")
+    resource = {"mchid": "1230000109", "out_trade_no": order["out_trade_no"], "out_refund_no": made.out_refund_no,
+                "refund_id": "50300000000000000000000000009", "refund_status": "CLOSED",
+                "amount": {"total": 9900, "refund": 100, "payer_total": 9900, "payer_refund": 100}}
+    note = make_notification(transaction=resource, event_type="REFUND.SUCCESS", associated_data="refund")
+    answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers, timeout=15)
+    assert answer.status_code == 204, answer.text
+    assert refund_status(made) == "PROCESSING"
+    with models.db.connection_context():
+        kept = [n.result for n in models.Notification.select().where(models.Notification.kind == "refund")]
+    assert kept == ["ignored"]
