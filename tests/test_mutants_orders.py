@@ -334,12 +334,13 @@ def test_a_code_url_given_back_is_asked_for_again_at_exactly_two_hours_after_iss
     shop.sandbox.control("POST", "settings", {"code_url_reuse": True})
     clock.advance(101 * 60)
     assert shop.poll(order)["code_url"] == order["code_url"] and native_calls(shop) == 2
-    shop.sandbox.control("POST", "settings", {"code_url_reuse": False})
     clock.advance(19 * 60 - 1)
     shop.poll(order)
     assert native_calls(shop) == 2
-    clock.advance(1)  # issue + 120 minutes: the code dies now
-    assert shop.poll(order)["code_url"] != order["code_url"] and native_calls(shop) == 3
+    clock.advance(1)  # issue + 120 minutes: the code dies now, so WeChat is asked again
+    assert shop.poll(order)["code_url"] == order["code_url"] and native_calls(shop) == 3
+    row = order_row(order)  # given back at its 2 hours, the URL counts as issued now: its next 2 hours begin
+    assert (row.code_url_at, row.code_url_retry_at) == (clock(), None)
 
 
 def test_a_code_url_is_renewed_up_to_the_orders_last_second_and_not_at_its_expiry(
