@@ -7,6 +7,7 @@ lists which test kills which mutant). Orders are placed and polled over HTTP, as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -260,6 +261,9 @@ def test_wechat_down_tells_a_buyer_to_retry_in_10_seconds_and_a_cancel_in_5(shop
     wechat_fails("/v3/pay/transactions/native")
     new = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"})
     assert (new.status_code, new.headers.get("Retry-After")) == (503, "10"), new.text
+    with models.db.connection_context():  # no order is written: the event names the attempt's out_trade_no
+        [failed] = models.AuditEvent.select().where(models.AuditEvent.action == "wechat.call_failed")
+    assert failed.order_id is None and json.loads(failed.detail)["out_trade_no"].startswith("LB"), failed.detail
 
     older = shop.order()
     with models.db.connection_context():  # an order written before WeChat answered (older releases)

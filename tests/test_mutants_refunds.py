@@ -339,3 +339,30 @@ def test_a_refund_notification_whose_event_and_status_disagree_is_ignored(
     with models.db.connection_context():
         kept = [n.result for n in models.Notification.select().where(models.Notification.kind == "refund")]
     assert kept == ["ignored"]
+
+
+# --- check_refund ("ask WeChat again"): send a refund WeChat never took; only ask about one it took ---------
+
+def test_asking_again_sends_a_refund_wechat_never_took_and_only_asks_about_one_it_took(console: Console) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    refunds_path = "/v3/refund/domestic/refunds"
+
+    def sent() -> list[int]:
+        return [r["status"] for r in shop.sandbox.requests_log() if r["path"] == refunds_path]
+
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 10, "status": 500, "paths": [refunds_path]}})
+    untaken = refund_in(console, paid(shop), "1.00")
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 0}})
+    assert untaken.refund_id is None and 200 not in sent()
+    assert console.post(f"/admin/refunds/{untaken.out_refund_no}/sync", {}).status_code == 303
+    assert sent().count(200) == 1
+    with models.db.connection_context():
+        assert models.Refund.get_by_id(untaken.id).refund_id is not None
+
+    taken = refund_in(console, paid(shop), "1.00")
+    assert taken.refund_id is not None and sent().count(200) == 2
+    assert console.post(f"/admin/refunds/{taken.out_refund_no}/sync", {}).status_code == 303
+    assert sent().count(200) == 2, "a refund WeChat took is asked about, not sent again"
+    asked = [r for r in shop.sandbox.requests_log() if r["path"] == f"{refunds_path}/{taken.out_refund_no}"]
+    assert asked and refund_status(taken) == "PROCESSING"
