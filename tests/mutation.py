@@ -1,10 +1,13 @@
-"""A small mutation tester: flip one comparison or boolean at a time in a module and see whether its tests notice.
+"""A small mutation tester: change one thing at a time in a module and see whether its tests notice.
+
+A change flips one comparison or boolean, drops one side of an `&` or adds 1 to an integer.
 
 Usage: python tests/mutation.py MODULE.py "PYTEST ARGS" [--only 12,40-88] [--timeout SECONDS] > report.txt
 Each mutant is written over the module, the tests run with -x, and the module is put back
 (also on Ctrl-C). A mutant "survives" when the tests still pass; a run longer than --timeout
-(default 900 s) is stopped and reported as "timeout", neither killed nor survived. The last lines
-list the survivors. Not collected by pytest.
+(default 900 s) is stopped and reported as "timeout", neither killed nor survived. The tests are
+run once unmutated first (a red start stops the run). The last lines list the survivors.
+Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -71,6 +74,19 @@ def lines_of(text: str) -> set[int]:
     return found
 
 
+def run_tests(tests: list[str], timeout: float) -> str:
+    """"killed" (a test failed), "SURVIVED" (all passed) or "timeout"."""
+    # its own process group, so that a timeout stops the servers the tests started too
+    run = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return "killed" if run.wait(timeout=timeout) != 0 else "SURVIVED"
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        return "timeout"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module", type=Path)
@@ -85,24 +101,21 @@ def main() -> None:
     survivors: list[str] = []
     timeouts = 0
     print(f"{module}: {len(found)} mutants; tests: {' '.join(tests)}", flush=True)
+    start = time.monotonic()
+    if run_tests(tests, args.timeout) != "SURVIVED":  # red without a mutant: every mutant would look killed
+        sys.exit(f"the tests do not pass on the unmutated {module}; nothing run")
+    print(f"unmutated: the tests pass in {time.monotonic() - start:.1f}s", flush=True)
     try:
         for line, what, node, replacement in found:
             # a fresh parse each time, so that no mutant carries into the next
             fresh = ast.parse(original)
             target = next(n for n in ast.walk(fresh) if ast.dump(n) == ast.dump(node)
-                          and getattr(n, "lineno", None) == line and getattr(n, "col_offset", None) == getattr(node, "col_offset", None))
+                          and getattr(n, "lineno", None) == line
+                          and getattr(n, "col_offset", None) == getattr(node, "col_offset", None))
             mutated = ast.unparse(Replace(target, replacement).visit(fresh))
             module.write_text(mutated)
             start = time.monotonic()
-            # its own process group, so that a timeout stops the servers the tests started too
-            run = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            try:
-                verdict = "killed" if run.wait(timeout=args.timeout) != 0 else "SURVIVED"
-            except subprocess.TimeoutExpired:
-                os.killpg(run.pid, signal.SIGKILL)
-                run.wait()
-                verdict = "timeout"
+            verdict = run_tests(tests, args.timeout)
             source_line = original.splitlines()[line - 1].strip()
             report = f"{verdict:8} line {line:4} {what:22} {time.monotonic() - start:5.1f}s  {source_line[:90]}"
             timeouts += verdict == "timeout"
