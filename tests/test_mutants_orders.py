@@ -357,3 +357,14 @@ def test_a_code_url_is_renewed_up_to_the_orders_last_second_and_not_at_its_expir
     shop.poll(expired)
     assert native_calls(shop) == 3, "an order at its time_expire is not placed at WeChat again"
     assert order_row(expired).code_url == expired["code_url"]
+
+
+# --- order_for_token: an order is acted on only with its own token ----------------------------------------
+
+def test_an_order_is_cancelled_only_with_its_own_token(shop: Shop) -> None:
+    order, other = shop.order(), shop.order("rust-monthly")
+    for token in (other["order_token"], None):  # another order's token, or none at all
+        answer = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=token)
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "order_not_found", answer.text
+    assert order_row(order).status == "pending"
+    assert shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"]).status_code == 200
