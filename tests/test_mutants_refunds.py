@@ -366,3 +366,53 @@ def test_asking_again_sends_a_refund_wechat_never_took_and_only_asks_about_one_i
     assert sent().count(200) == 2, "a refund WeChat took is asked about, not sent again"
     asked = [r for r in shop.sandbox.requests_log() if r["path"] == f"{refunds_path}/{taken.out_refund_no}"]
     assert asked and refund_status(taken) == "PROCESSING"
+
+
+# --- the job: the refund it asked about waits another minute (only that one); a refund WeChat lost is sent again
+
+def test_the_job_puts_off_only_the_refund_it_asked_about(console: Console, clock: FakeClock) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    clock.freeze()
+    asked, done = refund_in(console, paid(shop), "10.00"), settled(console, paid(shop), "1.00")
+    with models.db.connection_context():
+        done_at = models.Refund.get_by_id(done.id).updated_at
+    clock.advance(61)
+    assert reconcile(console)["checked"] == 1
+    with models.db.connection_context():
+        assert models.Refund.get_by_id(asked.id).updated_at == clock()
+        assert models.Refund.get_by_id(done.id).updated_at == done_at
+
+
+def test_the_job_sends_again_a_refund_wechat_says_it_does_not_have_and_counts_other_refusals(
+        console: Console, clock: FakeClock) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    made = refund_in(console, paid(shop), "10.00")
+    query = f"/v3/refund/domestic/refunds/{made.out_refund_no}"
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 1, "status": 400, "code": "INVALID_REQUEST",
+                                                    "paths": [query]}})
+    clock.advance(61)
+    assert reconcile(console) == {"checked": 1, "settled": 0, "resent": 0, "errors": 1}
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 1, "status": 404, "code": "RESOURCE_NOT_EXISTS",
+                                                    "paths": [query]}})
+    clock.advance(61)
+    assert reconcile(console) == {"checked": 1, "settled": 0, "resent": 1, "errors": 0}
+
+
+# --- apply_abnormal_refund: a refund to the user's card needs every detail, each not blank --------------
+
+@pytest.mark.parametrize("card", [{"bank_type": "ICBC_DEBIT", "bank_account": "6222020000000000001"},
+                                  {"bank_type": "ICBC_DEBIT", "bank_account": "6222020000000000001",
+                                   "real_name": "  "}], ids=["no name", "blank name"])
+def test_a_refund_to_the_users_card_without_a_name_is_refused_before_wechat_is_asked(
+        console: Console, card: dict[str, str]) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    made = refund_in(console, paid(shop), "10.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    answer = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "USER_BANK_CARD", **card})
+    assert answer.status_code == 400 and "needs the bank, the card number and the name" in answer.text, answer.text
+    assert not [r for r in shop.sandbox.requests_log() if r["path"].endswith("/apply-abnormal-refund")]
+    assert refund_status(made) == "ABNORMAL"
