@@ -368,3 +368,21 @@ def test_an_order_is_cancelled_only_with_its_own_token(shop: Shop) -> None:
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "order_not_found", answer.text
     assert order_row(order).status == "pending"
     assert shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"]).status_code == 200
+
+
+# --- order_view: a poll that finds the payment at WeChat shows the order's own license ------------------
+
+def test_a_payment_found_by_the_poll_is_answered_with_the_orders_own_license(shop: Shop, clock: FakeClock) -> None:
+    from test_wechat_billing import paid
+
+    earlier = paid(shop, "rust-monthly")  # another license in the shop
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
+    order = shop.order()
+    shop.sandbox.pay(order["out_trade_no"])
+    clock.advance(10)  # the poll asks WeChat once the order is a few seconds old
+    view = shop.poll(order)
+    assert view["status"] == "fulfilled", view
+    assert view["license"] is not None and view["license"]["id"] != earlier["license"]["id"]
+    with models.db.connection_context():
+        own = models.License.get(models.License.order == order_row(order).id)
+    assert view["license"]["id"] == own.license_id
