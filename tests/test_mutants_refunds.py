@@ -416,3 +416,20 @@ def test_a_refund_to_the_users_card_without_a_name_is_refused_before_wechat_is_a
     assert answer.status_code == 400 and "needs the bank, the card number and the name" in answer.text, answer.text
     assert not [r for r in shop.sandbox.requests_log() if r["path"].endswith("/apply-abnormal-refund")]
     assert refund_status(made) == "ABNORMAL"
+
+
+def test_applying_an_abnormal_refund_while_wechat_is_down_is_503_and_can_be_tried_again(console: Console) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    made = refund_in(console, paid(shop), "10.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 3, "status": 500, "code": "SYSTEM_ERROR",
+                                                    "paths": [f"/v3/refund/domestic/refunds/{made.refund_id}"
+                                                              "/apply-abnormal-refund"]}})
+    down = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
+    assert down.status_code == 503, down.text  # not 409: nothing is wrong with the refund
+    assert refund_status(made) == "ABNORMAL"
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 0}})
+    again = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
+    assert again.status_code == 303 and refund_status(made) == "PROCESSING"
