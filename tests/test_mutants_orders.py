@@ -386,3 +386,20 @@ def test_a_payment_found_by_the_poll_is_answered_with_the_orders_own_license(sho
     with models.db.connection_context():
         own = models.License.get(models.License.order == order_row(order).id)
     assert view["license"]["id"] == own.license_id
+
+
+def test_an_order_shows_its_list_price_and_discount_and_one_from_before_discounts_its_amount(shop: Shop) -> None:
+    from billing import discounts
+
+    with models.db.connection_context():
+        discounts.create(actor="creator@example.com", now=shop.clock(), kind="percent", value=10, code="SPRINGTEN",
+                         course_id="cpp-primer-5th")
+    cheaper = shop.order(code="SPRINGTEN")
+    view = shop.poll(cheaper)
+    assert (view["amount_fen"], view["list_price_fen"], view["discount_fen"]) == (8910, 9900, 990), view
+    older = shop.order("rust-monthly")
+    with models.db.connection_context():  # as orders made before discounts existed are stored
+        models.Order.update(list_price_fen=None).where(
+            models.Order.public_id == older["order_id"]).execute()
+    view = shop.poll(older)
+    assert (view["list_price_fen"], view["discount_fen"]) == (view["amount_fen"], 0), view
