@@ -403,3 +403,14 @@ def test_an_order_shows_its_list_price_and_discount_and_one_from_before_discount
             models.Order.public_id == older["order_id"]).execute()
     view = shop.poll(older)
     assert (view["list_price_fen"], view["discount_fen"]) == (view["amount_fen"], 0), view
+
+
+def test_only_a_pending_unflagged_order_shows_a_code_to_pay_with(shop: Shop) -> None:
+    from test_wechat_billing import paid
+
+    fulfilled, cancelled = paid(shop), shop.order("rust-monthly")
+    assert shop.post(f"/api/v1/orders/{cancelled['order_id']}/cancel", token=cancelled["order_token"]).status_code == 200
+    for order in (fulfilled, cancelled):
+        assert order_row(order).code_url is not None  # still stored, never shown again
+        view = shop.poll(order)
+        assert (view["code_url"], view["qr_svg"]) == (None, None), view["status"]
