@@ -414,3 +414,16 @@ def test_only_a_pending_unflagged_order_shows_a_code_to_pay_with(shop: Shop) -> 
         assert order_row(order).code_url is not None  # still stored, never shown again
         view = shop.poll(order)
         assert (view["code_url"], view["qr_svg"]) == (None, None), view["status"]
+
+
+def test_a_license_is_active_until_its_last_second_and_expired_at_its_end(shop: Shop, clock: FakeClock) -> None:
+    from test_wechat_billing import paid
+
+    order = paid(shop, "rust-monthly")  # a subscription: its key ends after one period
+    clock.freeze()
+    with models.db.connection_context():
+        ends = models.License.get(models.License.order == order_row(order).id).expires_at
+    clock.advance((ends - clock()).total_seconds() - 1)
+    assert shop.poll(order)["license"]["state"] == "active"
+    clock.advance(1)
+    assert clock() == ends and shop.poll(order)["license"]["state"] == "expired"
