@@ -427,3 +427,18 @@ def test_a_license_is_active_until_its_last_second_and_expired_at_its_end(shop: 
     assert shop.poll(order)["license"]["state"] == "active"
     clock.advance(1)
     assert clock() == ends and shop.poll(order)["license"]["state"] == "expired"
+
+
+def test_the_answers_tag_changes_at_the_very_second_the_license_expires(shop: Shop, clock: FakeClock) -> None:
+    from test_wechat_billing import paid
+
+    order = paid(shop, "rust-monthly")
+    clock.freeze()
+    with models.db.connection_context():
+        ends = models.License.get(models.License.order == order_row(order).id).expires_at
+    clock.advance((ends - clock()).total_seconds() - 1)
+    path = f"/api/v1/orders/{order['order_id']}"
+    tag = shop.get(path, token=order["order_token"]).headers["ETag"]
+    clock.advance(1)  # expired now: what the client holds is no longer the answer
+    answer = shop.get(path, token=order["order_token"], headers={"If-None-Match": tag})
+    assert answer.status_code == 200 and answer.json()["license"]["state"] == "expired"
