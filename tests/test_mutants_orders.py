@@ -442,3 +442,10 @@ def test_the_answers_tag_changes_at_the_very_second_the_license_expires(shop: Sh
     clock.advance(1)  # expired now: what the client holds is no longer the answer
     answer = shop.get(path, token=order["order_token"], headers={"If-None-Match": tag})
     assert answer.status_code == 200 and answer.json()["license"]["state"] == "expired"
+
+
+def test_cancelling_one_order_leaves_every_other_pending_order_open(shop: Shop) -> None:
+    mine, other = shop.order(), shop.order("rust-monthly")
+    assert shop.post(f"/api/v1/orders/{mine['order_id']}/cancel", token=mine["order_token"]).status_code == 200
+    assert (order_row(mine).status, order_row(other).status) == ("closed", "pending")
+    assert shop.poll(other)["code_url"] == other["code_url"]
