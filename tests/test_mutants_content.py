@@ -246,3 +246,8 @@ def test_a_course_id_of_64_characters_is_a_course(shop: Shop, content_dir: Path)
 
     assert tree.status_code == 200 and tree.json()["id"] == longest
     assert fetch(shop, longest, "free/intro.md").text == "free words"
+    # A new folder put in place (as an upload does) is walked at once, for the longest id too.
+    (content_dir / longest).rename(content_dir / "replaced")
+    (content_dir / longest / "free").mkdir(parents=True)
+    (content_dir / longest / "free" / "welcome.md").write_text("new words")
+    assert files_in(shop.get(f"/provider/courses/{longest}/structure").json()) == ["free/welcome.md"]
