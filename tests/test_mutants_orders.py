@@ -449,3 +449,12 @@ def test_cancelling_one_order_leaves_every_other_pending_order_open(shop: Shop) 
     assert shop.post(f"/api/v1/orders/{mine['order_id']}/cancel", token=mine["order_token"]).status_code == 200
     assert (order_row(mine).status, order_row(other).status) == ("closed", "pending")
     assert shop.poll(other)["code_url"] == other["code_url"]
+
+
+def test_a_cancel_at_exactly_five_minutes_closes_at_wechat_at_once(shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    order = shop.order()
+    clock.advance(5 * 60)
+    assert shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"]).status_code == 200
+    assert [r for r in shop.sandbox.requests_log() if r["path"].endswith("/close")]
+    assert order_row(order).wechat_closed_at == clock()
