@@ -166,6 +166,10 @@ def test_a_download_limit_of_a_million_is_kept_and_one_more_is_refused(console: 
     assert refused.status_code == 400 and 'id="download_limit-problem"' in refused.text
     with models.db.connection_context():
         assert models.Course.get_by_id("cpp-primer-5th").download_limit == 1_000_000
+    for limit, kept in (("1", 1), ("", None)):  # the smallest limit, and no limit at all
+        assert save(limit).status_code == 303
+        with models.db.connection_context():
+            assert models.Course.get_by_id("cpp-primer-5th").download_limit == kept
 
 
 def test_a_key_that_does_not_verify_is_told_why(shop: Shop) -> None:
