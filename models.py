@@ -233,6 +233,8 @@ AuditEvent.add_index(SQL('CREATE INDEX IF NOT EXISTS "audit_event_rejected_at" O
                          "WHERE \"action\" = 'notification.rejected'"))
 AuditEvent.add_index(SQL('CREATE INDEX IF NOT EXISTS "audit_event_archived" ON "audit_event" ("id") '
                          "WHERE \"action\" = 'sandbox.archived'"))
+AuditEvent.add_index(SQL('CREATE INDEX IF NOT EXISTS "audit_event_alipay_refused_at" ON "audit_event" ("at") '
+                         "WHERE \"action\" = 'alipay.notification_refused'"))
 
 
 class Lease(BaseModel):

@@ -210,8 +210,9 @@ class PaymentRouter:
     def create_refund(self, *, out_trade_no: str, **kw: Any) -> dict[str, Any]:
         return self._for(out_trade_no).create_refund(out_trade_no=out_trade_no, **kw)  # type: ignore[no-any-return]
 
-    def query_refund(self, out_refund_no: str) -> dict[str, Any]:
-        out_trade_no = _order_of_refund(out_refund_no)
+    def query_refund(self, out_refund_no: str, *, out_trade_no: str | None = None) -> dict[str, Any]:
+        """A refund's state from the method its order went through (the order's number named, or found by ours)."""
+        out_trade_no = out_trade_no or _order_of_refund(out_refund_no)
         if method_of(out_trade_no) == ALIPAY and self.alipay is not None:
             return self.alipay.query_refund_of(out_trade_no, out_refund_no)
         return self.wechat.query_refund(out_refund_no)  # type: ignore[no-any-return]
@@ -219,7 +220,7 @@ class PaymentRouter:
     def service_for(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Which service a call goes to (for the metrics): the method of the order it is about."""
         number = kwargs.get("out_trade_no") or (args[0] if args and isinstance(args[0], str) else "")
-        if name == "query_refund":
+        if name == "query_refund" and not kwargs.get("out_trade_no"):
             number = _order_of_refund(str(kwargs.get("out_refund_no") or number))
         return ALIPAY if isinstance(number, str) and method_of(number) == ALIPAY and self.alipay is not None else WECHAT
 

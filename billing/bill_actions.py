@@ -1,7 +1,8 @@
-"""What settles a bill difference besides a note: the license WeChat's own answer proves is owed, and a refund
-WeChat made that this shop adopts.
+"""What settles a bill difference besides a note: the license the payment service's own answer proves is owed,
+and a refund it made that this shop adopts. WeChat Pay's differences ask WeChat Pay, Alipay's ask Alipay, and
+every word names the one asked.
 
-Each action asks WeChat Pay first and then goes through billing's one path for that news
+Each action asks the payment service first and then goes through billing's one path for that news
 (``apply_transaction`` for a payment, ``settle_refund`` for a refund), so a license issued here is the
 license a notification would have issued. The difference is settled, with its audit event, only once
 the ledger shows the outcome; every refusal says why in Chinese and English and leaves an audit event.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from database import write_transaction
 from models import BillDifference, License, Order, Refund
@@ -21,8 +23,34 @@ from .payments import UnusableTransaction, apply_transaction
 from .refunds import settle_refund
 from .shop import Shop, is_pack
 
-# Which difference each action settles.
-ACTION_KINDS = {"issue_license": "paid_not_licensed", "adopt_refund": "refund_missing_here"}
+# Which differences each action settles: WeChat Pay's kind and Alipay's.
+ACTION_KINDS = {"issue_license": ("paid_not_licensed", "alipay_paid_not_licensed"),
+                "adopt_refund": ("refund_missing_here", "alipay_refund_missing_here")}
+
+
+@dataclass(frozen=True)
+class Names:
+    """The payment service a difference is about, in words: full and short, Chinese and English."""
+
+    zh: str
+    en: str
+    zh_short: str
+    en_short: str
+    unavailable: str  # the catalogue's code for "it did not answer"
+    not_paid: str  # and for "it says the order is not paid"
+    merchant_site: str  # where the creator refunds a payment by hand
+    merchant_site_en: str
+
+
+WECHAT_NAMES = Names("微信支付", "WeChat Pay", "微信", "WeChat", "wechat_unavailable", "not_paid_at_wechat",
+                     "商户平台", "the merchant platform (商户平台)")
+ALIPAY_NAMES = Names("支付宝", "Alipay", "支付宝", "Alipay", "alipay_unavailable", "not_paid_at_alipay",
+                     "支付宝商家中心", "Alipay's merchant centre (支付宝商家中心)")
+
+
+def names_of(kind: str) -> Names:
+    """Whose bill a difference came from: Alipay's kinds start ``alipay_``."""
+    return ALIPAY_NAMES if kind.startswith("alipay_") else WECHAT_NAMES
 
 
 class ActionRefused(Exception):
@@ -59,7 +87,7 @@ def _open_row(difference_id: int, action: str) -> BillDifference:
         raise ActionRefused(404, "not_found", "没有这条对账差异。", "There is no such bill difference.")
     if row.resolved_at is not None:
         raise ActionRefused(409, "already_settled", "这条差异已经处理过了。", "This difference is settled already.")
-    if row.kind != ACTION_KINDS[action]:
+    if row.kind not in ACTION_KINDS[action]:
         raise ActionRefused(409, "wrong_kind", "这个操作不适用于这种差异，请写下处理说明。",
                             "This action does not settle this kind of difference; settle it with a note.")
     return row
@@ -85,32 +113,34 @@ def _day(value: dt.date | str) -> str:
 
 
 def issue_missing_license(shop: Shop, difference_id: int, *, actor: str, ip: str | None) -> Settled:
-    """Ask WeChat about the order a "paid, not licensed" difference names; if it is paid, fulfil it the usual way."""
+    """Ask the payment service about the order a "paid, not licensed" difference names; if paid, fulfil it the usual way."""
     row: BillDifference | None = None
     try:
         row = _open_row(difference_id, "issue_license")
+        n = names_of(row.kind)
         order = Order.get_or_none(Order.out_trade_no == row.out_trade_no) if row.out_trade_no else None
         if order is None or is_pack(order.out_trade_no):
-            raise ActionRefused(409, "not_our_order", "微信收了一笔本店没有下过的订单的款：请在商户平台退款，再写下处理说明。",
-                                "WeChat took a payment for an order this shop never placed: refund it in the "
-                                "merchant platform (商户平台), then settle it with a note.")
+            raise ActionRefused(409, "not_our_order",
+                                f"{n.zh_short}收了一笔本店没有下过的订单的款：请在{n.merchant_site}退款，再写下处理说明。",
+                                f"{n.en_short} took a payment for an order this shop never placed: refund it in "
+                                f"{n.merchant_site_en}, then settle it with a note.")
         if License.get_or_none(License.order == order.id) is not None:
             return _settle(shop, row, "license_issued", ("许可证已经发放。", "The license is issued already."),
                            {"result": "already_licensed"}, actor=actor, ip=ip, order=order)
         try:
             answer = shop.wechat.query_by_out_trade_no(order.out_trade_no)
         except WeChatPayError as exc:
-            raise ActionRefused(503, "wechat_unavailable", "微信支付暂时没有回答，请稍后再试。",
-                                f"WeChat Pay did not answer ({type(exc).__name__}); try again shortly.") from exc
+            raise ActionRefused(503, n.unavailable, f"{n.zh}暂时没有回答，请稍后再试。",
+                                f"{n.en} did not answer ({type(exc).__name__}); try again shortly.") from exc
         state = answer.get("trade_state") if isinstance(answer, dict) else None
         if state != "SUCCESS":
-            raise ActionRefused(409, "not_paid_at_wechat", f"微信支付说这笔订单的状态是 {state}，没有要补发的许可证。",
-                                f"WeChat Pay says the order is {state}: no license is owed.")
+            raise ActionRefused(409, n.not_paid, f"{n.zh}说这笔订单的状态是 {state}，没有要补发的许可证。",
+                                f"{n.en} says the order is {state}: no license is owed.")
         try:
             result = apply_transaction(shop, answer, source="bill", ip=ip)
         except UnusableTransaction as exc:
-            raise ActionRefused(409, "unusable_answer", "微信支付的回答缺少必要的内容，没有发放许可证。",
-                                f"WeChat Pay's answer lacks what a license needs ({exc}); nothing was issued.") from exc
+            raise ActionRefused(409, "unusable_answer", f"{n.zh}的回答缺少必要的内容，没有发放许可证。",
+                                f"{n.en}'s answer lacks what a license needs ({exc}); nothing was issued.") from exc
         order = Order.get_by_id(order.id)
         if License.get_or_none(License.order == order.id) is None:
             flag = order.flag or result
@@ -120,7 +150,7 @@ def issue_missing_license(shop: Shop, difference_id: int, *, actor: str, ip: str
                                 "issued by itself: look at its order page (refund it, or give a license by hand), "
                                 "then settle it with a note.")
         return _settle(shop, row, "license_issued",
-                       ("微信确认已付款，已按正常流程发放许可证。", "WeChat confirmed the payment; the license is issued."),
+                       (f"{n.zh_short}确认已付款，已按正常流程发放许可证。", f"{n.en_short} confirmed the payment; the license is issued."),
                        {"transaction_id": answer.get("transaction_id"), "result": result},
                        actor=actor, ip=ip, order=order)
     except ActionRefused as refused:
@@ -128,10 +158,11 @@ def issue_missing_license(shop: Shop, difference_id: int, *, actor: str, ip: str
 
 
 def adopt_refund(shop: Shop, difference_id: int, *, actor: str, ip: str | None) -> Settled:
-    """Ask WeChat about a refund the bill lists and we do not hold as done; settle it by the one refund path."""
+    """Ask the payment service about a refund its bill lists and we do not hold as done; settle it by the one refund path."""
     row: BillDifference | None = None
     try:
         row = _open_row(difference_id, "adopt_refund")
+        n = names_of(row.kind)
         if not row.out_refund_no:
             raise ActionRefused(409, "no_refund_number", "账单行没有退款单号，请写下处理说明。",
                                 "The bill line names no refund; settle it with a note.")
@@ -145,23 +176,29 @@ def adopt_refund(shop: Shop, difference_id: int, *, actor: str, ip: str | None) 
                            {"out_refund_no": row.out_refund_no, "result": "already_recorded"},
                            actor=actor, ip=ip, order=order)
         try:
-            answer = shop.wechat.query_refund(row.out_refund_no)
+            if n is ALIPAY_NAMES:
+                # Alipay is asked about a refund by its order's number too (the refund may be one we never
+                # made); only the payment router, there whenever Alipay is set up, takes it.
+                router: Any = shop.wechat
+                answer = router.query_refund(row.out_refund_no, out_trade_no=order.out_trade_no)
+            else:
+                answer = shop.wechat.query_refund(row.out_refund_no)
         except WeChatPayError as exc:
-            raise ActionRefused(503, "wechat_unavailable", "微信支付暂时没有回答，请稍后再试。",
-                                f"WeChat Pay did not answer ({type(exc).__name__}); try again shortly.") from exc
-        result = settle_refund(shop, answer, source="bill", ip=ip)
+            raise ActionRefused(503, n.unavailable, f"{n.zh}暂时没有回答，请稍后再试。",
+                                f"{n.en} did not answer ({type(exc).__name__}); try again shortly.") from exc
+        result = settle_refund(shop, answer, source="bill", ip=ip, actor="alipay" if n is ALIPAY_NAMES else "wechat")
         done = Refund.get_or_none(Refund.out_refund_no == row.out_refund_no)
         if done is None or done.status != "SUCCESS":
             if result == "processing":
-                raise ActionRefused(409, "refund_processing", "微信支付说这笔退款还在处理中，退款成功后再试。",
-                                    "WeChat Pay says the refund is still processing; try again once it succeeds.")
+                raise ActionRefused(409, "refund_processing", f"{n.zh}说这笔退款还在处理中，退款成功后再试。",
+                                    f"{n.en} says the refund is still processing; try again once it succeeds.")
             order = Order.get_by_id(order.id)
             raise ActionRefused(409, "refund_unmatched",
                                 "这笔退款与订单对不上（金额或可退金额不符），订单已标记：请在订单页核对，再写下处理说明。",
                                 f"The refund does not fit the order ({(order.flag_detail or result)[:120]}); the "
                                 "order is flagged: look at its order page, then settle it with a note.")
         return _settle(shop, row, "refund_adopted",
-                       ("已按微信的记录登记这笔退款。", "The refund is recorded as WeChat made it."),
+                       (f"已按{n.zh_short}的记录登记这笔退款。", f"The refund is recorded as {n.en_short} made it."),
                        {"out_refund_no": row.out_refund_no, "amount_fen": done.amount_fen, "result": result},
                        actor=actor, ip=ip, order=Order.get_by_id(order.id))
     except ActionRefused as refused:

@@ -18,8 +18,8 @@ from database import write_transaction
 from models import Alert, AuditEvent, BillDifference, Course, License, Order, Refund, db
 
 from . import audit
-from .daily_bill import KINDS
-from .errors import BillingError
+from .daily_bill import KINDS, bill_names
+from .errors import BillingError, paid_with_alipay
 from .shop import Shop
 
 UTC = dt.timezone.utc
@@ -38,12 +38,16 @@ ALERT_WORDS = {
     "payment_flagged": ("一笔付款需要你核对", "A payment needs your review"),
     "paid_unlicensed": ("订单已付款但没有许可证", "An order is paid but has no license"),
     "notify_failing": ("微信支付通知多次验签失败", "WeChat Pay notifications keep failing verification"),
+    "alipay_notify_failing": ("支付宝通知多次验签失败", "Alipay notifications keep failing verification"),
     "wechat_unreachable": ("微信支付 10 分钟无响应", "WeChat Pay has not answered for 10 minutes"),
+    "alipay_unreachable": ("支付宝 10 分钟无响应", "Alipay has not answered for 10 minutes"),
     "backup_failed": ("每日备份失败", "The daily backup failed"),
     "clock_skew": ("服务器时间与微信支付不一致", "This server's clock disagrees with WeChat Pay's"),
     "wechat_config": ("微信支付拒绝了商户的请求或设置", "WeChat Pay refuses the shop's request or settings"),
-    "bill_differences": ("微信支付日账单与订单不一致", "WeChat Pay's daily bill differs from your orders"),
-    "bill_failed": ("无法核对微信支付日账单", "WeChat Pay's daily bill could not be checked"),
+    "alipay_config": ("支付宝拒绝了本店的应用设置", "Alipay refuses the shop's app settings"),
+    # Both methods' bills raise these two; the alert's message says whose bill (WeChat Pay's or Alipay's).
+    "bill_differences": ("微信支付或支付宝的日账单与订单不一致", "A daily bill (WeChat Pay's or Alipay's) differs from your orders"),
+    "bill_failed": ("无法核对微信支付或支付宝的日账单", "A daily bill (WeChat Pay's or Alipay's) could not be checked"),
     "complaint_new": ("收到微信支付投诉，请在 24 小时内回复", "A WeChat Pay complaint arrived: answer within 24 hours"),
     "complaint_due": ("投诉即将超过回复时限", "A complaint is near its reply deadline"),
 }
@@ -80,6 +84,7 @@ ACTION_WORDS = {
     "refund.abnormal": ("退款异常", "Refund abnormal"),
     "notification.rejected": ("拒收一条通知", "Notification refused"),
     "wechat.call_failed": ("调用微信支付失败", "Call to WeChat Pay failed"),
+    "alipay.call_failed": ("调用支付宝失败", "Call to Alipay failed"),
     "mail.renewal_reminder": ("发送续费提醒", "Renewal reminder sent"),
     "course.saved": ("保存课程", "Course saved"),
     "course.download_limit": ("修改下载次数上限", "Download limit changed"),
@@ -125,6 +130,8 @@ DETAIL_WORDS = {
     "reason": ("原因", "reason"), "note": ("说明", "note"), "email": ("邮箱", "e-mail"), "title": ("抬头", "title"),
 }
 SOURCE_WORDS = {"notification": ("微信通知", "WeChat's notification"), "query": ("主动查询", "a query to WeChat"),
+                "alipay_notify": ("支付宝通知", "Alipay's notification"),
+                "alipay_notification": ("支付宝通知", "Alipay's notification"),
                 "poll": ("学员页面查询", "the learner's page asking"), "bill": ("日账单", "the daily bill"),
                 "reconcile": ("定时核对", "the reconciler")}
 NOTIFICATION_WORDS = {
@@ -152,15 +159,41 @@ def _detail_value(key: str, value: Any) -> str:
     return str(value)
 
 
-def event_words(action: str, detail: dict[str, Any]) -> dict[str, str]:
-    """One timeline line in words: what happened (zh, en) and the few facts that matter, money in yuan."""
-    zh, en = action_words(action)
+# What an Alipay order's timeline says instead: the same events, named after the service that took the money.
+ALIPAY_ACTION_WORDS = {
+    "order.wechat_created": ("支付宝已生成付款码", "Alipay made the payment code"),
+    "payment.refunded_at_wechat": ("付款已在支付宝退回（未发放许可证）", "Paid and refunded at Alipay (no license)"),
+    "payment.transaction_reused": ("支付宝交易号被重复使用", "Alipay trade number used twice"),
+    "bill_difference.license_issued": ("对账差异：查询支付宝后补发许可证",
+                                       "Bill difference settled: license issued after asking Alipay"),
+    "bill_difference.refund_adopted": ("对账差异：登记支付宝的退款", "Bill difference settled: Alipay's refund recorded"),
+}
+ALIPAY_DETAIL_WORDS = {"transaction_id": ("支付宝交易号", "Alipay trade number")}
+ALIPAY_SOURCE_WORDS = {"query": ("主动查询", "a query to Alipay")}
+
+
+def method_action_words(action: str, method: str) -> tuple[str, str]:
+    """An audit action as words, named after the payment method of the order it is about."""
+    if method == "alipay" and action in ALIPAY_ACTION_WORDS:
+        return ALIPAY_ACTION_WORDS[action]
+    return action_words(action)
+
+
+def event_words(action: str, detail: dict[str, Any], method: str = "wechat") -> dict[str, str]:
+    """One timeline line in words: what happened (zh, en) and the few facts that matter, money in yuan.
+
+    ``method`` is the order's payment method: an Alipay order's line names Alipay where WeChat's names WeChat.
+    """
+    alipay = method == "alipay"
+    zh, en = method_action_words(action, method)
     facts_zh, facts_en = [], []
     source = detail.get("source")
-    if isinstance(source, str) and source in SOURCE_WORDS:
-        facts_zh.append("来自" + SOURCE_WORDS[source][0])
-        facts_en.append("from " + SOURCE_WORDS[source][1])
-    for key, (kzh, ken) in DETAIL_WORDS.items():
+    sources = {**SOURCE_WORDS, **ALIPAY_SOURCE_WORDS} if alipay else SOURCE_WORDS
+    if isinstance(source, str) and source in sources:
+        facts_zh.append("来自" + sources[source][0])
+        facts_en.append("from " + sources[source][1])
+    details = {**DETAIL_WORDS, **ALIPAY_DETAIL_WORDS} if alipay else DETAIL_WORDS
+    for key, (kzh, ken) in details.items():
         value = detail.get(key)
         if value in (None, "", [], {}):
             continue
@@ -208,9 +241,10 @@ def open_differences(limit: int = 20) -> list[BillDifference]:
 
 
 def difference_words(row: BillDifference) -> dict[str, Any]:
-    """One bill difference in words: kind in zh and en, amounts in yuan."""
+    """One bill difference in words: kind in zh and en, whose bill it is, amounts in yuan."""
     zh, en = KINDS.get(row.kind, (row.kind, row.kind))
-    return {"row": row, "zh": zh, "en": en, "wechat": _yuan(row.wechat_fen), "ours": _yuan(row.ours_fen)}
+    return {"row": row, "zh": zh, "en": en, "wechat": _yuan(row.wechat_fen), "ours": _yuan(row.ours_fen),
+            "names": bill_names(row.kind)}
 
 
 def alerts_page(state: str = "open", limit: int = 200) -> list[Alert]:
@@ -336,10 +370,12 @@ def audit_page(f: AuditFilter) -> AuditPage:
     events = list(query.order_by(AuditEvent.id.desc()).limit(PAGE_SIZE + 1))
     page = AuditPage()
     order_ids = {event.order_id for event in events if event.order_id}
-    public = dict(Order.select(Order.id, Order.public_id).where(Order.id.in_(sorted(order_ids))).tuples()) \
-        if order_ids else {}
+    numbers = {row[0]: (row[1], row[2]) for row in Order.select(Order.id, Order.public_id, Order.out_trade_no)
+               .where(Order.id.in_(sorted(order_ids))).tuples()} if order_ids else {}
+    public = {key: value[0] for key, value in numbers.items()}
     for event in events[:PAGE_SIZE]:
-        zh, en = action_words(event.action)
+        paid_with = "alipay" if event.order_id in numbers and paid_with_alipay(numbers[event.order_id][1]) else "wechat"
+        zh, en = method_action_words(event.action, paid_with)
         detail = json.loads(event.detail or "{}")
         page.rows.append({"id": event.id, "at": event.at, "actor": event.actor, "action": event.action,
                           "zh": zh, "en": en, "ip": event.ip, "detail": detail,

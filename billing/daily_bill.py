@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from models import BillCheck, BillDifference, License, Order, Refund
+from models import AlipayBillCheck, BillCheck, BillDifference, License, Order, Refund
 from wechatpay.bills import TradeBill
 from wechatpay.errors import BillNotReady, NoBill, WeChatPayError
 
@@ -47,6 +47,13 @@ KINDS = {
     "alipay_unreadable_line": ("支付宝账单无法读取", "Alipay's bill could not be read"),
 }
 WECHAT_ORDERS = Order.payment_method != "alipay"  # what WeChat's bill can list
+
+
+def bill_names(kind: str) -> dict[str, str]:
+    """Whose bill a difference kind came from, in words: Alipay's kinds start ``alipay_``, the rest are WeChat Pay's."""
+    if kind.startswith("alipay_"):
+        return {"method": "alipay", "zh": "支付宝", "en": "Alipay", "bill_zh": "支付宝账单", "bill_en": "Alipay's bill"}
+    return {"method": "wechat", "zh": "微信", "en": "WeChat", "bill_zh": "微信账单", "bill_en": "WeChat's bill"}
 
 
 @dataclass(frozen=True)
@@ -270,11 +277,12 @@ def bill_differences(limit: int = 200) -> list[dict[str, Any]]:
              "transaction_id": row.transaction_id, "out_refund_no": row.out_refund_no,
              "wechat_fen": row.wechat_fen, "ours_fen": row.ours_fen, "detail": row.detail,
              "found_at": row.found_at, "id": row.id, "resolved_at": row.resolved_at, "resolved_by": row.resolved_by,
-             "resolution": row.resolution} for row in rows]
+             "resolution": row.resolution, "names": bill_names(row.kind)} for row in rows]
 
 
-def bill_checks(limit: int = 30) -> list[dict[str, Any]]:
-    """The days compared so far, newest first: how many lines and differences each had."""
-    rows = BillCheck.select().order_by(BillCheck.bill_date.desc()).limit(limit)
+def bill_checks(limit: int = 30, method: str = "wechat") -> list[dict[str, Any]]:
+    """The days one method's bill was compared so far (WeChat Pay's, or Alipay's), newest first, with their counts."""
+    checks: Any = AlipayBillCheck if method == "alipay" else BillCheck
+    rows = checks.select().order_by(checks.bill_date.desc()).limit(limit)
     return [{"date": row.bill_date, "checked_at": row.checked_at, "lines": row.lines,
              "differences": row.differences} for row in rows]

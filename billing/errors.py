@@ -147,6 +147,13 @@ CATALOGUE: dict[str, ErrorText] = {
         "order id if this is unexpected.",
         "contact_support",
     ),
+    "payment_refunded_at_alipay": ErrorText(
+        200,
+        "这笔付款已在支付宝退回，未发放许可证；如有疑问请联系客服并提供订单号。",
+        "This payment was refunded through Alipay, so no license was issued; contact support with your "
+        "order id if this is unexpected.",
+        "contact_support",
+    ),
     "license_not_found": ErrorText(
         404, "没有这个许可证。", "There is no license with this id.", "none"
     ),
@@ -176,6 +183,9 @@ CATALOGUE: dict[str, ErrorText] = {
     ),
     "not_paid_at_wechat": ErrorText(
         409, "微信支付显示该订单未支付。", "WeChat Pay says this order is not paid.", "none"
+    ),
+    "not_paid_at_alipay": ErrorText(
+        409, "支付宝显示该订单未支付。", "Alipay says this order is not paid.", "none"
     ),
     "order_has_no_license": ErrorText(
         404, "该订单没有许可证。", "This order has no license.", "none"
@@ -283,10 +293,20 @@ class BillingError(Exception):
         return CATALOGUE[self.code].status
 
 
-def wechat_unavailable(exc: WeChatPayError) -> BillingError:
-    """Billing's own error for a failed WeChat Pay call the creator made: the code WeChat gave, or the failure's kind."""
+def paid_with_alipay(out_trade_no: str | None) -> bool:
+    """Whether an order number is an Alipay order's (billing.alipay_method.method_of, without importing it here)."""
+    from .alipay_method import ALIPAY, method_of
+
+    return method_of(out_trade_no or "") == ALIPAY
+
+
+def wechat_unavailable(exc: WeChatPayError, out_trade_no: str | None = None) -> BillingError:
+    """Billing's own error for a failed payment call the creator made: the code the service gave, or the failure's kind.
+
+    Named after the method of the order the call was about: an Alipay order's is ``alipay_unavailable``.
+    """
     detail = f"{exc.code}: {exc.message}" if isinstance(exc, ApiError) else type(exc).__name__
-    return BillingError("wechat_unavailable", detail)
+    return BillingError("alipay_unavailable" if paid_with_alipay(out_trade_no) else "wechat_unavailable", detail)
 
 
 def error_body(code: str, detail: str = "") -> dict[str, object]:

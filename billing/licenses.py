@@ -12,7 +12,7 @@ from models import AuditEvent, Course, License, Order, WithdrawnKey
 
 from . import audit
 from .content import max_downloads_of
-from .errors import BillingError, wechat_unavailable
+from .errors import BillingError, paid_with_alipay, wechat_unavailable
 from .addresses import EMAIL_WORDS, is_email_address
 from .mail import enqueue_license_mail, enqueue_mail, extension_of, license_lines, license_mail
 from .payments import apply_transaction, issue_license_for
@@ -163,21 +163,22 @@ def is_comp(order: Order) -> bool:
 
 
 def ask_wechat(shop: Shop, order: Order) -> dict[str, Any]:
-    """Return what WeChat Pay says about the order right now."""
+    """Return what the order's payment service (WeChat Pay, or Alipay for an Alipay order) says about it now."""
     if is_comp(order):
-        raise BillingError("bad_request", "a comp was never sent to WeChat Pay")
+        raise BillingError("bad_request", "a comp was never sent to a payment service")
     try:
         return shop.wechat.query_by_out_trade_no(order.out_trade_no)
     except WeChatPayError as exc:
-        raise wechat_unavailable(exc) from exc
+        raise wechat_unavailable(exc, order.out_trade_no) from exc
 
 
 def mark_paid(shop: Shop, order: Order, *, reason: str, actor: str, ip: str | None = None) -> str:
-    """Fulfil an order by hand, only when WeChat Pay's own answer says it is paid."""
+    """Fulfil an order by hand, only when its payment service's own answer says it is paid."""
     reason = _reason(reason)
     answer = ask_wechat(shop, order)
     if answer.get("trade_state") != "SUCCESS":
-        raise BillingError("not_paid_at_wechat", f"trade_state is {answer.get('trade_state')}")
+        raise BillingError("not_paid_at_alipay" if paid_with_alipay(order.out_trade_no) else "not_paid_at_wechat",
+                           f"trade_state is {answer.get('trade_state')}")
     with write_transaction():
         audit.record("admin.mark_paid", at=shop.now(), actor=actor, order=order, ip=ip,
                      detail={"reason": reason, "trade_state": "SUCCESS",

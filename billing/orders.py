@@ -468,11 +468,13 @@ def _record_wechat_failure(shop: Shop, order: Order | None, call: str, exc: Exce
         detail.update(status=exc.status, code=exc.code)
     if order is None:  # a new order is written only once WeChat has it
         detail["out_trade_no"] = out_trade_no
-    log.warning("WeChat Pay %s failed for order %s: %s", call,
+    # Named after the order's own method: an Alipay order's failed call is Alipay's, never WeChat Pay's.
+    method = alipay_method.method_of((order.out_trade_no if order is not None else out_trade_no) or "")
+    log.warning("%s %s failed for order %s: %s", "Alipay" if method == alipay_method.ALIPAY else "WeChat Pay", call,
                 order.public_id if order is not None else out_trade_no, detail)
     try:
         with write_transaction():
-            audit.record("wechat.call_failed", at=shop.now(), order=order, detail=detail)
+            audit.record(f"{method}.call_failed", at=shop.now(), order=order, detail=detail)
             if also is not None:
                 also()
     except OperationalError:
@@ -494,6 +496,8 @@ def order_view(shop: Shop, order: Any, license: Any = None, *, look_up_license: 
     error = None
     if order.flag in FLAG_ERRORS:
         error = FLAG_ERRORS[order.flag]
+        if error == "payment_refunded" and alipay_method.method_of(order.out_trade_no) == alipay_method.ALIPAY:
+            error = "payment_refunded_at_alipay"  # the learner paid with Alipay: say where the money went back
     elif order.status == "closed":
         error = CLOSE_ERRORS.get(order.close_reason or "", "order_closed")
     elif order.status == "paid":

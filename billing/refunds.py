@@ -16,7 +16,7 @@ from wechatpay.errors import ApiError, FieldError, WeChatPayError
 from wechatpay.fields import REFUND_REASON_BYTES, check_utf8
 
 from . import audit
-from .errors import BillingError, wechat_unavailable
+from .errors import BillingError, paid_with_alipay, wechat_unavailable
 from .payments import (NotificationRefused, NotifyAnswer, Received, keep_notification, open_notification,
                        record_refunded_payment)
 from .shop import Shop, is_pack
@@ -145,16 +145,21 @@ def _fail(shop: Shop, refund: Refund, why: str) -> None:
         changed = Refund.update(status="FAILED", detail=why, updated_at=now, settled_at=now).where(
             (Refund.id == refund.id) & (Refund.status == "PROCESSING")).execute()
         if changed:
-            audit.record("refund.refused", at=now, actor="wechat", order=refund.order,
+            audit.record("refund.refused", at=now, actor=_method(refund), order=refund.order,
                          detail={"out_refund_no": refund.out_refund_no, "why": why})
-    log.warning("refund %s refused by WeChat Pay: %s", refund.out_refund_no, why)
+    log.warning("refund %s refused by %s: %s", refund.out_refund_no, _method(refund), why)
+
+
+def _method(refund: Refund) -> str:
+    """The payment method (wechat or alipay) the refund's order was paid with: who is asked, who answers."""
+    return "alipay" if paid_with_alipay(refund.order.out_trade_no) else "wechat"
 
 
 def _note_retry(shop: Shop, refund: Refund, why: str) -> None:
     now = shop.now()
     with write_transaction():
         Refund.update(detail=f"will retry: {why}"[:200], updated_at=now).where(Refund.id == refund.id).execute()
-        audit.record("wechat.call_failed", at=now, order=refund.order,
+        audit.record(f"{_method(refund)}.call_failed", at=now, order=refund.order,
                      detail={"call": "create_refund", "out_refund_no": refund.out_refund_no, "error": why})
 
 
@@ -435,7 +440,7 @@ def check_refund(shop: Shop, refund: Refund) -> None:
     try:
         sync_refund(shop, refund)
     except WeChatPayError as exc:
-        raise wechat_unavailable(exc) from exc
+        raise wechat_unavailable(exc, refund.order.out_trade_no) from exc
 
 
 def reconcile_refunds(shop: Shop, now: dt.datetime) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from . import rollup
 from . import console
 from .complaints import needing_reply
 from .audit import last_event, verify_chain
-from .errors import BillingError
+from .errors import BillingError, paid_with_alipay
 from .mail import render_queued_license
 from .refunds import refunds_needing_attention
 
@@ -337,11 +337,16 @@ RETRY_WORDS = {
 }
 
 
-def refund_detail_words(detail: str | None) -> tuple[str, str]:
-    """A refund's stored detail as words: a retry in plain words, anything else as a note to read as it is."""
+def refund_detail_words(detail: str | None, out_trade_no: str | None = None) -> tuple[str, str]:
+    """A refund's stored detail as words: a retry in plain words, anything else as a note to read as it is.
+
+    The retry is named after the order's payment service: Alipay's codes are not WeChat's.
+    """
     text = detail or ""
     if text.startswith("will retry: "):
         code = text.removeprefix("will retry: ")
+        if paid_with_alipay(out_trade_no):
+            return ("支付宝暂时无法处理，会自动重试", "Alipay could not take it now; it is retried")
         return RETRY_WORDS.get(code, ("微信支付暂时无法处理，会自动重试", "WeChat Pay could not take it now; it is retried"))
     return ("", "")
 
@@ -351,10 +356,11 @@ def timeline(order: Order) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     from .console import event_words, notification_words  # console builds on this module
 
+    method = "alipay" if paid_with_alipay(order.out_trade_no) else "wechat"
     for event in AuditEvent.select().where(AuditEvent.order == order.id).order_by(AuditEvent.id):
         detail = json.loads(event.detail or "{}")
         items.append({"at": event.at, "kind": "event", "what": event.action, "who": event.actor,
-                      "ip": event.ip, "detail": detail, "words": event_words(event.action, detail)})
+                      "ip": event.ip, "detail": detail, "words": event_words(event.action, detail, method)})
     for note in Notification.select().where(Notification.order == order.id).order_by(Notification.id):
         items.append({"at": note.received_at, "kind": "notification",
                       "what": f"notification ({note.kind}) {note.event_type or ''}".strip(),
@@ -391,18 +397,20 @@ def _range(since: dt.date | None, until: dt.date | None) -> tuple[dt.datetime, d
 
 
 def orders_csv(since: dt.date | None, until: dt.date | None, sandbox: bool = False) -> bytes:
-    """Orders of one book created in the Shanghai date range as UTF-8 CSV with a BOM, amounts in yuan."""
+    """Orders of one book created in the Shanghai date range as UTF-8 CSV with a BOM, amounts in yuan.
+
+    The last column says how each was paid (wechat or alipay): each method's money is settled apart."""
     start, stop = _range(since, until)
     orders = (Order.select().where((Order.created_at >= start) & (Order.created_at < stop)
                                    & (Order.sandbox == sandbox))
               .order_by(Order.created_at))
     return _csv(["created (Asia/Shanghai)", "order", "out_trade_no", "transaction_id", "course", "description",
                  "email", "amount (yuan)", "status", "paid (Asia/Shanghai)", "flag",
-                 "list price (yuan)", "discount (yuan)", "code"],
+                 "list price (yuan)", "discount (yuan)", "code", "method"],
                 ([_local(o.created_at), o.public_id, o.out_trade_no, o.transaction_id, o.course_id,
                   o.description, o.email, yuan(o.amount_fen), o.status, _local(o.paid_at), o.flag,
                   yuan(o.amount_fen + (o.discount_fen or 0) if o.list_price_fen is None else o.list_price_fen),
-                  yuan(o.discount_fen or 0), _code_of(o)]
+                  yuan(o.discount_fen or 0), _code_of(o), o.payment_method]
                  for o in orders.iterator()))
 
 
@@ -419,9 +427,9 @@ def refunds_csv(since: dt.date | None, until: dt.date | None, sandbox: bool = Fa
                .where((Refund.created_at >= start) & (Refund.created_at < stop) & (Order.sandbox == sandbox))
                .order_by(Refund.created_at))
     return _csv(["requested (Asia/Shanghai)", "out_refund_no", "refund_id", "order", "out_trade_no",
-                 "amount (yuan)", "status", "settled (Asia/Shanghai)", "reason", "by"],
+                 "amount (yuan)", "status", "settled (Asia/Shanghai)", "reason", "by", "method"],
                 ([_local(r.created_at), r.out_refund_no, r.refund_id, r.order.public_id, r.order.out_trade_no,
-                  yuan(r.amount_fen), r.status, _local(r.settled_at), r.reason, r.actor]
+                  yuan(r.amount_fen), r.status, _local(r.settled_at), r.reason, r.actor, r.order.payment_method]
                  for r in refunds.iterator()))
 
 

@@ -6,9 +6,9 @@ import datetime as dt
 import logging
 from typing import Any
 
-from peewee import JOIN
+from peewee import JOIN, SQL
 
-from models import Alert, License, Notification, Order, OutsideService
+from models import Alert, AuditEvent, License, Notification, Order, OutsideService
 
 from billing.mail import enqueue_mail
 from billing.shop import Shop, is_pack
@@ -31,13 +31,16 @@ TITLES = {
     "payment_flagged": "A payment needs your review",
     "paid_unlicensed": "An order is paid but has no license",
     "notify_failing": "WeChat Pay notifications keep failing verification",
+    "alipay_notify_failing": "Alipay notifications keep failing verification",
     "wechat_unreachable": "WeChat Pay has not answered for 10 minutes",
+    "alipay_unreachable": "Alipay has not answered for 10 minutes",
     "backup_failed": "The daily backup failed",
     "replica_stalled": "The off-machine replica has fallen behind",
     "clock_skew": "This server's clock disagrees with WeChat Pay's",
     "wechat_config": "WeChat Pay refuses the shop's request or settings",
-    "bill_differences": "WeChat Pay's daily bill differs from your orders",
-    "bill_failed": "WeChat Pay's daily bill could not be checked",
+    "alipay_config": "Alipay refuses the shop's app settings",
+    "bill_differences": "A daily bill (WeChat Pay's or Alipay's) differs from your orders",
+    "bill_failed": "A daily bill (WeChat Pay's or Alipay's) could not be checked",
     "complaint_new": "A WeChat Pay complaint arrived: answer it within 24 hours",
     "complaint_due": "A WeChat Pay complaint is near its reply deadline",
 }
@@ -76,9 +79,17 @@ def _known(keys: list[str]) -> set[str]:
     return {a.key for a in Alert.select(Alert.key).where(Alert.key.in_(keys))}
 
 
+# The payment services whose outage alerts (OutsideService names, as operations.metrics counts their calls).
+UNREACHABLE = {"wechat": ("wechat_unreachable", "WeChat Pay"), "alipay": ("alipay_unreachable", "Alipay")}
 # WeChat refuses signatures more than 300 s off; say so well before that (THREATS #40).
 CLOCK_SKEW_LIMIT = 60
 UNLICENSED_LOOKBACK = dt.timedelta(days=2)
+
+
+def alipay_refused_since(since: dt.datetime) -> Any:
+    """Alipay's refused notifications since then: audit events only (billing.alipay_method), read by their index."""
+    return AuditEvent.select().where((AuditEvent.action == SQL("'alipay.notification_refused'"))
+                                     & (AuditEvent.at > since))
 
 
 def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
@@ -117,12 +128,19 @@ def look_for_trouble(shop: Shop, now: dt.datetime) -> dict[str, Any]:
         raised += alert("notify_failing", f"{failures} notifications failed verification or decryption in "
                         "the last 15 minutes. Check LBPAY_WECHATPAY_APIV3_KEY and the WeChat Pay public "
                         "key or certificates.", f"notify_failing:{now:%Y%m%d%H}")
+    refused = alipay_refused_since(now - FAILING_WINDOW).count()
+    if refused >= FAILING_THRESHOLD:
+        raised += alert("alipay_notify_failing", f"{refused} Alipay notifications were refused (signature, app or "
+                        "seller) in the last 15 minutes. Check LBPAY_ALIPAY_PUBLIC_KEY_FILE (or the Alipay "
+                        "certificates), LBPAY_ALIPAY_APP_ID and LBPAY_ALIPAY_SELLER_ID.",
+                        f"alipay_notify_failing:{now:%Y%m%d%H}")
 
-    service = OutsideService.get_or_none(OutsideService.name == "wechat")
-    if service is not None and service.failing_since is not None and service.failing_since <= now - WECHAT_DOWN_AFTER:
-        raised += alert("wechat_unreachable", f"Calls to WeChat Pay have failed since "
-                        f"{service.failing_since:%Y-%m-%d %H:%M} UTC.",
-                        f"wechat_down:{service.failing_since.isoformat()}")
+    # Each payment service by the same rule: failing for 10 minutes is one alert (and one mail) per outage.
+    for name, (kind, words) in UNREACHABLE.items():
+        service = OutsideService.get_or_none(OutsideService.name == name)
+        if service is not None and service.failing_since is not None and service.failing_since <= now - WECHAT_DOWN_AFTER:
+            raised += alert(kind, f"Calls to {words} have failed since {service.failing_since:%Y-%m-%d %H:%M} UTC.",
+                            f"{name}_down:{service.failing_since.isoformat()}")
     skew = shop.wechat.last_clock_skew
     if isinstance(skew, (int, float)) and abs(skew) > CLOCK_SKEW_LIMIT:
         raised += alert("clock_skew", f"This server's clock is {skew:+.0f} s off WeChat Pay's (Date header). "

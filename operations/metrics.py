@@ -165,8 +165,11 @@ class CountedWeChat:
                 outcome = outcome_of(failure)
                 endpoint = name if service == WECHAT else f"{service}:{name}"
                 self.tally.add(endpoint, outcome, time.monotonic() - started, self._clock(), service)
-                if outcome == "config_error" and isinstance(failure, ApiError) and service == WECHAT:
-                    self._config_alert(name, failure)
+                if outcome == "config_error" and isinstance(failure, ApiError):
+                    if service == WECHAT:
+                        self._config_alert(name, failure)
+                    else:
+                        self._alipay_config_alert(name, failure)
 
         return counted
 
@@ -183,6 +186,23 @@ class CountedWeChat:
                         to=self._alert_to())
         except Exception:  # an alert must never cost the caller its answer
             log.warning("could not raise the wechat_config alert", exc_info=True)
+
+
+    def _alipay_config_alert(self, call: str, error: ApiError) -> None:
+        """Alipay refused the shop's app (a signature, an app id, a contract): learners choosing Alipay read
+        alipay_setup_error, which promises the shop has been told; this tells it."""
+        from .alerts import raise_alert
+
+        now = self._clock()
+        message = (f"Alipay refused {call}: {error.message[:300]} ({error.code}). This is not an outage: the "
+                   "shop's Alipay app settings (LBPAY_ALIPAY_*: app id, keys or certificates, seller id) or its "
+                   "contract must be fixed; learners who choose Alipay are told the shop must fix something "
+                   "and may pay with WeChat Pay meanwhile.")
+        try:
+            raise_alert("alipay_config", message, now=now, key=f"alipay_config:{call}:{error.code}:{now:%Y%m%d}",
+                        to=self._alert_to())
+        except Exception:  # an alert must never cost the caller its answer
+            log.warning("could not raise the alipay_config alert", exc_info=True)
 
 
 def flush_calls(shop: Shop) -> int:

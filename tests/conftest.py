@@ -24,6 +24,7 @@ from flask import Flask
 from servers import chromium, loopback_certificate, private_pem, public_pem, write_secret
 from werkzeug.serving import make_server
 
+import app as app_module
 import models
 from app import create_app
 from billing import admin_users
@@ -47,6 +48,37 @@ pem_private, pem_public = private_pem, public_pem
 # `lbpay` and gunicorn process the tests start keeps the shipped parameters, which
 # test_admin_create_reads_the_password_file_without_its_newline reads back from a stored hash.
 admin_users._hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+
+
+class KeyPool:
+    """RSA-2048 keys made once per test process, handed out in turn where a sandbox instance makes its keys.
+
+    An instance folder in sandbox mode makes five keys on its first start (the simulated merchant and
+    platform of each payment service, and the license key), about 50 ms of CPU each, and then parses
+    each at about 35 ms. Tests start some hundreds of such folders: each gets real keys made by the
+    tests, drawn in turn from eight, so the five of one folder always differ, and parsing a key the
+    process has parsed before is free (wechatpay.crypto and licensing keep parsed keys by their PEM).
+    `lbpay` and gunicorn processes the tests start make their own, as a creator's would.
+    """
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self._pems: list[bytes] = []
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bytes:
+        with self._lock:
+            if len(self._pems) < self.SIZE:
+                self._pems.append(_make_private_key_pem())
+            pem = self._pems[self._next % self.SIZE]
+            self._next += 1
+            return pem
+
+
+_make_private_key_pem = app_module.generate_private_key_pem
+app_module.generate_private_key_pem = KeyPool()  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,20 @@ CHROMIUM = "/usr/bin/chromium"
 # CI runs four test files at once on two cores beside a TypeScript build; 5-10 s waits failed there.
 BROWSER_WAIT_MS = 30_000
 # The flags a headless Chromium needs on a machine with a closed network and no display.
+# Each browser context is a window, and Chromium 156 preloads the address bar's WebUI popup into a
+# renderer of its own for every window: about 0.3 CPU-s a context, for a popup no test opens.
+# Chromium reads only the last --disable-features, so this one repeats the features Playwright turns
+# off (PLAYWRIGHT_DISABLED_FEATURES, Playwright's chromiumSwitches of the version pinned in
+# requirements-test.lock; tests/test_chromium_flags.py checks none is lost) and adds the popup's.
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding", "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect", "TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying",
+    "AimEnabled", "PreconnectToSearch", "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion")
+OMNIBOX_POPUP_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-features=" + ",".join(PLAYWRIGHT_DISABLED_FEATURES + OMNIBOX_POPUP_FEATURES)]
 # `lbpay …` run from the checkout (python -c puts it on sys.path), whatever the editable install lists.
 LBPAY = [sys.executable, "-c", "from cli import main; main()"]
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")

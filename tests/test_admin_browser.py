@@ -6,9 +6,7 @@ browser is Debian's Chromium (`make system-deps`), never one Playwright download
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import pyotp
 import pytest
 from conftest import Shop
+from screens import shot
 from playwright.sync_api import Browser, Page, expect
 from servers import BROWSER_WAIT_MS
 from test_admin import EMAIL, PASSWORD, paid_order, shop_of
@@ -27,9 +26,6 @@ from licensing import verify_license
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots), so a test run
-# leaves the work tree clean; otherwise they land in a temporary folder and are still taken.
-SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 CSP_PROBE = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => {
@@ -171,11 +167,6 @@ def test_the_console_fits_a_phone(browser: Browser, shop: Shop) -> None:
         assert width <= 390, f"the order page scrolls sideways on a phone ({width}px)"
     finally:
         context.close()
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
 # --- htmx: the console updates itself, and every flow still works with JavaScript off -------

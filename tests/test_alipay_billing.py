@@ -43,7 +43,7 @@ def next_address() -> str:
 
 
 class AlipayShop:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, settings: dict[str, Any] | None = None) -> None:
         from billing.courses import save_course
 
         port = free_port()
@@ -53,7 +53,7 @@ class AlipayShop:
                                # One proxy hop: each order names its own client address (TEST-NET-2), so the
                                # module's many orders stay under the per-address order limit.
                                "PROXY_HOPS": 1,
-                               "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex})
+                               "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex, **(settings or {})})
         with models.db.connection_context():
             models.create_tables()
             save_course(self.app.extensions["lbpay.shop"], course_id="cpp-primer-5th", title="C++ Primer 第5版",
@@ -88,12 +88,13 @@ class AlipayShop:
             return models.License.select().where(models.License.order == found.id).count()  # type: ignore[no-any-return]
 
 
-def shop_fixtures(folder: str) -> tuple[Any, Any]:
-    """The module's shop (one per module, in ``folder``) and an autouse fixture that resets the simulator after each test."""
+def shop_fixtures(folder: str, **settings: Any) -> tuple[Any, Any]:
+    """The module's shop (one per module, in ``folder``, with these extra settings) and an autouse fixture that
+    resets the simulator after each test."""
 
     @pytest.fixture(scope="module")
     def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlipayShop]:
-        box = AlipayShop(tmp_path_factory.mktemp(folder))
+        box = AlipayShop(tmp_path_factory.mktemp(folder), settings)
         yield box
         box.app.extensions["lbpay.alipay_sandbox"].extensions["alipay_sandbox"].stop()
         box.server.stop()

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_vscode_kit import CSP_PROBE, KIT, page_html, run, shot
+from screens import shot
+from test_vscode_kit import CSP_PROBE, KIT, page_html, run
 
 QR = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 21 21"><rect width="7" height="7"/></svg>'
 COURSE = {"id": "cpp-primer-5th", "title": "C++ Primer 第5版", "price_fen": 9900, "plan": "one_time",

@@ -8,9 +8,7 @@ Chromium (`make system-deps`); Playwright never downloads one of its own.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +17,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 from learner_helpers import SmtpServer, plain_text, smtp_server
+from screens import shot
 from servers import BROWSER_WAIT_MS, RunningServer, sandbox_mode_server
 
 from billing import CATALOGUE
@@ -28,9 +27,6 @@ from licensing import load_public_key_pem, verify_license
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots), so a test run
-# leaves the work tree clean; otherwise they land in a temporary folder and are still taken.
-SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 # The two browsers a learner has: a phone (narrow, touch, a mobile user agent) and a desktop.
 IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
              "Version/17.0 Mobile/15E148 Safari/604.1")
@@ -177,11 +173,6 @@ def learner(browser: Browser, server: RunningServer, device: str) -> Iterator[Le
         context.close()
         # pytest shows a test's captured output only when it fails: the server's side of the story.
         print(f"--- server output during this test ({server.log}) ---\n{server.output(start)}")
-
-
-def shot(page: Page, name: str, full_page: bool = True) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
 
 
 # --- the tests ------------------------------------------------------------------------------

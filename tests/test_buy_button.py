@@ -4,15 +4,13 @@ the browser refuses to frame the page on the second, and without scripts the but
 
 from __future__ import annotations
 
-import os
-import tempfile
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import screens
 from conftest import SHOP_ORIGIN, Shop
 from playwright.sync_api import Browser, Page, expect
 from test_admin import Console, console  # noqa: F401  (the signed-in console fixture)
@@ -20,8 +18,6 @@ from test_console_browser import settled
 from test_browser import DEVICES
 
 COURSE = "cpp-primer-5th"
-# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots): a test run leaves the tree as it was.
-SCREENS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 
 
 class CreatorSite:
@@ -107,13 +103,12 @@ def test_the_overlay_sells_inside_a_frame_on_an_allowed_site(browser: Browser, s
         frame = overlay_frame(page)
         expect(frame.locator("h1")).to_have_text("C++ Primer 第5版")
         expect(frame.locator("header.top")).to_have_count(0)  # no site header inside someone else's page
-        SCREENS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENS / f"buy-button-overlay-{device}.png"))
+        screens.shot(page, f"buy-button-overlay-{device}.png", full_page=False)
         with page.expect_response(lambda r: r.url.endswith("/api/v1/orders") and r.request.method == "POST") as placed:
             frame.locator("#pay").click()
         assert placed.value.status == 201, placed.value.text()
         expect(frame.locator("#qr")).to_be_visible()
-        page.screenshot(path=str(SCREENS / f"buy-button-qr-{device}.png"))
+        screens.shot(page, f"buy-button-qr-{device}.png", full_page=False)
         shop_for_sites.sandbox.pay(placed.value.json()["out_trade_no"])
         expect(frame.locator("#license-box")).to_be_visible(timeout=30_000)
         assert frame.locator("#license").input_value()
@@ -186,5 +181,5 @@ def test_the_console_gives_the_link_and_the_snippet_to_copy(console: Console, br
         settled(page)  # measured once its stylesheet applies
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, (name, overflow)
-        page.screenshot(path=str(SCREENS / f"admin-buy-button-{name}.png"), full_page=True)
+        screens.shot(page, f"admin-buy-button-{name}.png")
         context.close()

@@ -12,7 +12,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 from servers import DEMO_COURSES, RunningServer, sandbox_mode_server
-from test_browser import COURSE_ID, new_context, published_keys, shot
+from screens import shot
+from test_browser import COURSE_ID, new_context, published_keys
 
 from billing import CATALOGUE
 from licensing import verify_license

@@ -4,24 +4,20 @@ notification (verified like a payment one) or by the listing job, and the creato
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
+import screens
 from conftest import PUBLIC_KEY_ID, SHOP_ORIGIN, Lbpay, Shop
 from test_admin import EMAIL, PASSWORD, Console, console, paid_order  # noqa: F401  (the signed-in console fixture)
 
 import models
 from operations.scheduler import holder_id, run_job
 
-# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots): a test run leaves the tree as it was.
-SCREENS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOTIFY_URL = SHOP_ORIGIN + "/wechatpay/notify/complaint"
 
@@ -287,7 +283,6 @@ def test_the_complaint_pages_on_a_phone_and_a_desktop(console: Console, browser:
     shop.sandbox.control("POST", "complaints", {"out_trade_no": other["out_trade_no"], "detail": "扣了两次钱"})
     job(shop, "complaints")
     shop.app.config.update(SESSION_COOKIE_NAME="lbpay_session")  # __Host- cookies need HTTPS
-    SCREENS.mkdir(parents=True, exist_ok=True)
     for name, size in (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 800})):
         context = browser.new_context(viewport=size, locale="zh-CN", timezone_id="Asia/Shanghai")
         context.set_default_timeout(15_000)
@@ -303,7 +298,7 @@ def test_the_complaint_pages_on_a_phone_and_a_desktop(console: Console, browser:
             assert page.locator("main").is_visible()
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (path, name, overflow)  # nothing wider than the screen
-            page.screenshot(path=str(SCREENS / f"admin-{shot}-{name}.png"), full_page=True)
+            screens.shot(page, f"admin-{shot}-{name}.png")
         context.close()
     # The payer's side: the sandbox's phone page (its own self-signed TLS certificate).
     phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN", ignore_https_errors=True)
@@ -311,7 +306,7 @@ def test_the_complaint_pages_on_a_phone_and_a_desktop(console: Console, browser:
     pr = shop.sandbox.control("GET", f"orders/{other['out_trade_no']}").json()["pr"]
     page.goto(f"{shop.sandbox.url}/pay/{pr}/complain")
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
-    page.screenshot(path=str(SCREENS / "sandbox-complain-phone.png"), full_page=True)
+    screens.shot(page, "sandbox-complain-phone.png")
     phone.close()
 
 

@@ -14,7 +14,8 @@ from conftest import Shop
 from playwright.sync_api import Browser, Page, expect
 from servers import BROWSER_WAIT_MS
 from test_admin import EMAIL, PASSWORD, paid_order, shop_of
-from test_admin_browser import CSP_PROBE, creator, shot  # noqa: F401 (the creator fixture)
+from screens import shot
+from test_admin_browser import CSP_PROBE, creator  # noqa: F401 (the creator fixture)
 from test_console_pages import plant_alert, plant_difference
 
 import models

@@ -11,7 +11,8 @@ import pytest
 from conftest import Shop
 from playwright.sync_api import Browser, expect
 from test_admin import paid_order
-from test_admin_browser import creator, shot  # noqa: F401 (the creator fixture)
+from screens import shot
+from test_admin_browser import creator  # noqa: F401 (the creator fixture)
 from test_bills_actions import plant
 from test_console_browser import SIZES, axe_check, fits, open_console
 from test_content_upload import content_dir, shop_settings  # noqa: F401  (fixtures: the course folder of one old file)

@@ -7,7 +7,8 @@ import pytest
 from conftest import Shop
 from playwright.sync_api import Browser, expect
 from test_admin import paid_order
-from test_admin_browser import creator, shot  # noqa: F401 (the creator fixture)
+from screens import shot
+from test_admin_browser import creator  # noqa: F401 (the creator fixture)
 from test_console_browser import axe_check, fits, open_console
 
 pytestmark = pytest.mark.browser

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 
 import pytest
 
+import screens
 from conftest import Shop
 from servers import BROWSER_WAIT_MS
 from test_admin import Console, console, paid_order  # noqa: F401  (the signed-in console fixture)
@@ -15,8 +13,6 @@ from test_console_browser import settled
 
 import models
 
-# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots): a test run leaves the tree as it was.
-SCREENS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 
 
 def test_a_code_made_in_the_console_sells_pauses_and_shows_its_revenue(console: Console) -> None:
@@ -76,7 +72,6 @@ def test_the_code_pages_on_a_phone_and_a_desktop(console: Console, browser) -> N
     console.shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "code": "GIFT", "email": "b@example.com"})
     from test_admin import EMAIL, PASSWORD
     console.shop.app.config.update(SESSION_COOKIE_NAME="lbpay_session")  # __Host- cookies need HTTPS
-    SCREENS.mkdir(parents=True, exist_ok=True)
     for name, size in (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 800})):
         context = browser.new_context(viewport=size, locale="zh-CN", timezone_id="Asia/Shanghai")
         context.set_default_timeout(BROWSER_WAIT_MS)
@@ -93,5 +88,5 @@ def test_the_code_pages_on_a_phone_and_a_desktop(console: Console, browser) -> N
             settled(page)  # measured once its stylesheet applies
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (path, name, overflow)  # nothing wider than the screen
-            page.screenshot(path=str(SCREENS / f"admin-{shot}-{name}.png"), full_page=True)
+            screens.shot(page, f"admin-{shot}-{name}.png")
         context.close()

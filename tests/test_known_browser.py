@@ -183,7 +183,7 @@ def test_link_mails_to_one_admin_are_limited(locked_out: Shop) -> None:
 @pytest.mark.parametrize("size", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}], ids=["phone", "desktop"])
 def test_the_link_pages_fit_a_phone_and_a_desktop(locked_out: Shop, smtp: SmtpServer, browser: Any,
                                                   size: dict[str, int]) -> None:
-    from test_admin_browser import shot
+    from screens import shot
 
     context = browser.new_context(viewport=size, locale="zh-CN", base_url=locked_out.url,
                                   extra_http_headers={"X-Forwarded-For": CREATOR_AT})

@@ -1,14 +1,16 @@
-"""The app's URL rules build exactly the URLs werkzeug's own rules build, compiled only when first asked."""
+"""The app's URL rules build exactly the URLs werkzeug's own rules build, compiled only when first asked;
+its templates are compiled once per process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from flask import render_template
 from werkzeug.routing import Map, Rule
 
 from app import create_app
-from web.routing import LazyBuilderRule
+from web.routing import TEMPLATES, App, LazyBuilderRule, ProcessTemplateCache
 
 SAMPLES = {"integer": 7, "path": "ch1/lesson.md", "default": "cpp-primer-5th", "string": "cpp-primer-5th"}
 
@@ -60,3 +62,34 @@ def test_a_builder_is_compiled_on_its_first_use_and_only_then(monkeypatch: Any) 
     assert urls.build("course", {"course_id": "cpp"}, append_unknown=False) == "/courses/cpp"
     assert compiled == [True, False]
     assert urls.build("order", {"n": 3}) == "/orders/3" and compiled == [True, False, True]
+
+
+def _counting_app(folder: Path, cache: ProcessTemplateCache, compiled: list[str]) -> App:
+    """An App over ``folder``'s templates that notes every template Jinja compiles from source."""
+    app = App(__name__, template_folder=str(folder))
+    app.jinja_env.bytecode_cache = cache
+    compile_source = app.jinja_env.compile
+
+    def compile_noted(source: Any, name: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(str(name))
+        return compile_source(source, name, *args, **kwargs)
+
+    app.jinja_env.compile = compile_noted  # type: ignore[method-assign]
+    return app
+
+
+def test_a_second_app_of_the_process_renders_without_compiling_and_an_edit_is_compiled_again(tmp_path: Path) -> None:
+    assert App.jinja_options["bytecode_cache"] is TEMPLATES  # every app of the process shares one
+    (tmp_path / "hello.html").write_text("<p>{{ who }} 你好</p>", encoding="utf-8")
+    cache, compiled = ProcessTemplateCache(), []
+    for who in ("first", "second"):
+        app = _counting_app(tmp_path, cache, compiled)
+        with app.app_context():
+            assert render_template("hello.html", who=who) == f"<p>{who} 你好</p>"
+    assert compiled == ["hello.html"]  # the second app took the first one's code
+
+    (tmp_path / "hello.html").write_text("<p>{{ who }} 再见</p>", encoding="utf-8")
+    app = _counting_app(tmp_path, cache, compiled)
+    with app.app_context():
+        assert render_template("hello.html", who="third") == "<p>third 再见</p>"
+    assert compiled == ["hello.html", "hello.html"]  # the source changed: compiled again

@@ -5,15 +5,13 @@ seats and in full; every refusal a 4xx with zh/en words, an audit event and noth
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import requests
+import screens
 from conftest import Shop
 from learner_helpers import SmtpServer, plain_text, run, smtp_server
 from servers import BROWSER_WAIT_MS, wait_for
@@ -358,7 +356,6 @@ def test_a_seat_page_link_never_reaches_a_log() -> None:
 
 # --- the pages in Chromium: phone and desktop, with and without JavaScript --------------------------
 
-SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 SIZES = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
 
 
@@ -368,8 +365,7 @@ def _looked_at(page: Any, name: str) -> None:
     settled(page)  # a busy machine once measured the page before style.css arrived (42 px too wide)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, (name, overflow)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    screens.shot(page, f"{name}.png")
 
 
 @pytest.mark.browser

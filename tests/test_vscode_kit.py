@@ -11,7 +11,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,12 +18,12 @@ from typing import Any, Iterator
 import pytest
 import requests
 from learner_helpers import Inbox, SmtpServer
+from screens import shot
 from servers import DEMO_COURSES, LBPAY, ROOT, RunningServer, sandbox_mode_server
 
 from billing.errors import CATALOGUE
 
 KIT = ROOT / "clients" / "vscode"
-SCREENSHOTS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 CSP_PROBE = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(e.violatedDirective));
@@ -341,11 +340,6 @@ def page_html(built: Path) -> str:
     script = ("const { pageHtml } = require('./out/webview.js');"
               "process.stdout.write(pageHtml({ nonce: 'test-nonce-123', cspSource: 'vscode-webview://fake' }));")
     return run([node(), "-e", script], KIT)
-
-
-def shot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
 @pytest.mark.browser

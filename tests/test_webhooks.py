@@ -5,8 +5,6 @@ getting the event later, 企业微信 and 飞书 bot messages, the delivery log 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import base64
 import datetime as dt
 import hashlib
@@ -16,11 +14,11 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import standardwebhooks
+import screens
 from conftest import Shop
 from test_admin import Console, console, paid_order, shop_of  # noqa: F401  (the signed-in console fixture)
 from test_console_browser import settled
@@ -29,8 +27,6 @@ import models
 from billing import BillingError, webhooks
 from operations.scheduler import holder_id, run_job
 
-# Screenshots go to docs/ only when asked (LBPAY_SCREENSHOTS=docs/screenshots): a test run leaves the tree as it was.
-SCREENS = Path(os.environ.get("LBPAY_SCREENSHOTS") or tempfile.mkdtemp(prefix="lbpay-shots-"))
 
 
 @pytest.fixture
@@ -329,7 +325,6 @@ def test_the_webhook_pages_on_a_phone_and_a_desktop(console: Console, receiver: 
     run_webhooks(console.shop)
     from test_admin import EMAIL, PASSWORD
     console.shop.app.config.update(SESSION_COOKIE_NAME="lbpay_session")  # __Host- cookies need HTTPS
-    SCREENS.mkdir(parents=True, exist_ok=True)
     for name, size in (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 800})):
         context = browser.new_context(viewport=size, locale="zh-CN", timezone_id="Asia/Shanghai")
         context.set_default_timeout(15_000)
@@ -349,7 +344,7 @@ def test_the_webhook_pages_on_a_phone_and_a_desktop(console: Console, receiver: 
             settled(page)  # measured once its stylesheet applies
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (target, name, overflow)  # nothing wider than the screen
-            page.screenshot(path=str(SCREENS / f"admin-{shot}-{name}.png"), full_page=True)
+            screens.shot(page, f"admin-{shot}-{name}.png")
         context.close()
 
 

@@ -100,6 +100,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["shanghai"] = _shanghai
     app.jinja_env.filters["status_label"] = reports.status_label
     app.jinja_env.filters["method_label"] = _method_label
+    app.jinja_env.globals["pay_names"] = pay_names
     app.jinja_env.globals["refund_words"] = reports.refund_detail_words
 
     @app.context_processor
@@ -367,6 +368,13 @@ def _method_label(out_trade_no: str | None) -> str:
     return "支付宝 Alipay" if method_of(out_trade_no or "") == "alipay" else "微信支付 WeChat Pay"
 
 
+def pay_names(out_trade_no: str | None) -> dict[str, str]:
+    """How the console names an order's payment service in a sentence: full and short, Chinese and English."""
+    if method_of(out_trade_no or "") == "alipay":
+        return {"method": "alipay", "zh": "支付宝", "en": "Alipay", "zh_short": "支付宝", "en_short": "Alipay"}
+    return {"method": "wechat", "zh": "微信支付", "en": "WeChat Pay", "zh_short": "微信", "en_short": "WeChat"}
+
+
 @bp.get("/orders/<public_id>")
 def order(public_id: str, wechat: dict[str, Any] | None = None) -> str:
     with reports.one_moment():  # the order, its refunds and its license as of one commit, never half of one
@@ -391,7 +399,8 @@ def mark_paid(public_id: str) -> BaseResponse:
     o = _order(public_id)
     result = licenses.mark_paid(current_shop(), o, reason=request.form.get("reason", ""), actor=_actor(),
                                 ip=request.remote_addr)
-    flash(f"WeChat Pay confirms the payment: {result}.")
+    names = pay_names(o.out_trade_no)
+    flash(f"{names['zh']}确认已付款。 {names['en']} confirms the payment: {result}.")
     return redirect(url_for("admin.order", public_id=public_id), 303)
 
 

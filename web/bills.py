@@ -1,4 +1,4 @@
-"""The creator's page of daily-bill differences: where WeChat Pay's trade bill and our orders disagree."""
+"""The creator's page of daily-bill differences: where WeChat Pay's or Alipay's trade bill and our orders disagree."""
 
 from __future__ import annotations
 
@@ -22,10 +22,14 @@ OLDEST_DAYS = 90
 
 @bp.get("")
 def differences(problem: tuple[str, str] | None = None, refused: bill_actions.ActionRefused | None = None) -> str:
-    """Every kept difference, newest day first, and the days compared so far."""
-    yesterday = daily_bill.beijing_day(current_shop().now()) - dt.timedelta(days=1)
+    """Every kept difference, newest day first, and the days each method's bill was compared so far."""
+    shop = current_shop()
+    yesterday = daily_bill.beijing_day(shop.now()) - dt.timedelta(days=1)
+    alipay_checks = daily_bill.bill_checks(method="alipay")
     return render_template("admin/bills.html", differences=daily_bill.bill_differences(),
                            checks=daily_bill.bill_checks(), kinds=daily_bill.KINDS, yesterday=yesterday,
+                           # Alipay's days while the shop takes Alipay, and any it checked before it stopped.
+                           alipay_checks=alipay_checks if alipay_checks or shop.alipay is not None else None,
                            oldest=yesterday - dt.timedelta(days=OLDEST_DAYS - 1), problem=problem, refused=refused,
                            action_kinds=bill_actions.ACTION_KINDS)
 
@@ -45,18 +49,26 @@ def check_now() -> BaseResponse | tuple[str, int]:
                                     f"Pick a day from {oldest} to {yesterday}: today's bill comes after 10:00 "
                                     "tomorrow.")), 400
     summary = check_daily_bills(shop, shop.now(), days=[day])
-    if summary.get("failed"):
-        flash(f"{day} 的账单没能下载，已记为告警，稍后再试。 The bill of {day} could not be fetched; an alert is raised, "
-              "try again later.")
-    elif summary.get("not_ready"):
-        flash(f"微信支付还没有生成 {day} 的账单（每天 10:00 后生成），稍后再试。 "
-              f"WeChat Pay has not made the bill of {day} yet (it does after 10:00); try again later.")
-    elif summary.get("differences"):
-        flash(f"已核对 {day}：发现 {summary['differences']} 处差异，见下表。 "
-              f"Checked {day}: {summary['differences']} difference(s), listed below.")
-    else:
-        flash(f"已核对 {day}：与本店订单一致。 Checked {day}: it matches our orders.")
+    _say_what_came_of(day, summary, ("微信支付", "WeChat Pay"))
+    if "alipay" in summary:
+        _say_what_came_of(day, summary["alipay"], ("支付宝", "Alipay"))
     return redirect(url_for("bills.differences"), 303)
+
+
+def _say_what_came_of(day: dt.date, summary: dict[str, object], who: tuple[str, str]) -> None:
+    """One method's outcome of checking ``day`` as a flash, naming whose bill it was."""
+    zh, en = who
+    count = summary.get("differences")
+    if summary.get("failed"):
+        flash(f"{zh} {day} 的账单没能下载，已记为告警，稍后再试。 {en}'s bill of {day} could not be fetched; "
+              "an alert is raised, try again later.")
+    elif summary.get("not_ready"):
+        flash(f"{zh}还没有生成 {day} 的账单（每天 10:00 后生成），稍后再试。 "
+              f"{en} has not made the bill of {day} yet (it does after 10:00); try again later.")
+    elif count:
+        flash(f"{zh}：已核对 {day}，发现 {count} 处差异，见下表。 {en}: Checked {day}: {count} difference(s), listed below.")
+    else:
+        flash(f"{zh}：已核对 {day}，与本店订单一致。 {en}: Checked {day}: it matches our orders.")
 
 
 def _difference_id(value: str) -> int:

@@ -38,7 +38,7 @@ def alerts() -> str:
         state = "open"
     return render_template("admin/alerts.html", alerts=console.alerts_page(state), state=state,
                            differences=[console.difference_words(d) for d in console.open_differences(200)],
-                           words=console.alert_words, acted=tuple(bill_actions.ACTION_KINDS.values()))
+                           words=console.alert_words, acted=tuple(kind for kinds in bill_actions.ACTION_KINDS.values() for kind in kinds))
 
 
 @bp.post("/alerts/<alert_id>/acknowledge")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -13,11 +14,17 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 
+@functools.lru_cache(maxsize=8)
+def _private_key(pem: bytes) -> object:
+    """Parse a PEM private key once per process: parsing validates an RSA key, tens of milliseconds."""
+    return serialization.load_pem_private_key(pem, password=None)
+
+
 class AlipayIdentity:
     """Alipay's private key and the app's registered public key."""
 
     def __init__(self, alipay_private_key_pem: bytes, app_public_key_pem: bytes) -> None:
-        private = serialization.load_pem_private_key(alipay_private_key_pem, password=None)
+        private = _private_key(alipay_private_key_pem)
         public = serialization.load_pem_public_key(app_public_key_pem)
         if not isinstance(private, RSAPrivateKey) or not isinstance(public, RSAPublicKey):
             raise ValueError("the simulator signs and checks with RSA keys only")
