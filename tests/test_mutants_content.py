@@ -166,6 +166,10 @@ def test_a_download_limit_of_a_million_is_kept_and_one_more_is_refused(console: 
     assert refused.status_code == 400 and 'id="download_limit-problem"' in refused.text
     with models.db.connection_context():
         assert models.Course.get_by_id("cpp-primer-5th").download_limit == 1_000_000
+    for limit, kept in (("1", 1), ("", None)):  # the smallest limit, and no limit at all
+        assert save(limit).status_code == 303
+        with models.db.connection_context():
+            assert models.Course.get_by_id("cpp-primer-5th").download_limit == kept
 
 
 def test_a_key_that_does_not_verify_is_told_why(shop: Shop) -> None:
@@ -246,3 +250,8 @@ def test_a_course_id_of_64_characters_is_a_course(shop: Shop, content_dir: Path)
 
     assert tree.status_code == 200 and tree.json()["id"] == longest
     assert fetch(shop, longest, "free/intro.md").text == "free words"
+    # A new folder put in place (as an upload does) is walked at once, for the longest id too.
+    (content_dir / longest).rename(content_dir / "replaced")
+    (content_dir / longest / "free").mkdir(parents=True)
+    (content_dir / longest / "free" / "welcome.md").write_text("new words")
+    assert files_in(shop.get(f"/provider/courses/{longest}/structure").json()) == ["free/welcome.md"]

@@ -79,3 +79,5 @@ def test_a_comp_is_for_the_course_asked_with_or_without_an_address(console: Cons
         [order] = models.Order.select().where(models.Order.amount_fen == 0)
         license = models.License.get(models.License.order == order.id)
     assert (order.course_id, license.course_id, order.email) == (course_id, course_id, None)
+    # A comp is in the books of the mode it was made in, as every order (sandbox orders are kept apart).
+    assert order.sandbox is not console.shop.app.extensions["lbpay.shop"].config.live

@@ -15,6 +15,7 @@ import pytest
 import requests
 from conftest import Shop, start_shop
 from test_admin import Console
+from test_learner_api import mail_shop, smtp  # noqa: F401  (fixtures: a shop that sends mail)
 
 import models
 
@@ -121,3 +122,26 @@ def test_a_sign_in_with_the_longest_address_is_counted_not_a_500(proxied: Shop) 
     assert len(longest) == 254
     answers = [_sign_in(proxied, "198.51.100.40", longest).status_code for _ in range(11)]
     assert answers == [401] * 10 + [429]
+
+
+# --- RESEND_PER_ADDRESS written out: 3 mails an hour per address, one more every 20 minutes ---------------
+
+def test_an_address_gets_three_license_mails_then_one_more_every_twenty_minutes(mail_shop: Shop) -> None:
+    from learner_helpers import buy, outbox
+
+    buy(mail_shop, email="learner@example.com")
+    mail_shop.clock.freeze()
+    before = len(outbox())
+
+    def resend() -> None:  # always 202: the drop is silent, so the outbox tells
+        assert mail_shop.post("/api/v1/licenses/resend", {"email": "learner@example.com"}).status_code == 202
+
+    for _ in range(4):
+        resend()
+    assert len(outbox()) == before + 3
+    mail_shop.clock.advance(20 * 60 - 1)
+    resend()
+    assert len(outbox()) == before + 3
+    mail_shop.clock.advance(1)
+    resend()
+    assert len(outbox()) == before + 4

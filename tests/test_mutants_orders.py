@@ -7,6 +7,7 @@ lists which test kills which mutant). Orders are placed and polled over HTTP, as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -214,3 +215,246 @@ def test_a_key_of_an_order_placed_before_keys_were_bound_is_replayed_only_for_it
         answer = shop.post("/api/v1/orders", body, headers=headers)
         assert answer.status_code == 409 and answer.json()["error"]["code"] == "idempotency_key_conflict", answer.text
         assert first["order_token"] not in answer.text
+
+
+# --- _earlier_attempt: an unconfirmed attempt is sent again only while more than 2 minutes are left -----
+
+def test_an_attempt_is_sent_again_until_two_minutes_before_its_time_expire_and_not_at_two(
+        shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 9, "status": 500, "code": "SYSTEM_ERROR",
+                                                    "paths": "/v3/pay/transactions/native"}})
+    headers = {"Idempotency-Key": "k-mutants-attempt-0001"}
+
+    def attempt() -> str:
+        answer = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"}, headers=headers)
+        assert answer.status_code == 503, answer.text  # WeChat answered 500 to each of the client's tries
+        with models.db.connection_context():
+            return str(models.OrderAttempt.get().out_trade_no)
+
+    first = attempt()
+    clock.advance((180 - 2) * 60 - 1)  # orders live 180 minutes here: 2 minutes and 1 second left
+    assert attempt() == first
+    clock.advance(1)  # exactly 2 minutes left: too near its time_expire to be paid, a new attempt
+    assert attempt() != first
+
+
+# --- poll_after_ms: brisk for the first 5 minutes, four times slower from then on ---------------------
+
+def test_a_pending_order_is_polled_every_half_second_for_five_minutes_then_every_two(
+        shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    order = shop.order()
+    clock.advance(5 * 60 - 1)
+    assert shop.poll(order)["poll_after_ms"] == 500
+    clock.advance(1)
+    assert shop.poll(order)["poll_after_ms"] == 2000
+
+
+# --- wechat_failure's retry_after: 10 s for placing an order, 5 s for a cancel -------------------------
+
+def test_wechat_down_tells_a_buyer_to_retry_in_10_seconds_and_a_cancel_in_5(shop: Shop) -> None:
+    def wechat_fails(path: str) -> None:
+        shop.sandbox.control("POST", "faults", {"api": {"fail_next": 3, "status": 500, "code": "SYSTEM_ERROR",
+                                                        "paths": path}})
+
+    wechat_fails("/v3/pay/transactions/native")
+    new = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th"})
+    assert (new.status_code, new.headers.get("Retry-After")) == (503, "10"), new.text
+    with models.db.connection_context():  # no order is written: the event names the attempt's out_trade_no
+        [failed] = models.AuditEvent.select().where(models.AuditEvent.action == "wechat.call_failed")
+    assert failed.order_id is None and json.loads(failed.detail)["out_trade_no"].startswith("LB"), failed.detail
+
+    older = shop.order()
+    with models.db.connection_context():  # an order written before WeChat answered (older releases)
+        models.Order.update(code_url=None).where(models.Order.public_id == older["order_id"]).execute()
+    wechat_fails("/v3/pay/transactions/native")
+    again = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "buyer_token": older["buyer_token"]})
+    assert (again.status_code, again.headers.get("Retry-After")) == (503, "10"), again.text
+
+    order = shop.order("rust-monthly")
+    wechat_fails(f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}")
+    cancel = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"])
+    assert (cancel.status_code, cancel.headers.get("Retry-After")) == (503, "5"), cancel.text
+    assert shop.poll(order)["status"] == "pending"
+
+
+# --- _create_at_wechat (an order written before WeChat answered, placed again): what each refusal means ------
+
+def test_an_older_order_wechat_refuses_to_place_again_is_closed_waited_for_or_the_shops_to_fix(shop: Shop) -> None:
+    native = "/v3/pay/transactions/native"
+
+    def older() -> dict[str, Any]:
+        order = shop.order()
+        with models.db.connection_context():  # as releases that wrote the order before WeChat answered left it
+            models.Order.update(code_url=None).where(models.Order.public_id == order["order_id"]).execute()
+        return order
+
+    def again(order: dict[str, Any]) -> Any:
+        return shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "buyer_token": order["buyer_token"]})
+
+    def fault(paths: list[str], status: int, code: str, times: int) -> None:
+        shop.sandbox.control("POST", "faults", {"api": {"fail_next": times, "status": status, "code": code,
+                                                        "paths": paths}})
+
+    # Refused for the order's state (still unpaid at WeChat): the learner is told the order is closed.
+    order = older()
+    fault([native], 400, "ORDER_CLOSED", 1)
+    answer = again(order)
+    assert answer.json()["error"]["code"] == "order_closed", answer.text
+    # Refused as our own mistake: the shop's to fix, not "closed" and not "retry".
+    order = older()
+    fault([native], 400, "INVALID_REQUEST", 1)
+    answer = again(order)
+    assert answer.json()["error"]["code"] == "shop_setup_error" and "Retry-After" not in answer.headers, answer.text
+    # Refused, and WeChat cannot be asked what the order's state is: retry in 10 seconds.
+    order = older()
+    fault([native, f"/v3/pay/transactions/out-trade-no/{order['out_trade_no']}"], 400, "ORDER_CLOSED", 2)
+    answer = again(order)
+    assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "10"), answer.text
+    # An answer that is not WeChat's (no signature): WeChat is not to be believed now, retry in 10 seconds.
+    order = older()
+    shop.sandbox.control("POST", "faults", {"api": {"unsigned_next": 1, "paths": [native]}})
+    answer = again(order)
+    assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "10"), answer.text
+
+
+def test_an_older_order_placed_again_gets_its_own_code_url_and_no_other_order_changes(shop: Shop) -> None:
+    other, order = shop.order("rust-monthly"), shop.order()
+    with models.db.connection_context():
+        models.Order.update(code_url=None).where(models.Order.public_id == order["order_id"]).execute()
+    again = shop.post("/api/v1/orders", {"course_id": "cpp-primer-5th", "buyer_token": order["buyer_token"]})
+    assert again.status_code == 201 and again.json()["order_id"] == order["order_id"], again.text
+    assert again.json()["code_url"] and order_row(order).code_url == again.json()["code_url"]
+    assert order_row(other).code_url == other["code_url"]
+
+
+# --- refresh_code_url's edges: asked again at exactly its retry time; never at or after the order's expiry ---
+
+def test_a_code_url_given_back_is_asked_for_again_at_exactly_two_hours_after_issue(
+        shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    order = shop.order()
+    shop.sandbox.control("POST", "settings", {"code_url_reuse": True})
+    clock.advance(101 * 60)
+    assert shop.poll(order)["code_url"] == order["code_url"] and native_calls(shop) == 2
+    clock.advance(19 * 60 - 1)
+    shop.poll(order)
+    assert native_calls(shop) == 2
+    clock.advance(1)  # issue + 120 minutes: the code dies now, so WeChat is asked again
+    assert shop.poll(order)["code_url"] == order["code_url"] and native_calls(shop) == 3
+    row = order_row(order)  # given back at its 2 hours, the URL counts as issued now: its next 2 hours begin
+    assert (row.code_url_at, row.code_url_retry_at) == (clock(), None)
+
+
+def test_a_code_url_is_renewed_up_to_the_orders_last_second_and_not_at_its_expiry(
+        shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    last, expired = shop.order(), shop.order("rust-monthly")  # orders live 180 minutes here
+    clock.advance(180 * 60 - 1)
+    assert shop.poll(last)["code_url"] != last["code_url"] and native_calls(shop) == 3
+    clock.advance(1)
+    shop.poll(expired)
+    assert native_calls(shop) == 3, "an order at its time_expire is not placed at WeChat again"
+    assert order_row(expired).code_url == expired["code_url"]
+
+
+# --- order_for_token: an order is acted on only with its own token ----------------------------------------
+
+def test_an_order_is_cancelled_only_with_its_own_token(shop: Shop) -> None:
+    order, other = shop.order(), shop.order("rust-monthly")
+    for token in (other["order_token"], None):  # another order's token, or none at all
+        answer = shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=token)
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "order_not_found", answer.text
+    assert order_row(order).status == "pending"
+    assert shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"]).status_code == 200
+
+
+# --- order_view: a poll that finds the payment at WeChat shows the order's own license ------------------
+
+def test_a_payment_found_by_the_poll_is_answered_with_the_orders_own_license(shop: Shop, clock: FakeClock) -> None:
+    from test_wechat_billing import paid
+
+    earlier = paid(shop, "rust-monthly")  # another license in the shop
+    shop.sandbox.control("POST", "faults", {"notify": {"mode": "drop"}})
+    order = shop.order()
+    shop.sandbox.pay(order["out_trade_no"])
+    clock.advance(10)  # the poll asks WeChat once the order is a few seconds old
+    view = shop.poll(order)
+    assert view["status"] == "fulfilled", view
+    assert view["license"] is not None and view["license"]["id"] != earlier["license"]["id"]
+    with models.db.connection_context():
+        own = models.License.get(models.License.order == order_row(order).id)
+    assert view["license"]["id"] == own.license_id
+
+
+def test_an_order_shows_its_list_price_and_discount_and_one_from_before_discounts_its_amount(shop: Shop) -> None:
+    from billing import discounts
+
+    with models.db.connection_context():
+        discounts.create(actor="creator@example.com", now=shop.clock(), kind="percent", value=10, code="SPRINGTEN",
+                         course_id="cpp-primer-5th")
+    cheaper = shop.order(code="SPRINGTEN")
+    view = shop.poll(cheaper)
+    assert (view["amount_fen"], view["list_price_fen"], view["discount_fen"]) == (8910, 9900, 990), view
+    older = shop.order("rust-monthly")
+    with models.db.connection_context():  # as orders made before discounts existed are stored
+        models.Order.update(list_price_fen=None).where(
+            models.Order.public_id == older["order_id"]).execute()
+    view = shop.poll(older)
+    assert (view["list_price_fen"], view["discount_fen"]) == (view["amount_fen"], 0), view
+
+
+def test_only_a_pending_unflagged_order_shows_a_code_to_pay_with(shop: Shop) -> None:
+    from test_wechat_billing import paid
+
+    fulfilled, cancelled = paid(shop), shop.order("rust-monthly")
+    assert shop.post(f"/api/v1/orders/{cancelled['order_id']}/cancel", token=cancelled["order_token"]).status_code == 200
+    for order in (fulfilled, cancelled):
+        assert order_row(order).code_url is not None  # still stored, never shown again
+        view = shop.poll(order)
+        assert (view["code_url"], view["qr_svg"]) == (None, None), view["status"]
+
+
+def test_a_license_is_active_until_its_last_second_and_expired_at_its_end(shop: Shop, clock: FakeClock) -> None:
+    from test_wechat_billing import paid
+
+    order = paid(shop, "rust-monthly")  # a subscription: its key ends after one period
+    clock.freeze()
+    with models.db.connection_context():
+        ends = models.License.get(models.License.order == order_row(order).id).expires_at
+    clock.advance((ends - clock()).total_seconds() - 1)
+    assert shop.poll(order)["license"]["state"] == "active"
+    clock.advance(1)
+    assert clock() == ends and shop.poll(order)["license"]["state"] == "expired"
+
+
+def test_the_answers_tag_changes_at_the_very_second_the_license_expires(shop: Shop, clock: FakeClock) -> None:
+    from test_wechat_billing import paid
+
+    order = paid(shop, "rust-monthly")
+    clock.freeze()
+    with models.db.connection_context():
+        ends = models.License.get(models.License.order == order_row(order).id).expires_at
+    clock.advance((ends - clock()).total_seconds() - 1)
+    path = f"/api/v1/orders/{order['order_id']}"
+    tag = shop.get(path, token=order["order_token"]).headers["ETag"]
+    clock.advance(1)  # expired now: what the client holds is no longer the answer
+    answer = shop.get(path, token=order["order_token"], headers={"If-None-Match": tag})
+    assert answer.status_code == 200 and answer.json()["license"]["state"] == "expired"
+
+
+def test_cancelling_one_order_leaves_every_other_pending_order_open(shop: Shop) -> None:
+    mine, other = shop.order(), shop.order("rust-monthly")
+    assert shop.post(f"/api/v1/orders/{mine['order_id']}/cancel", token=mine["order_token"]).status_code == 200
+    assert (order_row(mine).status, order_row(other).status) == ("closed", "pending")
+    assert shop.poll(other)["code_url"] == other["code_url"]
+
+
+def test_a_cancel_at_exactly_five_minutes_closes_at_wechat_at_once(shop: Shop, clock: FakeClock) -> None:
+    clock.freeze()
+    order = shop.order()
+    clock.advance(5 * 60)
+    assert shop.post(f"/api/v1/orders/{order['order_id']}/cancel", token=order["order_token"]).status_code == 200
+    assert [r for r in shop.sandbox.requests_log() if r["path"].endswith("/close")]
+    assert order_row(order).wechat_closed_at == clock()

@@ -303,3 +303,133 @@ def test_a_refund_of_a_payment_never_heard_of_is_adopted_only_when_it_fits_the_o
         adopted = models.Order.get(models.Order.public_id == right["order_id"])
     assert (flagged.flag, flagged.transaction_id) == ("REFUND_UNMATCHED", None) and refunds_of(wrong) == []
     assert adopted.transaction_id == "4" * 32 and adopted.status == "partially_refunded"
+    assert "refunded at WeChat" in adopted.flag_detail  # the creator is told where: not "at Alipay"
+
+
+# --- a refund WeChat closes: recorded as closed, with its event; a notification that contradicts itself is ignored
+
+def test_a_refund_wechat_closes_is_recorded_closed_with_its_own_event_and_the_order_is_unchanged(
+        console: Console) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    made = refund_in(console, order, "1.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "CLOSED"})
+    assert wait_until(lambda: refund_status(made) == "CLOSED")
+    with models.db.connection_context():
+        closed = models.AuditEvent.select().where(models.AuditEvent.action == "refund.closed").count()
+        kept = [n.result for n in models.Notification.select().where(models.Notification.kind == "refund")]
+    assert closed == 1 and kept == ["closed"]
+    assert shop.poll(order)["status"] == "fulfilled"
+
+
+def test_a_refund_notification_whose_event_and_status_disagree_is_ignored(
+        console: Console, make_notification: Any) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    order = paid(shop)
+    made = refund_in(console, order, "1.00")
+    resource = {"mchid": "1230000109", "out_trade_no": order["out_trade_no"], "out_refund_no": made.out_refund_no,
+                "refund_id": "50300000000000000000000000009", "refund_status": "CLOSED",
+                "amount": {"total": 9900, "refund": 100, "payer_total": 9900, "payer_refund": 100}}
+    note = make_notification(transaction=resource, event_type="REFUND.SUCCESS", associated_data="refund")
+    answer = shop.session.post(shop.url + "/wechatpay/notify/refund", data=note.body, headers=note.headers, timeout=15)
+    assert answer.status_code == 204, answer.text
+    assert refund_status(made) == "PROCESSING"
+    with models.db.connection_context():
+        kept = [n.result for n in models.Notification.select().where(models.Notification.kind == "refund")]
+    assert kept == ["ignored"]
+
+
+# --- check_refund ("ask WeChat again"): send a refund WeChat never took; only ask about one it took ---------
+
+def test_asking_again_sends_a_refund_wechat_never_took_and_only_asks_about_one_it_took(console: Console) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    refunds_path = "/v3/refund/domestic/refunds"
+
+    def sent() -> list[int]:
+        return [r["status"] for r in shop.sandbox.requests_log() if r["path"] == refunds_path]
+
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 10, "status": 500, "paths": [refunds_path]}})
+    untaken = refund_in(console, paid(shop), "1.00")
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 0}})
+    assert untaken.refund_id is None and 200 not in sent()
+    assert console.post(f"/admin/refunds/{untaken.out_refund_no}/sync", {}).status_code == 303
+    assert sent().count(200) == 1
+    with models.db.connection_context():
+        assert models.Refund.get_by_id(untaken.id).refund_id is not None
+
+    taken = refund_in(console, paid(shop), "1.00")
+    assert taken.refund_id is not None and sent().count(200) == 2
+    assert console.post(f"/admin/refunds/{taken.out_refund_no}/sync", {}).status_code == 303
+    assert sent().count(200) == 2, "a refund WeChat took is asked about, not sent again"
+    asked = [r for r in shop.sandbox.requests_log() if r["path"] == f"{refunds_path}/{taken.out_refund_no}"]
+    assert asked and refund_status(taken) == "PROCESSING"
+
+
+# --- the job: the refund it asked about waits another minute (only that one); a refund WeChat lost is sent again
+
+def test_the_job_puts_off_only_the_refund_it_asked_about(console: Console, clock: FakeClock) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    clock.freeze()
+    asked, done = refund_in(console, paid(shop), "10.00"), settled(console, paid(shop), "1.00")
+    with models.db.connection_context():
+        done_at = models.Refund.get_by_id(done.id).updated_at
+    clock.advance(61)
+    assert reconcile(console)["checked"] == 1
+    with models.db.connection_context():
+        assert models.Refund.get_by_id(asked.id).updated_at == clock()
+        assert models.Refund.get_by_id(done.id).updated_at == done_at
+
+
+def test_the_job_sends_again_a_refund_wechat_says_it_does_not_have_and_counts_other_refusals(
+        console: Console, clock: FakeClock) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    made = refund_in(console, paid(shop), "10.00")
+    query = f"/v3/refund/domestic/refunds/{made.out_refund_no}"
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 1, "status": 400, "code": "INVALID_REQUEST",
+                                                    "paths": [query]}})
+    clock.advance(61)
+    assert reconcile(console) == {"checked": 1, "settled": 0, "resent": 0, "errors": 1}
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 1, "status": 404, "code": "RESOURCE_NOT_EXISTS",
+                                                    "paths": [query]}})
+    clock.advance(61)
+    assert reconcile(console) == {"checked": 1, "settled": 0, "resent": 1, "errors": 0}
+
+
+# --- apply_abnormal_refund: a refund to the user's card needs every detail, each not blank --------------
+
+@pytest.mark.parametrize("card", [{"bank_type": "ICBC_DEBIT", "bank_account": "6222020000000000001"},
+                                  {"bank_type": "ICBC_DEBIT", "bank_account": "6222020000000000001",
+                                   "real_name": "  "}], ids=["no name", "blank name"])
+def test_a_refund_to_the_users_card_without_a_name_is_refused_before_wechat_is_asked(
+        console: Console, card: dict[str, str]) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    made = refund_in(console, paid(shop), "10.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    answer = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "USER_BANK_CARD", **card})
+    assert answer.status_code == 400 and "needs the bank, the card number and the name" in answer.text, answer.text
+    assert not [r for r in shop.sandbox.requests_log() if r["path"].endswith("/apply-abnormal-refund")]
+    assert refund_status(made) == "ABNORMAL"
+
+
+def test_applying_an_abnormal_refund_while_wechat_is_down_is_503_and_can_be_tried_again(console: Console) -> None:
+    shop = console.shop
+    shop.sandbox.config.refund_delay = None
+    made = refund_in(console, paid(shop), "10.00")
+    shop.sandbox.control("POST", f"refunds/{made.out_refund_no}/settle", {"status": "ABNORMAL"})
+    assert wait_until(lambda: refund_status(made) == "ABNORMAL")
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 3, "status": 500, "code": "SYSTEM_ERROR",
+                                                    "paths": [f"/v3/refund/domestic/refunds/{made.refund_id}"
+                                                              "/apply-abnormal-refund"]}})
+    down = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
+    assert down.status_code == 503, down.text  # not 409: nothing is wrong with the refund
+    assert refund_status(made) == "ABNORMAL"
+    shop.sandbox.control("POST", "faults", {"api": {"fail_next": 0}})
+    again = console.post(f"/admin/refunds/{made.out_refund_no}/apply-abnormal", {"type": "MERCHANT_BANK_CARD"})
+    assert again.status_code == 303 and refund_status(made) == "PROCESSING"
