@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from screens import shot
-from test_vscode_kit import CSP_PROBE, KIT, page_html, run
+from test_vscode_kit import CSP_PROBE, build_kit, page_html
 
 QR = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 21 21"><rect width="7" height="7"/></svg>'
 COURSE = {"id": "cpp-primer-5th", "title": "C++ Primer 第5版", "price_fen": 9900, "plan": "one_time",
@@ -17,9 +17,8 @@ COURSE = {"id": "cpp-primer-5th", "title": "C++ Primer 第5版", "price_fen": 99
 
 @pytest.fixture(scope="module")
 def built() -> Path:
-    """The kit compiled by its pinned tsc, as test_vscode_kit builds it."""
-    run(["npm", "run", "--silent", "build"], KIT)
-    return KIT / "out"
+    """The kit compiled by its pinned tsc, as test_vscode_kit builds it (once, under its lock)."""
+    return build_kit()
 
 
 @pytest.mark.browser

@@ -47,13 +47,34 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
     return done.stdout + done.stderr
 
 
+def build_kit() -> Path:
+    """The kit compiled by its pinned tsc, once for all test processes: under a lock, and only when a source is newer.
+
+    Two modules use the build (this one and test_alipay_kit_page), each maybe in its own xdist worker.
+    A second build rewrote out/ while the first module's Node tests were loading it, and they failed
+    with "RevocationStore is not a constructor" (a half-written out/revocations.js).
+    """
+    import fcntl
+
+    if not (KIT / "node_modules" / "typescript").is_dir():
+        pytest.fail("clients/vscode/node_modules is missing: run `make test-vscode` (it runs npm ci)")
+    out = KIT / "out"
+    out.mkdir(exist_ok=True)
+    sources = [*(KIT / "src").rglob("*.ts"), KIT / "tsconfig.json", KIT / "package.json",
+               KIT / "scripts" / "client.sh", ROOT / "clients" / "extension" / "index.js"]
+    with (out / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        stamp = out / ".built"
+        if not stamp.exists() or max(path.stat().st_mtime for path in sources) >= stamp.stat().st_mtime:
+            run(["npm", "run", "--silent", "build"], KIT)
+            stamp.touch()
+    return out
+
+
 @pytest.fixture(scope="module")
 def built() -> Path:
     """The kit compiled by its pinned tsc (the Makefile's `npm ci` installs it)."""
-    if not (KIT / "node_modules" / "typescript").is_dir():
-        pytest.fail("clients/vscode/node_modules is missing: run `make test-vscode` (it runs npm ci)")
-    run(["npm", "run", "--silent", "build"], KIT)
-    return KIT / "out"
+    return build_kit()
 
 
 @pytest.fixture(scope="module")
