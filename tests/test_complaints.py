@@ -13,6 +13,7 @@ import requests
 
 import screens
 from conftest import PUBLIC_KEY_ID, SHOP_ORIGIN, Lbpay, Shop
+from servers import wait_for
 from test_admin import EMAIL, PASSWORD, Console, console, paid_order  # noqa: F401  (the signed-in console fixture)
 
 import models
@@ -191,8 +192,12 @@ def test_a_tampered_complaint_notification_is_refused_and_the_resent_one_is_beli
     filed = shop.sandbox.control("POST", "complaints", {"out_trade_no": order["out_trade_no"], "detail": "重复扣费"})
     complaint_id = filed.json()["complaint_id"]
     wait_for_row(complaint_id)
-    sent = [d for d in shop.sandbox.deliveries() if d["event_type"] == "COMPLAINT.CREATE"]
-    assert [(d["kind"], d["status"]) for d in sent] == [("tamper-signature", 401), ("normal", 204)]
+
+    def sent() -> list[tuple[str, int]]:
+        return [(d["kind"], d["status"]) for d in shop.sandbox.deliveries() if d["event_type"] == "COMPLAINT.CREATE"]
+
+    # The row is written before our answer reaches the sandbox, which logs the delivery after it: wait for the log.
+    assert wait_for(lambda: len(sent()) == 2) and sent() == [("tamper-signature", 401), ("normal", 204)]
     with models.db.connection_context():
         assert models.Complaint.select().count() == 1
         assert models.Notification.select().where(models.Notification.result == "bad_signature").count() == 1
