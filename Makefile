@@ -62,11 +62,11 @@ lock: $(VENV)/.runtime
 	(sed -n '/^#/p' requirements-peers.lock; cat requirements-peers.lock.new) > requirements-peers.lock.tmp
 	mv requirements-peers.lock.tmp requirements-peers.lock; rm requirements-peers.lock.new
 
-# The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
+# The browser tests drive Debian's Chromium, its headless-shell build; nothing downloads a browser of its own.
 system-deps:
-	@dpkg -s chromium fonts-noto-cjk nodejs zbar-tools >/dev/null 2>&1 || { \
-	  echo "installing chromium, fonts, node and zbar from Debian"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk nodejs zbar-tools >/dev/null; }
+	@dpkg -s chromium-headless-shell fonts-noto-cjk nodejs zbar-tools >/dev/null 2>&1 || { \
+	  echo "installing chromium-headless-shell, fonts, node and zbar from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell fonts-noto-cjk nodejs zbar-tools >/dev/null; }
 
 run: $(VENV)/.runtime $(VENDOR)
 	$(LBPAY) init
