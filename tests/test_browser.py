@@ -17,6 +17,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 from learner_helpers import SmtpServer, plain_text, smtp_server
+from matrix import devices
 from screens import shot
 from servers import BROWSER_WAIT_MS, RunningServer, sandbox_mode_server
 
@@ -163,11 +164,6 @@ def new_learner_address(server: RunningServer) -> None:
     server.forget_address_limits()
 
 
-@pytest.fixture(params=list(DEVICES))
-def device(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def learner(browser: Browser, server: RunningServer, device: str) -> Iterator[Learner]:
     context = new_context(browser, device)
@@ -197,6 +193,7 @@ def pay_on_the_phone(learner: Learner) -> Page:
     return phone
 
 
+@devices("phone", "desktop")
 def test_learner_pays_reloads_and_the_license_is_back(learner: Learner) -> None:
     page, device = learner.page, learner.device
     response = learner.open_course()
@@ -263,6 +260,7 @@ def test_learner_pays_reloads_and_the_license_is_back(learner: Learner) -> None:
     learner.problems.assert_none(page, phone)
 
 
+@devices("desktop", "phone")
 def test_a_learner_on_another_computer_asks_for_the_license_by_email(learner: Learner, browser: Browser,
                                                                     smtp: SmtpServer) -> None:
     page, device = learner.page, learner.device
@@ -302,6 +300,7 @@ def test_a_learner_on_another_computer_asks_for_the_license_by_email(learner: Le
     learner.problems.assert_none(page, phone)
 
 
+@devices("phone", "desktop")
 def test_the_sandbox_outbox_shows_what_the_learner_received(learner: Learner) -> None:
     page, device = learner.page, learner.device
     email = f"outbox-{device}@example.com"
@@ -321,6 +320,7 @@ def test_the_sandbox_outbox_shows_what_the_learner_received(learner: Learner) ->
     shot(page, f"sandbox-mail-{device}.png", full_page=False)  # the outbox grows with every test
 
 
+@devices("desktop", "phone")
 def test_insufficient_balance_keeps_the_purchase_page_waiting(learner: Learner) -> None:
     page, device = learner.page, learner.device
     learner.open_course()
@@ -353,6 +353,7 @@ def test_insufficient_balance_keeps_the_purchase_page_waiting(learner: Learner) 
     learner.problems.assert_none(page, phone)
 
 
+@devices("phone", "desktop")
 def test_payment_failed_reads_calmly(learner: Learner) -> None:
     page = learner.page
     page.goto(f"{learner.base}/buy/{COURSE_ID}?demo_error=payment_failed")
@@ -362,6 +363,7 @@ def test_payment_failed_reads_calmly(learner: Learner) -> None:
     learner.problems.assert_none(page)
 
 
+@devices("desktop", "phone")
 def test_cancelling_is_a_calm_notice_in_both_languages(learner: Learner) -> None:
     page, device = learner.page, learner.device
     learner.open_course()
@@ -395,6 +397,7 @@ def test_cancelling_is_a_calm_notice_in_both_languages(learner: Learner) -> None
     learner.problems.assert_none(page)
 
 
+@devices("phone", "desktop")
 def test_a_refused_field_names_the_field_and_the_rule(learner: Learner) -> None:
     page = learner.page
     learner.open_course()
@@ -410,6 +413,7 @@ def test_a_refused_field_names_the_field_and_the_rule(learner: Learner) -> None:
     learner.problems.assert_none(page)
 
 
+@devices("desktop", "phone")
 def test_unknown_course_is_a_bilingual_404(learner: Learner) -> None:
     url = learner.base + "/buy/no-such-course"
     page = learner.problems.watch(learner.context.new_page(), expected_404=url)
@@ -423,6 +427,7 @@ def test_unknown_course_is_a_bilingual_404(learner: Learner) -> None:
     learner.problems.assert_none(page)
 
 
+@devices("phone", "desktop")
 def test_purchase_page_has_no_console_errors_or_csp_violations(learner: Learner) -> None:
     page = learner.page
     learner.open_course()
@@ -440,6 +445,7 @@ def test_purchase_page_has_no_console_errors_or_csp_violations(learner: Learner)
 
 # --- the same purchase with JavaScript switched off -----------------------------------------
 
+@devices("phone", "desktop")
 def test_without_javascript_a_learner_pays_cancels_and_asks_by_email(browser: Browser, server: RunningServer,
                                                                      device: str) -> None:
     context = new_context(browser, device, java_script_enabled=False)

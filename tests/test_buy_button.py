@@ -13,6 +13,7 @@ import pytest
 import screens
 from conftest import SHOP_ORIGIN, Shop
 from playwright.sync_api import Browser, Page, expect
+from matrix import devices
 from test_admin import Console, console  # noqa: F401  (the signed-in console fixture)
 from test_console_browser import settled
 from test_browser import DEVICES
@@ -92,7 +93,7 @@ def overlay_frame(page: Page) -> Any:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("device", list(DEVICES))
+@devices("desktop", "phone")
 def test_the_overlay_sells_inside_a_frame_on_an_allowed_site(browser: Browser, shop_for_sites: Shop,
                                                              sites: tuple[CreatorSite, CreatorSite], device: str) -> None:
     context = browser.new_context(**DEVICES[device], locale="zh-CN", timezone_id="Asia/Shanghai")

@@ -11,6 +11,7 @@ from typing import Iterator
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
+from matrix import devices
 from servers import DEMO_COURSES, RunningServer, sandbox_mode_server
 from screens import shot
 from test_browser import COURSE_ID, new_context, published_keys
@@ -60,7 +61,7 @@ def refused(page: Page, code: str) -> None:
     expect(page.locator("#code")).to_have_attribute("aria-invalid", "true")
 
 
-@pytest.mark.parametrize("device", ["phone", "desktop"])
+@devices("phone", "desktop")
 def test_a_code_on_the_page_lowers_what_wechat_asks_and_refusals_read_in_both_languages(
         browser: Browser, server: RunningServer, device: str) -> None:
     context = new_context(browser, device)
@@ -111,7 +112,7 @@ def test_a_full_discount_code_gives_the_license_at_once_without_a_qr(browser: Br
         context.close()
 
 
-@pytest.mark.parametrize("device", ["phone", "desktop"])
+@devices("desktop", "phone")
 def test_without_javascript_a_code_is_applied_or_refused_with_the_form_kept(browser: Browser, server: RunningServer,
                                                                           device: str) -> None:
     context = new_context(browser, device, java_script_enabled=False)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import Shop
 from playwright.sync_api import Browser, Page, expect
+from matrix import sizes_and_scripts
 from servers import BROWSER_WAIT_MS
 from test_admin import EMAIL, PASSWORD, paid_order, shop_of
 from screens import shot
@@ -93,8 +94,7 @@ def fits(page: Page, size: str) -> None:
     assert width <= SIZES[size]["width"], f"{page.url} scrolls sideways ({width}px)"
 
 
-@pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
-@pytest.mark.parametrize("size", ["phone", "desktop"])
+@sizes_and_scripts(("phone", True), ("desktop", False))
 def test_a_creator_settles_what_needs_attention_and_the_dashboard_clears(browser: Browser, creator: Shop,
                                                                           size: str, javascript: bool) -> None:
     order = paid_order(creator, email="learner1@example.com")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import Shop
 from playwright.sync_api import Browser, expect
+from matrix import sizes_and_scripts
 from test_admin import paid_order
 from screens import shot
 from test_admin_browser import creator  # noqa: F401 (the creator fixture)
@@ -14,8 +15,7 @@ from test_console_browser import axe_check, fits, open_console
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
-@pytest.mark.parametrize("size", ["phone", "desktop"])
+@sizes_and_scripts(("desktop", True), ("phone", False))
 def test_a_creator_checks_a_bill_and_edits_a_course(browser: Browser, creator: Shop, size: str,
                                                     javascript: bool) -> None:
     paid_order(creator)

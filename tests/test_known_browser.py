@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import pytest
 from conftest import FakeClock, Keys, Sandbox, Shop, start_shop
 from learner_helpers import SmtpServer, outbox, plain_text, run, smtp_server
+from matrix import devices
 from test_admin import EMAIL, Console, _from
 from test_console_browser import settled
 
@@ -25,6 +26,7 @@ from billing.limits import SIGN_IN_LINKS_PER_ACCOUNT, SIGN_IN_UNKNOWN_DEVICES
 
 CREATOR_AT = "198.51.100.20"
 LINK = re.compile(r"/admin/login/link/([A-Za-z0-9_-]+)")
+SCREENS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
 
 
 @pytest.fixture
@@ -180,9 +182,9 @@ def test_link_mails_to_one_admin_are_limited(locked_out: Shop) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("size", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}], ids=["phone", "desktop"])
-def test_the_link_pages_fit_a_phone_and_a_desktop(locked_out: Shop, smtp: SmtpServer, browser: Any,
-                                                  size: dict[str, int]) -> None:
+@devices("phone", "desktop", name="screen")
+def test_the_link_pages_fit_a_phone_and_a_desktop(locked_out: Shop, smtp: SmtpServer, browser: Any, screen: str) -> None:
+    size = SCREENS[screen]
     from screens import shot
 
     context = browser.new_context(viewport=size, locale="zh-CN", base_url=locked_out.url,

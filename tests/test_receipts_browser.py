@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import Shop
 from playwright.sync_api import Browser, expect
+from matrix import devices
 from test_admin import paid_order, shop_of
 from screens import shot
 from test_admin_browser import CSP_PROBE, creator  # noqa: F401 (the creator fixture)
@@ -17,7 +18,7 @@ from billing.receipts import receipt_token
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.parametrize("size", ["phone", "desktop"])
+@devices("phone", "desktop", name="size")
 def test_a_learner_asks_for_a_fapiao_and_the_creator_sees_it(browser: Browser, creator: Shop, size: str) -> None:
     order = paid_order(creator, email="fapiao@example.com")
     with models.db.connection_context():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import Shop
 from playwright.sync_api import Browser, expect
+from matrix import devices
 from test_admin import paid_order
 from screens import shot
 from test_admin_browser import creator  # noqa: F401 (the creator fixture)
@@ -14,7 +15,7 @@ from test_console_browser import SIZES, axe_check, open_console, settled
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.parametrize("size", ["phone", "desktop"])
+@devices("desktop", "phone", name="size")
 def test_without_javascript_a_refund_asks_on_a_page_of_its_own(browser: Browser, creator: Shop, size: str) -> None:
     order = paid_order(creator)
     context, page, problems = open_console(browser, creator, size, False)
