@@ -93,3 +93,35 @@ def test_a_second_app_of_the_process_renders_without_compiling_and_an_edit_is_co
     with app.app_context():
         assert render_template("hello.html", who="third") == "<p>third 再见</p>"
     assert compiled == ["hello.html", "hello.html"]  # the source changed: compiled again
+
+
+def test_a_second_app_reuses_the_parse_and_its_rules_match_as_werkzeugs_own(tmp_path: Path, monkeypatch: Any) -> None:
+    settings = {"SCHEDULER": "off", "DATABASE_URL": f"sqlite:///{tmp_path / 'lbpay.db'}"}
+    first = create_app({"INSTANCE_PATH": str(tmp_path / "one"), **settings})
+    parsed: list[str] = []
+    werkzeugs_parse = Rule._parse_rule
+
+    def counting(self: Rule, rule: str) -> Any:
+        parsed.append(rule)
+        return werkzeugs_parse(self, rule)
+
+    monkeypatch.setattr(Rule, "_parse_rule", counting)  # a spy on werkzeug's parser, nothing replaced
+    second = create_app({"INSTANCE_PATH": str(tmp_path / "two"), **settings})
+    assert parsed == []
+    monkeypatch.undo()
+    fresh = Map([Rule(r.rule, endpoint=r.endpoint, methods=r.methods, defaults=r.defaults)
+                 for r in second.url_map.iter_rules()])
+    werkzeugs = {(r.rule, r.endpoint): r for r in fresh.iter_rules()}
+    firsts = {(r.rule, r.endpoint): r for r in first.url_map.iter_rules()}
+    for rule in second.url_map.iter_rules():
+        own = werkzeugs[(rule.rule, rule.endpoint)]
+        assert (rule._parts, rule._trace, rule.arguments) == (own._parts, own._trace, own.arguments), rule
+        assert {k: type(v) for k, v in rule._converters.items()} == {k: type(v) for k, v in own._converters.items()}
+        for name, converter in rule._converters.items():  # converters of its own, bound to its own map
+            assert converter.map is second.url_map and converter is not firsts[(rule.rule, rule.endpoint)]._converters[name]
+    matching = second.url_map.bind("shop.example", "/")
+    fresh_matching = fresh.bind("shop.example", "/")
+    for rule in second.url_map.iter_rules():
+        method = next(iter(sorted(rule.methods or {"GET"})))
+        path = fresh_matching.build(rule.endpoint, sample_values(rule), method=method)
+        assert matching.match(path, method=method) == fresh_matching.match(path, method=method), path

@@ -1,10 +1,15 @@
-"""What every app a process makes shares: URL builders compiled on first use, and compiled templates.
+"""What every app a process makes shares: parsed URL rules, URL builders compiled on first use, compiled templates.
 
 werkzeug compiles two Python functions for every rule as it is added (one to build the URL, one that
-also appends unknown arguments as a query string). Our app has about 160 rules and builds URLs for a
+also appends unknown arguments as a query string). Our app has about 180 rules and builds URLs for a
 handful of them in a typical process, so making the app spent most of its time compiling functions
 nobody called: every gunicorn worker's boot, every `lbpay` command and every test's app paid it.
 Matching requests never uses the builders; ``Rule.build`` is the only caller.
+
+Then it parses each rule's text into the parts its matcher walks: after the builders, that was most
+of what making an app cost (about 15 ms of 40), and the same texts give the same parts in every app
+of a process. ``LazyBuilderRule`` keeps the parse per rule text and map converters; each rule still
+gets converter objects of its own, bound to its own map.
 
 Jinja compiles each template to Python the first time an app renders it, and every app has its own
 environment: a process that makes several apps (the tests, the embedded sandbox beside the shop)
@@ -15,15 +20,49 @@ process, keyed by the template's name and checked against its source, as Jinja's
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from flask import Flask
 from jinja2.bccache import Bucket, BytecodeCache
-from werkzeug.routing import Rule
+from werkzeug.routing import BaseConverter, Rule
+from werkzeug.routing.rules import RulePart
+
+
+# What werkzeug's Rule._parse_rule made of a rule text with a map's converter classes: its parts
+# (read, never changed, by the matcher), the trace the builders follow, and each converter's arguments.
+Parsed = tuple[list[RulePart], list[tuple[bool, str]], list[tuple[str, str, tuple[Any, ...], dict[str, Any]]]]
+_PARSED: dict[tuple[str, tuple[tuple[str, type], ...]], Parsed] = {}
 
 
 class LazyBuilderRule(Rule):
-    """werkzeug's ``Rule``; each of its two builders is compiled on its first call and then kept."""
+    """werkzeug's ``Rule``, parsed once per process and text; each builder compiled on its first call."""
+
+    def _parse_rule(self, rule: str) -> list[RulePart]:  # type: ignore[override]
+        key = (rule, tuple(self.map.converters.items()))  # type: ignore[union-attr]
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            trace_from = len(self._trace)
+            asked: list[tuple[str, str, tuple[Any, ...], dict[str, Any]]] = []
+            self._asked_converters = asked
+            try:
+                parts = list(super()._parse_rule(rule))
+            finally:
+                del self._asked_converters
+            parsed = _PARSED[key] = (parts, self._trace[trace_from:], asked)
+            return parts
+        parts, trace, converters = parsed
+        self._trace.extend(trace)
+        for variable, name, args, kwargs in converters:
+            self._converters[variable] = self.get_converter(variable, name, args, kwargs)
+            self.arguments.add(variable)
+        return parts
+
+    def get_converter(self, variable_name: str, converter_name: str, args: tuple[Any, ...],
+                      kwargs: Mapping[str, Any]) -> BaseConverter:
+        asked = getattr(self, "_asked_converters", None)
+        if asked is not None:
+            asked.append((variable_name, converter_name, args, dict(kwargs)))
+        return super().get_converter(variable_name, converter_name, args, kwargs)
 
     def _compile_builder(self, append_unknown: bool = True) -> Callable[..., tuple[str, str]]:
         compile_now = super()._compile_builder

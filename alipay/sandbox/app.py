@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request
 
+from web.routing import App
+
 from .config import AlipaySandboxConfig
 from .signing import answer_text
 from .bills import bill_archive
@@ -29,7 +31,7 @@ control = Blueprint("alipay_control", __name__)
 
 def create_alipay_sandbox(config: AlipaySandboxConfig) -> Flask:
     """Build a simulator app; it works standalone at "/" and mounted under a prefix."""
-    app = Flask(__name__, template_folder=str(Path(__file__).with_name("templates")))
+    app = App(__name__, template_folder=str(Path(__file__).with_name("templates")))  # as WeChat's simulator
     app.extensions["alipay_sandbox"] = AlipaySandboxState(config)
     app.register_blueprint(gateway)
     app.register_blueprint(phone)
