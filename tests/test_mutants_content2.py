@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -18,27 +17,10 @@ import requests
 from click.testing import Result
 from conftest import Lbpay, Shop
 from learner_helpers import buy
+from test_mutants_content import content_dir, shop_settings  # noqa: F401 (the same content folder)
 from test_notify_path import settle_refund_of
 
 import models
-
-PAID = "# Paid\n"
-
-
-@pytest.fixture
-def content_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "content"
-    (root / "cpp-primer-5th" / "ch1").mkdir(parents=True)
-    (root / "cpp-primer-5th" / "ch1" / "lesson.md").write_text(PAID)
-    (root / "rust-monthly" / "week1").mkdir(parents=True)
-    (root / "rust-monthly" / "week1" / "ownership.md").write_text(PAID)
-    return root
-
-
-@pytest.fixture
-def shop_settings(content_dir: Path) -> dict[str, Any]:
-    return {"CONTENT_DIR": str(content_dir)}
-
 
 def lbpay(shop: Shop, *args: str) -> Result:
     """`lbpay` run in this process against the test's shop."""
