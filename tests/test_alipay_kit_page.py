@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from screens import shot
-from test_vscode_kit import CSP_PROBE, build_kit, page_html
+from test_vscode_kit import CSP_PROBE, build_kit, page_html, post_state
 
 QR = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 21 21"><rect width="7" height="7"/></svg>'
 COURSE = {"id": "cpp-primer-5th", "title": "C++ Primer 第5版", "price_fen": 9900, "plan": "one_time",
@@ -34,8 +34,7 @@ def test_the_panel_offers_each_method_and_shows_alipays_scan_screen(built: Path,
     page.wait_for_function("window.__sent.length > 0")
 
     def post(state: dict[str, Any]) -> None:
-        page.evaluate("(s) => window.postMessage(s, '*')", state)
-        page.wait_for_function("(p) => document.getElementById('app').dataset.phase === p", arg=state["phase"])
+        post_state(page, state)
 
     post({**base, "phase": "ready", "methods": ["wechat", "alipay"]})
     assert page.text_content("#buy") == "微信支付购买 · Buy with WeChat Pay"

@@ -353,9 +353,21 @@ def open_panel_page(browser: Any, built: Path, theme: str | None) -> Any:
     return page
 
 
+# A message event is dispatched later, as a task of its own, so waiting for the posted state's phase
+# passed at once when the panel was already in that phase, and the test read the page before the
+# panel drew the new state. The panel draws in its own message listener, added when it loaded, and
+# listeners run in the order they were added: one added now runs after the panel has drawn.
+POST_STATE = """(s) => new Promise((drawn) => {
+  window.addEventListener("message", () => drawn(), {once: true});
+  window.postMessage(s, "*");
+})"""
+
+
 def post_state(page: Any, state: dict[str, Any]) -> None:
-    page.evaluate("(s) => window.postMessage(s, '*')", state)
-    page.wait_for_function("(p) => document.getElementById('app').dataset.phase === p", arg=state["phase"])
+    """Hand the panel a state as the extension does (postMessage); return once the panel has drawn it."""
+    page.evaluate(POST_STATE, state)
+    assert page.get_attribute("#app", "data-phase") == state["phase"]
+
 
 def page_html(built: Path) -> str:
     script = ("const { pageHtml } = require('./out/webview.js');"
@@ -381,8 +393,7 @@ def test_the_panel_page_draws_every_state_in_chromium(built: Path, server: Runni
     assert page.evaluate("window.__sent") == [{"type": "ready"}]
 
     def post(state: dict[str, Any]) -> None:
-        page.evaluate("(s) => window.postMessage(s, '*')", state)
-        page.wait_for_function("(p) => document.getElementById('app').dataset.phase === p", arg=state["phase"])
+        post_state(page, state)
 
     post({**base, "phase": "ready"})
     assert page.text_content("#course-title") == "C++ Primer 第5版"
