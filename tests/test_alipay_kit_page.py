@@ -10,7 +10,9 @@ import pytest
 from screens import shot
 from test_vscode_kit import CSP_PROBE, build_kit, page_html, post_state
 
-QR = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 21 21"><rect width="7" height="7"/></svg>'
+from billing.orders import qr_svg
+
+QR = qr_svg("https://qr.alipay.com/bax08431example")  # drawn as the shop draws an order's code
 COURSE = {"id": "cpp-primer-5th", "title": "C++ Primer 第5版", "price_fen": 9900, "plan": "one_time",
           "period_days": None}
 
