@@ -27,8 +27,14 @@ def on_starting(server):  # noqa: ANN001, ANN201  (gunicorn's hook signature)
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201
-    """Start the scheduled jobs in each worker; a lease in the database runs each job once at a time."""
+    """Share kept-alive connections between workers; start the scheduled jobs in each worker.
+
+    A lease in the database runs each job once at a time.
+    """
     from app import start_scheduler
+    from operations.workers import share_connections
+
+    share_connections(worker)
 
     extensions = getattr(worker.wsgi, "extensions", {})  # another app served with this file has no shop
     if "lbpay.shop" in extensions:

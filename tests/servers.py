@@ -149,7 +149,8 @@ class RunningServer:
 
 @contextlib.contextmanager
 def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_COURSES,
-                        settings: dict[str, str] | None = None) -> Iterator[RunningServer]:
+                        settings: dict[str, str] | None = None, *, workers: int = 1,
+                        threads: int = 8) -> Iterator[RunningServer]:
     """As `make run` does it: `lbpay init`, the courses, then gunicorn with the embedded sandbox."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -170,8 +171,8 @@ def sandbox_mode_server(folder: Path, commands: Sequence[Sequence[str]] = DEMO_C
                 raise RuntimeError(f"lbpay {' '.join(args)} exited {done.exit_code}:\n{log.read_text(errors='replace')}")
     out = log.open("ab")
     process = subprocess.Popen(
-        [GUNICORN, "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-         "--graceful-timeout", "5"],
+        [GUNICORN, "app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--threads", str(threads), "--graceful-timeout", "5"],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = RunningServer(base, log, process, folder / "instance")
     try:
