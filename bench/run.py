@@ -134,7 +134,8 @@ class Server:
             cmd += ["--certfile", tls["tls_cert"], "--keyfile", tls["tls_key"]]
         if not app.startswith("servers:shop"):
             # The repository's gunicorn.conf.py starts our scheduler in each worker: only our app has one.
-            cmd += ["--config", "/dev/null"]
+            # The others share connections between workers as ours does, and nothing more.
+            cmd += ["--config", str(BENCH / "peers.conf.py")]
         self.process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log,
                                         stderr=subprocess.STDOUT)
 
