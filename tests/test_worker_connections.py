@@ -76,7 +76,8 @@ def test_kept_alive_connections_are_shared_between_the_workers(tmp_path):
     with sandbox_mode_server(tmp_path, commands=(), workers=WORKERS, threads=THREADS) as server:
         port = int(server.base.rsplit(":", 1)[1])
         master = server.process.pid
-        _wait_for(lambda: len(_workers(master)) == WORKERS)
+        # Each worker logs its scheduler's start just before it begins to listen (gunicorn.conf.py).
+        _wait_for(lambda: server.output().count("scheduler started") == WORKERS)
         # One connection per thread of the whole server, opened one after another as a proxy's pool does.
         opened = [_connect(port) for _ in range(WORKERS * THREADS)]
         held = held_by_worker(master, port)
