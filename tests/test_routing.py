@@ -125,3 +125,32 @@ def test_a_second_app_reuses_the_parse_and_its_rules_match_as_werkzeugs_own(tmp_
         method = next(iter(sorted(rule.methods or {"GET"})))
         path = fresh_matching.build(rule.endpoint, sample_values(rule), method=method)
         assert matching.match(path, method=method) == fresh_matching.match(path, method=method), path
+
+
+def test_a_functions_sync_form_is_worked_out_once_and_an_async_view_still_goes_through_flask(monkeypatch: Any) -> None:
+    import flask.app
+
+    app = App("once")
+    asked: list[Any] = []
+    flasks_check = flask.app.iscoroutinefunction
+
+    def counting(func: Any) -> bool:
+        asked.append(func)
+        return flasks_check(func)
+
+    monkeypatch.setattr(flask.app, "iscoroutinefunction", counting)  # a spy on Flask's check, nothing replaced
+
+    def view() -> str:
+        return "ok"
+
+    assert app.ensure_sync(view) is view
+    assert app.ensure_sync(view) is view
+    assert asked == [view]
+
+    async def coroutine_view() -> str:
+        return "ok"
+
+    wrapped: list[Any] = []
+    monkeypatch.setattr(App, "async_to_sync", lambda self, func: wrapped.append(func) or (lambda: "sync"))
+    assert app.ensure_sync(coroutine_view)() == "sync"
+    assert wrapped == [coroutine_view]
