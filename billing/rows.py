@@ -88,6 +88,19 @@ def insert(model: type[Model], values: dict[str, Any], *, unless_exists: str | N
     return prepare_insert(model, values, unless_exists=unless_exists).insert()
 
 
+def create(model: type[Model], values: dict[str, Any]) -> Any:
+    """``model.create(**values)`` through prepared SQL: the same row stored, the same instance back.
+
+    Foreign keys may be given as model instances, as with Peewee; the instance has its new id and
+    no field marked changed, as one ``create`` returns.
+    """
+    new_id = prepare_insert(model, values).insert()  # fills in the defaults of the fields left out
+    made = model(**values)
+    made.id = new_id
+    made._dirty.clear()
+    return made
+
+
 def insert_sql(model: type[Model], names: tuple[str, ...], count: int = 1) -> str:
     """The text of an insert of ``count`` rows giving the fields ``names``, in the current dialect."""
     return _insert_sql(model, names, db.obj.param, None, False, count)
