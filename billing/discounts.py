@@ -35,7 +35,7 @@ from database import write_transaction
 from models import Buyer, Course, DiscountCode, Order
 from wechatpay.errors import WeChatPayError
 
-from . import audit, limits
+from . import audit, limits, rows
 from .errors import BillingError
 from .mail import enqueue_license_mail
 from .payments import issue_license_for
@@ -125,8 +125,7 @@ def _used_by(discount: DiscountCode, buyer: Buyer | None, email: str | None, now
 def launch_price(course: Course, now: dt.datetime) -> DiscountCode | None:
     """The lowest launch price of a course that holds now, if any."""
     best = None
-    for launch in DiscountCode.select().where((DiscountCode.kind == "launch") & (DiscountCode.course == course.id)
-                                              & DiscountCode.paused_at.is_null()):
+    for launch in rows.find(DiscountCode, {"kind": "launch", "course": course.id, "paused_at": None}):
         if _refusal(launch, course, now) is None and (best is None or launch.value < best.value):
             best = launch
     return best

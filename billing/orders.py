@@ -101,10 +101,10 @@ def find_course_for_sale(course_id: Any) -> Course:
     """Return the active course with this id, or raise ``course_not_found``."""
     if not isinstance(course_id, str) or len(course_id) > 64 or not COURSE_ID.match(course_id):
         raise BillingError("course_not_found", "course_id must be a kebab-case slug")
-    course = Course.get_or_none((Course.id == course_id) & (Course.active == True))  # noqa: E712
-    if course is None:
+    found: list[Course] = rows.find(Course, {"id": course_id, "active": True})
+    if not found:
         raise BillingError("course_not_found", f"no course {course_id!r} for sale")
-    return course
+    return found[0]
 
 
 def _buyer_for(buyer_token: Any) -> Buyer | None:
@@ -282,14 +282,21 @@ def wechat_failure(exc: WeChatPayError, retry_after: int, out_trade_no: str = ""
 def _refuse_if_over_limits(ip: str | None, client: str, buyer: Buyer | None, now: dt.datetime) -> None:
     """Refuse before WeChat is called: too many new orders, or too many unpaid ones, from this client or buyer."""
     limits.refuse_if_over("orders", ip, limits.ORDERS_PER_CLIENT, now)
-    _refuse_if_many_pending(Order.client_key == client, limits.PENDING_ORDERS_PER_CLIENT, now, "address")
+    _refuse_if_many_pending("client_key", client, limits.PENDING_ORDERS_PER_CLIENT, now, "address")
     if buyer is not None:
-        _refuse_if_many_pending(Order.buyer == buyer.id, limits.PENDING_ORDERS_PER_BUYER, now, "buyer")
+        _refuse_if_many_pending("buyer_id", buyer.id, limits.PENDING_ORDERS_PER_BUYER, now, "buyer")
 
 
-def _refuse_if_many_pending(whose: Any, cap: int, now: dt.datetime, name: str) -> None:
-    expiring = [row.expires_at for row in Order.select(Order.expires_at).where(
-        whose & (Order.status == "pending") & (Order.expires_at > now)).order_by(Order.expires_at).limit(cap)]
+@functools.lru_cache(maxsize=None)
+def _pending_sql(column: str, param: str) -> str:
+    """The expiry times of a client's (or buyer's) unexpired pending orders, soonest first: text made once."""
+    return (f'SELECT "expires_at" FROM "{Order._meta.table_name}" WHERE "{column}" = {param} '
+            f"AND \"status\" = 'pending' AND \"expires_at\" > {param} ORDER BY \"expires_at\" LIMIT {param}")
+
+
+def _refuse_if_many_pending(column: str, value: Any, cap: int, now: dt.datetime, name: str) -> None:
+    found = db.execute_sql(_pending_sql(column, db.obj.param), (value, Order.expires_at.db_value(now), cap))
+    expiring = [Order.expires_at.python_value(row[0]) for row in found.fetchall()]
     if len(expiring) >= cap:
         # The earliest of them expires first: then one more may be placed.
         wait = (expiring[0] - now).total_seconds()

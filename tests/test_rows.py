@@ -47,3 +47,30 @@ def test_a_prepared_create_stores_and_returns_what_peewees_create_does(app: Any)
                     == {k: v for k, v in peewees.__data__.items() if k not in unique | {"buyer"}})
         assert orders[1].course is course and orders[1].buyer is buyers[1]
         assert Order.get_by_id(orders[1].id).status == "pending"
+
+
+def test_a_prepared_find_reads_what_peewees_select_reads(app: Any) -> None:
+    from models import Course, DiscountCode
+
+    with app.app_context(), models.db.connection_context():
+        models.create_tables()
+        shop = app.extensions["lbpay.shop"]
+        for slug in ("cpp-primer-5th", "rust-book"):
+            save_course(shop, course_id=slug, title=slug, price_fen=9900)
+        Course.update(active=False).where(Course.id == "rust-book").execute()
+        for value, paused in ((5900, None), (4900, NOW), (6900, None)):
+            DiscountCode.create(kind="launch", value=value, course="cpp-primer-5th", paused_at=paused,
+                                created_at=NOW, created_by="creator")
+        for model, where, peewees in (
+                (Course, {"id": "cpp-primer-5th", "active": True}, Course.select().where(
+                    (Course.id == "cpp-primer-5th") & (Course.active == True))),  # noqa: E712
+                (Course, {"id": "rust-book", "active": True}, Course.select().where(
+                    (Course.id == "rust-book") & (Course.active == True))),  # noqa: E712
+                (DiscountCode, {"kind": "launch", "course": "cpp-primer-5th", "paused_at": None},
+                 DiscountCode.select().where((DiscountCode.kind == "launch") & (DiscountCode.course == "cpp-primer-5th")
+                                             & DiscountCode.paused_at.is_null()).order_by(DiscountCode.id))):
+            ours = rows.find(model, where)
+            assert [o.__data__ for o in ours] == [p.__data__ for p in peewees]
+            assert all(not o._dirty for o in ours)
+        assert [d.value for d in rows.find(DiscountCode, {"paused_at": None})] == [5900, 6900]
+        assert rows.find(Course, {"id": "rust-book", "active": True}) == []
