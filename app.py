@@ -117,6 +117,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, command_line: bo
     from web.pages import people_hooks_only_for_people
 
     people_hooks_only_for_people(app)  # after every hook is in place
+    from web.ops import transport_security
+    from web.unchanged import UnchangedPolls
+
+    # Outermost: a poll that holds its answer gets its 304 before any other layer or hook runs.
+    app.wsgi_app = UnchangedPolls(app.wsgi_app, shop, database, transport_security(config))  # type: ignore[method-assign]
     return app
 
 

@@ -52,7 +52,11 @@ def _json_object() -> dict[str, Any]:
 
 
 def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
+    return bearer_token(request.headers.get("Authorization", ""))
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, or None."""
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 

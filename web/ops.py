@@ -148,6 +148,20 @@ class ClientAddressHeader:
         return self.app(environ, start_response)
 
 
+def choose_request_id(offered: str | None) -> str:
+    """The id a request is logged and answered under: the proxy's (X-Request-Id, Fly-Request-Id) if sane.
+
+    Else 128 random bits from the process's generator (reseeded in every forked worker): an id to
+    find a request by, not a secret, so no system call for fresh entropy on every request.
+    """
+    return offered if offered and _REQUEST_ID.match(offered) else f"{random.getrandbits(128):032x}"
+
+
+def transport_security(settings: Config) -> tuple[tuple[str, str], ...]:
+    """HSTS in live mode: HTTPS is enforced at the edge; this tells browsers never to try plain HTTP again."""
+    return (("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),) if settings.live else ()
+
+
 def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs: bool) -> None:
     """Install the ops blueprint, JSON request logs, the proxy fix and live-mode transport security."""
     app.extensions["lbpay.started_at"] = dt.datetime.now(UTC)
@@ -167,10 +181,7 @@ def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs:
 
     @app.before_request
     def _start_request_log() -> None:
-        offered = request.headers.get("X-Request-Id") or request.headers.get("Fly-Request-Id") or ""
-        # 128 random bits from the process's generator (reseeded in every forked worker): an id
-        # to find a request by, not a secret, so no system call for fresh entropy on every request.
-        g.request_id = offered if _REQUEST_ID.match(offered) else f"{random.getrandbits(128):032x}"
+        g.request_id = choose_request_id(request.headers.get("X-Request-Id") or request.headers.get("Fly-Request-Id"))
         g.request_token = request_id.set(g.request_id)
         g.request_started = time.monotonic()
 
@@ -180,9 +191,8 @@ def register_ops(app: Flask, settings: Config, secrets: list[Any], *, json_logs:
         if rid is None:
             return response
         response.headers["X-Request-Id"] = rid
-        if settings.live:
-            # HTTPS is enforced at the edge; this tells browsers never to try plain HTTP again.
-            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        for name, value in transport_security(settings):
+            response.headers.setdefault(name, value)
         # A successful status poll (an answer, or a 304 for the one the client holds) is the bulk of
         # all traffic and says nothing new: DEBUG, not INFO.
         level = logging.DEBUG if response.status_code in (200, 304) and request.endpoint == "api.get_order" \

@@ -27,9 +27,9 @@ bp = Blueprint("pages", __name__)
 
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-_PAGE_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+PAGE_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
                  ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
-_API_HEADERS = _PAGE_HEADERS + (("Cache-Control", "no-store"),)
+API_HEADERS = PAGE_HEADERS + (("Cache-Control", "no-store"),)
 
 
 @bp.get("/")
@@ -247,7 +247,7 @@ def register_error_pages(app: Flask) -> None:
     def _security_headers(response: Response) -> Response:
         headers = response.headers
         present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
-        extra: tuple[tuple[str, str], ...] = _API_HEADERS if request.path.startswith("/api/") else _PAGE_HEADERS
+        extra: tuple[tuple[str, str], ...] = API_HEADERS if request.path.startswith("/api/") else PAGE_HEADERS
         if request.endpoint == "pages.buy_embed":  # framed by the creator's sites: its CSP says which (embed.py)
             extra = tuple(h for h in extra if h[0] != "X-Frame-Options")
         headers.extend([(name, value) for name, value in extra if name.lower() not in present])
