@@ -157,12 +157,14 @@ def _find_sql(model: type[Model], where: tuple[tuple[str, bool], ...], param: st
     fields: dict[str, Field] = model._meta.fields
     tests = " AND ".join(f't."{fields[n].column_name}" IS NULL' if is_null else f't."{fields[n].column_name}" = {param}'
                          for n, is_null in where)
-    _SQL[key] = f'SELECT {select_list(model, "t")} FROM "{model._meta.table_name}" AS t WHERE {tests} ORDER BY t."id"'
+    key_column = model._meta.primary_key.column_name
+    _SQL[key] = (f'SELECT {select_list(model, "t")} FROM "{model._meta.table_name}" AS t WHERE {tests} '
+                 f'ORDER BY t."{key_column}"')
     return _SQL[key]
 
 
 def find(model: type[Model], where: dict[str, Any]) -> list[Any]:
-    """The rows of ``model`` whose fields equal ``where`` (None meaning IS NULL), by id, as instances.
+    """The rows of ``model`` whose fields equal ``where`` (None meaning IS NULL), by primary key, as instances.
 
     ``Model.select().where(...)`` for the look-ups on the order path, without building its SQL each time.
     """

@@ -28,7 +28,7 @@ bp = Blueprint("pages", __name__)
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 PAGE_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
-                 ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
+                ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
 API_HEADERS = PAGE_HEADERS + (("Cache-Control", "no-store"),)
 
 
