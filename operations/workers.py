@@ -12,7 +12,8 @@ free thread takes the next connection. It listens again as soon as it holds fewe
 not listen it looks at the socket every ``PAUSE_SECONDS``: a connection still waiting at two looks
 in a row means every worker is full, and the worker then takes connections as they come for
 ``FULL_SECONDS`` (idle kept-alive connections cost a gthread worker only a place in its poller).
-Nobody is refused; a connection that finds every worker full waits two looks at most.
+Nobody is refused: a connection that finds every worker full waits two looks (20-40 ms), or, when
+the machine is so short of CPU that the looks themselves come late, ``GIVE_UP_SECONDS`` at most.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 PAUSE_SECONDS = 0.02  # longer than a sibling takes to wake and accept, short beside any answer
 FULL_SECONDS = 1.0
+GIVE_UP_SECONDS = 0.5  # the longest a connection waits for a sibling that may be short of CPU
 
 
 def share_connections(worker: Any) -> None:
@@ -46,7 +48,9 @@ class Sharing:
         self.threads = worker.cfg.threads
         self.keys: list[Any] = []  # the listeners' poller registrations while not listening
         self.paused = False
-        self.seen_waiting = False  # the last look found a connection waiting
+        self.seen_waiting = False  # the last look, on time, found a connection waiting
+        self.waiting_since: float | None = None  # when a look first found the waiting connection
+        self.look_due = 0.0
         self.full_until = 0.0  # until then every worker was full: take connections as they come
         self.accept, self.finish_request, self.murder_keepalived = (
             worker.accept, worker.finish_request, worker.murder_keepalived)
@@ -93,25 +97,38 @@ class Sharing:
             self.keys = [worker.poller.get_key(sock) for sock in worker.sockets]
             for key in self.keys:
                 worker.poller.unregister(key.fileobj)
-            self.paused, self.seen_waiting = True, False
+            self.paused, self.seen_waiting, self.waiting_since = True, False, None
         self._look_later()
 
     def _look_later(self) -> None:
+        self.look_due = time.monotonic() + PAUSE_SECONDS
         timer = threading.Timer(PAUSE_SECONDS, self._look)
         timer.daemon = True
         timer.start()
 
     def _look(self) -> None:
-        """While not listening: a connection waiting at two looks in a row means every worker is full."""
+        """While not listening: has a connection waited so long that every worker must be full?
+
+        Two looks in a row that find one waiting say so, if both came on time. A look that came late
+        says the machine is short of CPU, and then a sibling with room may simply not have run yet:
+        it does not count, and only a connection kept waiting ``GIVE_UP_SECONDS`` decides.
+        """
         with self.worker._lock:
             if not self.paused:
                 return
-            waiting = _waiting(self.keys)
-            if not (waiting and self.seen_waiting):
-                self.seen_waiting = waiting
+            now = time.monotonic()
+            on_time = now - self.look_due < PAUSE_SECONDS / 4  # a quiet machine's timers are ~1 ms late
+            if not _waiting(self.keys):
+                self.seen_waiting, self.waiting_since = False, None
                 self._look_later()
                 return
-            self.full_until = time.monotonic() + FULL_SECONDS
+            if self.waiting_since is None:
+                self.waiting_since = now
+            if not ((self.seen_waiting and on_time) or now - self.waiting_since >= GIVE_UP_SECONDS):
+                self.seen_waiting = on_time
+                self._look_later()
+                return
+            self.full_until = now + FULL_SECONDS
             self._resume()
 
     def _resume(self) -> None:
