@@ -120,19 +120,30 @@ def _update_sql(model: type[Model], names: tuple[str, ...], where: tuple[tuple[s
         return _SQL[key]
     fields: dict[str, Field] = model._meta.fields
     sets = ", ".join(f'"{fields[n].column_name}" = {param}' for n in names)
-    tests = " AND ".join(f'"{fields[n].column_name}" IS NULL' if is_null else f'"{fields[n].column_name}" = {param}'
-                         for n, is_null in where)
-    _SQL[key] = f'UPDATE "{model._meta.table_name}" SET {sets} WHERE {tests}'
+    _SQL[key] = f'UPDATE "{model._meta.table_name}" SET {sets} WHERE {_tests_sql(model, where, param)}'
     return _SQL[key]
+
+
+def _tests_sql(model: type[Model], where: tuple[tuple[str, bool], ...], param: str, alias: str = "") -> str:
+    """``"col" = ?`` (or ``IS NULL``) for each field of ``where``, joined by AND."""
+    fields: dict[str, Field] = model._meta.fields
+    column = (lambda n: f'{alias}."{fields[n].column_name}"') if alias else (lambda n: f'"{fields[n].column_name}"')
+    return " AND ".join(f"{column(n)} IS NULL" if is_null else f"{column(n)} = {param}" for n, is_null in where)
+
+
+def _where(model: type[Model], where: dict[str, Any]) -> tuple[tuple[tuple[str, bool], ...], list[Any]]:
+    """The shape of an equality filter (which fields, which are NULL) and its converted values."""
+    fields: dict[str, Field] = model._meta.fields
+    return (tuple((n, v is None) for n, v in where.items()),
+            [fields[n].db_value(v) for n, v in where.items() if v is not None])
 
 
 def prepare_update(model: type[Model], values: dict[str, Any], where: dict[str, Any]) -> Statement:
     """The update ``update`` runs, its values converted now; ``.run().rowcount`` says how many changed."""
     fields: dict[str, Field] = model._meta.fields
     names = tuple(values)
-    tests = tuple((n, v is None) for n, v in where.items())
-    params = [fields[n].db_value(values[n]) for n in names]
-    params += [fields[n].db_value(v) for n, v in where.items() if v is not None]
+    tests, tested = _where(model, where)
+    params = [fields[n].db_value(values[n]) for n in names] + tested
     return Statement(_update_sql(model, names, tests, db.obj.param), params)
 
 
@@ -154,12 +165,9 @@ def _find_sql(model: type[Model], where: tuple[tuple[str, bool], ...], param: st
     key = ("find", model, where, param)
     if key in _SQL:
         return _SQL[key]
-    fields: dict[str, Field] = model._meta.fields
-    tests = " AND ".join(f't."{fields[n].column_name}" IS NULL' if is_null else f't."{fields[n].column_name}" = {param}'
-                         for n, is_null in where)
     key_column = model._meta.primary_key.column_name
-    _SQL[key] = (f'SELECT {select_list(model, "t")} FROM "{model._meta.table_name}" AS t WHERE {tests} '
-                 f'ORDER BY t."{key_column}"')
+    _SQL[key] = (f'SELECT {select_list(model, "t")} FROM "{model._meta.table_name}" AS t '
+                 f'WHERE {_tests_sql(model, where, param, "t")} ORDER BY t."{key_column}"')
     return _SQL[key]
 
 
@@ -168,9 +176,7 @@ def find(model: type[Model], where: dict[str, Any]) -> list[Any]:
 
     ``Model.select().where(...)`` for the look-ups on the order path, without building its SQL each time.
     """
-    fields: dict[str, Field] = model._meta.fields
-    tests = tuple((n, v is None) for n, v in where.items())
-    params = [fields[n].db_value(v) for n, v in where.items() if v is not None]
+    tests, params = _where(model, where)
     cursor = db.obj.execute_sql(_find_sql(model, tests, db.obj.param), params)
     return [instance(model, row)[0] for row in cursor.fetchall()]
 
