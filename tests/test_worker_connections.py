@@ -28,31 +28,40 @@ def _workers(master: int) -> list[int]:
     return sorted(found)
 
 
-def _established(port: int) -> set[str]:
-    """Socket inodes of the server's side of established connections to ``port``."""
-    inodes = set()
+def _established(port: int) -> dict[str, int]:
+    """The server's side of established connections to ``port``: socket inode -> the client's port."""
+    found = {}
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
-            inodes.add(fields[9])
-    return inodes
+            found[fields[9]] = int(fields[2].split(":")[1], 16)
+    return found
+
+
+def _inodes(pid: int) -> set[str]:
+    """The socket inodes a process holds open."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(target[8:-1])
+    return held
 
 
 def held_by_worker(master: int, port: int) -> dict[int, int]:
     """How many established client connections each worker process holds."""
     established = _established(port)
-    held = {}
-    for pid in _workers(master):
-        count = 0
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = fd.readlink().name
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in established:
-                count += 1
-        held[pid] = count
-    return held
+    return {pid: len(_inodes(pid) & established.keys()) for pid in _workers(master)}
+
+
+def _holder(master: int, port: int, conn: http.client.HTTPConnection) -> int | None:
+    """The worker holding the server's side of one client connection."""
+    client_port = conn.sock.getsockname()[1]
+    inodes = {inode for inode, peer in _established(port).items() if peer == client_port}
+    return next((pid for pid in _workers(master) if _inodes(pid) & inodes), None)
 
 
 def _connect(port: int) -> http.client.HTTPConnection:
@@ -93,7 +102,7 @@ def test_kept_alive_connections_are_shared_between_the_workers(tmp_path):
         before = held_by_worker(master, port)
         emptied = next(pid for pid, count in before.items() if count == THREADS)
         for conn in opened:
-            if emptied in _holders(master, port, conn):
+            if _holder(master, port, conn) == emptied:
                 conn.close()
         _wait_for(lambda: held_by_worker(master, port)[emptied] == 0)
         opened += [_connect(port) for _ in range(THREADS)]
@@ -101,23 +110,3 @@ def test_kept_alive_connections_are_shared_between_the_workers(tmp_path):
         for conn in opened:
             conn.close()
 
-
-def _holders(master: int, port: int, conn: http.client.HTTPConnection) -> set[int]:
-    """The worker holding the server's side of one client connection."""
-    client_port = conn.sock.getsockname()[1]
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if (int(fields[1].split(":")[1], 16) == port and int(fields[2].split(":")[1], 16) == client_port
-                and fields[3] == "01"):
-            inodes.add(fields[9])
-    holders = set()
-    for pid in _workers(master):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = fd.readlink().name
-            except OSError:
-                continue
-            if target[8:-1] in inodes:
-                holders.add(pid)
-    return holders
